@@ -1,0 +1,101 @@
+"""
+### prod_to_dev_sync
+
+Copies the last N quarters (default 2) of every configured prod dataset into its `dev_`-prefixed
+dataset, **overwriting dev completely**: prod is the source of truth.
+
+**When:** every Saturday at 02:00 UTC, on demand from the trigger form, and as backfills (a backfill
+for an earlier date shifts the window back).
+
+**How:** every table is read as of one instant T (the cut, recorded in the run's manifest), so dev is a
+consistent picture of prod. Per table, the cheapest correct BigQuery operation runs server-side:
+partitioned tables are cloned and trimmed to the window, unpartitioned tables with a date column are
+copied with a filtered `CREATE TABLE … AS SELECT`, tables without a date column are cloned whole, and
+views are re-created on the dev datasets. Each copy is verified against prod (rows per partition,
+schema, partitioning) before it is published; objects that exist only in dev are dropped.
+
+**Params**
+- `datasets`: the prod datasets to sync (default: all configured).
+- `tables`: only these tables (`orders` or `sales.orders`); empty = all. A filtered run drops nothing.
+- `window_quarters`: how many quarters to copy, 1-8 (default from `config/envsync.yaml`).
+- `dry_run`: log the plan, estimated bytes billed and BigQuery operations; write nothing.
+
+The window is `[first day of the quarter N-1 quarters before the quarter of A, A)`, where A is the
+run's logical date, or the trigger time for a manual run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.sdk import DAG, Param
+
+from envsync.config import MAX_WINDOW_QUARTERS, MIN_WINDOW_QUARTERS, load_config
+from envsync.operators.dev_sync import DevSyncReportOperator, PlanDevSyncOperator, SyncDatasetOperator
+
+config = load_config()
+
+with DAG(
+    dag_id="prod_to_dev_sync",
+    schedule="0 2 * * 6",
+    start_date=dt.datetime(2026, 1, 3, tzinfo=dt.timezone.utc),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["envsync", "dev"],
+    render_template_as_native_obj=True,
+    default_args={
+        "owner": "data-platform",
+        "retries": 2,
+        "retry_delay": dt.timedelta(minutes=2),
+        "execution_timeout": dt.timedelta(hours=3),
+        "gcp_conn_id": "google_cloud_default",
+    },
+    params={
+        "datasets": Param(
+            list(config.prod.datasets),
+            type="array",
+            title="Datasets",
+            description="Prod datasets to copy into dev (default: every configured dataset).",
+            items={"type": "string", "enum": list(config.prod.datasets)},
+            minItems=1,
+            uniqueItems=True,
+        ),
+        "tables": Param(
+            [],
+            type="array",
+            title="Tables",
+            description="Only these tables, as table or dataset.table; empty means all. A filtered run drops nothing.",
+            items={"type": "string", "pattern": r"^([A-Za-z_][A-Za-z0-9_]*\.)?[A-Za-z0-9_][A-Za-z0-9_-]*$"},
+            uniqueItems=True,
+        ),
+        "window_quarters": Param(
+            config.environments.dev.window_quarters,
+            type="integer",
+            title="Window (quarters)",
+            description="How many quarters of history to copy, counting the current one.",
+            minimum=MIN_WINDOW_QUARTERS,
+            maximum=MAX_WINDOW_QUARTERS,
+        ),
+        "dry_run": Param(
+            False,
+            type="boolean",
+            title="Dry run",
+            description="Log the plan with estimated bytes billed and BigQuery operations; write nothing.",
+        ),
+    },
+) as dag:
+    plan = PlanDevSyncOperator(
+        task_id="plan",
+        datasets="{{ params.datasets }}",
+        tables="{{ params.tables }}",
+        window_quarters="{{ params.window_quarters }}",
+        dry_run="{{ params.dry_run }}",
+    )
+    sync = SyncDatasetOperator.partial(
+        task_id="sync_dataset",
+        max_active_tis_per_dagrun=2,
+        retry_delay=dt.timedelta(minutes=1),
+    ).expand(dataset_ref=plan.output)
+    report = DevSyncReportOperator(task_id="report")
+    plan >> sync >> report

@@ -1,0 +1,255 @@
+"""Load and validate envsync's one config file (config/envsync.yaml, or the path in ENVSYNC_CONFIG).
+
+Every problem is reported as a single ConfigError whose message names the offending key, the bad
+value and what is allowed, so a DAG that cannot load its config shows one readable import error.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from envsync.guard import DATASET_RE, PROJECT_RE, TABLE_RE, IdentifierError, validate_identifier
+
+CONFIG_ENV_VAR = "ENVSYNC_CONFIG"
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "config" / "envsync.yaml"
+
+PREFIX_RE = re.compile(r"^[a-z][a-z0-9]*_$")
+MIN_WINDOW_QUARTERS = 1
+MAX_WINDOW_QUARTERS = 8
+STRATEGIES = ("auto", "clone_window", "ctas_window", "full_clone")
+
+
+class ConfigError(ValueError):
+    """The config file is missing, unreadable or invalid. The message names the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_prefix(value: str) -> str:
+    if not PREFIX_RE.match(value):
+        raise ValueError(
+            f"{value!r} is not a valid prefix: use lowercase letters and digits, starting with a "
+            "letter and ending with '_' (for example 'dev_')"
+        )
+    return value
+
+
+class EnvironmentConfig(_Strict):
+    prefix: str
+
+    _prefix = field_validator("prefix")(classmethod(lambda cls, v: _check_prefix(v)))
+
+
+class DevConfig(EnvironmentConfig):
+    prefix: str = "dev_"
+    window_quarters: Annotated[int, Field(ge=MIN_WINDOW_QUARTERS, le=MAX_WINDOW_QUARTERS)] = 2
+    keep: list[str] = Field(default_factory=list)
+
+    @field_validator("keep")
+    @classmethod
+    def _keep_names(cls, names: list[str]) -> list[str]:
+        for name in names:
+            dataset, dot, table = name.rpartition(".")
+            if dot:
+                validate_identifier("dataset", dataset)
+            validate_identifier("table", table)
+        return names
+
+
+class Environments(_Strict):
+    dev: DevConfig = DevConfig()
+    qa: EnvironmentConfig = EnvironmentConfig(prefix="qa_")
+    staging: EnvironmentConfig = EnvironmentConfig(prefix="staging_")
+
+    @model_validator(mode="after")
+    def _distinct_prefixes(self) -> Environments:
+        prefixes = [self.dev.prefix, self.qa.prefix, self.staging.prefix]
+        for i, prefix in enumerate(prefixes):
+            for other in prefixes[i + 1 :]:
+                if prefix.startswith(other) or other.startswith(prefix):
+                    raise ValueError(
+                        f"environment prefixes must not overlap: {prefix!r} and {other!r}"
+                    )
+        return self
+
+
+class ProdConfig(_Strict):
+    datasets: Annotated[list[str], Field(min_length=1)]
+
+    @field_validator("datasets")
+    @classmethod
+    def _datasets(cls, names: list[str]) -> list[str]:
+        for name in names:
+            validate_identifier("dataset", name)
+        if len(set(names)) != len(names):
+            raise ValueError(f"datasets are listed twice: {sorted(names)}")
+        return names
+
+
+class TableOverride(_Strict):
+    exclude: bool = False
+    date_column: str | None = None
+    strategy: Literal["auto", "clone_window", "ctas_window", "full_clone"] = "auto"
+
+    @field_validator("date_column")
+    @classmethod
+    def _column(cls, value: str | None) -> str | None:
+        if value is not None:
+            validate_identifier("column", value)
+        return value
+
+
+class SyncSettings(_Strict):
+    max_concurrent_jobs: Annotated[int, Field(ge=1, le=50)] = 4
+    verify_partitioning: Literal["error", "warn"] = "error"
+    job_timeout_seconds: Annotated[int, Field(ge=10, le=86_400)] = 3_600
+
+
+class StateSettings(_Strict):
+    bucket: str
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]", value):
+            raise ValueError(
+                f"{value!r} is not a valid GCS bucket name: 3-63 lowercase letters, digits, '-', "
+                "'_' or '.', starting and ending with a letter or digit"
+            )
+        return value
+
+
+class EnvsyncConfig(_Strict):
+    project: str
+    location: str = "US"
+    prod: ProdConfig
+    environments: Environments = Environments()
+    tables: dict[str, TableOverride] = Field(default_factory=dict)
+    sync: SyncSettings = SyncSettings()
+    state: StateSettings
+
+    @field_validator("project")
+    @classmethod
+    def _project(cls, value: str) -> str:
+        validate_identifier("project", value)
+        return value
+
+    @field_validator("location")
+    @classmethod
+    def _location(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z]+(-[a-z]+[0-9]*)?", value):
+            raise ValueError(f"{value!r} is not a BigQuery location (for example US, EU, europe-west1)")
+        return value
+
+    @field_validator("tables")
+    @classmethod
+    def _table_keys(cls, tables: dict[str, TableOverride]) -> dict[str, TableOverride]:
+        for key in tables:
+            dataset, _, table = key.partition(".")
+            if not table:
+                raise ValueError(f"{key!r} must be written <dataset>.<table>")
+            validate_identifier("dataset", dataset)
+            validate_identifier("table", table)
+        return tables
+
+    @model_validator(mode="after")
+    def _overrides_name_prod_datasets(self) -> EnvsyncConfig:
+        for key in self.tables:
+            dataset = key.split(".", 1)[0]
+            if dataset not in self.prod.datasets:
+                raise ValueError(
+                    f"tables.{key}: dataset {dataset!r} is not one of prod.datasets {self.prod.datasets}"
+                )
+        return self
+
+    # ----- helpers used across the package -------------------------------------------------
+    def override(self, dataset: str, table: str) -> TableOverride:
+        return self.tables.get(f"{dataset}.{table}", TableOverride())
+
+    def env_prefixes(self) -> dict[str, str]:
+        envs = self.environments
+        return {"dev": envs.dev.prefix, "qa": envs.qa.prefix, "staging": envs.staging.prefix}
+
+    def dev_dataset(self, prod_dataset: str) -> str:
+        return self.environments.dev.prefix + prod_dataset
+
+
+def _format_validation_error(error: ValidationError, path: str) -> str:
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif item["type"] == "missing":
+            message = "required key is missing"
+        value = item.get("input")
+        shown = "" if item["type"] in ("missing",) or isinstance(value, dict) else f" (got {value!r})"
+        lines.append(f"{key}: {message}{shown}")
+    return f"invalid envsync config {path}: " + "; ".join(lines)
+
+
+def parse_config(data: Any, source: str = "<config>") -> EnvsyncConfig:
+    """Validate already-parsed YAML; raise ConfigError naming every bad key."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid envsync config {source}: the top level must be a mapping of keys")
+    try:
+        return EnvsyncConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(_format_validation_error(error, source)) from None
+    except IdentifierError as error:  # raised directly by nested validators
+        raise ConfigError(f"invalid envsync config {source}: {error}") from None
+
+
+def config_path(path: str | os.PathLike[str] | None = None) -> Path:
+    return Path(path or os.environ.get(CONFIG_ENV_VAR) or DEFAULT_CONFIG_PATH)
+
+
+@lru_cache(maxsize=8)
+def _load_cached(path: str, mtime_ns: int) -> EnvsyncConfig:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"cannot read envsync config {path}: {error.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"envsync config {path} is not valid YAML: {error}") from None
+    return parse_config(data, path)
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> EnvsyncConfig:
+    """Load the config named by `path`, ENVSYNC_CONFIG, or config/envsync.yaml (cached by mtime)."""
+    resolved = config_path(path)
+    try:
+        mtime = resolved.stat().st_mtime_ns
+    except OSError:
+        raise ConfigError(
+            f"envsync config {resolved} does not exist (set {CONFIG_ENV_VAR} to another path)"
+        ) from None
+    return _load_cached(str(resolved), mtime)
+
+
+__all__ = [
+    "CONFIG_ENV_VAR",
+    "ConfigError",
+    "DATASET_RE",
+    "EnvsyncConfig",
+    "MAX_WINDOW_QUARTERS",
+    "MIN_WINDOW_QUARTERS",
+    "PROJECT_RE",
+    "STRATEGIES",
+    "TABLE_RE",
+    "TableOverride",
+    "load_config",
+    "parse_config",
+]

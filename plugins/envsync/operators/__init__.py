@@ -1,0 +1,1 @@
+"""Airflow operators of envsync: thin wrappers that call the package's plan/execute/verify code."""

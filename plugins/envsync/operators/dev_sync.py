@@ -1,0 +1,256 @@
+"""Operators of the prod -> dev sync: plan (one task), sync (mapped per dataset), report (one task)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from envsync.clients import DEFAULT_CONN_ID
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from envsync.config import EnvsyncConfig
+    from envsync.manifest import ManifestStore
+
+DAG_LABEL = "prod_to_dev_sync"
+
+
+def _store(config: EnvsyncConfig, conn_id: str) -> ManifestStore:
+    from envsync.clients import storage_client
+    from envsync.manifest import ManifestStore
+
+    return ManifestStore(storage_client(config.project, conn_id), config.state.bucket)
+
+
+def validate_params(config: EnvsyncConfig, datasets: Any, tables: Any, window_quarters: Any, dry_run: Any) -> tuple[list[str], list[str], int, bool]:
+    """Check run inputs again in the task (a REST trigger may bypass the form); name the bad value."""
+    from envsync.config import MAX_WINDOW_QUARTERS, MIN_WINDOW_QUARTERS
+    from envsync.guard import IdentifierError, validate_identifier
+
+    if datasets in (None, "", []):
+        datasets = list(config.prod.datasets)
+    if not isinstance(datasets, list) or not all(isinstance(d, str) for d in datasets):
+        raise ValueError(f"param datasets must be a list of dataset names, got {datasets!r}")
+    unknown = [d for d in datasets if d not in config.prod.datasets]
+    if unknown:
+        raise ValueError(f"param datasets: {unknown} are not configured; allowed: {config.prod.datasets}")
+    tables = tables or []
+    if not isinstance(tables, list):
+        raise ValueError(f"param tables must be a list like ['orders', 'sales.customers'], got {tables!r}")
+    for entry in tables:
+        try:
+            dataset, dot, table = str(entry).rpartition(".")
+            if dot:
+                validate_identifier("dataset", dataset)
+            validate_identifier("table", table)
+        except IdentifierError as error:
+            raise ValueError(f"param tables: {error}") from None
+    if isinstance(window_quarters, str) and window_quarters.strip().isdigit():
+        window_quarters = int(window_quarters)
+    if window_quarters is None:
+        window_quarters = config.environments.dev.window_quarters
+    if isinstance(window_quarters, bool) or not isinstance(window_quarters, int) or not (
+        MIN_WINDOW_QUARTERS <= window_quarters <= MAX_WINDOW_QUARTERS
+    ):
+        raise ValueError(
+            f"param window_quarters must be an integer from {MIN_WINDOW_QUARTERS} to "
+            f"{MAX_WINDOW_QUARTERS}, got {window_quarters!r}"
+        )
+    if isinstance(dry_run, str):
+        dry_run = dry_run.strip().lower() in ("true", "1", "yes")
+    return datasets, [str(t) for t in tables], window_quarters, bool(dry_run)
+
+
+class PlanDevSyncOperator(BaseOperator):
+    """Fix the run's anchor A and cut T, discover prod, plan every table, and record the manifest.
+
+    Returns one small reference per dataset to sync (nothing in a dry run), for the mapped sync task.
+    """
+
+    template_fields: Sequence[str] = ("datasets", "tables", "window_quarters", "dry_run")
+    ui_color = "#e8f0fe"
+
+    def __init__(
+        self,
+        *,
+        datasets: Any = None,
+        tables: Any = None,
+        window_quarters: Any = None,
+        dry_run: Any = False,
+        gcp_conn_id: str = DEFAULT_CONN_ID,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.datasets = datasets
+        self.tables = tables
+        self.window_quarters = window_quarters
+        self.dry_run = dry_run
+        self.gcp_conn_id = gcp_conn_id
+
+    def execute(self, context: Context) -> list[dict[str, str]]:
+        from envsync.clients import bigquery_client
+        from envsync.config import load_config
+        from envsync.report import plan_table, quota_summary
+        from envsync.sync import build_plans
+        from envsync.window import anchor_from_context, new_cut, quarter_window
+
+        config = load_config()
+        datasets, tables, quarters, dry_run = validate_params(
+            config, self.datasets, self.tables, self.window_quarters, self.dry_run
+        )
+        store = _store(config, self.gcp_conn_id)
+        store.ensure_bucket(config.location)
+        prefix = store.run_prefix(context["dag"].dag_id, context["run_id"])
+        recorded = store.read(f"{prefix}/plan.json")
+        anchor = anchor_from_context(context)
+        if recorded:
+            cut = dt.datetime.fromisoformat(recorded["cut"])
+            self.log.info("reusing the cut recorded by an earlier try of this run: T = %s", cut.isoformat())
+        else:
+            cut = new_cut()
+        window = quarter_window(anchor, quarters)
+        self.log.info(
+            "anchor A = %s, cut T = %s, window of %d quarter(s) = [%s, %s)",
+            anchor.isoformat(), cut.isoformat(), quarters, window.start.isoformat(), window.end.isoformat(),
+        )
+        client = bigquery_client(config.project, config.location, self.gcp_conn_id)
+        plans = build_plans(config, client, datasets=datasets, tables=tables)
+        manifest = {
+            "dag_id": context["dag"].dag_id,
+            "run_id": context["run_id"],
+            "anchor": anchor.isoformat(),
+            "cut": cut.isoformat(),
+            "window": window.as_dict(),
+            "params": {"datasets": datasets, "tables": tables, "window_quarters": quarters, "dry_run": dry_run},
+            "plans": [p.to_dict() for p in plans],
+        }
+        uri = store.write(f"{prefix}/plan.json", manifest)
+        self.log.info("plan%s:\n%s", " (dry run: nothing will be written)" if dry_run else "", plan_table(plans))
+        self.log.info("%s", quota_summary(plans))
+        self.log.info("manifest: %s", uri)
+        if dry_run:
+            return []
+        return [{"dataset": p.dataset, "manifest": uri} for p in plans]
+
+
+class SyncDatasetOperator(BaseOperator):
+    """Execute, verify and publish one dataset's plan (mapped: one task instance per dataset)."""
+
+    template_fields: Sequence[str] = ("dataset_ref",)
+    ui_color = "#e6f4ea"
+
+    def __init__(self, *, dataset_ref: dict[str, str], gcp_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.dataset_ref = dataset_ref
+        self.gcp_conn_id = gcp_conn_id
+        self._runner: Any = None
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from envsync.clients import bigquery_client
+        from envsync.config import load_config
+        from envsync.guard import GuardedBigQuery, WriteGuard
+        from envsync.jobs import JobRunner
+        from envsync.plan import DatasetPlan
+        from envsync.report import results_table
+        from envsync.sync import DatasetSync, RunInfo, SyncError, failures
+        from envsync.window import Window
+
+        config = load_config()
+        store = _store(config, self.gcp_conn_id)
+        prefix = store.run_prefix(context["dag"].dag_id, context["run_id"])
+        manifest = store.read(f"{prefix}/plan.json")
+        if manifest is None:
+            raise SyncError(f"no plan recorded at {store.uri(prefix + '/plan.json')}; clear the plan task")
+        dataset = self.dataset_ref["dataset"]
+        plan = DatasetPlan.from_dict(next(p for p in manifest["plans"] if p["dataset"] == dataset))
+        window = Window(
+            start=dt.datetime.fromisoformat(manifest["window"]["start"]),
+            end=dt.datetime.fromisoformat(manifest["window"]["end"]),
+            quarters=manifest["window"]["quarters"],
+        )
+        run = RunInfo(context["dag"].dag_id, context["run_id"], self.task_id,
+                      dt.datetime.fromisoformat(manifest["cut"]), window)
+        client = bigquery_client(config.project, config.location, self.gcp_conn_id)
+        bq = GuardedBigQuery(client, WriteGuard.from_config(config), plan.location or config.location)
+        self._runner = JobRunner(bq, dag_id=run.dag_id, run_id=run.run_id, task_id=self.task_id,
+                                 timeout=config.sync.job_timeout_seconds)
+        results = DatasetSync(config, bq, self._runner, run).execute(plan)
+        store.write(f"{prefix}/datasets/{dataset}.json", {"dataset": dataset, "results": results})
+        self.log.info("%s -> %s:\n%s", plan.dataset, plan.target_dataset, results_table(results))
+        failed = failures(results)
+        if failed:
+            raise SyncError(
+                f"{len(failed)} object(s) of {dataset} failed: "
+                + "; ".join(f"{r['target']}: {r['error']}" for r in failed)
+            )
+        return {"dataset": dataset, "objects": len(results), "rows": sum(int(r.get("rows") or 0) for r in results)}
+
+    def on_kill(self) -> None:
+        if self._runner is not None:
+            self._runner.cancel_all()
+
+
+class DevSyncReportOperator(BaseOperator):
+    """Gather every dataset's results, log the run report, store it, and fail if anything failed."""
+
+    ui_color = "#fef7e0"
+
+    def __init__(self, *, gcp_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
+        kwargs.setdefault("trigger_rule", "all_done")
+        super().__init__(**kwargs)
+        self.gcp_conn_id = gcp_conn_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from envsync.config import load_config
+        from envsync.report import human_bytes, results_table, summarise
+        from envsync.sync import SyncError
+        from envsync.window import Window
+
+        config = load_config()
+        store = _store(config, self.gcp_conn_id)
+        prefix = store.run_prefix(context["dag"].dag_id, context["run_id"])
+        manifest = store.read(f"{prefix}/plan.json")
+        if manifest is None:
+            raise SyncError("the plan task recorded no plan; see its log")
+        window = Window(dt.datetime.fromisoformat(manifest["window"]["start"]),
+                        dt.datetime.fromisoformat(manifest["window"]["end"]), manifest["window"]["quarters"])
+        results: list[dict[str, Any]] = []
+        missing: list[str] = []
+        dry_run = manifest["params"]["dry_run"]
+        for plan in manifest["plans"]:
+            recorded = None if dry_run else store.read(f"{prefix}/datasets/{plan['dataset']}.json")
+            if recorded is None and not dry_run:
+                missing.append(plan["dataset"])
+            if recorded is not None:
+                results.extend(recorded["results"])
+            else:
+                for action in plan["actions"]:
+                    results.append({
+                        "table": f"{action['dataset']}.{action['table']}",
+                        "target": f"{action['target_dataset']}.{action['table']}",
+                        "action": action["action"], "reason": action["reason"], "rows": None,
+                        "est_bytes_billed": action["est_bytes_billed"], "bytes_billed": 0, "jobs": 0,
+                        "seconds": 0.0, "status": "planned" if dry_run else "not run", "error": None,
+                        "warnings": [],
+                    })
+        summary = summarise(results, cut=dt.datetime.fromisoformat(manifest["cut"]), window=window)
+        summary.update(dry_run=dry_run, anchor=manifest["anchor"], manifest=store.uri(f"{prefix}/report.json"))
+        store.write(f"{prefix}/report.json", {**manifest, "results": results, "summary": {k: v for k, v in summary.items() if k != "tables"}})
+        self.log.info(
+            "envsync run report%s: A = %s, T = %s, window [%s, %s)\n%s\n%d objects, %d ok, %d failed, "
+            "%s rows, est. %s billed, %d BigQuery jobs",
+            " (dry run)" if dry_run else "", manifest["anchor"], manifest["cut"], window.start.isoformat(),
+            window.end.isoformat(), results_table(results), summary["objects"], summary["ok"],
+            len(summary["failed"]), f"{summary['rows']:,}", human_bytes(summary["est_bytes_billed"]), summary["jobs"],
+        )
+        if missing or summary["failed"]:
+            raise SyncError(
+                "the sync did not complete: "
+                + (f"failed: {summary['failed']}; " if summary["failed"] else "")
+                + (f"no results from datasets {missing}" if missing else "")
+            )
+        return {k: v for k, v in summary.items() if k != "tables"}

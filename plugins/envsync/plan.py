@@ -1,0 +1,255 @@
+"""Turn prod metadata into per-table actions for a dev sync: pure, no BigQuery.
+
+Per table, the cheapest correct BigQuery operation:
+  * clone_window  - partitioned on a date column: CLONE as of T (0 bytes), then drop the partitions
+                    outside the window (whole partitions: 0 bytes billed);
+  * ctas_window   - unpartitioned with a date column (detected, or `date_column` in config): CREATE
+                    TABLE ... AS SELECT as of T filtered to the window (bills the scanned bytes);
+  * full_clone    - no date column: CLONE as of T (0 bytes);
+  * view          - re-created with its dataset references rewritten to the dev datasets;
+  * skip          - objects envsync does not copy (materialized views, external tables, snapshots);
+  * drop          - objects that exist only in dev (unless `environments.dev.keep` lists them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from envsync.discovery import DatasetInfo, TableInfo
+from envsync.views import rewrite_view_sql, view_dependencies
+
+if TYPE_CHECKING:
+    from envsync.config import EnvsyncConfig
+
+DATE_TYPES = ("DATE", "DATETIME", "TIMESTAMP")
+STAGE_SUFFIX = "__envsync_stage"
+MIN_BYTES_BILLED_PER_TABLE = 10 * 1024 * 1024   # BigQuery bills at least 10 MB per table a query reads
+BYTES_PER_DATE_VALUE = 8
+
+
+class PlanError(ValueError):
+    """The run's inputs do not fit prod (for example a `tables` filter naming an unknown table)."""
+
+
+@dataclass
+class Action:
+    dataset: str               # prod dataset
+    table: str
+    target_dataset: str        # dev dataset
+    action: str                # clone_window | ctas_window | full_clone | view | skip | drop
+    reason: str
+    date_column: str | None = None
+    column_type: str | None = None     # DATE | DATETIME | TIMESTAMP of date_column
+    granularity: str = "DAY"           # partition granularity used to count rows per partition
+    view_sql: str | None = None
+    est_bytes_billed: int = 0
+    est_jobs: int = 0
+    source_rows: int = 0
+    depends_on: list[str] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return f"{self.dataset}.{self.table}"
+
+
+@dataclass
+class DatasetPlan:
+    dataset: str
+    target_dataset: str
+    location: str
+    description: str | None
+    labels: dict[str, str]
+    actions: list[Action]
+    excluded: list[str]
+    tables: dict[str, TableInfo]       # prod metadata by table name (needed to execute and verify)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DatasetPlan:
+        return cls(
+            **{
+                **data,
+                "actions": [Action(**a) for a in data["actions"]],
+                "tables": {k: TableInfo(**v) for k, v in data["tables"].items()},
+            }
+        )
+
+    def by_action(self, *kinds: str) -> list[Action]:
+        return [a for a in self.actions if a.action in kinds]
+
+
+def _is_date_column(col: dict[str, Any]) -> bool:
+    return col.get("type", "").upper() in DATE_TYPES and col.get("mode", "NULLABLE").upper() != "REPEATED"
+
+
+def _date_candidates(info: TableInfo) -> list[dict[str, Any]]:
+    return [c for c in info.schema if _is_date_column(c)]
+
+
+def matches_filter(dataset: str, table: str, filters: Sequence[str]) -> bool:
+    return not filters or table in filters or f"{dataset}.{table}" in filters
+
+
+def check_table_filter(filters: Sequence[str], infos: Iterable[DatasetInfo]) -> None:
+    """Every entry of the `tables` param must name an existing prod table or view."""
+    known = {f"{d.dataset}.{t.table}" for d in infos for t in d.tables}
+    short = {key.split(".", 1)[1] for key in known}
+    unknown = [f for f in filters if f not in known and f not in short]
+    if unknown:
+        raise PlanError(
+            f"tables {unknown} are not in the selected prod datasets; known tables: {sorted(known)}"
+        )
+
+
+def _table_action(config: EnvsyncConfig, info: TableInfo, target: str) -> Action:
+    override = config.override(info.dataset, info.table)
+    base = dict(dataset=info.dataset, table=info.table, target_dataset=target, source_rows=info.num_rows)
+    part = info.partitioning
+    part_field = (part or {}).get("field") or ("_PARTITIONTIME" if part else None)
+    strategy = override.strategy
+
+    def with_column(name: str, kind: str, reason: str) -> Action:
+        column = info.column(name) if name != "_PARTITIONTIME" else {"name": name, "type": "TIMESTAMP"}
+        if column is None:
+            raise PlanError(
+                f"tables.{info.dataset}.{info.table}.date_column: column {name!r} does not exist "
+                f"(columns: {[c['name'] for c in info.schema]})"
+            )
+        if not _is_date_column(column):
+            raise PlanError(
+                f"tables.{info.dataset}.{info.table}.date_column: column {name!r} has type "
+                f"{column['type']}; allowed: {', '.join(DATE_TYPES)}"
+            )
+        granularity = part["type"] if part and part_field == column["name"] else "DAY"
+        return Action(**base, action=kind, reason=reason, date_column=column["name"],
+                      column_type=column["type"].upper(), granularity=granularity)
+
+    if strategy == "full_clone":
+        return Action(**base, action="full_clone", reason="strategy full_clone set in config")
+    if override.date_column:
+        if part_field == override.date_column and strategy != "ctas_window":
+            return with_column(override.date_column, "clone_window", "partitioned on the configured date column")
+        if strategy == "clone_window":
+            raise PlanError(
+                f"tables.{info.dataset}.{info.table}: strategy clone_window needs the table to be "
+                f"partitioned on date_column {override.date_column!r}"
+            )
+        return with_column(override.date_column, "ctas_window", "date_column set in config")
+    if part_field and strategy in ("auto", "clone_window"):
+        return with_column(part_field, "clone_window", f"partitioned by {part['type']} on {part_field}")
+    candidates = _date_candidates(info)
+    if part_field and strategy == "ctas_window":
+        return with_column(part_field, "ctas_window", "strategy ctas_window set in config")
+    if len(candidates) == 1:
+        col = candidates[0]["name"]
+        if strategy == "clone_window":
+            raise PlanError(f"tables.{info.dataset}.{info.table}: strategy clone_window needs a partitioned table")
+        return with_column(col, "ctas_window", f"unpartitioned; date column {col} detected")
+    if strategy in ("ctas_window", "clone_window"):
+        raise PlanError(
+            f"tables.{info.dataset}.{info.table}: strategy {strategy} needs date_column "
+            f"(date columns: {[c['name'] for c in candidates]})"
+        )
+    if candidates:
+        names = [c["name"] for c in candidates]
+        return Action(**base, action="full_clone",
+                      reason=f"several date columns {names}: copied whole; set "
+                      f"tables.{info.dataset}.{info.table}.date_column to window it")
+    return Action(**base, action="full_clone", reason="no date column: copied whole")
+
+
+def _estimate(action: Action, info: TableInfo, window_fraction: float) -> None:
+    """Estimated bytes billed and BigQuery jobs, from table metadata only (no dry run)."""
+    verify_rows = info.num_rows if action.action != "clone_window" else int(info.num_rows * window_fraction)
+    verify = 2 * max(MIN_BYTES_BILLED_PER_TABLE, verify_rows * BYTES_PER_DATE_VALUE)
+    if action.action == "clone_window":
+        action.est_bytes_billed, action.est_jobs = verify, 4   # clone, delete partitions, verify, swap
+    elif action.action == "ctas_window":
+        action.est_bytes_billed, action.est_jobs = info.num_bytes + verify, 3  # ctas, verify, swap
+    elif action.action == "full_clone":
+        action.est_bytes_billed, action.est_jobs = verify, 3   # clone, verify, swap
+    elif action.action == "view":
+        action.est_bytes_billed, action.est_jobs = 0, 2        # create, probe (LIMIT 0)
+
+
+def plan_dataset(
+    config: EnvsyncConfig,
+    info: DatasetInfo,
+    *,
+    existing: Sequence[str] | None,
+    tables_filter: Sequence[str] = (),
+    window_fraction: float = 1.0,
+) -> DatasetPlan:
+    """Decide the action for every object of one prod dataset and the dev-only objects to drop."""
+    target = config.dev_dataset(info.dataset)
+    dataset_map = {ds: config.dev_dataset(ds) for ds in config.prod.datasets}
+    actions: list[Action] = []
+    excluded: list[str] = []
+    views = {t.table for t in info.tables if t.kind == "VIEW"}
+    for table in info.tables:
+        if not matches_filter(info.dataset, table.table, tables_filter):
+            continue
+        if config.override(info.dataset, table.table).exclude:
+            excluded.append(table.table)
+            continue
+        if table.kind == "VIEW":
+            rewrite = rewrite_view_sql(table.view_query or "", dataset_map, config.project)
+            action = Action(
+                dataset=info.dataset, table=table.table, target_dataset=target, action="view",
+                reason="re-created on the dev datasets", view_sql=rewrite.sql,
+                depends_on=sorted(view_dependencies(rewrite.sql, target, views)),
+            )
+        elif table.kind in ("TABLE", "CLONE"):
+            action = _table_action(config, table, target)
+        else:
+            action = Action(dataset=info.dataset, table=table.table, target_dataset=target,
+                            action="skip", reason=f"{table.kind.lower()} objects are not copied")
+        _estimate(action, table, window_fraction)
+        actions.append(action)
+    if not tables_filter and existing is not None:
+        prod_names = {t.table for t in info.tables if t.table not in excluded}
+        keep = set(config.environments.dev.keep)
+        for name in existing:
+            if name in prod_names or name in keep or f"{info.dataset}.{name}" in keep:
+                continue
+            why = "excluded in config" if name in excluded else "exists only in dev"
+            if name.endswith(STAGE_SUFFIX):
+                why = "leftover staging table of an earlier run"
+            actions.append(Action(dataset=info.dataset, table=name, target_dataset=target,
+                                  action="drop", reason=why, est_jobs=1))
+    return DatasetPlan(
+        dataset=info.dataset,
+        target_dataset=target,
+        location=info.location,
+        description=info.description,
+        labels=info.labels,
+        actions=actions,
+        excluded=excluded,
+        tables={t.table: t for t in info.tables},
+    )
+
+
+def order_views(views: list[Action]) -> list[Action]:
+    """Views in creation order: a view comes after the views of its dataset that it reads."""
+    by_name = {v.table: v for v in views}
+    done: list[Action] = []
+    seen: set[str] = set()
+
+    def visit(view: Action, path: tuple[str, ...]) -> None:
+        if view.table in seen:
+            return
+        if view.table in path:
+            raise PlanError(f"views {' -> '.join(path + (view.table,))} depend on each other in a cycle")
+        for dep in view.depends_on:
+            if dep in by_name:
+                visit(by_name[dep], path + (view.table,))
+        seen.add(view.table)
+        done.append(view)
+
+    for view in sorted(views, key=lambda v: v.table):
+        visit(view, ())
+    return done

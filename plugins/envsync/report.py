@@ -1,0 +1,92 @@
+"""Readable run reports (a table in the task log) and the small summary that goes to XCom."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from typing import Any
+
+from envsync.plan import DatasetPlan
+from envsync.window import Window
+
+# BigQuery limits a run is measured against (https://cloud.google.com/bigquery/quotas).
+TABLE_OPERATIONS_PER_TABLE_PER_DAY = 1_500
+DATASET_METADATA_UPDATES_PER_10S = 5
+CONCURRENT_INTERACTIVE_QUERIES = 100
+
+
+def human_bytes(value: int | None) -> str:
+    if value is None:
+        return "-"
+    size = float(value)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{value} B"
+
+
+def _fmt_rows(value: Any) -> str:
+    return "-" if value is None else f"{int(value):,}"
+
+
+def render_table(headers: list[str], rows: Iterable[list[str]]) -> str:
+    rows = [list(map(str, r)) for r in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths))
+    out = [line, "  ".join("-" * w for w in widths)]
+    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    return "\n".join(out)
+
+
+def results_table(results: list[dict[str, Any]]) -> str:
+    return render_table(
+        ["table", "action", "rows", "est. bytes billed", "seconds", "status"],
+        [
+            [r["table"], r["action"], _fmt_rows(r.get("rows")), human_bytes(r.get("est_bytes_billed")),
+             f"{r.get('seconds') or 0:.1f}", r["status"] + (f": {r['error']}" if r.get("error") else "")]
+            for r in results
+        ],
+    )
+
+
+def plan_table(plans: list[DatasetPlan]) -> str:
+    rows = []
+    for plan in plans:
+        for a in plan.actions:
+            rows.append([a.key, a.action, _fmt_rows(a.source_rows) if a.action not in ("view", "drop") else "-",
+                         human_bytes(a.est_bytes_billed), str(a.est_jobs), a.reason])
+        for name in plan.excluded:
+            rows.append([f"{plan.dataset}.{name}", "exclude", "-", human_bytes(0), "0", "exclude: true in config"])
+    return render_table(["table", "action", "prod rows", "est. bytes billed", "jobs", "why"], rows)
+
+
+def quota_summary(plans: list[DatasetPlan]) -> str:
+    actions = [a for p in plans for a in p.actions]
+    jobs = sum(a.est_jobs for a in actions)
+    table_ops = max((a.est_jobs for a in actions if a.action != "view"), default=0)
+    dataset_updates = 2 * len(plans)
+    return (
+        f"BigQuery operations for this run: {jobs} query jobs "
+        f"(up to the configured concurrency at once; interactive concurrency limit {CONCURRENT_INTERACTIVE_QUERIES}); "
+        f"at most {table_ops} table operations per dev table (daily limit {TABLE_OPERATIONS_PER_TABLE_PER_DAY} per table); "
+        f"{dataset_updates} dataset metadata updates (limit {DATASET_METADATA_UPDATES_PER_10S} per dataset per 10 s)"
+    )
+
+
+def summarise(results: list[dict[str, Any]], *, cut: dt.datetime, window: Window) -> dict[str, Any]:
+    """The small, JSON-serialisable summary a run leaves in XCom."""
+    counted = [r for r in results if r["action"] not in ("drop", "skip")]
+    return {
+        "cut": cut.isoformat(),
+        "window": window.as_dict(),
+        "objects": len(counted),
+        "ok": sum(1 for r in counted if r["status"] == "ok"),
+        "failed": [r["table"] for r in results if r["status"] == "failed"],
+        "dropped": [r["target"] for r in results if r["status"] == "dropped"],
+        "rows": sum(int(r.get("rows") or 0) for r in counted),
+        "est_bytes_billed": sum(int(r.get("est_bytes_billed") or 0) for r in counted),
+        "bytes_billed": sum(int(r.get("bytes_billed") or 0) for r in counted),
+        "jobs": sum(int(r.get("jobs") or 0) for r in results),
+        "tables": results,
+    }

@@ -1,0 +1,386 @@
+"""The prod -> dev sync: plan from prod metadata, then execute server-side, verify, publish.
+
+Each table is built under a staging name in the dev dataset, verified against prod as of T, and only
+then renamed to its final name. When anything fails for a table, both the staging table and the
+final table are dropped, so a failed table never remains in dev looking complete; a rerun of the same
+run (same T, same window) converges to the end state of a clean run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from envsync.discovery import DatasetInfo, TableInfo, discover_dataset, list_existing
+from envsync.guard import GuardedBigQuery, TableRef, WriteGuard, quote_column
+from envsync.jobs import JobRunner, JobStats
+from envsync.plan import STAGE_SUFFIX, Action, DatasetPlan, check_table_filter, order_views, plan_dataset
+from envsync.sqltemplates import render
+from envsync.verify import (
+    TYPE_ALIASES,
+    compare_counts,
+    compare_partitioning,
+    compare_schema,
+    count_rows,
+    window_params,
+)
+from envsync.views import rewrite_view_sql
+from envsync.window import Window
+
+if TYPE_CHECKING:
+    from google.cloud import bigquery
+
+    from envsync.config import EnvsyncConfig
+
+log = logging.getLogger(__name__)
+
+MANAGED_LABELS = {"envsync-managed": "true", "envsync-env": "dev"}
+MAX_TIME_TRAVEL_HOURS = 48
+
+
+class SyncError(RuntimeError):
+    """One or more objects failed; the message names every failed table."""
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    dag_id: str
+    run_id: str
+    task_id: str
+    cut: dt.datetime
+    window: Window
+
+
+# ---------------------------------------------------------------------------------- planning
+
+
+def build_plans(
+    config: EnvsyncConfig,
+    client: bigquery.Client,
+    *,
+    datasets: list[str],
+    tables: list[str],
+) -> list[DatasetPlan]:
+    """Discover the selected prod datasets and the dev datasets, and plan every object."""
+    unknown = [d for d in datasets if d not in config.prod.datasets]
+    if unknown:
+        raise ValueError(f"datasets {unknown} are not configured; allowed: {config.prod.datasets}")
+    infos: list[DatasetInfo] = [discover_dataset(client, config.project, ds) for ds in datasets]
+    check_table_filter(tables, infos)
+    plans = []
+    for info in infos:
+        existing = list_existing(client, config.project, config.dev_dataset(info.dataset))
+        plans.append(plan_dataset(config, info, existing=existing, tables_filter=tables))
+    return plans
+
+
+# ---------------------------------------------------------------------------------- DDL helpers
+
+
+def column_type_sql(field: dict[str, Any]) -> str:
+    kind = field["type"].upper()
+    kind = TYPE_ALIASES.get(kind, kind)
+    if kind == "STRUCT":
+        inner = ", ".join(column_def(sub) for sub in field.get("fields") or [])
+        kind = f"STRUCT<{inner}>"
+    elif kind in ("NUMERIC", "BIGNUMERIC") and field.get("precision"):
+        precision = int(field["precision"])
+        scale = int(field.get("scale") or 0)
+        kind = f"{kind}({precision}, {scale})"
+    elif kind in ("STRING", "BYTES") and field.get("maxLength"):
+        kind = f"{kind}({int(field['maxLength'])})"
+    if (field.get("mode") or "").upper() == "REPEATED":
+        return f"ARRAY<{kind}>"
+    return kind
+
+
+def column_def(field: dict[str, Any]) -> str:
+    not_null = " NOT NULL" if (field.get("mode") or "").upper() == "REQUIRED" else ""
+    return f"{quote_column(field['name'])} {column_type_sql(field)}{not_null}"
+
+
+def partition_clause(info: TableInfo) -> str:
+    if info.partitioning and info.partitioning.get("field"):
+        col_name = info.partitioning["field"]
+        unit = info.partitioning["type"].upper()
+        column = info.column(col_name) or {"type": "TIMESTAMP"}
+        col = quote_column(col_name)
+        kind = column["type"].upper()
+        if kind == "DATE":
+            return f"partition by {col}" if unit == "DAY" else f"partition by date_trunc({col}, {unit})"
+        if kind == "DATETIME":
+            return f"partition by datetime_trunc({col}, {unit})"
+        return f"partition by timestamp_trunc({col}, {unit})"
+    if info.range_partitioning:
+        rp = info.range_partitioning
+        return (
+            f"partition by range_bucket({quote_column(rp['field'])}, generate_array("
+            f"{int(rp['start'])}, {int(rp['end'])}, {int(rp['interval'])}))"
+        )
+    return ""
+
+
+def cluster_clause(info: TableInfo) -> str:
+    if not info.clustering:
+        return ""
+    return "cluster by " + ", ".join(quote_column(c) for c in info.clustering)
+
+
+# ---------------------------------------------------------------------------------- execution
+
+
+class DatasetSync:
+    """Executes one dataset's plan with at most `max_concurrent_jobs` BigQuery jobs in flight."""
+
+    def __init__(self, config: EnvsyncConfig, bq: GuardedBigQuery, runner: JobRunner, run: RunInfo):
+        self.config = config
+        self.bq = bq
+        self.runner = runner
+        self.run = run
+        self.project = config.project
+
+    # dataset -------------------------------------------------------------------------------
+    def ensure_dataset(self, plan: DatasetPlan) -> str:
+        from google.api_core.exceptions import NotFound
+        from google.cloud import bigquery
+
+        labels = {**plan.labels, **MANAGED_LABELS, "envsync-source": plan.dataset.lower()[:63]}
+        ref = f"{self.project}.{plan.target_dataset}"
+        try:
+            existing = self.bq.client.get_dataset(ref)
+        except NotFound:
+            dataset = bigquery.Dataset(ref)
+            dataset.location = plan.location
+            dataset.description = plan.description
+            dataset.labels = labels
+            dataset.max_time_travel_hours = MAX_TIME_TRAVEL_HOURS
+            self.bq.create_dataset(dataset)
+            log.info("created dataset %s in %s", plan.target_dataset, plan.location)
+            return "created"
+        if (existing.location or "").upper() != (plan.location or "").upper():
+            raise SyncError(
+                f"dataset {plan.target_dataset} is in {existing.location} but prod {plan.dataset} is in "
+                f"{plan.location}; drop it so envsync can re-create it in the right location"
+            )
+        changed = []
+        if existing.description != plan.description:
+            existing.description = plan.description
+            changed.append("description")
+        if any((existing.labels or {}).get(k) != v for k, v in labels.items()):
+            existing.labels = labels
+            changed.append("labels")
+        if existing.max_time_travel_hours not in (MAX_TIME_TRAVEL_HOURS, str(MAX_TIME_TRAVEL_HOURS)):
+            existing.max_time_travel_hours = MAX_TIME_TRAVEL_HOURS
+            changed.append("max_time_travel_hours")
+        if changed:
+            self.bq.update_dataset(existing, changed)
+        return "updated" if changed else "unchanged"
+
+    # tables --------------------------------------------------------------------------------
+    def _refs(self, action: Action) -> tuple[TableRef, TableRef, TableRef]:
+        source = TableRef(self.project, action.dataset, action.table)
+        target = TableRef(self.project, action.target_dataset, action.table)
+        stage = TableRef(self.project, action.target_dataset, action.table + STAGE_SUFFIX)
+        return source, target, stage
+
+    def _build(self, action: Action, info: TableInfo, source: TableRef, stage: TableRef, stats: JobStats) -> None:
+        key = (action.dataset, action.table)
+        cut = {"cut": self.run.cut}
+        if action.action in ("clone_window", "full_clone"):
+            sql = render("sync/clone_table", target=stage.sql, source=source.sql)
+            self.runner.run(sql, key=key + ("clone",), params=cut, stats=stats)
+        if action.action == "clone_window":
+            sql = render("sync/delete_outside_window", target=stage.sql, column=quote_column(action.date_column or ""))
+            self.runner.run(sql, key=key + ("trim",), params=window_params(action, self.run.window), stats=stats)
+        if action.action == "ctas_window":
+            sql = render(
+                "sync/ctas_window",
+                target=stage.sql,
+                source=source.sql,
+                columns=",\n    ".join(column_def(f) for f in info.schema),
+                partition_by=partition_clause(info),
+                cluster_by=cluster_clause(info),
+                column=quote_column(action.date_column or ""),
+            )
+            self.runner.run(sql, key=key + ("ctas",), params={**cut, **window_params(action, self.run.window)}, stats=stats)
+
+    def _verify(self, action: Action, info: TableInfo, source: TableRef, stage: TableRef, stats: JobStats) -> tuple[int, list[str], list[str]]:
+        windowed = action.action in ("clone_window", "ctas_window")
+        prod_counts, copy_counts = count_rows(
+            self.runner, action, source, stage, cut=self.run.cut,
+            window=self.run.window if windowed else None, stats=stats,
+        )
+        name = f"{action.target_dataset}.{action.table}"
+        problems = compare_counts(name, prod_counts, copy_counts)
+        copy_table = self.bq.client.get_table(stage.api)
+        problems += compare_schema(name, info.schema, [f.to_api_repr() for f in copy_table.schema])
+        warnings: list[str] = []
+        partitioning = compare_partitioning(name, info, copy_table)
+        if self.config.sync.verify_partitioning == "error":
+            problems += partitioning
+        else:
+            warnings += partitioning
+        return sum(copy_counts.values()), problems, warnings
+
+    def _publish(self, action: Action, info: TableInfo, stage: TableRef, target: TableRef, stats: JobStats) -> None:
+        sql = render("sync/swap_stage", target=target.sql, stage=stage.sql, target_name=quote_column_or_table(target.table))
+        self.runner.run(sql, key=(action.dataset, action.table, "publish"), stats=stats)
+        table = self.bq.client.get_table(target.api)
+        table.description = info.description
+        table.labels = {**info.labels, "envsync-run": self.runner.labels["envsync-run"]}
+        self.bq.update_table(table, ["description", "labels"])
+
+    def sync_table(self, action: Action, info: TableInfo) -> dict[str, Any]:
+        start = time.monotonic()
+        stats = JobStats()
+        source, target, stage = self._refs(action)
+        result = _result(action)
+        try:
+            self._build(action, info, source, stage, stats)
+            rows, problems, warnings = self._verify(action, info, source, stage, stats)
+            result.update(rows=rows, warnings=warnings)
+            for warning in warnings:
+                log.warning("%s (verify_partitioning is 'warn')", warning)
+            if problems:
+                raise SyncError("; ".join(problems))
+            self._publish(action, info, stage, target, stats)
+            result["status"] = "ok"
+        except Exception as error:
+            result.update(status="failed", error=f"{type(error).__name__}: {error}")
+            log.error("%s failed: %s", target, error)
+            self._discard(stage, target)
+        result.update(seconds=JobRunner.elapsed(start), jobs=stats.jobs, bytes_billed=stats.bytes_billed)
+        return result
+
+    def _discard(self, *refs: TableRef) -> None:
+        for ref in refs:
+            try:
+                self.bq.delete_table(ref)
+            except Exception as error:  # keep reporting the original failure
+                log.error("could not drop %s after a failure: %s", ref, error)
+
+    # views and drops -------------------------------------------------------------------------
+    def sync_view(self, action: Action) -> dict[str, Any]:
+        start = time.monotonic()
+        stats = JobStats()
+        _, target, _ = self._refs(action)
+        result = _result(action)
+        try:
+            referenced = rewrite_view_sql(action.view_sql or "", {}, self.project)
+            prefix = self.config.environments.dev.prefix
+            foreign = [ds for ds in referenced.unmapped if not ds.startswith(prefix)]
+            if foreign:
+                raise SyncError(f"view {target} would read {foreign}, which are not dev datasets")
+            sql = render("sync/create_view", target=target.sql, query=action.view_sql or "")
+            self.runner.run(sql, key=(action.dataset, action.table, "view"), stats=stats)
+            self.runner.run(render("sync/probe_view", target=target.sql),
+                            key=(action.dataset, action.table, "probe"), stats=stats)
+            result["status"] = "ok"
+        except Exception as error:
+            result.update(status="failed", error=f"{type(error).__name__}: {error}")
+            log.error("view %s failed: %s", target, error)
+            self._discard(target)
+        result.update(seconds=JobRunner.elapsed(start), jobs=stats.jobs, bytes_billed=stats.bytes_billed)
+        return result
+
+    def drop(self, action: Action) -> dict[str, Any]:
+        start = time.monotonic()
+        _, target, _ = self._refs(action)
+        result = _result(action)
+        try:
+            self.bq.delete_table(target)
+            result["status"] = "dropped"
+            log.info("dropped %s (%s)", target, action.reason)
+        except Exception as error:
+            result.update(status="failed", error=f"{type(error).__name__}: {error}")
+        result["seconds"] = JobRunner.elapsed(start)
+        return result
+
+    # the whole dataset ------------------------------------------------------------------------
+    def execute(self, plan: DatasetPlan) -> list[dict[str, Any]]:
+        self.ensure_dataset(plan)
+        tables = plan.by_action("clone_window", "ctas_window", "full_clone")
+        log.info(
+            "syncing %s -> %s: %d tables, %d views, %d to drop, with up to %d concurrent jobs",
+            plan.dataset, plan.target_dataset, len(tables), len(plan.by_action("view")),
+            len(plan.by_action("drop")), self.config.sync.max_concurrent_jobs,
+        )
+        results: list[dict[str, Any]] = []
+        with ThreadPoolExecutor(max_workers=self.config.sync.max_concurrent_jobs) as pool:
+            futures = [pool.submit(self.sync_table, a, plan.tables[a.table]) for a in tables]
+            for future in futures:
+                result = future.result()
+                log.info("%s: %s, %s rows, %.1f s", result["table"], result["status"], result.get("rows"), result["seconds"])
+                results.append(result)
+        for view in order_views(plan.by_action("view")):
+            results.append(self.sync_view(view))
+        for action in plan.by_action("skip"):
+            results.append({**_result(action), "status": "skipped"})
+        for action in plan.by_action("drop"):
+            results.append(self.drop(action))
+        return results
+
+
+def quote_column_or_table(name: str) -> str:
+    """The bare (unqualified) new name in ALTER TABLE ... RENAME TO, backtick-quoted."""
+    from envsync.guard import quote
+
+    return quote(name)
+
+
+def _result(action: Action) -> dict[str, Any]:
+    return {
+        "table": action.key,
+        "target": f"{action.target_dataset}.{action.table}",
+        "action": action.action,
+        "reason": action.reason,
+        "rows": None,
+        "est_bytes_billed": action.est_bytes_billed,
+        "bytes_billed": 0,
+        "jobs": 0,
+        "seconds": 0.0,
+        "status": "pending",
+        "error": None,
+        "warnings": [],
+    }
+
+
+def failures(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in results if r["status"] == "failed"]
+
+
+def sync_dataset(
+    config: EnvsyncConfig, client: bigquery.Client, plan: DatasetPlan, run: RunInfo
+) -> list[dict[str, Any]]:
+    bq = GuardedBigQuery(client, WriteGuard.from_config(config), plan.location or config.location)
+    runner = JobRunner(bq, dag_id=run.dag_id, run_id=run.run_id, task_id=run.task_id,
+                       timeout=config.sync.job_timeout_seconds)
+    return DatasetSync(config, bq, runner, run).execute(plan)
+
+
+def run_sync(
+    config: EnvsyncConfig,
+    client: bigquery.Client,
+    *,
+    anchor: dt.datetime,
+    run_id: str,
+    datasets: list[str] | None = None,
+    tables: list[str] | None = None,
+    window_quarters: int | None = None,
+    cut: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """A whole sync outside Airflow (benchmarks, scripts): plan, execute every dataset, summarise."""
+    from envsync.report import summarise
+    from envsync.window import new_cut, quarter_window
+
+    window = quarter_window(anchor, window_quarters or config.environments.dev.window_quarters)
+    plans = build_plans(config, client, datasets=datasets or list(config.prod.datasets), tables=tables or [])
+    run = RunInfo("prod_to_dev_sync", run_id, "sync_dataset", cut or new_cut(), window)
+    results: list[dict[str, Any]] = []
+    for plan in plans:
+        results.extend(sync_dataset(config, client, plan, run))
+    return summarise(results, cut=run.cut, window=window)

@@ -1,0 +1,148 @@
+"""Check a copy against prod as of T: rows per partition in the window, schema, partitioning.
+
+Every check returns problems as readable sentences naming the table; the caller fails the table
+(and so the task) on any problem.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from envsync.guard import TableRef, quote_column
+from envsync.sqltemplates import render
+
+if TYPE_CHECKING:
+    from google.cloud import bigquery
+
+    from envsync.discovery import TableInfo
+    from envsync.jobs import JobRunner, JobStats
+    from envsync.plan import Action
+    from envsync.window import Window
+
+TYPE_ALIASES = {"INTEGER": "INT64", "FLOAT": "FLOAT64", "BOOLEAN": "BOOL", "RECORD": "STRUCT"}
+GRANULARITIES = ("HOUR", "DAY", "MONTH", "YEAR")
+
+
+def bucket_expr(column: str | None, column_type: str | None, granularity: str) -> str:
+    """SQL for the partition a row falls in (as a string), or a single bucket without a column."""
+    if column is None or column_type is None:
+        return "'all'"
+    unit = granularity.upper()
+    if unit not in GRANULARITIES:
+        raise ValueError(f"unknown partition granularity {granularity!r} (allowed: {GRANULARITIES})")
+    col = quote_column(column)
+    kind = column_type.upper()
+    if kind == "DATE":
+        return f"cast({col} as string)" if unit in ("DAY", "HOUR") else f"cast(date_trunc({col}, {unit}) as string)"
+    if kind == "DATETIME":
+        return f"cast(datetime_trunc({col}, {unit}) as string)"
+    return f"cast(timestamp_trunc({col}, {unit}) as string)"
+
+
+def window_filter(column: str | None) -> str:
+    if column is None:
+        return "true"
+    col = quote_column(column)
+    return f"{col} >= @window_start and {col} < @window_end"
+
+
+def window_params(action: Action, window: Window) -> dict[str, Any]:
+    if action.date_column is None or action.column_type is None:
+        return {}
+    lo, hi = window.bounds(action.column_type)
+    return {"window_start": lo, "window_end": hi}
+
+
+def count_rows(
+    runner: JobRunner,
+    action: Action,
+    source: TableRef,
+    copy: TableRef,
+    *,
+    cut: Any,
+    window: Window | None,
+    stats: JobStats,
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Rows per partition of prod (in the window, as of T) and of the copy, in one query job."""
+    column = action.date_column if window is not None else None
+    bucket = bucket_expr(column, action.column_type, action.granularity)
+    sql = render(
+        "sync/count_rows_by_partition",
+        source=source.sql,
+        copy=copy.sql,
+        bucket_prod=bucket,
+        bucket_copy=bucket,
+        window_filter=window_filter(column),
+    )
+    params: dict[str, Any] = {"cut": cut}
+    if window is not None:
+        params.update(window_params(action, window))
+    job = runner.run(sql, key=(action.dataset, action.table, "verify_rows"), params=params, stats=stats)
+    prod: dict[str, int] = {}
+    copy_counts: dict[str, int] = {}
+    for row in job.result():
+        target = prod if row["side"] == "prod" else copy_counts
+        target[str(row["partition_key"])] = int(row["row_count"])
+    return prod, copy_counts
+
+
+def compare_counts(name: str, prod: dict[str, int], copy: dict[str, int]) -> list[str]:
+    diffs = [
+        f"{key}: prod {prod.get(key, 0)}, copy {copy.get(key, 0)}"
+        for key in sorted(set(prod) | set(copy))
+        if prod.get(key, 0) != copy.get(key, 0)
+    ]
+    if not diffs:
+        return []
+    shown = "; ".join(diffs[:5]) + (f"; and {len(diffs) - 5} more" if len(diffs) > 5 else "")
+    return [f"{name}: rows per partition differ from prod as of T in {len(diffs)} partition(s): {shown}"]
+
+
+def _normal_fields(fields: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    out = []
+    for f in fields:
+        kind = f.get("type", "").upper()
+        out.append(
+            (
+                f["name"].lower(),
+                TYPE_ALIASES.get(kind, kind),
+                (f.get("mode") or "NULLABLE").upper(),
+                tuple(_normal_fields(f.get("fields") or [])),
+            )
+        )
+    return out
+
+
+def _describe(field: tuple[Any, ...]) -> str:
+    return f"{field[0]} {field[1]} {field[2]}"
+
+
+def compare_schema(name: str, prod: list[dict[str, Any]], copy: list[dict[str, Any]]) -> list[str]:
+    a, b = _normal_fields(prod), _normal_fields(copy)
+    if a == b:
+        return []
+    prod_by = {f[0]: f for f in a}
+    copy_by = {f[0]: f for f in b}
+    problems = []
+    for col in prod_by:
+        if col not in copy_by:
+            problems.append(f"column {col} is missing")
+        elif prod_by[col] != copy_by[col]:
+            problems.append(f"column {col} is {_describe(copy_by[col])}, prod has {_describe(prod_by[col])}"
+                            + (" (nested fields differ)" if prod_by[col][:3] == copy_by[col][:3] else ""))
+    problems += [f"column {col} is not in prod" for col in copy_by if col not in prod_by]
+    if not problems:
+        problems.append("column order differs from prod")
+    return [f"{name}: schema differs from prod: " + "; ".join(problems)]
+
+
+def compare_partitioning(name: str, prod: TableInfo, copy: bigquery.Table) -> list[str]:
+    problems = []
+    tp = copy.time_partitioning
+    copy_part = {"type": tp.type_, "field": tp.field} if tp else None
+    if prod.partitioning != copy_part:
+        problems.append(f"partitioning is {copy_part}, prod has {prod.partitioning}")
+    copy_clustering = list(copy.clustering_fields) if copy.clustering_fields else None
+    if (prod.clustering or None) != copy_clustering:
+        problems.append(f"clustering is {copy_clustering}, prod has {prod.clustering}")
+    return [f"{name}: " + "; ".join(problems)] if problems else []

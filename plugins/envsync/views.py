@@ -1,0 +1,64 @@
+"""Rewrite view SQL so it reads an environment's datasets instead of prod's (sqlglot, BigQuery dialect).
+
+Parsing, not regex: every table reference is found (backticked `project.dataset.table`,
+`project`.dataset.table, dataset.table, references inside CTEs and subqueries, and
+dataset.INFORMATION_SCHEMA.* views) and its dataset renamed when it is one of the mapped datasets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ViewRewrite:
+    sql: str
+    references: list[tuple[str, str, str]]   # (project or "", dataset, table) after rewriting
+    unmapped: list[str] = field(default_factory=list)  # datasets referenced that are not mapped
+
+
+def _parts(table) -> tuple[str, str, str]:  # type: ignore[no-untyped-def]
+    return table.catalog or "", table.db or "", table.name or ""
+
+
+def rewrite_view_sql(
+    sql: str, dataset_map: Mapping[str, str], project: str
+) -> ViewRewrite:
+    """Rename datasets per `dataset_map` in every reference of `project` (or unqualified by project)."""
+    import sqlglot
+    from sqlglot import exp
+
+    try:
+        tree = sqlglot.parse_one(sql, read="bigquery")
+    except sqlglot.errors.ParseError as error:
+        raise ValueError(f"cannot parse view SQL: {error}") from None
+    cte_names = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+    references: list[tuple[str, str, str]] = []
+    unmapped: list[str] = []
+    for table in tree.find_all(exp.Table):
+        catalog, db, name = _parts(table)
+        if not db and name in cte_names:
+            continue
+        if not db and "." in name:  # `dataset.INFORMATION_SCHEMA.X` kept as one identifier
+            db, _, name = name.partition(".")
+        if catalog and catalog != project:
+            unmapped.append(f"{catalog}.{db}")
+            references.append((catalog, db, name))
+            continue
+        if db in dataset_map:
+            table.set("db", exp.to_identifier(dataset_map[db]))
+            db = dataset_map[db]
+        elif db:
+            unmapped.append(db)
+        references.append((catalog, db, name))
+    return ViewRewrite(tree.sql(dialect="bigquery"), references, sorted(set(unmapped)))
+
+
+def view_dependencies(sql: str, dataset: str, view_names: set[str]) -> set[str]:
+    """Views of the same dataset that this view reads (for creation order)."""
+    import sqlglot
+    from sqlglot import exp
+
+    tree = sqlglot.parse_one(sql, read="bigquery")
+    return {t.name for t in tree.find_all(exp.Table) if t.db == dataset and t.name in view_names}
