@@ -90,3 +90,35 @@ def summarise(results: list[dict[str, Any]], *, cut: dt.datetime, window: Window
         "jobs": sum(int(r.get("jobs") or 0) for r in results),
         "tables": results,
     }
+
+
+def print_latest(dag_id: str = "prod_to_dev_sync") -> int:
+    """Print the newest stored run report of a DAG (used by `make demo`)."""
+    from envsync.clients import storage_client
+    from envsync.config import load_config
+    from envsync.manifest import ManifestStore
+
+    config = load_config()
+    store = ManifestStore(storage_client(config.project), config.state.bucket)
+    report = store.latest_report(dag_id)
+    if report is None:
+        print(f"no run report of {dag_id} in gs://{config.state.bucket}")
+        return 1
+    summary = report["summary"]
+    print(f"\n{dag_id} run {report['run_id']}")
+    print(f"  anchor A = {report['anchor']}   cut T = {report['cut']}")
+    print(f"  window   = [{report['window']['start']}, {report['window']['end']})  ({report['window']['quarters']} quarters)\n")
+    print(results_table(report["results"]))
+    print(
+        f"\n{summary['objects']} objects: {summary['ok']} ok, {len(summary['failed'])} failed, "
+        f"{len(summary['dropped'])} dev-only dropped; {summary['rows']:,} rows; "
+        f"est. {human_bytes(summary['est_bytes_billed'])} billed; {summary['jobs']} BigQuery jobs"
+    )
+    print(f"manifest: {summary['manifest']}")
+    return 0 if not summary["failed"] else 1
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(print_latest(*sys.argv[1:2]))

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from envsync.discovery import DatasetInfo, TableInfo, discover_dataset, list_existing
-from envsync.guard import GuardedBigQuery, TableRef, WriteGuard, quote_column
+from envsync.guard import GuardedBigQuery, ProdWriteRefused, TableRef, WriteGuard, quote_column
 from envsync.jobs import JobRunner, JobStats
 from envsync.plan import STAGE_SUFFIX, Action, DatasetPlan, check_table_filter, order_views, plan_dataset
 from envsync.sqltemplates import render
@@ -44,6 +44,10 @@ MAX_TIME_TRAVEL_HOURS = 48
 
 class SyncError(RuntimeError):
     """One or more objects failed; the message names every failed table."""
+
+
+class VerificationError(SyncError):
+    """A copy does not match prod as of T. Deterministic: retrying the same run cannot fix it."""
 
 
 @dataclass(frozen=True)
@@ -246,11 +250,12 @@ class DatasetSync:
             for warning in warnings:
                 log.warning("%s (verify_partitioning is 'warn')", warning)
             if problems:
-                raise SyncError("; ".join(problems))
+                raise VerificationError("; ".join(problems))
             self._publish(action, info, stage, target, stats)
             result["status"] = "ok"
         except Exception as error:
-            result.update(status="failed", error=f"{type(error).__name__}: {error}")
+            result.update(status="failed", error=f"{type(error).__name__}: {error}",
+                          retryable=not isinstance(error, (VerificationError, ProdWriteRefused)))
             log.error("%s failed: %s", target, error)
             self._discard(stage, target)
         result.update(seconds=JobRunner.elapsed(start), jobs=stats.jobs, bytes_billed=stats.bytes_billed)
@@ -274,14 +279,15 @@ class DatasetSync:
             prefix = self.config.environments.dev.prefix
             foreign = [ds for ds in referenced.unmapped if not ds.startswith(prefix)]
             if foreign:
-                raise SyncError(f"view {target} would read {foreign}, which are not dev datasets")
+                raise VerificationError(f"view {target} would read {foreign}, which are not dev datasets")
             sql = render("sync/create_view", target=target.sql, query=action.view_sql or "")
             self.runner.run(sql, key=(action.dataset, action.table, "view"), stats=stats)
             self.runner.run(render("sync/probe_view", target=target.sql),
                             key=(action.dataset, action.table, "probe"), stats=stats)
             result["status"] = "ok"
         except Exception as error:
-            result.update(status="failed", error=f"{type(error).__name__}: {error}")
+            result.update(status="failed", error=f"{type(error).__name__}: {error}",
+                          retryable=not isinstance(error, (VerificationError, ProdWriteRefused)))
             log.error("view %s failed: %s", target, error)
             self._discard(target)
         result.update(seconds=JobRunner.elapsed(start), jobs=stats.jobs, bytes_billed=stats.bytes_billed)
@@ -346,6 +352,7 @@ def _result(action: Action) -> dict[str, Any]:
         "status": "pending",
         "error": None,
         "warnings": [],
+        "retryable": False,
     }
 
 

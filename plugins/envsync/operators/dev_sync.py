@@ -156,6 +156,8 @@ class SyncDatasetOperator(BaseOperator):
         from envsync.jobs import JobRunner
         from envsync.plan import DatasetPlan
         from envsync.report import results_table
+        from airflow.sdk.exceptions import AirflowFailException
+
         from envsync.sync import DatasetSync, RunInfo, SyncError, failures
         from envsync.window import Window
 
@@ -183,10 +185,14 @@ class SyncDatasetOperator(BaseOperator):
         self.log.info("%s -> %s:\n%s", plan.dataset, plan.target_dataset, results_table(results))
         failed = failures(results)
         if failed:
-            raise SyncError(
+            message = (
                 f"{len(failed)} object(s) of {dataset} failed: "
                 + "; ".join(f"{r['target']}: {r['error']}" for r in failed)
             )
+            if any(r.get("retryable") for r in failed):
+                raise SyncError(message)
+            # verification failures and guard refusals are deterministic: retrying cannot help
+            raise AirflowFailException(message)
         return {"dataset": dataset, "objects": len(results), "rows": sum(int(r.get("rows") or 0) for r in results)}
 
     def on_kill(self) -> None:
@@ -201,6 +207,7 @@ class DevSyncReportOperator(BaseOperator):
 
     def __init__(self, *, gcp_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
         kwargs.setdefault("trigger_rule", "all_done")
+        kwargs.setdefault("retries", 0)  # it only reads what the other tasks recorded
         super().__init__(**kwargs)
         self.gcp_conn_id = gcp_conn_id
 

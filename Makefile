@@ -1,0 +1,89 @@
+# envsync developer entry points. `make` (or `make help`) lists the targets.
+#
+# Two virtualenvs: .venv (Python 3.11: Airflow, envsync, tests) and .venv-emulators (Python 3.13:
+# the local BigQuery and GCS emulators). Both are installed from hashed lock files; stamp files make
+# a repeated `make install` instant until a lock file changes.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+# Leave empty to use $(pyenv root)/versions/3.13.0/bin/python, else python3.13 on PATH.
+EMULATOR_PYTHON ?=
+UV_VERSION := 0.13.9
+VENV := .venv
+EMU_VENV := .venv-emulators
+UV := $(VENV)/bin/uv
+PYTEST_ARGS ?=
+# Extra arguments for the devstack CLI, e.g. DEVSTACK_ARGS="--bq-port 9150 --gcs-port 9123".
+DEVSTACK_ARGS ?=
+DEVSTACK := PYTHONPATH=$(CURDIR)/plugins $(VENV)/bin/python -m envsync.devstack
+
+# Airflow run from this checkout (git-ignored home, loopback-only, few worker processes).
+export AIRFLOW_HOME := $(CURDIR)/.devstack/airflow
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export AIRFLOW__CORE__PARALLELISM := 4
+
+.PHONY: help install lock up down stop status test demo
+
+help: ## List the targets
+	@echo "envsync targets:"
+	@grep -E '^[a-z][a-zA-Z_-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
+	@echo "Variables: PYTEST_ARGS='-k foo -x' (test), DEVSTACK_ARGS='--bq-port N ...' (up/down/status)"
+
+install: $(VENV)/.installed $(EMU_VENV)/.installed ## Create/sync .venv and .venv-emulators from the lock files (instant when done)
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(UV): | $(VENV)/bin/python
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.installed: requirements.txt | $(UV)
+	$(UV) pip sync --require-hashes --python $(VENV)/bin/python requirements.txt
+	@touch $@
+
+$(EMU_VENV)/bin/python:
+	@py="$(EMULATOR_PYTHON)"; \
+	if [ -z "$$py" ]; then \
+	  root="$$(pyenv root 2>/dev/null || true)"; \
+	  if [ -n "$$root" ] && [ -x "$$root/versions/3.13.0/bin/python" ]; then \
+	    py="$$root/versions/3.13.0/bin/python"; \
+	  elif command -v python3.13 >/dev/null 2>&1; then \
+	    py="$$(command -v python3.13)"; \
+	  else \
+	    echo "error: the emulators need Python 3.13: install it with pyenv (pyenv install 3.13.0)," >&2; \
+	    echo "       put python3.13 on PATH, or pass EMULATOR_PYTHON=/path/to/python3.13" >&2; \
+	    exit 1; \
+	  fi; \
+	fi; \
+	echo "$$py -m venv $(EMU_VENV)"; \
+	"$$py" -m venv $(EMU_VENV)
+
+$(EMU_VENV)/.installed: emulators/requirements.txt | $(UV) $(EMU_VENV)/bin/python
+	$(UV) pip sync --require-hashes --python $(EMU_VENV)/bin/python emulators/requirements.txt
+	@touch $@
+
+lock: | $(UV) ## Recompile requirements.txt and emulators/requirements.txt with uv
+	$(UV) pip compile --quiet --python-version 3.11 --generate-hashes requirements.in -o requirements.txt
+	$(UV) pip compile --quiet --python-version 3.13 --generate-hashes --override emulators/overrides.txt \
+		emulators/requirements.in -o emulators/requirements.txt
+
+up: install ## Start the local BigQuery (9050, gRPC 9060) and GCS (9023) emulators in the background
+	@$(DEVSTACK) up $(DEVSTACK_ARGS)
+
+down: ## Stop the emulators
+	@$(DEVSTACK) down $(DEVSTACK_ARGS)
+
+stop: down ## Alias of down
+
+status: ## Show whether the emulators run and answer
+	@$(DEVSTACK) status $(DEVSTACK_ARGS)
+
+test: install ## Run the test suite (pass arguments with PYTEST_ARGS=...)
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+demo: install ## Run the end-to-end demo (scripts/demo.sh)
+	bash scripts/demo.sh

@@ -1,0 +1,252 @@
+"""The prod_to_dev_sync DAG run through Airflow (dag.test) against the local BigQuery/GCS emulators.
+
+Assertions are on the dev tables themselves: which rows, which columns, which objects exist.
+Expected windows are written out here as literal dates, independently of envsync.window.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+from unittest import mock
+
+import pytest
+
+from testkit import FIRST_DAY, LAST_DAY, PROJECT, UTC, bq_client, drop_environment_datasets, query
+
+pytestmark = pytest.mark.integration
+
+A = dt.datetime(2026, 11, 21, 2, 0, tzinfo=UTC)
+
+
+def days(first: dt.date, last: dt.date) -> set[int]:
+    """order_ids of the orders dated first..last inclusive (one order per day from FIRST_DAY)."""
+    return {(first - FIRST_DAY).days + i for i in range((last - first).days + 1)}
+
+
+def ids(table: str, column: str) -> set[int]:
+    return {row["id"] for row in query(f"select {column} as id from `{PROJECT}.{table}`")}
+
+
+def table_names(dataset: str) -> set[str]:
+    return {t.table_id for t in bq_client().list_tables(f"{PROJECT}.{dataset}")}
+
+
+def contents(table: str, key: str) -> list[str]:
+    return [r["j"] for r in query(f"select to_json_string(t) as j from `{PROJECT}.{table}` as t order by {key}")]
+
+
+def dev_snapshot(only: str = "dev_") -> dict[str, list[str]]:
+    keys = {"dev_sales.orders": "order_id", "dev_sales.customers": "customer_id",
+            "dev_sales.orders_flat": "order_id", "dev_marketing.sessions": "session_id",
+            "dev_marketing.ad_spend": "spend_id"}
+    return {table: contents(table, key) for table, key in keys.items() if table.startswith(only)}
+
+
+def task_states(dag_run: Any) -> dict[str, str]:
+    return {f"{ti.task_id}[{ti.map_index}]": str(ti.state) for ti in dag_run.get_task_instances()}
+
+
+def create_dev_only_objects() -> None:
+    from google.cloud import bigquery
+
+    client = bq_client()
+    for name in ("dev_sales", "dev_marketing"):
+        ds = bigquery.Dataset(f"{PROJECT}.{name}")
+        ds.location = "US"
+        client.create_dataset(ds, exists_ok=True)
+    query(f"create or replace table `{PROJECT}.dev_sales.stale_table` as select 1 as x")
+    query(f"create or replace table `{PROJECT}.dev_sales.audit_log` as select 1 as x")
+    query(f"create or replace view `{PROJECT}.dev_marketing.old_view` as select 1 as x")
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def test_dry_run_writes_nothing(clean_dev: None, run_dag: Any) -> None:
+    dag_run = run_dag("prod_to_dev_sync", A, {"dry_run": True})
+    assert str(dag_run.state) == "success", task_states(dag_run)
+    datasets = {d.dataset_id for d in bq_client().list_datasets()}
+    assert not {d for d in datasets if d.startswith("dev_")}, datasets
+
+
+def test_weekly_sync_copies_exactly_the_window(clean_dev: None, run_dag: Any) -> None:
+    create_dev_only_objects()
+    dag_run = run_dag("prod_to_dev_sync", A)
+    assert str(dag_run.state) == "success", task_states(dag_run)
+
+    # window [2026-07-01, 2026-11-21 02:00): 2026-06-30 out, 2026-07-01 in, 2026-11-21 in, 2026-11-22 out
+    assert ids("dev_sales.orders", "order_id") == days(dt.date(2026, 7, 1), dt.date(2026, 11, 21))
+    dates = query(f"select min(order_date) lo, max(order_date) hi from `{PROJECT}.dev_sales.orders`")[0]
+    assert (dates["lo"], dates["hi"]) == (dt.date(2026, 7, 1), dt.date(2026, 11, 21))
+
+    # nested and repeated fields arrive intact, row for row
+    prod_rows = query(
+        f"select order_id, to_json_string(struct(items, shipping)) as j from `{PROJECT}.sales.orders` "
+        "where order_date between @lo and @hi order by order_id", lo=dt.date(2026, 7, 1), hi=dt.date(2026, 11, 21))
+    dev_rows = query(
+        f"select order_id, to_json_string(struct(items, shipping)) as j from `{PROJECT}.dev_sales.orders` order by order_id")
+    assert dev_rows == prod_rows
+    assert len(query(f"select i from `{PROJECT}.dev_sales.orders`, unnest(items) as i")) == 2 * len(dev_rows)
+    schema = {f.name: f for f in bq_client().get_table(f"{PROJECT}.dev_sales.orders").schema}
+    assert schema["items"].mode == "REPEATED" and [f.name for f in schema["items"].fields] == ["sku", "quantity"]
+
+    # the unpartitioned table is windowed on the configured date_column (order_date), not ship_date
+    assert ids("dev_sales.orders_flat", "order_id") == days(dt.date(2026, 7, 1), dt.date(2026, 11, 21))
+    # the auto-detected date column of ad_spend
+    assert ids("dev_marketing.ad_spend", "spend_id") == days(dt.date(2026, 7, 1), dt.date(2026, 11, 21))
+
+    # TIMESTAMP edges of the MONTH-partitioned table: [2026-07-01 00:00, 2026-11-21 02:00)
+    edge_ids = ids("dev_marketing.sessions", "session_id") & {100000, 100001, 100002, 100003}
+    assert edge_ids == {100001, 100002}
+    expected = {r["session_id"] for r in query(
+        f"select session_id from `{PROJECT}.marketing.sessions` where session_start >= @lo and session_start < @hi",
+        lo=dt.datetime(2026, 7, 1, tzinfo=UTC), hi=A)}
+    assert ids("dev_marketing.sessions", "session_id") == expected
+
+    # the dimension table is copied whole
+    assert contents("dev_sales.customers", "customer_id") == contents("sales.customers", "customer_id")
+
+    # the view reads dev tables only, and gives the answer computed on dev
+    view = bq_client().get_table(f"{PROJECT}.dev_marketing.campaign_revenue")
+    assert "dev_sales" in view.view_query and "dev_marketing" in view.view_query
+    assert "`sales." not in view.view_query and " sales." not in view.view_query
+    from_view = query(f"select segment, orders from `{PROJECT}.dev_marketing.campaign_revenue` order by segment")
+    assert sum(r["orders"] for r in from_view) == len(dev_rows)
+
+    # excluded and dev-only objects are gone; nothing else is left behind
+    assert table_names("dev_sales") == {"orders", "customers", "orders_flat"}
+    assert table_names("dev_marketing") == {"sessions", "ad_spend", "campaign_revenue"}
+
+    # dev datasets carry prod's metadata and the managed label
+    ds = bq_client().get_dataset(f"{PROJECT}.dev_sales")
+    assert ds.labels["envsync-managed"] == "true" and ds.labels["team"] == "sales"
+    assert ds.description == "prod sales" and int(ds.max_time_travel_hours) == 48
+
+    # the manifest records A, T and the window
+    from envsync.clients import storage_client
+    from envsync.manifest import ManifestStore
+
+    report = ManifestStore(storage_client(PROJECT), "envsync-demo-state").latest_report("prod_to_dev_sync")
+    assert report["anchor"] == A.isoformat()
+    assert report["window"]["start"] == "2026-07-01T00:00:00+00:00"
+    assert dt.datetime.fromisoformat(report["cut"]) > A
+    actions = {r["table"]: r["action"] for r in report["results"]}
+    assert actions["sales.orders"] == "clone_window" and actions["sales.orders_flat"] == "ctas_window"
+    assert actions["sales.customers"] == "full_clone" and actions["marketing.campaign_revenue"] == "view"
+    assert {r["target"] for r in report["results"] if r["status"] == "dropped"} == {
+        "dev_sales.stale_table", "dev_sales.audit_log", "dev_marketing.old_view"}
+
+    # a second run is idempotent: same objects, same contents
+    before = dev_snapshot()
+    again = run_dag("prod_to_dev_sync", A)
+    assert str(again.state) == "success", task_states(again)
+    assert dev_snapshot() == before
+    assert table_names("dev_sales") == {"orders", "customers", "orders_flat"}
+
+
+def test_earlier_logical_date_shifts_the_window(clean_dev: None, run_dag: Any) -> None:
+    anchor = dt.datetime(2026, 8, 15, 2, 0, tzinfo=UTC)
+    dag_run = run_dag("prod_to_dev_sync", anchor, {"window_quarters": 1, "datasets": ["sales"]})
+    assert str(dag_run.state) == "success", task_states(dag_run)
+    # one quarter ending at A: [2026-07-01, 2026-08-15 02:00)
+    assert ids("dev_sales.orders", "order_id") == days(dt.date(2026, 7, 1), dt.date(2026, 8, 15))
+    assert not any(d.dataset_id == "dev_marketing" for d in bq_client().list_datasets())
+
+    dag_run = run_dag("prod_to_dev_sync", anchor, {"window_quarters": 3, "datasets": ["sales"]})
+    assert str(dag_run.state) == "success", task_states(dag_run)
+    assert ids("dev_sales.orders", "order_id") == days(dt.date(2026, 1, 1), dt.date(2026, 8, 15))
+
+
+def test_manual_run_with_null_logical_date(clean_dev: None, run_dag: Any) -> None:
+    dag_run = run_dag("prod_to_dev_sync", None, {"datasets": ["sales"], "tables": ["orders"]})
+    assert str(dag_run.state) == "success", task_states(dag_run)
+    anchor = dag_run.run_after.astimezone(UTC)
+    quarter_first_month = 3 * ((anchor.month - 1) // 3) + 1 - 3
+    year = anchor.year + (quarter_first_month - 1) // 12
+    start = dt.date(year, (quarter_first_month - 1) % 12 + 1, 1)
+    last = min(anchor.date() if anchor.time() != dt.time(0) else anchor.date() - dt.timedelta(days=1), LAST_DAY)
+    assert ids("dev_sales.orders", "order_id") == days(start, last)
+    assert table_names("dev_sales") == {"orders"}   # a filtered run copies only what it names
+
+
+def test_failed_verification_leaves_nothing_and_a_rerun_converges(
+    clean_dev: None, run_dag: Any, config_file: Any
+) -> None:
+    # The emulator drops partitioning on CLONE (EMULATORS.md); with verify_partitioning 'error' the
+    # clone_window tables therefore fail verification: a real failure path of the task.
+    strict = config_file(sync__verify_partitioning="error")
+    failed = run_dag("prod_to_dev_sync", A, {"datasets": ["sales"]}, config_path=strict)
+    assert str(failed.state) == "failed"
+    states = task_states(failed)
+    assert states["sync_dataset[0]"] == "failed" and states["report[-1]"] == "failed", states
+    # the failed table is not in dev at all (neither published nor staged); the others are complete
+    names = table_names("dev_sales")
+    assert "orders" not in names and not any(n.endswith("__envsync_stage") for n in names)
+    assert names == {"customers", "orders_flat"}
+    report = query_manifest_results()
+    failed_rows = [r for r in report if r["status"] == "failed"]
+    assert [r["table"] for r in failed_rows] == ["sales.orders"]
+    assert "dev_sales.orders" in failed_rows[0]["error"] and "partitioning" in failed_rows[0]["error"]
+
+    # rerun the same run (same run id, same recorded T) with the shipped config: converges
+    rerun = run_dag("prod_to_dev_sync", A, {"datasets": ["sales"]})
+    assert str(rerun.state) == "success", task_states(rerun)
+    converged = dev_snapshot("dev_sales.")
+    drop_environment_datasets()
+    clean = run_dag("prod_to_dev_sync", A, {"datasets": ["sales"]})
+    assert str(clean.state) == "success", task_states(clean)
+    assert dev_snapshot("dev_sales.") == converged
+
+
+def query_manifest_results() -> list[dict[str, Any]]:
+    from envsync.clients import storage_client
+    from envsync.manifest import ManifestStore
+
+    return ManifestStore(storage_client(PROJECT), "envsync-demo-state").latest_report("prod_to_dev_sync")["results"]
+
+
+def test_write_aimed_at_prod_is_refused_before_any_api_call(prod: dict[str, Any]) -> None:
+    from envsync.config import load_config
+    from envsync.guard import GuardedBigQuery, ProdWriteRefused, TableRef, WriteGuard
+
+    client = bq_client()
+    guarded = GuardedBigQuery(client, WriteGuard.from_config(load_config()), "US")
+    rows_before = client.get_table(f"{PROJECT}.sales.orders").num_rows
+    with mock.patch.object(client, "_call_api", wraps=client._call_api) as api:
+        with pytest.raises(ProdWriteRefused, match="'sales' is a prod dataset"):
+            guarded.start_query(f"delete from `{PROJECT}.sales.orders` where true", job_id="x", labels={})
+        with pytest.raises(ProdWriteRefused, match="prod dataset"):
+            guarded.start_query(
+                f"create or replace table `{PROJECT}.marketing.sessions` clone `{PROJECT}.dev_marketing.sessions`",
+                job_id="y", labels={})
+        with pytest.raises(ProdWriteRefused):
+            guarded.delete_table(TableRef(PROJECT, "sales", "customers"))
+        with pytest.raises(ProdWriteRefused, match="no environment prefix"):
+            guarded.start_query(f"drop table `{PROJECT}.other.t`", job_id="z", labels={})
+        assert api.call_count == 0
+    assert client.get_table(f"{PROJECT}.sales.orders").num_rows == rows_before
+    assert client.get_table(f"{PROJECT}.sales.customers").num_rows == 20
+
+
+@pytest.mark.xfail(strict=True, reason="local-bigquery CLONE drops partitioning and clustering (EMULATORS.md); "
+                   "real BigQuery keeps them")
+def test_cloned_table_keeps_prod_partitioning(clean_dev: None, run_dag: Any) -> None:
+    dag_run = run_dag("prod_to_dev_sync", A, {"datasets": ["sales"], "tables": ["orders"]})
+    assert str(dag_run.state) == "success", task_states(dag_run)
+    table = bq_client().get_table(f"{PROJECT}.dev_sales.orders")
+    assert table.time_partitioning is not None and table.time_partitioning.field == "order_date"
+    assert table.clustering_fields == ["customer_id"]
+
+
+def test_ctas_table_keeps_declared_partitioning(clean_dev: None, run_dag: Any, config_file: Any) -> None:
+    # Forced to ctas_window, the partitioned fact table keeps DAY partitioning and clustering, which
+    # the emulator can show for CTAS.
+    cfg = config_file(tables={"sales.orders": {"strategy": "ctas_window"}, "sales.audit_log": {"exclude": True}},
+                      sync__verify_partitioning="error")
+    dag_run = run_dag("prod_to_dev_sync", A, {"datasets": ["sales"], "tables": ["orders"]}, config_path=cfg)
+    assert str(dag_run.state) == "success", task_states(dag_run)
+    table = bq_client().get_table(f"{PROJECT}.dev_sales.orders")
+    assert (table.time_partitioning.type_, table.time_partitioning.field) == ("DAY", "order_date")
+    assert table.clustering_fields == ["customer_id"]
+    assert ids("dev_sales.orders", "order_id") == days(dt.date(2026, 7, 1), dt.date(2026, 11, 21))

@@ -1,0 +1,102 @@
+"""Helpers of the integration tests: the exactly known test prod, queries, and environment clean-up."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PROJECT = "envsync-demo"
+UTC = dt.timezone.utc
+
+# One order per day from FIRST_DAY to LAST_DAY; order_id = days since FIRST_DAY.
+FIRST_DAY = dt.date(2025, 11, 1)
+LAST_DAY = dt.date(2026, 11, 23)
+# Session rows sit exactly on and around the window edges of A = 2026-11-21 02:00, N = 2.
+SESSION_EDGES = [
+    "2026-06-30 23:59:59.999999+00",
+    "2026-07-01 00:00:00+00",
+    "2026-11-21 01:59:59.999999+00",
+    "2026-11-21 02:00:00+00",
+]
+
+PROD_SQL = [
+    """create or replace table `{p}.sales.orders`
+       partition by order_date cluster by customer_id
+       options (description = 'one order per day')
+       as select
+           id as order_id,
+           mod(id, 20) as customer_id,
+           order_date,
+           [struct(concat('sku-', cast(id as string)) as sku, id + 1 as quantity),
+            struct('sku-extra' as sku, 2 as quantity)] as items,
+           struct(concat('city-', cast(mod(id, 7) as string)) as city, 'NL' as country) as shipping
+       from unnest(generate_date_array(@first_day, @last_day)) as order_date with offset as id""",
+    """create or replace table `{p}.sales.customers` as
+       select id as customer_id, concat('customer-', cast(id as string)) as name,
+              if(mod(id, 2) = 0, 'retail', 'wholesale') as segment
+       from unnest(generate_array(0, 19)) as id""",
+    """create or replace table `{p}.sales.orders_flat` as
+       select id as order_id, order_date, date_add(order_date, interval 10 day) as ship_date
+       from unnest(generate_date_array(@first_day, @last_day)) as order_date with offset as id""",
+    """create or replace table `{p}.sales.audit_log` as
+       select id, timestamp '2026-09-01 00:00:00+00' as logged_at
+       from unnest(generate_array(1, 5)) as id""",
+    """create or replace table `{p}.marketing.sessions`
+       partition by timestamp_trunc(session_start, month)
+       as select id as session_id, session_start from (
+           select id, timestamp_add(timestamp '2025-11-01 06:00:00+00', interval 12 * id hour) as session_start
+           from unnest(generate_array(0, 770)) as id
+           union all
+           select 100000 + edge_id, edge
+           from unnest([timestamp '{e0}', timestamp '{e1}', timestamp '{e2}', timestamp '{e3}']) as edge
+               with offset as edge_id
+       )""",
+    """create or replace table `{p}.marketing.ad_spend` as
+       select id as spend_id, spend_date, cast(id as float64) * 1.5 as amount
+       from unnest(generate_date_array(@first_day, @last_day)) as spend_date with offset as id""",
+    """create or replace view `{p}.marketing.campaign_revenue` as
+       select c.segment, count(*) as orders, sum(a.amount) as spend
+       from `{p}.sales.orders` as o
+       join sales.customers as c using (customer_id)
+       join marketing.ad_spend as a on a.spend_date = o.order_date
+       group by c.segment""",
+]
+
+
+def bq_client():  # type: ignore[no-untyped-def]
+    from envsync.clients import bigquery_client
+
+    return bigquery_client(PROJECT, "US")
+
+
+def query(sql: str, **params: Any) -> list[dict[str, Any]]:
+    from envsync.guard import to_query_parameters
+    from google.cloud import bigquery
+
+    client = bq_client()
+    job = client.query(sql, job_config=bigquery.QueryJobConfig(query_parameters=to_query_parameters(params)),
+                       job_retry=None)
+    return [dict(row) for row in job.result()]
+
+
+def drop_environment_datasets() -> None:
+    client = bq_client()
+    for ds in client.list_datasets():
+        if ds.dataset_id.startswith(("dev_", "qa_", "staging_")):
+            client.delete_dataset(ds.reference, delete_contents=True, not_found_ok=True)
+
+
+def clear_manifests(bucket: str = "envsync-demo-state") -> None:
+    from envsync.clients import storage_client
+    from google.api_core.exceptions import NotFound
+
+    client = storage_client(PROJECT)
+    try:
+        for blob in client.list_blobs(bucket):
+            blob.delete()
+    except NotFound:
+        pass
+
+
