@@ -76,7 +76,7 @@ def quota_summary(plans: list[DatasetPlan]) -> str:
 
 def summarise(results: list[dict[str, Any]], *, cut: dt.datetime, window: Window) -> dict[str, Any]:
     """The small, JSON-serialisable summary a run leaves in XCom."""
-    counted = [r for r in results if r["action"] not in ("drop", "skip")]
+    counted = [r for r in results if r["action"] not in ("drop", "skip", "exclude")]
     return {
         "cut": cut.isoformat(),
         "window": window.as_dict(),

@@ -326,6 +326,9 @@ class DatasetSync:
             results.append(self.sync_view(view))
         for action in plan.by_action("skip"):
             results.append({**_result(action), "status": "skipped"})
+        for name in plan.excluded:
+            results.append({**_result(Action(plan.dataset, name, plan.target_dataset, "exclude",
+                                             "exclude: true in config")), "status": "excluded"})
         for action in plan.by_action("drop"):
             results.append(self.drop(action))
         return results
