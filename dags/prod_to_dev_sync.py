@@ -66,7 +66,7 @@ with DAG(
             type="array",
             title="Tables",
             description="Only these tables, as table or dataset.table; empty means all. A filtered run drops nothing.",
-            items={"type": "string", "pattern": r"^([A-Za-z_][A-Za-z0-9_]*\.)?[A-Za-z0-9_][A-Za-z0-9_-]*$"},
+            items={"type": "string", "pattern": r"^([A-Za-z_][A-Za-z0-9_]*\.)?[A-Za-z0-9_][A-Za-z0-9_-]*$(?!\n)"},
             uniqueItems=True,
         ),
         "window_quarters": Param(

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator, model_validator
 
 from envsync.guard import DATASET_RE, PROJECT_RE, TABLE_RE, IdentifierError, validate_identifier
 
@@ -51,7 +51,7 @@ class EnvironmentConfig(_Strict):
 
 class DevConfig(EnvironmentConfig):
     prefix: str = "dev_"
-    window_quarters: Annotated[int, Field(ge=MIN_WINDOW_QUARTERS, le=MAX_WINDOW_QUARTERS)] = 2
+    window_quarters: Annotated[StrictInt, Field(ge=MIN_WINDOW_QUARTERS, le=MAX_WINDOW_QUARTERS)] = 2
     keep: list[str] = Field(default_factory=list)
 
     @field_validator("keep")
@@ -160,6 +160,17 @@ class EnvsyncConfig(_Strict):
             validate_identifier("dataset", dataset)
             validate_identifier("table", table)
         return tables
+
+    @model_validator(mode="after")
+    def _prod_datasets_are_not_environments(self) -> EnvsyncConfig:
+        for dataset in self.prod.datasets:
+            for env, prefix in self.env_prefixes().items():
+                if dataset.startswith(prefix):
+                    raise ValueError(
+                        f"prod.datasets: {dataset!r} starts with the {env} prefix {prefix!r}; a prod "
+                        "dataset cannot look like an environment dataset"
+                    )
+        return self
 
     @model_validator(mode="after")
     def _overrides_name_prod_datasets(self) -> EnvsyncConfig:

@@ -44,7 +44,7 @@ class ProdWriteRefused(PermissionError):
 
 def validate_identifier(kind: str, value: object) -> str:
     pattern, allowed = _RULES[kind]
-    if not isinstance(value, str) or not pattern.match(value):
+    if not isinstance(value, str) or not pattern.fullmatch(value):
         raise IdentifierError(f"illegal {kind} name {value!r}: allowed are {allowed}")
     return value
 

@@ -46,6 +46,11 @@ def rewrite_view_sql(
             unmapped.append(f"{catalog}.{db}")
             references.append((catalog, db, name))
             continue
+        alias = table.args.get("alias")
+        if alias is not None and "." in alias.name:
+            # sqlglot names a fully backticked `p.d.INFORMATION_SCHEMA.X` after its whole path;
+            # BigQuery's implicit alias is the last part.
+            table.set("alias", exp.TableAlias(this=exp.to_identifier(alias.name.split(".")[-1])))
         if db in dataset_map:
             table.set("db", exp.to_identifier(dataset_map[db]))
             db = dataset_map[db]

@@ -122,7 +122,8 @@ def test_server_exiting_at_start_reports_its_log_and_stops_the_other(
     venv = _fake_venv(
         tmp_path,
         bigquery='echo $$ > fake-bigquery.pid; exec sleep 60',
-        gcs='echo "boom: cannot open storage base" >&2; exit 3',
+        # exit a moment after start, so the fake BigQuery has written its pid file
+        gcs='sleep 1; echo "boom: cannot open storage base" >&2; exit 3',
     )
     stack = make_stack(venv=venv)
 

@@ -35,6 +35,7 @@ def validate_params(config: EnvsyncConfig, datasets: Any, tables: Any, window_qu
         datasets = list(config.prod.datasets)
     if not isinstance(datasets, list) or not all(isinstance(d, str) for d in datasets):
         raise ValueError(f"param datasets must be a list of dataset names, got {datasets!r}")
+    datasets = list(dict.fromkeys(datasets))  # a dataset named twice is synced once
     unknown = [d for d in datasets if d not in config.prod.datasets]
     if unknown:
         raise ValueError(f"param datasets: {unknown} are not configured; allowed: {config.prod.datasets}")
@@ -207,11 +208,12 @@ class DevSyncReportOperator(BaseOperator):
 
     def __init__(self, *, gcp_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
         kwargs.setdefault("trigger_rule", "all_done")
-        kwargs.setdefault("retries", 0)  # it only reads what the other tasks recorded
         super().__init__(**kwargs)
         self.gcp_conn_id = gcp_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowFailException
+
         from envsync.config import load_config
         from envsync.report import human_bytes, results_table, summarise
         from envsync.sync import SyncError
@@ -222,7 +224,7 @@ class DevSyncReportOperator(BaseOperator):
         prefix = store.run_prefix(context["dag"].dag_id, context["run_id"])
         manifest = store.read(f"{prefix}/plan.json")
         if manifest is None:
-            raise SyncError("the plan task recorded no plan; see its log")
+            raise AirflowFailException("the plan task recorded no plan; see its log")
         window = Window(dt.datetime.fromisoformat(manifest["window"]["start"]),
                         dt.datetime.fromisoformat(manifest["window"]["end"]), manifest["window"]["quarters"])
         results: list[dict[str, Any]] = []
@@ -255,7 +257,8 @@ class DevSyncReportOperator(BaseOperator):
             len(summary["failed"]), f"{summary['rows']:,}", human_bytes(summary["est_bytes_billed"]), summary["jobs"],
         )
         if missing or summary["failed"]:
-            raise SyncError(
+            # what the other tasks recorded will not change on a retry of this task
+            raise AirflowFailException(
                 "the sync did not complete: "
                 + (f"failed: {summary['failed']}; " if summary["failed"] else "")
                 + (f"no results from datasets {missing}" if missing else "")
