@@ -11,7 +11,7 @@ from sqlglot import exp
 from envsync.config import EnvsyncConfig, parse_config
 from envsync.discovery import TableInfo
 from envsync.guard import IdentifierError
-from envsync.operators.dev_sync import validate_params
+from envsync.params import validate_params
 from envsync.report import human_bytes, render_table
 from envsync.sync import cluster_clause, column_def, column_type_sql, partition_clause
 from envsync.verify import bucket_expr, compare_counts, compare_schema, window_filter

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from envsync.clients import DEFAULT_CONN_ID
+from envsync.params import validate_params
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -24,46 +25,6 @@ def _store(config: EnvsyncConfig, conn_id: str) -> ManifestStore:
     from envsync.manifest import ManifestStore
 
     return ManifestStore(storage_client(config.project, conn_id), config.state.bucket)
-
-
-def validate_params(config: EnvsyncConfig, datasets: Any, tables: Any, window_quarters: Any, dry_run: Any) -> tuple[list[str], list[str], int, bool]:
-    """Check run inputs again in the task (a REST trigger may bypass the form); name the bad value."""
-    from envsync.config import MAX_WINDOW_QUARTERS, MIN_WINDOW_QUARTERS
-    from envsync.guard import IdentifierError, validate_identifier
-
-    if datasets in (None, "", []):
-        datasets = list(config.prod.datasets)
-    if not isinstance(datasets, list) or not all(isinstance(d, str) for d in datasets):
-        raise ValueError(f"param datasets must be a list of dataset names, got {datasets!r}")
-    datasets = list(dict.fromkeys(datasets))  # a dataset named twice is synced once
-    unknown = [d for d in datasets if d not in config.prod.datasets]
-    if unknown:
-        raise ValueError(f"param datasets: {unknown} are not configured; allowed: {config.prod.datasets}")
-    tables = tables or []
-    if not isinstance(tables, list):
-        raise ValueError(f"param tables must be a list like ['orders', 'sales.customers'], got {tables!r}")
-    for entry in tables:
-        try:
-            dataset, dot, table = str(entry).rpartition(".")
-            if dot:
-                validate_identifier("dataset", dataset)
-            validate_identifier("table", table)
-        except IdentifierError as error:
-            raise ValueError(f"param tables: {error}") from None
-    if isinstance(window_quarters, str) and window_quarters.strip().isdigit():
-        window_quarters = int(window_quarters)
-    if window_quarters is None:
-        window_quarters = config.environments.dev.window_quarters
-    if isinstance(window_quarters, bool) or not isinstance(window_quarters, int) or not (
-        MIN_WINDOW_QUARTERS <= window_quarters <= MAX_WINDOW_QUARTERS
-    ):
-        raise ValueError(
-            f"param window_quarters must be an integer from {MIN_WINDOW_QUARTERS} to "
-            f"{MAX_WINDOW_QUARTERS}, got {window_quarters!r}"
-        )
-    if isinstance(dry_run, str):
-        dry_run = dry_run.strip().lower() in ("true", "1", "yes")
-    return datasets, [str(t) for t in tables], window_quarters, bool(dry_run)
 
 
 class PlanDevSyncOperator(BaseOperator):
@@ -93,6 +54,20 @@ class PlanDevSyncOperator(BaseOperator):
         self.gcp_conn_id = gcp_conn_id
 
     def execute(self, context: Context) -> list[dict[str, str]]:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from envsync.config import ConfigError
+        from envsync.discovery import DiscoveryError
+        from envsync.guard import IdentifierError
+        from envsync.plan import PlanError
+
+        try:
+            return self._plan(context)
+        except (ConfigError, DiscoveryError, PlanError, IdentifierError, ValueError) as error:
+            # bad input or a prod that does not match the config: a retry would fail the same way
+            raise AirflowFailException(str(error)) from error
+
+    def _plan(self, context: Context) -> list[dict[str, str]]:
         from envsync.clients import bigquery_client
         from envsync.config import load_config
         from envsync.report import plan_table, quota_summary

@@ -1,0 +1,52 @@
+"""Validate the run inputs of the sync DAG (params) in the task, with messages naming the bad value.
+
+The trigger form validates them too, but a REST trigger or a backfill conf may bypass the form.
+No Airflow import here, so the checks are unit-testable on their own.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from envsync.config import EnvsyncConfig
+
+
+def validate_params(config: EnvsyncConfig, datasets: Any, tables: Any, window_quarters: Any, dry_run: Any) -> tuple[list[str], list[str], int, bool]:
+    """Check run inputs again in the task (a REST trigger may bypass the form); name the bad value."""
+    from envsync.config import MAX_WINDOW_QUARTERS, MIN_WINDOW_QUARTERS
+    from envsync.guard import IdentifierError, validate_identifier
+
+    if datasets in (None, "", []):
+        datasets = list(config.prod.datasets)
+    if not isinstance(datasets, list) or not all(isinstance(d, str) for d in datasets):
+        raise ValueError(f"param datasets must be a list of dataset names, got {datasets!r}")
+    datasets = list(dict.fromkeys(datasets))  # a dataset named twice is synced once
+    unknown = [d for d in datasets if d not in config.prod.datasets]
+    if unknown:
+        raise ValueError(f"param datasets: {unknown} are not configured; allowed: {config.prod.datasets}")
+    tables = tables or []
+    if not isinstance(tables, list):
+        raise ValueError(f"param tables must be a list like ['orders', 'sales.customers'], got {tables!r}")
+    for entry in tables:
+        try:
+            dataset, dot, table = str(entry).rpartition(".")
+            if dot:
+                validate_identifier("dataset", dataset)
+            validate_identifier("table", table)
+        except IdentifierError as error:
+            raise ValueError(f"param tables: {error}") from None
+    if isinstance(window_quarters, str) and window_quarters.strip().isdigit():
+        window_quarters = int(window_quarters)
+    if window_quarters is None:
+        window_quarters = config.environments.dev.window_quarters
+    if isinstance(window_quarters, bool) or not isinstance(window_quarters, int) or not (
+        MIN_WINDOW_QUARTERS <= window_quarters <= MAX_WINDOW_QUARTERS
+    ):
+        raise ValueError(
+            f"param window_quarters must be an integer from {MIN_WINDOW_QUARTERS} to "
+            f"{MAX_WINDOW_QUARTERS}, got {window_quarters!r}"
+        )
+    if isinstance(dry_run, str):
+        dry_run = dry_run.strip().lower() in ("true", "1", "yes")
+    return datasets, [str(t) for t in tables], window_quarters, bool(dry_run)
