@@ -250,3 +250,21 @@ def test_ctas_table_keeps_declared_partitioning(clean_dev: None, run_dag: Any, c
     assert (table.time_partitioning.type_, table.time_partitioning.field) == ("DAY", "order_date")
     assert table.clustering_fields == ["customer_id"]
     assert ids("dev_sales.orders", "order_id") == days(dt.date(2026, 7, 1), dt.date(2026, 11, 21))
+
+
+def test_missing_prod_dataset_fails_the_plan_naming_it(clean_dev: None, run_dag: Any, config_file: Any) -> None:
+    cfg = config_file(prod={"datasets": ["sales", "nosuch"]})
+    dag_run = run_dag("prod_to_dev_sync", A, config_path=cfg)
+    assert str(dag_run.state) == "failed"
+    states = task_states(dag_run)
+    assert states["plan[-1]"] == "failed", states
+    plan_ti = next(ti for ti in dag_run.get_task_instances() if ti.task_id == "plan")
+    assert plan_ti.try_number == 1   # not retried: the config does not match prod
+    # nothing was written anywhere
+    assert not [d.dataset_id for d in bq_client().list_datasets() if d.dataset_id.startswith("dev_")]
+    from envsync.config import load_config
+    from envsync.discovery import DiscoveryError
+    from envsync.sync import build_plans
+
+    with pytest.raises(DiscoveryError, match=r"prod dataset 'nosuch' \(prod.datasets in the config\) does not exist"):
+        build_plans(load_config(cfg), bq_client(), datasets=["sales", "nosuch"], tables=[])
