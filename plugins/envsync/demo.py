@@ -312,14 +312,16 @@ def _date_arg(text: str) -> date:
         raise argparse.ArgumentTypeError(f"--ref-date must be YYYY-MM-DD, got {text!r}") from None
 
 
-def format_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    cells = [[str(r.get(c, "")) if r.get(c) is not None else "-" for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) if cells else len(c) for i, c in enumerate(columns)]
-    line = "  ".join(c.ljust(w) for c, w in zip(columns, widths))
-    out = [line, "  ".join("-" * w for w in widths)]
-    for row in cells:
-        out.append("  ".join(v.rjust(w) if v.replace(",", "").isdigit() else v.ljust(w) for v, w in zip(row, widths)))
-    return "\n".join(out)
+def format_table(rows: list[dict[str, Any]], columns: list[str], right: tuple[str, ...] = ("rows",)) -> str:
+    cells = [["-" if r.get(c) is None else str(r[c]) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+
+    def line(values: list[str]) -> str:
+        return "  ".join(
+            v.rjust(w) if c in right else v.ljust(w) for v, w, c in zip(values, widths, columns)
+        ).rstrip()
+
+    return "\n".join([line(columns), line(["-" * w for w in widths])] + [line(row) for row in cells])
 
 
 def main(argv: list[str] | None = None) -> int:
