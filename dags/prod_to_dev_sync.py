@@ -8,10 +8,11 @@ dataset, **overwriting dev completely**: prod is the source of truth.
 for an earlier date shifts the window back).
 
 **How:** every table is read as of one instant T (the cut, recorded in the run's manifest), so dev is a
-consistent picture of prod. Per table, the cheapest correct BigQuery operation runs server-side:
+consistent picture of prod. Per table (one `sync_dataset` task per dataset), the cheapest correct
+BigQuery operation runs server-side:
 partitioned tables are cloned and trimmed to the window, unpartitioned tables with a date column are
 copied with a filtered `CREATE TABLE … AS SELECT`, tables without a date column are cloned whole, and
-views are re-created on the dev datasets. Each copy is verified against prod (rows per partition,
+views are re-created on the dev datasets once every table is in place (`sync_views`). Each copy is verified against prod (rows per partition,
 schema, partitioning) before it is published; objects that exist only in dev are dropped.
 
 **Params**
@@ -31,7 +32,12 @@ import datetime as dt
 from airflow.sdk import DAG, Param
 
 from envsync.config import MAX_WINDOW_QUARTERS, MIN_WINDOW_QUARTERS, load_config
-from envsync.operators.dev_sync import DevSyncReportOperator, PlanDevSyncOperator, SyncDatasetOperator
+from envsync.operators.dev_sync import (
+    DevSyncReportOperator,
+    PlanDevSyncOperator,
+    SyncDatasetOperator,
+    SyncViewsOperator,
+)
 
 config = load_config()
 
@@ -97,5 +103,6 @@ with DAG(
         max_active_tis_per_dagrun=2,
         retry_delay=dt.timedelta(minutes=1),
     ).expand(dataset_ref=plan.output)
+    views = SyncViewsOperator(task_id="sync_views")
     report = DevSyncReportOperator(task_id="report")
-    plan >> sync >> report
+    plan >> sync >> views >> report

@@ -65,14 +65,31 @@ class DevConfig(EnvironmentConfig):
         return names
 
 
+class TestEnvConfig(EnvironmentConfig):
+    """On-demand test environments: datasets test_<name>_<ds>, deleted after their time-to-live."""
+
+    prefix: str = "test_"
+    default_ttl_days: Annotated[StrictInt, Field(ge=1, le=365)] = 7
+    max_ttl_days: Annotated[StrictInt, Field(ge=1, le=365)] = 30
+
+    @model_validator(mode="after")
+    def _ttl_order(self) -> TestEnvConfig:
+        if self.default_ttl_days > self.max_ttl_days:
+            raise ValueError(
+                f"default_ttl_days {self.default_ttl_days} is more than max_ttl_days {self.max_ttl_days}"
+            )
+        return self
+
+
 class Environments(_Strict):
     dev: DevConfig = DevConfig()
     qa: EnvironmentConfig = EnvironmentConfig(prefix="qa_")
     staging: EnvironmentConfig = EnvironmentConfig(prefix="staging_")
+    test: TestEnvConfig = TestEnvConfig()
 
     @model_validator(mode="after")
     def _distinct_prefixes(self) -> Environments:
-        prefixes = [self.dev.prefix, self.qa.prefix, self.staging.prefix]
+        prefixes = [self.dev.prefix, self.qa.prefix, self.staging.prefix, self.test.prefix]
         for i, prefix in enumerate(prefixes):
             for other in prefixes[i + 1 :]:
                 if prefix.startswith(other) or other.startswith(prefix):
@@ -95,10 +112,50 @@ class ProdConfig(_Strict):
         return names
 
 
+MASK_RULES = ("hash", "null", "fake")
+
+
+class SampleConfig(_Strict):
+    """Deterministic sample: rows whose `key` hashes to 0 modulo `modulo` (about 1 in `modulo`)."""
+
+    key: str
+    modulo: Annotated[StrictInt, Field(ge=1, le=1_000_000)]
+
+    _key = field_validator("key")(classmethod(lambda cls, v: validate_identifier("column", v)))
+
+
+class ParentConfig(_Strict):
+    """Child rows follow the sampled rows of a parent table: `column` references the parent's sample key."""
+
+    table: str          # <dataset>.<table> of the parent (itself sampled)
+    column: str         # the foreign key column in this (child) table
+
+    @field_validator("table")
+    @classmethod
+    def _table(cls, value: str) -> str:
+        dataset, dot, table = value.partition(".")
+        if not dot:
+            raise ValueError(f"{value!r} must be written <dataset>.<table>")
+        validate_identifier("dataset", dataset)
+        validate_identifier("table", table)
+        return value
+
+    _column = field_validator("column")(classmethod(lambda cls, v: validate_identifier("column", v)))
+
+
+class FixedMask(_Strict):
+    fixed: str | int | float | bool
+
+
 class TableOverride(_Strict):
     exclude: bool = False
     date_column: str | None = None
     strategy: Literal["auto", "clone_window", "ctas_window", "full_clone"] = "auto"
+    # qa/staging/test seeding: from the versioned seed (default) or a masked, deterministic prod sample
+    source: Literal["seed", "prod_sample"] = "seed"
+    sample: SampleConfig | None = None
+    parent: ParentConfig | None = None
+    mask: dict[str, Literal["hash", "null", "fake"] | FixedMask] = Field(default_factory=dict)
 
     @field_validator("date_column")
     @classmethod
@@ -107,11 +164,43 @@ class TableOverride(_Strict):
             validate_identifier("column", value)
         return value
 
+    @field_validator("mask")
+    @classmethod
+    def _mask_columns(cls, mask: dict[str, Any]) -> dict[str, Any]:
+        for column in mask:
+            validate_identifier("column", column)
+        return mask
+
+    @model_validator(mode="after")
+    def _sampling(self) -> TableOverride:
+        if self.source == "prod_sample":
+            if (self.sample is None) == (self.parent is None):
+                raise ValueError("source prod_sample needs exactly one of sample (key, modulo) or parent (table, column)")
+            keys = {self.sample.key} if self.sample else {self.parent.column}  # type: ignore[union-attr]
+            masked_keys = keys & set(self.mask)
+            if masked_keys:
+                raise ValueError(f"mask: {sorted(masked_keys)} sample/parent keys cannot be masked (joins would break)")
+        elif self.sample or self.parent or self.mask:
+            raise ValueError("sample, parent and mask apply only with source: prod_sample")
+        return self
+
 
 class SyncSettings(_Strict):
     max_concurrent_jobs: Annotated[int, Field(ge=1, le=50)] = 4
     verify_partitioning: Literal["error", "warn"] = "error"
     job_timeout_seconds: Annotated[int, Field(ge=10, le=86_400)] = 3_600
+
+
+class SeedSettings(_Strict):
+    dir: str = "sql/seeds"          # relative to the repository root, or absolute
+    salt_env: str = "ENVSYNC_MASKING_SALT"   # environment variable holding the masking salt
+
+    @field_validator("salt_env")
+    @classmethod
+    def _env_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", value):
+            raise ValueError(f"{value!r} is not an environment variable name (A-Z, 0-9, _)")
+        return value
 
 
 class StateSettings(_Strict):
@@ -135,6 +224,7 @@ class EnvsyncConfig(_Strict):
     environments: Environments = Environments()
     tables: dict[str, TableOverride] = Field(default_factory=dict)
     sync: SyncSettings = SyncSettings()
+    seeds: SeedSettings = SeedSettings()
     state: StateSettings
 
     @field_validator("project")
@@ -174,12 +264,19 @@ class EnvsyncConfig(_Strict):
 
     @model_validator(mode="after")
     def _overrides_name_prod_datasets(self) -> EnvsyncConfig:
-        for key in self.tables:
+        for key, override in self.tables.items():
             dataset = key.split(".", 1)[0]
             if dataset not in self.prod.datasets:
                 raise ValueError(
                     f"tables.{key}: dataset {dataset!r} is not one of prod.datasets {self.prod.datasets}"
                 )
+            if override.parent is not None:
+                parent = self.tables.get(override.parent.table)
+                if parent is None or parent.sample is None:
+                    raise ValueError(
+                        f"tables.{key}.parent: {override.parent.table!r} must itself be configured with "
+                        "source: prod_sample and a sample (key, modulo)"
+                    )
         return self
 
     # ----- helpers used across the package -------------------------------------------------
@@ -188,7 +285,16 @@ class EnvsyncConfig(_Strict):
 
     def env_prefixes(self) -> dict[str, str]:
         envs = self.environments
-        return {"dev": envs.dev.prefix, "qa": envs.qa.prefix, "staging": envs.staging.prefix}
+        return {"dev": envs.dev.prefix, "qa": envs.qa.prefix, "staging": envs.staging.prefix,
+                "test": envs.test.prefix}
+
+    def env_dataset(self, env: str, prod_dataset: str, test_name: str | None = None) -> str:
+        """The dataset of `env` derived from a prod dataset (test envs: test_<name>_<ds>)."""
+        if env == "test":
+            if not test_name:
+                raise ValueError("a test environment needs a name")
+            return f"{self.environments.test.prefix}{test_name}_{prod_dataset}"
+        return self.env_prefixes()[env] + prod_dataset
 
     def dev_dataset(self, prod_dataset: str) -> str:
         return self.environments.dev.prefix + prod_dataset

@@ -258,6 +258,12 @@ class GuardedBigQuery:
         self.guard.check(WriteTarget(table.project, table.dataset_id, table.table_id), "update table")
         return self.client.update_table(table, list(fields))
 
+    def delete_dataset(self, ref: str) -> None:
+        """Delete `project.dataset` and everything in it (only ever an environment dataset)."""
+        project, _, dataset = ref.partition(".")
+        self.guard.check(WriteTarget(project, dataset), "delete dataset")
+        self.client.delete_dataset(ref, delete_contents=True, not_found_ok=True)
+
     def delete_table(self, ref: TableRef) -> None:
         self.guard.check(WriteTarget(ref.project, ref.dataset, ref.table), "delete table")
         self.client.delete_table(ref.api, not_found_ok=True)

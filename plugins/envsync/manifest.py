@@ -1,7 +1,7 @@
 """Run manifests: small JSON documents in the state bucket, one folder per DAG run.
 
-    gs://<state.bucket>/manifests/<dag_id>/<run_id>/plan.json        T, anchor, window, per-table actions
-    gs://<state.bucket>/manifests/<dag_id>/<run_id>/datasets/<ds>.json  per-table results of one dataset
+    gs://<state.bucket>/manifests/<dag_id>/<run_id>/plan.json        T (and A, window), units, per-object plan
+    gs://<state.bucket>/manifests/<dag_id>/<run_id>/results/<unit>.json  per-object results of one unit
     gs://<state.bucket>/manifests/<dag_id>/<run_id>/report.json      the whole run: plan + results
 
 A retried or re-run task reads plan.json back, so every try of a run uses the same cut T.

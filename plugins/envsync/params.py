@@ -36,7 +36,7 @@ def validate_params(config: EnvsyncConfig, datasets: Any, tables: Any, window_qu
             validate_identifier("table", table)
         except IdentifierError as error:
             raise ValueError(f"param tables: {error}") from None
-    if isinstance(window_quarters, str) and window_quarters.strip().isdigit():
+    if isinstance(window_quarters, str) and window_quarters.strip().isascii() and window_quarters.strip().isdigit():
         window_quarters = int(window_quarters)
     if window_quarters is None:
         window_quarters = config.environments.dev.window_quarters
@@ -50,3 +50,46 @@ def validate_params(config: EnvsyncConfig, datasets: Any, tables: Any, window_qu
     if isinstance(dry_run, str):
         dry_run = dry_run.strip().lower() in ("true", "1", "yes")
     return datasets, [str(t) for t in tables], window_quarters, bool(dry_run)
+
+
+TEST_ENV_NAME_PATTERN = r"^[a-z][a-z0-9]{0,19}$"
+RESEED_ENVIRONMENTS = ("qa", "staging")
+
+
+def validate_reseed_params(
+    config: EnvsyncConfig, environments: Any, datasets: Any, test_env: Any, ttl_days: Any
+) -> tuple[list[str], list[str], str | None, int]:
+    """Inputs of reseed_environments, checked before any BigQuery call; errors name the bad value."""
+    import re
+
+    if environments in (None, "", []):
+        environments = list(RESEED_ENVIRONMENTS)
+    if not isinstance(environments, list) or not all(isinstance(e, str) for e in environments):
+        raise ValueError(f"param environments must be a list of environment names, got {environments!r}")
+    unknown = [e for e in environments if e not in RESEED_ENVIRONMENTS]
+    if unknown:
+        raise ValueError(f"param environments: {unknown} are not environments envsync re-seeds; allowed: "
+                         f"{list(RESEED_ENVIRONMENTS)}")
+    if datasets in (None, "", []):
+        datasets = list(config.prod.datasets)
+    if not isinstance(datasets, list) or not all(isinstance(d, str) for d in datasets):
+        raise ValueError(f"param datasets must be a list of dataset names, got {datasets!r}")
+    datasets = list(dict.fromkeys(datasets))
+    bad = [d for d in datasets if d not in config.prod.datasets]
+    if bad:
+        raise ValueError(f"param datasets: {bad} are not configured; allowed: {config.prod.datasets}")
+    name = "" if test_env is None else test_env
+    if not isinstance(name, str) or (name and not re.fullmatch(TEST_ENV_NAME_PATTERN, name)):
+        raise ValueError(
+            f"param test_env: {test_env!r} is not a valid test environment name: 1-20 lowercase letters and "
+            "digits, starting with a letter"
+        )
+    test = config.environments.test
+    if ttl_days in (None, ""):
+        ttl_days = test.default_ttl_days
+    if isinstance(ttl_days, str) and ttl_days.strip().isascii() and ttl_days.strip().isdigit():
+        ttl_days = int(ttl_days)
+    if isinstance(ttl_days, bool) or not isinstance(ttl_days, int) or not 1 <= ttl_days <= test.max_ttl_days:
+        raise ValueError(f"param ttl_days must be an integer from 1 to {test.max_ttl_days} "
+                         f"(environments.test.max_ttl_days), got {ttl_days!r}")
+    return list(dict.fromkeys(environments)), datasets, name or None, ttl_days

@@ -189,7 +189,6 @@ def plan_dataset(
     dataset_map = {ds: config.dev_dataset(ds) for ds in config.prod.datasets}
     actions: list[Action] = []
     excluded: list[str] = []
-    views = {t.table for t in info.tables if t.kind == "VIEW"}
     for table in info.tables:
         if not matches_filter(info.dataset, table.table, tables_filter):
             continue
@@ -201,7 +200,7 @@ def plan_dataset(
             action = Action(
                 dataset=info.dataset, table=table.table, target_dataset=target, action="view",
                 reason="re-created on the dev datasets", view_sql=rewrite.sql,
-                depends_on=sorted(view_dependencies(rewrite.sql, target, views)),
+                depends_on=sorted(view_dependencies(rewrite.sql)),
             )
         elif table.kind in ("TABLE", "CLONE"):
             action = _table_action(config, table, target)
@@ -234,22 +233,28 @@ def plan_dataset(
 
 
 def order_views(views: list[Action]) -> list[Action]:
-    """Views in creation order: a view comes after the views of its dataset that it reads."""
-    by_name = {v.table: v for v in views}
+    """Views in creation order: a view comes after the views it reads (in any dataset).
+
+    `depends_on` holds `target_dataset.table` references; those that are not views are ignored.
+    """
+    def key(view: Action) -> str:
+        return f"{view.target_dataset}.{view.table}"
+
+    by_key = {key(v): v for v in views}
     done: list[Action] = []
     seen: set[str] = set()
 
     def visit(view: Action, path: tuple[str, ...]) -> None:
-        if view.table in seen:
+        if key(view) in seen:
             return
-        if view.table in path:
-            raise PlanError(f"views {' -> '.join(path + (view.table,))} depend on each other in a cycle")
+        if key(view) in path:
+            raise PlanError(f"views {' -> '.join(path + (key(view),))} depend on each other in a cycle")
         for dep in view.depends_on:
-            if dep in by_name:
-                visit(by_name[dep], path + (view.table,))
-        seen.add(view.table)
+            if dep in by_key:
+                visit(by_key[dep], path + (key(view),))
+        seen.add(key(view))
         done.append(view)
 
-    for view in sorted(views, key=lambda v: v.table):
+    for view in sorted(views, key=key):
         visit(view, ())
     return done

@@ -74,12 +74,12 @@ def quota_summary(plans: list[DatasetPlan]) -> str:
     )
 
 
-def summarise(results: list[dict[str, Any]], *, cut: dt.datetime, window: Window) -> dict[str, Any]:
+def summarise(results: list[dict[str, Any]], *, cut: dt.datetime, window: Window | None) -> dict[str, Any]:
     """The small, JSON-serialisable summary a run leaves in XCom."""
     counted = [r for r in results if r["action"] not in ("drop", "skip", "exclude")]
     return {
         "cut": cut.isoformat(),
-        "window": window.as_dict(),
+        "window": window.as_dict() if window else None,
         "objects": len(counted),
         "ok": sum(1 for r in counted if r["status"] == "ok"),
         "failed": [r["table"] for r in results if r["status"] == "failed"],

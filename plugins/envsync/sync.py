@@ -15,13 +15,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from envsync.datasets import ensure_env_dataset, env_labels
+from envsync.ddl import cluster_clause, column_def, partition_clause
 from envsync.discovery import DatasetInfo, TableInfo, discover_dataset, list_existing
 from envsync.guard import GuardedBigQuery, ProdWriteRefused, TableRef, WriteGuard, quote_column
 from envsync.jobs import JobRunner, JobStats
 from envsync.plan import STAGE_SUFFIX, Action, DatasetPlan, check_table_filter, order_views, plan_dataset
 from envsync.sqltemplates import render
 from envsync.verify import (
-    TYPE_ALIASES,
     compare_counts,
     compare_partitioning,
     compare_schema,
@@ -37,9 +38,6 @@ if TYPE_CHECKING:
     from envsync.config import EnvsyncConfig
 
 log = logging.getLogger(__name__)
-
-MANAGED_LABELS = {"envsync-managed": "true", "envsync-env": "dev"}
-MAX_TIME_TRAVEL_HOURS = 48
 
 
 class SyncError(RuntimeError):
@@ -82,58 +80,6 @@ def build_plans(
     return plans
 
 
-# ---------------------------------------------------------------------------------- DDL helpers
-
-
-def column_type_sql(field: dict[str, Any]) -> str:
-    kind = field["type"].upper()
-    kind = TYPE_ALIASES.get(kind, kind)
-    if kind == "STRUCT":
-        inner = ", ".join(column_def(sub) for sub in field.get("fields") or [])
-        kind = f"STRUCT<{inner}>"
-    elif kind in ("NUMERIC", "BIGNUMERIC") and field.get("precision"):
-        precision = int(field["precision"])
-        scale = int(field.get("scale") or 0)
-        kind = f"{kind}({precision}, {scale})"
-    elif kind in ("STRING", "BYTES") and field.get("maxLength"):
-        kind = f"{kind}({int(field['maxLength'])})"
-    if (field.get("mode") or "").upper() == "REPEATED":
-        return f"ARRAY<{kind}>"
-    return kind
-
-
-def column_def(field: dict[str, Any]) -> str:
-    not_null = " NOT NULL" if (field.get("mode") or "").upper() == "REQUIRED" else ""
-    return f"{quote_column(field['name'])} {column_type_sql(field)}{not_null}"
-
-
-def partition_clause(info: TableInfo) -> str:
-    if info.partitioning and info.partitioning.get("field"):
-        col_name = info.partitioning["field"]
-        unit = info.partitioning["type"].upper()
-        column = info.column(col_name) or {"type": "TIMESTAMP"}
-        col = quote_column(col_name)
-        kind = column["type"].upper()
-        if kind == "DATE":
-            return f"partition by {col}" if unit == "DAY" else f"partition by date_trunc({col}, {unit})"
-        if kind == "DATETIME":
-            return f"partition by datetime_trunc({col}, {unit})"
-        return f"partition by timestamp_trunc({col}, {unit})"
-    if info.range_partitioning:
-        rp = info.range_partitioning
-        return (
-            f"partition by range_bucket({quote_column(rp['field'])}, generate_array("
-            f"{int(rp['start'])}, {int(rp['end'])}, {int(rp['interval'])}))"
-        )
-    return ""
-
-
-def cluster_clause(info: TableInfo) -> str:
-    if not info.clustering:
-        return ""
-    return "cluster by " + ", ".join(quote_column(c) for c in info.clustering)
-
-
 # ---------------------------------------------------------------------------------- execution
 
 
@@ -149,40 +95,10 @@ class DatasetSync:
 
     # dataset -------------------------------------------------------------------------------
     def ensure_dataset(self, plan: DatasetPlan) -> str:
-        from google.api_core.exceptions import NotFound
-        from google.cloud import bigquery
-
-        labels = {**plan.labels, **MANAGED_LABELS, "envsync-source": plan.dataset.lower()[:63]}
-        ref = f"{self.project}.{plan.target_dataset}"
-        try:
-            existing = self.bq.client.get_dataset(ref)
-        except NotFound:
-            dataset = bigquery.Dataset(ref)
-            dataset.location = plan.location
-            dataset.description = plan.description
-            dataset.labels = labels
-            dataset.max_time_travel_hours = MAX_TIME_TRAVEL_HOURS
-            self.bq.create_dataset(dataset)
-            log.info("created dataset %s in %s", plan.target_dataset, plan.location)
-            return "created"
-        if (existing.location or "").upper() != (plan.location or "").upper():
-            raise SyncError(
-                f"dataset {plan.target_dataset} is in {existing.location} but prod {plan.dataset} is in "
-                f"{plan.location}; drop it so envsync can re-create it in the right location"
-            )
-        changed = []
-        if existing.description != plan.description:
-            existing.description = plan.description
-            changed.append("description")
-        if any((existing.labels or {}).get(k) != v for k, v in labels.items()):
-            existing.labels = labels
-            changed.append("labels")
-        if existing.max_time_travel_hours not in (MAX_TIME_TRAVEL_HOURS, str(MAX_TIME_TRAVEL_HOURS)):
-            existing.max_time_travel_hours = MAX_TIME_TRAVEL_HOURS
-            changed.append("max_time_travel_hours")
-        if changed:
-            self.bq.update_dataset(existing, changed)
-        return "updated" if changed else "unchanged"
+        return ensure_env_dataset(
+            self.bq, f"{self.project}.{plan.target_dataset}", location=plan.location,
+            description=plan.description, labels=env_labels(plan.labels, "dev", plan.dataset),
+        )
 
     # tables --------------------------------------------------------------------------------
     def _refs(self, action: Action) -> tuple[TableRef, TableRef, TableRef]:
@@ -311,9 +227,9 @@ class DatasetSync:
         self.ensure_dataset(plan)
         tables = plan.by_action("clone_window", "ctas_window", "full_clone")
         log.info(
-            "syncing %s -> %s: %d tables, %d views, %d to drop, with up to %d concurrent jobs",
-            plan.dataset, plan.target_dataset, len(tables), len(plan.by_action("view")),
-            len(plan.by_action("drop")), self.config.sync.max_concurrent_jobs,
+            "syncing %s -> %s: %d tables, %d to drop, with up to %d concurrent jobs (views follow)",
+            plan.dataset, plan.target_dataset, len(tables), len(plan.by_action("drop")),
+            self.config.sync.max_concurrent_jobs,
         )
         results: list[dict[str, Any]] = []
         with ThreadPoolExecutor(max_workers=self.config.sync.max_concurrent_jobs) as pool:
@@ -322,8 +238,6 @@ class DatasetSync:
                 result = future.result()
                 log.info("%s: %s, %s rows, %.1f s", result["table"], result["status"], result.get("rows"), result["seconds"])
                 results.append(result)
-        for view in order_views(plan.by_action("view")):
-            results.append(self.sync_view(view))
         for action in plan.by_action("skip"):
             results.append({**_result(action), "status": "skipped"})
         for name in plan.excluded:
@@ -332,6 +246,14 @@ class DatasetSync:
         for action in plan.by_action("drop"):
             results.append(self.drop(action))
         return results
+
+
+def sync_views(config: EnvsyncConfig, bq: GuardedBigQuery, runner: JobRunner, run: RunInfo,
+               plans: list[DatasetPlan]) -> list[dict[str, Any]]:
+    """Re-create every planned view, after all tables, in dependency order across datasets."""
+    views = order_views([a for p in plans for a in p.by_action("view")])
+    log.info("re-creating %d views on the dev datasets", len(views))
+    return [DatasetSync(config, bq, runner, run).sync_view(v) for v in views]
 
 
 def quote_column_or_table(name: str) -> str:
@@ -393,4 +315,8 @@ def run_sync(
     results: list[dict[str, Any]] = []
     for plan in plans:
         results.extend(sync_dataset(config, client, plan, run))
+    bq = GuardedBigQuery(client, WriteGuard.from_config(config), config.location)
+    runner = JobRunner(bq, dag_id=run.dag_id, run_id=run.run_id, task_id="sync_views",
+                       timeout=config.sync.job_timeout_seconds)
+    results.extend(sync_views(config, bq, runner, run, plans))
     return summarise(results, cut=run.cut, window=window)

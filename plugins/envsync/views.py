@@ -60,10 +60,10 @@ def rewrite_view_sql(
     return ViewRewrite(tree.sql(dialect="bigquery"), references, sorted(set(unmapped)))
 
 
-def view_dependencies(sql: str, dataset: str, view_names: set[str]) -> set[str]:
-    """Views of the same dataset that this view reads (for creation order)."""
+def view_dependencies(sql: str) -> set[str]:
+    """Every `dataset.table` a view reads (creation order puts the views among them first)."""
     import sqlglot
     from sqlglot import exp
 
     tree = sqlglot.parse_one(sql, read="bigquery")
-    return {t.name for t in tree.find_all(exp.Table) if t.db == dataset and t.name in view_names}
+    return {f"{t.db}.{t.name}" for t in tree.find_all(exp.Table) if t.db}

@@ -271,7 +271,7 @@ def test_view_is_rewritten_to_dev_datasets() -> None:
     assert a.est_bytes_billed == 0
 
 
-def test_view_on_view_in_the_same_dataset_depends_on_it() -> None:
+def test_view_depends_on_everything_it_reads_in_dev() -> None:
     p = plan(
         make_config(),
         view("base", "select * from sales.orders"),
@@ -279,14 +279,16 @@ def test_view_on_view_in_the_same_dataset_depends_on_it() -> None:
         view("other", "select * from marketing.base"),
         table("orders", col("id", "INTEGER")),
     )
-    assert only(p, "top").depends_on == ["base"]
-    assert only(p, "base").depends_on == []
-    assert only(p, "other").depends_on == []  # marketing.base is another dataset's object
+    assert only(p, "top").depends_on == ["dev_sales.base", "dev_sales.orders"]
+    assert only(p, "base").depends_on == ["dev_sales.orders"]
+    assert only(p, "other").depends_on == ["dev_marketing.base"]   # ordered across datasets too
+    assert [v.table for v in order_views(p.by_action("view"))].index("base") < [
+        v.table for v in order_views(p.by_action("view"))].index("top")
 
 
-def _view_action(name: str, *deps: str) -> Action:
-    return Action(dataset="sales", table=name, target_dataset="dev_sales", action="view", reason="",
-                  depends_on=list(deps))
+def _view_action(name: str, *deps: str, dataset: str = "sales") -> Action:
+    return Action(dataset=dataset, table=name, target_dataset=f"dev_{dataset}", action="view", reason="",
+                  depends_on=[d if "." in d else f"dev_{dataset}.{d}" for d in deps])
 
 
 def test_order_views_puts_dependencies_first() -> None:
@@ -300,7 +302,13 @@ def test_order_views_puts_dependencies_first() -> None:
 def test_order_views_raises_on_a_cycle() -> None:
     with pytest.raises(PlanError, match="cycle") as info:
         order_views([_view_action("a", "b"), _view_action("b", "c"), _view_action("c", "a")])
-    assert "a -> b -> c -> a" in str(info.value)
+    assert "dev_sales.a -> dev_sales.b -> dev_sales.c -> dev_sales.a" in str(info.value)
+
+
+def test_order_views_orders_across_datasets() -> None:
+    # a marketing view reading a sales view is created after it, whatever the names
+    views = [_view_action("a_report", "dev_sales.z_base", dataset="marketing"), _view_action("z_base")]
+    assert [v.key for v in order_views(views)] == ["sales.z_base", "marketing.a_report"]
 
 
 @pytest.mark.parametrize("kind", ["MATERIALIZED_VIEW", "EXTERNAL", "SNAPSHOT"])

@@ -13,7 +13,7 @@ from envsync.discovery import TableInfo
 from envsync.guard import IdentifierError
 from envsync.params import validate_params
 from envsync.report import human_bytes, render_table
-from envsync.sync import cluster_clause, column_def, column_type_sql, partition_clause
+from envsync.ddl import cluster_clause, column_def, column_type_sql, partition_clause
 from envsync.verify import bucket_expr, compare_counts, compare_schema, window_filter
 
 

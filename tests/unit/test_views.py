@@ -160,8 +160,7 @@ def test_unparseable_view_sql_raises_value_error() -> None:
         rewrite_view_sql("select * from (", DEV, PROJECT)
 
 
-def test_view_dependencies_finds_same_dataset_views() -> None:
-    sql = "select * from `envsync-demo.dev_sales.base` join dev_sales.orders using (id) join dev_marketing.base using (id)"
-    assert view_dependencies(sql, "dev_sales", {"base", "other"}) == {"base"}
-    assert view_dependencies(sql, "dev_marketing", {"base"}) == {"base"}
-    assert view_dependencies(sql, "dev_sales", set()) == set()
+def test_view_dependencies_lists_every_dataset_table_read() -> None:
+    sql = ("with x as (select * from dev_sales.orders) select * from `envsync-demo.dev_sales.base` "
+           "join x using (id) join dev_marketing.base using (id)")
+    assert view_dependencies(sql) == {"dev_sales.base", "dev_sales.orders", "dev_marketing.base"}

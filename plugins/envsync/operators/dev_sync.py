@@ -9,22 +9,14 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from envsync.clients import DEFAULT_CONN_ID
+from envsync.operators.common import RunReportOperator, manifest_store
 from envsync.params import validate_params
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from envsync.config import EnvsyncConfig
-    from envsync.manifest import ManifestStore
 
 DAG_LABEL = "prod_to_dev_sync"
-
-
-def _store(config: EnvsyncConfig, conn_id: str) -> ManifestStore:
-    from envsync.clients import storage_client
-    from envsync.manifest import ManifestStore
-
-    return ManifestStore(storage_client(config.project, conn_id), config.state.bucket)
 
 
 class PlanDevSyncOperator(BaseOperator):
@@ -78,7 +70,7 @@ class PlanDevSyncOperator(BaseOperator):
         datasets, tables, quarters, dry_run = validate_params(
             config, self.datasets, self.tables, self.window_quarters, self.dry_run
         )
-        store = _store(config, self.gcp_conn_id)
+        store = manifest_store(config, self.gcp_conn_id)
         store.ensure_bucket(config.location)
         prefix = store.run_prefix(context["dag"].dag_id, context["run_id"])
         recorded = store.read(f"{prefix}/plan.json")
@@ -103,6 +95,8 @@ class PlanDevSyncOperator(BaseOperator):
             "window": window.as_dict(),
             "params": {"datasets": datasets, "tables": tables, "window_quarters": quarters, "dry_run": dry_run},
             "plans": [p.to_dict() for p in plans],
+            "units": [p.dataset for p in plans] + ["views"],
+            "planned": [planned_row("views" if a.action == "view" else p.dataset, a) for p in plans for a in p.actions],
         }
         uri = store.write(f"{prefix}/plan.json", manifest)
         self.log.info("plan%s:\n%s", " (dry run: nothing will be written)" if dry_run else "", plan_table(plans))
@@ -138,7 +132,7 @@ class SyncDatasetOperator(BaseOperator):
         from envsync.window import Window
 
         config = load_config()
-        store = _store(config, self.gcp_conn_id)
+        store = manifest_store(config, self.gcp_conn_id)
         prefix = store.run_prefix(context["dag"].dag_id, context["run_id"])
         manifest = store.read(f"{prefix}/plan.json")
         if manifest is None:
@@ -157,7 +151,7 @@ class SyncDatasetOperator(BaseOperator):
         self._runner = JobRunner(bq, dag_id=run.dag_id, run_id=run.run_id, task_id=self.task_id,
                                  timeout=config.sync.job_timeout_seconds)
         results = DatasetSync(config, bq, self._runner, run).execute(plan)
-        store.write(f"{prefix}/datasets/{dataset}.json", {"dataset": dataset, "results": results})
+        store.write(f"{prefix}/results/{dataset}.json", {"unit": dataset, "results": results})
         self.log.info("%s -> %s:\n%s", plan.dataset, plan.target_dataset, results_table(results))
         failed = failures(results)
         if failed:
@@ -176,66 +170,72 @@ class SyncDatasetOperator(BaseOperator):
             self._runner.cancel_all()
 
 
-class DevSyncReportOperator(BaseOperator):
-    """Gather every dataset's results, log the run report, store it, and fail if anything failed."""
+def planned_row(unit: str, action: Any) -> dict[str, Any]:
+    """The report row of an action that has not run (yet): dry runs, and units whose task failed."""
+    return {
+        "unit": unit, "table": action.key, "target": f"{action.target_dataset}.{action.table}",
+        "action": action.action, "reason": action.reason, "rows": None,
+        "est_bytes_billed": action.est_bytes_billed, "bytes_billed": 0, "jobs": 0, "seconds": 0.0,
+        "status": "planned", "error": None, "warnings": [],
+    }
 
-    ui_color = "#fef7e0"
+
+class SyncViewsOperator(BaseOperator):
+    """Re-create every prod view on the dev datasets, after all tables, in dependency order."""
+
+    ui_color = "#e6f4ea"
 
     def __init__(self, *, gcp_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
-        kwargs.setdefault("trigger_rule", "all_done")
+        kwargs.setdefault("trigger_rule", "all_done")  # views of datasets that did sync still get made
         super().__init__(**kwargs)
         self.gcp_conn_id = gcp_conn_id
+        self._runner: Any = None
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException
 
+        from envsync.clients import bigquery_client
         from envsync.config import load_config
-        from envsync.report import human_bytes, results_table, summarise
-        from envsync.sync import SyncError
+        from envsync.guard import GuardedBigQuery, WriteGuard
+        from envsync.jobs import JobRunner
+        from envsync.plan import DatasetPlan
+        from envsync.report import results_table
+        from envsync.sync import RunInfo, SyncError, failures, sync_views
         from envsync.window import Window
 
         config = load_config()
-        store = _store(config, self.gcp_conn_id)
+        store = manifest_store(config, self.gcp_conn_id)
         prefix = store.run_prefix(context["dag"].dag_id, context["run_id"])
         manifest = store.read(f"{prefix}/plan.json")
         if manifest is None:
             raise AirflowFailException("the plan task recorded no plan; see its log")
+        if manifest["params"]["dry_run"]:
+            self.log.info("dry run: no views are re-created")
+            return {"views": 0}
+        plans = [DatasetPlan.from_dict(p) for p in manifest["plans"]]
         window = Window(dt.datetime.fromisoformat(manifest["window"]["start"]),
                         dt.datetime.fromisoformat(manifest["window"]["end"]), manifest["window"]["quarters"])
-        results: list[dict[str, Any]] = []
-        missing: list[str] = []
-        dry_run = manifest["params"]["dry_run"]
-        for plan in manifest["plans"]:
-            recorded = None if dry_run else store.read(f"{prefix}/datasets/{plan['dataset']}.json")
-            if recorded is None and not dry_run:
-                missing.append(plan["dataset"])
-            if recorded is not None:
-                results.extend(recorded["results"])
-            else:
-                for action in plan["actions"]:
-                    results.append({
-                        "table": f"{action['dataset']}.{action['table']}",
-                        "target": f"{action['target_dataset']}.{action['table']}",
-                        "action": action["action"], "reason": action["reason"], "rows": None,
-                        "est_bytes_billed": action["est_bytes_billed"], "bytes_billed": 0, "jobs": 0,
-                        "seconds": 0.0, "status": "planned" if dry_run else "not run", "error": None,
-                        "warnings": [],
-                    })
-        summary = summarise(results, cut=dt.datetime.fromisoformat(manifest["cut"]), window=window)
-        summary.update(dry_run=dry_run, anchor=manifest["anchor"], manifest=store.uri(f"{prefix}/report.json"))
-        store.write(f"{prefix}/report.json", {**manifest, "results": results, "summary": {k: v for k, v in summary.items() if k != "tables"}})
-        self.log.info(
-            "envsync run report%s: A = %s, T = %s, window [%s, %s)\n%s\n%d objects, %d ok, %d failed, "
-            "%s rows, est. %s billed, %d BigQuery jobs",
-            " (dry run)" if dry_run else "", manifest["anchor"], manifest["cut"], window.start.isoformat(),
-            window.end.isoformat(), results_table(results), summary["objects"], summary["ok"],
-            len(summary["failed"]), f"{summary['rows']:,}", human_bytes(summary["est_bytes_billed"]), summary["jobs"],
-        )
-        if missing or summary["failed"]:
-            # what the other tasks recorded will not change on a retry of this task
-            raise AirflowFailException(
-                "the sync did not complete: "
-                + (f"failed: {summary['failed']}; " if summary["failed"] else "")
-                + (f"no results from datasets {missing}" if missing else "")
-            )
-        return {k: v for k, v in summary.items() if k != "tables"}
+        run = RunInfo(context["dag"].dag_id, context["run_id"], self.task_id,
+                      dt.datetime.fromisoformat(manifest["cut"]), window)
+        client = bigquery_client(config.project, config.location, self.gcp_conn_id)
+        bq = GuardedBigQuery(client, WriteGuard.from_config(config), config.location)
+        self._runner = JobRunner(bq, dag_id=run.dag_id, run_id=run.run_id, task_id=self.task_id,
+                                 timeout=config.sync.job_timeout_seconds)
+        results = sync_views(config, bq, self._runner, run, plans)
+        store.write(f"{prefix}/results/views.json", {"unit": "views", "results": results})
+        self.log.info("views:\n%s", results_table(results))
+        failed = failures(results)
+        if failed:
+            message = f"{len(failed)} view(s) failed: " + "; ".join(f"{r['target']}: {r['error']}" for r in failed)
+            if any(r.get("retryable") for r in failed):
+                raise SyncError(message)
+            raise AirflowFailException(message)
+        return {"views": len(results)}
+
+    def on_kill(self) -> None:
+        if self._runner is not None:
+            self._runner.cancel_all()
+
+
+class DevSyncReportOperator(RunReportOperator):
+    """The sync run's report: per object action, rows, estimated bytes billed, seconds, status."""

@@ -1,0 +1,237 @@
+"""Operators of reseed_environments (plan + contract check, mapped reseed, report) and the test
+environment cleanup."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from envsync.clients import DEFAULT_CONN_ID
+from envsync.operators.common import RunReportOperator, manifest_store, run_prefix
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+def _runner(config: Any, conn_id: str, context: Context, task_id: str) -> Any:
+    from envsync.clients import bigquery_client
+    from envsync.guard import GuardedBigQuery, WriteGuard
+    from envsync.jobs import JobRunner
+
+    client = bigquery_client(config.project, config.location, conn_id)
+    bq = GuardedBigQuery(client, WriteGuard.from_config(config), config.location)
+    return JobRunner(bq, dag_id=context["dag"].dag_id, run_id=context["run_id"], task_id=task_id,
+                     timeout=config.sync.job_timeout_seconds)
+
+
+class PlanReseedOperator(BaseOperator):
+    """Validate the params, discover prod, check every seed against prod's schema, record the plan.
+
+    Nothing is dropped here: a contract failure fails the run and leaves every environment as it was.
+    """
+
+    template_fields: Sequence[str] = ("environments", "datasets", "test_env", "ttl_days")
+    ui_color = "#e8f0fe"
+
+    def __init__(self, *, environments: Any = None, datasets: Any = None, test_env: Any = None,
+                 ttl_days: Any = None, gcp_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.environments = environments
+        self.datasets = datasets
+        self.test_env = test_env
+        self.ttl_days = ttl_days
+        self.gcp_conn_id = gcp_conn_id
+
+    def execute(self, context: Context) -> list[dict[str, str]]:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from envsync.config import ConfigError, load_config
+        from envsync.discovery import DiscoveryError
+        from envsync.params import validate_reseed_params
+        from envsync.reseed import ContractError
+        from envsync.seeds import SeedError
+
+        try:
+            config = load_config()
+            envs, datasets, test_name, ttl = validate_reseed_params(
+                config, self.environments, self.datasets, self.test_env, self.ttl_days)
+        except (ConfigError, ValueError) as error:
+            raise AirflowFailException(str(error)) from error  # before any BigQuery call
+        try:
+            return self._plan(context, config, envs, datasets, test_name, ttl)
+        except (ContractError, SeedError, DiscoveryError) as error:
+            raise AirflowFailException(str(error)) from error
+
+    def _plan(self, context: Context, config: Any, envs: list[str], datasets: list[str], test_name: str | None,
+              ttl: int) -> list[dict[str, str]]:
+        from envsync.discovery import discover_dataset
+        from envsync.jobs import JobStats
+        from envsync.reseed import ContractError, Reseeder, sources_to_dict, units_for
+        from envsync.seeds import seed_version
+        from envsync.window import new_cut
+
+        store = manifest_store(config, self.gcp_conn_id)
+        store.ensure_bucket(config.location)
+        prefix = run_prefix(store, context)
+        recorded = store.read(f"{prefix}/plan.json")
+        cut = dt.datetime.fromisoformat(recorded["cut"]) if recorded else new_cut()
+        version = seed_version(config)
+        self.log.info("seed version %s (git %s%s, %d files); cut T = %s", version["version"], version["git"],
+                      ", uncommitted changes" if version["dirty"] else "", version["files"], cut.isoformat())
+        runner = _runner(config, self.gcp_conn_id, context, self.task_id)
+        reseeder = Reseeder(config, runner, cut)
+        stats = JobStats()
+        infos = {ds: discover_dataset(runner.bq.client, config.project, ds) for ds in datasets}
+        sources = {ds: reseeder.sources(info) for ds, info in infos.items()}
+        problems = [p for ds, info in infos.items() for p in reseeder.check_contract(info, sources[ds], stats)]
+        if problems:
+            raise ContractError("seeds do not match prod's current schema; nothing was dropped: " + "; ".join(problems))
+        self.log.info("contract check passed for %d seeded tables (%d jobs)",
+                      sum(1 for s in sources.values() for t in s if t.source == "seed"), stats.jobs)
+        units = units_for(config, envs, datasets, test_name)
+        expires = (cut + dt.timedelta(days=ttl)).isoformat() if test_name else None
+        manifest = {
+            "dag_id": context["dag"].dag_id, "run_id": context["run_id"], "cut": cut.isoformat(),
+            "seed_version": version, "expires": expires,
+            "params": {"environments": envs, "datasets": datasets, "test_env": test_name, "ttl_days": ttl,
+                       "dry_run": False},
+            "datasets": {ds: info.to_dict() for ds, info in infos.items()},
+            "sources": {ds: sources_to_dict(s) for ds, s in sources.items()},
+            "unit_specs": [u.__dict__ for u in units],
+            "units": [u.name for u in units] + ["views"],
+            "planned": [
+                {"unit": "views" if s.source == "view" else u.name, "table": f"{u.target_dataset}.{s.table}", "target": f"{u.target_dataset}.{s.table}",
+                 "env": u.env, "action": s.source, "reason": s.reason, "rows": None, "est_bytes_billed": 0,
+                 "bytes_billed": 0, "jobs": 0, "seconds": 0.0, "status": "planned", "error": None, "warnings": []}
+                for u in units for s in sources[u.dataset]
+            ],
+        }
+        uri = store.write(f"{prefix}/plan.json", manifest)
+        self.log.info("reseeding %s; manifest %s", ", ".join(u.target_dataset for u in units), uri)
+        return [{"unit": u.name} for u in units]
+
+
+class ReseedDatasetOperator(BaseOperator):
+    """Destroy and re-seed one environment dataset (mapped: one task instance per env x dataset)."""
+
+    template_fields: Sequence[str] = ("unit_ref",)
+    ui_color = "#e6f4ea"
+
+    def __init__(self, *, unit_ref: dict[str, str], gcp_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.unit_ref = unit_ref
+        self.gcp_conn_id = gcp_conn_id
+        self._runner: Any = None
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from envsync.config import load_config
+        from envsync.discovery import DatasetInfo
+        from envsync.report import results_table
+        from envsync.reseed import Reseeder, ReseedUnit, sources_from_dict
+        from envsync.sync import SyncError, failures
+
+        config = load_config()
+        store = manifest_store(config, self.gcp_conn_id)
+        prefix = run_prefix(store, context)
+        manifest = store.read(f"{prefix}/plan.json")
+        if manifest is None:
+            raise SyncError(f"no plan recorded at {store.uri(prefix + '/plan.json')}; clear the plan task")
+        name = self.unit_ref["unit"]
+        unit = ReseedUnit(**next(u for u in manifest["unit_specs"] if u["target_dataset"] == name))
+        info = DatasetInfo.from_dict(manifest["datasets"][unit.dataset])
+        sources = sources_from_dict(manifest["sources"][unit.dataset])
+        cut = dt.datetime.fromisoformat(manifest["cut"])
+        self._runner = _runner(config, self.gcp_conn_id, context, self.task_id)
+        expires = dt.datetime.fromisoformat(manifest["expires"]) if manifest.get("expires") else None
+        results = Reseeder(config, self._runner, cut).execute(
+            unit, info, sources, seed_version=manifest["seed_version"]["version"], expires=expires)
+        store.write(f"{prefix}/results/{name}.json", {"unit": name, "results": results})
+        self.log.info("%s (%s, seed version %s):\n%s", name, unit.env, manifest["seed_version"]["version"],
+                      results_table(results))
+        failed = failures(results)
+        if failed:
+            message = f"{len(failed)} object(s) of {name} failed: " + "; ".join(
+                f"{r['target']}: {r['error']}" for r in failed)
+            if any(r.get("retryable") for r in failed):
+                raise SyncError(message)
+            raise AirflowFailException(message)
+        return {"unit": name, "objects": len(results), "rows": sum(int(r.get("rows") or 0) for r in results)}
+
+    def on_kill(self) -> None:
+        if self._runner is not None:
+            self._runner.cancel_all()
+
+
+class ReseedViewsOperator(BaseOperator):
+    """Re-create the views of every re-seeded environment dataset, after all tables, in dependency order."""
+
+    ui_color = "#e6f4ea"
+
+    def __init__(self, *, gcp_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
+        kwargs.setdefault("trigger_rule", "all_done")
+        super().__init__(**kwargs)
+        self.gcp_conn_id = gcp_conn_id
+        self._runner: Any = None
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from envsync.config import load_config
+        from envsync.report import results_table
+        from envsync.reseed import Reseeder, ReseedUnit, sources_from_dict
+        from envsync.sync import SyncError, failures
+
+        config = load_config()
+        store = manifest_store(config, self.gcp_conn_id)
+        prefix = run_prefix(store, context)
+        manifest = store.read(f"{prefix}/plan.json")
+        if manifest is None:
+            raise AirflowFailException("the plan task recorded no plan; see its log")
+        work = [(ReseedUnit(**spec), sources_from_dict(manifest["sources"][spec["dataset"]]))
+                for spec in manifest["unit_specs"]]
+        self._runner = _runner(config, self.gcp_conn_id, context, self.task_id)
+        results = Reseeder(config, self._runner, dt.datetime.fromisoformat(manifest["cut"])).views(work)
+        store.write(f"{prefix}/results/views.json", {"unit": "views", "results": results})
+        self.log.info("views:\n%s", results_table(results))
+        failed = failures(results)
+        if failed:
+            message = f"{len(failed)} view(s) failed: " + "; ".join(f"{r['target']}: {r['error']}" for r in failed)
+            if any(r.get("retryable") for r in failed):
+                raise SyncError(message)
+            raise AirflowFailException(message)
+        return {"views": len(results)}
+
+    def on_kill(self) -> None:
+        if self._runner is not None:
+            self._runner.cancel_all()
+
+
+class ReseedReportOperator(RunReportOperator):
+    """The reseed run's report: per table source, rows, checksum status; seed version in the header."""
+
+
+class CleanupTestEnvironmentsOperator(BaseOperator):
+    """Delete the test environment datasets whose time-to-live has passed, and nothing else."""
+
+    ui_color = "#fce8e6"
+
+    def __init__(self, *, gcp_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.gcp_conn_id = gcp_conn_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from envsync.config import load_config
+        from envsync.testenvs import delete_expired
+        from envsync.window import anchor_from_context
+
+        config = load_config()
+        runner = _runner(config, self.gcp_conn_id, context, self.task_id)
+        # expiry is judged at the run's logical date (the daily tick), or the trigger time of a manual run
+        now = anchor_from_context(context)
+        deleted = delete_expired(config, runner.bq, now)
+        return {"deleted": [d["dataset"] for d in deleted], "checked_at": now.isoformat()}

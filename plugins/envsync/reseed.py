@@ -1,0 +1,310 @@
+"""Destroy and re-seed qa, staging and on-demand test environments on prod's current schemas.
+
+1. Plan: discover prod, find the seeds, and check every seed against prod's current schema (the
+   contract: columns, types, modes, non-null partition column) before anything is dropped. A mismatch
+   fails the run naming dataset, table and column, and every environment stays exactly as it was.
+2. Per environment and dataset: drop the dataset, re-create it with prod's metadata, create every
+   table with prod's definition (columns and modes, partitioning, clustering, description, labels),
+   fill it from its seed or its masked prod sample (tables without either stay empty), re-create the
+   views on the same environment, and record a checksum per table computed in BigQuery.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from envsync.datasets import env_labels, recreate_env_dataset
+from envsync.ddl import cluster_clause, column_def, column_list, partition_clause
+from envsync.discovery import DatasetInfo, TableInfo
+from envsync.guard import TableRef, quote_column
+from envsync.jobs import JobRunner, JobStats
+from envsync.plan import Action, order_views
+from envsync.seeds import SeedError, find_seeds, load_seed, sample_select
+from envsync.sqltemplates import render
+from envsync.verify import TYPE_ALIASES, compare_schema
+from envsync.views import rewrite_view_sql, view_dependencies
+
+if TYPE_CHECKING:
+    from envsync.config import EnvsyncConfig
+
+log = logging.getLogger(__name__)
+
+SEEDED_ENVS = ("qa", "staging")
+
+
+class ContractError(ValueError):
+    """Seeds do not fit prod's current schema; the message names dataset, table and column."""
+
+
+@dataclass
+class ReseedUnit:
+    env: str                     # qa | staging | test
+    dataset: str                 # prod dataset
+    target_dataset: str
+    test_name: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.target_dataset
+
+
+@dataclass
+class TableSource:
+    table: str
+    source: str                  # seed | prod_sample | empty | view | skip
+    seed_sql: str | None = None
+    reason: str = ""
+    view_sql: str | None = None  # prod's view SQL (rewritten per environment at execution)
+
+
+def _normal(field_: dict[str, Any]) -> tuple[str, str, bool, tuple[Any, ...]]:
+    kind = field_["type"].upper()
+    return (field_["name"].lower(), TYPE_ALIASES.get(kind, kind), (field_.get("mode") or "").upper() == "REPEATED",
+            tuple(_normal(f) for f in field_.get("fields") or []))
+
+
+def schema_contract(dataset: str, table: str, prod: list[dict[str, Any]], seed: list[dict[str, Any]]) -> list[str]:
+    """Differences between prod's columns and a seed's result columns (names, types, repeated, nested)."""
+    where = f"{dataset}.{table}"
+    prod_by = {f["name"].lower(): f for f in prod}
+    seed_by = {f["name"].lower(): f for f in seed}
+    problems = []
+    for name, column in prod_by.items():
+        if name not in seed_by:
+            problems.append(f"{where}: column {column['name']} is in prod but not in the seed")
+            continue
+        a, b = _normal(column), _normal(seed_by[name])
+        if a[1] != b[1] or a[2] != b[2]:
+            problems.append(
+                f"{where}: column {column['name']} is {'ARRAY<' if a[2] else ''}{a[1]}{'>' if a[2] else ''} in prod "
+                f"but {'ARRAY<' if b[2] else ''}{b[1]}{'>' if b[2] else ''} in the seed"
+            )
+        elif a[3] != b[3]:
+            problems.append(f"{where}: column {column['name']} has other nested fields in the seed than in prod")
+    problems += [f"{where}: column {seed_by[n]['name']} is in the seed but not in prod" for n in seed_by
+                 if n not in prod_by]
+    return problems
+
+
+def _not_null_columns(info: TableInfo) -> list[str]:
+    names = [f["name"] for f in info.schema if (f.get("mode") or "").upper() == "REQUIRED"]
+    part = (info.partitioning or {}).get("field")
+    if part and part not in names:
+        names.append(part)
+    return names
+
+
+class Reseeder:
+    """Plans and executes reseeds; every query goes through the guarded JobRunner."""
+
+    def __init__(self, config: EnvsyncConfig, runner: JobRunner, cut: dt.datetime):
+        self.config = config
+        self.runner = runner
+        self.bq = runner.bq
+        self.project = config.project
+        self.cut = cut
+
+    # ------------------------------------------------------------------------------ planning
+    def sources(self, info: DatasetInfo) -> list[TableSource]:
+        seeds = find_seeds(self.config, info.dataset)
+        known = {t.table for t in info.tables}
+        unknown = sorted(set(seeds) - known)
+        if unknown:
+            raise ContractError(
+                f"seeds {[f'{info.dataset}/{t}.sql' for t in unknown]} name tables that are not in prod "
+                f"{info.dataset} (tables: {sorted(known)})"
+            )
+        seeded_views = sorted(t.table for t in info.tables if t.kind != "TABLE" and t.table in seeds)
+        if seeded_views:
+            raise ContractError(f"seeds {[f'{info.dataset}/{t}.sql' for t in seeded_views]} name views or other "
+                                "non-table objects of prod; only tables are seeded")
+        out = []
+        for table in info.tables:
+            override = self.config.override(info.dataset, table.table)
+            if override.exclude:
+                out.append(TableSource(table.table, "skip", reason="exclude: true in config"))
+            elif table.kind == "VIEW":
+                out.append(TableSource(table.table, "view", reason="re-created on the environment",
+                                       view_sql=table.view_query or ""))
+            elif table.kind not in ("TABLE", "CLONE"):
+                out.append(TableSource(table.table, "skip", reason=f"{table.kind.lower()} objects are not copied"))
+            elif override.source == "prod_sample":
+                why = "masked, deterministic prod sample" + (" (config wins over the seed file)"
+                                                            if table.table in seeds else "")
+                out.append(TableSource(table.table, "prod_sample", reason=why))
+            elif table.table in seeds:
+                try:
+                    sql = load_seed(seeds[table.table])
+                except SeedError as error:
+                    raise ContractError(str(error)) from None
+                out.append(TableSource(table.table, "seed", seed_sql=sql,
+                                       reason=f"seed {info.dataset}/{table.table}.sql"))
+            else:
+                out.append(TableSource(table.table, "empty", reason="no seed: created empty with prod's schema"))
+        return out
+
+    def check_contract(self, info: DatasetInfo, sources: list[TableSource], stats: JobStats) -> list[str]:
+        """Every seed against prod's current schema; prod samples against their config. No writes."""
+        problems: list[str] = []
+        tables = {t.table: t for t in info.tables}
+        for src in sources:
+            prod = tables[src.table]
+            if src.source == "prod_sample":
+                try:
+                    sample_select(self.config, prod, self.config.override(info.dataset, src.table))
+                except SeedError as error:
+                    problems.append(str(error))
+            if src.source != "seed":
+                continue
+            job = self.runner.run(
+                render("reseed/seed_schema", seed=src.seed_sql or ""),
+                key=("contract", info.dataset, src.table), stats=stats,
+            )
+            seed_schema = [f.to_api_repr() for f in job.result().schema]
+            found = schema_contract(info.dataset, src.table, prod.schema, seed_schema)
+            problems += found
+            required = [c for c in _not_null_columns(prod) if c.lower() in {f["name"].lower() for f in seed_schema}]
+            if required and not found:
+                checks = ", ".join(f"countif({quote_column(c)} is null) as {quote_column(c)}" for c in required)
+                row = next(iter(self.runner.run(
+                    render("reseed/seed_nulls", checks=checks, seed=src.seed_sql or ""),
+                    key=("contract_nulls", info.dataset, src.table), stats=stats,
+                ).result()))
+                for column in required:
+                    if row[column]:
+                        why = "is the partitioning column" if column == (prod.partitioning or {}).get("field") else "is REQUIRED in prod"
+                        problems.append(f"{info.dataset}.{src.table}: column {column} {why} but the seed has "
+                                        f"{row[column]} null value(s)")
+        return problems
+
+    # ----------------------------------------------------------------------------- execution
+    def _table(self, unit: ReseedUnit, info: TableInfo, src: TableSource, stats: JobStats) -> int:
+        target = TableRef(self.project, unit.target_dataset, info.table)
+        key = (unit.target_dataset, info.table)
+        ddl = dict(target=target.sql, columns=",\n    ".join(column_def(f) for f in info.schema),
+                   partition_by=partition_clause(info), cluster_by=cluster_clause(info))
+        if src.source == "empty":
+            self.runner.run(render("reseed/create_empty_table", **ddl), key=key + ("create",), stats=stats)
+        elif src.source == "seed":
+            self.runner.run(render("reseed/create_seeded_table", **ddl, column_list=column_list(info),
+                                   seed=src.seed_sql or ""), key=key + ("seed",), stats=stats)
+        else:
+            override = self.config.override(unit.dataset, info.table)
+            select, params = sample_select(self.config, info, override)
+            from envsync.seeds import sample_spec, sample_predicate
+
+            spec = sample_spec(self.config, override)
+            source = TableRef(self.project, unit.dataset, info.table)
+            self.runner.run(render("reseed/create_sampled_table", **ddl, select_list=select, source=source.sql,
+                                   sample_predicate=sample_predicate(spec.column)),
+                            key=key + ("sample",), params={**params, "cut": self.cut}, stats=stats)
+        table = self.bq.client.get_table(target.api)
+        problems = compare_schema(str(target), info.schema, [f.to_api_repr() for f in table.schema])
+        if problems:
+            raise ContractError("; ".join(problems))
+        table.description = info.description
+        table.labels = dict(info.labels)
+        self.bq.update_table(table, ["description", "labels"])
+        return int(table.num_rows or 0)
+
+    def checksum(self, unit: ReseedUnit, table: str, stats: JobStats) -> dict[str, Any]:
+        ref = TableRef(self.project, unit.target_dataset, table)
+        row = next(iter(self.runner.run(render("reseed/table_checksum", target=ref.sql),
+                                        key=(unit.target_dataset, table, "checksum"), stats=stats).result()))
+        return {"rows": int(row["row_count"]), "checksum": str(row["checksum"])}
+
+    def execute(self, unit: ReseedUnit, info: DatasetInfo, sources: list[TableSource], *,
+                seed_version: str, expires: dt.datetime | None = None) -> list[dict[str, Any]]:
+        extra = {"envsync-seed-version": seed_version}
+        expiration_ms = None
+        if expires is not None:
+            extra["envsync-expires"] = str(int(expires.timestamp()))
+            extra["envsync-test-env"] = unit.test_name or ""
+            expiration_ms = int((expires - dt.datetime.now(dt.timezone.utc)).total_seconds() * 1000)
+        recreate_env_dataset(
+            self.bq, f"{self.project}.{unit.target_dataset}", location=info.location,
+            description=info.description, labels=env_labels(info.labels, unit.env, info.dataset, **extra),
+            table_expiration_ms=expiration_ms,
+        )
+        tables = {t.table: t for t in info.tables}
+        fill = [src for src in sources if src.source in ("seed", "prod_sample", "empty")]
+        with ThreadPoolExecutor(max_workers=self.config.sync.max_concurrent_jobs) as pool:
+            results = list(pool.map(
+                lambda src: self._run(unit, src, lambda s: self._fill(unit, tables[src.table], src, s)), fill))
+        for src in sources:
+            if src.source == "skip":
+                results.append({**self._result(unit, src), "status": "skipped"})
+        return results
+
+    def _fill(self, unit: ReseedUnit, info: TableInfo, src: TableSource, stats: JobStats) -> dict[str, Any]:
+        self._table(unit, info, src, stats)
+        return self.checksum(unit, info.table, stats)
+
+    def views(self, work: list[tuple[ReseedUnit, list[TableSource]]]) -> list[dict[str, Any]]:
+        """Re-create every view of every unit on its environment, after all tables, in dependency order."""
+        actions: list[Action] = []
+        found: dict[str, tuple[ReseedUnit, TableSource, Any]] = {}
+        for unit, sources in work:
+            mapping = {ds: self.config.env_dataset(unit.env, ds, unit.test_name) for ds in self.config.prod.datasets}
+            for src in sources:
+                if src.source != "view":
+                    continue
+                rewrite = rewrite_view_sql(src.view_sql or "", mapping, self.project)
+                actions.append(Action(unit.dataset, src.table, unit.target_dataset, "view", src.reason,
+                                      view_sql=rewrite.sql, depends_on=sorted(view_dependencies(rewrite.sql))))
+                found[f"{unit.target_dataset}.{src.table}"] = (unit, src, rewrite)
+        results = []
+        for action in order_views(actions):
+            unit, src, rewrite = found[f"{action.target_dataset}.{action.table}"]
+            results.append(self._run(unit, src, lambda s, u=unit, t=action.table, r=rewrite: self._view(u, t, r, s)))
+        return results
+
+    def _view(self, unit: ReseedUnit, table: str, rewrite: Any, stats: JobStats) -> dict[str, Any]:
+        if rewrite.unmapped:
+            raise ContractError(f"view {unit.target_dataset}.{table} reads {rewrite.unmapped}, which are not "
+                                f"{unit.env} datasets")
+        target = TableRef(self.project, unit.target_dataset, table)
+        self.runner.run(render("sync/create_view", target=target.sql, query=rewrite.sql),
+                        key=(unit.target_dataset, table, "view"), stats=stats)
+        self.runner.run(render("sync/probe_view", target=target.sql), key=(unit.target_dataset, table, "probe"),
+                        stats=stats)
+        return {}
+
+    def _result(self, unit: ReseedUnit, src: TableSource) -> dict[str, Any]:
+        return {"table": f"{unit.target_dataset}.{src.table}", "target": f"{unit.target_dataset}.{src.table}",
+                "env": unit.env, "action": src.source, "reason": src.reason, "rows": None,
+                "est_bytes_billed": 0, "bytes_billed": 0, "jobs": 0, "seconds": 0.0, "status": "pending",
+                "error": None, "warnings": [], "retryable": False, "checksum": None}
+
+    def _run(self, unit: ReseedUnit, src: TableSource, work: Any) -> dict[str, Any]:
+        start = time.monotonic()
+        stats = JobStats()
+        result = self._result(unit, src)
+        try:
+            result.update(work(stats))
+            result["status"] = "ok"
+        except Exception as error:
+            result.update(status="failed", error=f"{type(error).__name__}: {error}",
+                          retryable=not isinstance(error, (ContractError, SeedError, PermissionError)))
+            log.error("%s failed: %s", result["target"], error)
+        result.update(seconds=JobRunner.elapsed(start), jobs=stats.jobs, bytes_billed=stats.bytes_billed)
+        return result
+
+
+def units_for(config: EnvsyncConfig, envs: list[str], datasets: list[str], test_name: str | None) -> list[ReseedUnit]:
+    if test_name:
+        return [ReseedUnit("test", ds, config.env_dataset("test", ds, test_name), test_name) for ds in datasets]
+    return [ReseedUnit(env, ds, config.env_dataset(env, ds)) for env in envs for ds in datasets]
+
+
+def sources_to_dict(sources: list[TableSource]) -> list[dict[str, Any]]:
+    return [asdict(s) for s in sources]
+
+
+def sources_from_dict(data: list[dict[str, Any]]) -> list[TableSource]:
+    return [TableSource(**s) for s in data]
