@@ -18,6 +18,7 @@ import datetime as dt
 
 from airflow.sdk import DAG
 
+from envsync.dag_defaults import default_args
 from envsync.operators.reseed import CleanupTestEnvironmentsOperator
 
 with DAG(
@@ -28,12 +29,6 @@ with DAG(
     max_active_runs=1,
     doc_md=__doc__,
     tags=["envsync", "test"],
-    default_args={
-        "owner": "data-platform",
-        "retries": 2,
-        "retry_delay": dt.timedelta(minutes=5),
-        "execution_timeout": dt.timedelta(minutes=30),
-        "gcp_conn_id": "google_cloud_default",
-    },
+    default_args=default_args(retry_delay=dt.timedelta(minutes=5), execution_timeout=dt.timedelta(minutes=30)),
 ) as dag:
     CleanupTestEnvironmentsOperator(task_id="delete_expired")

@@ -32,6 +32,7 @@ import datetime as dt
 from airflow.sdk import DAG, Param
 
 from envsync.config import MAX_WINDOW_QUARTERS, MIN_WINDOW_QUARTERS, load_config
+from envsync.dag_defaults import datasets_param, default_args
 from envsync.operators.dev_sync import (
     DevSyncReportOperator,
     PlanDevSyncOperator,
@@ -50,23 +51,9 @@ with DAG(
     doc_md=__doc__,
     tags=["envsync", "dev"],
     render_template_as_native_obj=True,
-    default_args={
-        "owner": "data-platform",
-        "retries": 2,
-        "retry_delay": dt.timedelta(minutes=2),
-        "execution_timeout": dt.timedelta(hours=3),
-        "gcp_conn_id": "google_cloud_default",
-    },
+    default_args=default_args(retry_delay=dt.timedelta(minutes=2), execution_timeout=dt.timedelta(hours=3)),
     params={
-        "datasets": Param(
-            list(config.prod.datasets),
-            type="array",
-            title="Datasets",
-            description="Prod datasets to copy into dev (default: every configured dataset).",
-            items={"type": "string", "enum": list(config.prod.datasets)},
-            minItems=1,
-            uniqueItems=True,
-        ),
+        "datasets": datasets_param(config, "Prod datasets to copy into dev (default: every configured dataset)."),
         "tables": Param(
             [],
             type="array",

@@ -36,6 +36,7 @@ import datetime as dt
 from airflow.sdk import DAG, Param
 
 from envsync.config import load_config
+from envsync.dag_defaults import datasets_param, default_args
 from envsync.operators.reseed import (
     PlanReseedOperator,
     ReseedDatasetOperator,
@@ -56,13 +57,7 @@ with DAG(
     doc_md=__doc__,
     tags=["envsync", "qa", "staging"],
     render_template_as_native_obj=True,
-    default_args={
-        "owner": "data-platform",
-        "retries": 2,
-        "retry_delay": dt.timedelta(minutes=2),
-        "execution_timeout": dt.timedelta(hours=2),
-        "gcp_conn_id": "google_cloud_default",
-    },
+    default_args=default_args(retry_delay=dt.timedelta(minutes=2), execution_timeout=dt.timedelta(hours=2)),
     params={
         "environments": Param(
             list(RESEED_ENVIRONMENTS),
@@ -73,14 +68,8 @@ with DAG(
             minItems=1,
             uniqueItems=True,
         ),
-        "datasets": Param(
-            list(config.prod.datasets),
-            type="array",
-            title="Datasets",
-            description="Prod datasets whose environment copies are re-seeded (default: every configured dataset).",
-            items={"type": "string", "enum": list(config.prod.datasets)},
-            minItems=1,
-            uniqueItems=True,
+        "datasets": datasets_param(
+            config, "Prod datasets whose environment copies are re-seeded (default: every configured dataset)."
         ),
         "test_env": Param(
             "",

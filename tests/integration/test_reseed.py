@@ -223,8 +223,7 @@ def test_test_environment_expires_and_cleanup_removes_only_expired(
     clean_envs: None, run_dag: Any, reseed_config: Any
 ) -> None:
     cfg = reseed_config()
-    assert str(run_dag("reseed_environments", None, {"environments": ["qa"], "datasets": ["sales"]},
-                       config_path=cfg).state) == "success"
+    assert str(run_dag("reseed_environments", None, {"datasets": ["sales"]}, config_path=cfg).state) == "success"
     client().create_dataset(f"{PROJECT}.dev_sales", exists_ok=True)
     short = run_dag("reseed_environments", None, {"test_env": "short", "ttl_days": 1, "datasets": ["sales"]},
                     config_path=cfg)
@@ -248,7 +247,7 @@ def test_test_environment_expires_and_cleanup_removes_only_expired(
     assert str(later.state) == "success", states(later)
     remaining = set(datasets())
     assert "test_short_sales" not in remaining
-    assert {"test_long_sales", "qa_sales", "dev_sales", "sales", "marketing"} <= remaining
+    assert {"test_long_sales", "qa_sales", "staging_sales", "dev_sales", "sales", "marketing"} <= remaining
 
 
 @pytest.mark.parametrize(

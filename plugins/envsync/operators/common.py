@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from envsync.config import EnvsyncConfig
+    from envsync.jobs import JobRunner
     from envsync.manifest import ManifestStore
 
 
@@ -30,6 +31,79 @@ def manifest_store(config: EnvsyncConfig, conn_id: str) -> ManifestStore:
 
 def run_prefix(store: ManifestStore, context: Context) -> str:
     return store.run_prefix(context["dag"].dag_id, context["run_id"])
+
+
+def guarded_runner(config: EnvsyncConfig, conn_id: str, context: Context, task_id: str,
+                   location: str | None = None) -> JobRunner:
+    """A JobRunner whose every write passes the prod write guard, labelled with this run and task."""
+    from envsync.clients import bigquery_client
+    from envsync.guard import GuardedBigQuery, WriteGuard
+    from envsync.jobs import JobRunner
+
+    client = bigquery_client(config.project, config.location, conn_id)
+    bq = GuardedBigQuery(client, WriteGuard.from_config(config), location or config.location)
+    return JobRunner(bq, dag_id=context["dag"].dag_id, run_id=context["run_id"], task_id=task_id,
+                     timeout=config.sync.job_timeout_seconds)
+
+
+def read_plan(store: ManifestStore, prefix: str) -> dict[str, Any]:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    manifest = store.read(f"{prefix}/plan.json")
+    if manifest is None:
+        raise AirflowFailException(f"no plan recorded at {store.uri(prefix + '/plan.json')}; see the plan task")
+    return manifest
+
+
+class UnitOperator(BaseOperator):
+    """A task that executes one unit of a recorded plan (a dataset, or all views) and records its results.
+
+    Subclasses implement `run_unit`; this class loads the plan, builds the guarded job runner, stores
+    `results/<unit>.json`, logs the results table and fails the task when an object failed: without
+    retries when every failure is deterministic (verification, contract, guard), else with retries.
+    """
+
+    ui_color = "#e6f4ea"
+
+    def __init__(self, *, gcp_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.gcp_conn_id = gcp_conn_id
+        self._runner: JobRunner | None = None
+
+    def run_unit(self, config: EnvsyncConfig, manifest: dict[str, Any], runner: JobRunner,
+                 context: Context) -> tuple[str, list[dict[str, Any]]] | None:
+        raise NotImplementedError
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from envsync.config import load_config
+        from envsync.report import results_table
+        from envsync.sync import SyncError, failures
+
+        config = load_config()
+        store = manifest_store(config, self.gcp_conn_id)
+        prefix = run_prefix(store, context)
+        manifest = read_plan(store, prefix)
+        self._runner = guarded_runner(config, self.gcp_conn_id, context, self.task_id)
+        outcome = self.run_unit(config, manifest, self._runner, context)
+        if outcome is None:
+            return {"unit": None, "objects": 0}
+        unit, results = outcome
+        store.write(f"{prefix}/results/{unit}.json", {"unit": unit, "results": results})
+        self.log.info("%s:\n%s", unit, results_table(results))
+        failed = failures(results)
+        if failed:
+            message = f"{len(failed)} object(s) of {unit} failed: " + "; ".join(
+                f"{r['target']}: {r['error']}" for r in failed)
+            if any(r.get("retryable") for r in failed):
+                raise SyncError(message)
+            raise AirflowFailException(message)  # deterministic: a retry would fail the same way
+        return {"unit": unit, "objects": len(results), "rows": sum(int(r.get("rows") or 0) for r in results)}
+
+    def on_kill(self) -> None:
+        if self._runner is not None:
+            self._runner.cancel_all()
 
 
 class RunReportOperator(BaseOperator):
@@ -52,9 +126,7 @@ class RunReportOperator(BaseOperator):
         config = load_config()
         store = manifest_store(config, self.gcp_conn_id)
         prefix = run_prefix(store, context)
-        manifest = store.read(f"{prefix}/plan.json")
-        if manifest is None:
-            raise AirflowFailException("the plan task recorded no plan; see its log")
+        manifest = read_plan(store, prefix)
         dry_run = bool(manifest["params"].get("dry_run"))
         results: list[dict[str, Any]] = []
         missing: list[str] = []

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from envsync.clients import DEFAULT_CONN_ID
-from envsync.operators.common import RunReportOperator, manifest_store
+from envsync.operators.common import RunReportOperator, UnitOperator, manifest_store
 from envsync.params import validate_params
 
 if TYPE_CHECKING:
@@ -107,67 +107,33 @@ class PlanDevSyncOperator(BaseOperator):
         return [{"dataset": p.dataset, "manifest": uri} for p in plans]
 
 
-class SyncDatasetOperator(BaseOperator):
+class SyncDatasetOperator(UnitOperator):
     """Execute, verify and publish one dataset's plan (mapped: one task instance per dataset)."""
 
     template_fields: Sequence[str] = ("dataset_ref",)
-    ui_color = "#e6f4ea"
 
-    def __init__(self, *, dataset_ref: dict[str, str], gcp_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
+    def __init__(self, *, dataset_ref: dict[str, str], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.dataset_ref = dataset_ref
-        self.gcp_conn_id = gcp_conn_id
-        self._runner: Any = None
 
-    def execute(self, context: Context) -> dict[str, Any]:
-        from envsync.clients import bigquery_client
-        from envsync.config import load_config
-        from envsync.guard import GuardedBigQuery, WriteGuard
-        from envsync.jobs import JobRunner
+    def run_unit(self, config: Any, manifest: dict[str, Any], runner: Any, context: Context) -> Any:
         from envsync.plan import DatasetPlan
-        from envsync.report import results_table
-        from airflow.sdk.exceptions import AirflowFailException
+        from envsync.sync import DatasetSync
 
-        from envsync.sync import DatasetSync, RunInfo, SyncError, failures
-        from envsync.window import Window
-
-        config = load_config()
-        store = manifest_store(config, self.gcp_conn_id)
-        prefix = store.run_prefix(context["dag"].dag_id, context["run_id"])
-        manifest = store.read(f"{prefix}/plan.json")
-        if manifest is None:
-            raise SyncError(f"no plan recorded at {store.uri(prefix + '/plan.json')}; clear the plan task")
         dataset = self.dataset_ref["dataset"]
         plan = DatasetPlan.from_dict(next(p for p in manifest["plans"] if p["dataset"] == dataset))
-        window = Window(
-            start=dt.datetime.fromisoformat(manifest["window"]["start"]),
-            end=dt.datetime.fromisoformat(manifest["window"]["end"]),
-            quarters=manifest["window"]["quarters"],
-        )
-        run = RunInfo(context["dag"].dag_id, context["run_id"], self.task_id,
-                      dt.datetime.fromisoformat(manifest["cut"]), window)
-        client = bigquery_client(config.project, config.location, self.gcp_conn_id)
-        bq = GuardedBigQuery(client, WriteGuard.from_config(config), plan.location or config.location)
-        self._runner = JobRunner(bq, dag_id=run.dag_id, run_id=run.run_id, task_id=self.task_id,
-                                 timeout=config.sync.job_timeout_seconds)
-        results = DatasetSync(config, bq, self._runner, run).execute(plan)
-        store.write(f"{prefix}/results/{dataset}.json", {"unit": dataset, "results": results})
-        self.log.info("%s -> %s:\n%s", plan.dataset, plan.target_dataset, results_table(results))
-        failed = failures(results)
-        if failed:
-            message = (
-                f"{len(failed)} object(s) of {dataset} failed: "
-                + "; ".join(f"{r['target']}: {r['error']}" for r in failed)
-            )
-            if any(r.get("retryable") for r in failed):
-                raise SyncError(message)
-            # verification failures and guard refusals are deterministic: retrying cannot help
-            raise AirflowFailException(message)
-        return {"dataset": dataset, "objects": len(results), "rows": sum(int(r.get("rows") or 0) for r in results)}
+        return dataset, DatasetSync(config, runner.bq, runner, run_info(manifest, context, self.task_id)).execute(plan)
 
-    def on_kill(self) -> None:
-        if self._runner is not None:
-            self._runner.cancel_all()
+
+def run_info(manifest: dict[str, Any], context: Context, task_id: str) -> Any:
+    """The run's recorded cut T and window, as the executing tasks need them."""
+    from envsync.sync import RunInfo
+    from envsync.window import Window
+
+    window = manifest["window"]
+    return RunInfo(context["dag"].dag_id, context["run_id"], task_id, dt.datetime.fromisoformat(manifest["cut"]),
+                   Window(dt.datetime.fromisoformat(window["start"]), dt.datetime.fromisoformat(window["end"]),
+                          window["quarters"]))
 
 
 def planned_row(unit: str, action: Any) -> dict[str, Any]:
@@ -180,61 +146,22 @@ def planned_row(unit: str, action: Any) -> dict[str, Any]:
     }
 
 
-class SyncViewsOperator(BaseOperator):
+class SyncViewsOperator(UnitOperator):
     """Re-create every prod view on the dev datasets, after all tables, in dependency order."""
 
-    ui_color = "#e6f4ea"
-
-    def __init__(self, *, gcp_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("trigger_rule", "all_done")  # views of datasets that did sync still get made
         super().__init__(**kwargs)
-        self.gcp_conn_id = gcp_conn_id
-        self._runner: Any = None
 
-    def execute(self, context: Context) -> dict[str, Any]:
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from envsync.clients import bigquery_client
-        from envsync.config import load_config
-        from envsync.guard import GuardedBigQuery, WriteGuard
-        from envsync.jobs import JobRunner
+    def run_unit(self, config: Any, manifest: dict[str, Any], runner: Any, context: Context) -> Any:
         from envsync.plan import DatasetPlan
-        from envsync.report import results_table
-        from envsync.sync import RunInfo, SyncError, failures, sync_views
-        from envsync.window import Window
+        from envsync.sync import sync_views
 
-        config = load_config()
-        store = manifest_store(config, self.gcp_conn_id)
-        prefix = store.run_prefix(context["dag"].dag_id, context["run_id"])
-        manifest = store.read(f"{prefix}/plan.json")
-        if manifest is None:
-            raise AirflowFailException("the plan task recorded no plan; see its log")
         if manifest["params"]["dry_run"]:
             self.log.info("dry run: no views are re-created")
-            return {"views": 0}
+            return None
         plans = [DatasetPlan.from_dict(p) for p in manifest["plans"]]
-        window = Window(dt.datetime.fromisoformat(manifest["window"]["start"]),
-                        dt.datetime.fromisoformat(manifest["window"]["end"]), manifest["window"]["quarters"])
-        run = RunInfo(context["dag"].dag_id, context["run_id"], self.task_id,
-                      dt.datetime.fromisoformat(manifest["cut"]), window)
-        client = bigquery_client(config.project, config.location, self.gcp_conn_id)
-        bq = GuardedBigQuery(client, WriteGuard.from_config(config), config.location)
-        self._runner = JobRunner(bq, dag_id=run.dag_id, run_id=run.run_id, task_id=self.task_id,
-                                 timeout=config.sync.job_timeout_seconds)
-        results = sync_views(config, bq, self._runner, run, plans)
-        store.write(f"{prefix}/results/views.json", {"unit": "views", "results": results})
-        self.log.info("views:\n%s", results_table(results))
-        failed = failures(results)
-        if failed:
-            message = f"{len(failed)} view(s) failed: " + "; ".join(f"{r['target']}: {r['error']}" for r in failed)
-            if any(r.get("retryable") for r in failed):
-                raise SyncError(message)
-            raise AirflowFailException(message)
-        return {"views": len(results)}
-
-    def on_kill(self) -> None:
-        if self._runner is not None:
-            self._runner.cancel_all()
+        return "views", sync_views(config, runner.bq, runner, run_info(manifest, context, self.task_id), plans)
 
 
 class DevSyncReportOperator(RunReportOperator):

@@ -10,21 +10,10 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from envsync.clients import DEFAULT_CONN_ID
-from envsync.operators.common import RunReportOperator, manifest_store, run_prefix
+from envsync.operators.common import RunReportOperator, UnitOperator, guarded_runner, manifest_store, run_prefix
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
-
-
-def _runner(config: Any, conn_id: str, context: Context, task_id: str) -> Any:
-    from envsync.clients import bigquery_client
-    from envsync.guard import GuardedBigQuery, WriteGuard
-    from envsync.jobs import JobRunner
-
-    client = bigquery_client(config.project, config.location, conn_id)
-    bq = GuardedBigQuery(client, WriteGuard.from_config(config), config.location)
-    return JobRunner(bq, dag_id=context["dag"].dag_id, run_id=context["run_id"], task_id=task_id,
-                     timeout=config.sync.job_timeout_seconds)
 
 
 class PlanReseedOperator(BaseOperator):
@@ -81,7 +70,7 @@ class PlanReseedOperator(BaseOperator):
         version = seed_version(config)
         self.log.info("seed version %s (git %s%s, %d files); cut T = %s", version["version"], version["git"],
                       ", uncommitted changes" if version["dirty"] else "", version["files"], cut.isoformat())
-        runner = _runner(config, self.gcp_conn_id, context, self.task_id)
+        runner = guarded_runner(config, self.gcp_conn_id, context, self.task_id)
         reseeder = Reseeder(config, runner, cut)
         stats = JobStats()
         infos = {ds: discover_dataset(runner.bq.client, config.project, ds) for ds in datasets}
@@ -114,101 +103,43 @@ class PlanReseedOperator(BaseOperator):
         return [{"unit": u.name} for u in units]
 
 
-class ReseedDatasetOperator(BaseOperator):
+class ReseedDatasetOperator(UnitOperator):
     """Destroy and re-seed one environment dataset (mapped: one task instance per env x dataset)."""
 
     template_fields: Sequence[str] = ("unit_ref",)
-    ui_color = "#e6f4ea"
 
-    def __init__(self, *, unit_ref: dict[str, str], gcp_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
+    def __init__(self, *, unit_ref: dict[str, str], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.unit_ref = unit_ref
-        self.gcp_conn_id = gcp_conn_id
-        self._runner: Any = None
 
-    def execute(self, context: Context) -> dict[str, Any]:
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from envsync.config import load_config
+    def run_unit(self, config: Any, manifest: dict[str, Any], runner: Any, context: Context) -> Any:
         from envsync.discovery import DatasetInfo
-        from envsync.report import results_table
         from envsync.reseed import Reseeder, ReseedUnit, sources_from_dict
-        from envsync.sync import SyncError, failures
 
-        config = load_config()
-        store = manifest_store(config, self.gcp_conn_id)
-        prefix = run_prefix(store, context)
-        manifest = store.read(f"{prefix}/plan.json")
-        if manifest is None:
-            raise SyncError(f"no plan recorded at {store.uri(prefix + '/plan.json')}; clear the plan task")
         name = self.unit_ref["unit"]
         unit = ReseedUnit(**next(u for u in manifest["unit_specs"] if u["target_dataset"] == name))
-        info = DatasetInfo.from_dict(manifest["datasets"][unit.dataset])
-        sources = sources_from_dict(manifest["sources"][unit.dataset])
-        cut = dt.datetime.fromisoformat(manifest["cut"])
-        self._runner = _runner(config, self.gcp_conn_id, context, self.task_id)
         expires = dt.datetime.fromisoformat(manifest["expires"]) if manifest.get("expires") else None
-        results = Reseeder(config, self._runner, cut).execute(
-            unit, info, sources, seed_version=manifest["seed_version"]["version"], expires=expires)
-        store.write(f"{prefix}/results/{name}.json", {"unit": name, "results": results})
-        self.log.info("%s (%s, seed version %s):\n%s", name, unit.env, manifest["seed_version"]["version"],
-                      results_table(results))
-        failed = failures(results)
-        if failed:
-            message = f"{len(failed)} object(s) of {name} failed: " + "; ".join(
-                f"{r['target']}: {r['error']}" for r in failed)
-            if any(r.get("retryable") for r in failed):
-                raise SyncError(message)
-            raise AirflowFailException(message)
-        return {"unit": name, "objects": len(results), "rows": sum(int(r.get("rows") or 0) for r in results)}
-
-    def on_kill(self) -> None:
-        if self._runner is not None:
-            self._runner.cancel_all()
+        self.log.info("re-seeding %s (%s) with seed version %s", name, unit.env, manifest["seed_version"]["version"])
+        results = Reseeder(config, runner, dt.datetime.fromisoformat(manifest["cut"])).execute(
+            unit, DatasetInfo.from_dict(manifest["datasets"][unit.dataset]),
+            sources_from_dict(manifest["sources"][unit.dataset]),
+            seed_version=manifest["seed_version"]["version"], expires=expires)
+        return name, results
 
 
-class ReseedViewsOperator(BaseOperator):
+class ReseedViewsOperator(UnitOperator):
     """Re-create the views of every re-seeded environment dataset, after all tables, in dependency order."""
 
-    ui_color = "#e6f4ea"
-
-    def __init__(self, *, gcp_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("trigger_rule", "all_done")
         super().__init__(**kwargs)
-        self.gcp_conn_id = gcp_conn_id
-        self._runner: Any = None
 
-    def execute(self, context: Context) -> dict[str, Any]:
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from envsync.config import load_config
-        from envsync.report import results_table
+    def run_unit(self, config: Any, manifest: dict[str, Any], runner: Any, context: Context) -> Any:
         from envsync.reseed import Reseeder, ReseedUnit, sources_from_dict
-        from envsync.sync import SyncError, failures
 
-        config = load_config()
-        store = manifest_store(config, self.gcp_conn_id)
-        prefix = run_prefix(store, context)
-        manifest = store.read(f"{prefix}/plan.json")
-        if manifest is None:
-            raise AirflowFailException("the plan task recorded no plan; see its log")
         work = [(ReseedUnit(**spec), sources_from_dict(manifest["sources"][spec["dataset"]]))
                 for spec in manifest["unit_specs"]]
-        self._runner = _runner(config, self.gcp_conn_id, context, self.task_id)
-        results = Reseeder(config, self._runner, dt.datetime.fromisoformat(manifest["cut"])).views(work)
-        store.write(f"{prefix}/results/views.json", {"unit": "views", "results": results})
-        self.log.info("views:\n%s", results_table(results))
-        failed = failures(results)
-        if failed:
-            message = f"{len(failed)} view(s) failed: " + "; ".join(f"{r['target']}: {r['error']}" for r in failed)
-            if any(r.get("retryable") for r in failed):
-                raise SyncError(message)
-            raise AirflowFailException(message)
-        return {"views": len(results)}
-
-    def on_kill(self) -> None:
-        if self._runner is not None:
-            self._runner.cancel_all()
+        return "views", Reseeder(config, runner, dt.datetime.fromisoformat(manifest["cut"])).views(work)
 
 
 class ReseedReportOperator(RunReportOperator):
@@ -230,7 +161,7 @@ class CleanupTestEnvironmentsOperator(BaseOperator):
         from envsync.window import anchor_from_context
 
         config = load_config()
-        runner = _runner(config, self.gcp_conn_id, context, self.task_id)
+        runner = guarded_runner(config, self.gcp_conn_id, context, self.task_id)
         # expiry is judged at the run's logical date (the daily tick), or the trigger time of a manual run
         now = anchor_from_context(context)
         deleted = delete_expired(config, runner.bq, now)
