@@ -30,13 +30,12 @@ def _endpoint(value: str) -> str:
 def _connection_fields(conn_id: str) -> dict[str, Any]:
     """Extras of the Airflow connection, accepting both plain and `extra__google_cloud_platform__` keys."""
     from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
 
     try:
         conn = BaseHook.get_connection(conn_id)
-    except Exception as error:  # AirflowNotFoundException and friends: ADC is a valid fallback
-        if "isn't defined" in str(error) or "not found" in str(error).lower():
-            return {}
-        raise
+    except AirflowNotFoundException:
+        return {}  # no connection: application default credentials
     extra = conn.extra_dejson or {}
     prefix = "extra__google_cloud_platform__"
     fields = {key.removeprefix(prefix): value for key, value in extra.items()}
