@@ -1,0 +1,623 @@
+"""Offline checks of the local Docker stack: docker-compose.yaml, Dockerfile and emulators/Dockerfile.
+
+No Docker engine and no network: the files are parsed and cross-checked against each other, the
+lock files and the repo tree, so that a typo, a stale version or a leaked secret fails here rather
+than in `docker compose up --build`.
+
+Required `.env` variables (compose refuses to start without them, `${VAR:?message}`):
+AIRFLOW_JWT_SECRET, AIRFLOW_FERNET_KEY, AIRFLOW_SECRET_KEY. Every other variable has a default.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = REPO_ROOT / "docker-compose.yaml"
+AIRFLOW_DOCKERFILE = REPO_ROOT / "Dockerfile"
+EMULATOR_DOCKERFILE = REPO_ROOT / "emulators" / "Dockerfile"
+
+AIRFLOW_SERVICES = (
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+    "airflow-worker",
+    "airflow-init",
+)
+EMULATOR_SERVICES = ("bigquery-emulator", "gcs-emulator")
+REQUIRED_SERVICES = ("postgres", "redis", *AIRFLOW_SERVICES, *EMULATOR_SERVICES)
+# Variables that must come from .env (compose fails without them); anything else needs a default.
+REQUIRED_VARS = {"AIRFLOW_JWT_SECRET", "AIRFLOW_FERNET_KEY", "AIRFLOW_SECRET_KEY"}
+# Airflow settings whose values are secrets: each must be `${VAR:?...}` with VAR in REQUIRED_VARS.
+SECRET_SETTINGS = ("AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API__SECRET_KEY")
+EXPECTED_PYTHON = "3.11"
+
+# Keys of the Compose specification (a subset large enough for this stack): a misspelt key such as
+# `depend_on` or `healtcheck` is silently meaningless to YAML, so it is caught here.
+TOP_LEVEL_KEYS = {"version", "name", "include", "services", "networks", "volumes", "configs", "secrets"}
+SERVICE_KEYS = {
+    "build", "image", "command", "entrypoint", "environment", "env_file", "volumes", "ports", "expose",
+    "depends_on", "healthcheck", "restart", "user", "working_dir", "networks", "labels", "container_name",
+    "profiles", "deploy", "logging", "extra_hosts", "ulimits", "init", "stop_grace_period", "stop_signal",
+    "tmpfs", "cap_add", "cap_drop", "privileged", "hostname", "shm_size", "secrets", "configs", "platform",
+    "pull_policy", "read_only", "security_opt", "mem_limit", "cpus", "develop", "post_start", "pre_stop",
+}  # fmt: skip
+HEALTHCHECK_KEYS = {"test", "interval", "timeout", "retries", "start_period", "start_interval", "disable"}
+DEPENDS_ON_CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}
+RESTART_POLICIES = {"no", "always", "on-failure", "unless-stopped"}
+
+# `$$` (escaped), `${...}`, `$NAME`, or a lone `$` (an error for compose).
+_DOLLAR = re.compile(r"\$(\$|\{[^}]*\}|[A-Za-z_][A-Za-z0-9_]*)?")
+_BRACED = re.compile(r"^\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>.*))?\}$", re.S)
+
+
+# ---------------------------------------------------------------------------------------- helpers
+
+
+def _is_extension(key: str) -> bool:
+    return key.startswith("x-")
+
+
+def _strings(node: Any) -> Iterator[str]:
+    """Every string (keys and values) in a parsed YAML document."""
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            yield from _strings(key)
+            yield from _strings(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _strings(item)
+
+
+def _interpolations(text: str) -> Iterator[tuple[str, str | None, str]]:
+    """(name, operator, argument) of each compose interpolation in one string; raises on bad syntax."""
+    for match in _DOLLAR.finditer(text):
+        token = match.group(1)
+        if token == "$":
+            continue  # `$$` is a literal dollar for the container
+        if token is None:
+            raise AssertionError(f"lone '$' in {text!r}: write '$$' for a literal dollar")
+        if not token.startswith("{"):
+            yield token, None, ""
+            continue
+        braced = _BRACED.match(token)
+        assert braced, f"malformed interpolation ${token} in {text!r}"
+        yield braced["name"], braced["op"], braced["arg"] or ""
+
+
+def _substitute(text: str) -> str:
+    """`text` with every interpolation replaced by its default (required ones by '<NAME>')."""
+
+    def repl(match: re.Match[str]) -> str:
+        token = match.group(1)
+        if token == "$":
+            return "$"
+        braced = _BRACED.match(token or "")
+        assert braced, f"cannot substitute {match.group(0)!r}"
+        if braced["op"] in (":-", "-"):
+            return braced["arg"]
+        return f"<{braced['name']}>"
+
+    return _DOLLAR.sub(repl, text)
+
+
+def _env(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):  # ["KEY=value", ...]
+        env = dict(item.split("=", 1) if "=" in item else (item, None) for item in env)
+    return env
+
+
+def _build(service: dict[str, Any]) -> tuple[Path, Path] | None:
+    """(context dir, Dockerfile) of a service's `build`, or None when it has none."""
+    build = service.get("build")
+    if build is None:
+        return None
+    if isinstance(build, str):
+        build = {"context": build}
+    context = (REPO_ROOT / build.get("context", ".")).resolve()
+    return context, context / build.get("dockerfile", "Dockerfile")
+
+
+def _split_volume(spec: str | dict[str, Any]) -> tuple[str | None, str, str]:
+    """(source, target, type) of a short- or long-syntax service volume."""
+    if isinstance(spec, dict):
+        return spec.get("source"), spec["target"], spec.get("type", "volume")
+    parts = spec.split(":")
+    if len(parts) == 1:
+        return None, parts[0], "volume"  # anonymous volume
+    source, target = parts[0], parts[1]
+    kind = "bind" if source.startswith((".", "/", "~")) else "volume"
+    return source, target, kind
+
+
+def _published(spec: str | int | dict[str, Any]) -> tuple[str | None, str | None, str]:
+    """(host_ip, published port, container port) of a short- or long-syntax port."""
+    if isinstance(spec, dict):
+        return spec.get("host_ip"), spec.get("published"), str(spec["target"])
+    spec = str(spec).split("/")[0]  # drop /tcp, /udp
+    if spec.startswith("["):  # [::1]:8080:8080
+        host_ip, rest = spec[1:].split("]:", 1)
+        published, target = rest.split(":")
+        return host_ip, published, target
+    parts = spec.split(":")
+    if len(parts) == 3:
+        return parts[0], parts[1], parts[2]
+    if len(parts) == 2:
+        return None, parts[0], parts[1]
+    return None, None, parts[0]
+
+
+def _dockerfile(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of a Dockerfile: comments dropped, `\\` continuations joined."""
+    instructions: list[tuple[str, str]] = []
+    pending = ""
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not pending and (not line or line.startswith("#")):
+            continue
+        if pending and line.startswith("#"):
+            continue  # comments inside a continued instruction
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        full = (pending + line).strip()
+        pending = ""
+        if full:
+            instr, _, args = full.partition(" ")
+            instructions.append((instr.upper(), args.strip()))
+    assert not pending, f"{path}: dangling line continuation"
+    return instructions
+
+
+def _copies(path: Path) -> list[tuple[list[str], str]]:
+    """(sources, destination) of each COPY/ADD of a Dockerfile (flags such as --chown dropped)."""
+    result = []
+    for instr, args in _dockerfile(path):
+        if instr not in ("COPY", "ADD"):
+            continue
+        words = [w for w in shlex.split(args) if not w.startswith("--")]
+        assert len(words) >= 2, f"{path}: {instr} {args!r} needs a source and a destination"
+        result.append((words[:-1], words[-1]))
+    return result
+
+
+def _lock_pins(path: Path) -> dict[str, str]:
+    """name -> version of the `name==version` lines of a (pip-compile/uv) lock or requirements file."""
+    pins = {}
+    for line in path.read_text().splitlines():
+        match = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;\\]+)", line)
+        if match:
+            pins[re.sub(r"[-_.]+", "-", match[1]).lower()] = match[2]
+    return pins
+
+
+def _lock_python(path: Path) -> str:
+    match = re.search(r"--python-version[ =](\d+\.\d+)", path.read_text())
+    assert match, f"{path}: no `--python-version` in the lock header"
+    return match[1]
+
+
+def _command_args(service: dict[str, Any]) -> list[str]:
+    command = service.get("command")
+    return shlex.split(command) if isinstance(command, str) else list(command or [])
+
+
+def _flag(args: list[str], flag: str) -> str:
+    assert flag in args, f"{flag} missing from {args}"
+    return args[args.index(flag) + 1]
+
+
+# ---------------------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def compose_text() -> str:
+    return COMPOSE_FILE.read_text()
+
+
+@pytest.fixture(scope="module")
+def compose(compose_text: str) -> dict[str, Any]:
+    doc = yaml.safe_load(compose_text)
+    assert isinstance(doc, dict), "docker-compose.yaml is not a mapping"
+    return doc
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    services = compose.get("services")
+    assert isinstance(services, dict) and services, "no `services` mapping"
+    return services
+
+
+@pytest.fixture(scope="module")
+def common_env(services: dict[str, dict[str, Any]]) -> dict[str, str]:
+    return _env(services["airflow-scheduler"])
+
+
+# ---------------------------------------------------------------------------- 1. structure
+
+
+def test_compose_parses_and_defines_the_stack(compose: dict[str, Any], services: dict[str, Any]) -> None:
+    missing = [name for name in REQUIRED_SERVICES if name not in services]
+    assert not missing, f"services missing from docker-compose.yaml: {missing}"
+    unknown_top = {k for k in compose if k not in TOP_LEVEL_KEYS and not _is_extension(k)}
+    assert not unknown_top, f"unknown top-level keys: {unknown_top}"
+
+
+@pytest.mark.parametrize("name", REQUIRED_SERVICES)
+def test_service_keys_are_compose_keys(services: dict[str, Any], name: str) -> None:
+    service = services[name]
+    assert isinstance(service, dict), f"{name}: not a mapping"
+    unknown = {k for k in service if k not in SERVICE_KEYS and not _is_extension(k)}
+    assert not unknown, f"{name}: unknown keys {unknown} (typo?)"
+    assert "image" in service or "build" in service, f"{name}: neither image nor build"
+    if "restart" in service:
+        assert service["restart"] in RESTART_POLICIES or str(service["restart"]).startswith("on-failure:")
+    if "healthcheck" in service:
+        check = service["healthcheck"]
+        assert set(check) <= HEALTHCHECK_KEYS, f"{name}: unknown healthcheck keys {set(check) - HEALTHCHECK_KEYS}"
+        test = check["test"]
+        assert isinstance(test, str) or (test and test[0] in ("CMD", "CMD-SHELL", "NONE")), (
+            f"{name}: healthcheck test must start with CMD, CMD-SHELL or NONE: {test}"
+        )
+    # Compose wants strings in exec-form lists; an unquoted YAML number/bool would be a type error.
+    for key in ("command", "entrypoint"):
+        if isinstance(service.get(key), list):
+            bad = [a for a in service[key] if not isinstance(a, str)]
+            assert not bad, f"{name}: non-string {key} items {bad} (quote them)"
+    if isinstance((service.get("healthcheck") or {}).get("test"), list):
+        bad = [a for a in service["healthcheck"]["test"] if not isinstance(a, str)]
+        assert not bad, f"{name}: non-string healthcheck.test items {bad}"
+    bad_env = {k: v for k, v in _env(service).items() if not isinstance(v, str | None)}
+    assert not bad_env, f"{name}: environment values that are not strings (quote them): {bad_env}"
+
+
+# ---------------------------------------------------------------------------- 2. references
+
+
+def test_build_contexts_and_dockerfiles_exist(services: dict[str, Any]) -> None:
+    dockerfiles = set()
+    for name, service in services.items():
+        build = _build(service)
+        if build is None:
+            continue
+        context, dockerfile = build
+        assert context.is_dir(), f"{name}: build context {context} does not exist"
+        assert dockerfile.is_file(), f"{name}: Dockerfile {dockerfile} does not exist"
+        assert context == REPO_ROOT or REPO_ROOT in context.parents, f"{name}: build context outside the repo"
+        dockerfiles.add(dockerfile)
+    assert dockerfiles == {AIRFLOW_DOCKERFILE, EMULATOR_DOCKERFILE}, dockerfiles
+
+
+@pytest.mark.parametrize(
+    ("dockerfile", "context"), [(AIRFLOW_DOCKERFILE, REPO_ROOT), (EMULATOR_DOCKERFILE, REPO_ROOT / "emulators")]
+)
+def test_every_copy_source_exists_in_its_build_context(dockerfile: Path, context: Path) -> None:
+    copies = _copies(dockerfile)
+    assert copies, f"{dockerfile}: no COPY"
+    for sources, _dest in copies:
+        for source in sources:
+            assert not source.startswith(("/", "..")), f"{dockerfile}: COPY {source} escapes the context"
+            assert (context / source).exists(), f"{dockerfile}: COPY source {source} not in {context}"
+
+
+def test_volumes_bind_sources_exist_and_named_volumes_are_declared(
+    compose: dict[str, Any], services: dict[str, Any]
+) -> None:
+    declared = set(compose.get("volumes") or {})
+    used: set[str] = set()
+    for name, service in services.items():
+        for spec in service.get("volumes") or []:
+            source, target, kind = _split_volume(spec)
+            assert target.startswith("/"), f"{name}: volume target {target!r} is not absolute"
+            if kind == "bind":
+                assert source
+                if not source.startswith(("/", "~")):
+                    path = (REPO_ROOT / source).resolve()
+                    assert path.exists(), f"{name}: bind-mount source {source} does not exist"
+            elif source:
+                used.add(source)
+                assert source in declared, f"{name}: named volume {source!r} not declared under top-level volumes"
+    assert not declared - used, f"declared but unused volumes: {declared - used}"
+
+
+def test_depends_on_targets_exist_with_valid_conditions(services: dict[str, Any]) -> None:
+    for name, service in services.items():
+        deps = service.get("depends_on") or {}
+        if isinstance(deps, list):
+            deps = {dep: {"condition": "service_started"} for dep in deps}
+        for dep, spec in deps.items():
+            assert dep in services, f"{name}: depends_on {dep!r}, which is not a service"
+            assert dep != name, f"{name}: depends on itself"
+            condition = (spec or {}).get("condition", "service_started")
+            assert condition in DEPENDS_ON_CONDITIONS, f"{name}: bad condition {condition!r} on {dep}"
+            if condition == "service_healthy":
+                assert "healthcheck" in services[dep], f"{name}: waits for {dep} to be healthy, it has no healthcheck"
+            if condition == "service_completed_successfully":
+                assert services[dep].get("restart", "no") == "no", f"{dep} must run once (no restart) to complete"
+
+
+def test_depends_on_has_no_cycle(services: dict[str, Any]) -> None:
+    state: dict[str, str] = {}
+
+    def visit(name: str, path: list[str]) -> None:
+        if state.get(name) == "done":
+            return
+        assert state.get(name) != "visiting", f"depends_on cycle: {' -> '.join([*path, name])}"
+        state[name] = "visiting"
+        for dep in services[name].get("depends_on") or {}:
+            if dep in services:  # an unknown target is reported by the test above
+                visit(dep, [*path, name])
+        state[name] = "done"
+
+    for name in services:
+        visit(name, [])
+
+
+def test_every_interpolation_has_a_default_or_is_required(compose: dict[str, Any]) -> None:
+    required: dict[str, str] = {}
+    for text in set(_strings(compose)):
+        for var, op, arg in _interpolations(text):
+            assert op in (":-", ":?"), (
+                f"${{{var}}} in {text!r} has neither a default (:-) nor a required marker (:?)"
+            )
+            if op == ":?":
+                assert arg.strip(), f"${{{var}:?}} needs a message telling the user what to set"
+                required[var] = arg
+    assert set(required) == REQUIRED_VARS, f"required variables changed: {sorted(required)}"
+
+
+# ---------------------------------------------------------------------------- 3. versions and images
+
+
+def test_airflow_image_matches_the_pinned_airflow_and_python() -> None:
+    froms = [args for instr, args in _dockerfile(AIRFLOW_DOCKERFILE) if instr == "FROM"]
+    assert len(froms) == 1, froms
+    match = re.fullmatch(r"apache/airflow:(?P<airflow>\d+\.\d+\.\d+)-python(?P<python>\d+\.\d+)", froms[0])
+    assert match, f"unexpected base image {froms[0]!r}"
+    pinned_in = _lock_pins(REPO_ROOT / "requirements.in").get("apache-airflow")
+    pinned_txt = _lock_pins(REPO_ROOT / "requirements.txt").get("apache-airflow")
+    assert match["airflow"] == pinned_in == pinned_txt, (match["airflow"], pinned_in, pinned_txt)
+    assert _lock_pins(REPO_ROOT / "requirements.txt").get("apache-airflow-core") == match["airflow"]
+    assert match["python"] == EXPECTED_PYTHON == _lock_python(REPO_ROOT / "requirements.txt")
+
+
+def test_airflow_image_installs_the_hashed_lock() -> None:
+    dests = [dest for sources, dest in _copies(AIRFLOW_DOCKERFILE) if sources == ["requirements.txt"]]
+    assert len(dests) == 1, "Dockerfile must COPY requirements.txt exactly once"
+    runs = [args for instr, args in _dockerfile(AIRFLOW_DOCKERFILE) if instr == "RUN"]
+    assert any(
+        "pip install" in run and "--require-hashes" in run and re.search(rf"-r\s+{re.escape(dests[0])}(\s|$)", run)
+        for run in runs
+    ), f"no `pip install --require-hashes -r {dests[0]}` in {runs}"
+
+
+def test_emulator_image_installs_emulators_requirements(services: dict[str, Any]) -> None:
+    instructions = _dockerfile(EMULATOR_DOCKERFILE)
+    froms = [args for instr, args in instructions if instr == "FROM"]
+    assert len(froms) == 1, froms
+    match = re.fullmatch(r"python:(\d+\.\d+)(?:[.-].*)?", froms[0])
+    assert match, f"unexpected emulator base image {froms[0]!r}"
+    lock = REPO_ROOT / "emulators" / "requirements.txt"
+    assert match[1] == _lock_python(lock), f"emulator image is Python {match[1]}, its lock {_lock_python(lock)}"
+    dests = [dest for sources, dest in _copies(EMULATOR_DOCKERFILE) if sources == ["requirements.txt"]]
+    assert len(dests) == 1, "emulators/Dockerfile must COPY requirements.txt (emulators/requirements.txt)"
+    runs = [args for instr, args in instructions if instr == "RUN"]
+    assert any(
+        "pip install" in run and "--require-hashes" in run and re.search(rf"-r\s+{re.escape(dests[0])}(\s|$)", run)
+        for run in runs
+    ), f"no `pip install --require-hashes -r {dests[0]}` in {runs}"
+    pins = _lock_pins(lock)
+    # The console scripts the compose services run, and the DuckDB extensions baked into the image.
+    for name in EMULATOR_SERVICES:
+        program = _command_args(services[name])[0]
+        assert program in pins, f"{name} runs {program!r}, which emulators/requirements.txt does not install"
+    for ext in re.findall(r"'(\w+)'", next(r for r in runs if "import_extension" in r)):
+        assert f"duckdb-extension-{ext}" in pins, f"extension {ext} is not in emulators/requirements.txt"
+    assert pins.get("duckdb-extensions") == pins.get("duckdb"), "duckdb-extensions must match duckdb"
+
+
+def test_airflow_services_use_the_common_anchor_and_image(compose_text: str, services: dict[str, Any]) -> None:
+    root = yaml.compose(compose_text, Loader=yaml.SafeLoader)
+    top = {key.value: value for key, value in root.value}
+    common_node = top["x-airflow-common"]
+    service_nodes = {key.value: value for key, value in top["services"].value}
+    common = yaml.safe_load(compose_text)["x-airflow-common"]
+    for name in AIRFLOW_SERVICES:
+        merged = [v for k, v in service_nodes[name].value if k.value == "<<"]
+        assert any(v is common_node for v in merged), f"{name}: does not merge <<: *airflow-common"
+        service = services[name]
+        assert _build(service) == (REPO_ROOT, AIRFLOW_DOCKERFILE), f"{name}: not built from Dockerfile"
+        assert service["image"] == common["image"], f"{name}: image {service['image']!r}"
+        assert set(common["environment"].items()) <= set(_env(service).items()), f"{name}: lost the common env"
+        for dep in ("postgres", "redis", *EMULATOR_SERVICES):
+            assert dep in service["depends_on"], f"{name}: does not wait for {dep}"
+    for name in EMULATOR_SERVICES:
+        assert _build(services[name]) == (REPO_ROOT / "emulators", EMULATOR_DOCKERFILE), name
+    # The default image tag names the Airflow version the Dockerfile builds.
+    version = _lock_pins(REPO_ROOT / "requirements.in")["apache-airflow"]
+    tag = _substitute(common["image"]).rsplit(":", 1)[-1]
+    assert tag == version, f"default image tag {tag!r} != Airflow {version}"
+
+
+# ---------------------------------------------------------------------------- 4. executor, DBs, secrets
+
+
+def test_celery_executor_with_redis_broker_and_postgres_metadata(
+    services: dict[str, Any], common_env: dict[str, str]
+) -> None:
+    assert common_env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    pg = _env(services["postgres"])
+    assert str(services["postgres"]["image"]).startswith("postgres:")
+    assert str(services["redis"]["image"]).startswith("redis:")
+
+    broker = urlsplit(common_env["AIRFLOW__CELERY__BROKER_URL"])
+    assert broker.scheme in ("redis", "rediss"), broker
+    assert broker.hostname == "redis" and (broker.port or 6379) == 6379, broker
+
+    for key, schemes in (
+        ("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", {"postgresql", "postgresql+psycopg2", "postgresql+psycopg"}),
+        ("AIRFLOW__CELERY__RESULT_BACKEND", {"db+postgresql", "db+postgresql+psycopg2", "db+postgresql+psycopg"}),
+    ):
+        url = urlsplit(common_env[key])
+        assert url.scheme in schemes, f"{key}: scheme {url.scheme!r}"
+        assert url.hostname == "postgres" and (url.port or 5432) == 5432, f"{key}: not the compose postgres"
+        assert url.username == pg["POSTGRES_USER"] and url.password == pg["POSTGRES_PASSWORD"], key
+        assert url.path.lstrip("/") == pg["POSTGRES_DB"], key
+    # The lock installs the driver the URL names.
+    assert "psycopg2-binary" in _lock_pins(REPO_ROOT / "requirements.txt")
+
+
+def test_components_find_each_other(services: dict[str, Any], common_env: dict[str, str]) -> None:
+    execution_api = urlsplit(common_env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"])
+    assert execution_api.hostname == "airflow-apiserver" and execution_api.port == 8080
+    assert execution_api.path.rstrip("/") == "/execution"
+    assert _command_args(services["airflow-apiserver"]) == ["api-server"]
+    assert any(_published(p)[2] == "8080" for p in services["airflow-apiserver"]["ports"])
+
+    bq_args = _command_args(services["bigquery-emulator"])
+    gcs_args = _command_args(services["gcs-emulator"])
+    bq = urlsplit(common_env["BIGQUERY_EMULATOR_HOST"])
+    gcs = urlsplit(common_env["STORAGE_EMULATOR_HOST"])
+    assert (bq.hostname, str(bq.port)) == ("bigquery-emulator", _flag(bq_args, "--port"))
+    assert (gcs.hostname, str(gcs.port)) == ("gcs-emulator", _flag(gcs_args, "--port"))
+    assert _env(services["bigquery-emulator"])["STORAGE_EMULATOR_HOST"] == common_env["STORAGE_EMULATOR_HOST"]
+    for args in (bq_args, gcs_args):
+        assert _flag(args, "--host") == "0.0.0.0", "an emulator on loopback is unreachable from other containers"
+
+    # Emulator data lives on the named volumes.
+    bq_targets = {_split_volume(v)[1] for v in services["bigquery-emulator"]["volumes"]}
+    gcs_targets = {_split_volume(v)[1] for v in services["gcs-emulator"]["volumes"]}
+    assert _flag(bq_args, "--data-dir") in bq_targets
+    assert _env(services["gcs-emulator"])["STORAGE_BASE"] in gcs_targets
+
+    # The emulator serves the project config/envsync.yaml names.
+    config = yaml.safe_load((REPO_ROOT / "config" / "envsync.yaml").read_text())
+    assert _substitute(_flag(bq_args, "--project")) == config["project"]
+
+    # ENVSYNC_CONFIG points at the config the image COPYs.
+    copied = {dest.rstrip("/"): sources for sources, dest in _copies(AIRFLOW_DOCKERFILE)}
+    config_path = PurePosixPath(common_env["ENVSYNC_CONFIG"])
+    assert copied.get(str(config_path.parent)) == ["config/"], f"{config_path.parent} is not COPY config/"
+    assert (REPO_ROOT / "config" / config_path.name).is_file()
+    dockerfile_env = [args for instr, args in _dockerfile(AIRFLOW_DOCKERFILE) if instr == "ENV"]
+    assert f"ENVSYNC_CONFIG={config_path}" in dockerfile_env
+    pythonpath = _env(services["airflow-init"])["PYTHONPATH"]
+    assert copied.get(pythonpath) == ["plugins/"] and (REPO_ROOT / "plugins" / "envsync").is_dir()
+
+
+def test_secrets_come_from_the_environment(common_env: dict[str, str]) -> None:
+    for key in SECRET_SETTINGS:
+        match = re.fullmatch(r"\$\{(?P<var>[A-Za-z_][A-Za-z0-9_]*):\?.+\}", common_env.get(key, ""))
+        assert match, f"{key} must be `${{VAR:?message}}`, got {common_env.get(key)!r}"
+        assert match["var"] in REQUIRED_VARS
+    variables = {re.search(r"\{(\w+)", common_env[key])[1] for key in SECRET_SETTINGS}
+    assert len(variables) == len(SECRET_SETTINGS), "each secret needs its own variable"
+
+
+def _looks_like_a_key(token: str) -> bool:
+    if re.fullmatch(r"[0-9a-fA-F]{32,}", token) and re.search(r"\d", token):
+        return True  # hex digest/key
+    return bool(re.search(r"[A-Z]", token) and re.search(r"[a-z]", token) and re.search(r"\d", token))
+
+
+def test_no_literal_key_anywhere_in_the_compose_file(compose: dict[str, Any], compose_text: str) -> None:
+    # Every string in the parsed document (values, commands, healthchecks), after default substitution.
+    suspects = []
+    for text in set(_strings(compose)):
+        for token in re.findall(r"[A-Za-z0-9+/_=-]{32,}", _substitute(text)):
+            if _looks_like_a_key(token):
+                suspects.append(token)
+    # And the comments (a key pasted into an example line).
+    for line in compose_text.splitlines():
+        if "#" in line:
+            comment = line.split("#", 1)[1]
+            suspects += [t for t in re.findall(r"[A-Za-z0-9+/_=-]{32,}", comment) if _looks_like_a_key(t)]
+    assert not suspects, f"values that look like literal keys: {suspects}"
+
+
+def test_the_key_detector_catches_real_keys() -> None:
+    """The detector above is not vacuous: a Fernet key, a token_urlsafe(32) and a hex key are caught."""
+    fernet = "ZmDfcTF7_60GrrY167zsiPd67pEvs0aGOv2oasOM1Pg="
+    urlsafe = "Jx3kP0aQ_rV9m2LbT7yWc1nZs8dEfGh4uIoK5lMq6Nw"
+    hex_key = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+    for key in (fernet, urlsafe, hex_key):
+        tokens = re.findall(r"[A-Za-z0-9+/_=-]{32,}", f"AIRFLOW__CORE__FERNET_KEY: {key}")
+        assert any(_looks_like_a_key(t) for t in tokens), key
+    for harmless in ("/opt/airflow/config/envsync.yaml", "airflow.providers.celery.executors.celery_executor.app"):
+        assert not any(_looks_like_a_key(t) for t in re.findall(r"[A-Za-z0-9+/_=-]{32,}", harmless))
+
+
+def test_dot_env_is_git_ignored() -> None:
+    git = shutil.which("git")
+    if git is None or not (REPO_ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    result = subprocess.run(
+        [git, "check-ignore", "-q", "--no-index", ".env"], cwd=REPO_ROOT, check=False, capture_output=True
+    )
+    assert result.returncode == 0, ".env is not git-ignored: `git add .` would commit the secrets"
+
+
+# ---------------------------------------------------------------------------- 5. ports
+
+
+def test_published_ports_bind_to_loopback(services: dict[str, Any]) -> None:
+    published = []
+    for name, service in services.items():
+        for spec in service.get("ports") or []:
+            host_ip, port, _target = _published(spec)
+            assert host_ip in ("127.0.0.1", "::1"), f"{name}: port {spec!r} is published on all interfaces"
+            published.append(port)
+    assert len(published) == len(set(published)), f"a host port is published twice: {published}"
+    assert set(published) == {"8080", "9050", "9060", "9023"}, published
+    for name in ("postgres", "redis"):
+        assert not services[name].get("ports"), f"{name} must stay inside the compose network"
+
+
+# ---------------------------------------------------------------------------- 6. image content
+
+
+@pytest.mark.parametrize("directory", ["dags", "plugins", "sql", "config"])
+def test_airflow_image_copies_the_project_directories(directory: str) -> None:
+    assert (REPO_ROOT / directory).is_dir() and any((REPO_ROOT / directory).iterdir()), directory
+    copies = {tuple(sources): dest for sources, dest in _copies(AIRFLOW_DOCKERFILE)}
+    dest = copies.get((f"{directory}/",)) or copies.get((directory,))
+    assert dest is not None, f"Dockerfile does not COPY {directory}/"
+    assert dest.rstrip("/") == f"/opt/airflow/{directory}", f"{directory}/ copied to {dest}"
+
+
+# ---------------------------------------------------------------------------- optional: real compose
+
+
+@pytest.mark.skipif(
+    shutil.which("docker") is None
+    or subprocess.run(["docker", "compose", "version"], capture_output=True, check=False).returncode != 0,
+    reason="the docker compose plugin is not installed (the offline checks above still ran)",
+)
+def test_docker_compose_config_accepts_the_file(tmp_path: Path) -> None:
+    """`docker compose config` (no engine needed) validates against the Compose schema."""
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+    empty_env_file = tmp_path / "empty.env"  # not the repo's .env, which may hold the real values
+    empty_env_file.write_text("")
+    base = ["docker", "compose", "-f", str(COMPOSE_FILE), "--project-directory", str(REPO_ROOT)]
+    base += ["--env-file", str(empty_env_file)]
+    without = subprocess.run([*base, "config", "--quiet"], env=env, capture_output=True, text=True, check=False)
+    assert without.returncode != 0 and "AIRFLOW_" in without.stderr, without.stderr
+    env.update({var: "dummy" for var in REQUIRED_VARS})
+    ok = subprocess.run([*base, "config", "--quiet"], env=env, capture_output=True, text=True, check=False)
+    assert ok.returncode == 0, ok.stderr
