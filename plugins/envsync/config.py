@@ -81,15 +81,23 @@ class TestEnvConfig(EnvironmentConfig):
         return self
 
 
+class ProdCopyConfig(EnvironmentConfig):
+    """A full copy of prod as of a chosen time T (prodcopy_<ds>); optional cron schedule."""
+
+    prefix: str = "prodcopy_"
+    schedule: str | None = None
+
+
 class Environments(_Strict):
     dev: DevConfig = DevConfig()
     qa: EnvironmentConfig = EnvironmentConfig(prefix="qa_")
     staging: EnvironmentConfig = EnvironmentConfig(prefix="staging_")
     test: TestEnvConfig = TestEnvConfig()
+    prodcopy: ProdCopyConfig = ProdCopyConfig()
 
     @model_validator(mode="after")
     def _distinct_prefixes(self) -> Environments:
-        prefixes = [self.dev.prefix, self.qa.prefix, self.staging.prefix, self.test.prefix]
+        prefixes = [self.dev.prefix, self.qa.prefix, self.staging.prefix, self.test.prefix, self.prodcopy.prefix]
         for i, prefix in enumerate(prefixes):
             for other in prefixes[i + 1 :]:
                 if prefix.startswith(other) or other.startswith(prefix):
@@ -101,6 +109,8 @@ class Environments(_Strict):
 
 class ProdConfig(_Strict):
     datasets: Annotated[list[str], Field(min_length=1)]
+    # BigQuery time travel window of the prod datasets (2 to 7 days): reads AS OF T must fall inside it
+    time_travel_hours: Annotated[StrictInt, Field(ge=48, le=168)] = 168
 
     @field_validator("datasets")
     @classmethod
@@ -286,7 +296,7 @@ class EnvsyncConfig(_Strict):
     def env_prefixes(self) -> dict[str, str]:
         envs = self.environments
         return {"dev": envs.dev.prefix, "qa": envs.qa.prefix, "staging": envs.staging.prefix,
-                "test": envs.test.prefix}
+                "test": envs.test.prefix, "prodcopy": envs.prodcopy.prefix}
 
     def env_dataset(self, env: str, prod_dataset: str, test_name: str | None = None) -> str:
         """The dataset of `env` derived from a prod dataset (test envs: test_<name>_<ds>)."""

@@ -64,6 +64,7 @@ class DatasetPlan:
     actions: list[Action]
     excluded: list[str]
     tables: dict[str, TableInfo]       # prod metadata by table name (needed to execute and verify)
+    env: str = "dev"                   # dev (windowed) or prodcopy (full copy)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -183,10 +184,14 @@ def plan_dataset(
     existing: Sequence[str] | None,
     tables_filter: Sequence[str] = (),
     window_fraction: float = 1.0,
+    env: str = "dev",
 ) -> DatasetPlan:
-    """Decide the action for every object of one prod dataset and the dev-only objects to drop."""
-    target = config.dev_dataset(info.dataset)
-    dataset_map = {ds: config.dev_dataset(ds) for ds in config.prod.datasets}
+    """Decide the action for every object of one prod dataset and the env-only objects to drop.
+
+    env "dev" copies the window (per-table strategy); env "prodcopy" clones every table whole.
+    """
+    target = config.env_dataset(env, info.dataset)
+    dataset_map = {ds: config.env_dataset(env, ds) for ds in config.prod.datasets}
     actions: list[Action] = []
     excluded: list[str] = []
     for table in info.tables:
@@ -202,6 +207,9 @@ def plan_dataset(
                 reason="re-created on the dev datasets", view_sql=rewrite.sql,
                 depends_on=sorted(view_dependencies(rewrite.sql)),
             )
+        elif table.kind in ("TABLE", "CLONE") and env != "dev":
+            action = Action(dataset=info.dataset, table=table.table, target_dataset=target, action="full_clone",
+                            reason="full copy as of T", source_rows=table.num_rows)
         elif table.kind in ("TABLE", "CLONE"):
             action = _table_action(config, table, target)
         else:
@@ -211,11 +219,11 @@ def plan_dataset(
         actions.append(action)
     if not tables_filter and existing is not None:
         prod_names = {t.table for t in info.tables if t.table not in excluded}
-        keep = set(config.environments.dev.keep)
+        keep = set(config.environments.dev.keep) if env == "dev" else set()
         for name in existing:
             if name in prod_names or name in keep or f"{info.dataset}.{name}" in keep:
                 continue
-            why = "excluded in config" if name in excluded else "exists only in dev"
+            why = "excluded in config" if name in excluded else f"exists only in {env}"
             if name.endswith(STAGE_SUFFIX):
                 why = "leftover staging table of an earlier run"
             actions.append(Action(dataset=info.dataset, table=name, target_dataset=target,
@@ -229,6 +237,7 @@ def plan_dataset(
         actions=actions,
         excluded=excluded,
         tables={t.table: t for t in info.tables},
+        env=env,
     )
 
 

@@ -54,7 +54,8 @@ class RunInfo:
     run_id: str
     task_id: str
     cut: dt.datetime
-    window: Window
+    window: Window | None
+    env: str = "dev"
 
 
 # ---------------------------------------------------------------------------------- planning
@@ -66,8 +67,9 @@ def build_plans(
     *,
     datasets: list[str],
     tables: list[str],
+    env: str = "dev",
 ) -> list[DatasetPlan]:
-    """Discover the selected prod datasets and the dev datasets, and plan every object."""
+    """Discover the selected prod datasets and their environment datasets, and plan every object."""
     unknown = [d for d in datasets if d not in config.prod.datasets]
     if unknown:
         raise ValueError(f"datasets {unknown} are not configured; allowed: {config.prod.datasets}")
@@ -75,8 +77,8 @@ def build_plans(
     check_table_filter(tables, infos)
     plans = []
     for info in infos:
-        existing = list_existing(client, config.project, config.dev_dataset(info.dataset))
-        plans.append(plan_dataset(config, info, existing=existing, tables_filter=tables))
+        existing = list_existing(client, config.project, config.env_dataset(env, info.dataset))
+        plans.append(plan_dataset(config, info, existing=existing, tables_filter=tables, env=env))
     return plans
 
 
@@ -97,7 +99,7 @@ class DatasetSync:
     def ensure_dataset(self, plan: DatasetPlan) -> str:
         return ensure_env_dataset(
             self.bq, f"{self.project}.{plan.target_dataset}", location=plan.location,
-            description=plan.description, labels=env_labels(plan.labels, "dev", plan.dataset),
+            description=plan.description, labels=env_labels(plan.labels, plan.env, plan.dataset),
         )
 
     # tables --------------------------------------------------------------------------------
@@ -192,10 +194,10 @@ class DatasetSync:
         result = _result(action)
         try:
             referenced = rewrite_view_sql(action.view_sql or "", {}, self.project)
-            prefix = self.config.environments.dev.prefix
+            prefix = self.config.env_prefixes()[self.run.env]
             foreign = [ds for ds in referenced.unmapped if not ds.startswith(prefix)]
             if foreign:
-                raise VerificationError(f"view {target} would read {foreign}, which are not dev datasets")
+                raise VerificationError(f"view {target} would read {foreign}, which are not {self.run.env} datasets")
             sql = render("sync/create_view", target=target.sql, query=action.view_sql or "")
             self.runner.run(sql, key=(action.dataset, action.table, "view"), stats=stats)
             self.runner.run(render("sync/probe_view", target=target.sql),
@@ -252,7 +254,7 @@ def sync_views(config: EnvsyncConfig, bq: GuardedBigQuery, runner: JobRunner, ru
                plans: list[DatasetPlan]) -> list[dict[str, Any]]:
     """Re-create every planned view, after all tables, in dependency order across datasets."""
     views = order_views([a for p in plans for a in p.by_action("view")])
-    log.info("re-creating %d views on the dev datasets", len(views))
+    log.info("re-creating %d views on the %s datasets", len(views), run.env)
     return [DatasetSync(config, bq, runner, run).sync_view(v) for v in views]
 
 

@@ -84,7 +84,7 @@ def query(sql: str, **params: Any) -> list[dict[str, Any]]:
 def drop_environment_datasets() -> None:
     client = bq_client()
     for ds in client.list_datasets():
-        if ds.dataset_id.startswith(("dev_", "qa_", "staging_")):
+        if ds.dataset_id.startswith(("dev_", "qa_", "staging_", "prodcopy_")):
             client.delete_dataset(ds.reference, delete_contents=True, not_found_ok=True)
 
 

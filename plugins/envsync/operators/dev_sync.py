@@ -130,10 +130,11 @@ def run_info(manifest: dict[str, Any], context: Context, task_id: str) -> Any:
     from envsync.sync import RunInfo
     from envsync.window import Window
 
-    window = manifest["window"]
+    window = manifest.get("window")
     return RunInfo(context["dag"].dag_id, context["run_id"], task_id, dt.datetime.fromisoformat(manifest["cut"]),
                    Window(dt.datetime.fromisoformat(window["start"]), dt.datetime.fromisoformat(window["end"]),
-                          window["quarters"]))
+                          window["quarters"]) if window else None,
+                   manifest.get("env", "dev"))
 
 
 def planned_row(unit: str, action: Any) -> dict[str, Any]:

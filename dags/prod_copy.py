@@ -1,0 +1,59 @@
+"""
+### prod_copy
+
+Makes `prodcopy_<ds>`: a **full copy of prod as of a chosen instant T** (every table cloned whole
+`FOR SYSTEM_TIME AS OF T`, views re-created on the prod-copy datasets, objects that exist only in
+prod-copy dropped), verified table by table.
+
+**When:** on demand; optionally on the schedule set in `environments.prodcopy.schedule`.
+
+**Reset:** `mode = reset` re-creates prod-copy from the T recorded by the last copy: the one-click undo
+of everything done in prod-copy since.
+
+**Params**
+- `mode`: `copy` (a new copy as of `as_of`) or `reset` (back to the recorded T).
+- `as_of`: the instant to copy, ISO-8601 with a time zone (default: now). It must lie inside
+  BigQuery's time-travel window of prod (`prod.time_travel_hours`, up to 7 days); older states are
+  restored from backups instead.
+- `datasets`: the prod datasets (default: all configured).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.sdk import DAG, Param
+
+from envsync.config import load_config
+from envsync.dag_defaults import datasets_param, default_args
+from envsync.operators.dev_sync import DevSyncReportOperator, SyncDatasetOperator, SyncViewsOperator
+from envsync.operators.prod_copy import MODES, PlanProdCopyOperator
+
+config = load_config()
+
+with DAG(
+    dag_id="prod_copy",
+    schedule=config.environments.prodcopy.schedule,
+    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["envsync", "prodcopy"],
+    render_template_as_native_obj=True,
+    default_args=default_args(retry_delay=dt.timedelta(minutes=2), execution_timeout=dt.timedelta(hours=3)),
+    params={
+        "mode": Param("copy", type="string", enum=list(MODES), title="Mode",
+                      description="copy: a new copy as of as_of; reset: re-create prod-copy from the recorded T."),
+        "as_of": Param("", type="string", title="As of",
+                       description="ISO-8601 instant with a time zone (e.g. 2026-11-20T08:00:00+00:00); "
+                       "empty = now. Must be inside prod's time-travel window. Ignored by reset."),
+        "datasets": datasets_param(config, "Prod datasets to copy (default: every configured dataset)."),
+    },
+) as dag:
+    plan = PlanProdCopyOperator(task_id="plan", mode="{{ params.mode }}", as_of="{{ params.as_of }}",
+                                datasets="{{ params.datasets }}")
+    copy = SyncDatasetOperator.partial(task_id="sync_dataset", max_active_tis_per_dagrun=2).expand(
+        dataset_ref=plan.output)
+    views = SyncViewsOperator(task_id="sync_views")
+    report = DevSyncReportOperator(task_id="report")
+    plan >> copy >> views >> report

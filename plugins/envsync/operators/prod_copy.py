@@ -1,0 +1,84 @@
+"""The plan task of prod_copy; execution reuses the sync's dataset, views and report tasks."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from envsync.clients import DEFAULT_CONN_ID
+from envsync.operators.common import manifest_store, run_prefix
+from envsync.operators.dev_sync import planned_row
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+MODES = ("copy", "reset")
+
+
+class PlanProdCopyOperator(BaseOperator):
+    """Fix T (as_of, or the recorded T for a reset), check it is inside time travel, plan full clones."""
+
+    template_fields: Sequence[str] = ("as_of", "mode", "datasets")
+    ui_color = "#e8f0fe"
+
+    def __init__(self, *, as_of: Any = None, mode: Any = "copy", datasets: Any = None,
+                 gcp_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.as_of = as_of
+        self.mode = mode
+        self.datasets = datasets
+        self.gcp_conn_id = gcp_conn_id
+
+    def execute(self, context: Context) -> list[dict[str, str]]:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from envsync.clients import bigquery_client
+        from envsync.config import ConfigError, load_config
+        from envsync.discovery import DiscoveryError
+        from envsync.params import validate_params
+        from envsync.prodcopy import CURRENT, AsOfError, check_as_of, parse_as_of
+        from envsync.report import plan_table
+        from envsync.sync import build_plans
+
+        try:
+            config = load_config()
+            if self.mode not in MODES:
+                raise ValueError(f"param mode must be one of {list(MODES)}, got {self.mode!r}")
+            datasets, _, _, _ = validate_params(config, self.datasets, [], None, False)
+            store = manifest_store(config, self.gcp_conn_id)
+            store.ensure_bucket(config.location)
+            prefix = run_prefix(store, context)
+            now = dt.datetime.now(dt.timezone.utc)
+            recorded = store.read(f"{prefix}/plan.json")
+            if recorded:
+                cut = dt.datetime.fromisoformat(recorded["cut"])   # a retry of this run keeps its T
+            elif self.mode == "reset":
+                current = store.read(CURRENT)
+                if current is None:
+                    raise ValueError("mode reset: no prod-copy has been made yet (run mode copy first)")
+                cut = dt.datetime.fromisoformat(current["cut"])
+                self.log.info("reset: re-creating prod-copy as of its recorded T = %s", cut.isoformat())
+            else:
+                cut = parse_as_of(self.as_of, now)
+            check_as_of(cut, now, config.prod.time_travel_hours)
+            client = bigquery_client(config.project, config.location, self.gcp_conn_id)
+            plans = build_plans(config, client, datasets=datasets, tables=[], env="prodcopy")
+        except (ConfigError, DiscoveryError, AsOfError, ValueError) as error:
+            raise AirflowFailException(str(error)) from error
+        manifest = {
+            "dag_id": context["dag"].dag_id, "run_id": context["run_id"], "cut": cut.isoformat(),
+            "env": "prodcopy", "mode": self.mode, "window": None,
+            "params": {"datasets": datasets, "as_of": self.as_of, "mode": self.mode, "dry_run": False},
+            "plans": [p.to_dict() for p in plans],
+            "units": [p.dataset for p in plans] + ["views"],
+            "planned": [planned_row("views" if a.action == "view" else p.dataset, a) for p in plans for a in p.actions],
+        }
+        uri = store.write(f"{prefix}/plan.json", manifest)
+        if self.mode == "copy":
+            store.write(CURRENT, {"cut": cut.isoformat(), "run_id": context["run_id"], "datasets": datasets})
+        self.log.info("prod-copy (%s) as of T = %s:\n%s\nmanifest: %s", self.mode, cut.isoformat(),
+                      plan_table(plans), uri)
+        return [{"dataset": p.dataset, "manifest": uri} for p in plans]
