@@ -13,6 +13,7 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +46,33 @@ class JobStats:
     jobs: int = 0
     bytes_billed: int = 0
     job_ids: list[str] = field(default_factory=list)
+
+
+def run_recorded(
+    result: dict[str, Any],
+    work: Callable[[JobStats], dict[str, Any] | None],
+    *,
+    deterministic: tuple[type[BaseException], ...],
+    on_failure: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """Run one object's work, recording status, error, seconds, jobs and bytes billed in `result`.
+
+    A failure is recorded, not raised; it is retryable unless its exception is one of `deterministic`
+    (verification, contract, guard): the task decides from that whether a retry can help.
+    """
+    start = time.monotonic()
+    stats = JobStats()
+    try:
+        result.update(work(stats) or {})
+        result["status"] = "ok"
+    except Exception as error:
+        result.update(status="failed", error=f"{type(error).__name__}: {error}",
+                      retryable=not isinstance(error, deterministic))
+        log.error("%s failed: %s", result["target"], error)
+        if on_failure is not None:
+            on_failure()
+    result.update(seconds=JobRunner.elapsed(start), jobs=stats.jobs, bytes_billed=stats.bytes_billed)
+    return result
 
 
 class JobRunner:

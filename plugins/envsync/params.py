@@ -12,19 +12,25 @@ if TYPE_CHECKING:
     from envsync.config import EnvsyncConfig
 
 
+def check_datasets(config: EnvsyncConfig, datasets: Any) -> list[str]:
+    """The `datasets` param of every DAG: default all configured; each named once; all configured."""
+    if datasets in (None, "", []):
+        datasets = list(config.prod.datasets)
+    if not isinstance(datasets, list) or not all(isinstance(d, str) for d in datasets):
+        raise ValueError(f"param datasets must be a list of dataset names, got {datasets!r}")
+    datasets = list(dict.fromkeys(datasets))  # a dataset named twice is handled once
+    unknown = [d for d in datasets if d not in config.prod.datasets]
+    if unknown:
+        raise ValueError(f"param datasets: {unknown} are not configured; allowed: {config.prod.datasets}")
+    return datasets
+
+
 def validate_params(config: EnvsyncConfig, datasets: Any, tables: Any, window_quarters: Any, dry_run: Any) -> tuple[list[str], list[str], int, bool]:
     """Check run inputs again in the task (a REST trigger may bypass the form); name the bad value."""
     from envsync.config import MAX_WINDOW_QUARTERS, MIN_WINDOW_QUARTERS
     from envsync.guard import IdentifierError, validate_identifier
 
-    if datasets in (None, "", []):
-        datasets = list(config.prod.datasets)
-    if not isinstance(datasets, list) or not all(isinstance(d, str) for d in datasets):
-        raise ValueError(f"param datasets must be a list of dataset names, got {datasets!r}")
-    datasets = list(dict.fromkeys(datasets))  # a dataset named twice is synced once
-    unknown = [d for d in datasets if d not in config.prod.datasets]
-    if unknown:
-        raise ValueError(f"param datasets: {unknown} are not configured; allowed: {config.prod.datasets}")
+    datasets = check_datasets(config, datasets)
     tables = tables or []
     if not isinstance(tables, list):
         raise ValueError(f"param tables must be a list like ['orders', 'sales.customers'], got {tables!r}")
@@ -70,14 +76,7 @@ def validate_reseed_params(
     if unknown:
         raise ValueError(f"param environments: {unknown} are not environments envsync re-seeds; allowed: "
                          f"{list(RESEED_ENVIRONMENTS)}")
-    if datasets in (None, "", []):
-        datasets = list(config.prod.datasets)
-    if not isinstance(datasets, list) or not all(isinstance(d, str) for d in datasets):
-        raise ValueError(f"param datasets must be a list of dataset names, got {datasets!r}")
-    datasets = list(dict.fromkeys(datasets))
-    bad = [d for d in datasets if d not in config.prod.datasets]
-    if bad:
-        raise ValueError(f"param datasets: {bad} are not configured; allowed: {config.prod.datasets}")
+    datasets = check_datasets(config, datasets)
     name = "" if test_env is None else test_env
     if not isinstance(name, str) or (name and not re.fullmatch(TEST_ENV_NAME_PATTERN, name)):
         raise ValueError(

@@ -15,6 +15,16 @@ DATASET_METADATA_UPDATES_PER_10S = 5
 CONCURRENT_INTERACTIVE_QUERIES = 100
 
 
+def result_row(table: str, target: str, action: str, reason: str, *, est_bytes_billed: int = 0,
+               **extra: Any) -> dict[str, Any]:
+    """One object's row in a run's results and report (before it has run: status "pending")."""
+    return {
+        "table": table, "target": target, "action": action, "reason": reason, "rows": None,
+        "est_bytes_billed": est_bytes_billed, "bytes_billed": 0, "jobs": 0, "seconds": 0.0,
+        "status": "pending", "error": None, "warnings": [], "retryable": False, **extra,
+    }
+
+
 def human_bytes(value: int | None) -> str:
     if value is None:
         return "-"

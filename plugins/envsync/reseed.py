@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -22,12 +21,14 @@ from envsync.datasets import env_labels, recreate_env_dataset
 from envsync.ddl import cluster_clause, column_def, column_list, partition_clause
 from envsync.discovery import DatasetInfo, TableInfo
 from envsync.guard import TableRef, quote_column
-from envsync.jobs import JobRunner, JobStats
+from envsync.jobs import JobRunner, JobStats, run_recorded
 from envsync.plan import Action, order_views
-from envsync.seeds import SeedError, find_seeds, load_seed, sample_select
+from envsync.seeds import SeedError, find_seeds, load_seed, sample_predicate, sample_select, sample_spec
+from envsync.report import result_row
 from envsync.sqltemplates import render
+from envsync.sync import DETERMINISTIC_ERRORS, create_view
 from envsync.verify import TYPE_ALIASES, compare_schema
-from envsync.views import rewrite_view_sql, view_dependencies
+from envsync.views import ViewRewrite, rewrite_view_sql, view_dependencies
 
 if TYPE_CHECKING:
     from envsync.config import EnvsyncConfig
@@ -39,6 +40,10 @@ SEEDED_ENVS = ("qa", "staging")
 
 class ContractError(ValueError):
     """Seeds do not fit prod's current schema; the message names dataset, table and column."""
+
+
+# failures a retry of the same run cannot fix
+DETERMINISTIC = (ContractError, SeedError, PermissionError, *DETERMINISTIC_ERRORS)
 
 
 @dataclass
@@ -183,7 +188,7 @@ class Reseeder:
         return problems
 
     # ----------------------------------------------------------------------------- execution
-    def _table(self, unit: ReseedUnit, info: TableInfo, src: TableSource, stats: JobStats) -> int:
+    def _table(self, unit: ReseedUnit, info: TableInfo, src: TableSource, stats: JobStats) -> None:
         target = TableRef(self.project, unit.target_dataset, info.table)
         key = (unit.target_dataset, info.table)
         ddl = dict(target=target.sql, columns=",\n    ".join(column_def(f) for f in info.schema),
@@ -196,8 +201,6 @@ class Reseeder:
         else:
             override = self.config.override(unit.dataset, info.table)
             select, params = sample_select(self.config, info, override)
-            from envsync.seeds import sample_spec, sample_predicate
-
             spec = sample_spec(self.config, override)
             source = TableRef(self.project, unit.dataset, info.table)
             self.runner.run(render("reseed/create_sampled_table", **ddl, select_list=select, source=source.sql,
@@ -210,7 +213,6 @@ class Reseeder:
         table.description = info.description
         table.labels = dict(info.labels)
         self.bq.update_table(table, ["description", "labels"])
-        return int(table.num_rows or 0)
 
     def checksum(self, unit: ReseedUnit, table: str, stats: JobStats) -> dict[str, Any]:
         ref = TableRef(self.project, unit.target_dataset, table)
@@ -248,7 +250,7 @@ class Reseeder:
     def views(self, work: list[tuple[ReseedUnit, list[TableSource]]]) -> list[dict[str, Any]]:
         """Re-create every view of every unit on its environment, after all tables, in dependency order."""
         actions: list[Action] = []
-        found: dict[str, tuple[ReseedUnit, TableSource, Any]] = {}
+        found: dict[str, tuple[ReseedUnit, TableSource, ViewRewrite]] = {}
         for unit, sources in work:
             mapping = {ds: self.config.env_dataset(unit.env, ds, unit.test_name) for ds in self.config.prod.datasets}
             for src in sources:
@@ -261,39 +263,18 @@ class Reseeder:
         results = []
         for action in order_views(actions):
             unit, src, rewrite = found[f"{action.target_dataset}.{action.table}"]
-            results.append(self._run(unit, src, lambda s, u=unit, t=action.table, r=rewrite: self._view(u, t, r, s)))
+            target = TableRef(self.project, unit.target_dataset, action.table)
+            results.append(self._run(unit, src, lambda stats, u=unit, t=target, sql=rewrite.sql: create_view(
+                self.runner, t, sql, allowed_prefix=self.config.env_dataset(u.env, "", u.test_name), env=u.env,
+                key=(u.target_dataset, t.table), stats=stats)))
         return results
 
-    def _view(self, unit: ReseedUnit, table: str, rewrite: Any, stats: JobStats) -> dict[str, Any]:
-        if rewrite.unmapped:
-            raise ContractError(f"view {unit.target_dataset}.{table} reads {rewrite.unmapped}, which are not "
-                                f"{unit.env} datasets")
-        target = TableRef(self.project, unit.target_dataset, table)
-        self.runner.run(render("sync/create_view", target=target.sql, query=rewrite.sql),
-                        key=(unit.target_dataset, table, "view"), stats=stats)
-        self.runner.run(render("sync/probe_view", target=target.sql), key=(unit.target_dataset, table, "probe"),
-                        stats=stats)
-        return {}
-
     def _result(self, unit: ReseedUnit, src: TableSource) -> dict[str, Any]:
-        return {"table": f"{unit.target_dataset}.{src.table}", "target": f"{unit.target_dataset}.{src.table}",
-                "env": unit.env, "action": src.source, "reason": src.reason, "rows": None,
-                "est_bytes_billed": 0, "bytes_billed": 0, "jobs": 0, "seconds": 0.0, "status": "pending",
-                "error": None, "warnings": [], "retryable": False, "checksum": None}
+        name = f"{unit.target_dataset}.{src.table}"
+        return result_row(name, name, src.source, src.reason, env=unit.env, checksum=None)
 
     def _run(self, unit: ReseedUnit, src: TableSource, work: Any) -> dict[str, Any]:
-        start = time.monotonic()
-        stats = JobStats()
-        result = self._result(unit, src)
-        try:
-            result.update(work(stats))
-            result["status"] = "ok"
-        except Exception as error:
-            result.update(status="failed", error=f"{type(error).__name__}: {error}",
-                          retryable=not isinstance(error, (ContractError, SeedError, PermissionError)))
-            log.error("%s failed: %s", result["target"], error)
-        result.update(seconds=JobRunner.elapsed(start), jobs=stats.jobs, bytes_billed=stats.bytes_billed)
-        return result
+        return run_recorded(self._result(unit, src), work, deterministic=DETERMINISTIC)
 
 
 def units_for(config: EnvsyncConfig, envs: list[str], datasets: list[str], test_name: str | None) -> list[ReseedUnit]:

@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any
 from envsync.datasets import ensure_env_dataset, env_labels
 from envsync.ddl import cluster_clause, column_def, partition_clause
 from envsync.discovery import DatasetInfo, TableInfo, discover_dataset, list_existing
-from envsync.guard import GuardedBigQuery, ProdWriteRefused, TableRef, WriteGuard, quote_column
-from envsync.jobs import JobRunner, JobStats
+from envsync.guard import GuardedBigQuery, ProdWriteRefused, TableRef, WriteGuard, quote, quote_column
+from envsync.jobs import JobRunner, JobStats, run_recorded
 from envsync.plan import STAGE_SUFFIX, Action, DatasetPlan, check_table_filter, order_views, plan_dataset
+from envsync.report import result_row
 from envsync.sqltemplates import render
 from envsync.verify import (
     compare_counts,
@@ -46,6 +47,9 @@ class SyncError(RuntimeError):
 
 class VerificationError(SyncError):
     """A copy does not match prod as of T. Deterministic: retrying the same run cannot fix it."""
+
+
+DETERMINISTIC_ERRORS: tuple[type[BaseException], ...] = (VerificationError, ProdWriteRefused)
 
 
 @dataclass(frozen=True)
@@ -149,7 +153,7 @@ class DatasetSync:
         return sum(copy_counts.values()), problems, warnings
 
     def _publish(self, action: Action, info: TableInfo, stage: TableRef, target: TableRef, stats: JobStats) -> None:
-        sql = render("sync/swap_stage", target=target.sql, stage=stage.sql, target_name=quote_column_or_table(target.table))
+        sql = render("sync/swap_stage", target=target.sql, stage=stage.sql, target_name=quote(target.table))
         self.runner.run(sql, key=(action.dataset, action.table, "publish"), stats=stats)
         table = self.bq.client.get_table(target.api)
         table.description = info.description
@@ -157,11 +161,10 @@ class DatasetSync:
         self.bq.update_table(table, ["description", "labels"])
 
     def sync_table(self, action: Action, info: TableInfo) -> dict[str, Any]:
-        start = time.monotonic()
-        stats = JobStats()
         source, target, stage = self._refs(action)
         result = _result(action)
-        try:
+
+        def work(stats: JobStats) -> None:
             self._build(action, info, source, stage, stats)
             rows, problems, warnings = self._verify(action, info, source, stage, stats)
             result.update(rows=rows, warnings=warnings)
@@ -170,14 +173,9 @@ class DatasetSync:
             if problems:
                 raise VerificationError("; ".join(problems))
             self._publish(action, info, stage, target, stats)
-            result["status"] = "ok"
-        except Exception as error:
-            result.update(status="failed", error=f"{type(error).__name__}: {error}",
-                          retryable=not isinstance(error, (VerificationError, ProdWriteRefused)))
-            log.error("%s failed: %s", target, error)
-            self._discard(stage, target)
-        result.update(seconds=JobRunner.elapsed(start), jobs=stats.jobs, bytes_billed=stats.bytes_billed)
-        return result
+
+        return run_recorded(result, work, deterministic=DETERMINISTIC_ERRORS,
+                            on_failure=lambda: self._discard(stage, target))
 
     def _discard(self, *refs: TableRef) -> None:
         for ref in refs:
@@ -188,28 +186,15 @@ class DatasetSync:
 
     # views and drops -------------------------------------------------------------------------
     def sync_view(self, action: Action) -> dict[str, Any]:
-        start = time.monotonic()
-        stats = JobStats()
         _, target, _ = self._refs(action)
-        result = _result(action)
-        try:
-            referenced = rewrite_view_sql(action.view_sql or "", {}, self.project)
-            prefix = self.config.env_prefixes()[self.run.env]
-            foreign = [ds for ds in referenced.unmapped if not ds.startswith(prefix)]
-            if foreign:
-                raise VerificationError(f"view {target} would read {foreign}, which are not {self.run.env} datasets")
-            sql = render("sync/create_view", target=target.sql, query=action.view_sql or "")
-            self.runner.run(sql, key=(action.dataset, action.table, "view"), stats=stats)
-            self.runner.run(render("sync/probe_view", target=target.sql),
-                            key=(action.dataset, action.table, "probe"), stats=stats)
-            result["status"] = "ok"
-        except Exception as error:
-            result.update(status="failed", error=f"{type(error).__name__}: {error}",
-                          retryable=not isinstance(error, (VerificationError, ProdWriteRefused)))
-            log.error("view %s failed: %s", target, error)
-            self._discard(target)
-        result.update(seconds=JobRunner.elapsed(start), jobs=stats.jobs, bytes_billed=stats.bytes_billed)
-        return result
+        return run_recorded(
+            _result(action),
+            lambda stats: create_view(self.runner, target, action.view_sql or "",
+                                      allowed_prefix=self.config.env_prefixes()[self.run.env], env=self.run.env,
+                                      key=(action.dataset, action.table), stats=stats),
+            deterministic=DETERMINISTIC_ERRORS,
+            on_failure=lambda: self._discard(target),
+        )
 
     def drop(self, action: Action) -> dict[str, Any]:
         start = time.monotonic()
@@ -258,29 +243,21 @@ def sync_views(config: EnvsyncConfig, bq: GuardedBigQuery, runner: JobRunner, ru
     return [DatasetSync(config, bq, runner, run).sync_view(v) for v in views]
 
 
-def quote_column_or_table(name: str) -> str:
-    """The bare (unqualified) new name in ALTER TABLE ... RENAME TO, backtick-quoted."""
-    from envsync.guard import quote
-
-    return quote(name)
+def create_view(runner: JobRunner, target: TableRef, sql: str, *, allowed_prefix: str, env: str,
+                key: tuple[str, ...], stats: JobStats) -> None:
+    """Create (or replace) a view whose SQL is already rewritten, after checking it reads only datasets
+    of its environment; then prove it resolves with a LIMIT 0 probe."""
+    referenced = rewrite_view_sql(sql, {}, target.project)
+    foreign = [ds for ds in referenced.unmapped if not ds.startswith(allowed_prefix)]
+    if foreign:
+        raise VerificationError(f"view {target} would read {foreign}, which are not {env} datasets")
+    runner.run(render("sync/create_view", target=target.sql, query=sql), key=key + ("view",), stats=stats)
+    runner.run(render("sync/probe_view", target=target.sql), key=key + ("probe",), stats=stats)
 
 
 def _result(action: Action) -> dict[str, Any]:
-    return {
-        "table": action.key,
-        "target": f"{action.target_dataset}.{action.table}",
-        "action": action.action,
-        "reason": action.reason,
-        "rows": None,
-        "est_bytes_billed": action.est_bytes_billed,
-        "bytes_billed": 0,
-        "jobs": 0,
-        "seconds": 0.0,
-        "status": "pending",
-        "error": None,
-        "warnings": [],
-        "retryable": False,
-    }
+    return result_row(action.key, f"{action.target_dataset}.{action.table}", action.action, action.reason,
+                      est_bytes_billed=action.est_bytes_billed)
 
 
 def failures(results: list[dict[str, Any]]) -> list[dict[str, Any]]:

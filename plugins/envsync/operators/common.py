@@ -46,6 +46,12 @@ def guarded_runner(config: EnvsyncConfig, conn_id: str, context: Context, task_i
                      timeout=config.sync.job_timeout_seconds)
 
 
+def recorded_cut(store: ManifestStore, prefix: str) -> dt.datetime | None:
+    """The cut T an earlier try of this run recorded, so retries and reruns read the same instant."""
+    recorded = store.read(f"{prefix}/plan.json")
+    return dt.datetime.fromisoformat(recorded["cut"]) if recorded else None
+
+
 def read_plan(store: ManifestStore, prefix: str) -> dict[str, Any]:
     from airflow.sdk.exceptions import AirflowFailException
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from envsync.clients import DEFAULT_CONN_ID
-from envsync.operators.common import RunReportOperator, UnitOperator, manifest_store
+from envsync.operators.common import RunReportOperator, UnitOperator, manifest_store, recorded_cut, run_prefix
 from envsync.params import validate_params
 
 if TYPE_CHECKING:
@@ -72,11 +72,10 @@ class PlanDevSyncOperator(BaseOperator):
         )
         store = manifest_store(config, self.gcp_conn_id)
         store.ensure_bucket(config.location)
-        prefix = store.run_prefix(context["dag"].dag_id, context["run_id"])
-        recorded = store.read(f"{prefix}/plan.json")
+        prefix = run_prefix(store, context)
         anchor = anchor_from_context(context)
-        if recorded:
-            cut = dt.datetime.fromisoformat(recorded["cut"])
+        cut = recorded_cut(store, prefix)
+        if cut is not None:
             self.log.info("reusing the cut recorded by an earlier try of this run: T = %s", cut.isoformat())
         else:
             cut = new_cut()
@@ -94,9 +93,7 @@ class PlanDevSyncOperator(BaseOperator):
             "cut": cut.isoformat(),
             "window": window.as_dict(),
             "params": {"datasets": datasets, "tables": tables, "window_quarters": quarters, "dry_run": dry_run},
-            "plans": [p.to_dict() for p in plans],
-            "units": [p.dataset for p in plans] + ["views"],
-            "planned": [planned_row("views" if a.action == "view" else p.dataset, a) for p in plans for a in p.actions],
+            **plan_entries(plans),
         }
         uri = store.write(f"{prefix}/plan.json", manifest)
         self.log.info("plan%s:\n%s", " (dry run: nothing will be written)" if dry_run else "", plan_table(plans))
@@ -137,14 +134,21 @@ def run_info(manifest: dict[str, Any], context: Context, task_id: str) -> Any:
                    manifest.get("env", "dev"))
 
 
+def plan_entries(plans: list[Any]) -> dict[str, Any]:
+    """The manifest entries that sync_dataset, sync_views and report read: plans, units, planned rows."""
+    return {
+        "plans": [p.to_dict() for p in plans],
+        "units": [p.dataset for p in plans] + ["views"],
+        "planned": [planned_row("views" if a.action == "view" else p.dataset, a) for p in plans for a in p.actions],
+    }
+
+
 def planned_row(unit: str, action: Any) -> dict[str, Any]:
     """The report row of an action that has not run (yet): dry runs, and units whose task failed."""
-    return {
-        "unit": unit, "table": action.key, "target": f"{action.target_dataset}.{action.table}",
-        "action": action.action, "reason": action.reason, "rows": None,
-        "est_bytes_billed": action.est_bytes_billed, "bytes_billed": 0, "jobs": 0, "seconds": 0.0,
-        "status": "planned", "error": None, "warnings": [],
-    }
+    from envsync.report import result_row
+
+    return {**result_row(action.key, f"{action.target_dataset}.{action.table}", action.action, action.reason,
+                         est_bytes_billed=action.est_bytes_billed), "unit": unit, "status": "planned"}
 
 
 class SyncViewsOperator(UnitOperator):

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from envsync.clients import DEFAULT_CONN_ID
-from envsync.operators.common import manifest_store, run_prefix
-from envsync.operators.dev_sync import planned_row
+from envsync.operators.common import manifest_store, recorded_cut, run_prefix
+from envsync.operators.dev_sync import plan_entries
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -38,7 +38,7 @@ class PlanProdCopyOperator(BaseOperator):
         from envsync.clients import bigquery_client
         from envsync.config import ConfigError, load_config
         from envsync.discovery import DiscoveryError
-        from envsync.params import validate_params
+        from envsync.params import check_datasets
         from envsync.prodcopy import CURRENT, AsOfError, check_as_of, parse_as_of
         from envsync.report import plan_table
         from envsync.sync import build_plans
@@ -47,14 +47,14 @@ class PlanProdCopyOperator(BaseOperator):
             config = load_config()
             if self.mode not in MODES:
                 raise ValueError(f"param mode must be one of {list(MODES)}, got {self.mode!r}")
-            datasets, _, _, _ = validate_params(config, self.datasets, [], None, False)
+            datasets = check_datasets(config, self.datasets)
             store = manifest_store(config, self.gcp_conn_id)
             store.ensure_bucket(config.location)
             prefix = run_prefix(store, context)
             now = dt.datetime.now(dt.timezone.utc)
-            recorded = store.read(f"{prefix}/plan.json")
-            if recorded:
-                cut = dt.datetime.fromisoformat(recorded["cut"])   # a retry of this run keeps its T
+            recorded = recorded_cut(store, prefix)
+            if recorded is not None:
+                cut = recorded   # a retry of this run keeps its T
             elif self.mode == "reset":
                 current = store.read(CURRENT)
                 if current is None:
@@ -72,9 +72,7 @@ class PlanProdCopyOperator(BaseOperator):
             "dag_id": context["dag"].dag_id, "run_id": context["run_id"], "cut": cut.isoformat(),
             "env": "prodcopy", "mode": self.mode, "window": None,
             "params": {"datasets": datasets, "as_of": self.as_of, "mode": self.mode, "dry_run": False},
-            "plans": [p.to_dict() for p in plans],
-            "units": [p.dataset for p in plans] + ["views"],
-            "planned": [planned_row("views" if a.action == "view" else p.dataset, a) for p in plans for a in p.actions],
+            **plan_entries(plans),
         }
         uri = store.write(f"{prefix}/plan.json", manifest)
         if self.mode == "copy":

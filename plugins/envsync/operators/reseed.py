@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from envsync.clients import DEFAULT_CONN_ID
-from envsync.operators.common import RunReportOperator, UnitOperator, guarded_runner, manifest_store, run_prefix
+from envsync.operators.common import (
+    RunReportOperator,
+    UnitOperator,
+    guarded_runner,
+    manifest_store,
+    recorded_cut,
+    run_prefix,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -58,6 +65,7 @@ class PlanReseedOperator(BaseOperator):
               ttl: int) -> list[dict[str, str]]:
         from envsync.discovery import discover_dataset
         from envsync.jobs import JobStats
+        from envsync.report import result_row
         from envsync.reseed import ContractError, Reseeder, sources_to_dict, units_for
         from envsync.seeds import seed_version
         from envsync.window import new_cut
@@ -65,8 +73,7 @@ class PlanReseedOperator(BaseOperator):
         store = manifest_store(config, self.gcp_conn_id)
         store.ensure_bucket(config.location)
         prefix = run_prefix(store, context)
-        recorded = store.read(f"{prefix}/plan.json")
-        cut = dt.datetime.fromisoformat(recorded["cut"]) if recorded else new_cut()
+        cut = recorded_cut(store, prefix) or new_cut()
         version = seed_version(config)
         self.log.info("seed version %s (git %s%s, %d files); cut T = %s", version["version"], version["git"],
                       ", uncommitted changes" if version["dirty"] else "", version["files"], cut.isoformat())
@@ -92,9 +99,9 @@ class PlanReseedOperator(BaseOperator):
             "unit_specs": [u.__dict__ for u in units],
             "units": [u.name for u in units] + ["views"],
             "planned": [
-                {"unit": "views" if s.source == "view" else u.name, "table": f"{u.target_dataset}.{s.table}", "target": f"{u.target_dataset}.{s.table}",
-                 "env": u.env, "action": s.source, "reason": s.reason, "rows": None, "est_bytes_billed": 0,
-                 "bytes_billed": 0, "jobs": 0, "seconds": 0.0, "status": "planned", "error": None, "warnings": []}
+                {**result_row(f"{u.target_dataset}.{s.table}", f"{u.target_dataset}.{s.table}", s.source, s.reason,
+                              env=u.env),
+                 "unit": "views" if s.source == "view" else u.name, "status": "planned"}
                 for u in units for s in sources[u.dataset]
             ],
         }
