@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator, model_validator
 
 from envsync.guard import DATASET_RE, PROJECT_RE, TABLE_RE, IdentifierError, validate_identifier
+from envsync.ladder import DEFAULT_DAILY_DAYS, DEFAULT_RUNGS, Ladder
 
 CONFIG_ENV_VAR = "ENVSYNC_CONFIG"
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "config" / "envsync.yaml"
@@ -88,16 +89,32 @@ class ProdCopyConfig(EnvironmentConfig):
     schedule: str | None = None
 
 
+class BackupEnvConfig(EnvironmentConfig):
+    """Where the backup ladder keeps its snapshots: backup_<ds>."""
+
+    prefix: str = "backup_"
+
+
+class DrillConfig(EnvironmentConfig):
+    """Scratch datasets drill_<ds> that restores and recovery drills write; tables expire on their own."""
+
+    prefix: str = "drill_"
+    table_expiration_days: Annotated[StrictInt, Field(ge=1, le=365)] = 7
+
+
 class Environments(_Strict):
     dev: DevConfig = DevConfig()
     qa: EnvironmentConfig = EnvironmentConfig(prefix="qa_")
     staging: EnvironmentConfig = EnvironmentConfig(prefix="staging_")
     test: TestEnvConfig = TestEnvConfig()
     prodcopy: ProdCopyConfig = ProdCopyConfig()
+    backup: BackupEnvConfig = BackupEnvConfig()
+    drill: DrillConfig = DrillConfig()
 
     @model_validator(mode="after")
     def _distinct_prefixes(self) -> Environments:
-        prefixes = [self.dev.prefix, self.qa.prefix, self.staging.prefix, self.test.prefix, self.prodcopy.prefix]
+        prefixes = [self.dev.prefix, self.qa.prefix, self.staging.prefix, self.test.prefix, self.prodcopy.prefix,
+                    self.backup.prefix, self.drill.prefix]
         for i, prefix in enumerate(prefixes):
             for other in prefixes[i + 1 :]:
                 if prefix.startswith(other) or other.startswith(prefix):
@@ -213,18 +230,57 @@ class SeedSettings(_Strict):
         return value
 
 
+def _check_bucket(value: str) -> str:
+    if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]", value):
+        raise ValueError(
+            f"{value!r} is not a valid GCS bucket name: 3-63 lowercase letters, digits, '-', "
+            "'_' or '.', starting and ending with a letter or digit"
+        )
+    return value
+
+
 class StateSettings(_Strict):
     bucket: str
 
-    @field_validator("bucket")
-    @classmethod
-    def _bucket(cls, value: str) -> str:
-        if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]", value):
-            raise ValueError(
-                f"{value!r} is not a valid GCS bucket name: 3-63 lowercase letters, digits, '-', "
-                "'_' or '.', starting and ending with a letter or digit"
-            )
-        return value
+    _bucket = field_validator("bucket")(classmethod(lambda cls, v: _check_bucket(v)))
+
+
+class ExportSettings(_Strict):
+    """Export of the daily backup rung to gs://<bucket>/backups/<ds>/<table>/<date>/ (retention past time travel)."""
+
+    enabled: bool = False
+    format: Literal["PARQUET", "AVRO"] = "PARQUET"
+    bucket: str | None = None   # default: state.bucket
+
+    _bucket = field_validator("bucket")(classmethod(lambda cls, v: v if v is None else _check_bucket(v)))
+
+
+class BackupSettings(_Strict):
+    """The exponential backup ladder (see envsync.ladder), manual pins, exports and restores."""
+
+    rungs: Annotated[list[str], Field(min_length=1)] = Field(default_factory=lambda: list(DEFAULT_RUNGS))
+    daily_days: Annotated[StrictInt, Field(ge=0, le=366)] = DEFAULT_DAILY_DAYS
+    pinned_expiry_days: Annotated[StrictInt, Field(ge=1, le=3650)] = 90
+    # restores read prod by time travel only when T is this recent (default: prod.time_travel_hours);
+    # 0 makes every restore use a snapshot or an export
+    restore_time_travel_hours: Annotated[StrictInt, Field(ge=0, le=168)] | None = None
+    export: ExportSettings = ExportSettings()
+
+    @model_validator(mode="after")
+    def _ladder(self) -> BackupSettings:
+        self.ladder()  # raises ValueError naming the bad rung
+        return self
+
+    def ladder(self) -> Ladder:
+        return Ladder.from_strings(self.rungs, daily_days=self.daily_days)
+
+
+class AuditSettings(_Strict):
+    """The dataset of envsync's audit tables (run summaries, recovery drills)."""
+
+    dataset: str = "envsync_audit"
+
+    _dataset = field_validator("dataset")(classmethod(lambda cls, v: validate_identifier("dataset", v)))
 
 
 class EnvsyncConfig(_Strict):
@@ -236,6 +292,8 @@ class EnvsyncConfig(_Strict):
     sync: SyncSettings = SyncSettings()
     seeds: SeedSettings = SeedSettings()
     state: StateSettings
+    backups: BackupSettings = BackupSettings()
+    audit: AuditSettings = AuditSettings()
 
     @field_validator("project")
     @classmethod
@@ -273,6 +331,19 @@ class EnvsyncConfig(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _backup_settings_fit_prod(self) -> EnvsyncConfig:
+        hours = self.backups.restore_time_travel_hours
+        if hours is not None and hours > self.prod.time_travel_hours:
+            raise ValueError(
+                f"backups.restore_time_travel_hours {hours} is more than prod.time_travel_hours "
+                f"{self.prod.time_travel_hours}: restores cannot read further back than time travel keeps"
+            )
+        audit = self.audit.dataset
+        if audit in self.prod.datasets or any(audit.startswith(p) for p in self.env_prefixes().values()):
+            raise ValueError(f"audit.dataset {audit!r} must be neither a prod dataset nor an environment dataset")
+        return self
+
+    @model_validator(mode="after")
     def _overrides_name_prod_datasets(self) -> EnvsyncConfig:
         for key, override in self.tables.items():
             dataset = key.split(".", 1)[0]
@@ -296,7 +367,17 @@ class EnvsyncConfig(_Strict):
     def env_prefixes(self) -> dict[str, str]:
         envs = self.environments
         return {"dev": envs.dev.prefix, "qa": envs.qa.prefix, "staging": envs.staging.prefix,
-                "test": envs.test.prefix, "prodcopy": envs.prodcopy.prefix}
+                "test": envs.test.prefix, "prodcopy": envs.prodcopy.prefix, "backup": envs.backup.prefix,
+                "drill": envs.drill.prefix}
+
+    def restore_time_travel_hours(self) -> int:
+        """How recent T must be for a restore to read prod by time travel (0: never)."""
+        hours = self.backups.restore_time_travel_hours
+        return self.prod.time_travel_hours if hours is None else hours
+
+    @property
+    def export_bucket(self) -> str:
+        return self.backups.export.bucket or self.state.bucket
 
     def env_dataset(self, env: str, prod_dataset: str, test_name: str | None = None) -> str:
         """The dataset of `env` derived from a prod dataset (test envs: test_<name>_<ds>)."""

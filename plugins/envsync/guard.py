@@ -2,8 +2,12 @@
 
 Every write envsync makes (DDL/DML jobs, dataset and table API calls) goes through `GuardedBigQuery`,
 which asks `WriteGuard` first. The guard refuses, before any API call:
-  * any write to a prod dataset (one listed in `prod.datasets` of the configured project);
-  * any write to a dataset whose name does not start with an allowed environment prefix;
+  * any write to a prod dataset (one listed in `prod.datasets` of the configured project), except
+    the tables of one prod dataset during a restore confirmed with the exact phrase
+    `confirmation_phrase(dataset, T)` (`WriteGuard.for_prod_restore`); a prod dataset itself is
+    never created, updated or deleted;
+  * any write to a dataset whose name does not start with an allowed environment prefix (or is not
+    envsync's audit dataset);
   * any write to another project;
   * any statement whose write targets it cannot determine (fail closed).
 Read-only statements (SELECT/WITH) pass. Identifiers are validated here and quoted with backticks.
@@ -96,19 +100,52 @@ class WriteTarget:
         return f"{self.project}.{self.dataset}" + (f".{self.table}" if self.table else "")
 
 
+def confirmation_phrase(dataset: str, point_in_time: Any) -> str:
+    """The exact text a user types to let a restore overwrite the tables of prod dataset `dataset`."""
+    import datetime as dt
+
+    if not isinstance(point_in_time, dt.datetime) or point_in_time.tzinfo is None:
+        raise ValueError(f"point_in_time must be a time-zone-aware datetime, got {point_in_time!r}")
+    stamp = point_in_time.astimezone(dt.timezone.utc).isoformat()
+    return f"restore prod dataset {validate_identifier('dataset', dataset)} to {stamp}"
+
+
 class WriteGuard:
     """Decides whether envsync may write to a dataset. Prod is read-only; only derived envs are writable."""
 
-    def __init__(self, project: str, prod_datasets: Iterable[str], allowed_prefixes: Iterable[str]):
+    def __init__(self, project: str, prod_datasets: Iterable[str], allowed_prefixes: Iterable[str],
+                 allowed_datasets: Iterable[str] = (), restorable_prod_dataset: str | None = None):
         self.project = validate_identifier("project", project)
         self.prod_datasets = frozenset(prod_datasets)
         self.allowed_prefixes = tuple(sorted(set(allowed_prefixes)))
+        self.allowed_datasets = frozenset(allowed_datasets) - self.prod_datasets
+        self.restorable_prod_dataset = restorable_prod_dataset
         if not self.allowed_prefixes:
             raise ValueError("the write guard needs at least one allowed environment prefix")
 
     @classmethod
     def from_config(cls, config: EnvsyncConfig) -> WriteGuard:
-        return cls(config.project, config.prod.datasets, config.env_prefixes().values())
+        return cls(config.project, config.prod.datasets, config.env_prefixes().values(),
+                   allowed_datasets=[config.audit.dataset])
+
+    def for_prod_restore(self, dataset: str, point_in_time: Any, confirm: object) -> WriteGuard:
+        """A guard that also lets a restore write the tables of prod dataset `dataset`.
+
+        Only when `confirm` is exactly `confirmation_phrase(dataset, point_in_time)`; otherwise
+        ProdWriteRefused, naming the phrase. The dataset itself stays protected (no create/update/delete).
+        """
+        if dataset not in self.prod_datasets:
+            raise ProdWriteRefused(f"{dataset!r} is not a prod dataset; it needs no restore confirmation")
+        expected = confirmation_phrase(dataset, point_in_time)
+        if confirm != expected:
+            shown = "no confirmation was given" if confirm in (None, "") else f"confirmation {confirm!r} does not match"
+            raise ProdWriteRefused(
+                f"refused to restore prod dataset {dataset!r}: {shown}; to overwrite its "
+                f"tables with the state at {point_in_time.isoformat()}, set the confirm param to exactly: "
+                f"{expected}"
+            )
+        return WriteGuard(self.project, self.prod_datasets, self.allowed_prefixes, self.allowed_datasets,
+                          restorable_prod_dataset=dataset)
 
     def check(self, target: WriteTarget, action: str) -> None:
         where = str(target)
@@ -117,10 +154,14 @@ class WriteGuard:
                 f"refused to {action} {where}: envsync only writes to project {self.project!r}"
             )
         if target.dataset in self.prod_datasets:
+            if target.dataset == self.restorable_prod_dataset and target.table is not None:
+                return  # a confirmed restore of this prod dataset's tables (see for_prod_restore)
             raise ProdWriteRefused(
                 f"refused to {action} {where}: {target.dataset!r} is a prod dataset and prod is "
                 "read-only to envsync"
             )
+        if target.dataset in self.allowed_datasets:
+            return
         if not target.dataset.startswith(self.allowed_prefixes):
             raise ProdWriteRefused(
                 f"refused to {action} {where}: dataset {target.dataset!r} has no environment prefix "
@@ -268,6 +309,13 @@ class GuardedBigQuery:
         self.guard.check(WriteTarget(ref.project, ref.dataset, ref.table), "delete table")
         self.client.delete_table(ref.api, not_found_ok=True)
 
+    def load_table_from_uri(self, uris: Sequence[str], ref: TableRef, job_config: Any, *,
+                            job_id: str) -> bigquery.LoadJob:
+        """Start a load job into `ref` (restores from exported backups) after the guard checked it."""
+        self.guard.check(WriteTarget(ref.project, ref.dataset, ref.table), "load into table")
+        return self.client.load_table_from_uri(list(uris), ref.api, job_config=job_config, job_id=job_id,
+                                               location=self.location)
+
     # jobs
     def start_query(
         self,
@@ -293,6 +341,14 @@ class GuardedBigQuery:
         )
 
 
+@dataclass(frozen=True)
+class Typed:
+    """A query parameter value with an explicit BigQuery type (needed for NULLs: Typed("STRING", None))."""
+
+    kind: str
+    value: Any = None
+
+
 def to_query_parameters(params: Mapping[str, Any]) -> list[Any]:
     """Bind Python values as typed BigQuery query parameters (never formatted into SQL)."""
     import datetime as dt
@@ -301,7 +357,9 @@ def to_query_parameters(params: Mapping[str, Any]) -> list[Any]:
 
     out = []
     for name, value in params.items():
-        if isinstance(value, bool):
+        if isinstance(value, Typed):
+            kind, value = value.kind, value.value
+        elif isinstance(value, bool):
             kind = "BOOL"
         elif isinstance(value, int):
             kind = "INT64"

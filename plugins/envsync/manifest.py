@@ -61,6 +61,35 @@ class ManifestStore:
             return None
         return json.loads(text)
 
+    def update(self, path: str, change: Any, attempts: int = 10) -> dict[str, Any]:
+        """Read-modify-write a JSON document safely against concurrent writers (generation match)."""
+        from google.api_core.exceptions import NotFound, PreconditionFailed
+
+        blob = self.client.bucket(self.bucket_name).blob(path)
+        for _ in range(attempts):
+            try:
+                blob.reload()
+                generation = blob.generation
+                data = json.loads(blob.download_as_text(if_generation_match=generation))
+            except NotFound:
+                generation, data = 0, {}
+            data = change(data)
+            try:
+                blob.upload_from_string(json.dumps(data, indent=2, sort_keys=True, default=str),
+                                        content_type="application/json", if_generation_match=generation)
+                return data
+            except PreconditionFailed:
+                log.info("gs://%s/%s changed while updating it; retrying", self.bucket_name, path)
+        raise RuntimeError(f"could not update gs://{self.bucket_name}/{path}: {attempts} concurrent changes")
+
+    def delete(self, path: str) -> None:
+        from google.api_core.exceptions import NotFound
+
+        try:
+            self.client.bucket(self.bucket_name).blob(path).delete()
+        except NotFound:
+            pass
+
     def list(self, prefix: str) -> list[str]:
         return sorted(b.name for b in self.client.list_blobs(self.bucket_name, prefix=prefix))
 

@@ -216,7 +216,7 @@ class Reseeder:
 
     def checksum(self, unit: ReseedUnit, table: str, stats: JobStats) -> dict[str, Any]:
         ref = TableRef(self.project, unit.target_dataset, table)
-        row = next(iter(self.runner.run(render("reseed/table_checksum", target=ref.sql),
+        row = next(iter(self.runner.run(render("common/table_checksum", target=ref.sql),
                                         key=(unit.target_dataset, table, "checksum"), stats=stats).result()))
         return {"rows": int(row["row_count"]), "checksum": str(row["checksum"])}
 

@@ -18,7 +18,10 @@ UTC = dt.timezone.utc
 def _utc(value: dt.datetime) -> dt.datetime:
     if value.tzinfo is None:
         raise ValueError(f"{value!r} has no time zone; envsync works in UTC-aware instants")
-    return value.astimezone(UTC)
+    value = value.astimezone(UTC)
+    # a plain datetime (Airflow hands out pendulum DateTimes, whose arithmetic differs)
+    return dt.datetime(value.year, value.month, value.day, value.hour, value.minute, value.second,
+                       value.microsecond, tzinfo=UTC)
 
 
 def quarter_start(day: dt.date) -> dt.date:

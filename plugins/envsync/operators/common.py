@@ -8,6 +8,7 @@ writes `results/<unit>.json`; the report task gathers them.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
@@ -110,6 +111,16 @@ class UnitOperator(BaseOperator):
     def on_kill(self) -> None:
         if self._runner is not None:
             self._runner.cancel_all()
+
+
+class DatasetUnitOperator(UnitOperator):
+    """A UnitOperator mapped over the plan task's output: one task instance per `{"dataset": ...}` ref."""
+
+    template_fields: Sequence[str] = ("dataset_ref",)
+
+    def __init__(self, *, dataset_ref: dict[str, str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.dataset_ref = dataset_ref
 
 
 class RunReportOperator(BaseOperator):

@@ -9,7 +9,14 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from envsync.clients import DEFAULT_CONN_ID
-from envsync.operators.common import RunReportOperator, UnitOperator, manifest_store, recorded_cut, run_prefix
+from envsync.operators.common import (
+    DatasetUnitOperator,
+    RunReportOperator,
+    UnitOperator,
+    manifest_store,
+    recorded_cut,
+    run_prefix,
+)
 from envsync.params import validate_params
 
 if TYPE_CHECKING:
@@ -104,14 +111,8 @@ class PlanDevSyncOperator(BaseOperator):
         return [{"dataset": p.dataset, "manifest": uri} for p in plans]
 
 
-class SyncDatasetOperator(UnitOperator):
+class SyncDatasetOperator(DatasetUnitOperator):
     """Execute, verify and publish one dataset's plan (mapped: one task instance per dataset)."""
-
-    template_fields: Sequence[str] = ("dataset_ref",)
-
-    def __init__(self, *, dataset_ref: dict[str, str], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.dataset_ref = dataset_ref
 
     def run_unit(self, config: Any, manifest: dict[str, Any], runner: Any, context: Context) -> Any:
         from envsync.plan import DatasetPlan

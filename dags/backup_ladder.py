@@ -1,0 +1,70 @@
+"""
+### backup_ladder
+
+Keeps **point-in-time backups of every prod table** on an exponential ladder, in `backup_<ds>`.
+
+**When:** hourly (each run backs up the state at its logical date, the top of the hour), and on demand.
+
+**How:**
+1. `plan` fixes T (the run's hour; for a manual pin, now), checks it is inside prod's time-travel
+   window, and decides per table whether to take a snapshot: at most one ladder snapshot per hour, and
+   never more than BigQuery's 50 snapshot jobs per table per day (the log says how many are used).
+   The rungs under an hour (default 1m, 2m, 5m, 10m) are served by time travel: they are recorded as
+   restore points and cost nothing.
+2. `backup` (one task per dataset) takes each snapshot `backup_<ds>.<table>__<YYYYMMDDTHHMMZ>` as of T,
+   sets its expiration, computes its row count and checksum in BigQuery and records a manifest (rows,
+   checksum, schema, partitioning) in the state bucket. With `backups.export.enabled`, the day's first
+   snapshot (the daily rung) is also exported to `gs://<bucket>/backups/<ds>/<table>/<date>/` (Parquet
+   or Avro) for retention beyond time travel. Then it **thins** the snapshots the ladder no longer
+   keeps (default rungs 60m, 3h, 6h, 1d, then one per day for 7 days, from `backups.rungs` /
+   `backups.daily_days`). Pinned backups are never thinned.
+3. `report` logs what was taken, exported and thinned.
+
+**Manual backup:** trigger with a `reason`: every selected table gets a **pinned** snapshot of its
+current state, kept until its own expiry (`expiry_days`) whatever the ladder does.
+
+**Params**
+- `reason`: empty for a ladder run; any text makes a pinned manual backup and is recorded with it.
+- `expiry_days`: how long a pinned backup is kept (default `backups.pinned_expiry_days`).
+- `datasets`: the prod datasets (default: all configured).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.sdk import DAG, Param
+
+from envsync.config import load_config
+from envsync.dag_defaults import datasets_param, default_args
+from envsync.operators.backups import BackupDatasetOperator, PlanBackupOperator
+from envsync.operators.common import RunReportOperator
+
+config = load_config()
+
+with DAG(
+    dag_id="backup_ladder",
+    schedule="0 * * * *",
+    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["envsync", "backup"],
+    render_template_as_native_obj=True,
+    default_args=default_args(retry_delay=dt.timedelta(minutes=2), execution_timeout=dt.timedelta(minutes=50)),
+    params={
+        "reason": Param("", type="string", maxLength=500, title="Reason (manual pinned backup)",
+                        description="Leave empty for a ladder run. Any text takes a pinned snapshot of every "
+                        "selected table now, never thinned, kept for expiry_days; the text is recorded with it."),
+        "expiry_days": Param(config.backups.pinned_expiry_days, type="integer", minimum=1, maximum=3650,
+                             title="Pinned backup expiry (days)",
+                             description="How long a pinned manual backup is kept. Ignored by ladder runs."),
+        "datasets": datasets_param(config, "Prod datasets to back up (default: every configured dataset)."),
+    },
+) as dag:
+    plan = PlanBackupOperator(task_id="plan", datasets="{{ params.datasets }}", reason="{{ params.reason }}",
+                              expiry_days="{{ params.expiry_days }}")
+    backup = BackupDatasetOperator.partial(task_id="backup", max_active_tis_per_dagrun=2).expand(
+        dataset_ref=plan.output)
+    report = RunReportOperator(task_id="report")
+    plan >> backup >> report

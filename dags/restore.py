@@ -1,0 +1,76 @@
+"""
+### restore
+
+Restores the tables of one prod dataset to their **state at a point in time T**, schema and data.
+
+**When:** on demand.
+
+**Where from** (chosen per table; the log says which and why):
+1. **time travel** when T is inside the restore window (`backups.restore_time_travel_hours`, default
+   `prod.time_travel_hours`) and the table still exists in prod;
+2. else the **newest snapshot** in `backup_<ds>` taken at or before T;
+3. else the **newest GCS export** taken at or before T.
+
+**Where to:** a scratch `drill_<ds>` by default (tables expire after `environments.drill.table_expiration_days`
+when made by drills), or any environment dataset. Restoring **into prod** is allowed only with `confirm` set
+to exactly `restore prod dataset <ds> to <T in ISO-8601 UTC>` (the refusal message shows the phrase); before
+any prod table is overwritten, a **pinned backup** of its current state is taken.
+
+Every table is built under `<table>__restore`, verified (row count and checksum computed in BigQuery against
+the backup's manifest, or against prod as of T; schema against the manifest) and only then swapped in.
+
+**Params**
+- `dataset`: the prod dataset to restore.
+- `tables`: table names (default: every table of the dataset and every backed-up one).
+- `point_in_time`: T, ISO-8601 with a time zone (e.g. `2026-11-20T08:00:00+00:00`; empty = now).
+- `target`: the dataset to restore into (default `drill_<dataset>`; the prod dataset itself needs `confirm`).
+- `confirm`: the exact confirmation phrase, only for a restore into prod.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.sdk import DAG, Param
+
+from envsync.config import load_config
+from envsync.dag_defaults import default_args
+from envsync.operators.restore import PlanRestoreOperator, RestoreDatasetOperator, RestoreReportOperator
+
+config = load_config()
+
+with DAG(
+    dag_id="restore",
+    schedule=None,
+    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["envsync", "backup", "restore"],
+    render_template_as_native_obj=True,
+    default_args=default_args(retry_delay=dt.timedelta(minutes=2), execution_timeout=dt.timedelta(hours=3)),
+    params={
+        "dataset": Param(config.prod.datasets[0], type="string", enum=list(config.prod.datasets), title="Dataset",
+                         description="The prod dataset whose tables are restored."),
+        "tables": Param([], type="array", items={"type": "string", "pattern": r"^[A-Za-z0-9_][A-Za-z0-9_-]*$"},
+                        uniqueItems=True, title="Tables",
+                        description="Table names to restore (default: every table of the dataset and every "
+                        "backed-up one)."),
+        "point_in_time": Param("", type="string", title="Point in time (T)",
+                               description="ISO-8601 instant with a time zone, e.g. 2026-11-20T08:00:00+00:00; "
+                               "empty = now."),
+        "target": Param("", type="string", pattern=r"^([A-Za-z_][A-Za-z0-9_]*)?$", title="Target dataset",
+                        description="Dataset to restore into; default drill_<dataset>. The prod dataset itself "
+                        "needs the confirmation phrase."),
+        "confirm": Param("", type="string", title="Confirmation (prod only)",
+                         description="Only to overwrite prod: exactly 'restore prod dataset <dataset> to "
+                         "<T as ISO-8601 UTC>', e.g. 'restore prod dataset sales to 2026-11-20T08:00:00+00:00'."),
+    },
+) as dag:
+    plan = PlanRestoreOperator(task_id="plan", mode="restore", datasets="{{ params.dataset }}",
+                               tables="{{ params.tables }}", point_in_time="{{ params.point_in_time }}",
+                               target="{{ params.target }}", confirm="{{ params.confirm }}")
+    restore = RestoreDatasetOperator.partial(task_id="restore", confirm="{{ params.confirm }}").expand(
+        dataset_ref=plan.output)
+    report = RestoreReportOperator(task_id="report")
+    plan >> restore >> report

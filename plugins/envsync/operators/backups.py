@@ -1,0 +1,183 @@
+"""Operators of backup_ladder: plan (one task), back up (mapped per dataset), report (one task)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from envsync.clients import DEFAULT_CONN_ID
+from envsync.operators.common import DatasetUnitOperator, manifest_store, recorded_cut, run_prefix
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+UTC = dt.timezone.utc
+MAX_REASON = 500
+
+
+def validate_backup_params(config: Any, datasets: Any, reason: Any, expiry_days: Any) -> tuple[list[str], str, int]:
+    """The backup_ladder params, checked in the task (a REST trigger may bypass the form)."""
+    from envsync.params import check_datasets
+
+    datasets = check_datasets(config, datasets)
+    reason = "" if reason is None else reason
+    if not isinstance(reason, str) or len(reason) > MAX_REASON:
+        raise ValueError(f"param reason must be text of at most {MAX_REASON} characters, got {reason!r}")
+    if expiry_days in (None, ""):
+        expiry_days = config.backups.pinned_expiry_days
+    if isinstance(expiry_days, str) and expiry_days.strip().isdigit():
+        expiry_days = int(expiry_days)
+    if isinstance(expiry_days, bool) or not isinstance(expiry_days, int) or not 1 <= expiry_days <= 3650:
+        raise ValueError(f"param expiry_days must be a whole number of days from 1 to 3650, got {expiry_days!r}")
+    return datasets, reason.strip(), expiry_days
+
+
+class PlanBackupOperator(BaseOperator):
+    """Fix T, list prod's tables, decide per table whether this run snapshots it (ladder + quota).
+
+    A scheduled run snapshots each table as of its logical date (the hour); a manual run with a
+    `reason` takes a pinned snapshot of every selected table now. Time-travel rungs are recorded as
+    restore points. Returns one reference per dataset for the mapped backup task.
+    """
+
+    template_fields: Sequence[str] = ("datasets", "reason", "expiry_days")
+    ui_color = "#e8f0fe"
+
+    def __init__(self, *, datasets: Any = None, reason: Any = "", expiry_days: Any = None,
+                 gcp_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.datasets = datasets
+        self.reason = reason
+        self.expiry_days = expiry_days
+        self.gcp_conn_id = gcp_conn_id
+
+    def execute(self, context: Context) -> list[dict[str, str]]:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from envsync.config import ConfigError
+        from envsync.discovery import DiscoveryError
+        from envsync.prodcopy import AsOfError
+
+        try:
+            return self._plan(context)
+        except (ConfigError, DiscoveryError, AsOfError, ValueError) as error:
+            raise AirflowFailException(str(error)) from error
+
+    def _plan(self, context: Context) -> list[dict[str, str]]:
+        from envsync.backups import BackupCatalog
+        from envsync.clients import bigquery_client
+        from envsync.config import load_config
+        from envsync.discovery import discover_dataset
+        from envsync.ladder import plan_snapshot, restore_points, snapshot_expiry, snapshot_name
+        from envsync.prodcopy import check_as_of
+        from envsync.report import render_table, result_row
+        from envsync.window import anchor_from_context
+
+        config = load_config()
+        datasets, reason, expiry_days = validate_backup_params(config, self.datasets, self.reason, self.expiry_days)
+        pinned = bool(reason)
+        store = manifest_store(config, self.gcp_conn_id)
+        store.ensure_bucket(config.location)
+        prefix = run_prefix(store, context)
+        now = dt.datetime.now(UTC)
+        cut = recorded_cut(store, prefix)
+        if cut is None:
+            # the state at the run's hour (its logical date); a manual pin: now
+            cut = now if pinned else min(anchor_from_context(context), now)
+            cut = cut.replace(microsecond=0)
+        check_as_of(cut, now, config.prod.time_travel_hours)
+        ladder = config.backups.ladder()
+        client = bigquery_client(config.project, config.location, self.gcp_conn_id)
+        catalog = BackupCatalog(config, client, store)
+        if config.backups.export.enabled:
+            manifest_store_for(config, self.gcp_conn_id).ensure_bucket(config.location)
+        expires = (cut + dt.timedelta(days=expiry_days)) if pinned else snapshot_expiry(ladder, cut)
+        planned, decisions = [], {}
+        for dataset in datasets:
+            info = discover_dataset(client, config.project, dataset)
+            existing = catalog.snapshots(dataset)
+            used = catalog.jobs_today(dataset, now.date())
+            backup_ds = config.env_dataset("backup", dataset)
+            decisions[dataset] = {}
+            for table in (t for t in info.tables if t.kind == "TABLE"):
+                newest = max((s.taken_at for s in existing.get(table.table, []) if not s.pinned), default=None)
+                decision = plan_snapshot(ladder, used.get(table.table, 0), cut, table=f"{dataset}.{table.table}",
+                                         newest=newest, pinned=pinned)
+                name = snapshot_name(table.table, cut)
+                decisions[dataset][table.table] = {"take": decision.take, "reason": decision.reason, "name": name}
+                planned.append({**result_row(f"{dataset}.{table.table}", f"{backup_ds}.{name}",
+                                             ("pin" if pinned else "snapshot") if decision.take else "skip",
+                                             decision.reason), "unit": dataset, "status": "planned"})
+        points = [p.isoformat() for p in restore_points(ladder, cut)]
+        manifest = {
+            "dag_id": context["dag"].dag_id, "run_id": context["run_id"], "cut": cut.isoformat(), "env": "backup",
+            "window": None, "pinned": pinned, "reason": reason, "expires": expires.isoformat(),
+            "restore_points": points, "decisions": decisions, "units": datasets, "planned": planned,
+            "params": {"datasets": datasets, "reason": reason, "expiry_days": expiry_days, "dry_run": False},
+        }
+        uri = store.write(f"{prefix}/plan.json", manifest)
+        self.log.info("backup %s as of T = %s (expires %s):\n%s", "pinned: " + reason if pinned else "ladder run",
+                      cut.isoformat(), expires.isoformat(),
+                      render_table(["table", "action", "why"], [[r["table"], r["action"], r["reason"]] for r in planned]))
+        self.log.info("time-travel restore points (no snapshot taken): %s", ", ".join(points) or "none")
+        self.log.info("manifest: %s", uri)
+        return [{"dataset": d, "manifest": uri} for d in datasets]
+
+
+class BackupDatasetOperator(DatasetUnitOperator):
+    """Take the planned snapshots of one dataset, record their manifests, export the daily rung, thin."""
+
+    def run_unit(self, config: Any, manifest: dict[str, Any], runner: Any, context: Context) -> Any:
+        from envsync.backups import BackupCatalog, BackupEngine
+        from envsync.guard import ProdWriteRefused
+        from envsync.jobs import run_recorded
+        from envsync.report import result_row
+
+        dataset = self.dataset_ref["dataset"]
+        store = manifest_store(config, self.gcp_conn_id)
+        catalog = BackupCatalog(config, runner.bq.client, store, manifest_store_for(config, self.gcp_conn_id))
+        engine = BackupEngine(config, runner.bq, runner, catalog)
+        cut = dt.datetime.fromisoformat(manifest["cut"])
+        pinned = manifest["pinned"]
+        expires = dt.datetime.fromisoformat(manifest["expires"])
+        location = runner.bq.client.get_dataset(f"{config.project}.{dataset}").location
+        backup_ds = engine.ensure_backup_dataset(dataset, location)
+        results = []
+        for table, decision in sorted(manifest["decisions"][dataset].items()):
+            row = result_row(f"{dataset}.{table}", f"{backup_ds}.{decision['name']}",
+                             "pin" if pinned else "snapshot", decision["reason"], checksum=None, exported=None)
+            if not decision["take"]:
+                results.append({**row, "action": "skip", "status": "skipped"})
+                continue
+
+            def work(stats: Any, table: str = table) -> dict[str, Any]:
+                taken = engine.snapshot(dataset, table, taken_at=cut, as_of=cut, pinned=pinned,
+                                        reason=manifest["reason"], expires=expires, stats=stats)
+                out = {"rows": taken["rows"], "checksum": taken["checksum"]}
+                if config.backups.export.enabled and not pinned and self._first_of_day(catalog, dataset, table, cut):
+                    out["exported"] = engine.export(taken, stats)["files"][0].rsplit("/", 1)[0] + "/"
+                return out
+
+            results.append(run_recorded(row, work, deterministic=(ProdWriteRefused,)))
+        for snap in engine.thin(dataset, cut):
+            results.append({**result_row(f"{dataset}.{snap.table}", str(snap), "drop",
+                                         f"thinned by the ladder (taken {snap.taken_at.isoformat()})"),
+                            "status": "dropped"})
+        return dataset, results
+
+    @staticmethod
+    def _first_of_day(catalog: Any, dataset: str, table: str, cut: dt.datetime) -> bool:
+        """Is the snapshot at `cut` the table's daily rung: its first ladder snapshot of that UTC day?"""
+        return not any(s.taken_at.date() == cut.date() and s.taken_at < cut and not s.pinned
+                       for s in catalog.snapshots(dataset).get(table, []))
+
+
+def manifest_store_for(config: Any, conn_id: str) -> Any:
+    """The store of the export bucket (the state bucket unless backups.export.bucket is set)."""
+    from envsync.clients import storage_client
+    from envsync.manifest import ManifestStore
+
+    return ManifestStore(storage_client(config.project, conn_id), config.export_bucket)

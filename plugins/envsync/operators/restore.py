@@ -1,0 +1,258 @@
+"""Operators of the restore and recovery_drill DAGs: plan, restore (mapped per dataset), report.
+
+restore: one prod dataset to a point in time T, into a scratch `drill_<ds>` (default), another
+environment dataset, or - with the exact confirmation phrase - prod itself, after a pinned backup
+of prod's current state. recovery_drill: every dataset to its state at the run's logical date minus
+one day, from backups only, into `drill_<ds>`; RTO and RPO per table go to the audit table.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from envsync.clients import DEFAULT_CONN_ID
+from envsync.operators.common import (
+    DatasetUnitOperator,
+    RunReportOperator,
+    manifest_store,
+    recorded_cut,
+    run_prefix,
+)
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+UTC = dt.timezone.utc
+MODES = ("restore", "drill")
+DRILL_LAG = dt.timedelta(days=1)
+
+
+def restore_guard(config: Any, target: str, dataset: str, point_in_time: dt.datetime, confirm: Any) -> Any:
+    """The write guard of a restore into `target`: the config's, or - for a prod target - the one a
+    confirmed restore of that dataset allows. Raises ProdWriteRefused before any write otherwise."""
+    from envsync.guard import ProdWriteRefused, WriteGuard, WriteTarget
+
+    guard = WriteGuard.from_config(config)
+    if target in config.prod.datasets:
+        if target != dataset:
+            raise ProdWriteRefused(f"refused to restore {dataset!r} into prod dataset {target!r}: a prod "
+                                   "dataset can only be restored into itself")
+        return guard.for_prod_restore(dataset, point_in_time, confirm)
+    guard.check(WriteTarget(config.project, target, "table"), "restore into")
+    return guard
+
+
+class PlanRestoreOperator(BaseOperator):
+    """Fix T, check the target (and the confirmation for prod), choose each table's source, record the plan."""
+
+    template_fields: Sequence[str] = ("datasets", "tables", "point_in_time", "target", "confirm")
+    ui_color = "#e8f0fe"
+
+    def __init__(self, *, mode: str, datasets: Any = None, tables: Any = None, point_in_time: Any = None,
+                 target: Any = None, confirm: Any = None, gcp_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {list(MODES)}, got {mode!r}")
+        self.mode = mode
+        self.datasets = datasets
+        self.tables = tables
+        self.point_in_time = point_in_time
+        self.target = target
+        self.confirm = confirm
+        self.gcp_conn_id = gcp_conn_id
+
+    def execute(self, context: Context) -> list[dict[str, str]]:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from envsync.config import ConfigError
+        from envsync.guard import IdentifierError, ProdWriteRefused
+        from envsync.restore import RestoreError
+
+        try:
+            return self._plan(context)
+        except (ConfigError, IdentifierError, ProdWriteRefused, RestoreError, ValueError) as error:
+            raise AirflowFailException(str(error)) from error
+
+    def _inputs(self, config: Any, context: Context, now: dt.datetime) -> tuple[list[str], list[str], dt.datetime, dict[str, str]]:
+        from envsync.guard import validate_identifier
+        from envsync.params import check_datasets
+        from envsync.restore import parse_point_in_time
+        from envsync.window import anchor_from_context
+
+        if self.mode == "drill":
+            datasets = check_datasets(config, self.datasets)
+            point = anchor_from_context(context) - DRILL_LAG
+            return datasets, [], point, {d: config.env_dataset("drill", d) for d in datasets}
+        dataset = self.datasets[0] if isinstance(self.datasets, list) and len(self.datasets) == 1 else self.datasets
+        if not isinstance(dataset, str) or dataset not in config.prod.datasets:
+            raise ValueError(f"param dataset must be one of {config.prod.datasets}, got {self.datasets!r}")
+        tables = self.tables or []
+        if not isinstance(tables, list) or not all(isinstance(t, str) for t in tables):
+            raise ValueError(f"param tables must be a list of table names of {dataset!r}, got {self.tables!r}")
+        point = parse_point_in_time(self.point_in_time, now)
+        target = (self.target or "").strip() or config.env_dataset("drill", dataset)
+        validate_identifier("dataset", target)
+        return [dataset], tables, point, {dataset: target}
+
+    def _plan(self, context: Context) -> list[dict[str, str]]:
+        from envsync.backups import BackupCatalog
+        from envsync.clients import bigquery_client
+        from envsync.config import load_config
+        from envsync.guard import GuardedBigQuery
+        from envsync.jobs import JobRunner
+        from envsync.operators.backups import manifest_store_for
+        from envsync.report import render_table, result_row
+        from envsync.restore import BACKUP_SOURCES, SOURCES, RestoreEngine, Source
+
+        config = load_config()
+        now = dt.datetime.now(UTC)
+        datasets, tables, point, targets = self._inputs(config, context, now)
+        store = manifest_store(config, self.gcp_conn_id)
+        store.ensure_bucket(config.location)
+        prefix = run_prefix(store, context)
+        recorded = recorded_cut(store, prefix)
+        if recorded is not None and recorded != point:
+            raise ValueError(f"this run already restored to {recorded.isoformat()}, not {point.isoformat()}")
+        for dataset in datasets:  # before anything is written: a prod target needs the exact confirmation
+            restore_guard(config, targets[dataset], dataset, point, self.confirm)
+        client = bigquery_client(config.project, config.location, self.gcp_conn_id)
+        catalog = BackupCatalog(config, client, store, manifest_store_for(config, self.gcp_conn_id))
+        bq = GuardedBigQuery(client, restore_guard(config, targets[datasets[0]], datasets[0], point, self.confirm),
+                             config.location)
+        engine = RestoreEngine(config, bq, JobRunner(bq, dag_id=context["dag"].dag_id, run_id=context["run_id"],
+                                                     task_id=self.task_id, timeout=60), catalog)
+        allowed = BACKUP_SOURCES if self.mode == "drill" else SOURCES
+        sources: dict[str, dict[str, Any]] = {}
+        planned = []
+        for dataset in datasets:
+            chosen, skipped = engine.plan(dataset, tables, point, now, allowed)
+            if not chosen and not skipped:
+                raise ValueError(f"prod dataset {dataset!r} has no tables and no backups to restore")
+            sources[dataset] = {t: (s.to_dict() if isinstance(s, Source) else {"error": s}) for t, s in chosen.items()}
+            sources[dataset].update({t: {"skipped": "created after T"} for t in skipped})
+            for table, source in sorted(chosen.items()):
+                kind, why = (source.kind, source.reason) if isinstance(source, Source) else ("none", source)
+                planned.append({**result_row(f"{dataset}.{table}", f"{targets[dataset]}.{table}", kind, why),
+                                "unit": dataset, "status": "planned"})
+                self.log.info("%s.%s: %s (%s)", dataset, table, kind, why)
+        unrestorable = [r["table"] for r in planned if r["action"] == "none"]
+        if unrestorable and any(targets[d] in config.prod.datasets for d in datasets):
+            raise ValueError(f"refused to restore prod: no source for {unrestorable} at {point.isoformat()} "
+                             "(nothing was written)")
+        manifest = {
+            "dag_id": context["dag"].dag_id, "run_id": context["run_id"], "mode": self.mode, "env": "drill",
+            "cut": point.isoformat(), "point_in_time": point.isoformat(), "planned_at": now.isoformat(),
+            "anchor": context.get("logical_date").isoformat() if context.get("logical_date") else None,
+            "window": None, "targets": targets, "sources": sources, "units": datasets, "planned": planned,
+            "params": {"datasets": datasets, "tables": tables, "point_in_time": point.isoformat(),
+                       "targets": targets, "dry_run": False},
+        }
+        uri = store.write(f"{prefix}/plan.json", manifest)
+        self.log.info("%s to T = %s:\n%s\nmanifest: %s", self.mode, point.isoformat(),
+                      render_table(["table", "target", "source", "why"],
+                                   [[r["table"], r["target"], r["action"], r["reason"]] for r in planned]), uri)
+        return [{"dataset": d, "manifest": uri} for d in datasets]
+
+
+class RestoreDatasetOperator(DatasetUnitOperator):
+    """Restore the planned tables of one dataset into its target, verified; prod targets are pinned first."""
+
+    template_fields: Sequence[str] = ("dataset_ref", "confirm")
+
+    def __init__(self, *, confirm: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.confirm = confirm
+
+    def run_unit(self, config: Any, manifest: dict[str, Any], runner: Any, context: Context) -> Any:
+        from envsync.backups import BackupCatalog, BackupEngine
+        from envsync.datasets import ensure_env_dataset, env_labels, recreate_env_dataset
+        from envsync.guard import GuardedBigQuery
+        from envsync.jobs import JobRunner
+        from envsync.operators.backups import manifest_store_for
+        from envsync.report import result_row
+        from envsync.restore import RestoreEngine, Source
+
+        dataset = self.dataset_ref["dataset"]
+        target = manifest["targets"][dataset]
+        point = dt.datetime.fromisoformat(manifest["point_in_time"])
+        # the guard is built again here: the confirmation is checked by the task that writes
+        bq = GuardedBigQuery(runner.bq.client, restore_guard(config, target, dataset, point, self.confirm),
+                             runner.bq.location)
+        runner = self._runner = JobRunner(bq, dag_id=runner.dag_id, run_id=runner.run_id, task_id=runner.task_id,
+                                          timeout=runner.timeout)
+        store = manifest_store(config, self.gcp_conn_id)
+        catalog = BackupCatalog(config, bq.client, store, manifest_store_for(config, self.gcp_conn_id))
+        engine = RestoreEngine(config, bq, runner, catalog)
+        planned = manifest["sources"][dataset]
+        restorable = {t: Source.from_dict(s) for t, s in planned.items() if "kind" in s}
+        ref = f"{config.project}.{target}"
+        location = bq.client.get_dataset(f"{config.project}.{dataset}").location
+        description = f"envsync restore of {dataset} to {point.isoformat()} (run {manifest['run_id']})"
+        if target in config.prod.datasets:
+            reason = f"automatic, before restoring {dataset} to {point.isoformat()} (run {manifest['run_id']})"
+            expires = dt.datetime.now(UTC) + dt.timedelta(days=config.backups.pinned_expiry_days)
+            pins = engine.pin_current(dataset, sorted(restorable), reason, expires, BackupEngine(config, bq, runner, catalog))
+            self.log.info("pinned the current state of prod before overwriting it: %s",
+                          ", ".join(p["snapshot"] for p in pins) or "no existing tables")
+        elif manifest["mode"] == "drill":
+            recreate_env_dataset(bq, ref, location=location, description=description,
+                                 labels=env_labels({}, "drill", dataset),
+                                 table_expiration_ms=config.environments.drill.table_expiration_days * 86_400_000)
+        else:
+            ensure_env_dataset(bq, ref, location=location, description=description,
+                               labels=env_labels({}, "drill", dataset))
+        results = []
+        for table, entry in sorted(planned.items()):
+            if table in restorable:
+                source = restorable[table]
+                self.log.info("restoring %s.%s from %s: %s", dataset, table, source.kind, source.reason)
+                results.append(engine.restore_table(dataset, source, target, point))
+            elif "skipped" in entry:
+                results.append({**result_row(f"{dataset}.{table}", f"{target}.{table}", "skip", entry["skipped"]),
+                                "status": "skipped"})
+            else:
+                results.append({**result_row(f"{dataset}.{table}", f"{target}.{table}", "none", entry["error"]),
+                                "status": "failed", "error": entry["error"], "retryable": False})
+        return dataset, results
+
+
+class RestoreReportOperator(RunReportOperator):
+    """The restore's report (per table: source, rows, checksum, RPO, RTO); drills also append audit rows."""
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        try:
+            return super().execute(context)
+        finally:
+            self._audit(context)
+
+    def _audit(self, context: Context) -> None:
+        from envsync.audit import RECOVERY_DRILL_COLUMNS, RECOVERY_DRILLS, ensure_audit_table, insert_rows
+        from envsync.config import load_config
+        from envsync.operators.common import guarded_runner
+
+        config = load_config()
+        store = manifest_store(config, self.gcp_conn_id)
+        report = store.read(f"{run_prefix(store, context)}/report.json")
+        if report is None or report.get("mode") != "drill":
+            return
+        runner = guarded_runner(config, self.gcp_conn_id, context, self.task_id)
+        table = ensure_audit_table(config, runner, RECOVERY_DRILLS)
+        now = dt.datetime.now(UTC)
+        rows = []
+        for r in report["results"]:
+            dataset, _, name = r["table"].partition(".")
+            rows.append({
+                "recorded_at": now, "dag_id": report["dag_id"], "run_id": report["run_id"],
+                "logical_date": report.get("anchor"), "point_in_time": report["point_in_time"],
+                "dataset": dataset, "table_name": name, "target": r["target"], "source_kind": r["action"],
+                "source": r.get("source"), "backup_taken_at": r.get("backup_taken_at"),
+                "rpo_seconds": r.get("rpo_seconds"), "rto_seconds": r.get("rto_seconds"), "row_count": r.get("rows"),
+                "expected_checksum": r.get("expected_checksum"), "checksum": r.get("checksum"),
+                "status": r["status"], "error": r.get("error"),
+            })
+        insert_rows(runner, table, RECOVERY_DRILL_COLUMNS, rows, key=("audit", RECOVERY_DRILLS, "insert"))
+        self.log.info("recorded %d recovery drill rows (RTO/RPO per table) in %s", len(rows), table)

@@ -1,0 +1,136 @@
+"""Helpers of the backup, restore and drill tests: a small prod of its own project, and backups with a
+chosen time (the emulator cannot time-travel to before a table existed, so older backups are
+simulated: snapshots of the current state recorded under an earlier instant)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+PROJECT = "envsync-backup"
+BUCKET = "envsync-backup-state"
+DATASET = "shop"
+UTC = dt.timezone.utc
+
+PROD_SQL = [
+    """create or replace table `{p}.shop.orders` partition by d as
+       select id, date_add(date '2026-01-01', interval id day) as d, cast(id as float64) * 2.5 as amount,
+              concat('order-', cast(id as string)) as note
+       from unnest(generate_array(1, 40)) as id""",
+    """create or replace table `{p}.shop.customers` as
+       select id as customer_id, concat('customer-', cast(id as string)) as name
+       from unnest(generate_array(1, 10)) as id""",
+    """create or replace view `{p}.shop.big_orders` as select * from `{p}.shop.orders` where amount > 50""",
+]
+KEYS = {"orders": "id", "customers": "customer_id"}
+
+
+def client():  # type: ignore[no-untyped-def]
+    from envsync.clients import bigquery_client
+
+    return bigquery_client(PROJECT, "US")
+
+
+def query(sql: str, **params: Any) -> list[dict[str, Any]]:
+    from google.cloud import bigquery
+
+    from envsync.guard import to_query_parameters
+
+    job = client().query(sql, job_config=bigquery.QueryJobConfig(query_parameters=to_query_parameters(params)),
+                         job_retry=None)
+    return [dict(r) for r in job.result()]
+
+
+def make_prod() -> None:
+    """(Re)create prod dataset shop with 40 orders, 10 customers and a view; drop every derived dataset."""
+    from google.cloud import bigquery
+
+    c = client()
+    for ds in c.list_datasets():
+        c.delete_dataset(ds.reference, delete_contents=True, not_found_ok=True)
+    dataset = bigquery.Dataset(f"{PROJECT}.{DATASET}")
+    dataset.location = "US"
+    c.create_dataset(dataset, exists_ok=True)
+    for sql in PROD_SQL:
+        query(sql.format(p=PROJECT))
+    clear_bucket()
+
+
+def clear_bucket() -> None:
+    from google.api_core.exceptions import NotFound
+
+    from envsync.clients import storage_client
+
+    try:
+        for blob in storage_client(PROJECT).list_blobs(BUCKET):
+            blob.delete()
+    except NotFound:
+        pass
+
+
+def contents(table: str) -> list[str]:
+    """Every row of `<dataset>.<table>` as JSON, in key order."""
+    key = KEYS[table.rsplit(".", 1)[-1]]
+    return [r["j"] for r in query(f"select to_json_string(t) as j from `{PROJECT}.{table}` as t order by {key}")]
+
+
+def dataset_names() -> set[str]:
+    return {d.dataset_id for d in client().list_datasets()}
+
+
+def table_names(dataset: str) -> set[str]:
+    from google.api_core.exceptions import NotFound
+
+    try:
+        return {t.table_id for t in client().list_tables(f"{PROJECT}.{dataset}")}
+    except NotFound:
+        return set()
+
+
+def write_config(path: Path, **backups: Any) -> Path:
+    import yaml
+
+    data = {
+        "project": PROJECT, "location": "US", "prod": {"datasets": [DATASET]},
+        "state": {"bucket": BUCKET}, "sync": {"verify_partitioning": "warn"},
+        "backups": backups,
+    }
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def take_backup(config_path: Path, taken_at: dt.datetime, *, pinned: bool = False) -> list[dict[str, Any]]:
+    """Snapshot every prod table's current state, recorded as taken at `taken_at`, with manifests,
+    through envsync's own backup engine (what a ladder run at `taken_at` would have recorded)."""
+    from envsync.backups import BackupCatalog, BackupEngine
+    from envsync.clients import storage_client
+    from envsync.config import load_config
+    from envsync.guard import GuardedBigQuery, WriteGuard
+    from envsync.jobs import JobRunner, JobStats
+    from envsync.manifest import ManifestStore
+
+    config = load_config(config_path)
+    store = ManifestStore(storage_client(PROJECT), BUCKET)
+    store.ensure_bucket("US")
+    bq = GuardedBigQuery(client(), WriteGuard.from_config(config), "US")
+    runner = JobRunner(bq, dag_id="tests", run_id=f"seed-{taken_at:%Y%m%d%H%M}", task_id="backup", timeout=120)
+    engine = BackupEngine(config, bq, runner, BackupCatalog(config, client(), store))
+    engine.ensure_backup_dataset(DATASET, "US")
+    expires = dt.datetime.now(UTC) + dt.timedelta(days=30)
+    return [engine.snapshot(DATASET, table, taken_at=taken_at, as_of=None, pinned=pinned, reason="test",
+                            expires=expires, stats=JobStats())
+            for table in sorted(KEYS)]
+
+
+def tamper(snapshot: str) -> None:
+    """Replace snapshot `backup_shop.<name>` by one of different data under the same name."""
+    backup_ds, name = snapshot.split(".")
+    c = client()
+    source = c.get_table(f"{PROJECT}.{snapshot}")
+    key = KEYS[name.split("__")[0]]
+    query(f"create or replace table `{PROJECT}.{backup_ds}.tampered` as "
+          f"select * from `{PROJECT}.{snapshot}` where {key} > 1")
+    c.delete_table(source)
+    query(f"create snapshot table `{PROJECT}.{snapshot}` clone `{PROJECT}.{backup_ds}.tampered`")
+    c.delete_table(f"{PROJECT}.{backup_ds}.tampered")
