@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from testkit import REPO_ROOT
 from backupkit import (
     BUCKET,
     PROJECT,
@@ -329,6 +330,11 @@ def test_drill_records_rto_rpo_and_fails_on_a_tampered_backup(shop: None, run_da
     assert rows["orders"]["status"] == "failed" and "backup manifest says 40 rows" in rows["orders"]["error"]
     assert rows["customers"]["status"] == "ok"
     assert "orders" not in table_names("drill_shop")       # a table that failed verification is not left behind
+
+    # the shipped report shows the latest drill per table
+    latest = {r["table_name"]: r for r in query((REPO_ROOT / "sql" / "reports" / "recovery_drills.sql").read_text())}
+    assert latest["orders"]["status"] == "failed" and latest["orders"]["run_id"] == failed.run_id
+    assert latest["customers"]["status"] == "ok" and latest["customers"]["rpo_hours"] == 7.0
 
 
 def test_restore_without_any_source_fails_naming_the_tables(shop: None, run_dag: Any, cfg: Any) -> None:
