@@ -1,5 +1,7 @@
 """envsync's audit tables in BigQuery (dataset `audit.dataset`, default `envsync_audit`).
 
+    runs              one row per DAG run: DAG, environment, datasets, T, window, status, duration
+    table_actions     one row per table action of a run: action, status, rows, seconds, bytes, error
     recovery_drills   one row per table per recovery drill: source, RTO, RPO, checksums, verdict
 
 Tables are created on first use (CREATE TABLE IF NOT EXISTS); rows are appended with INSERT
@@ -23,7 +25,25 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+RUNS = "runs"
+TABLE_ACTIONS = "table_actions"
 RECOVERY_DRILLS = "recovery_drills"
+RUN_COLUMNS = {
+    "recorded_at": "TIMESTAMP", "dag_id": "STRING", "run_id": "STRING", "run_type": "STRING",
+    "environment": "STRING", "datasets": "STRING", "logical_date": "TIMESTAMP", "cut": "TIMESTAMP",
+    "window_start": "TIMESTAMP", "window_end": "TIMESTAMP", "status": "STRING", "started_at": "TIMESTAMP",
+    "duration_seconds": "FLOAT64", "objects": "INT64", "failed": "INT64", "row_count": "INT64",
+    "est_bytes_billed": "INT64", "bytes_billed": "INT64", "jobs": "INT64", "error": "STRING", "manifest": "STRING",
+}
+ACTION_COLUMNS = {
+    "recorded_at": "TIMESTAMP", "dag_id": "STRING", "run_id": "STRING", "environment": "STRING",
+    "table_name": "STRING", "target": "STRING", "action": "STRING", "reason": "STRING", "status": "STRING",
+    "row_count": "INT64", "seconds": "FLOAT64", "est_bytes_billed": "INT64", "bytes_billed": "INT64",
+    "jobs": "INT64", "error": "STRING",
+}
+# the environment a DAG writes, when its manifest does not say
+DAG_ENVIRONMENTS = {"prod_to_dev_sync": "dev", "prod_copy": "prodcopy", "backup_ladder": "backup",
+                    "restore": "drill", "recovery_drill": "drill", "cleanup_test_environments": "test"}
 # column -> BigQuery type, in table order (see sql/audit/create_recovery_drills.sql)
 RECOVERY_DRILL_COLUMNS = {
     "recorded_at": "TIMESTAMP", "dag_id": "STRING", "run_id": "STRING", "logical_date": "TIMESTAMP",
@@ -86,3 +106,58 @@ def insert_rows(runner: JobRunner, table: TableRef, columns: dict[str, str], row
     runner.run(sql, key=key, params=params)
     log.info("appended %d rows to %s", len(rows), table)
     return len(rows)
+
+
+def environment_of(dag_id: str, manifest: dict[str, Any] | None) -> str:
+    manifest = manifest or {}
+    params = manifest.get("params") or {}
+    if manifest.get("env"):
+        return str(manifest["env"])
+    if params.get("test_env"):
+        return f"test_{params['test_env']}"
+    if params.get("environments"):
+        return ",".join(params["environments"])
+    return DAG_ENVIRONMENTS.get(dag_id, "")
+
+
+def run_rows(*, dag_id: str, run_id: str, run_type: str | None, logical_date: Any, started_at: Any,
+             manifest: dict[str, Any] | None, results: Sequence[dict[str, Any]], status: str,
+             error: str | None, now: dt.datetime) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The `runs` row and the `table_actions` rows of one DAG run (pure)."""
+    manifest = manifest or {}
+    env = environment_of(dag_id, manifest)
+    window = manifest.get("window") or {}
+    counted = [r for r in results if r.get("action") not in ("drop", "skip", "exclude")]
+    failed = [r for r in results if r.get("status") == "failed"]
+    started = started_at if isinstance(started_at, dt.datetime) else None
+    run = {
+        "recorded_at": now, "dag_id": dag_id, "run_id": run_id, "run_type": run_type, "environment": env,
+        "datasets": ",".join((manifest.get("params") or {}).get("datasets") or []) or None,
+        "logical_date": logical_date, "cut": manifest.get("cut"), "window_start": window.get("start"),
+        "window_end": window.get("end"), "status": status, "started_at": started,
+        "duration_seconds": (now - started).total_seconds() if started else None,
+        "objects": len(counted), "failed": len(failed),
+        "row_count": sum(int(r.get("rows") or 0) for r in counted),
+        "est_bytes_billed": sum(int(r.get("est_bytes_billed") or 0) for r in counted),
+        "bytes_billed": sum(int(r.get("bytes_billed") or 0) for r in counted),
+        "jobs": sum(int(r.get("jobs") or 0) for r in results), "error": error,
+        "manifest": manifest.get("manifest_uri"),
+    }
+    actions = [{
+        "recorded_at": now, "dag_id": dag_id, "run_id": run_id, "environment": r.get("env") or env,
+        "table_name": r.get("table"), "target": r.get("target"), "action": r.get("action"),
+        "reason": r.get("reason"), "status": r.get("status"), "row_count": r.get("rows"),
+        "seconds": r.get("seconds"), "est_bytes_billed": r.get("est_bytes_billed"),
+        "bytes_billed": r.get("bytes_billed"), "jobs": r.get("jobs"), "error": r.get("error"),
+    } for r in results]
+    return run, actions
+
+
+def record_run(config: EnvsyncConfig, runner: JobRunner, run: dict[str, Any],
+               actions: Sequence[dict[str, Any]]) -> None:
+    """Append a run's summary and table actions to the audit tables."""
+    runs = ensure_audit_table(config, runner, RUNS)
+    insert_rows(runner, runs, RUN_COLUMNS, [run], key=("audit", RUNS, "insert"))
+    if actions:
+        table = ensure_audit_table(config, runner, TABLE_ACTIONS)
+        insert_rows(runner, table, ACTION_COLUMNS, actions, key=("audit", TABLE_ACTIONS, "insert"))

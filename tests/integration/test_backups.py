@@ -334,6 +334,7 @@ def test_drill_records_rto_rpo_and_fails_on_a_tampered_backup(shop: None, run_da
     # the shipped report shows the latest drill per table
     latest = {r["table_name"]: r for r in query((REPO_ROOT / "sql" / "reports" / "recovery_drills.sql").read_text())}
     assert latest["orders"]["status"] == "failed" and latest["orders"]["run_id"] == failed.run_id
+    assert [r["table_name"] for r in report_query("failed_verifications")] == ["shop.orders"]
     assert latest["customers"]["status"] == "ok" and latest["customers"]["rpo_hours"] == 7.0
 
 
@@ -351,3 +352,38 @@ def test_restore_without_any_source_fails_naming_the_tables(shop: None, run_dag:
         assert result["status"] == "failed"
         assert "no snapshot at or before T" in result["error"] and "no GCS export at or before T" in result["error"]
     assert table_names("drill_shop") == set()
+
+
+# ------------------------------------------------------------------------------------------ audit
+
+
+def report_query(name: str) -> list[dict[str, Any]]:
+    return query((REPO_ROOT / "sql" / "reports" / f"{name}.sql").read_text())
+
+
+def test_every_run_is_audited_and_the_shipped_reports_read_it(shop: None, run_dag: Any, cfg: Any) -> None:
+    config = cfg(restore_time_travel_hours=0)
+    time.sleep(1.1)
+    before = now_utc()                                  # after prod was made, before any backup
+    backup = run_dag("backup_ladder", run_time(), {}, config_path=config)
+    assert str(backup.state) == "success", states(backup)
+    restore = run_dag("restore", None, {"dataset": "shop", "point_in_time": before.isoformat()}, config_path=config)
+    assert str(restore.state) == "failed"
+
+    runs = {r["dag_id"]: r for r in query(f"select * from `{PROJECT}.envsync_audit.runs`")}
+    assert runs["backup_ladder"]["status"] == "success" and runs["backup_ladder"]["run_id"] == backup.run_id
+    assert runs["backup_ladder"]["environment"] == "backup" and runs["backup_ladder"]["datasets"] == "shop"
+    assert runs["backup_ladder"]["objects"] == 2 and runs["backup_ladder"]["row_count"] == 50
+    assert runs["backup_ladder"]["duration_seconds"] > 0
+    assert runs["restore"]["status"] == "failed" and "shop.orders" in runs["restore"]["error"]
+    assert runs["restore"]["cut"] == before and runs["restore"]["environment"] == "drill"
+    actions = query(f"select * from `{PROJECT}.envsync_audit.table_actions` where run_id = @r order by table_name",
+                    r=restore.run_id)
+    assert [(a["table_name"], a["status"]) for a in actions] == [("shop.customers", "failed"), ("shop.orders", "failed")]
+
+    latest = {r["dag_id"]: r for r in report_query("last_runs_per_environment")}
+    assert latest["backup_ladder"]["status"] == "success" and latest["restore"]["status"] == "failed"
+    coverage = {r["table_name"]: r for r in report_query("backup_coverage")}
+    assert set(coverage) == {"shop.orders", "shop.customers"}
+    assert coverage["shop.orders"]["ladder_snapshots_7d"] == 1 and coverage["shop.orders"]["minutes_since_newest_backup"] <= 5
+    assert report_query("failed_verifications") == []   # a missing backup is not a failed verification

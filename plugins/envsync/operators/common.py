@@ -62,6 +62,24 @@ def read_plan(store: ManifestStore, prefix: str) -> dict[str, Any]:
     return manifest
 
 
+def record_run_audit(config: EnvsyncConfig, conn_id: str, context: Context, task_id: str,
+                     manifest: dict[str, Any] | None, results: list[dict[str, Any]], error: BaseException | None,
+                     manifest_uri: str | None = None) -> None:
+    """Append this DAG run's summary and its table actions to the audit tables (envsync.audit)."""
+    from envsync.audit import record_run, run_rows
+
+    dag_run = context["dag_run"]
+    run, actions = run_rows(
+        dag_id=context["dag"].dag_id, run_id=context["run_id"], run_type=str(getattr(getattr(dag_run, "run_type", None), "value", None) or getattr(dag_run, "run_type", "") or ""),
+        logical_date=context.get("logical_date"), started_at=getattr(dag_run, "start_date", None),
+        manifest={**(manifest or {}), "manifest_uri": manifest_uri}, results=results,
+        status="failed" if error is not None else "success",
+        error=None if error is None else f"{type(error).__name__}: {error}"[:2000],
+        now=dt.datetime.now(dt.timezone.utc),
+    )
+    record_run(config, guarded_runner(config, conn_id, context, task_id), run, actions)
+
+
 class UnitOperator(BaseOperator):
     """A task that executes one unit of a recorded plan (a dataset, or all views) and records its results.
 
@@ -134,6 +152,30 @@ class RunReportOperator(BaseOperator):
         self.gcp_conn_id = gcp_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
+        error: BaseException | None = None
+        try:
+            return self.report(context)
+        except BaseException as failure:
+            error = failure
+            raise
+        finally:
+            self.audit(context, error)
+
+    def audit(self, context: Context, error: BaseException | None) -> None:
+        """Append the run's summary and table actions to the audit tables; a failure here is only logged."""
+        try:
+            from envsync.config import load_config
+
+            config = load_config()
+            store = manifest_store(config, self.gcp_conn_id)
+            prefix = run_prefix(store, context)
+            report = store.read(f"{prefix}/report.json") or store.read(f"{prefix}/plan.json")
+            record_run_audit(config, self.gcp_conn_id, context, self.task_id, report,
+                             (report or {}).get("results") or [], error, store.uri(f"{prefix}/report.json"))
+        except Exception as failure:  # the audit never fails the data work
+            self.log.warning("could not record this run in the audit tables: %s", failure)
+
+    def report(self, context: Context) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException
 
         from envsync.config import load_config

@@ -15,6 +15,7 @@ from envsync.operators.common import (
     UnitOperator,
     guarded_runner,
     manifest_store,
+    record_run_audit,
     recorded_cut,
     run_prefix,
 )
@@ -164,6 +165,7 @@ class CleanupTestEnvironmentsOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from envsync.config import load_config
+        from envsync.report import result_row
         from envsync.testenvs import delete_expired
         from envsync.window import anchor_from_context
 
@@ -171,5 +173,19 @@ class CleanupTestEnvironmentsOperator(BaseOperator):
         runner = guarded_runner(config, self.gcp_conn_id, context, self.task_id)
         # expiry is judged at the run's logical date (the daily tick), or the trigger time of a manual run
         now = anchor_from_context(context)
-        deleted = delete_expired(config, runner.bq, now)
+        deleted: list[dict[str, Any]] = []
+        error: BaseException | None = None
+        try:
+            deleted = delete_expired(config, runner.bq, now)
+        except BaseException as failure:
+            error = failure
+            raise
+        finally:
+            try:
+                rows = [{**result_row(d["dataset"], d["dataset"], "drop", f"expired at {d['expires']}"),
+                         "status": "dropped"} for d in deleted]
+                record_run_audit(config, self.gcp_conn_id, context, self.task_id,
+                                 {"cut": now.isoformat(), "env": "test", "params": {}}, rows, error)
+            except Exception as failure:  # the audit never fails the data work
+                self.log.warning("could not record this run in the audit tables: %s", failure)
         return {"deleted": [d["dataset"] for d in deleted], "checked_at": now.isoformat()}

@@ -223,13 +223,14 @@ class RestoreDatasetOperator(DatasetUnitOperator):
 class RestoreReportOperator(RunReportOperator):
     """The restore's report (per table: source, rows, checksum, RPO, RTO); drills also append audit rows."""
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def audit(self, context: Context, error: BaseException | None) -> None:
+        super().audit(context, error)
         try:
-            return super().execute(context)
-        finally:
-            self._audit(context)
+            self._audit_drill(context)
+        except Exception as failure:  # the audit never fails the data work
+            self.log.warning("could not record the drill in %s: %s", "recovery_drills", failure)
 
-    def _audit(self, context: Context) -> None:
+    def _audit_drill(self, context: Context) -> None:
         from envsync.audit import RECOVERY_DRILL_COLUMNS, RECOVERY_DRILLS, ensure_audit_table, insert_rows
         from envsync.config import load_config
         from envsync.operators.common import guarded_runner
