@@ -36,7 +36,7 @@ import datetime as dt
 from airflow.sdk import DAG, Param
 
 from envsync.config import load_config
-from envsync.dag_defaults import datasets_param, default_args
+from envsync.dag_defaults import alert_callbacks, datasets_param, default_args
 from envsync.operators.backups import BackupDatasetOperator, PlanBackupOperator
 from envsync.operators.common import RunReportOperator
 
@@ -52,6 +52,7 @@ with DAG(
     tags=["envsync", "backup"],
     render_template_as_native_obj=True,
     default_args=default_args(retry_delay=dt.timedelta(minutes=2), execution_timeout=dt.timedelta(minutes=50)),
+    **alert_callbacks(config, on_success=False),
     params={
         "reason": Param("", type="string", maxLength=500, title="Reason (manual pinned backup)",
                         description="Leave empty for a ladder run. Any text takes a pinned snapshot of every "

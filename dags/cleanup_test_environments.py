@@ -18,8 +18,11 @@ import datetime as dt
 
 from airflow.sdk import DAG
 
-from envsync.dag_defaults import default_args
+from envsync.config import load_config
+from envsync.dag_defaults import alert_callbacks, default_args
 from envsync.operators.reseed import CleanupTestEnvironmentsOperator
+
+config = load_config()
 
 with DAG(
     dag_id="cleanup_test_environments",
@@ -30,5 +33,6 @@ with DAG(
     doc_md=__doc__,
     tags=["envsync", "test"],
     default_args=default_args(retry_delay=dt.timedelta(minutes=5), execution_timeout=dt.timedelta(minutes=30)),
+    **alert_callbacks(config, on_success=False),
 ) as dag:
     CleanupTestEnvironmentsOperator(task_id="delete_expired")

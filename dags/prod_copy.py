@@ -25,7 +25,7 @@ import datetime as dt
 from airflow.sdk import DAG, Param
 
 from envsync.config import load_config
-from envsync.dag_defaults import datasets_param, default_args
+from envsync.dag_defaults import alert_callbacks, datasets_param, default_args
 from envsync.operators.dev_sync import DevSyncReportOperator, SyncDatasetOperator, SyncViewsOperator
 from envsync.operators.prod_copy import MODES, PlanProdCopyOperator
 
@@ -41,6 +41,7 @@ with DAG(
     tags=["envsync", "prodcopy"],
     render_template_as_native_obj=True,
     default_args=default_args(retry_delay=dt.timedelta(minutes=2), execution_timeout=dt.timedelta(hours=3)),
+    **alert_callbacks(config, on_success=False),
     params={
         "mode": Param("copy", type="string", enum=list(MODES), title="Mode",
                       description="copy: a new copy as of as_of; reset: re-create prod-copy from the recorded T."),

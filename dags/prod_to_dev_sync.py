@@ -32,7 +32,7 @@ import datetime as dt
 from airflow.sdk import DAG, Param
 
 from envsync.config import MAX_WINDOW_QUARTERS, MIN_WINDOW_QUARTERS, load_config
-from envsync.dag_defaults import datasets_param, default_args
+from envsync.dag_defaults import alert_callbacks, datasets_param, default_args
 from envsync.operators.dev_sync import (
     DevSyncReportOperator,
     PlanDevSyncOperator,
@@ -52,6 +52,7 @@ with DAG(
     tags=["envsync", "dev"],
     render_template_as_native_obj=True,
     default_args=default_args(retry_delay=dt.timedelta(minutes=2), execution_timeout=dt.timedelta(hours=3)),
+    **alert_callbacks(config, on_success=True),
     params={
         "datasets": datasets_param(config, "Prod datasets to copy into dev (default: every configured dataset)."),
         "tables": Param(

@@ -28,7 +28,7 @@ import datetime as dt
 from airflow.sdk import DAG
 
 from envsync.config import load_config
-from envsync.dag_defaults import datasets_param, default_args
+from envsync.dag_defaults import alert_callbacks, datasets_param, default_args
 from envsync.operators.restore import PlanRestoreOperator, RestoreDatasetOperator, RestoreReportOperator
 
 config = load_config()
@@ -43,6 +43,7 @@ with DAG(
     tags=["envsync", "backup", "drill"],
     render_template_as_native_obj=True,
     default_args=default_args(retry_delay=dt.timedelta(minutes=2), execution_timeout=dt.timedelta(hours=3)),
+    **alert_callbacks(config, on_success=True),
     params={"datasets": datasets_param(config, "Prod datasets to drill (default: every configured dataset).")},
 ) as dag:
     plan = PlanRestoreOperator(task_id="plan", mode="drill", datasets="{{ params.datasets }}")

@@ -36,7 +36,7 @@ import datetime as dt
 from airflow.sdk import DAG, Param
 
 from envsync.config import load_config
-from envsync.dag_defaults import datasets_param, default_args
+from envsync.dag_defaults import alert_callbacks, datasets_param, default_args
 from envsync.operators.reseed import (
     PlanReseedOperator,
     ReseedDatasetOperator,
@@ -58,6 +58,7 @@ with DAG(
     tags=["envsync", "qa", "staging"],
     render_template_as_native_obj=True,
     default_args=default_args(retry_delay=dt.timedelta(minutes=2), execution_timeout=dt.timedelta(hours=2)),
+    **alert_callbacks(config, on_success=True),
     params={
         "environments": Param(
             list(RESEED_ENVIRONMENTS),

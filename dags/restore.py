@@ -34,7 +34,7 @@ import datetime as dt
 from airflow.sdk import DAG, Param
 
 from envsync.config import load_config
-from envsync.dag_defaults import default_args
+from envsync.dag_defaults import alert_callbacks, default_args
 from envsync.operators.restore import PlanRestoreOperator, RestoreDatasetOperator, RestoreReportOperator
 
 config = load_config()
@@ -49,6 +49,7 @@ with DAG(
     tags=["envsync", "backup", "restore"],
     render_template_as_native_obj=True,
     default_args=default_args(retry_delay=dt.timedelta(minutes=2), execution_timeout=dt.timedelta(hours=3)),
+    **alert_callbacks(config, on_success=False),
     params={
         "dataset": Param(config.prod.datasets[0], type="string", enum=list(config.prod.datasets), title="Dataset",
                          description="The prod dataset whose tables are restored."),

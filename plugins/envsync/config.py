@@ -283,6 +283,20 @@ class AuditSettings(_Strict):
     _dataset = field_validator("dataset")(classmethod(lambda cls, v: validate_identifier("dataset", v)))
 
 
+class AlertSettings(_Strict):
+    """Slack alerts through the Airflow Slack provider's webhook notifier."""
+
+    enabled: bool = True
+    slack_conn_id: str = "slack_envsync"   # an Airflow connection of type slackwebhook
+
+    @field_validator("slack_conn_id")
+    @classmethod
+    def _conn_id(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,250}", value):
+            raise ValueError(f"{value!r} is not an Airflow connection id (letters, digits, '_', '.', '-')")
+        return value
+
+
 class EnvsyncConfig(_Strict):
     project: str
     location: str = "US"
@@ -294,6 +308,7 @@ class EnvsyncConfig(_Strict):
     state: StateSettings
     backups: BackupSettings = BackupSettings()
     audit: AuditSettings = AuditSettings()
+    alerts: AlertSettings = AlertSettings()
 
     @field_validator("project")
     @classmethod

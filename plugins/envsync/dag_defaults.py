@@ -37,3 +37,16 @@ def datasets_param(config: EnvsyncConfig, description: str) -> Any:
         minItems=1,
         uniqueItems=True,
     )
+
+
+def alert_callbacks(config: EnvsyncConfig, *, on_success: bool) -> dict[str, Any]:
+    """DAG callbacks that post Slack alerts: always on failure, and on success when asked."""
+    if not config.alerts.enabled:
+        return {}
+    from envsync.alerts import EnvsyncSlackNotifier
+
+    conn_id = config.alerts.slack_conn_id
+    callbacks: dict[str, Any] = {"on_failure_callback": [EnvsyncSlackNotifier(kind="failure", slack_webhook_conn_id=conn_id)]}
+    if on_success:
+        callbacks["on_success_callback"] = [EnvsyncSlackNotifier(kind="success", slack_webhook_conn_id=conn_id)]
+    return callbacks

@@ -27,6 +27,7 @@ DAG_FILES = sorted(p for p in DAGS_DIR.glob("*.py") if not p.name.startswith("_"
 PARSE_BUDGET_SECONDS = 1.0
 # Tasks allowed fewer than 2 retries, each with the reason (a reviewed exception to STYLE.md rule 2).
 RETRY_EXEMPT: dict[tuple[str, str], str] = {}
+SUCCESS_ALERTS = {"prod_to_dev_sync", "reseed_environments", "recovery_drill"}
 
 
 def _file_id(path: Path) -> str:
@@ -113,6 +114,14 @@ def test_dag_policy(dagbag: Any, path: Path) -> None:
             assert task.owner and task.owner != "airflow", f"{where}.{task.task_id}: owner {task.owner!r}"
             if (dag.dag_id, task.task_id) not in RETRY_EXEMPT:
                 assert task.retries >= 2, f"{where}.{task.task_id}: retries {task.retries} < 2"
+        from envsync.alerts import EnvsyncSlackNotifier
+
+        on_failure = [c for c in (dag.on_failure_callback or []) if isinstance(c, EnvsyncSlackNotifier)]
+        on_success = [c for c in (dag.on_success_callback or []) if isinstance(c, EnvsyncSlackNotifier)]
+        assert [c.kind for c in on_failure] == ["failure"], f"{where}: no Slack alert on failure"
+        assert [c.kind for c in on_success] == (["success"] if dag.dag_id in SUCCESS_ALERTS else []), \
+            f"{where}: Slack alert on success must be set exactly for {sorted(SUCCESS_ALERTS)}"
+        assert {c.slack_webhook_conn_id for c in on_failure + on_success} == {"slack_envsync"}
         for name, param in dag.params.items():
             assert param.schema.get("title"), f"{where}: param {name} has no title"
             assert param.description, f"{where}: param {name} has no description"

@@ -1,0 +1,131 @@
+"""Slack alerts of envsync runs, sent through the Airflow Slack provider's webhook notifier.
+
+Every DAG notifies on failure; prod_to_dev_sync, reseed_environments and recovery_drill also on
+success (`dag_defaults.alert_callbacks`). The message is built from the run's report in the state
+bucket: environment and datasets, tables and rows, estimated bytes billed, duration, the failing
+tables and their errors, and a link to the run in the Airflow UI. The webhook comes from the Airflow
+connection `alerts.slack_conn_id` (type `slackwebhook`). Sending is best effort: a missing or broken
+connection, or an unreachable Slack, is logged and never fails the data work.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+from urllib.parse import quote
+
+from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
+
+log = logging.getLogger(__name__)
+
+MAX_FAILURES_SHOWN = 5
+MAX_ERROR = 300
+ICONS = {"success": ":white_check_mark:", "failure": ":x:"}
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return (f"{hours}h " if hours else "") + (f"{minutes}m " if hours or minutes else "") + f"{secs}s"
+
+
+def run_url(base_url: str, dag_id: str, run_id: str) -> str:
+    """The run's page in the Airflow 3 UI."""
+    return f"{base_url.rstrip('/')}/dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}"
+
+
+def build_message(*, kind: str, dag_id: str, run_id: str, report: dict[str, Any] | None, duration: float | None,
+                  url: str, failed_tasks: list[str], reason: str | None = None) -> dict[str, Any]:
+    """The Slack payload (`text` and `blocks`) of a run's success or failure alert (pure)."""
+    from envsync.audit import environment_of
+    from envsync.report import human_bytes
+
+    planned = bool(report)
+    report = report or {}
+    results = report.get("results") or [{**row, "status": "not run"} for row in report.get("planned") or []]
+    counted = [r for r in results if r.get("action") not in ("drop", "skip", "exclude")]
+    failed = [r for r in results if r.get("status") == "failed"]
+    datasets = (report.get("params") or {}).get("datasets") or []
+    env = environment_of(dag_id, report) or "-"
+    rows = sum(int(r.get("rows") or 0) for r in counted)
+    est = sum(int(r.get("est_bytes_billed") or 0) for r in counted)
+    verb = "succeeded" if kind == "success" else "FAILED"
+    headline = f"{ICONS[kind]} envsync *{dag_id}* {verb} on *{env}* ({', '.join(datasets) or 'no datasets planned'})"
+    facts = (f"tables: {len(counted)} ({len(counted) - len(failed)} ok, {len(failed)} failed) | rows: {rows:,} | "
+             f"est. bytes billed: {human_bytes(est)} | duration: {_duration(duration)}")
+    lines = [headline, facts]
+    if report.get("cut"):
+        window = report.get("window")
+        lines.append(f"T = {report['cut']}" + (f", window [{window['start']}, {window['end']})" if window else ""))
+    for row in failed[:MAX_FAILURES_SHOWN]:
+        lines.append(f"failed: {row.get('table')} -> {row.get('target')}: {str(row.get('error'))[:MAX_ERROR]}")
+    if len(failed) > MAX_FAILURES_SHOWN:
+        lines.append(f"... and {len(failed) - MAX_FAILURES_SHOWN} more failed tables")
+    if kind == "failure" and not planned:
+        lines.append("no plan was recorded: the plan task failed before anything was written (see its log)")
+    elif kind == "failure" and not failed:
+        lines.append(f"failed tasks: {', '.join(failed_tasks) or '-'}" + (f" ({reason})" if reason else ""))
+    lines.append(f"<{url}|Open run {run_id} in Airflow>")
+    text = "\n".join(lines)
+    return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}
+
+
+class EnvsyncSlackNotifier(SlackWebhookNotifier):
+    """The provider's webhook notifier, with a message summarising the envsync run; never raises."""
+
+    def __init__(self, *, kind: str, slack_webhook_conn_id: str, **kwargs: Any) -> None:
+        if kind not in ICONS:
+            raise ValueError(f"kind must be one of {sorted(ICONS)}, got {kind!r}")
+        super().__init__(slack_webhook_conn_id=slack_webhook_conn_id, text="", timeout=10, **kwargs)
+        self.kind = kind
+
+    def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
+        """Nothing to render: the message is built from the run's report (see `message`)."""
+
+    def notify(self, context: Any) -> None:
+        dag_id = getattr(context.get("dag"), "dag_id", None) or "?"
+        try:
+            message = self.message(context)
+            self.text, self.blocks = message["text"], message["blocks"]
+            super().notify(context)
+            log.info("sent the Slack %s alert of %s through connection %r", self.kind, dag_id,
+                     self.slack_webhook_conn_id)
+        except Exception as error:  # an alert never fails the data work
+            log.warning("Slack %s alert of %s not sent (connection %r): %s: %s", self.kind, dag_id,
+                        self.slack_webhook_conn_id, type(error).__name__, error)
+
+    def message(self, context: Any) -> dict[str, Any]:
+        from envsync.config import load_config
+        from envsync.manifest import ManifestStore
+
+        dag_run = context.get("dag_run")
+        dag_id = context["dag"].dag_id
+        run_id = context.get("run_id") or getattr(dag_run, "run_id", "")
+        report = None
+        try:
+            from envsync.clients import storage_client
+
+            config = load_config()
+            store = ManifestStore(storage_client(config.project), config.state.bucket)
+            prefix = store.run_prefix(dag_id, run_id)
+            report = store.read(f"{prefix}/report.json") or store.read(f"{prefix}/plan.json")
+        except Exception as error:  # the alert still goes out, with what is known
+            log.warning("could not read the run's report for the Slack alert: %s", error)
+        start = getattr(dag_run, "start_date", None)
+        end = getattr(dag_run, "end_date", None) or dt.datetime.now(dt.timezone.utc)
+        ti = context.get("ti")  # the run's last (for a failure: the failed) task instance
+        failed_tasks = [ti.task_id] if self.kind == "failure" and getattr(ti, "task_id", None) else []
+        return build_message(kind=self.kind, dag_id=dag_id, run_id=run_id, report=report,
+                             duration=(end - start).total_seconds() if start else None,
+                             url=run_url(_base_url(), dag_id, run_id), failed_tasks=failed_tasks,
+                             reason=context.get("reason"))
+
+
+def _base_url() -> str:
+    from airflow.configuration import conf
+
+    return conf.get("api", "base_url", fallback="http://localhost:8080") or "http://localhost:8080"

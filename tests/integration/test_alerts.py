@@ -1,0 +1,117 @@
+"""Slack alerts through the Airflow Slack provider's webhook notifier, against a local HTTP server
+standing in for the webhook: the payloads of a success and of a failure, and that a missing or broken
+connection never fails the data work."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from backupkit import make_prod, take_backup, tamper, write_config
+
+pytestmark = pytest.mark.integration
+UTC = dt.timezone.utc
+
+
+class Webhook:
+    def __init__(self) -> None:
+        self.posts: list[dict[str, Any]] = []
+        self.paths: list[str] = []
+        webhook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                webhook.posts.append(json.loads(body))
+                webhook.paths.append(self.path)
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[Webhook]:
+    hook = Webhook()
+    # the connection the config names (alerts.slack_conn_id: slack_envsync), pointing at the local server
+    monkeypatch.setenv("AIRFLOW_CONN_SLACK_ENVSYNC", json.dumps(
+        {"conn_type": "slackwebhook", "password": f"{hook.url}/services/T000/B000/XXXX"}))
+    yield hook
+    hook.stop()
+
+
+@pytest.fixture
+def drill_setup(emulators: Any, tmp_path: Path) -> tuple[Path, dt.datetime, list[dict[str, Any]]]:
+    make_prod()
+    config = write_config(tmp_path / "envsync.yaml")
+    today = dt.datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    used = take_backup(config, today - dt.timedelta(days=1, hours=6))
+    return config, today, used
+
+
+def test_success_and_failure_payloads(webhook: Webhook, drill_setup: Any, run_dag: Any) -> None:
+    config, today, used = drill_setup
+    ok = run_dag("recovery_drill", today, {}, config_path=config)
+    assert str(ok.state) == "success"
+    assert len(webhook.posts) == 1 and webhook.paths == ["/services/T000/B000/XXXX"]
+    text = webhook.posts[0]["text"]
+    assert text.startswith(":white_check_mark: envsync *recovery_drill* succeeded on *drill* (shop)")
+    assert "tables: 2 (2 ok, 0 failed) | rows: 50 | est. bytes billed: 0 B | duration: " in text
+    assert f"T = {(today - dt.timedelta(days=1)).isoformat()}" in text
+    assert f"/dags/recovery_drill/runs/{ok.run_id.replace(':', '%3A').replace('+', '%2B')}|Open run" in text
+    assert webhook.posts[0]["blocks"][0]["text"]["text"] == text
+
+    tamper(next(m["snapshot"] for m in used if m["table"] == "orders"))
+    failed = run_dag("recovery_drill", today + dt.timedelta(hours=1), {}, config_path=config)
+    assert str(failed.state) == "failed"
+    assert len(webhook.posts) == 2
+    text = webhook.posts[1]["text"]
+    assert text.startswith(":x: envsync *recovery_drill* FAILED on *drill* (shop)")
+    assert "tables: 2 (1 ok, 1 failed) | rows: " in text
+    assert "failed: shop.orders -> drill_shop.orders: RestoreVerificationError: drill_shop.orders: restored 39 rows" in text
+    print("\nsuccess payload:", webhook.posts[0]["text"], "\nfailure payload:", text, sep="\n")
+
+
+def test_a_failed_plan_names_the_failed_task(webhook: Webhook, emulators: Any, tmp_path: Path, run_dag: Any) -> None:
+    make_prod()
+    config = write_config(tmp_path / "envsync.yaml")
+    dag_run = run_dag("restore", None, {"dataset": "shop", "point_in_time": "not a time"}, config_path=config)
+    assert str(dag_run.state) == "failed"
+    text = webhook.posts[-1]["text"]
+    assert text.startswith(":x: envsync *restore* FAILED") and "no plan was recorded: the plan task failed" in text, text
+
+
+@pytest.mark.parametrize("connection", [None, "broken", "unreachable"])
+def test_missing_or_broken_connection_never_fails_the_run(
+    connection: str | None, drill_setup: Any, run_dag: Any, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config, today, _ = drill_setup
+    if connection == "broken":
+        monkeypatch.setenv("AIRFLOW_CONN_SLACK_ENVSYNC", json.dumps({"conn_type": "slackwebhook"}))  # no token
+    elif connection == "unreachable":
+        monkeypatch.setenv("AIRFLOW_CONN_SLACK_ENVSYNC", json.dumps(
+            {"conn_type": "slackwebhook", "password": "http://127.0.0.1:9/services/T/B/X"}))
+    else:
+        monkeypatch.delenv("AIRFLOW_CONN_SLACK_ENVSYNC", raising=False)
+    dag_run = run_dag("recovery_drill", today, {}, config_path=config)
+    assert str(dag_run.state) == "success"
+    assert "Slack success alert of recovery_drill not sent (connection 'slack_envsync')" in caplog.text
