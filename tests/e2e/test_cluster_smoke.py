@@ -1,8 +1,9 @@
-"""Smoke tests of a real Airflow cluster: Postgres metadata DB, separate api-server / scheduler /
-dag-processor processes, tasks run by LocalExecutor or by a Celery worker on the local Redis.
-
-The DAG is `cleanup_test_environments` against the BigQuery emulator: each test creates its own
-test-environment datasets (labelled like reseed_environments does) and checks what the runs deleted.
+"""A real Airflow cluster with the Celery executor end to end: Postgres metadata DB, separate
+api-server / scheduler / dag-processor / triggerer processes, tasks run by a Celery worker on the
+local Redis. `prod_to_dev_sync` is triggered through the REST API with a conf and its dev tables are
+checked; then a two-date backfill of `cleanup_test_environments` is checked run by run (each test
+creates its own test-environment datasets, labelled like reseed_environments does). The LocalExecutor
+backfill is tests/e2e/test_recovery_drill_backfill.py.
 
 Observed with Airflow 3.3.2 (and relied on or asserted below):
 - `airflow backfill create` on a paused DAG creates its runs in state `queued`, and they stay queued
@@ -35,27 +36,27 @@ PROJECT = "envsync-demo"  # config/envsync.yaml
 UTC = dt.timezone.utc
 
 
-def _bq() -> Any:
+def _bq(project: str = PROJECT) -> Any:
     from envsync.clients import bigquery_client  # the emulators fixture set BIGQUERY_EMULATOR_HOST
 
-    return bigquery_client(PROJECT, "US")
+    return bigquery_client(project, "US")
 
 
-def _create_test_env(name: str, expires: dt.datetime) -> str:
+def _create_test_env(name: str, expires: dt.datetime, project: str = PROJECT) -> str:
     """A test environment dataset as reseed_environments labels it, expiring at `expires`."""
     from google.cloud import bigquery
 
     dataset_id = f"test_{name}_sales"
-    dataset = bigquery.Dataset(f"{PROJECT}.{dataset_id}")
+    dataset = bigquery.Dataset(f"{project}.{dataset_id}")
     dataset.location = "US"
     dataset.labels = {"envsync-env": "test", "envsync-test-env": name,
                       "envsync-expires": str(int(expires.timestamp()))}
-    _bq().create_dataset(dataset, exists_ok=True)
+    _bq(project).create_dataset(dataset, exists_ok=True)
     return dataset_id
 
 
-def _datasets() -> set[str]:
-    return {d.dataset_id for d in _bq().list_datasets(project=PROJECT)}
+def _datasets(project: str = PROJECT) -> set[str]:
+    return {d.dataset_id for d in _bq(project).list_datasets(project=project)}
 
 
 def _drop(*dataset_ids: str) -> None:
@@ -91,96 +92,107 @@ def _unpause_and_run_latest_tick(cluster: AirflowCluster) -> dict[str, Any]:
     return scheduled
 
 
-def test_backfill_two_days_on_local_executor(airflow_cluster: AirflowCluster) -> None:
-    started = time.monotonic()
-    cluster = airflow_cluster
-    _assert_loopback_only(cluster)
-    scheduled = _unpause_and_run_latest_tick(cluster)
-
-    tag = uuid.uuid4().hex[:6]
-    day1 = (dt.datetime.now(UTC) - dt.timedelta(days=4)).replace(hour=4, minute=0, second=0, microsecond=0)
-    day2 = day1 + dt.timedelta(days=1)
-    # expired at both ticks / expired between the two ticks / expires in a week
-    old = _create_test_env(f"e2eold{tag}", day1 - dt.timedelta(hours=1))
-    mid = _create_test_env(f"e2emid{tag}", day1 + dt.timedelta(hours=8))
-    keep = _create_test_env(f"e2ekeep{tag}", dt.datetime.now(UTC) + dt.timedelta(days=7))
-    try:
-        # a backfill of a paused DAG only queues its runs ...
-        cluster.pause(DAG_ID)
-        t0 = time.monotonic()
-        output = cluster.backfill(DAG_ID, day1, day2, extra_args=["--max-active-runs", "1"])
-        backfill_cli = time.monotonic() - t0
-        created = cluster.dag_runs(DAG_ID, run_type="backfill")
-        assert [r["logical_date"] for r in created] == [
-            day1.strftime("%Y-%m-%dT%H:%M:%SZ"), day2.strftime("%Y-%m-%dT%H:%M:%SZ")], output[-2000:]
-        cluster.wait_scheduler_heartbeats(3)
-        assert {r["state"] for r in cluster.dag_runs(DAG_ID, run_type="backfill")} == {"queued"}
-
-        # ... which run once it is unpaused, one after the other (--max-active-runs 1)
-        cluster.unpause(DAG_ID)
-        t0 = time.monotonic()
-        runs = cluster.wait_for_runs(DAG_ID, 2, timeout=120, run_type="backfill")
-        run_time = time.monotonic() - t0
-        assert [r["state"] for r in runs] == ["success", "success"], cluster.tail_logs()
-        _assert_all_tasks_succeeded(cluster, runs)
-        assert runs[0]["end_date"] <= runs[1]["start_date"]
-        # unpausing again scheduled nothing new: the latest tick had run already
-        assert {r["dag_run_id"] for r in cluster.dag_runs(DAG_ID)} == {
-            scheduled["dag_run_id"], *(r["dag_run_id"] for r in runs)}
-
-        # each run judged expiry at its own logical date (the cron tick)
-        results = [cluster.xcom(DAG_ID, r["dag_run_id"], TASK_ID) for r in runs]
-        assert [dt.datetime.fromisoformat(r["checked_at"]) for r in results] == [day1, day2]
-        assert [r["deleted"] for r in results] == [[old], [mid]], results
-        remaining = _datasets()
-        assert keep in remaining and old not in remaining and mid not in remaining
-    finally:
-        _drop(old, mid, keep)
-    print(f"\n[e2e] backfill CLI {backfill_cli:.1f}s, 2 backfill runs done {run_time:.1f}s after unpause, "
-          f"test body {time.monotonic() - started:.1f}s (cluster start: {cluster.timings['start']:.1f}s)")
+E2E_PROJECT = "envsync-e2e"
+SYNC_DAG = "prod_to_dev_sync"
 
 
-def test_rest_trigger_on_celery_executor(make_cluster: Callable[..., AirflowCluster]) -> None:
+def _e2e_config(tmp_path: Any) -> Any:
+    """The shipped config on a project of this test's own (its own demo prod and state bucket)."""
+    import yaml
+
+    from cluster import REPO_ROOT
+
+    data = yaml.safe_load((REPO_ROOT / "config" / "envsync.yaml").read_text())
+    data.update(project=E2E_PROJECT, state={"bucket": "envsync-e2e-state"})
+    path = tmp_path / "envsync.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _rows(sql: str, **params: Any) -> list[dict[str, Any]]:
+    from google.cloud import bigquery
+
+    from envsync.clients import bigquery_client
+    from envsync.guard import to_query_parameters
+
+    client = bigquery_client(E2E_PROJECT, "US")
+    job = client.query(sql, job_config=bigquery.QueryJobConfig(query_parameters=to_query_parameters(params)),
+                       job_retry=None)
+    return [dict(r) for r in job.result()]
+
+
+def test_celery_cluster_rest_trigger_of_the_sync_then_a_two_date_backfill(
+    make_cluster: Callable[..., AirflowCluster], tmp_path: Any
+) -> None:
+    """Issue #5's end to end: the Celery executor on the local Redis; prod_to_dev_sync triggered through
+    the REST API with a conf, the dev tables checked; then a two-date backfill checked run by run."""
     reason = redis_reachable()
     if reason:
         pytest.skip(f"the CeleryExecutor test needs the local Redis: {reason}")
+    from envsync.clients import bigquery_client
+    from envsync.demo import create_demo_prod
+    from envsync.window import quarter_window
+
     started = time.monotonic()
-    cluster = make_cluster(executor="CeleryExecutor", triggerer=True)
+    config = _e2e_config(tmp_path)
+    client = bigquery_client(E2E_PROJECT, "US")
+    for ds in client.list_datasets():
+        client.delete_dataset(ds.reference, delete_contents=True, not_found_ok=True)
+    create_demo_prod(client, E2E_PROJECT, "US", 2_000)
+    cluster = make_cluster(executor="CeleryExecutor", triggerer=True, extra_env={"ENVSYNC_CONFIG": str(config)})
     _assert_loopback_only(cluster)  # the worker and the triggerer serve no logs, bind nothing
-    _unpause_and_run_latest_tick(cluster)  # already through Celery
+
+    # unpausing schedules the latest Saturday tick; max_active_runs=1 runs it before the REST trigger
+    assert cluster.wait_for_dag(SYNC_DAG, timeout=90)["is_paused"] is True
+    cluster.unpause(SYNC_DAG)
+    conf = {"datasets": ["sales"], "window_quarters": 1, "tables": ["orders", "customers"]}
+    triggered = cluster.trigger(SYNC_DAG, conf=conf)  # no logical date, like the UI's trigger button
+    assert triggered["conf"] == conf and triggered["logical_date"] is None
+    t0 = time.monotonic()
+    [run] = cluster.wait_for_runs(SYNC_DAG, 1, timeout=240, run_type="manual")
+    sync_seconds = time.monotonic() - t0
+    assert run["dag_run_id"] == triggered["dag_run_id"] and run["state"] == "success", cluster.tail_logs()
+    states = {f"{ti['task_id']}[{ti['map_index']}]": ti["state"] for ti in cluster.task_instances(SYNC_DAG, run["dag_run_id"])}
+    assert set(states.values()) == {"success"} and "sync_dataset[0]" in states, states
+    cluster.wait_for_runs(SYNC_DAG, 2, timeout=240)  # the scheduled run too, before reading dev
+    cluster.pause(SYNC_DAG)
+
+    # the dev tables: one quarter (the conf's window) anchored at the trigger time, the rows of prod
+    anchor = dt.datetime.fromisoformat(run["run_after"].replace("Z", "+00:00"))
+    window = quarter_window(anchor, 1)
+    [counts] = _rows(
+        f"select (select count(*) from `{E2E_PROJECT}.dev_sales.orders`) as dev, "
+        f"(select min(order_date) from `{E2E_PROJECT}.dev_sales.orders`) as first_day, "
+        f"(select count(*) from `{E2E_PROJECT}.sales.orders` where order_date >= @start and order_date < @end) as prod",
+        start=window.start.date(), end=window.end.date() + dt.timedelta(days=1))
+    assert counts["dev"] == counts["prod"] > 0 and counts["first_day"] >= window.start.date(), counts
+    assert _rows(f"select count(*) as n from `{E2E_PROJECT}.dev_sales.customers`")[0]["n"] == \
+        _rows(f"select count(*) as n from `{E2E_PROJECT}.sales.customers`")[0]["n"]
+    # it really went through Celery: the worker ran the tasks and stored their results in the backend
+    statuses = cluster.wait_for(
+        lambda: (lambda s: s if s.count("SUCCESS") >= len(states) else None)(
+            [row[0] for row in cluster.query("SELECT status FROM celery_taskmeta")]),
+        30, "the Celery results of the sync's tasks")
+    assert "FAILURE" not in statuses
+    assert cluster.redis_keys(), f"no broker keys under {cluster.redis_prefix} in Redis db {cluster.redis_db}"
+
+    # a two-date backfill of the daily cleanup, on the same Celery cluster
+    _unpause_and_run_latest_tick(cluster)
     tag = uuid.uuid4().hex[:6]
-    expired = _create_test_env(f"e2ecel{tag}", dt.datetime.now(UTC) - dt.timedelta(hours=1))
-    try:
-        conf = {"requested_by": "e2e", "tag": tag}
-        triggered = cluster.trigger(DAG_ID, conf=conf)  # no logical date, like the UI's trigger button
-        assert triggered["conf"] == conf and triggered["logical_date"] is None
-
-        t0 = time.monotonic()
-        [run] = cluster.wait_for_runs(DAG_ID, 1, timeout=120, run_type="manual")
-        run_time = time.monotonic() - t0
-        assert run["dag_run_id"] == triggered["dag_run_id"] and run["state"] == "success", cluster.tail_logs()
-        assert run["conf"] == conf
-        _assert_all_tasks_succeeded(cluster, [run])
-        result = cluster.xcom(DAG_ID, run["dag_run_id"], TASK_ID)
-        assert expired in result["deleted"] and expired not in _datasets()
-        # a manual run without logical date judges expiry at its trigger time (run_after)
-        assert dt.datetime.fromisoformat(result["checked_at"]) == dt.datetime.fromisoformat(
-            run["run_after"].replace("Z", "+00:00"))
-
-        # it really went through Celery: the worker ran it and stored its result in the result backend
-        [ti] = cluster.task_instances(DAG_ID, run["dag_run_id"])
-        assert ti["executor"] is None and ti["queue"] == "default"  # the default executor: Celery
-        # the worker records the Celery task's end shortly after the task instance reported success
-        def celery_statuses() -> list[str] | None:
-            statuses = [row[0] for row in cluster.query("SELECT status FROM celery_taskmeta")]
-            return statuses if statuses.count("SUCCESS") >= 2 or "FAILURE" in statuses else None
-
-        statuses = cluster.wait_for(celery_statuses, 30, "2 finished Celery tasks (scheduled + manual run)")
-        assert set(statuses) == {"SUCCESS"}, statuses
-        assert cluster.redis_keys(), f"no broker keys under {cluster.redis_prefix} in Redis db {cluster.redis_db}"
-        worker_log = cluster.log_path("celery-worker").read_text(errors="replace")
-        assert run["dag_run_id"] in worker_log and "succeeded" in worker_log, worker_log[-3000:]
-    finally:
-        _drop(expired)
-    print(f"\n[e2e] celery run done {run_time:.1f}s after trigger, test body {time.monotonic() - started:.1f}s "
-          f"(cluster start: {cluster.timings['start']:.1f}s)")
+    day1 = (dt.datetime.now(UTC) - dt.timedelta(days=4)).replace(hour=4, minute=0, second=0, microsecond=0)
+    day2 = day1 + dt.timedelta(days=1)
+    old = _create_test_env(f"e2eold{tag}", day1 - dt.timedelta(hours=1), project=E2E_PROJECT)
+    mid = _create_test_env(f"e2emid{tag}", day1 + dt.timedelta(hours=8), project=E2E_PROJECT)
+    keep = _create_test_env(f"e2ekeep{tag}", dt.datetime.now(UTC) + dt.timedelta(days=7), project=E2E_PROJECT)
+    cluster.pause(DAG_ID)
+    cluster.backfill(DAG_ID, day1, day2, extra_args=["--max-active-runs", "1"])
+    cluster.unpause(DAG_ID)
+    runs = cluster.wait_for_runs(DAG_ID, 2, timeout=120, run_type="backfill")
+    assert [r["state"] for r in runs] == ["success", "success"], cluster.tail_logs()
+    _assert_all_tasks_succeeded(cluster, runs)
+    results = [cluster.xcom(DAG_ID, r["dag_run_id"], TASK_ID) for r in runs]
+    assert [dt.datetime.fromisoformat(r["checked_at"]) for r in results] == [day1, day2]
+    assert [r["deleted"] for r in results] == [[old], [mid]], results
+    assert keep in _datasets(project=E2E_PROJECT)
+    print(f"\n[e2e] Celery: REST-triggered {SYNC_DAG} done in {sync_seconds:.1f}s (after the scheduled tick); "
+          f"test body {time.monotonic() - started:.1f}s (cluster start: {cluster.timings['start']:.1f}s)")
