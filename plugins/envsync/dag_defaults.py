@@ -34,6 +34,7 @@ def datasets_param(config: EnvsyncConfig, description: str) -> Any:
         title="Datasets",
         description=description,
         items={"type": "string", "enum": list(config.prod.datasets)},
+        examples=list(config.prod.datasets),  # the trigger form offers them as a multi-select
         minItems=1,
         uniqueItems=True,
     )

@@ -274,9 +274,13 @@ def test_prod_restore_needs_the_exact_confirmation(shop: None, run_dag: Any, cfg
                                             "confirm": wrong}, config_path=config)
         assert str(refused.state) == "failed"
         assert states(refused)["plan[-1]"] == "failed", states(refused)
-        # refused before any write: prod unchanged, no backup taken, no scratch dataset
+        # refused before any write: prod unchanged, no backup taken, no scratch dataset (only the
+        # audit of the refused run is recorded)
         assert contents("shop.orders") == changed
-        assert dataset_names() == {"shop"}
+        assert dataset_names() == {"shop", "envsync_audit"}
+        [audit] = query(f"select status, error from `{PROJECT}.envsync_audit.runs` where run_id = @r",
+                        r=refused.run_id)
+        assert audit["status"] == "failed"
 
     confirmed = run_dag("restore", None, {"dataset": "shop", "point_in_time": point.isoformat(), "target": "shop",
                                           "confirm": phrase}, config_path=config)
