@@ -13,8 +13,8 @@ Restores the tables of one prod dataset to their **state at a point in time T**,
 
 **Where to:** a scratch `drill_<ds>` by default (tables expire after `environments.drill.table_expiration_days`
 when made by drills), or any environment dataset. Restoring **into prod** is allowed only with `confirm` set
-to exactly `restore prod dataset <ds> to <T in ISO-8601 UTC>` (the refusal message shows the phrase); before
-any prod table is overwritten, a **pinned backup** of its current state is taken.
+to exactly `restore prod dataset <ds> to <T in ISO-8601 UTC>` (the refusal message shows the phrase) and an
+explicit `point_in_time`; before any prod table is overwritten, a **pinned backup** of its current state is taken.
 
 Every table is built under `<table>__restore`, verified (row count and checksum computed in BigQuery against
 the backup's manifest, or against prod as of T; schema against the manifest) and only then swapped in.

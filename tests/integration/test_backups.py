@@ -282,6 +282,11 @@ def test_prod_restore_needs_the_exact_confirmation(shop: None, run_dag: Any, cfg
                         r=refused.run_id)
         assert audit["status"] == "failed"
 
+    # "now" cannot be confirmed in advance: a prod restore needs an explicit point_in_time
+    implicit = run_dag("restore", None, {"dataset": "shop", "target": "shop", "confirm": phrase}, config_path=config)
+    assert str(implicit.state) == "failed" and states(implicit)["plan[-1]"] == "failed"
+    assert contents("shop.orders") == changed
+
     confirmed = run_dag("restore", None, {"dataset": "shop", "point_in_time": point.isoformat(), "target": "shop",
                                           "confirm": phrase}, config_path=config)
     assert str(confirmed.state) == "success", states(confirmed)

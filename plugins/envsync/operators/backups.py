@@ -131,6 +131,8 @@ class BackupDatasetOperator(DatasetUnitOperator):
     """Take the planned snapshots of one dataset, record their manifests, export the daily rung, thin."""
 
     def run_unit(self, config: Any, manifest: dict[str, Any], runner: Any, context: Context) -> Any:
+        from google.api_core.exceptions import BadRequest
+
         from envsync.backups import BackupCatalog, BackupEngine
         from envsync.guard import ProdWriteRefused
         from envsync.jobs import run_recorded
@@ -161,7 +163,8 @@ class BackupDatasetOperator(DatasetUnitOperator):
                     out["exported"] = engine.export(taken, stats)["files"][0].rsplit("/", 1)[0] + "/"
                 return out
 
-            results.append(run_recorded(row, work, deterministic=(ProdWriteRefused,)))
+            # a 400 from BigQuery (an invalid request) fails the same way on a retry
+            results.append(run_recorded(row, work, deterministic=(ProdWriteRefused, BadRequest)))
         for snap in engine.thin(dataset, cut):
             results.append({**result_row(f"{dataset}.{snap.table}", str(snap), "drop",
                                          f"thinned by the ladder (taken {snap.taken_at.isoformat()})"),

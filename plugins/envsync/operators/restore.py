@@ -115,8 +115,13 @@ class PlanRestoreOperator(BaseOperator):
         store.ensure_bucket(config.location)
         prefix = run_prefix(store, context)
         recorded = recorded_cut(store, prefix)
-        if recorded is not None and recorded != point:
-            raise ValueError(f"this run already restored to {recorded.isoformat()}, not {point.isoformat()}")
+        if recorded is not None:  # a retry of this run keeps the T its first try recorded
+            if self.mode == "restore" and self.point_in_time not in (None, "") and recorded != point:
+                raise ValueError(f"this run already restores to {recorded.isoformat()}, not {point.isoformat()}")
+            point = recorded
+        if any(t in config.prod.datasets for t in targets.values()) and self.point_in_time in (None, ""):
+            raise ValueError("a restore into prod needs an explicit point_in_time (and the confirm phrase "
+                             "naming it); nothing was written")
         for dataset in datasets:  # before anything is written: a prod target needs the exact confirmation
             restore_guard(config, targets[dataset], dataset, point, self.confirm)
         client = bigquery_client(config.project, config.location, self.gcp_conn_id)
