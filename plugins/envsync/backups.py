@@ -136,23 +136,31 @@ class BackupCatalog:
     def manifest(self, snapshot: Snapshot) -> dict[str, Any] | None:
         return self.store.read(manifest_path(snapshot.dataset, snapshot.table, snapshot.name))
 
-    def exports(self, dataset: str, table: str) -> list[Export]:
-        """Exported backups of a table (those with a manifest), newest day first."""
-        prefix = f"backups/{dataset}/{table}/"
-        days = []
-        for name in self.exports_store.list(prefix):
-            folder, _, leaf = name.rpartition("/")
-            if leaf != EXPORT_MANIFEST:
+    def exports(self, dataset: str) -> dict[str, list[Export]]:
+        """Exported backups (those with a manifest) of every table of prod `dataset`, newest day first;
+        one listing of gs://<export bucket>/backups/<ds>/."""
+        found: dict[str, list[Export]] = {}
+        for name in self.exports_store.list(f"backups/{dataset}/"):
+            parts = name.split("/")   # backups/<ds>/<table>/<date>/<file>
+            if len(parts) != 5 or parts[4] != EXPORT_MANIFEST:
                 continue
             try:
-                day = dt.date.fromisoformat(folder.rsplit("/", 1)[-1])
+                day = dt.date.fromisoformat(parts[3])
             except ValueError:
                 continue
-            days.append(Export(dataset, table, day, folder + "/", self.exports_store.bucket_name))
-        return sorted(days, key=lambda e: e.day, reverse=True)
+            found.setdefault(parts[2], []).append(
+                Export(dataset, parts[2], day, "/".join(parts[:4]) + "/", self.exports_store.bucket_name))
+        for items in found.values():
+            items.sort(key=lambda e: e.day, reverse=True)
+        return found
 
     def export_manifest(self, export: Export) -> dict[str, Any] | None:
         return self.exports_store.read(export.folder + EXPORT_MANIFEST)
+
+    def export_manifest_at(self, uri: str) -> tuple[dict[str, Any] | None, str]:
+        """The manifest of the export at `uri` (gs://<bucket>/backups/<ds>/<table>/<date>/), and its URI."""
+        folder = uri.removeprefix(f"gs://{self.exports_store.bucket_name}/")
+        return self.exports_store.read(folder + EXPORT_MANIFEST), uri + EXPORT_MANIFEST
 
     def jobs_today(self, dataset: str, day: dt.date) -> dict[str, int]:
         return {k: int(v) for k, v in (self.store.read(jobs_path(dataset, day)) or {}).items()}

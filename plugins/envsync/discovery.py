@@ -111,6 +111,20 @@ def discover_dataset(
     )
 
 
+def base_tables(client: bigquery.Client, project: str, dataset: str) -> dict[str, Any]:
+    """The base tables (no views, snapshots, ...) of prod `project.dataset` and their creation times,
+    from one list call."""
+    from google.api_core.exceptions import NotFound
+
+    try:
+        items = list(client.list_tables(f"{project}.{dataset}"))
+    except NotFound:
+        raise DiscoveryError(
+            f"prod dataset {dataset!r} (prod.datasets in the config) does not exist in project {project!r}"
+        ) from None
+    return {i.table_id: i.created for i in items if (i.table_type or "TABLE").upper() == "TABLE"}
+
+
 def list_existing(client: bigquery.Client, project: str, dataset: str) -> list[str] | None:
     """Names of the tables and views in an environment dataset, or None when it does not exist."""
     from google.api_core.exceptions import NotFound

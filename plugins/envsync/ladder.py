@@ -56,6 +56,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from envsync.guard import validate_identifier
+from envsync.window import plain_utc
 
 log = logging.getLogger(__name__)
 
@@ -100,10 +101,7 @@ def format_duration(value: dt.timedelta) -> str:
 def _utc(value: dt.datetime, what: str) -> dt.datetime:
     if not isinstance(value, dt.datetime) or value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{what} must be a time-zone-aware datetime, got {value!r}")
-    value = value.astimezone(UTC)
-    # a plain datetime (Airflow hands out pendulum DateTimes, whose arithmetic differs)
-    return dt.datetime(value.year, value.month, value.day, value.hour, value.minute, value.second,
-                       value.microsecond, tzinfo=UTC)
+    return plain_utc(value)
 
 
 def _slot(instant: dt.datetime, width: dt.timedelta) -> int:

@@ -25,6 +25,32 @@ def check_datasets(config: EnvsyncConfig, datasets: Any) -> list[str]:
     return datasets
 
 
+def whole_number(name: str, value: Any, *, default: int, low: int, high: int, empty: tuple[Any, ...] = (None,),
+                 kind: str = "an integer", note: str = "") -> int:
+    """An integer param (the form sends ints; a REST conf may send digits as text) within [low, high]."""
+    if value in empty:
+        value = default
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"param {name} must be {kind} from {low} to {high}{note}, got {value!r}")
+    return value
+
+
+MAX_REASON = 500
+
+
+def validate_backup_params(config: EnvsyncConfig, datasets: Any, reason: Any, expiry_days: Any) -> tuple[list[str], str, int]:
+    """The backup_ladder params, checked in the task (a REST trigger may bypass the form)."""
+    datasets = check_datasets(config, datasets)
+    reason = "" if reason is None else reason
+    if not isinstance(reason, str) or len(reason) > MAX_REASON:
+        raise ValueError(f"param reason must be text of at most {MAX_REASON} characters, got {reason!r}")
+    expiry_days = whole_number("expiry_days", expiry_days, default=config.backups.pinned_expiry_days,
+                               empty=(None, ""), low=1, high=3650, kind="a whole number of days")
+    return datasets, reason.strip(), expiry_days
+
+
 def validate_params(config: EnvsyncConfig, datasets: Any, tables: Any, window_quarters: Any, dry_run: Any) -> tuple[list[str], list[str], int, bool]:
     """Check run inputs again in the task (a REST trigger may bypass the form); name the bad value."""
     from envsync.config import MAX_WINDOW_QUARTERS, MIN_WINDOW_QUARTERS
@@ -42,17 +68,9 @@ def validate_params(config: EnvsyncConfig, datasets: Any, tables: Any, window_qu
             validate_identifier("table", table)
         except IdentifierError as error:
             raise ValueError(f"param tables: {error}") from None
-    if isinstance(window_quarters, str) and window_quarters.strip().isascii() and window_quarters.strip().isdigit():
-        window_quarters = int(window_quarters)
-    if window_quarters is None:
-        window_quarters = config.environments.dev.window_quarters
-    if isinstance(window_quarters, bool) or not isinstance(window_quarters, int) or not (
-        MIN_WINDOW_QUARTERS <= window_quarters <= MAX_WINDOW_QUARTERS
-    ):
-        raise ValueError(
-            f"param window_quarters must be an integer from {MIN_WINDOW_QUARTERS} to "
-            f"{MAX_WINDOW_QUARTERS}, got {window_quarters!r}"
-        )
+    window_quarters = whole_number("window_quarters", window_quarters,
+                                   default=config.environments.dev.window_quarters,
+                                   low=MIN_WINDOW_QUARTERS, high=MAX_WINDOW_QUARTERS)
     if isinstance(dry_run, str):
         dry_run = dry_run.strip().lower() in ("true", "1", "yes")
     return datasets, [str(t) for t in tables], window_quarters, bool(dry_run)
@@ -84,11 +102,6 @@ def validate_reseed_params(
             "digits, starting with a letter"
         )
     test = config.environments.test
-    if ttl_days in (None, ""):
-        ttl_days = test.default_ttl_days
-    if isinstance(ttl_days, str) and ttl_days.strip().isascii() and ttl_days.strip().isdigit():
-        ttl_days = int(ttl_days)
-    if isinstance(ttl_days, bool) or not isinstance(ttl_days, int) or not 1 <= ttl_days <= test.max_ttl_days:
-        raise ValueError(f"param ttl_days must be an integer from 1 to {test.max_ttl_days} "
-                         f"(environments.test.max_ttl_days), got {ttl_days!r}")
+    ttl_days = whole_number("ttl_days", ttl_days, default=test.default_ttl_days, empty=(None, ""), low=1,
+                            high=test.max_ttl_days, note=" (environments.test.max_ttl_days)")
     return list(dict.fromkeys(environments)), datasets, name or None, ttl_days

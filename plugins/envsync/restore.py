@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from envsync.backups import BackupCatalog, BackupEngine, Export, Snapshot, checksum_row, manifest_path
+from envsync.discovery import base_tables
 from envsync.guard import ProdWriteRefused, TableRef, quote, validate_identifier
 from envsync.jobs import JobRunner, JobStats, run_recorded
 from envsync.ladder import format_duration
@@ -167,13 +168,13 @@ class RestoreEngine:
     # planning ----------------------------------------------------------------------------------
     def prod_tables(self, dataset: str) -> dict[str, dt.datetime | None]:
         """Base tables of prod `dataset` now, with their creation time."""
-        items = self.bq.client.list_tables(f"{self.project}.{dataset}")
-        return {i.table_id: i.created for i in items if (i.table_type or "TABLE").upper() == "TABLE"}
+        return base_tables(self.bq.client, self.project, dataset)
 
-    def export_candidates(self, dataset: str, table: str, point_in_time: dt.datetime) -> list[ExportCandidate]:
-        """Exports of the newest few days at or before T's day, with taken_at from their manifests."""
+    def export_candidates(self, exports: list[Export], point_in_time: dt.datetime) -> list[ExportCandidate]:
+        """Of a table's exports (newest first), the newest few days at or before T's day, with
+        taken_at from their manifests."""
         found = []
-        for export in [e for e in self.catalog.exports(dataset, table) if e.day <= point_in_time.date()][:EXPORT_CANDIDATES]:
+        for export in [e for e in exports if e.day <= point_in_time.date()][:EXPORT_CANDIDATES]:
             manifest = self.catalog.export_manifest(export)
             if manifest is not None:
                 found.append(ExportCandidate(dt.datetime.fromisoformat(manifest["taken_at"]), export.uri))
@@ -186,8 +187,8 @@ class RestoreEngine:
         allowed = tuple(allowed)
         prod = self.prod_tables(dataset)
         snapshots = self.catalog.snapshots(dataset)
-        exported = {name.split("/")[2] for name in self.catalog.exports_store.list(f"backups/{dataset}/")
-                    if name.count("/") >= 4}
+        exports = self.catalog.exports(dataset)
+        exported = set(exports)
         if tables:
             for table in tables:
                 validate_identifier("table", table)
@@ -206,10 +207,11 @@ class RestoreEngine:
             if table in skipped:
                 continue
             try:
-                exports = self.export_candidates(dataset, table, point_in_time) if "export" in allowed else []
+                candidates = (self.export_candidates(exports.get(table, []), point_in_time)
+                              if "export" in allowed else [])
                 chosen[table] = choose_source(
                     table, point_in_time, now, time_travel_hours=hours, in_prod=table in prod,
-                    snapshots=snapshots.get(table, []), exports=exports, allowed=allowed, dataset=dataset)
+                    snapshots=snapshots.get(table, []), exports=candidates, allowed=allowed, dataset=dataset)
             except RestoreError as error:
                 chosen[table] = str(error)
         return chosen, skipped
@@ -224,13 +226,10 @@ class RestoreEngine:
             job = self.runner.run(sql, key=key + ("expected",), params={"as_of": point_in_time}, stats=stats)
             return {**checksum_row(next(iter(job.result()))), "schema": None}
         if source.kind == "snapshot":
-            backup_ds, name = source.ref.split(".", 1)
-            manifest = self.catalog.store.read(manifest_path(dataset, source.table, name))
-            where = self.catalog.store.uri(manifest_path(dataset, source.table, name))
+            path = manifest_path(dataset, source.table, source.ref.split(".", 1)[1])
+            manifest, where = self.catalog.store.read(path), self.catalog.store.uri(path)
         else:
-            folder = source.ref.removeprefix(f"gs://{self.catalog.exports_store.bucket_name}/")
-            manifest = self.catalog.exports_store.read(folder + "_manifest.json")
-            where = source.ref + "_manifest.json"
+            manifest, where = self.catalog.export_manifest_at(source.ref)
         if manifest is None:
             raise RestoreVerificationError(f"{dataset}.{source.table}: the backup {source.ref} has no manifest "
                                            f"({where}); it cannot be verified")

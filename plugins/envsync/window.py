@@ -18,8 +18,13 @@ UTC = dt.timezone.utc
 def _utc(value: dt.datetime) -> dt.datetime:
     if value.tzinfo is None:
         raise ValueError(f"{value!r} has no time zone; envsync works in UTC-aware instants")
+    return plain_utc(value)
+
+
+def plain_utc(value: dt.datetime) -> dt.datetime:
+    """An aware instant as a plain datetime in UTC (Airflow hands out pendulum DateTimes, whose
+    arithmetic with timedeltas differs)."""
     value = value.astimezone(UTC)
-    # a plain datetime (Airflow hands out pendulum DateTimes, whose arithmetic differs)
     return dt.datetime(value.year, value.month, value.day, value.hour, value.minute, value.second,
                        value.microsecond, tzinfo=UTC)
 

@@ -15,24 +15,6 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 UTC = dt.timezone.utc
-MAX_REASON = 500
-
-
-def validate_backup_params(config: Any, datasets: Any, reason: Any, expiry_days: Any) -> tuple[list[str], str, int]:
-    """The backup_ladder params, checked in the task (a REST trigger may bypass the form)."""
-    from envsync.params import check_datasets
-
-    datasets = check_datasets(config, datasets)
-    reason = "" if reason is None else reason
-    if not isinstance(reason, str) or len(reason) > MAX_REASON:
-        raise ValueError(f"param reason must be text of at most {MAX_REASON} characters, got {reason!r}")
-    if expiry_days in (None, ""):
-        expiry_days = config.backups.pinned_expiry_days
-    if isinstance(expiry_days, str) and expiry_days.strip().isdigit():
-        expiry_days = int(expiry_days)
-    if isinstance(expiry_days, bool) or not isinstance(expiry_days, int) or not 1 <= expiry_days <= 3650:
-        raise ValueError(f"param expiry_days must be a whole number of days from 1 to 3650, got {expiry_days!r}")
-    return datasets, reason.strip(), expiry_days
 
 
 class PlanBackupOperator(BaseOperator):
@@ -70,8 +52,9 @@ class PlanBackupOperator(BaseOperator):
         from envsync.backups import BackupCatalog
         from envsync.clients import bigquery_client
         from envsync.config import load_config
-        from envsync.discovery import discover_dataset
+        from envsync.discovery import base_tables
         from envsync.ladder import plan_snapshot, restore_points, snapshot_expiry, snapshot_name
+        from envsync.params import validate_backup_params
         from envsync.prodcopy import check_as_of
         from envsync.report import render_table, result_row
         from envsync.window import anchor_from_context
@@ -93,22 +76,22 @@ class PlanBackupOperator(BaseOperator):
         client = bigquery_client(config.project, config.location, self.gcp_conn_id)
         catalog = BackupCatalog(config, client, store)
         if config.backups.export.enabled:
-            manifest_store_for(config, self.gcp_conn_id).ensure_bucket(config.location)
+            manifest_store(config, self.gcp_conn_id, config.export_bucket).ensure_bucket(config.location)
         expires = (cut + dt.timedelta(days=expiry_days)) if pinned else snapshot_expiry(ladder, cut)
         planned, decisions = [], {}
         for dataset in datasets:
-            info = discover_dataset(client, config.project, dataset)
+            tables = base_tables(client, config.project, dataset)
             existing = catalog.snapshots(dataset)
             used = catalog.jobs_today(dataset, now.date())
             backup_ds = config.env_dataset("backup", dataset)
             decisions[dataset] = {}
-            for table in (t for t in info.tables if t.kind == "TABLE"):
-                newest = max((s.taken_at for s in existing.get(table.table, []) if not s.pinned), default=None)
-                decision = plan_snapshot(ladder, used.get(table.table, 0), cut, table=f"{dataset}.{table.table}",
+            for table in sorted(tables):
+                newest = max((s.taken_at for s in existing.get(table, []) if not s.pinned), default=None)
+                decision = plan_snapshot(ladder, used.get(table, 0), cut, table=f"{dataset}.{table}",
                                          newest=newest, pinned=pinned)
-                name = snapshot_name(table.table, cut)
-                decisions[dataset][table.table] = {"take": decision.take, "reason": decision.reason, "name": name}
-                planned.append({**result_row(f"{dataset}.{table.table}", f"{backup_ds}.{name}",
+                name = snapshot_name(table, cut)
+                decisions[dataset][table] = {"take": decision.take, "reason": decision.reason, "name": name}
+                planned.append({**result_row(f"{dataset}.{table}", f"{backup_ds}.{name}",
                                              ("pin" if pinned else "snapshot") if decision.take else "skip",
                                              decision.reason), "unit": dataset, "status": "planned"})
         points = [p.isoformat() for p in restore_points(ladder, cut)]
@@ -140,13 +123,15 @@ class BackupDatasetOperator(DatasetUnitOperator):
 
         dataset = self.dataset_ref["dataset"]
         store = manifest_store(config, self.gcp_conn_id)
-        catalog = BackupCatalog(config, runner.bq.client, store, manifest_store_for(config, self.gcp_conn_id))
+        exports = manifest_store(config, self.gcp_conn_id, config.export_bucket)
+        catalog = BackupCatalog(config, runner.bq.client, store, exports)
         engine = BackupEngine(config, runner.bq, runner, catalog)
         cut = dt.datetime.fromisoformat(manifest["cut"])
         pinned = manifest["pinned"]
         expires = dt.datetime.fromisoformat(manifest["expires"])
         location = runner.bq.client.get_dataset(f"{config.project}.{dataset}").location
         backup_ds = engine.ensure_backup_dataset(dataset, location)
+        before = catalog.snapshots(dataset)  # listed once: the daily-rung check needs only earlier snapshots
         results = []
         for table, decision in sorted(manifest["decisions"][dataset].items()):
             row = result_row(f"{dataset}.{table}", f"{backup_ds}.{decision['name']}",
@@ -159,7 +144,7 @@ class BackupDatasetOperator(DatasetUnitOperator):
                 taken = engine.snapshot(dataset, table, taken_at=cut, as_of=cut, pinned=pinned,
                                         reason=manifest["reason"], expires=expires, stats=stats)
                 out = {"rows": taken["rows"], "checksum": taken["checksum"]}
-                if config.backups.export.enabled and not pinned and self._first_of_day(catalog, dataset, table, cut):
+                if config.backups.export.enabled and not pinned and self._first_of_day(before.get(table, []), cut):
                     out["exported"] = engine.export(taken, stats)["files"][0].rsplit("/", 1)[0] + "/"
                 return out
 
@@ -172,15 +157,7 @@ class BackupDatasetOperator(DatasetUnitOperator):
         return dataset, results
 
     @staticmethod
-    def _first_of_day(catalog: Any, dataset: str, table: str, cut: dt.datetime) -> bool:
+    def _first_of_day(snapshots: list[Any], cut: dt.datetime) -> bool:
         """Is the snapshot at `cut` the table's daily rung: its first ladder snapshot of that UTC day?"""
-        return not any(s.taken_at.date() == cut.date() and s.taken_at < cut and not s.pinned
-                       for s in catalog.snapshots(dataset).get(table, []))
+        return not any(s.taken_at.date() == cut.date() and s.taken_at < cut and not s.pinned for s in snapshots)
 
-
-def manifest_store_for(config: Any, conn_id: str) -> Any:
-    """The store of the export bucket (the state bucket unless backups.export.bucket is set)."""
-    from envsync.clients import storage_client
-    from envsync.manifest import ManifestStore
-
-    return ManifestStore(storage_client(config.project, conn_id), config.export_bucket)

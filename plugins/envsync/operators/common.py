@@ -23,11 +23,12 @@ if TYPE_CHECKING:
     from envsync.manifest import ManifestStore
 
 
-def manifest_store(config: EnvsyncConfig, conn_id: str) -> ManifestStore:
+def manifest_store(config: EnvsyncConfig, conn_id: str, bucket: str | None = None) -> ManifestStore:
+    """The JSON store in `bucket` (default: the state bucket; backup exports use config.export_bucket)."""
     from envsync.clients import storage_client
     from envsync.manifest import ManifestStore
 
-    return ManifestStore(storage_client(config.project, conn_id), config.state.bucket)
+    return ManifestStore(storage_client(config.project, conn_id), bucket or config.state.bucket)
 
 
 def run_prefix(store: ManifestStore, context: Context) -> str:
@@ -69,8 +70,9 @@ def record_run_audit(config: EnvsyncConfig, conn_id: str, context: Context, task
     from envsync.audit import record_run, run_rows
 
     dag_run = context["dag_run"]
+    run_type = getattr(dag_run, "run_type", None)
     run, actions = run_rows(
-        dag_id=context["dag"].dag_id, run_id=context["run_id"], run_type=str(getattr(getattr(dag_run, "run_type", None), "value", None) or getattr(dag_run, "run_type", "") or ""),
+        dag_id=context["dag"].dag_id, run_id=context["run_id"], run_type=str(getattr(run_type, "value", run_type) or ""),
         logical_date=context.get("logical_date"), started_at=getattr(dag_run, "start_date", None),
         manifest={**(manifest or {}), "manifest_uri": manifest_uri}, results=results,
         status="failed" if error is not None else "success",

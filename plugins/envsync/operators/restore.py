@@ -69,12 +69,13 @@ class PlanRestoreOperator(BaseOperator):
         from airflow.sdk.exceptions import AirflowFailException
 
         from envsync.config import ConfigError
+        from envsync.discovery import DiscoveryError
         from envsync.guard import IdentifierError, ProdWriteRefused
         from envsync.restore import RestoreError
 
         try:
             return self._plan(context)
-        except (ConfigError, IdentifierError, ProdWriteRefused, RestoreError, ValueError) as error:
+        except (ConfigError, DiscoveryError, IdentifierError, ProdWriteRefused, RestoreError, ValueError) as error:
             raise AirflowFailException(str(error)) from error
 
     def _inputs(self, config: Any, context: Context, now: dt.datetime) -> tuple[list[str], list[str], dt.datetime, dict[str, str]]:
@@ -104,7 +105,6 @@ class PlanRestoreOperator(BaseOperator):
         from envsync.config import load_config
         from envsync.guard import GuardedBigQuery
         from envsync.jobs import JobRunner
-        from envsync.operators.backups import manifest_store_for
         from envsync.report import render_table, result_row
         from envsync.restore import BACKUP_SOURCES, SOURCES, RestoreEngine, Source
 
@@ -125,7 +125,8 @@ class PlanRestoreOperator(BaseOperator):
         for dataset in datasets:  # before anything is written: a prod target needs the exact confirmation
             restore_guard(config, targets[dataset], dataset, point, self.confirm)
         client = bigquery_client(config.project, config.location, self.gcp_conn_id)
-        catalog = BackupCatalog(config, client, store, manifest_store_for(config, self.gcp_conn_id))
+        exports = manifest_store(config, self.gcp_conn_id, config.export_bucket)
+        catalog = BackupCatalog(config, client, store, exports)
         bq = GuardedBigQuery(client, restore_guard(config, targets[datasets[0]], datasets[0], point, self.confirm),
                              config.location)
         engine = RestoreEngine(config, bq, JobRunner(bq, dag_id=context["dag"].dag_id, run_id=context["run_id"],
@@ -177,7 +178,6 @@ class RestoreDatasetOperator(DatasetUnitOperator):
         from envsync.datasets import ensure_env_dataset, env_labels, recreate_env_dataset
         from envsync.guard import GuardedBigQuery
         from envsync.jobs import JobRunner
-        from envsync.operators.backups import manifest_store_for
         from envsync.report import result_row
         from envsync.restore import RestoreEngine, Source
 
@@ -190,7 +190,8 @@ class RestoreDatasetOperator(DatasetUnitOperator):
         runner = self._runner = JobRunner(bq, dag_id=runner.dag_id, run_id=runner.run_id, task_id=runner.task_id,
                                           timeout=runner.timeout)
         store = manifest_store(config, self.gcp_conn_id)
-        catalog = BackupCatalog(config, bq.client, store, manifest_store_for(config, self.gcp_conn_id))
+        exports = manifest_store(config, self.gcp_conn_id, config.export_bucket)
+        catalog = BackupCatalog(config, bq.client, store, exports)
         engine = RestoreEngine(config, bq, runner, catalog)
         planned = manifest["sources"][dataset]
         restorable = {t: Source.from_dict(s) for t, s in planned.items() if "kind" in s}
