@@ -318,6 +318,11 @@ def _mb(value: float | None) -> str:
     return "-" if value is None else f"{value / 2**20:,.0f}"
 
 
+def _copied(tables: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The objects an approach had to copy: envsync also reports `exclude: true` tables (not copied)."""
+    return [t for t in tables if t.get("status") not in ("excluded", "skipped")]
+
+
 def _jobs_summary(tables: list[dict[str, Any]]) -> str:
     jobs = [int(t.get("jobs") or 0) for t in tables]
     if not jobs:
@@ -343,15 +348,16 @@ def _summary_rows(size: int, results: dict[str, dict[str, Any]]) -> list[list[st
             continue
         peak = max(r.get("peak_rss_sampled") or 0, r.get("ru_maxrss") or 0)
         increase = peak - (r.get("rss_after_imports") or 0)
-        ok = sum(1 for t in r["tables"] if t.get("status") == "ok")
+        copied = _copied(r["tables"])
+        ok = sum(1 for t in copied if t.get("status") == "ok")
         rows_in_dev = sum(int(t.get("rows") or 0) for t in r["tables"])
         ratio = "-"
         if approach == "naive" and envsync_seconds:
             ratio = f"{r['seconds'] / envsync_seconds:.1f}x"
-        status = "ok" if not r.get("error") and ok == len(r["tables"]) else "FAILED"
+        status = "ok" if not r.get("error") and ok == len(copied) else "FAILED"
         rows.append([
             f"{size:,}", approach, f"{r['seconds']:.2f}", _mb(r.get("rss_after_imports")), _mb(increase),
-            _jobs_summary(r["tables"]), f"{ok}/{len(r['tables'])}", f"{rows_in_dev:,}", ratio, status,
+            _jobs_summary(r["tables"]), f"{ok}/{len(copied)}", f"{rows_in_dev:,}", ratio, status,
         ])
     return rows
 
@@ -426,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"   {approach}: {result['error']}", flush=True)
                 else:
                     print(f"   {approach}: {result['seconds']:.2f} s", flush=True)
-                failed |= any(t.get("status") != "ok" for t in result["tables"])
+                failed |= any(t.get("status") != "ok" for t in _copied(result["tables"]))
                 dev_rows[approach] = _dev_rows(client, config)
             _drop_dev(client, config)
             if len(dev_rows) == 2 and all(not r.get("error") for r in results.values()):
