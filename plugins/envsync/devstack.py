@@ -2,7 +2,8 @@
 
 Why: envsync is developed and tested against local-bigquery + gcp-storage-emulator (see
 EMULATORS.md). They run from their own Python 3.13 venv (``.venv-emulators``), so this module only
-launches their console scripts; it never imports them. Each server runs in its own session (process
+launches them; it never imports them. The BigQuery emulator runs as ``python -m bqfidelity serve``:
+local-bigquery with the fidelity layer of ``emulators/bqfidelity`` applied. Each server runs in its own session (process
 group) so that ``down`` can stop it with everything it spawned, and survives the ``up`` command that
 started it. Pids, ports and logs live under ``<root>/run``.
 
@@ -37,6 +38,8 @@ HOST = "127.0.0.1"
 EXTENSIONS = ("ducklake", "icu", "spatial", "httpfs")
 SERVICES = ("bigquery", "gcs")
 STOP_GRACE_SECONDS = 5.0
+# The fidelity layer (package bqfidelity) that makes the BigQuery emulator answer as BigQuery does.
+FIDELITY_DIR = REPO_ROOT / "emulators"
 
 
 def _default_venv() -> Path:
@@ -283,12 +286,15 @@ def _child_env(extra: dict[str, str]) -> dict[str, str]:
 def _command(stack: Stack, service: str) -> tuple[list[str], dict[str, str]]:
     bin_dir = stack.venv / "bin"
     if service == "bigquery":
+        # local-bigquery, with the fidelity layer of emulators/bqfidelity applied before it serves.
         cmd = [
-            str(bin_dir / "local-bigquery"), "serve",
+            str(bin_dir / "python"), "-m", "bqfidelity", "serve",
             "--host", HOST, "--port", str(stack.bq_port), "--grpc-port", str(stack.grpc_port),
             "--project", stack.project, "--data-dir", str(stack.root / "bigquery"),
         ]  # fmt: skip
-        env = _child_env({"HOME": str(stack.home), "STORAGE_EMULATOR_HOST": stack.gcs_url})
+        env = _child_env(
+            {"HOME": str(stack.home), "STORAGE_EMULATOR_HOST": stack.gcs_url, "PYTHONPATH": str(FIDELITY_DIR)}
+        )
     else:
         cmd = [str(bin_dir / "gcp-storage-emulator"), "start", "--host", HOST, "--port", str(stack.gcs_port), "-q"]
         env = _child_env({"STORAGE_BASE": str(stack.root / "gcs")})

@@ -424,8 +424,18 @@ def test_emulator_image_installs_emulators_requirements(services: dict[str, Any]
     ), f"no `pip install --require-hashes -r {dests[0]}` in {runs}"
     pins = _lock_pins(lock)
     # The console scripts the compose services run, and the DuckDB extensions baked into the image.
+    # The BigQuery emulator is local-bigquery run through the fidelity layer (python -m bqfidelity),
+    # which the image must copy in and put on PYTHONPATH.
     for name in EMULATOR_SERVICES:
-        program = _command_args(services[name])[0]
+        args = _command_args(services[name])
+        if args[:3] == ["python", "-m", "bqfidelity"]:
+            assert "local-bigquery" in pins, "emulators/requirements.txt does not install local-bigquery"
+            copied = {dest for sources, dest in _copies(EMULATOR_DOCKERFILE) if sources == ["bqfidelity"]}
+            assert copied, "emulators/Dockerfile must COPY bqfidelity (the fidelity layer)"
+            env = " ".join(args for instr, args in instructions if instr == "ENV")
+            assert any(f"PYTHONPATH={Path(dest).parent}" in env for dest in copied), env
+            continue
+        program = args[0]
         assert program in pins, f"{name} runs {program!r}, which emulators/requirements.txt does not install"
     for ext in re.findall(r"'(\w+)'", next(r for r in runs if "import_extension" in r)):
         assert f"duckdb-extension-{ext}" in pins, f"extension {ext} is not in emulators/requirements.txt"

@@ -54,11 +54,15 @@ def listening_socket() -> Iterator[socket.socket]:
 
 
 def _fake_venv(tmp_path: Path, bigquery: str, gcs: str) -> Path:
-    """A venv whose emulator entry points are the given bash scripts."""
+    """A venv whose emulator entry points are the given bash scripts.
+
+    The BigQuery emulator is started as `python -m bqfidelity serve ...`: the fake python runs the
+    `bigquery` body for that, and is the real interpreter otherwise.
+    """
     venv = tmp_path / "fake-venv"
     (venv / "bin").mkdir(parents=True)
-    (venv / "bin" / "python").symlink_to(sys.executable)
-    for name, body in (("local-bigquery", bigquery), ("gcp-storage-emulator", gcs)):
+    python = f'if [ "$1 $2" = "-m bqfidelity" ]; then\n{bigquery}\nfi\nexec {sys.executable} "$@"'
+    for name, body in (("python", python), ("local-bigquery", bigquery), ("gcp-storage-emulator", gcs)):
         script = venv / "bin" / name
         script.write_text(f"#!/usr/bin/env bash\n{body}\n")
         script.chmod(script.stat().st_mode | stat.S_IXUSR)

@@ -1,0 +1,47 @@
+"""Fidelity layer for the local BigQuery emulator (local-bigquery 0.4.0): BigQuery's table rules and metadata.
+
+local-bigquery translates BigQuery SQL to DuckDB. It gets the grammar right but not every rule and
+piece of metadata that real BigQuery keeps or enforces. envsync is only ever run against real
+BigQuery, so the local test bed must answer as BigQuery would; this package patches the emulator,
+in its own process, before it serves. It is started by ``python -m bqfidelity serve ...`` (the
+same arguments as ``local-bigquery serve``), which is what ``envsync.devstack`` and the compose
+stack run. Nothing here is imported by envsync itself.
+
+Each module patches one family of behaviours and names the BigQuery documentation it follows:
+- ``metadata``: CLONE / SNAPSHOT / copy jobs keep the source's schema (modes, descriptions),
+  partitioning, clustering and ``require_partition_filter``; clone/snapshot chain depth.
+- ``rules``: partition filters, time-travel bounds, ``max_time_travel_hours``, partitions per job,
+  parameters per query.
+- ``analyzer``: every query is analyzed by GoogleSQL (ZetaSQL) against the live catalog first.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+log = logging.getLogger("bqfidelity")
+
+# Modules with an ``install()`` that patches local-bigquery; applied in this order.
+MODULES = ("metadata", "rules", "analyzer")
+
+_installed = False
+
+
+def install() -> list[str]:
+    """Apply every patch once; returns the names of the modules applied."""
+    global _installed
+    applied: list[str] = []
+    if _installed:
+        return applied
+    for name in MODULES:
+        try:
+            module = importlib.import_module(f"bqfidelity.{name}")
+        except ModuleNotFoundError as error:
+            if error.name == f"bqfidelity.{name}":
+                continue
+            raise
+        module.install()
+        applied.append(name)
+    _installed = True
+    return applied
