@@ -140,13 +140,36 @@ def _required_columns(resource) -> list[str]:  # type: ignore[no-untyped-def]
 
 
 def _enforce_required(reference: tuple[str, str, str], columns: list[str]) -> None:
-    """NOT NULL on the DuckDB table for the top-level REQUIRED columns (nested ones live in the resource)."""
+    """NOT NULL on the DuckDB table for the top-level REQUIRED columns (nested ones live in the resource).
+
+    DuckLake refuses SET NOT NULL on a table without statistics (one that never held a row); such a
+    table is empty, so it is created again with its columns declared NOT NULL.
+    """
+    import duckdb
     from local_bigquery.catalog import tables
     from local_bigquery.engine.database import quote
 
-    database = _database()
-    for column in columns:
-        database.execute(f"ALTER TABLE {tables.name(*reference)} ALTER COLUMN {quote(column)} SET NOT NULL")
+    if not columns:
+        return
+    database, table = _database(), tables.name(*reference)
+    with database.writing(*reference):
+        try:
+            for column in columns:
+                database.execute(f"ALTER TABLE {table} ALTER COLUMN {quote(column)} SET NOT NULL")
+        except duckdb.CatalogException as error:
+            if "no stats are available" not in str(error) or database.fetch(f"SELECT 1 FROM {table} LIMIT 1"):
+                raise
+            required = {c.casefold() for c in columns}
+            declared = database.fetch(
+                "SELECT column_name, data_type, NOT is_nullable FROM duckdb_columns() "
+                "WHERE database_name = ? AND schema_name = ? AND table_name = ? ORDER BY column_index",
+                list(tables.physical(*reference)),
+            )
+            body = ", ".join(
+                f"{quote(name)} {kind}" + (" NOT NULL" if not_null or name.casefold() in required else "")
+                for name, kind, not_null in declared
+            )
+            database.execute(f"CREATE OR REPLACE TABLE {table} ({body})")
 
 
 def carry_over(source, target: tuple[str, str, str], fields: tuple[str, ...], keep_target: bool) -> None:  # type: ignore[no-untyped-def]

@@ -37,6 +37,23 @@ def label_value(value: str) -> str:
     return clean
 
 
+# Reasons of a 400 that a retry may cure; every other 400 is BigQuery refusing the request itself
+# (invalidQuery, invalid, notFound in a query, resourcesExceeded...), and fails the same way on a retry.
+# https://cloud.google.com/bigquery/docs/error-messages
+TRANSIENT_400_REASONS = frozenset({"backendError", "jobBackendError", "jobInternalError", "internalError",
+                                   "rateLimitExceeded", "quotaExceeded"})
+
+
+def rejected_by_bigquery(error: BaseException) -> bool:
+    """True for a BigQuery 400 whose reason says a retry cannot help (e.g. invalidQuery)."""
+    from google.api_core.exceptions import BadRequest
+
+    if not isinstance(error, BadRequest):
+        return False
+    reasons = {e.get("reason") for e in error.errors or [] if isinstance(e, dict)}
+    return not reasons & TRANSIENT_400_REASONS
+
+
 def short_hash(*parts: str) -> str:
     return hashlib.sha1("\x1f".join(parts).encode()).hexdigest()[:10]
 
@@ -58,7 +75,8 @@ def run_recorded(
     """Run one object's work, recording status, error, seconds, jobs and bytes billed in `result`.
 
     A failure is recorded, not raised; it is retryable unless its exception is one of `deterministic`
-    (verification, contract, guard): the task decides from that whether a retry can help.
+    (verification, contract, guard) or a BigQuery 400 that a retry cannot cure (`rejected_by_bigquery`):
+    the task decides from that whether a retry can help.
     """
     start = time.monotonic()
     stats = JobStats()
@@ -67,7 +85,7 @@ def run_recorded(
         result["status"] = "ok"
     except Exception as error:
         result.update(status="failed", error=f"{type(error).__name__}: {error}",
-                      retryable=not isinstance(error, deterministic))
+                      retryable=not (isinstance(error, deterministic) or rejected_by_bigquery(error)))
         log.error("%s failed: %s", result["target"], error)
         if on_failure is not None:
             on_failure()

@@ -28,6 +28,7 @@ from envsync.verify import (
     compare_partitioning,
     compare_schema,
     count_rows,
+    partition_filter,
     window_params,
 )
 from envsync.views import rewrite_view_sql
@@ -138,7 +139,7 @@ class DatasetSync:
         windowed = action.action in ("clone_window", "ctas_window")
         prod_counts, copy_counts = count_rows(
             self.runner, action, source, stage, cut=self.run.cut,
-            window=self.run.window if windowed else None, stats=stats,
+            window=self.run.window if windowed else None, stats=stats, keep_all=partition_filter(info),
         )
         name = f"{action.target_dataset}.{action.table}"
         problems = compare_counts(name, prod_counts, copy_counts)

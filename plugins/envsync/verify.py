@@ -46,6 +46,37 @@ def window_filter(column: str | None) -> str:
     return f"{col} >= @window_start and {col} < @window_end"
 
 
+# The smallest value of each partitioning column type: `col >= <min> or col is null` keeps every row.
+_TYPE_MINIMUMS = {
+    "DATE": "date '0001-01-01'",
+    "DATETIME": "datetime '0001-01-01 00:00:00'",
+    "TIMESTAMP": "timestamp '0001-01-01 00:00:00+00'",
+    "INTEGER": "-9223372036854775807 - 1",
+    "INT64": "-9223372036854775807 - 1",
+}
+
+
+def partition_filter(info: TableInfo) -> str:
+    """A predicate that keeps every row and lets BigQuery read a table that requires a partition filter.
+
+    BigQuery refuses any query on a table with `require_partition_filter` whose WHERE has no filter on
+    the partitioning column usable for partition elimination; `where true` is not one. The predicate
+    names only the partitioning column and keeps the NULL (and __UNPARTITIONED__) rows. For other
+    tables it is `true`.
+    """
+    if not info.require_partition_filter:
+        return "true"
+    if info.range_partitioning:
+        column = info.range_partitioning["field"]
+    elif info.partitioning and info.partitioning.get("field"):
+        column = info.partitioning["field"]
+    else:  # ingestion-time partitioning
+        return "(_PARTITIONTIME is null or _PARTITIONTIME >= timestamp '0001-01-01 00:00:00+00')"
+    kind = next((f["type"].upper() for f in info.schema if f["name"].lower() == column.lower()), "TIMESTAMP")
+    col = quote_column(column)
+    return f"({col} is null or {col} >= {_TYPE_MINIMUMS.get(kind, _TYPE_MINIMUMS['TIMESTAMP'])})"
+
+
 def window_params(action: Action, window: Window) -> dict[str, Any]:
     if action.date_column is None or action.column_type is None:
         return {}
@@ -62,8 +93,12 @@ def count_rows(
     cut: Any,
     window: Window | None,
     stats: JobStats,
+    keep_all: str = "true",
 ) -> tuple[dict[str, int], dict[str, int]]:
-    """Rows per partition of prod (in the window, as of T) and of the copy, in one query job."""
+    """Rows per partition of prod (in the window, as of T) and of the copy, in one query job.
+
+    `keep_all` is the table's `partition_filter`: both sides read every partition through it.
+    """
     column = action.date_column if window is not None else None
     bucket = bucket_expr(column, action.column_type, action.granularity)
     sql = render(
@@ -73,6 +108,7 @@ def count_rows(
         bucket_prod=bucket,
         bucket_copy=bucket,
         window_filter=window_filter(column),
+        keep_all=keep_all,
     )
     params: dict[str, Any] = {"cut": cut}
     if window is not None:

@@ -1,4 +1,5 @@
 -- Rows per partition: prod in the window as of T, and the environment's copy.
+-- {keep_all} keeps every row and satisfies require_partition_filter (verify.partition_filter).
 with
 prod_rows as (
     select
@@ -6,7 +7,9 @@ prod_rows as (
         count(*) as row_count
     from {source}
         for system_time as of @cut
-    where {window_filter}
+    where
+        {window_filter}
+        and {keep_all}
     group by partition_key
 ),
 
@@ -15,6 +18,7 @@ copy_rows as (
         {bucket_copy} as partition_key,
         count(*) as row_count
     from {copy}
+    where {keep_all}
     group by partition_key
 )
 

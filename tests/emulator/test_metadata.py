@@ -197,3 +197,19 @@ def test_clone_snapshot_chain_is_refused_at_the_third_link(bq: Any, dataset: Cal
     run(bq, f"drop table `{P}.{ds}.restored2`")                                  # a new table, a new chain
     run(bq, f"create table `{P}.{ds}.restored2` as select * from `{base}`")
     run(bq, f"create snapshot table `{P}.{ds}.snap5` clone `{P}.{ds}.restored2`")
+
+
+def test_clone_of_an_empty_partitioned_table_keeps_required_modes(bq: Any, dataset: Callable[..., str]) -> None:
+    """https://cloud.google.com/bigquery/docs/table-clones-intro: an empty base table clones like any other
+    (same schema, modes and partitioning)."""
+    from google.cloud import bigquery
+    from google.cloud.bigquery import SchemaField as F
+
+    ds = dataset()
+    table = bigquery.Table(f"{P}.{ds}.empty", schema=[F("id", "INTEGER", "REQUIRED"), F("d", "DATE", "REQUIRED")])
+    table.time_partitioning = bigquery.TimePartitioning(field="d")
+    bq.create_table(table)
+    run(bq, f"create table `{P}.{ds}.clone` clone `{P}.{ds}.empty`")
+    clone = bq.get_table(f"{P}.{ds}.clone")
+    assert _layout(clone) == _layout(bq.get_table(f"{P}.{ds}.empty")) and clone.num_rows == 0
+    assert [f.mode for f in clone.schema] == ["REQUIRED", "REQUIRED"]

@@ -173,10 +173,21 @@ def test_manual_run_with_null_logical_date(clean_dev: None, run_dag: Any) -> Non
 def test_failed_verification_leaves_nothing_and_a_rerun_converges(
     clean_dev: None, run_dag: Any, config_file: Any
 ) -> None:
-    # The emulator drops partitioning on CLONE (EMULATORS.md); with verify_partitioning 'error' the
-    # clone_window tables therefore fail verification: a real failure path of the task.
-    strict = config_file(sync__verify_partitioning="error")
-    failed = run_dag("prod_to_dev_sync", A, {"datasets": ["sales"]}, config_path=strict)
+    # A faulty build (a step that loses rows of the staged copy, as a concurrent writer or a bad
+    # trim would) must be caught by the verification, which fails the table without retries.
+    from envsync.sync import DatasetSync
+
+    build = DatasetSync._build
+
+    def lossy_build(self: Any, action: Any, info: Any, source: Any, stage: Any, stats: Any) -> None:
+        build(self, action, info, source, stage, stats)
+        if action.table == "orders":
+            self.runner.run(f"delete from {stage.sql} where order_date = @day", key=("lossy", action.table),
+                            params={"day": dt.date(2026, 8, 1)})
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(DatasetSync, "_build", lossy_build)
+        failed = run_dag("prod_to_dev_sync", A, {"datasets": ["sales"]})
     assert str(failed.state) == "failed"
     states = task_states(failed)
     assert states["sync_dataset[0]"] == "failed" and states["report[-1]"] == "failed", states
@@ -187,7 +198,9 @@ def test_failed_verification_leaves_nothing_and_a_rerun_converges(
     report = query_manifest_results()
     failed_rows = [r for r in report if r["status"] == "failed"]
     assert [r["table"] for r in failed_rows] == ["sales.orders"]
-    assert "dev_sales.orders" in failed_rows[0]["error"] and "partitioning" in failed_rows[0]["error"]
+    assert "dev_sales.orders" in failed_rows[0]["error"] and "2026-08-01: prod 1, copy 0" in failed_rows[0]["error"]
+    sync_ti = next(ti for ti in failed.get_task_instances() if ti.task_id == "sync_dataset")
+    assert sync_ti.try_number == 1   # a failed verification is not retried
 
     # rerun the same run (same run id, same recorded T) with the shipped config: converges
     rerun = run_dag("prod_to_dev_sync", A, {"datasets": ["sales"]})
@@ -229,8 +242,6 @@ def test_write_aimed_at_prod_is_refused_before_any_api_call(prod: dict[str, Any]
     assert client.get_table(f"{PROJECT}.sales.customers").num_rows == 20
 
 
-@pytest.mark.xfail(strict=True, reason="local-bigquery CLONE drops partitioning and clustering (EMULATORS.md); "
-                   "real BigQuery keeps them")
 def test_cloned_table_keeps_prod_partitioning(clean_dev: None, run_dag: Any) -> None:
     dag_run = run_dag("prod_to_dev_sync", A, {"datasets": ["sales"], "tables": ["orders"]})
     assert str(dag_run.state) == "success", task_states(dag_run)

@@ -6,7 +6,7 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from google.api_core.exceptions import Conflict
+from google.api_core.exceptions import BadRequest, Conflict, ServiceUnavailable
 
 from envsync.guard import GuardedBigQuery, WriteGuard
 from envsync.jobs import JobRunner, JobStats, label_value
@@ -99,3 +99,26 @@ def test_cancel_all_cancels_jobs_in_flight() -> None:
     client.query.return_value = job
     runner.run(SQL, key=("sales", "orders", "trim"))
     client.cancel_job.assert_called_once_with(runner.job_id_base("sales", "orders", "trim") + "_0", location="US")
+
+
+@pytest.mark.parametrize(
+    ("error", "retryable"),
+    [
+        (BadRequest("Cannot query over table", errors=[{"reason": "invalidQuery", "message": "m"}]), False),
+        (BadRequest("Invalid snapshot time", errors=[{"reason": "invalid", "message": "m"}]), False),
+        (BadRequest("no reason given"), False),
+        (BadRequest("internal", errors=[{"reason": "jobBackendError", "message": "m"}]), True),
+        (ServiceUnavailable("backend down"), True),
+        (RuntimeError("network"), True),
+    ],
+)
+def test_a_bigquery_400_fails_its_object_without_retries(error: Exception, retryable: bool) -> None:
+    """A 400 that BigQuery answers for the request itself fails the same way on every retry."""
+    from envsync.jobs import run_recorded
+
+    def work(stats: Any) -> None:
+        raise error
+
+    result = run_recorded({"target": "dev_sales.orders"}, work, deterministic=())
+    assert result["status"] == "failed" and result["retryable"] is retryable
+    assert type(error).__name__ in result["error"]
