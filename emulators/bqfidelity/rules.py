@@ -262,10 +262,47 @@ def _exempt(tree: exp.Expression) -> bool:
     return isinstance(tree, exp.Create) and (tree.args.get("kind") or "").upper() != "TABLE"
 
 
+def _with_views_expanded(tree: exp.Expression, depth: int = 0) -> exp.Expression:
+    """A copy of ``tree`` in which each view is replaced by its query (as a derived table): a query
+    over a view reads the view's tables, and BigQuery checks their partition filters after pushing
+    the outer query's predicates into the view. Views nest at most 16 levels (quotas)."""
+    found = False
+    for table in list(tree.find_all(exp.Table)):
+        reference = (table.catalog, table.db, table.name)
+        if not all(reference) or reference[0] == "emulator" or depth > 16:
+            continue
+        stored = metadata.load(Table, *reference)
+        definition = stored.view.query if stored is not None and stored.view is not None else None
+        if not definition:
+            continue
+        try:
+            inner = sql_translate.parse(definition)[0]
+        except Exception:  # noqa: BLE001 - the view was translated when it was created
+            continue
+        ctes = {cte.alias_or_name.casefold() for cte in inner.find_all(exp.CTE)}
+        for read in inner.find_all(exp.Table):
+            if not read.db and read.name.casefold() in ctes:
+                continue
+            if not read.db:
+                read.set("db", exp.to_identifier(reference[1]))
+            if not read.catalog:
+                read.set("catalog", exp.to_identifier(reference[0]))
+        alias = exp.TableAlias(this=exp.to_identifier(table.alias_or_name))
+        table.replace(exp.Subquery(this=inner, alias=alias))
+        found = True
+    return _with_views_expanded(tree, depth + 1) if found else tree
+
+
 def partition_filter(tree: exp.Expression, context) -> exp.Expression:
     """Statement rule, after ``qualify`` (tables carry their physical names)."""
     if _exempt(tree):
         return tree
+    checked_tree = _with_views_expanded(tree.copy())
+    _check_partition_filters(checked_tree)
+    return tree
+
+
+def _check_partition_filters(tree: exp.Expression) -> None:
     target = names.target(tree)
     checked = _merge_checked.get()
     for table in tree.find_all(exp.Table):
@@ -280,7 +317,6 @@ def partition_filter(tree: exp.Expression, context) -> exp.Expression:
         qualifiers = {table.alias_or_name.casefold(), table.name.casefold()}
         if not _filtered(table, qualifiers, {c.casefold() for c in columns}, tree):
             raise _no_filter_error(reference, columns)
-    return tree
 
 
 def _marked_split(original: Callable) -> Callable:
