@@ -26,7 +26,6 @@ What BigQuery does (and local-bigquery 0.4.0 does not):
 
 from __future__ import annotations
 
-import contextvars
 import functools
 import logging
 import threading
@@ -39,10 +38,6 @@ MAX_CHAIN_DEPTH = 2
 # Resource fields a clone, snapshot or copy into a new table takes from its source.
 LAYOUT_FIELDS = ("timePartitioning", "rangePartitioning", "clustering", "requirePartitionFilter")
 CLONE_FIELDS = (*LAYOUT_FIELDS, "description")
-
-# Set while a clone, snapshot or copy job reads its source: that read is not a query, so the
-# source's require_partition_filter does not apply to it.
-copying: contextvars.ContextVar[bool] = contextvars.ContextVar("bqfidelity_copying", default=False)
 
 # The chain depth of a table is kept beside the emulator's catalog, keyed by the table's creation
 # time as well as its name: a table dropped and made again under the same name is a new table
@@ -220,11 +215,7 @@ def _patch_statement(query_module) -> None:  # type: ignore[no-untyped-def]
         snapshot = bool(tree.meta.get("snapshot"))
         depth = check_chain(source, "snapshot" if snapshot else "clone")
         resource = _source_resource(source)
-        token = copying.set(True)
-        try:
-            statistics = original(cur, tree, context, destination, config, dry_run, isolated)
-        finally:
-            copying.reset(token)
+        statistics = original(cur, tree, context, destination, config, dry_run, isolated)
         if not dry_run and statistics.ddlOperationPerformed != "SKIP":
             carry_over(resource, target, CLONE_FIELDS, keep_target=False)
             set_chain_depth(*target, depth)
@@ -251,11 +242,7 @@ def _patch_copy(copy_module) -> None:  # type: ignore[no-untyped-def]
         existed = tables.exists(*destination)
         source = references[0]
         resource = None if decorated(*source) else _source_resource(source)
-        token = copying.set(True)
-        try:
-            statistics = original(cur, config, upload)
-        finally:
-            copying.reset(token)
+        statistics = original(cur, config, upload)
         if resource is not None:
             truncate = (config.writeDisposition or "WRITE_EMPTY") == "WRITE_TRUNCATE"
             if not existed or truncate:
@@ -280,31 +267,11 @@ def _patch_rename(tables_module) -> None:  # type: ignore[no-untyped-def]
     tables_module.rename = _rename
 
 
-def _patch_partition_filter(rules_module) -> None:  # type: ignore[no-untyped-def]
-    """The read of a clone/snapshot/copy source is not a query: require_partition_filter does not apply."""
-    original = rules_module._check
-
-    @functools.wraps(original)
-    def _check(tree, table, is_target):  # type: ignore[no-untyped-def]
-        from local_bigquery.errors import BigQueryError
-
-        try:
-            return original(tree, table, is_target)
-        except BigQueryError as error:
-            if copying.get() and not is_target and error.message.startswith("Cannot query over table"):
-                return None
-            raise
-
-    rules_module._check = _check
-
-
 def install() -> None:
     from local_bigquery.catalog import tables
     from local_bigquery.jobs import copy, query, runner
-    from local_bigquery.sql.rules import tables as table_rules
 
     _patch_statement(query)
     _patch_copy(copy)
     runner.HANDLERS["copy"] = copy.run  # the job runner captured the unpatched function
     _patch_rename(tables)
-    _patch_partition_filter(table_rules)
