@@ -84,27 +84,37 @@ def _coerce(kind: str, value: Any) -> Any:
     return value
 
 
+# BigQuery binds at most 10,000 parameters in one query (https://cloud.google.com/bigquery/quotas#query_jobs).
+MAX_QUERY_PARAMETERS = 10_000
+
+
 def insert_rows(runner: JobRunner, table: TableRef, columns: dict[str, str], rows: Sequence[dict[str, Any]],
                 key: tuple[str, ...]) -> int:
-    """Append `rows` (dicts keyed by column; missing keys are NULL) with one parameterised INSERT."""
+    """Append `rows` (dicts keyed by column; missing keys are NULL) with parameterised INSERTs.
+
+    One INSERT per batch of rows, each batch binding at most MAX_QUERY_PARAMETERS values.
+    """
     if not rows:
         return 0
     unknown = sorted({k for row in rows for k in row} - set(columns))
     if unknown:
         raise ValueError(f"audit table {table}: unknown columns {unknown}; columns are {list(columns)}")
-    params: dict[str, Any] = {}
-    values = []
-    for i, row in enumerate(rows):
-        names = []
-        for column, kind in columns.items():
-            name = f"r{i}_{column}"
-            params[name] = _coerce(kind, row.get(column))
-            names.append(f"@{name}")
-        values.append("(" + ", ".join(names) + ")")
-    sql = render("audit/insert_rows", table=table.sql, columns=", ".join(quote_column(c) for c in columns),
-                 rows=",\n".join(values))
-    runner.run(sql, key=key, params=params)
-    log.info("appended %d rows to %s", len(rows), table)
+    per_batch = max(1, MAX_QUERY_PARAMETERS // len(columns))
+    batches = [rows[start:start + per_batch] for start in range(0, len(rows), per_batch)]
+    for number, batch in enumerate(batches):
+        params: dict[str, Any] = {}
+        values = []
+        for i, row in enumerate(batch):
+            names = []
+            for column, kind in columns.items():
+                name = f"r{i}_{column}"
+                params[name] = _coerce(kind, row.get(column))
+                names.append(f"@{name}")
+            values.append("(" + ", ".join(names) + ")")
+        sql = render("audit/insert_rows", table=table.sql, columns=", ".join(quote_column(c) for c in columns),
+                     rows=",\n".join(values))
+        runner.run(sql, key=key if len(batches) == 1 else (*key, f"batch{number}"), params=params)
+    log.info("appended %d rows to %s in %d insert(s)", len(rows), table, len(batches))
     return len(rows)
 
 

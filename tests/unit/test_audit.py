@@ -75,3 +75,16 @@ def test_insert_binds_every_value_as_a_typed_parameter() -> None:
     with pytest.raises(ValueError, match="unknown columns \\['nope'\\]"):
         insert_rows(runner, table, ACTION_COLUMNS, [{"nope": 1}], key=("k",))  # type: ignore[arg-type]
     assert insert_rows(runner, table, ACTION_COLUMNS, [], key=("k",)) == 0  # type: ignore[arg-type]
+
+
+def test_insert_of_5000_actions_is_batched_under_the_parameter_limit() -> None:
+    """BigQuery binds at most 10,000 parameters per query (quotas: query jobs): every row still lands."""
+    from envsync.audit import MAX_QUERY_PARAMETERS
+
+    runner = Recorder()
+    table = TableRef("acme-data", "envsync_audit", "table_actions")
+    rows = [{"table_name": f"sales.t{i}", "row_count": i, "recorded_at": NOW} for i in range(5000)]
+    assert insert_rows(runner, table, ACTION_COLUMNS, rows, key=("k",)) == 5000  # type: ignore[arg-type]
+    assert len(runner.calls) > 1 and all(len(params) <= MAX_QUERY_PARAMETERS for _, params in runner.calls)
+    inserted = [params[f"r{i}_table_name"] for _, params in runner.calls for i in range(len(params) // len(ACTION_COLUMNS))]
+    assert inserted == [f"sales.t{i}" for i in range(5000)]
