@@ -26,7 +26,7 @@ export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__PARALLELISM := 4
 
-.PHONY: help install lock up down stop status test demo
+.PHONY: help install lock up down stop status test test-gcp demo
 
 help: ## List the targets
 	@echo "envsync targets:"
@@ -84,6 +84,11 @@ status: ## Show whether the emulators run and answer
 
 test: install ## Run the test suite (pass arguments with PYTEST_ARGS=...)
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+# The integration suite on a real GCP sandbox project (README: "Trying envsync on real GCP").
+# Without ENVSYNC_TEST_GCP_PROJECT it prints one line and succeeds.
+test-gcp: install ## Run the integration suite on a real GCP sandbox project (ENVSYNC_TEST_GCP_PROJECT=<id>)
+	@$(VENV)/bin/python tests/sandbox.py $(PYTEST_ARGS)
 
 demo: install ## Run the end-to-end demo (scripts/demo.sh)
 	bash scripts/demo.sh
