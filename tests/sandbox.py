@@ -84,9 +84,13 @@ class SandboxError(RuntimeError):
 
 
 def sandbox_project() -> str:
-    if not ON_GCP:
-        return EMULATOR_SANDBOX_PROJECT
-    project = os.environ.get(PROJECT_ENV, "").strip()
+    """The shared project of a namespaced run (as given: test modules read it at import time;
+    checked_project() validates it before the session starts)."""
+    return os.environ.get(PROJECT_ENV, "").strip() if ON_GCP else EMULATOR_SANDBOX_PROJECT
+
+
+def checked_project() -> str:
+    project = sandbox_project()
     if not project:
         raise SandboxError(f"test-gcp: {PROJECT_ENV} is not set. {SKIP_MESSAGE.split(': ', 1)[1]}")
     from envsync.guard import PROJECT_RE
@@ -395,7 +399,7 @@ def start_gcp_session() -> Session:
     import google.auth.exceptions
     import requests
 
-    project = sandbox_project()
+    project = checked_project()
     bq, gcs = _gcp_clients(project)
     nothing = "Nothing was created."
     try:
