@@ -31,7 +31,8 @@ export AIRFLOW__CORE__PARALLELISM := 4
 help: ## List the targets
 	@echo "envsync targets:"
 	@grep -E '^[a-z][a-zA-Z_-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
-	@echo "Variables: PYTEST_ARGS='-k foo -x' (test), DEVSTACK_ARGS='--bq-port N ...' (up/down/status)"
+	@echo "Variables: PYTEST_ARGS='-k foo -x' (test, test-gcp), DEVSTACK_ARGS='--bq-port N ...' (up/down/status),"
+	@echo "           ENVSYNC_TEST_GCP_PROJECT=<sandbox project id> (test-gcp)"
 
 install: $(VENV)/.installed $(EMU_VENV)/.installed ## Create/sync .venv and .venv-emulators from the lock files (instant when done)
 

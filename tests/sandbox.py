@@ -405,11 +405,12 @@ def start_gcp_session() -> Session:
     try:
         session = preflight(bq, gcs, project, RUN_PREFIX)
     except api.NotFound as error:
-        raise SandboxError(f"test-gcp: project {project!r} was not found, or the BigQuery/Cloud Storage API is "
-                           f"not enabled in it: {error.message}. {nothing}") from None
+        raise SandboxError(f"test-gcp: project {project!r} was not found (is the id right?): {error.message}. "
+                           f"{nothing}") from None
     except api.Forbidden as error:
-        raise SandboxError(f"test-gcp: the credentials may not use project {project!r} (see the roles in the "
-                           f"README, 'Trying envsync on real GCP'): {error.message}. {nothing}") from None
+        raise SandboxError(f"test-gcp: the credentials may not use project {project!r} (it may not exist, its "
+                           "BigQuery or Cloud Storage API may be disabled, or a role is missing: see the README, "
+                           f"'Trying envsync on real GCP'): {error.message}. {nothing}") from None
     except api.GoogleAPICallError as error:
         raise SandboxError(f"test-gcp: project {project!r} did not answer as expected: {error}. {nothing}") from None
     except (requests.exceptions.RequestException, google.auth.exceptions.TransportError, OSError) as error:
