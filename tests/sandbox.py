@@ -282,7 +282,8 @@ def _dataset_ids(bq: Any, project: str) -> list[str]:
 
 
 def _bucket_names(gcs: Any, prefix: str) -> list[str]:
-    return [b.name for b in gcs.list_buckets(prefix=prefix, retry=None, timeout=API_TIMEOUT)]
+    names = [b.name for b in gcs.list_buckets(prefix=prefix, retry=None, timeout=API_TIMEOUT)]
+    return [name for name in names if name.startswith(prefix)]   # never trust a server-side filter to delete
 
 
 def foreign_objects(datasets: Iterable[str], buckets: Iterable[str]) -> tuple[list[str], list[str]]:
