@@ -197,7 +197,7 @@ def _emulator_rehearsal() -> Iterator[None]:
 
     project = sandbox.EMULATOR_SANDBOX_PROJECT
     session = sandbox.preflight(bigquery_client(project), storage_client(project), project, sandbox.RUN_PREFIX)
-    sandbox._SESSIONS.append(session)
+    sandbox.register(session)
     try:
         yield
     finally:

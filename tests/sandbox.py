@@ -318,7 +318,12 @@ def cleanup(session: Session) -> Session:
         return session
     session.done = True
     bq, gcs = session.bq, session.gcs
-    now = _dataset_ids(bq, session.project)
+    try:
+        now = _dataset_ids(bq, session.project)
+    except Exception as error:  # report it (the run then fails) instead of crashing the session's end
+        now = []
+        session.left.append(f"every dataset named {session.run_prefix}... (listing failed: {type(error).__name__}: "
+                            f"{error})")
     for dataset_id in sorted(now):
         if session.owns(dataset_id):
             try:
@@ -329,7 +334,13 @@ def cleanup(session: Session) -> Session:
                 session.left.append(f"dataset {dataset_id} ({type(error).__name__}: {error})")
         elif dataset_id not in session.before:
             session.leaked.append(dataset_id)
-    for name in _bucket_names(gcs, session.run_prefix):
+    try:
+        buckets = _bucket_names(gcs, session.run_prefix)
+    except Exception as error:
+        buckets = []
+        session.left.append(f"every bucket named {session.run_prefix}... (listing failed: {type(error).__name__}: "
+                            f"{error})")
+    for name in buckets:
         try:
             bucket = gcs.bucket(name)
             for blob in gcs.list_blobs(name, timeout=API_TIMEOUT):
@@ -417,12 +428,17 @@ def start_gcp_session() -> Session:
     except (requests.exceptions.RequestException, google.auth.exceptions.TransportError, OSError) as error:
         raise SandboxError(f"test-gcp: cannot reach Google's APIs for project {project!r} (no network or a "
                            f"proxy/firewall?): {_short(error)}. {nothing}") from None
-    _SESSIONS.append(session)
+    register(session)
     atexit.register(finish)
     return session
 
 
 _SESSIONS: list[Session] = []
+
+
+def register(session: Session) -> None:
+    """Make `session` the one finish() cleans up and the terminal summary reports."""
+    _SESSIONS.append(session)
 
 
 def current() -> Session | None:
