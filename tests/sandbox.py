@@ -375,6 +375,10 @@ def _gcp_clients(project: str) -> tuple[Any, Any]:
 
     nothing = "Nothing was created."
     try:
+        if "AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT" not in os.environ:   # the session's own Airflow DB holds none
+            import google.auth
+
+            google.auth.default()   # application default credentials: fails here without importing Airflow
         bq = bigquery_client(project, "US")
     except google.auth.exceptions.DefaultCredentialsError as error:
         raise SandboxError(
