@@ -26,12 +26,13 @@ export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__PARALLELISM := 4
 
-.PHONY: help install lock up down stop status test demo
+.PHONY: help install lock up down stop status test test-gcp demo
 
 help: ## List the targets
 	@echo "envsync targets:"
 	@grep -E '^[a-z][a-zA-Z_-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
-	@echo "Variables: PYTEST_ARGS='-k foo -x' (test), DEVSTACK_ARGS='--bq-port N ...' (up/down/status)"
+	@echo "Variables: PYTEST_ARGS='-k foo -x' (test, test-gcp), DEVSTACK_ARGS='--bq-port N ...' (up/down/status),"
+	@echo "           ENVSYNC_TEST_GCP_PROJECT=<sandbox project id> (test-gcp)"
 
 install: $(VENV)/.installed $(EMU_VENV)/.installed ## Create/sync .venv and .venv-emulators from the lock files (instant when done)
 
@@ -84,6 +85,11 @@ status: ## Show whether the emulators run and answer
 
 test: install ## Run the test suite (pass arguments with PYTEST_ARGS=...)
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+# The integration suite on a real GCP sandbox project (README: "Trying envsync on real GCP").
+# Without ENVSYNC_TEST_GCP_PROJECT it prints one line and succeeds.
+test-gcp: install ## Run the integration suite on a real GCP sandbox project (ENVSYNC_TEST_GCP_PROJECT=<id>)
+	@$(VENV)/bin/python tests/sandbox.py $(PYTEST_ARGS)
 
 demo: install ## Run the end-to-end demo (scripts/demo.sh)
 	bash scripts/demo.sh

@@ -1,4 +1,5 @@
-"""Shared test setup: an isolated Airflow home/DB, and the local BigQuery + GCS emulators.
+"""Shared test setup: an isolated Airflow home/DB, and the local BigQuery + GCS emulators (or, under
+`make test-gcp`, a real GCP sandbox project instead: see tests/sandbox.py).
 
 The environment is set at import time, before any test module imports airflow, because Airflow
 reads its configuration once, on first import. AIRFLOW__CORE__UNIT_TEST_MODE stays unset: it loads
@@ -8,6 +9,7 @@ a config that switches cron schedules to CronDataIntervalTimetable (see AIRFLOW.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shutil
 import sys
@@ -41,7 +43,50 @@ os.environ.update(
     }
 )
 
+import sandbox  # noqa: E402  (tests/ is on sys.path: this conftest's folder)
 from envsync import devstack  # noqa: E402  (plugins/ is on sys.path via pytest.ini)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under `make test-gcp`: check the sandbox project before any test is collected; on a problem
+    stop at once with one message (pytest exit code 4), having created nothing."""
+    if not sandbox.ON_GCP:
+        return
+    try:
+        sandbox.start_gcp_session()
+    except sandbox.SandboxError as error:
+        raise pytest.UsageError(str(error)) from None
+    import signal
+
+    def _interrupt(signum: int, frame: Any) -> None:   # SIGTERM unwinds like Ctrl-C: clean-up still runs
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    if sandbox.ON_GCP:
+        return (f"test-gcp: project {sandbox.sandbox_project()}, run prefix {sandbox.RUN_PREFIX} (every dataset "
+                "and bucket of this run starts with it and is deleted at the end)")
+    if sandbox.NAMESPACED:
+        return f"emulators, run prefix {sandbox.RUN_PREFIX} in project {sandbox.EMULATOR_SANDBOX_PROJECT}"
+    return None
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """After every fixture's teardown: delete what this run created on the sandbox project."""
+    if not sandbox.ON_GCP:
+        return
+    done = sandbox.finish()
+    if done is not None and done.left:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    done = sandbox.current()
+    if done is not None and done.done:
+        terminalreporter.write_line(done.summary(), red=bool(done.left), yellow=bool(done.leaked))
 
 
 def _link_shared_extensions(root: Path) -> None:
@@ -88,13 +133,19 @@ def make_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..
 
 
 @pytest.fixture(scope="session")
-def emulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[devstack.Stack]:
+def emulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[devstack.Stack | None]:
     """Running BigQuery + GCS emulators for the session (empty data dirs, free ports).
 
     Sets BIGQUERY_EMULATOR_HOST / STORAGE_EMULATOR_HOST in os.environ while the session runs. The
     emulator's project is "envsync-demo" (config/envsync.yaml); tests create their own datasets and
-    buckets.
+    buckets. Under `make test-gcp` nothing is started (yields None): the clients go to the sandbox
+    project. With run prefixes (sandbox.NAMESPACED), ENVSYNC_CONFIG points at the shipped config made
+    real for the main namespace while the session runs.
     """
+    if sandbox.ON_GCP:
+        with _namespaced_config():
+            yield None
+        return
     root = tmp_path_factory.mktemp("emulators")
     _link_shared_extensions(root)
     stack = devstack.Stack(
@@ -107,7 +158,11 @@ def emulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[devstack.Sta
     saved = {key: os.environ.get(key) for key in stack.env()}
     os.environ.update(stack.env())
     try:
-        yield stack
+        if sandbox.NAMESPACED:
+            with _namespaced_config(), _emulator_rehearsal():
+                yield stack
+        else:
+            yield stack
     finally:
         for key, value in saved.items():
             if value is None:
@@ -115,6 +170,40 @@ def emulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[devstack.Sta
             else:
                 os.environ[key] = value
         devstack.down(stack)
+
+
+@contextlib.contextmanager
+def _namespaced_config() -> Iterator[None]:
+    import yaml
+
+    data = yaml.safe_load((REPO_ROOT / "config" / "envsync.yaml").read_text())
+    path = _AIRFLOW_HOME / "envsync-sandbox.yaml"
+    path.write_text(yaml.safe_dump(sandbox.real_config(data)))
+    saved = os.environ.get("ENVSYNC_CONFIG")
+    os.environ["ENVSYNC_CONFIG"] = str(path)
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("ENVSYNC_CONFIG", None)
+        else:
+            os.environ["ENVSYNC_CONFIG"] = saved
+
+
+@contextlib.contextmanager
+def _emulator_rehearsal() -> Iterator[None]:
+    """test-gcp's preflight and clean-up on the emulators; there every dataset must carry the run prefix."""
+    from envsync.clients import bigquery_client, storage_client
+
+    project = sandbox.EMULATOR_SANDBOX_PROJECT
+    session = sandbox.preflight(bigquery_client(project), storage_client(project), project, sandbox.RUN_PREFIX)
+    sandbox.register(session)
+    try:
+        yield
+    finally:
+        sandbox.cleanup(session)
+        problems = session.left + session.leaked
+        assert not problems, session.summary()
 
 
 @pytest.fixture(scope="session")

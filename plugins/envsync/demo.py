@@ -142,19 +142,21 @@ def sql_template(obj: DemoObject) -> str:
     return (SQL_DIR / obj.sql_file).read_text(encoding="utf-8")
 
 
-def identifiers(obj: DemoObject, project: str) -> dict[str, str]:
-    """The quoted identifiers a statement's placeholders take. The view deliberately mixes forms."""
-    refs = {"target": quote(project, obj.dataset, obj.name)}
+def identifiers(obj: DemoObject, project: str, prefix: str = "") -> dict[str, str]:
+    """The quoted identifiers a statement's placeholders take. The view deliberately mixes forms.
+
+    `prefix` is put before every dataset name (`<prefix>sales`), e.g. to share a sandbox project."""
+    refs = {"target": quote(project, prefix + obj.dataset, obj.name)}
     if obj.kind == "view":
-        refs["orders"] = quote(project, "sales", "orders")  # `project.sales.orders`
-        refs["campaigns"] = quote("marketing", "campaigns")  # `marketing.campaigns`
-        refs["customers"] = quote("sales", "customers")  # `sales.customers`
+        refs["orders"] = quote(project, prefix + "sales", "orders")  # `project.sales.orders`
+        refs["campaigns"] = quote(prefix + "marketing", "campaigns")  # `marketing.campaigns`
+        refs["customers"] = quote(prefix + "sales", "customers")  # `sales.customers`
     return refs
 
 
-def render(obj: DemoObject, project: str) -> str:
+def render(obj: DemoObject, project: str, prefix: str = "") -> str:
     """The statement for one object: only validated, backtick-quoted identifiers are filled in."""
-    return sql_template(obj).format(**identifiers(obj, project))
+    return sql_template(obj).format(**identifiers(obj, project, prefix))
 
 
 def used_parameters(sql: str) -> list[str]:
@@ -188,12 +190,12 @@ def _query(client: bigquery.Client, sql: str, params: dict[str, Any], location: 
     return job.result()
 
 
-def _ensure_dataset(client: bigquery.Client, project: str, dataset_id: str, location: str) -> None:
+def _ensure_dataset(client: bigquery.Client, project: str, dataset_id: str, location: str, prefix: str = "") -> None:
     from google.api_core.exceptions import NotFound
     from google.cloud import bigquery
 
-    validate_identifier("dataset", dataset_id)
-    ref = f"{project}.{dataset_id}"
+    validate_identifier("dataset", prefix + dataset_id)
+    ref = f"{project}.{prefix}{dataset_id}"
     try:
         existing = client.get_dataset(ref)
     except NotFound:
@@ -224,28 +226,33 @@ def create_demo_prod(
     location: str,
     rows: int,
     ref_date: date = DEFAULT_REF_DATE,
+    *,
+    dataset_prefix: str = "",
 ) -> dict[str, int]:
     """Create (or replace) the demo prod; return {"dataset.table": rows} for every table and the view.
 
     Deterministic: the same rows and ref_date always give identical contents. Writes prod directly
-    (no write guard): see the module docstring.
+    (no write guard): see the module docstring. With `dataset_prefix` the datasets are
+    `<prefix>sales` and `<prefix>marketing` (the returned keys stay `sales.<table>`).
     """
     validate_identifier("project", project)
     params = parameters(rows, ref_date)
     for dataset_id in DATASETS:
-        _ensure_dataset(client, project, dataset_id, location)
+        _ensure_dataset(client, project, dataset_id, location, dataset_prefix)
     counts: dict[str, int] = {}
     for obj in OBJECTS:
-        sql = render(obj, project)
+        sql = render(obj, project, dataset_prefix)
+        target = f"{project}.{dataset_prefix}{obj.key}"
         try:
             _query(client, sql, params, location)
         except Exception as error:  # name the object: a bare API error says little
-            raise DemoError(f"creating {obj.kind} {project}.{obj.key} failed: {error}") from error
+            raise DemoError(f"creating {obj.kind} {target} failed: {error}") from error
         if obj.kind == "view":
-            result = _query(client, f"select count(*) as n from {quote(project, obj.dataset, obj.name)}", {}, location)
+            result = _query(client, f"select count(*) as n from {quote(project, dataset_prefix + obj.dataset, obj.name)}",
+                            {}, location)
             counts[obj.key] = int(next(iter(result))["n"])
         else:
-            counts[obj.key] = int(client.get_table(f"{project}.{obj.key}").num_rows or 0)
+            counts[obj.key] = int(client.get_table(target).num_rows or 0)
     expected = expected_row_counts(rows)
     wrong = {k: (counts[k], n) for k, n in expected.items() if counts.get(k) != n}
     if wrong:
@@ -272,14 +279,14 @@ def describe_demo_prod(client: bigquery.Client, project: str) -> list[dict[str, 
     return out
 
 
-def drop_demo_prod(client: bigquery.Client, project: str) -> list[str]:
+def drop_demo_prod(client: bigquery.Client, project: str, *, dataset_prefix: str = "") -> list[str]:
     """Delete the demo datasets (only those labelled envsync_demo=true). Returns the dropped ones."""
     from google.api_core.exceptions import NotFound
 
     validate_identifier("project", project)
     dropped = []
     for dataset_id in DATASETS:
-        ref = f"{project}.{dataset_id}"
+        ref = f"{project}.{dataset_prefix}{dataset_id}"
         try:
             dataset = client.get_dataset(ref)
         except NotFound:

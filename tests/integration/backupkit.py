@@ -1,6 +1,7 @@
 """Helpers of the backup, restore and drill tests: a small prod of its own project, and backups with a
 chosen time (the emulator cannot time-travel to before a table existed, so older backups are
-simulated: snapshots of the current state recorded under an earlier instant)."""
+simulated: snapshots of the current state recorded under an earlier instant). Names are logical, as
+in testkit: `ds`, `tref`, `fq` give the real ones (run-prefixed on a GCP sandbox)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,13 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-PROJECT = "envsync-backup"
-BUCKET = "envsync-backup-state"
+import sandbox
+
+NS = sandbox.namespace("envsync-backup")
+PROJECT = NS.project
+BUCKET = NS.bucket("envsync-backup-state")
 DATASET = "shop"
+ds, tref, fq = NS.ds, NS.tref, NS.fq
 UTC = dt.timezone.utc
 
 PROD_SQL = [
@@ -37,7 +42,7 @@ def query(sql: str, **params: Any) -> list[dict[str, Any]]:
 
     from envsync.guard import to_query_parameters
 
-    job = client().query(sql, job_config=bigquery.QueryJobConfig(query_parameters=to_query_parameters(params)),
+    job = client().query(NS.sql(sql), job_config=bigquery.QueryJobConfig(query_parameters=to_query_parameters(params)),
                          job_retry=None)
     return [dict(r) for r in job.result()]
 
@@ -47,9 +52,9 @@ def make_prod() -> None:
     from google.cloud import bigquery
 
     c = client()
-    for ds in c.list_datasets():
-        c.delete_dataset(ds.reference, delete_contents=True, not_found_ok=True)
-    dataset = bigquery.Dataset(f"{PROJECT}.{DATASET}")
+    for name in dataset_names():
+        c.delete_dataset(fq(name), delete_contents=True, not_found_ok=True)
+    dataset = bigquery.Dataset(fq(DATASET))
     dataset.location = "US"
     c.create_dataset(dataset, exists_ok=True)
     for sql in PROD_SQL:
@@ -76,14 +81,15 @@ def contents(table: str) -> list[str]:
 
 
 def dataset_names() -> set[str]:
-    return {d.dataset_id for d in client().list_datasets()}
+    """The logical names of this kit's datasets (on a shared sandbox, only this run's)."""
+    return {name for d in client().list_datasets() if (name := NS.logical(d.dataset_id)) is not None}
 
 
 def table_names(dataset: str) -> set[str]:
     from google.api_core.exceptions import NotFound
 
     try:
-        return {t.table_id for t in client().list_tables(f"{PROJECT}.{dataset}")}
+        return {t.table_id for t in client().list_tables(fq(dataset))}
     except NotFound:
         return set()
 
@@ -92,11 +98,11 @@ def write_config(path: Path, **backups: Any) -> Path:
     import yaml
 
     data = {
-        "project": PROJECT, "location": "US", "prod": {"datasets": [DATASET]},
-        "state": {"bucket": BUCKET}, "sync": {"verify_partitioning": "warn"},
+        "project": NS.virtual_project, "location": "US", "prod": {"datasets": [DATASET]},
+        "state": {"bucket": "envsync-backup-state"}, "sync": {"verify_partitioning": "warn"},
         "backups": backups,
     }
-    path.write_text(yaml.safe_dump(data))
+    path.write_text(yaml.safe_dump(sandbox.real_config(data)))
     return path
 
 
@@ -116,21 +122,21 @@ def take_backup(config_path: Path, taken_at: dt.datetime, *, pinned: bool = Fals
     bq = GuardedBigQuery(client(), WriteGuard.from_config(config), "US")
     runner = JobRunner(bq, dag_id="tests", run_id=f"seed-{taken_at:%Y%m%d%H%M}", task_id="backup", timeout=120)
     engine = BackupEngine(config, bq, runner, BackupCatalog(config, client(), store))
-    engine.ensure_backup_dataset(DATASET, "US")
+    engine.ensure_backup_dataset(ds(DATASET), "US")
     expires = dt.datetime.now(UTC) + dt.timedelta(days=30)
-    return [engine.snapshot(DATASET, table, taken_at=taken_at, as_of=None, pinned=pinned, reason="test",
+    return [engine.snapshot(ds(DATASET), table, taken_at=taken_at, as_of=None, pinned=pinned, reason="test",
                             expires=expires, stats=JobStats())
             for table in sorted(KEYS)]
 
 
 def tamper(snapshot: str) -> None:
     """Replace snapshot `backup_shop.<name>` by one of different data under the same name."""
-    backup_ds, name = snapshot.split(".")
+    backup_ds, name = tref(snapshot).split(".")
     c = client()
-    source = c.get_table(f"{PROJECT}.{snapshot}")
+    source = c.get_table(fq(snapshot))
     key = KEYS[name.split("__")[0]]
     query(f"create or replace table `{PROJECT}.{backup_ds}.tampered` as "
           f"select * from `{PROJECT}.{snapshot}` where {key} > 1")
     c.delete_table(source)
     query(f"create snapshot table `{PROJECT}.{snapshot}` clone `{PROJECT}.{backup_ds}.tampered`")
-    c.delete_table(f"{PROJECT}.{backup_ds}.tampered")
+    c.delete_table(fq(f"{backup_ds}.tampered"))

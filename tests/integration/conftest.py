@@ -19,6 +19,7 @@ from testkit import (
     bq_client,
     clear_manifests,
     drop_environment_datasets,
+    fq,
     query,
 )
 
@@ -30,7 +31,7 @@ def prod(emulators: Any) -> dict[str, Any]:
 
     client = bq_client()
     for name in ("sales", "marketing"):
-        dataset = bigquery.Dataset(f"{PROJECT}.{name}")
+        dataset = bigquery.Dataset(fq(name))
         dataset.location = "US"
         dataset.description = f"prod {name}"
         dataset.labels = {"team": name}
@@ -75,7 +76,10 @@ def run_dag(airflow_db: str, emulators: Any) -> Callable[..., Any]:
 
 @pytest.fixture
 def config_file(tmp_path: Path) -> Callable[..., Path]:
-    """Write a copy of config/envsync.yaml with some keys changed; return its path."""
+    """Write a copy of config/envsync.yaml with some keys changed; return its path.
+
+    Values use logical names and the kits' emulator projects; on a sandbox they are made real."""
+    import sandbox
     import yaml
 
     def _write(**changes: Any) -> Path:
@@ -87,7 +91,7 @@ def config_file(tmp_path: Path) -> Callable[..., Path]:
                 node = node.setdefault(key, {})
             node[last] = value
         path = tmp_path / "envsync.yaml"
-        path.write_text(yaml.safe_dump(data))
+        path.write_text(yaml.safe_dump(sandbox.real_config(data)))
         return path
 
     return _write

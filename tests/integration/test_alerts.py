@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from backupkit import make_prod, take_backup, tamper, write_config
+from backupkit import ds, make_prod, take_backup, tamper, tref, write_config
 
 pytestmark = pytest.mark.integration
 UTC = dt.timezone.utc
@@ -74,7 +74,7 @@ def test_success_and_failure_payloads(webhook: Webhook, drill_setup: Any, run_da
     assert str(ok.state) == "success"
     assert len(webhook.posts) == 1 and webhook.paths == ["/services/T000/B000/XXXX"]
     text = webhook.posts[0]["text"]
-    assert text.startswith(":white_check_mark: envsync *recovery_drill* succeeded on *drill* (shop)")
+    assert text.startswith(f":white_check_mark: envsync *recovery_drill* succeeded on *drill* ({ds('shop')})")
     assert "tables: 2 (2 ok, 0 failed) | rows: 50 | est. bytes billed: 0 B | duration: " in text
     assert "T = " in text and "duration: " in text and "h " not in text.split("duration: ")[1].split("\n")[0]
     assert f"/dags/recovery_drill/runs/{ok.run_id.replace(':', '%3A').replace('+', '%2B')}|Open run" in text
@@ -85,16 +85,17 @@ def test_success_and_failure_payloads(webhook: Webhook, drill_setup: Any, run_da
     assert str(failed.state) == "failed"
     assert len(webhook.posts) == 2
     text = webhook.posts[1]["text"]
-    assert text.startswith(":x: envsync *recovery_drill* FAILED on *drill* (shop)")
+    assert text.startswith(f":x: envsync *recovery_drill* FAILED on *drill* ({ds('shop')})")
     assert "tables: 2 (1 ok, 1 failed) | rows: " in text
-    assert "failed: shop.orders -> drill_shop.orders: RestoreVerificationError: drill_shop.orders: restored 39 rows" in text
+    assert (f"failed: {tref('shop.orders')} -> {tref('drill_shop.orders')}: RestoreVerificationError: "
+            f"{tref('drill_shop.orders')}: restored 39 rows") in text
     print("\nsuccess payload:", webhook.posts[0]["text"], "\nfailure payload:", text, sep="\n")
 
 
 def test_a_failed_plan_names_the_failed_task(webhook: Webhook, emulators: Any, tmp_path: Path, run_dag: Any) -> None:
     make_prod()
     config = write_config(tmp_path / "envsync.yaml")
-    dag_run = run_dag("restore", None, {"dataset": "shop", "point_in_time": "not a time"}, config_path=config)
+    dag_run = run_dag("restore", None, {"dataset": ds("shop"), "point_in_time": "not a time"}, config_path=config)
     assert str(dag_run.state) == "failed"
     text = webhook.posts[-1]["text"]
     assert text.startswith(":x: envsync *restore* FAILED") and "no plan was recorded: the plan task failed" in text, text

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.gcp_incompatible]
 
 AUDIT_PROJECT = "envsync-auditscale"
 # 15 columns a row: 1,500 actions bind 22,500 values, three inserts under the 10,000-parameter limit

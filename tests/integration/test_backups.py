@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sandbox
 from testkit import REPO_ROOT
 from backupkit import (
     BUCKET,
@@ -20,11 +21,14 @@ from backupkit import (
     client,
     contents,
     dataset_names,
+    ds,
+    fq,
     make_prod,
     query,
     table_names,
     take_backup,
     tamper,
+    tref,
     write_config,
 )
 
@@ -49,7 +53,7 @@ def report(dag_id: str) -> dict[str, Any]:
 
 
 def snapshots() -> dict[str, Any]:
-    return {t.table_id: client().get_table(t.reference) for t in client().list_tables(f"{PROJECT}.backup_shop")}
+    return {t.table_id: client().get_table(t.reference) for t in client().list_tables(fq("backup_shop"))}
 
 
 @pytest.fixture
@@ -98,19 +102,19 @@ def test_ladder_run_snapshots_every_table_with_manifest_and_expiry(shop: None, r
         # kept while a rung or one of the 7 daily slots can still want it
         assert snap.expires == snapshot_expiry(Ladder.default(), hour) == (
             hour.replace(hour=0, minute=0, second=0) + dt.timedelta(days=7))
-        manifest = store().read(f"backup_manifests/shop/{name.split('__')[0]}/{name}.json")
+        manifest = store().read(f"backup_manifests/{ds('shop')}/{name.split('__')[0]}/{name}.json")
         assert manifest is not None, name
         table = name.split("__")[0]
         expected = query(f"select count(*) as n, coalesce(bit_xor(farm_fingerprint(to_json_string(t))), 0) as c "
                          f"from `{PROJECT}.shop.{table}` as t")[0]
         assert (manifest["rows"], manifest["checksum"]) == (expected["n"], str(expected["c"]))
-        assert [f["name"] for f in manifest["schema"]] == [f.name for f in client().get_table(f"{PROJECT}.shop.{table}").schema]
+        assert [f["name"] for f in manifest["schema"]] == [f.name for f in client().get_table(fq(f"shop.{table}")).schema]
         assert manifest["taken_at"] == hour.isoformat() and manifest["pinned"] is False
     assert snaps[snapshot_name("orders", hour)].num_rows == 40
     plan = report("backup_ladder")
     # the sub-hour rungs are time-travel restore points: recorded, no snapshot
     assert plan["restore_points"] == [(hour - dt.timedelta(minutes=m)).isoformat() for m in (1, 2, 5, 10)]
-    assert store().read(f"backup_jobs/shop/{dt.datetime.now(UTC).date().isoformat()}.json") == {"orders": 1, "customers": 1}
+    assert store().read(f"backup_jobs/{ds('shop')}/{dt.datetime.now(UTC).date().isoformat()}.json") == {"orders": 1, "customers": 1}
 
     # a second run in the same hour takes nothing more; a manual run with a reason pins a snapshot
     again = run_dag("backup_ladder", now_utc(), {}, config_path=config)
@@ -150,7 +154,7 @@ def test_thinning_keeps_the_ladder_and_never_pins(shop: None, cfg: Any, run_dag:
     assert len(thinned) == 2 * (len(history) - len(expected))
     assert all(parse_snapshot_name(r["target"].split(".")[1]) for r in thinned)
     # the thinned snapshots' manifests are gone with them; the kept ones remain
-    names = {n.rsplit("/", 1)[1].removesuffix(".json") for n in store().list("backup_manifests/shop/orders/")}
+    names = {n.rsplit("/", 1)[1].removesuffix(".json") for n in store().list(f"backup_manifests/{ds('shop')}/orders/")}
     assert names == set(left)
 
 
@@ -159,7 +163,7 @@ def test_daily_rung_is_exported_to_gcs(shop: None, run_dag: Any, cfg: Any) -> No
     hour = run_time()
     dag_run = run_dag("backup_ladder", hour, {}, config_path=config)
     assert str(dag_run.state) == "success", states(dag_run)
-    folder = f"backups/shop/orders/{hour.date().isoformat()}/"
+    folder = f"backups/{ds('shop')}/orders/{hour.date().isoformat()}/"
     names = store().list(folder)
     assert f"{folder}_manifest.json" in names and any(n.endswith(".parquet") for n in names), names
     exported = store().read(f"{folder}_manifest.json")
@@ -182,14 +186,14 @@ def test_restore_by_time_travel_gives_the_state_at_t(shop: None, run_dag: Any, c
     query(f"insert into `{PROJECT}.shop.customers` (customer_id, name) values (99, 'late')")
     assert contents("shop.orders") != at_t["orders"]
 
-    dag_run = run_dag("restore", None, {"dataset": "shop", "point_in_time": point.isoformat()}, config_path=config)
+    dag_run = run_dag("restore", None, {"dataset": ds("shop"), "point_in_time": point.isoformat()}, config_path=config)
     assert str(dag_run.state) == "success", states(dag_run)
     for table in ("orders", "customers"):
         assert contents(f"drill_shop.{table}") == at_t[table], table    # row by row, the state at T
     assert table_names("drill_shop") == {"orders", "customers"}      # no staging tables left
     results = {r["table"]: r for r in report("restore")["results"]}
     assert {r["action"] for r in results.values()} == {"time_travel"}
-    assert results["shop.orders"]["rpo_seconds"] == 0
+    assert results[tref("shop.orders")]["rpo_seconds"] == 0
     # prod itself was only read
     assert len(contents("shop.orders")) == 30
 
@@ -206,23 +210,23 @@ def test_restore_outside_time_travel_uses_the_newest_snapshot_before_t(shop: Non
     take_backup(config, now - dt.timedelta(minutes=1))              # after T: must not be used
     point = now - dt.timedelta(hours=1)
 
-    dag_run = run_dag("restore", None, {"dataset": "shop", "tables": ["orders", "customers"],
-                                        "point_in_time": point.isoformat(), "target": "drill_shop"},
+    dag_run = run_dag("restore", None, {"dataset": ds("shop"), "tables": ["orders", "customers"],
+                                        "point_in_time": point.isoformat(), "target": ds("drill_shop")},
                       config_path=config)
     assert str(dag_run.state) == "success", states(dag_run)
     for table in ("orders", "customers"):
         assert contents(f"drill_shop.{table}") == at_t[table], table
     results = {r["table"]: r for r in report("restore")["results"]}
-    assert results["shop.orders"]["action"] == "snapshot"
-    assert results["shop.orders"]["source"] == newest[1]["snapshot"] != older[1]["snapshot"]
-    assert results["shop.orders"]["rpo_seconds"] == 3600.0
-    assert "time travel is off" in results["shop.orders"]["reason"]
+    assert results[tref("shop.orders")]["action"] == "snapshot"
+    assert results[tref("shop.orders")]["source"] == newest[1]["snapshot"] != older[1]["snapshot"]
+    assert results[tref("shop.orders")]["rpo_seconds"] == 3600.0
+    assert "time travel is off" in results[tref("shop.orders")]["reason"]
     # schema restored too: a column added in prod after T is not in the restored table
     query(f"alter table `{PROJECT}.shop.customers` add column email string")
-    again = run_dag("restore", None, {"dataset": "shop", "tables": ["customers"], "point_in_time": point.isoformat()},
+    again = run_dag("restore", None, {"dataset": ds("shop"), "tables": ["customers"], "point_in_time": point.isoformat()},
                     config_path=config)
     assert str(again.state) == "success", states(again)
-    assert [f.name for f in client().get_table(f"{PROJECT}.drill_shop.customers").schema] == ["customer_id", "name"]
+    assert [f.name for f in client().get_table(fq("drill_shop.customers")).schema] == ["customer_id", "name"]
 
 
 def test_restore_falls_back_to_the_gcs_export(shop: None, run_dag: Any, cfg: Any) -> None:
@@ -233,28 +237,28 @@ def test_restore_falls_back_to_the_gcs_export(shop: None, run_dag: Any, cfg: Any
     at_t = {t: contents(f"shop.{t}") for t in ("orders", "customers")}
     # the snapshots are gone (expired): only the export remains
     for name in list(snapshots()):
-        client().delete_table(f"{PROJECT}.backup_shop.{name}")
+        client().delete_table(fq(f"backup_shop.{name}"))
     query(f"delete from `{PROJECT}.shop.orders` where id > 2")
 
-    restore = run_dag("restore", None, {"dataset": "shop", "point_in_time": hour.isoformat()}, config_path=config)
+    restore = run_dag("restore", None, {"dataset": ds("shop"), "point_in_time": hour.isoformat()}, config_path=config)
     assert str(restore.state) == "success", states(restore)
     results = {r["table"]: r for r in report("restore")["results"]}
-    assert results["shop.orders"]["action"] == "export"
-    assert results["shop.orders"]["source"] == f"gs://{BUCKET}/backups/shop/orders/{hour.date().isoformat()}/"
+    assert results[tref("shop.orders")]["action"] == "export"
+    assert results[tref("shop.orders")]["source"] == f"gs://{BUCKET}/backups/{ds('shop')}/orders/{hour.date().isoformat()}/"
     for table in ("orders", "customers"):
         assert contents(f"drill_shop.{table}") == at_t[table], table
-    orders = client().get_table(f"{PROJECT}.drill_shop.orders")
+    orders = client().get_table(fq("drill_shop.orders"))
     assert orders.time_partitioning is not None and orders.time_partitioning.field == "d"
 
 
-@pytest.mark.xfail(strict=True, reason="emulator gap: the local BigQuery emulator cannot write Avro (its DuckDB "
-                   "avro extension is not available offline); real BigQuery exports Avro")
+@pytest.mark.xfail(not sandbox.ON_GCP, strict=True, reason="emulator gap: the local BigQuery emulator cannot write "
+                   "Avro (its DuckDB avro extension is not available offline); real BigQuery exports Avro")
 def test_export_as_avro(shop: None, run_dag: Any, cfg: Any) -> None:
     config = cfg(export={"enabled": True, "format": "AVRO"})
     hour = run_time()
     dag_run = run_dag("backup_ladder", hour, {}, config_path=config)
     assert str(dag_run.state) == "success", states(dag_run)
-    assert any(n.endswith(".avro") for n in store().list(f"backups/shop/orders/{hour.date().isoformat()}/"))
+    assert any(n.endswith(".avro") for n in store().list(f"backups/{ds('shop')}/orders/{hour.date().isoformat()}/"))
 
 
 def test_prod_restore_needs_the_exact_confirmation(shop: None, run_dag: Any, cfg: Any) -> None:
@@ -267,10 +271,10 @@ def test_prod_restore_needs_the_exact_confirmation(shop: None, run_dag: Any, cfg
     time.sleep(1.1)
     query(f"delete from `{PROJECT}.shop.orders` where id > 10")
     changed = contents("shop.orders")
-    phrase = confirmation_phrase("shop", point)
+    phrase = confirmation_phrase(ds("shop"), point)
 
     for wrong in ("", "yes", phrase.replace("shop", "shop2"), phrase + " "):
-        refused = run_dag("restore", None, {"dataset": "shop", "point_in_time": point.isoformat(), "target": "shop",
+        refused = run_dag("restore", None, {"dataset": ds("shop"), "point_in_time": point.isoformat(), "target": ds("shop"),
                                             "confirm": wrong}, config_path=config)
         assert str(refused.state) == "failed"
         assert states(refused)["plan[-1]"] == "failed", states(refused)
@@ -283,11 +287,11 @@ def test_prod_restore_needs_the_exact_confirmation(shop: None, run_dag: Any, cfg
         assert audit["status"] == "failed"
 
     # "now" cannot be confirmed in advance: a prod restore needs an explicit point_in_time
-    implicit = run_dag("restore", None, {"dataset": "shop", "target": "shop", "confirm": phrase}, config_path=config)
+    implicit = run_dag("restore", None, {"dataset": ds("shop"), "target": ds("shop"), "confirm": phrase}, config_path=config)
     assert str(implicit.state) == "failed" and states(implicit)["plan[-1]"] == "failed"
     assert contents("shop.orders") == changed
 
-    confirmed = run_dag("restore", None, {"dataset": "shop", "point_in_time": point.isoformat(), "target": "shop",
+    confirmed = run_dag("restore", None, {"dataset": ds("shop"), "point_in_time": point.isoformat(), "target": ds("shop"),
                                           "confirm": phrase}, config_path=config)
     assert str(confirmed.state) == "success", states(confirmed)
     assert contents("shop.orders") == at_t
@@ -343,7 +347,7 @@ def test_drill_records_rto_rpo_and_fails_on_a_tampered_backup(shop: None, run_da
     # the shipped report shows the latest drill per table
     latest = {r["table_name"]: r for r in query((REPO_ROOT / "sql" / "reports" / "recovery_drills.sql").read_text())}
     assert latest["orders"]["status"] == "failed" and latest["orders"]["run_id"] == failed.run_id
-    assert [r["table_name"] for r in report_query("failed_verifications")] == ["shop.orders"]
+    assert [r["table_name"] for r in report_query("failed_verifications")] == [tref("shop.orders")]
     assert latest["customers"]["status"] == "ok" and latest["customers"]["rpo_hours"] == 7.0
 
 
@@ -352,11 +356,11 @@ def test_restore_without_any_source_fails_naming_the_tables(shop: None, run_dag:
     time.sleep(1.1)
     point = now_utc()
     take_backup(config, point + dt.timedelta(seconds=1))             # only after T
-    dag_run = run_dag("restore", None, {"dataset": "shop", "point_in_time": point.isoformat()}, config_path=config)
+    dag_run = run_dag("restore", None, {"dataset": ds("shop"), "point_in_time": point.isoformat()}, config_path=config)
     assert str(dag_run.state) == "failed"
     assert states(dag_run)["restore[0]"] == "failed"
     results = {r["table"]: r for r in report("restore")["results"]}
-    assert set(results) == {"shop.orders", "shop.customers"}
+    assert set(results) == {tref("shop.orders"), tref("shop.customers")}
     for result in results.values():
         assert result["status"] == "failed"
         assert "no snapshot at or before T" in result["error"] and "no GCS export at or before T" in result["error"]
@@ -376,23 +380,23 @@ def test_every_run_is_audited_and_the_shipped_reports_read_it(shop: None, run_da
     before = now_utc()                                  # after prod was made, before any backup
     backup = run_dag("backup_ladder", run_time(), {}, config_path=config)
     assert str(backup.state) == "success", states(backup)
-    restore = run_dag("restore", None, {"dataset": "shop", "point_in_time": before.isoformat()}, config_path=config)
+    restore = run_dag("restore", None, {"dataset": ds("shop"), "point_in_time": before.isoformat()}, config_path=config)
     assert str(restore.state) == "failed"
 
     runs = {r["dag_id"]: r for r in query(f"select * from `{PROJECT}.envsync_audit.runs`")}
     assert runs["backup_ladder"]["status"] == "success" and runs["backup_ladder"]["run_id"] == backup.run_id
-    assert runs["backup_ladder"]["environment"] == "backup" and runs["backup_ladder"]["datasets"] == "shop"
+    assert runs["backup_ladder"]["environment"] == "backup" and runs["backup_ladder"]["datasets"] == ds("shop")
     assert runs["backup_ladder"]["objects"] == 2 and runs["backup_ladder"]["row_count"] == 50
     assert runs["backup_ladder"]["duration_seconds"] > 0
-    assert runs["restore"]["status"] == "failed" and "shop.orders" in runs["restore"]["error"]
+    assert runs["restore"]["status"] == "failed" and tref("shop.orders") in runs["restore"]["error"]
     assert runs["restore"]["cut"] == before and runs["restore"]["environment"] == "drill"
     actions = query(f"select * from `{PROJECT}.envsync_audit.table_actions` where run_id = @r order by table_name",
                     r=restore.run_id)
-    assert [(a["table_name"], a["status"]) for a in actions] == [("shop.customers", "failed"), ("shop.orders", "failed")]
+    assert [(a["table_name"], a["status"]) for a in actions] == [(tref("shop.customers"), "failed"), (tref("shop.orders"), "failed")]
 
     latest = {r["dag_id"]: r for r in report_query("last_runs_per_environment")}
     assert latest["backup_ladder"]["status"] == "success" and latest["restore"]["status"] == "failed"
     coverage = {r["table_name"]: r for r in report_query("backup_coverage")}
-    assert set(coverage) == {"shop.orders", "shop.customers"}
-    assert coverage["shop.orders"]["ladder_snapshots_7d"] == 1 and coverage["shop.orders"]["minutes_since_newest_backup"] <= 5
+    assert set(coverage) == {tref("shop.orders"), tref("shop.customers")}
+    assert coverage[tref("shop.orders")]["ladder_snapshots_7d"] == 1 and coverage[tref("shop.orders")]["minutes_since_newest_backup"] <= 5
     assert report_query("failed_verifications") == []   # a missing backup is not a failed verification

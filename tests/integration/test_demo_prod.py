@@ -15,7 +15,9 @@ import pytest
 from envsync import demo
 from envsync.guard import quote
 
-pytestmark = pytest.mark.integration
+# Not on a GCP sandbox (`make test-gcp`): this checks envsync.demo, the stand-in prod of the local demo,
+# in projects of its own (one per test), not envsync's behaviour on BigQuery.
+pytestmark = [pytest.mark.integration, pytest.mark.gcp_incompatible]
 
 DEMO_PROJECT = "envsync-demotest"
 ROWS = 1000

@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Any
 
 import pytest
-from testkit import PROJECT, UTC, bq_client, query
+from testkit import PROJECT, UTC, bq_client, dataset_names, ds, fq, query
 
 pytestmark = pytest.mark.integration
 
@@ -20,15 +20,15 @@ def states(dag_run: Any) -> dict[str, str]:
 
 
 def test_prod_copy_is_whole_and_reset_discards_changes(clean_dev: None, run_dag: Any) -> None:
-    copy = run_dag("prod_copy", None, {"datasets": ["sales", "marketing"]})
+    copy = run_dag("prod_copy", None, {"datasets": [ds("sales"), ds("marketing")]})
     assert str(copy.state) == "success", states(copy)
     # a full copy: every row of prod, not a window; the view reads prod-copy
     for table, key in (("sales.orders", "order_id"), ("sales.orders_flat", "order_id"),
                        ("sales.customers", "customer_id"), ("marketing.sessions", "session_id")):
         assert contents(f"prodcopy_{table}", key) == contents(table, key), table
-    view = bq_client().get_table(f"{PROJECT}.prodcopy_marketing.campaign_revenue")
-    assert "prodcopy_sales" in view.view_query and "`sales." not in view.view_query
-    assert bq_client().get_dataset(f"{PROJECT}.prodcopy_sales").labels["envsync-env"] == "prodcopy"
+    view = bq_client().get_table(fq("prodcopy_marketing.campaign_revenue"))
+    assert ds("prodcopy_sales") in view.view_query and f"`{ds('sales')}." not in view.view_query
+    assert bq_client().get_dataset(fq("prodcopy_sales")).labels["envsync-env"] == "prodcopy"
     expected = {t: contents(f"prodcopy_{t}", k) for t, k in (("sales.orders", "order_id"),
                                                             ("sales.customers", "customer_id"))}
 
@@ -39,12 +39,12 @@ def test_prod_copy_is_whole_and_reset_discards_changes(clean_dev: None, run_dag:
     # ... and prod moves on after T
     query(f"insert into `{PROJECT}.sales.customers` (customer_id, name, segment) values (500, 'new', 'retail')")
     try:
-        reset = run_dag("prod_copy", None, {"mode": "reset", "datasets": ["sales"]})
+        reset = run_dag("prod_copy", None, {"mode": "reset", "datasets": [ds("sales")]})
         assert str(reset.state) == "success", states(reset)
         # back to exactly the copy as of the recorded T: changes gone, prod's later row not there
         assert {t: contents(f"prodcopy_{t}", k) for t, k in (("sales.orders", "order_id"),
                                                             ("sales.customers", "customer_id"))} == expected
-        assert "scratch" not in {t.table_id for t in bq_client().list_tables(f"{PROJECT}.prodcopy_sales")}
+        assert "scratch" not in {t.table_id for t in bq_client().list_tables(fq("prodcopy_sales"))}
     finally:
         query(f"delete from `{PROJECT}.sales.customers` where customer_id = 500")
 
@@ -54,7 +54,7 @@ def test_as_of_outside_time_travel_is_refused_before_any_write(clean_dev: None, 
     dag_run = run_dag("prod_copy", None, {"as_of": too_old})
     assert str(dag_run.state) == "failed"
     assert states(dag_run)["plan[-1]"] == "failed"
-    assert not [d.dataset_id for d in bq_client().list_datasets() if d.dataset_id.startswith("prodcopy_")]
+    assert not [name for name in dataset_names() if name.startswith("prodcopy_")]
 
     from envsync.prodcopy import AsOfError, check_as_of, parse_as_of
 

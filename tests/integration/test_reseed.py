@@ -13,12 +13,15 @@ from typing import Any
 from unittest import mock
 
 import pytest
+import sandbox
 from testkit import REPO_ROOT, UTC
 
 pytestmark = pytest.mark.integration
 
-PROJECT = "envsync-reseed"
-BUCKET = "envsync-reseed-state"
+NS = sandbox.namespace("envsync-reseed")   # logical names here; on a GCP sandbox they are run-prefixed
+PROJECT = NS.project
+BUCKET = NS.bucket("envsync-reseed-state")
+ds, tref, fq = NS.ds, NS.tref, NS.fq
 SALT = "test-salt-not-a-secret"
 SEEDED = {"sales": ["customers", "orders", "orders_flat"], "marketing": ["campaigns", "sessions", "ad_spend"]}
 
@@ -30,7 +33,7 @@ def client():  # type: ignore[no-untyped-def]
 
 
 def rows(sql: str) -> list[dict[str, Any]]:
-    return [dict(r) for r in client().query(sql, job_retry=None).result()]
+    return [dict(r) for r in client().query(NS.sql(sql), job_retry=None).result()]
 
 
 def contents(table: str) -> list[str]:
@@ -53,11 +56,11 @@ def schema(table: str) -> list[tuple[str, str, str]]:
             out += flat(f.fields, prefix + f.name + ".")
         return out
 
-    return flat(client().get_table(f"{PROJECT}.{table}").schema)
+    return flat(client().get_table(fq(table)).schema)
 
 
 def datasets() -> dict[str, dict[str, str]]:
-    return {d.dataset_id: dict(d.labels or {}) for d in client().list_datasets()}
+    return {name: dict(d.labels or {}) for d in client().list_datasets() if (name := NS.logical(d.dataset_id))}
 
 
 def report() -> dict[str, Any]:
@@ -75,7 +78,7 @@ def states(dag_run: Any) -> dict[str, str]:
 def demo_prod(emulators: Any) -> dict[str, Any]:
     from envsync.demo import create_demo_prod
 
-    return create_demo_prod(client(), PROJECT, "US", 400)
+    return create_demo_prod(client(), PROJECT, "US", 400, dataset_prefix=NS.prefix)
 
 
 @pytest.fixture
@@ -83,7 +86,7 @@ def reseed_config(config_file: Any, demo_prod: Any, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("ENVSYNC_MASKING_SALT", SALT)
 
     def _make(**changes: Any) -> Path:
-        base = {"project": PROJECT, "state__bucket": BUCKET, "tables": {}}
+        base = {"project": NS.virtual_project, "state__bucket": "envsync-reseed-state", "tables": {}}
         return config_file(**{**base, **changes})
 
     return _make
@@ -93,7 +96,7 @@ def reseed_config(config_file: Any, demo_prod: Any, monkeypatch: pytest.MonkeyPa
 def clean_envs(demo_prod: Any) -> Iterator[None]:
     for name in datasets():
         if name.startswith(("qa_", "staging_", "test_", "dev_")):
-            client().delete_dataset(f"{PROJECT}.{name}", delete_contents=True, not_found_ok=True)
+            client().delete_dataset(fq(name), delete_contents=True, not_found_ok=True)
     yield
 
 
@@ -101,7 +104,7 @@ def snapshot() -> dict[str, list[str]]:
     out = {}
     for name in sorted(datasets()):
         if name.startswith(("qa_", "staging_")):
-            for t in client().list_tables(f"{PROJECT}.{name}"):
+            for t in client().list_tables(fq(name)):
                 if t.table_type == "TABLE":
                     out[f"{name}.{t.table_id}"] = contents(f"{name}.{t.table_id}")
     return out
@@ -127,13 +130,13 @@ def test_reseed_gives_seed_rows_on_prod_schema_and_is_reproducible(
         assert rows(f"select count(*) as n from `{PROJECT}.{env}_sales.audit_log`")[0]["n"] == 0
         assert schema(f"{env}_sales.audit_log") == schema("sales.audit_log")
         # partitioning and clustering as in prod (CTAS with a column list keeps them on the emulator)
-        orders = client().get_table(f"{PROJECT}.{env}_sales.orders")
+        orders = client().get_table(fq(f"{env}_sales.orders"))
         assert (orders.time_partitioning.type_, orders.time_partitioning.field) == ("DAY", "order_date")
         assert orders.clustering_fields == ["customer_id"]
         # the view reads the same environment, and resolves
-        view = client().get_table(f"{PROJECT}.{env}_marketing.campaign_revenue")
-        assert f"{env}_sales" in view.view_query and f"{env}_marketing" in view.view_query
-        assert "`sales." not in view.view_query and "envsync-reseed.sales." not in view.view_query
+        view = client().get_table(fq(f"{env}_marketing.campaign_revenue"))
+        assert ds(f"{env}_sales") in view.view_query and ds(f"{env}_marketing") in view.view_query
+        assert f"`{ds('sales')}." not in view.view_query and f"{fq('sales')}." not in view.view_query
         assert rows(f"select count(*) as n from `{PROJECT}.{env}_marketing.campaign_revenue`")[0]["n"] > 0
 
     first = report()
@@ -157,7 +160,7 @@ def test_prod_column_rename_fails_the_contract_and_changes_nothing(
     cfg = reseed_config()
     assert str(run_dag("reseed_environments", None, {}, config_path=cfg).state) == "success"
     before_sets, before = datasets(), snapshot()
-    client().query(f"alter table `{PROJECT}.sales.customers` rename column country to customer_country",
+    client().query(NS.sql(f"alter table `{PROJECT}.sales.customers` rename column country to customer_country"),
                    job_retry=None).result()
     try:
         failed = run_dag("reseed_environments", None, {}, config_path=cfg)
@@ -175,13 +178,13 @@ def test_prod_column_rename_fails_the_contract_and_changes_nothing(
         runner = JobRunner(GuardedBigQuery(client(), WriteGuard.from_config(config), "US"), dag_id="t",
                            run_id="contract", task_id="t", timeout=60)
         reseeder = Reseeder(config, runner, dt.datetime.now(UTC))
-        info = discover_dataset(client(), PROJECT, "sales")
+        info = discover_dataset(client(), PROJECT, ds("sales"))
         problems = reseeder.check_contract(info, reseeder.sources(info), JobStats())
-        assert any("sales.customers" in p and "column country " in p for p in problems), problems
+        assert any(tref("sales.customers") in p and "column country " in p for p in problems), problems
         assert any("customer_country" in p for p in problems), problems
         assert datasets() == before_sets and snapshot() == before
     finally:
-        client().query(f"alter table `{PROJECT}.sales.customers` rename column customer_country to country",
+        client().query(NS.sql(f"alter table `{PROJECT}.sales.customers` rename column customer_country to country"),
                        job_retry=None).result()
 
 
@@ -194,7 +197,7 @@ def test_prod_sample_is_masked_and_children_follow_parents(
         "sales.orders": {"source": "prod_sample", "parent": {"table": "sales.customers", "column": "customer_id"},
                          "mask": {"status": "hash"}},
     })
-    dag_run = run_dag("reseed_environments", None, {"environments": ["qa"], "datasets": ["sales"]}, config_path=cfg)
+    dag_run = run_dag("reseed_environments", None, {"environments": ["qa"], "datasets": [ds("sales")]}, config_path=cfg)
     assert str(dag_run.state) == "success", states(dag_run)
     prod_names = {r["name"] for r in rows(f"select name from `{PROJECT}.sales.customers`")}
     prod_countries = {r["country"] for r in rows(f"select country from `{PROJECT}.sales.customers`")}
@@ -214,7 +217,7 @@ def test_prod_sample_is_masked_and_children_follow_parents(
     assert len(children) == expected
     # same config, same prod: the sample is deterministic
     first = contents("qa_sales.customers")
-    assert str(run_dag("reseed_environments", None, {"environments": ["qa"], "datasets": ["sales"]},
+    assert str(run_dag("reseed_environments", None, {"environments": ["qa"], "datasets": [ds("sales")]},
                        config_path=cfg).state) == "success"
     assert contents("qa_sales.customers") == first
 
@@ -223,20 +226,20 @@ def test_test_environment_expires_and_cleanup_removes_only_expired(
     clean_envs: None, run_dag: Any, reseed_config: Any
 ) -> None:
     cfg = reseed_config()
-    assert str(run_dag("reseed_environments", None, {"datasets": ["sales"]}, config_path=cfg).state) == "success"
-    client().create_dataset(f"{PROJECT}.dev_sales", exists_ok=True)
-    short = run_dag("reseed_environments", None, {"test_env": "short", "ttl_days": 1, "datasets": ["sales"]},
+    assert str(run_dag("reseed_environments", None, {"datasets": [ds("sales")]}, config_path=cfg).state) == "success"
+    client().create_dataset(fq("dev_sales"), exists_ok=True)
+    short = run_dag("reseed_environments", None, {"test_env": "short", "ttl_days": 1, "datasets": [ds("sales")]},
                     config_path=cfg)
     assert str(short.state) == "success", states(short)
-    long = run_dag("reseed_environments", None, {"test_env": "long", "ttl_days": 20, "datasets": ["sales"]},
+    long = run_dag("reseed_environments", None, {"test_env": "long", "ttl_days": 20, "datasets": [ds("sales")]},
                    config_path=cfg)
     assert str(long.state) == "success", states(long)
     labels = datasets()
     expires = dt.datetime.fromtimestamp(int(labels["test_short_sales"]["envsync-expires"]), UTC)
     assert dt.timedelta(hours=23) < expires - dt.datetime.now(UTC) <= dt.timedelta(days=1)
     assert labels["test_short_sales"]["envsync-env"] == "test"
-    ds = client().get_dataset(f"{PROJECT}.test_short_sales")
-    assert 0 < ds.default_table_expiration_ms <= 86_400_000
+    short_ds = client().get_dataset(fq("test_short_sales"))
+    assert 0 < short_ds.default_table_expiration_ms <= 86_400_000
     assert contents("test_short_sales.customers") == seed_contents("sales", "customers")
 
     # a cleanup before expiry removes nothing; two days later only the expired environment goes

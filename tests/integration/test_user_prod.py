@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from testkit import UTC, clear_manifests
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.gcp_incompatible]
 
 USER_PROJECT = "envsync-userprod"
 A = dt.datetime(2026, 11, 28, 2, 0, tzinfo=UTC)       # window [2026-07-01, 2026-11-28 02:00)

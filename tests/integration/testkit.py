@@ -1,4 +1,9 @@
-"""Helpers of the integration tests: the exactly known test prod, queries, and environment clean-up."""
+"""Helpers of the integration tests: the exactly known test prod, queries, and environment clean-up.
+
+Tests name datasets logically (sales, dev_sales, envsync_audit); on a real GCP sandbox they carry the
+run prefix (tests/sandbox.py). `ds`, `tref` and `fq` map names for API calls and expected values;
+`query` maps the `<PROJECT>.<dataset>.` references of its SQL itself.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,13 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
+import sandbox
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
-PROJECT = "envsync-demo"
+NS = sandbox.namespace("envsync-demo")
+PROJECT = NS.project
+BUCKET = NS.bucket("envsync-demo-state")   # the shipped config's state bucket
+ds, tref, fq = NS.ds, NS.tref, NS.fq
 UTC = dt.timezone.utc
 
 # One order per day from FIRST_DAY to LAST_DAY; order_id = days since FIRST_DAY.
@@ -76,19 +86,24 @@ def query(sql: str, **params: Any) -> list[dict[str, Any]]:
     from google.cloud import bigquery
 
     client = bq_client()
-    job = client.query(sql, job_config=bigquery.QueryJobConfig(query_parameters=to_query_parameters(params)),
+    job = client.query(NS.sql(sql), job_config=bigquery.QueryJobConfig(query_parameters=to_query_parameters(params)),
                        job_retry=None)
     return [dict(row) for row in job.result()]
 
 
+def dataset_names() -> set[str]:
+    """The logical names of this kit's datasets in the project."""
+    return {name for d in bq_client().list_datasets() if (name := NS.logical(d.dataset_id)) is not None}
+
+
 def drop_environment_datasets() -> None:
     client = bq_client()
-    for ds in client.list_datasets():
-        if ds.dataset_id.startswith(("dev_", "qa_", "staging_", "prodcopy_")):
-            client.delete_dataset(ds.reference, delete_contents=True, not_found_ok=True)
+    for name in dataset_names():
+        if name.startswith(("dev_", "qa_", "staging_", "prodcopy_")):
+            client.delete_dataset(fq(name), delete_contents=True, not_found_ok=True)
 
 
-def clear_manifests(bucket: str = "envsync-demo-state") -> None:
+def clear_manifests(bucket: str = BUCKET) -> None:
     from envsync.clients import storage_client
     from google.api_core.exceptions import NotFound
 
