@@ -1,0 +1,322 @@
+"""GoogleSQL analysis of one BigQuery statement against a catalog of table schemas.
+
+BigQuery's front end parses and resolves every statement with GoogleSQL (ZetaSQL): names, types,
+function signatures, parameters. ``GoogleSQL.analyze`` does the same offline, in-process, with the
+settings closest to BigQuery's (see ``language_options``): the statement is refused exactly when
+GoogleSQL refuses it, with GoogleSQL's message in BigQuery's form (``... at [line:column]``).
+
+The catalog is built per statement from the tables it names, in the form the SQL spells them: a
+backquoted ```p.ds.t``` is one identifier (a table named "p.ds.t" at the root), ``p.ds.t`` is a
+path (catalog p, catalog ds, table t). ``lookup`` maps a name to its schema; INFORMATION_SCHEMA
+views are known here (``information_schema``). Building GoogleSQL's built-in function catalog costs
+about 20 ms, so catalogs are registered once and kept while they serve: the registered catalog
+holds every table seen lately, and is only rebuilt when a statement names a table it lacks, or one
+whose schema changed (or that no longer exists).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from google.protobuf import empty_pb2
+from zetasql.wasi._pb2.zetasql.local_service import local_service_pb2 as ls
+from zetasql.wasi._pb2.zetasql.proto import options_pb2 as opts
+from zetasql.wasi._pb2.zetasql.proto import simple_catalog_pb2 as sc
+from zetasql.wasi._pb2.zetasql.public import options_pb2 as popts
+from zetasql.wasi._pb2.zetasql.public import simple_constant_pb2 as const_pb2
+from zetasql.wasi._pb2.zetasql.public import simple_table_pb2 as st
+from zetasql.wasi._pb2.zetasql.public import type_pb2 as tp
+
+from bqfidelity.zsql import information_schema, types
+from bqfidelity.zsql.engine import Engine, ZetaSQLError
+
+# Tables in the registered catalog before it is rebuilt from scratch (keeps registration cheap).
+MAX_CATALOG_TABLES = 400
+_LOCATION = re.compile(r"\s*\[at (\d+):(\d+)\]$")
+
+# BigQuery's system variables (https://cloud.google.com/bigquery/docs/reference/system-variables).
+_ERROR_FRAME = "STRUCT<line INT64, column INT64, filename STRING, location STRING>"
+SYSTEM_VARIABLES = {
+    "current_job_id": "STRING",
+    "dataset_id": "STRING",
+    "dataset_project_id": "STRING",
+    "error.formatted_stack_trace": "STRING",
+    "error.message": "STRING",
+    "error.stack_trace": f"ARRAY<{_ERROR_FRAME}>",
+    "error.statement_text": "STRING",
+    "last_job_id": "STRING",
+    "location": "STRING",
+    "project_id": "STRING",
+    "query_label": "STRING",
+    "reservation": "STRING",
+    "row_count": "INT64",
+    "script.bytes_billed": "INT64",
+    "script.bytes_processed": "INT64",
+    "script.creation_time": "TIMESTAMP",
+    "script.job_id": "STRING",
+    "script.num_child_jobs": "INT64",
+    "script.slot_ms": "INT64",
+    "session_id": "STRING",
+    "time_zone": "STRING",
+}
+
+
+@dataclass(frozen=True)
+class TableDef:
+    """A table as the analyzer needs it: BigQuery schema fields, and whether it is partitioned by
+    ingestion time (then it has the pseudo-columns _PARTITIONTIME and _PARTITIONDATE)."""
+
+    fields: Sequence[Any]  # dicts, or local-bigquery TableFieldSchema models
+    ingestion_time: bool = False
+
+
+# (flattened path as written: 1 to 4 parts) -> the table, or None when it does not exist.
+Lookup = Callable[[list[str]], "TableDef | None"]
+
+
+@dataclass
+class Analysis:
+    """An accepted statement: its resolved kind (e.g. QueryStmt) and, for a query, its output columns."""
+
+    kind: str
+    columns: list[tuple[str, tp.TypeProto]] = field(default_factory=list)
+    tables: list[list[str]] = field(default_factory=list)  # the names it reads, as written
+
+
+class AnalysisError(Exception):
+    """GoogleSQL refused the statement. ``message`` is BigQuery-shaped (``... at [line:column]``)."""
+
+    def __init__(self, message: str, line: int | None = None, column: int | None = None, *,
+                 missing_tables: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
+        self.column = column
+        # Names the statement reads that lookup did not find (GoogleSQL then says "Table not found").
+        self.missing_tables = list(missing_tables)
+
+    @property
+    def table_not_found(self) -> bool:
+        return bool(self.missing_tables) and self.message.startswith("Table not found")
+
+    @property
+    def syntax(self) -> bool:
+        return self.message.startswith("Syntax error")
+
+
+def _error(error: ZetaSQLError, missing: Sequence[str] = ()) -> AnalysisError:
+    text = error.text.strip()
+    match = _LOCATION.search(text)
+    if not match:
+        return AnalysisError(text, missing_tables=missing)
+    line, column = int(match.group(1)), int(match.group(2))
+    return AnalysisError(f"{text[: match.start()]} at [{line}:{column}]", line, column, missing_tables=missing)
+
+
+def _leaf(node: Any) -> Any:
+    """The concrete node inside the resolved AST's Any* wrappers (oneofs named "node")."""
+    while "node" in node.DESCRIPTOR.oneofs_by_name and (which := node.WhichOneof("node")):
+        node = getattr(node, which)
+    return node
+
+
+def _kind(node: Any) -> str:
+    """ResolvedQueryStmtProto -> QueryStmt."""
+    return _leaf(node).DESCRIPTOR.name.removeprefix("Resolved").removesuffix("Proto")
+
+
+def _key(path: Sequence[str]) -> tuple[str, ...]:
+    # GoogleSQL's catalog lookups ignore case, so one entry per case-folded path.
+    return ("table", *(part.casefold() for part in path))
+
+
+def _table_proto(name: str, table: TableDef) -> st.SimpleTableProto:
+    columns = [st.SimpleColumnProto(name=types.get(f, "name"), type=types.field_type(f)) for f in table.fields]
+    if table.ingestion_time:
+        columns += [
+            st.SimpleColumnProto(name="_PARTITIONTIME", type=types.scalar(tp.TYPE_TIMESTAMP), is_pseudo_column=True),
+            st.SimpleColumnProto(name="_PARTITIONDATE", type=types.scalar(tp.TYPE_DATE), is_pseudo_column=True),
+        ]
+    return st.SimpleTableProto(name=name, column=columns)
+
+
+class GoogleSQL:
+    """The analyzer: one WebAssembly instance of ZetaSQL, thread-safe, with registered catalogs."""
+
+    def __init__(self, cache_dir: Path | None = None) -> None:
+        started = time.monotonic()
+        self.engine = Engine(cache_dir)
+        self.language = self._language_options()
+        self._builtins = opts.ZetaSQLBuiltinFunctionOptionsProto(language_options=self.language)
+        self._system_variables = [
+            opts.AnalyzerOptionsProto.SystemVariableProto(
+                name_path=name.split("."), type=types.field_type(information_schema._field(name, kind))
+            )
+            for name, kind in SYSTEM_VARIABLES.items()
+        ]
+        self._lock = threading.RLock()
+        # The registered catalog: entry key -> serialized proto, and its id.
+        self._world: dict[tuple, bytes] = {}
+        self._world_id: int | None = None
+        self.registrations = 0
+        self.start_seconds = time.monotonic() - started
+
+    # ------------------------------------------------------------------ options
+
+    def _language_options(self) -> opts.LanguageOptionsProto:
+        """BigQuery's settings: every released feature, external product mode, every statement kind,
+        QUALIFY reserved, CREATE TABLE ... CLONE enabled."""
+        language = self.engine.call(
+            "GetLanguageOptions", ls.LanguageOptionsRequest(maximum_features=True), opts.LanguageOptionsProto
+        )
+        language.product_mode = popts.PRODUCT_EXTERNAL
+        del language.supported_statement_kinds[:]  # empty = all kinds
+        if "QUALIFY" not in language.reserved_keywords:
+            language.reserved_keywords.append("QUALIFY")
+        for feature in (popts.FEATURE_CREATE_TABLE_CLONE, popts.FEATURE_CREATE_SNAPSHOT_TABLE):
+            if feature not in language.enabled_language_features:
+                language.enabled_language_features.append(feature)
+        return language
+
+    def _analyzer_options(
+        self, parameters: Mapping[str, tp.TypeProto] | None, positional: Sequence[tp.TypeProto] | None
+    ) -> opts.AnalyzerOptionsProto:
+        options = opts.AnalyzerOptionsProto(
+            language_options=self.language,
+            error_message_mode=popts.ERROR_MESSAGE_ONE_LINE,
+            default_timezone="UTC",
+            system_variables=self._system_variables,
+        )
+        if positional is not None:
+            options.parameter_mode = popts.PARAMETER_POSITIONAL
+            options.positional_query_parameters.extend(positional)
+        else:
+            options.parameter_mode = popts.PARAMETER_NAMED
+            for name, kind in (parameters or {}).items():
+                options.query_parameters.append(opts.AnalyzerOptionsProto.QueryParameterProto(name=name, type=kind))
+        return options
+
+    # ------------------------------------------------------------------ analysis
+
+    def table_names(self, sql: str) -> list[list[str]]:
+        """The table names a statement reads or writes, as spelled (CTE names excluded)."""
+        try:
+            response = self.engine.call(
+                "ExtractTableNamesFromStatement",
+                ls.ExtractTableNamesFromStatementRequest(sql_statement=sql, options=self.language),
+                ls.ExtractTableNamesFromStatementResponse,
+            )
+        except ZetaSQLError as error:
+            raise _error(error) from None
+        return [list(name.table_name_segment) for name in response.table_name]
+
+    def analyze(
+        self,
+        sql: str,
+        lookup: Lookup,
+        parameters: Mapping[str, tp.TypeProto] | None = None,
+        positional: Sequence[tp.TypeProto] | None = None,
+        constants: Mapping[str, tp.TypeProto] | None = None,
+    ) -> Analysis:
+        """Analyze one statement; raises AnalysisError when GoogleSQL refuses it.
+
+        parameters: the named query parameters declared with the statement (name -> type);
+        positional: the positional ones (then ``?`` is the parameter syntax); constants: names that
+        resolve as values (a script's variables), name -> type.
+        """
+        with self._lock:
+            names = self.table_names(sql)
+            entries: dict[tuple, bytes | None] = {}
+            missing = []
+            for spelled in names:
+                found = self._resolve(spelled, lookup)
+                if found is None:
+                    missing.append(".".join(spelled))
+                    entries[_key(spelled)] = None
+                    continue
+                path, table = found
+                entries[_key(path)] = _table_proto(path[-1], table).SerializeToString()
+            for name, kind in (constants or {}).items():
+                entries[("constant", name.lower())] = const_pb2.SimpleConstantProto(
+                    name_path=[name], type=kind
+                ).SerializeToString()
+            catalog_id = self._catalog(entries)
+            request = ls.AnalyzeRequest(
+                options=self._analyzer_options(parameters, positional),
+                registered_catalog_id=catalog_id,
+                sql_statement=sql,
+            )
+            try:
+                response = self.engine.call("Analyze", request, ls.AnalyzeResponse)
+            except ZetaSQLError as error:
+                raise _error(error, missing) from None
+        statement = _leaf(response.resolved_statement)
+        analysis = Analysis(kind=_kind(response.resolved_statement), tables=names)
+        if analysis.kind == "QueryStmt":
+            analysis.columns = [(c.name, c.column.type) for c in statement.output_column_list]
+        return analysis
+
+    def _resolve(self, spelled: list[str], lookup: Lookup) -> tuple[list[str], TableDef] | None:
+        """(the spelled path the catalog must hold, its table) for a name, trying shorter prefixes
+        too (``ds.t.array_column`` in FROM reads table ds.t)."""
+        for length in range(len(spelled), 0, -1):
+            path = spelled[:length]
+            parts = [part for segment in path for part in segment.split(".")]
+            columns = information_schema.view(parts)
+            if columns is not None:
+                return path, TableDef(columns)
+            table = lookup(parts)
+            if table is not None:
+                return path, table
+        return None
+
+    # ------------------------------------------------------------------ catalogs
+
+    def _catalog(self, entries: dict[tuple, bytes | None]) -> int:
+        """A registered catalog holding exactly these entries (None: must be absent) and maybe others."""
+        world = self._world
+        fits = self._world_id is not None and all(world.get(key) == value for key, value in entries.items())
+        if fits:
+            return self._world_id  # type: ignore[return-value]
+        present = {key: value for key, value in entries.items() if value is not None}
+        if len(world) + len(present) > MAX_CATALOG_TABLES:
+            world = {}
+        world = {key: value for key, value in world.items() if key not in entries} | present
+        registered = self.engine.call(
+            "RegisterCatalog", ls.RegisterCatalogRequest(simple_catalog=self._build(world)), ls.RegisterResponse
+        )
+        self.registrations += 1
+        if self._world_id is not None:
+            self.engine.call("UnregisterCatalog", ls.UnregisterRequest(registered_id=self._world_id), empty_pb2.Empty)
+        self._world, self._world_id = world, registered.registered_id
+        return registered.registered_id
+
+    def _build(self, world: dict[tuple, bytes]) -> sc.SimpleCatalogProto:
+        root = sc.SimpleCatalogProto(builtin_function_options=self._builtins)
+        children: dict[tuple[str, ...], sc.SimpleCatalogProto] = {(): root}
+
+        def catalog(path: tuple[str, ...]) -> sc.SimpleCatalogProto:
+            if path not in children:
+                parent = catalog(path[:-1])
+                child = parent.catalog.add(name=path[-1])
+                children[path] = child
+            return children[path]
+
+        # Parents first: protobuf sub-messages are copied by add(), so build top-down.
+        for key in sorted(world, key=len):
+            kind, *path = key
+            if kind == "table":
+                catalog(tuple(path[:-1]))
+        for key, value in world.items():
+            kind, *path = key
+            if kind == "table":
+                catalog(tuple(path[:-1])).table.append(st.SimpleTableProto.FromString(value))
+            else:
+                root.constant.append(const_pb2.SimpleConstantProto.FromString(value))
+        return root
