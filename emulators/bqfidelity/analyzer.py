@@ -80,14 +80,21 @@ class Stats:
         self.kinds: Counter[str] = Counter()
         self.distinct: set[str] = set()
         self.seconds = 0.0
+        self.cpu_seconds = 0.0  # CPU time of the analyzing thread: what a statement costs on a quiet machine
+        self.parts: Counter[str] = Counter()  # seconds of accepted statements by step
         self.refusals: list[dict[str, str]] = []
         self.load: dict[str, Any] = {}
 
-    def record(self, sql: str, outcome: str, seconds: float = 0.0, kind: str = "", message: str = "") -> None:
+    def record(
+        self, sql: str, outcome: str, seconds: float = 0.0, kind: str = "", message: str = "",
+        parts: dict[str, float] | None = None, cpu_seconds: float = 0.0,
+    ) -> None:
         with self.lock:
+            self.parts.update(parts or {})
             if outcome in ("accepted", "refused"):
                 self.distinct.add(hashlib.sha256(sql.strip().encode()).hexdigest()[:16])
                 self.seconds += seconds
+                self.cpu_seconds += cpu_seconds
             if outcome == "accepted":
                 self.accepted += 1
                 self.kinds[kind] += 1
@@ -111,6 +118,8 @@ class Stats:
             "kinds": dict(self.kinds),
             "distinct": sorted(self.distinct),
             "ms_per_statement": round(1000 * self.seconds / analyzed, 2) if analyzed else None,
+            "cpu_ms_per_statement": round(1000 * self.cpu_seconds / analyzed, 2) if analyzed else None,
+            "ms_by_step": {k: round(1000 * v / self.accepted, 2) for k, v in self.parts.items()} if self.accepted else {},
             "load": self.load,
             "refusals": self.refusals,
         }
@@ -279,7 +288,7 @@ def check(interpreter: Any, statement: Any) -> None:
     from bqfidelity.zsql.googlesql import AnalysisError
 
     engine = analyzer()
-    started = time.monotonic()
+    started, cpu = time.monotonic(), time.thread_time()
     try:
         constants = _variables(interpreter) if interpreter.context.variables else None
         analysis = engine.analyze(sql, _lookup(interpreter), job.parameters, job.positional, constants)
@@ -295,10 +304,13 @@ def check(interpreter: Any, statement: Any) -> None:
         if called and called.group(1).strip("`").casefold() in job.temp_functions:
             _stats.record(sql, "temp_function_call")
             return
-        _stats.record(sql, "refused", seconds, message=error.message)
+        _stats.record(sql, "refused", seconds, message=error.message, cpu_seconds=time.thread_time() - cpu)
         log.info("GoogleSQL refused: %s | %s", error.message, " ".join(sql.split())[:300])
         raise BigQueryError("invalidQuery", error.message) from None
-    _stats.record(sql, "accepted", time.monotonic() - started, analysis.kind)
+    _stats.record(
+        sql, "accepted", time.monotonic() - started, analysis.kind, parts=analysis.seconds,
+        cpu_seconds=time.thread_time() - cpu,
+    )
     if statement.kind == "TEMP_FUNCTION":
         job.temp_functions.add(_function_name(sql))
 

@@ -39,6 +39,14 @@ from bqfidelity.zsql.engine import Engine, ZetaSQLError
 # Tables in the registered catalog before it is rebuilt from scratch (keeps registration cheap).
 MAX_CATALOG_TABLES = 400
 _LOCATION = re.compile(r"\s*\[at (\d+):(\d+)\]$")
+# ALTER TABLE/VIEW targets: ZetaSQL's table-name extraction leaves them out, but ALTER TABLE ...
+# RENAME/ADD/DROP COLUMN looks the table up.
+_COMMENTS = re.compile(r"\A(?:\s+|--[^\n]*(?:\n|\Z)|#[^\n]*(?:\n|\Z)|/\*.*?\*/)*", re.DOTALL)
+_SEGMENT = r"(?:`(?:[^`\\]|\\.)+`|[A-Za-z_][\w-]*)"
+_ALTER = re.compile(
+    rf"ALTER\s+(?:TABLE|VIEW|MATERIALIZED\s+VIEW)\s+(?:IF\s+EXISTS\s+)?({_SEGMENT}(?:\s*\.\s*{_SEGMENT})*)",
+    re.IGNORECASE,
+)
 
 # BigQuery's system variables (https://cloud.google.com/bigquery/docs/reference/system-variables).
 _ERROR_FRAME = "STRUCT<line INT64, column INT64, filename STRING, location STRING>"
@@ -67,6 +75,16 @@ SYSTEM_VARIABLES = {
 }
 
 
+# Language features BigQuery has that GetLanguageOptions(maximum_features) leaves out; each one is
+# a documented BigQuery statement or type rule.
+EXTRA_FEATURES = (
+    popts.FEATURE_CREATE_TABLE_CLONE,  # CREATE TABLE ... CLONE
+    popts.FEATURE_CREATE_SNAPSHOT_TABLE,  # CREATE SNAPSHOT TABLE ... CLONE
+    popts.FEATURE_ALTER_COLUMN_SET_DATA_TYPE,  # ALTER TABLE ... ALTER COLUMN ... SET DATA TYPE
+    popts.FEATURE_DISABLE_FLOAT32,  # BigQuery has no FLOAT32 type
+)
+
+
 @dataclass(frozen=True)
 class TableDef:
     """A table as the analyzer needs it: BigQuery schema fields, and whether it is partitioned by
@@ -87,6 +105,8 @@ class Analysis:
     kind: str
     columns: list[tuple[str, tp.TypeProto]] = field(default_factory=list)
     tables: list[list[str]] = field(default_factory=list)  # the names it reads, as written
+    # Where the time went: looking tables up, registering a new catalog (when needed), analyzing.
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 class AnalysisError(Exception):
@@ -131,6 +151,15 @@ def _kind(node: Any) -> str:
     return _leaf(node).DESCRIPTOR.name.removeprefix("Resolved").removesuffix("Proto")
 
 
+def _alter_target(sql: str) -> list[str] | None:
+    """The name an ALTER TABLE/VIEW statement alters, as spelled (segments unquoted), else None."""
+    match = _ALTER.match(sql, _COMMENTS.match(sql).end())
+    if not match:
+        return None
+    segments = re.findall(_SEGMENT, match.group(1))
+    return [segment[1:-1] if segment.startswith("`") else segment for segment in segments]
+
+
 def _key(path: Sequence[str]) -> tuple[str, ...]:
     # GoogleSQL's catalog lookups ignore case, so one entry per case-folded path.
     return ("table", *(part.casefold() for part in path))
@@ -160,6 +189,11 @@ class GoogleSQL:
             )
             for name, kind in SYSTEM_VARIABLES.items()
         ]
+        # PARTITION BY _PARTITIONDATE / _PARTITIONTIME (ingestion-time partitioning) in DDL.
+        self._ddl_pseudo_columns = [
+            opts.AnalyzerOptionsProto.QueryParameterProto(name="_PARTITIONTIME", type=types.scalar(tp.TYPE_TIMESTAMP)),
+            opts.AnalyzerOptionsProto.QueryParameterProto(name="_PARTITIONDATE", type=types.scalar(tp.TYPE_DATE)),
+        ]
         self._lock = threading.RLock()
         # The registered catalog: entry key -> serialized proto, and its id.
         self._world: dict[tuple, bytes] = {}
@@ -171,7 +205,7 @@ class GoogleSQL:
 
     def _language_options(self) -> opts.LanguageOptionsProto:
         """BigQuery's settings: every released feature, external product mode, every statement kind,
-        QUALIFY reserved, CREATE TABLE ... CLONE enabled."""
+        QUALIFY reserved, and the BigQuery features the maximum set leaves out (EXTRA_FEATURES)."""
         language = self.engine.call(
             "GetLanguageOptions", ls.LanguageOptionsRequest(maximum_features=True), opts.LanguageOptionsProto
         )
@@ -179,7 +213,7 @@ class GoogleSQL:
         del language.supported_statement_kinds[:]  # empty = all kinds
         if "QUALIFY" not in language.reserved_keywords:
             language.reserved_keywords.append("QUALIFY")
-        for feature in (popts.FEATURE_CREATE_TABLE_CLONE, popts.FEATURE_CREATE_SNAPSHOT_TABLE):
+        for feature in EXTRA_FEATURES:
             if feature not in language.enabled_language_features:
                 language.enabled_language_features.append(feature)
         return language
@@ -192,6 +226,7 @@ class GoogleSQL:
             error_message_mode=popts.ERROR_MESSAGE_ONE_LINE,
             default_timezone="UTC",
             system_variables=self._system_variables,
+            ddl_pseudo_columns=self._ddl_pseudo_columns,
         )
         if positional is not None:
             options.parameter_mode = popts.PARAMETER_POSITIONAL
@@ -231,7 +266,12 @@ class GoogleSQL:
         resolve as values (a script's variables), name -> type.
         """
         with self._lock:
+            clock = time.monotonic()
+            seconds = {}
             names = self.table_names(sql)
+            target = _alter_target(sql)
+            if target and target not in names:
+                names.append(target)
             entries: dict[tuple, bytes | None] = {}
             missing = []
             for spelled in names:
@@ -246,7 +286,11 @@ class GoogleSQL:
                 entries[("constant", name.lower())] = const_pb2.SimpleConstantProto(
                     name_path=[name], type=kind
                 ).SerializeToString()
+            seconds["lookup"] = time.monotonic() - clock
+            clock = time.monotonic()
             catalog_id = self._catalog(entries)
+            seconds["catalog"] = time.monotonic() - clock
+            clock = time.monotonic()
             request = ls.AnalyzeRequest(
                 options=self._analyzer_options(parameters, positional),
                 registered_catalog_id=catalog_id,
@@ -256,8 +300,9 @@ class GoogleSQL:
                 response = self.engine.call("Analyze", request, ls.AnalyzeResponse)
             except ZetaSQLError as error:
                 raise _error(error, missing) from None
+            seconds["analyze"] = time.monotonic() - clock
         statement = _leaf(response.resolved_statement)
-        analysis = Analysis(kind=_kind(response.resolved_statement), tables=names)
+        analysis = Analysis(kind=_kind(response.resolved_statement), tables=names, seconds=seconds)
         if analysis.kind == "QueryStmt":
             analysis.columns = [(c.name, c.column.type) for c in statement.output_column_list]
         return analysis
