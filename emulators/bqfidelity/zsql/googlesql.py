@@ -107,15 +107,20 @@ class Analysis:
     tables: list[list[str]] = field(default_factory=list)  # the names it reads, as written
     # Where the time went: looking tables up, registering a new catalog (when needed), analyzing.
     seconds: dict[str, float] = field(default_factory=dict)
+    # With locations=True: byte offset in the input of each output column's SELECT list item (None: unknown).
+    offsets: list[int | None] = field(default_factory=list)
+    # With start=: byte offset where the next statement of the input starts (len(input) at the end).
+    next_position: int | None = None
 
 
 class AnalysisError(Exception):
     """GoogleSQL refused the statement. ``message`` is BigQuery-shaped (``... at [line:column]``)."""
 
     def __init__(self, message: str, line: int | None = None, column: int | None = None, *,
-                 missing_tables: Sequence[str] = ()) -> None:
+                 missing_tables: Sequence[str] = (), detail: str = "") -> None:
         super().__init__(message)
         self.message = message
+        self.detail = detail  # ZetaSQL's further lines (e.g. the signatures that did not match)
         self.line = line
         self.column = column
         # Names the statement reads that lookup did not find (GoogleSQL then says "Table not found").
@@ -131,12 +136,16 @@ class AnalysisError(Exception):
 
 
 def _error(error: ZetaSQLError, missing: Sequence[str] = ()) -> AnalysisError:
+    """BigQuery's form of a ZetaSQL error: its first line, then `at [line:column]` (ZetaSQL says
+    `[at line:column]` after any detail lines, e.g. the signatures a call could have matched)."""
     text = error.text.strip()
     match = _LOCATION.search(text)
+    body = text[: match.start()] if match else text
+    first, _, detail = body.partition("\n")
     if not match:
-        return AnalysisError(text, missing_tables=missing)
+        return AnalysisError(first, missing_tables=missing, detail=detail)
     line, column = int(match.group(1)), int(match.group(2))
-    return AnalysisError(f"{text[: match.start()]} at [{line}:{column}]", line, column, missing_tables=missing)
+    return AnalysisError(f"{first} at [{line}:{column}]", line, column, missing_tables=missing, detail=detail)
 
 
 def _leaf(node: Any) -> Any:
@@ -158,6 +167,40 @@ def _alter_target(sql: str) -> list[str] | None:
         return None
     segments = re.findall(_SEGMENT, match.group(1))
     return [segment[1:-1] if segment.startswith("`") else segment for segment in segments]
+
+
+def _resume(sql: str, start: int) -> Any:
+    from zetasql.wasi._pb2.zetasql.public import parse_resume_location_pb2
+
+    return parse_resume_location_pb2.ParseResumeLocationProto(input=sql, byte_position=start, allow_resume=True)
+
+
+def _select_columns(parsed: Any) -> list[int] | None:
+    """Byte offsets of the items of a query statement's outermost SELECT list (the first SELECT of a
+    set operation), from ZetaSQL's parse tree; None for anything else."""
+    node = _leaf(parsed)
+    if node.DESCRIPTOR.name != "ASTQueryStatementProto":
+        return None
+    query = node.query
+    while True:
+        expression = _leaf(query.query_expr)
+        name = expression.DESCRIPTOR.name
+        if name == "ASTQueryProto":
+            query = expression
+        elif name == "ASTSetOperationProto" and expression.inputs:
+            query = None
+            first = _leaf(expression.inputs[0])
+            if first.DESCRIPTOR.name == "ASTSelectProto":
+                expression = first
+                break
+            if first.DESCRIPTOR.name != "ASTQueryProto":
+                return None
+            query = first
+        else:
+            break
+    if expression.DESCRIPTOR.name != "ASTSelectProto":
+        return None
+    return [column.parent.parse_location_range.start for column in expression.select_list.columns]
 
 
 def _key(path: Sequence[str]) -> tuple[str, ...]:
@@ -239,14 +282,24 @@ class GoogleSQL:
 
     # ------------------------------------------------------------------ analysis
 
-    def table_names(self, sql: str) -> list[list[str]]:
-        """The table names a statement reads or writes, as spelled (CTE names excluded)."""
+    def table_names(self, sql: str, start: int | None = None) -> list[list[str]]:
+        """The table names a statement reads or writes, as spelled (CTE names excluded); with start,
+        those of the statement that starts at that byte offset of sql."""
         try:
-            response = self.engine.call(
-                "ExtractTableNamesFromStatement",
-                ls.ExtractTableNamesFromStatementRequest(sql_statement=sql, options=self.language),
-                ls.ExtractTableNamesFromStatementResponse,
-            )
+            if start is None:
+                response = self.engine.call(
+                    "ExtractTableNamesFromStatement",
+                    ls.ExtractTableNamesFromStatementRequest(sql_statement=sql, options=self.language),
+                    ls.ExtractTableNamesFromStatementResponse,
+                )
+            else:
+                response = self.engine.call(
+                    "ExtractTableNamesFromNextStatement",
+                    ls.ExtractTableNamesFromNextStatementRequest(
+                        parse_resume_location=_resume(sql, start), options=self.language
+                    ),
+                    ls.ExtractTableNamesFromNextStatementResponse,
+                )
         except ZetaSQLError as error:
             raise _error(error) from None
         return [list(name.table_name_segment) for name in response.table_name]
@@ -258,18 +311,24 @@ class GoogleSQL:
         parameters: Mapping[str, tp.TypeProto] | None = None,
         positional: Sequence[tp.TypeProto] | None = None,
         constants: Mapping[str, tp.TypeProto] | None = None,
+        *,
+        start: int | None = None,
+        locations: bool = False,
     ) -> Analysis:
         """Analyze one statement; raises AnalysisError when GoogleSQL refuses it.
 
         parameters: the named query parameters declared with the statement (name -> type);
         positional: the positional ones (then ``?`` is the parameter syntax); constants: names that
-        resolve as values (a script's variables), name -> type.
+        resolve as values (a script's variables), name -> type. start: analyze the statement that
+        starts at this byte offset of sql (a file of several statements; errors keep the file's
+        line numbers) and return where the next one starts. locations: find where each output
+        column is written (its item in the outermost SELECT list).
         """
         with self._lock:
             clock = time.monotonic()
             seconds = {}
-            names = self.table_names(sql)
-            target = _alter_target(sql)
+            names = self.table_names(sql, start)
+            target = _alter_target(sql if start is None else sql.encode()[start:].decode(errors="replace"))
             if target and target not in names:
                 names.append(target)
             entries: dict[tuple, bytes | None] = {}
@@ -291,11 +350,12 @@ class GoogleSQL:
             catalog_id = self._catalog(entries)
             seconds["catalog"] = time.monotonic() - clock
             clock = time.monotonic()
-            request = ls.AnalyzeRequest(
-                options=self._analyzer_options(parameters, positional),
-                registered_catalog_id=catalog_id,
-                sql_statement=sql,
-            )
+            options = self._analyzer_options(parameters, positional)
+            request = ls.AnalyzeRequest(options=options, registered_catalog_id=catalog_id)
+            if start is None:
+                request.sql_statement = sql
+            else:
+                request.parse_resume_location.CopyFrom(_resume(sql, start))
             try:
                 response = self.engine.call("Analyze", request, ls.AnalyzeResponse)
             except ZetaSQLError as error:
@@ -303,9 +363,29 @@ class GoogleSQL:
             seconds["analyze"] = time.monotonic() - clock
         statement = _leaf(response.resolved_statement)
         analysis = Analysis(kind=_kind(response.resolved_statement), tables=names, seconds=seconds)
+        if start is not None:
+            analysis.next_position = response.resume_byte_position
         if analysis.kind == "QueryStmt":
             analysis.columns = [(c.name, c.column.type) for c in statement.output_column_list]
+            if locations:
+                analysis.offsets = self._column_offsets(sql, start, len(analysis.columns))
         return analysis
+
+    def _column_offsets(self, sql: str, start: int | None, count: int) -> list[int | None]:
+        """Where each output column of a query is written (its SELECT list item), when the list has
+        one item per column (no SELECT *)."""
+        if start is None:
+            request = ls.ParseRequest(sql_statement=sql, options=self.language)
+        else:
+            request = ls.ParseRequest(parse_resume_location=_resume(sql, start), options=self.language)
+        try:
+            parsed = self.engine.call("Parse", request, ls.ParseResponse).parsed_statement
+        except ZetaSQLError:
+            return [None] * count
+        offsets = _select_columns(parsed)
+        if offsets is None or len(offsets) != count:
+            return [None] * count
+        return list(offsets)
 
     def _resolve(self, spelled: list[str], lookup: Lookup) -> tuple[list[str], TableDef] | None:
         """(the spelled path the catalog must hold, its table) for a name, trying shorter prefixes
