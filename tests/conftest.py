@@ -76,7 +76,9 @@ def _link_shared_extensions(root: Path) -> None:
 
 def analyzer_totals(paths: list[Path]) -> dict[str, Any] | None:
     """The GoogleSQL analyzer's counters summed over the emulators' counter files (None: none ran)."""
-    totals: dict[str, Any] = {"analyzed": 0, "refused": 0, "not_found": 0, "passed": 0, "distinct": set()}
+    totals: dict[str, Any] = {
+        "analyzed": 0, "refused": 0, "not_found": 0, "passed": 0, "distinct": set(), "ms": 0.0, "cpu_ms": 0.0,
+    }
     found = False
     for path in dict.fromkeys(paths):
         try:
@@ -87,6 +89,8 @@ def analyzer_totals(paths: list[Path]) -> dict[str, Any] | None:
         for key in ("analyzed", "refused", "not_found"):
             totals[key] += int(stats.get(key) or 0)
         totals["passed"] += sum((stats.get("passed") or {}).values())
+        totals["ms"] += float(stats.get("ms_per_statement") or 0) * int(stats.get("analyzed") or 0)
+        totals["cpu_ms"] += float(stats.get("cpu_ms_per_statement") or 0) * int(stats.get("analyzed") or 0)
         totals["distinct"] |= set(stats.get("distinct") or [])
     return totals if found else None
 
@@ -102,6 +106,11 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         f"{totals['refused']} refused; {totals['passed']} passed through unanalyzed, "
         f"{totals['not_found']} naming a missing table left to the emulator"
     )
+    if totals["analyzed"]:
+        terminalreporter.write_line(
+            f"GoogleSQL analyzer: {totals['ms'] / totals['analyzed']:.1f} ms a statement "
+            f"({totals['cpu_ms'] / totals['analyzed']:.1f} ms CPU), catalog lookups included"
+        )
 
 
 @pytest.fixture

@@ -48,12 +48,14 @@ PASSED = {
     "table_function": "CREATE TABLE FUNCTION: local-bigquery rewrites its text before it reaches the hook",
     "execute_immediate_using": "EXECUTE IMMEDIATE ... USING: the USING values' types are not declared to the analyzer",
     "temp_function_call": "a call of a temporary function created earlier in the same script",
+    "routine_call": "a call of a persistent function or table function (dataset.name): routines are not in the catalog",
     "legacy_sql": "legacy SQL jobs (useLegacySql): not GoogleSQL",
     "unsupported_type": "a query parameter or variable of a type the analyzer cannot be given",
 }
 
 _job: contextvars.ContextVar[_Job | None] = contextvars.ContextVar("bqfidelity_analyzer_job", default=None)
-_FUNCTION_NOT_FOUND = re.compile(r"^Function not found: (\S+)")
+_FUNCTION_NOT_FOUND = re.compile(r"^Function not found: (`[^`]+`|[\w.]+)")
+_ROUTINE_NOT_FOUND = re.compile(r"^(?:Function|Table-valued function) not found: `?[\w-]+(?:\.[\w-]+)+`?")
 
 
 @dataclass
@@ -303,6 +305,9 @@ def check(interpreter: Any, statement: Any) -> None:
         called = _FUNCTION_NOT_FOUND.match(error.message)
         if called and called.group(1).strip("`").casefold() in job.temp_functions:
             _stats.record(sql, "temp_function_call")
+            return
+        if _ROUTINE_NOT_FOUND.match(error.message):
+            _stats.record(sql, "routine_call")
             return
         _stats.record(sql, "refused", seconds, message=error.message, cpu_seconds=time.thread_time() - cpu)
         log.info("GoogleSQL refused: %s | %s", error.message, " ".join(sql.split())[:300])

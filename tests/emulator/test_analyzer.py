@@ -230,3 +230,13 @@ def test_a_missing_table_is_left_to_the_emulator_which_answers_not_found(bq: Any
         job.result()
 
     assert _stats(emulators)["not_found"] == before + 1
+
+
+def test_a_script_calling_its_temporary_function_runs(bq: Any, emulators: Any) -> None:
+    before = _stats(emulators)["passed"].get("temp_function_call", 0)
+
+    rows = fidkit.run(bq, "create temp function twice(x int64) as (x * 2);\nselect twice(21) as v;")
+
+    assert rows == [{"v": 42}]
+    # the CREATE TEMP FUNCTION is analyzed; the call cannot be (the function is not in the catalog)
+    assert _stats(emulators)["passed"]["temp_function_call"] == before + 1
