@@ -105,7 +105,8 @@ class Analysis:
     kind: str
     columns: list[tuple[str, tp.TypeProto]] = field(default_factory=list)
     tables: list[list[str]] = field(default_factory=list)  # the names it reads, as written
-    # Where the time went: looking tables up, registering a new catalog (when needed), analyzing.
+    # Where the time went: extracting the table names, looking the tables up, registering a new
+    # catalog (when needed), analyzing.
     seconds: dict[str, float] = field(default_factory=dict)
     # With locations=True: byte offset in the input of each output column's SELECT list item (None: unknown).
     offsets: list[int | None] = field(default_factory=list)
@@ -328,6 +329,8 @@ class GoogleSQL:
             clock = time.monotonic()
             seconds = {}
             names = self.table_names(sql, start)
+            seconds["names"] = time.monotonic() - clock
+            clock = time.monotonic()
             target = _alter_target(sql if start is None else sql.encode()[start:].decode(errors="replace"))
             if target and target not in names:
                 names.append(target)
