@@ -51,6 +51,7 @@ PASSED = {
     "routine_call": "a call of a persistent function or table function (dataset.name): routines are not in the catalog",
     "legacy_sql": "legacy SQL jobs (useLegacySql): not GoogleSQL",
     "unsupported_type": "a query parameter or variable of a type the analyzer cannot be given",
+    "analyzer_error": "the analyzer itself failed (logged; it is reloaded for the next statement)",
 }
 
 _job: contextvars.ContextVar[_Job | None] = contextvars.ContextVar("bqfidelity_analyzer_job", default=None)
@@ -171,6 +172,13 @@ def analyzer():  # noqa: ANN201 - GoogleSQL, imported lazily
     return _analyzer
 
 
+def _reset() -> None:
+    """Drop the analyzer after a failure of its own (e.g. a WebAssembly trap); the next statement loads a new one."""
+    global _analyzer
+    with _analyzer_lock:
+        _analyzer = None
+
+
 # ------------------------------------------------------------------------------------ the job
 
 
@@ -289,9 +297,9 @@ def check(interpreter: Any, statement: Any) -> None:
     from bqfidelity.zsql import types
     from bqfidelity.zsql.googlesql import AnalysisError
 
-    engine = analyzer()
     started, cpu = time.monotonic(), time.thread_time()
     try:
+        engine = analyzer()
         constants = _variables(interpreter) if interpreter.context.variables else None
         analysis = engine.analyze(sql, _lookup(interpreter), job.parameters, job.positional, constants)
     except types.UnsupportedType:
@@ -312,6 +320,11 @@ def check(interpreter: Any, statement: Any) -> None:
         _stats.record(sql, "refused", seconds, message=error.message, cpu_seconds=time.thread_time() - cpu)
         log.info("GoogleSQL refused: %s | %s", error.message, " ".join(sql.split())[:300])
         raise BigQueryError("invalidQuery", error.message) from None
+    except Exception:  # noqa: BLE001 - a failing analyzer must not fail the job
+        log.exception("GoogleSQL analyzer failed; statement run unanalyzed: %s", " ".join(sql.split())[:300])
+        _reset()
+        _stats.record(sql, "analyzer_error")
+        return
     _stats.record(
         sql, "accepted", time.monotonic() - started, analysis.kind, parts=analysis.seconds,
         cpu_seconds=time.thread_time() - cpu,
