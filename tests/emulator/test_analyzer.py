@@ -240,3 +240,26 @@ def test_a_script_calling_its_temporary_function_runs(bq: Any, emulators: Any) -
     assert rows == [{"v": 42}]
     # the CREATE TEMP FUNCTION is analyzed; the call cannot be (the function is not in the catalog)
     assert _stats(emulators)["passed"]["temp_function_call"] == before + 1
+
+
+def test_a_script_s_variables_are_declared_to_the_analyzer(bq: Any, dataset: Any) -> None:
+    table = _orders(bq, dataset())
+
+    rows = fidkit.run(
+        bq,
+        f"""
+        declare first_day date default date '2026-02-01';
+        declare factor int64 default 2;
+        select order_id, factor * 10 as scaled from `{table}` where order_date >= first_day;
+        """,
+    )
+    assert rows == [{"order_id": 2, "scaled": 20}]
+
+    error, _ = _refusal(
+        bq,
+        f"""
+        declare first_day timestamp default timestamp '2026-02-01 00:00:00+00';
+        select order_id from `{table}` where order_date >= first_day;
+        """,
+    )
+    assert error["message"].startswith("No matching signature for operator >= for argument types: DATE, TIMESTAMP")
