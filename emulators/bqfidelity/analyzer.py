@@ -12,7 +12,10 @@ message>}``, and a dry run (synchronous) with HTTP 400.
 
 Statements are analyzed one at a time, when the script interpreter reaches them (hook:
 ``local_bigquery.sql.script.Interpreter.sql``), so a statement that reads a table created earlier in
-the same script sees it. Not analyzed, and counted apart (``PASSED``): statement kinds ZetaSQL is
+the same script sees it. The job's configuration (parameters, legacy SQL) reaches the interpreter in
+a context variable set by the wrapped ``runner._query`` (jobs) and ``runner._dry_run`` (dry runs);
+SQL the emulator runs for itself (copy jobs, views created through the tables API) is not a query
+job's and is not analyzed. Not analyzed, and counted apart (``PASSED``): statement kinds ZetaSQL is
 not given enough to judge. A statement that names a table the emulator does not have is left to the
 emulator, which answers ``notFound`` as BigQuery does (counted as ``not_found``).
 
