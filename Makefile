@@ -18,6 +18,11 @@ PYTEST_ARGS ?=
 # Extra arguments for the devstack CLI, e.g. DEVSTACK_ARGS="--bq-port 9150 --gcs-port 9123".
 DEVSTACK_ARGS ?=
 DEVSTACK := PYTHONPATH=$(CURDIR)/plugins $(VENV)/bin/python -m envsync.devstack
+# check-sql: prod's schemas (JSON) the SQL is analyzed against; DISCOVER=1 discovers them from prod first
+# (the config's project and prod.datasets, through BIGQUERY_EMULATOR_HOST or google_cloud_default).
+SCHEMAS ?= sql/schemas/prod.json
+DISCOVER ?=
+CHECK_SQL_PATHS ?= sql/seeds
 
 # Airflow run from this checkout (git-ignored home, loopback-only, few worker processes).
 export AIRFLOW_HOME := $(CURDIR)/.devstack/airflow
@@ -26,13 +31,13 @@ export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__PARALLELISM := 4
 
-.PHONY: help install lock up down stop status test test-gcp demo
+.PHONY: help install lock up down stop status check-sql test test-gcp demo
 
 help: ## List the targets
 	@echo "envsync targets:"
-	@grep -E '^[a-z][a-zA-Z_-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
+	@grep -E '^[a-z][a-zA-Z_-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 	@echo "Variables: PYTEST_ARGS='-k foo -x' (test, test-gcp), DEVSTACK_ARGS='--bq-port N ...' (up/down/status),"
-	@echo "           ENVSYNC_TEST_GCP_PROJECT=<sandbox project id> (test-gcp)"
+	@echo "           SCHEMAS=file.json or DISCOVER=1 (check-sql), ENVSYNC_TEST_GCP_PROJECT=<sandbox project id> (test-gcp)"
 
 install: $(VENV)/.installed $(EMU_VENV)/.installed ## Create/sync .venv and .venv-emulators from the lock files (instant when done)
 
@@ -83,7 +88,16 @@ stop: down ## Alias of down
 status: ## Show whether the emulators run and answer
 	@$(DEVSTACK) status $(DEVSTACK_ARGS)
 
-test: install ## Run the test suite (pass arguments with PYTEST_ARGS=...)
+check-sql: install ## Analyze the seeds (sql/seeds) with GoogleSQL against prod's schemas (file:line: message)
+	@schemas="$(SCHEMAS)"; \
+	if [ -n "$(DISCOVER)" ]; then \
+	  schemas=.devstack/prod-schemas.json; \
+	  $(VENV)/bin/python scripts/prod_schemas.py --out "$$schemas" || exit 1; \
+	fi; \
+	PYTHONPATH=$(CURDIR)/emulators $(EMU_VENV)/bin/python -m bqfidelity.checksql \
+	  --schemas "$$schemas" --cache .devstack/zetasql $(CHECK_SQL_PATHS)
+
+test: install check-sql ## Run check-sql, then the test suite (pass arguments with PYTEST_ARGS=...)
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 # The integration suite on a real GCP sandbox project (README: "Trying envsync on real GCP").

@@ -41,3 +41,13 @@ echo "DAG run finished in $(( $(date +%s) - start )) s"
 
 step "run report"
 $PY -m envsync.report prod_to_dev_sync
+
+step "GoogleSQL analyzer (every statement the emulator ran, checked as BigQuery's front end would)"
+$PY - <<'PY'
+import json, pathlib
+path = pathlib.Path(".devstack/run/analyzer.json")
+stats = json.loads(path.read_text()) if path.exists() else None
+if stats:
+    print(f"GoogleSQL analyzer: {stats['analyzed']} statements analyzed, {stats['refused']} refused "
+          f"({stats['ms_per_statement']} ms a statement); counters in {path}")
+PY
