@@ -25,6 +25,7 @@ from envsync.guard import TableRef
 from envsync.jobs import JobStats, label_value
 from envsync.ladder import Backup, parse_snapshot_name, snapshot_expiry, snapshot_name, thin
 from envsync.sqltemplates import render
+from envsync.verify import partition_filter
 
 if TYPE_CHECKING:
     from google.cloud import bigquery
@@ -191,12 +192,16 @@ class BackupEngine:
         return backup_ds
 
     def checksum(self, ref: TableRef, key: tuple[str, ...], stats: JobStats,
-                 as_of: dt.datetime | None = None) -> dict[str, Any]:
-        """Rows and checksum of a table (as of T when given), computed in BigQuery."""
+                 as_of: dt.datetime | None = None, keep_all: str = "true") -> dict[str, Any]:
+        """Rows and checksum of a table (as of T when given), computed in BigQuery.
+
+        `keep_all` is the table's `verify.partition_filter` (it may require a partition filter).
+        """
         if as_of is None:
-            sql, params = render("common/table_checksum", target=ref.sql), None
+            sql, params = render("common/table_checksum", target=ref.sql, keep_all=keep_all), None
         else:
-            sql, params = render("common/table_checksum_as_of", source=ref.sql), {"as_of": as_of}
+            sql = render("common/table_checksum_as_of", source=ref.sql, keep_all=keep_all)
+            params = {"as_of": as_of}
         job = self.runner.run(sql, key=key + ("checksum",), params=params, stats=stats)
         return checksum_row(next(iter(job.result())))
 
@@ -251,7 +256,7 @@ class BackupEngine:
             PINNED_LABEL: "true" if pinned else "false", "envsync-run": self.runner.labels["envsync-run"],
         }
         self.bq.update_table(snap, ["expires", "description", "labels"])
-        counted = self.checksum(target, key, stats)
+        counted = self.checksum(target, key, stats, keep_all=partition_filter(info))  # a snapshot keeps the option
         manifest = {
             "dataset": dataset, "table": table, "snapshot": f"{backup_ds}.{name}", "name": name,
             "taken_at": taken_at.isoformat(), "as_of": as_of.isoformat() if as_of else None,

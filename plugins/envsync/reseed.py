@@ -27,7 +27,7 @@ from envsync.seeds import SeedError, find_seeds, load_seed, sample_predicate, sa
 from envsync.report import result_row
 from envsync.sqltemplates import render
 from envsync.sync import DETERMINISTIC_ERRORS, create_view
-from envsync.verify import TYPE_ALIASES, compare_schema
+from envsync.verify import TYPE_ALIASES, compare_schema, partition_filter
 from envsync.views import ViewRewrite, rewrite_view_sql, view_dependencies
 
 if TYPE_CHECKING:
@@ -204,7 +204,7 @@ class Reseeder:
             spec = sample_spec(self.config, override)
             source = TableRef(self.project, unit.dataset, info.table)
             self.runner.run(render("reseed/create_sampled_table", **ddl, select_list=select, source=source.sql,
-                                   sample_predicate=sample_predicate(spec.column)),
+                                   sample_predicate=sample_predicate(spec.column), keep_all=partition_filter(info)),
                             key=key + ("sample",), params={**params, "cut": self.cut}, stats=stats)
         table = self.bq.client.get_table(target.api)
         problems = compare_schema(str(target), info.schema, [f.to_api_repr() for f in table.schema])
@@ -216,7 +216,8 @@ class Reseeder:
 
     def checksum(self, unit: ReseedUnit, table: str, stats: JobStats) -> dict[str, Any]:
         ref = TableRef(self.project, unit.target_dataset, table)
-        row = next(iter(self.runner.run(render("common/table_checksum", target=ref.sql),
+        # reseeded tables are created by envsync's DDL without require_partition_filter: no filter needed
+        row = next(iter(self.runner.run(render("common/table_checksum", target=ref.sql, keep_all="true"),
                                         key=(unit.target_dataset, table, "checksum"), stats=stats).result()))
         return {"rows": int(row["row_count"]), "checksum": str(row["checksum"])}
 

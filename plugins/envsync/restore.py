@@ -30,7 +30,7 @@ from envsync.jobs import JobRunner, JobStats, run_recorded
 from envsync.ladder import format_duration
 from envsync.report import result_row
 from envsync.sqltemplates import render
-from envsync.verify import compare_schema
+from envsync.verify import compare_schema, table_partition_filter
 
 if TYPE_CHECKING:
     from envsync.config import EnvsyncConfig
@@ -222,7 +222,8 @@ class RestoreEngine:
         """What the restored table must hold: {"rows", "checksum", "schema" (None for time travel)}."""
         if source.kind == "time_travel":
             ref = TableRef(self.project, dataset, source.table)
-            sql = render("common/table_checksum_as_of", source=ref.sql)
+            sql = render("common/table_checksum_as_of", source=ref.sql,
+                         keep_all=table_partition_filter(self.bq.client, ref))
             job = self.runner.run(sql, key=key + ("expected",), params={"as_of": point_in_time}, stats=stats)
             return {**checksum_row(next(iter(job.result()))), "schema": None}
         if source.kind == "snapshot":
@@ -281,8 +282,9 @@ class RestoreEngine:
             start = time.monotonic()
             expected = self.expected(dataset, source, point_in_time, key, stats)
             self._build(dataset, source, stage, point_in_time, expected, key, stats)
-            job = self.runner.run(render("common/table_checksum", target=stage.sql), key=key + ("checksum",),
-                                  stats=stats)
+            keep_all = table_partition_filter(self.bq.client, stage)  # the stage keeps the backup's options
+            job = self.runner.run(render("common/table_checksum", target=stage.sql, keep_all=keep_all),
+                                  key=key + ("checksum",), stats=stats)
             actual = checksum_row(next(iter(job.result())))
             name = f"{target_dataset}.{source.table}"
             problems = []

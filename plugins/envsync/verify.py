@@ -77,6 +77,13 @@ def partition_filter(info: TableInfo) -> str:
     return f"({col} is null or {col} >= {_TYPE_MINIMUMS.get(kind, _TYPE_MINIMUMS['TIMESTAMP'])})"
 
 
+def table_partition_filter(client: bigquery.Client, ref: TableRef) -> str:
+    """`partition_filter` of a table as BigQuery describes it now (one tables.get)."""
+    from envsync.discovery import TableInfo
+
+    return partition_filter(TableInfo.from_api(client.get_table(ref.api)))
+
+
 def window_params(action: Action, window: Window) -> dict[str, Any]:
     if action.date_column is None or action.column_type is None:
         return {}

@@ -9,4 +9,6 @@ select
     {select_list}
 from {source}
     for system_time as of @cut
-where {sample_predicate}
+where
+    {sample_predicate}
+    and {keep_all}
