@@ -42,9 +42,9 @@ def test_a_run_with_thousands_of_table_actions_is_audited_completely(emulators: 
 
     audit = f"`{AUDIT_PROJECT}.{config.audit.dataset}`"
     got = list(client.query(
-        f"select count(*) as n, count(distinct table_name) as tables, sum(row_count) as rows "
+        f"select count(*) as n, count(distinct table_name) as tables, sum(row_count) as row_sum "
         f"from {audit}.table_actions where run_id = 'manual__audit-scale'", job_retry=None).result())[0]
-    assert (got["n"], got["tables"], got["rows"]) == (ACTIONS, ACTIONS, sum(range(ACTIONS)))
+    assert (got["n"], got["tables"], got["row_sum"]) == (ACTIONS, ACTIONS, sum(range(ACTIONS)))
     summary = list(client.query(f"select objects, row_count from {audit}.runs "
                                 "where run_id = 'manual__audit-scale'", job_retry=None).result())
     assert [(r["objects"], r["row_count"]) for r in summary] == [(ACTIONS, sum(range(ACTIONS)))]
