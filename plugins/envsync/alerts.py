@@ -15,7 +15,7 @@ import logging
 from typing import Any
 from urllib.parse import quote
 
-from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
+from airflow.sdk import BaseNotifier
 
 log = logging.getLogger(__name__)
 
@@ -74,14 +74,22 @@ def build_message(*, kind: str, dag_id: str, run_id: str, report: dict[str, Any]
     return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}
 
 
-class EnvsyncSlackNotifier(SlackWebhookNotifier):
-    """The provider's webhook notifier, with a message summarising the envsync run; never raises."""
+class EnvsyncSlackNotifier(BaseNotifier):
+    """A message summarising the envsync run, sent through the Slack provider's webhook notifier; never raises.
 
-    def __init__(self, *, kind: str, slack_webhook_conn_id: str, **kwargs: Any) -> None:
+    The provider (its hook pulls in Airflow's providers manager, about a second of imports) is loaded
+    when an alert is sent, not when a DAG file is parsed: every DAG carries these callbacks.
+    """
+
+    template_fields = ()
+
+    def __init__(self, *, kind: str, slack_webhook_conn_id: str, timeout: int = 10) -> None:
         if kind not in ICONS:
             raise ValueError(f"kind must be one of {sorted(ICONS)}, got {kind!r}")
-        super().__init__(slack_webhook_conn_id=slack_webhook_conn_id, text="", timeout=10, **kwargs)
+        super().__init__()
         self.kind = kind
+        self.slack_webhook_conn_id = slack_webhook_conn_id
+        self.timeout = timeout
 
     def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
         """Nothing to render: the message is built from the run's report (see `message`)."""
@@ -89,9 +97,11 @@ class EnvsyncSlackNotifier(SlackWebhookNotifier):
     def notify(self, context: Any) -> None:
         dag_id = getattr(context.get("dag"), "dag_id", None) or "?"
         try:
+            from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
+
             message = self.message(context)
-            self.text, self.blocks = message["text"], message["blocks"]
-            super().notify(context)
+            SlackWebhookNotifier(slack_webhook_conn_id=self.slack_webhook_conn_id, text=message["text"],
+                                 blocks=message["blocks"], timeout=self.timeout).notify(context)
             log.info("sent the Slack %s alert of %s through connection %r", self.kind, dag_id,
                      self.slack_webhook_conn_id)
         except Exception as error:  # an alert never fails the data work
