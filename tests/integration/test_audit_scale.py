@@ -14,9 +14,9 @@ import pytest
 pytestmark = [pytest.mark.integration, pytest.mark.gcp_incompatible]
 
 AUDIT_PROJECT = "envsync-auditscale"
-# 15 columns a row: 1,500 actions bind 22,500 values, three inserts under the 10,000-parameter limit
+# 15 columns a row: 700 actions bind 10,500 values, two inserts under the 10,000-parameter limit
 # (the unit test in tests/unit/test_audit.py batches 5,000).
-ACTIONS = 1500
+ACTIONS = 700
 
 
 @pytest.mark.slow
