@@ -390,3 +390,25 @@ def test_duplicate_datasets_are_rejected_or_merged(config: EnvsyncConfig) -> Non
         assert "sales" in str(error)
     else:
         assert datasets == ["sales"]
+
+
+def test_partition_filter_keeps_every_row_on_the_partitioning_column() -> None:
+    """Tables with require_partition_filter are read with a predicate on the partitioning column only
+    (https://cloud.google.com/bigquery/docs/querying-partitioned-tables); other tables with `true`."""
+    from envsync.discovery import TableInfo
+    from envsync.verify import partition_filter
+
+    schema = [{"name": "d", "type": "DATE"}, {"name": "ts", "type": "TIMESTAMP"}, {"name": "n", "type": "INTEGER"}]
+    day = TableInfo("s", "t", "TABLE", schema=schema, partitioning={"type": "DAY", "field": "d"},
+                    require_partition_filter=True)
+    assert partition_filter(day) == "(`d` is null or `d` >= date '0001-01-01')"
+    hour = TableInfo("s", "t", "TABLE", schema=schema, partitioning={"type": "HOUR", "field": "ts"},
+                     require_partition_filter=True)
+    assert partition_filter(hour) == "(`ts` is null or `ts` >= timestamp '0001-01-01 00:00:00+00')"
+    ranged = TableInfo("s", "t", "TABLE", schema=schema, require_partition_filter=True,
+                       range_partitioning={"field": "n", "start": 0, "end": 100, "interval": 10})
+    assert partition_filter(ranged) == "(`n` is null or `n` >= -9223372036854775807 - 1)"
+    ingestion = TableInfo("s", "t", "TABLE", schema=schema, partitioning={"type": "DAY", "field": None},
+                          require_partition_filter=True)
+    assert "_PARTITIONTIME is null or _PARTITIONTIME >=" in partition_filter(ingestion)
+    assert partition_filter(TableInfo("s", "t", "TABLE", schema=schema, partitioning={"type": "DAY", "field": "d"})) == "true"
