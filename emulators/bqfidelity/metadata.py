@@ -27,10 +27,7 @@ What BigQuery does (and local-bigquery 0.4.0 does not):
 from __future__ import annotations
 
 import functools
-import logging
 import threading
-
-log = logging.getLogger("bqfidelity.metadata")
 
 # Depth of the clone/snapshot chain a table ends: 0 for a standard table, 1 for a clone or snapshot
 # of one, 2 for a clone or snapshot of that. A clone or snapshot of a depth-2 table is refused.
