@@ -5,6 +5,8 @@ Per table, the cheapest correct BigQuery operation:
                     outside the window (whole partitions: 0 bytes billed);
   * ctas_window   - unpartitioned with a date column (detected, or `date_column` in config): CREATE
                     TABLE ... AS SELECT as of T filtered to the window (bills the scanned bytes);
+                    a window of more than 4,000 partitions (or an ingestion-time table) is CREATE
+                    TABLE plus one INSERT per chunk of at most 4,000 partitions (envsync.partitions);
   * full_clone    - no date column: CLONE as of T (0 bytes);
   * view          - re-created with its dataset references rewritten to the dev datasets;
   * skip          - objects envsync does not copy (materialized views, external tables, snapshots);
@@ -18,10 +20,20 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from envsync.discovery import DatasetInfo, TableInfo
+from envsync.partitions import (
+    Chunk,
+    id_chunks,
+    outside_window,
+    partial_partitions,
+    partitions_between,
+    spec_of,
+    window_chunks_on,
+)
 from envsync.views import rewrite_view_sql, view_dependencies
 
 if TYPE_CHECKING:
     from envsync.config import EnvsyncConfig
+    from envsync.window import Window
 
 DATE_TYPES = ("DATE", "DATETIME", "TIMESTAMP")
 STAGE_SUFFIX = "__envsync_stage"
@@ -46,6 +58,7 @@ class Action:
     view_sql: str | None = None
     est_bytes_billed: int = 0
     est_jobs: int = 0
+    billing_note: str = ""             # why the estimate bills more than it seems (partial partitions)
     source_rows: int = 0
     depends_on: list[str] = field(default_factory=list)
 
@@ -163,14 +176,38 @@ def _table_action(config: EnvsyncConfig, info: TableInfo, target: str) -> Action
     return Action(**base, action="full_clone", reason="no date column: copied whole")
 
 
-def _estimate(action: Action, info: TableInfo, window_fraction: float) -> None:
-    """Estimated bytes billed and BigQuery jobs, from table metadata only (no dry run)."""
+def _estimate(action: Action, info: TableInfo, window_fraction: float, window: Window | None = None,
+              partition_ids: Sequence[str] | None = None) -> None:
+    """Estimated bytes billed and BigQuery jobs, from table metadata only (no dry run).
+
+    With the run's window (and prod's partition ids), the jobs count the splits needed to stay under
+    4,000 partitions per job: one DELETE per chunk of the partitions outside the window, one INSERT
+    per chunk of the window (after a CREATE). A DELETE whose window bound falls inside a partition
+    (mid-day for DAY partitions) scans and bills that partition: its share of the table is added.
+    """
     verify_rows = info.num_rows if action.action != "clone_window" else int(info.num_rows * window_fraction)
     verify = 2 * max(MIN_BYTES_BILLED_PER_TABLE, verify_rows * BYTES_PER_DATE_VALUE)
+    bounds = window.bounds(action.column_type) if window and action.column_type else None
+    spec = spec_of(info)
     if action.action == "clone_window":
-        action.est_bytes_billed, action.est_jobs = verify, 4   # clone, delete partitions, verify, swap
+        trims, partial = 1, 0
+        if bounds and spec is not None and spec.unit != "RANGE" and spec.column.lower() == (action.date_column or "").lower():
+            if partition_ids is not None:
+                trims = len(id_chunks(partition_ids, spec, keep=outside_window(spec, *bounds)))
+            notes = partial_partitions(*bounds, spec.unit)
+            if notes:
+                partitions = len(partition_ids) if partition_ids else partitions_between(*bounds, spec.unit)
+                per_partition = info.num_bytes // max(1, partitions)
+                partial = len(notes) * per_partition
+                action.billing_note = ("; ".join(notes) + ": the DELETE scans and bills the partially kept "
+                                       f"partition{'s' if len(notes) > 1 else ''} (included in the estimate)")
+        # clone, list partitions, delete outside the window (per chunk), verify, swap
+        action.est_bytes_billed, action.est_jobs = verify + partial, 4 + trims
     elif action.action == "ctas_window":
-        action.est_bytes_billed, action.est_jobs = info.num_bytes + verify, 3  # ctas, verify, swap
+        chunks = window_chunks_on(spec, action.date_column, *bounds) if bounds else [Chunk(None, None, 0)]
+        single = len(chunks) == 1 and not (spec is not None and spec.ingestion_time)
+        copy_jobs = 1 if single else 1 + len(chunks)     # CTAS, or CREATE + one INSERT per chunk
+        action.est_bytes_billed, action.est_jobs = info.num_bytes + verify, copy_jobs + 2  # + verify, swap
     elif action.action == "full_clone":
         action.est_bytes_billed, action.est_jobs = verify, 3   # clone, verify, swap
     elif action.action == "view":
@@ -185,6 +222,8 @@ def plan_dataset(
     tables_filter: Sequence[str] = (),
     window_fraction: float = 1.0,
     env: str = "dev",
+    window: Window | None = None,
+    partition_ids: dict[str, list[str]] | None = None,
 ) -> DatasetPlan:
     """Decide the action for every object of one prod dataset and the env-only objects to drop.
 
@@ -215,7 +254,8 @@ def plan_dataset(
         else:
             action = Action(dataset=info.dataset, table=table.table, target_dataset=target,
                             action="skip", reason=f"{table.kind.lower()} objects are not copied")
-        _estimate(action, table, window_fraction)
+        _estimate(action, table, window_fraction, window if env == "dev" else None,
+                  (partition_ids or {}).get(table.table))
         actions.append(action)
     if not tables_filter and existing is not None:
         prod_names = {t.table for t in info.tables if t.table not in excluded}

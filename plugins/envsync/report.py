@@ -65,7 +65,8 @@ def plan_table(plans: list[DatasetPlan]) -> str:
     for plan in plans:
         for a in plan.actions:
             rows.append([a.key, a.action, _fmt_rows(a.source_rows) if a.action not in ("view", "drop") else "-",
-                         human_bytes(a.est_bytes_billed), str(a.est_jobs), a.reason])
+                         human_bytes(a.est_bytes_billed), str(a.est_jobs),
+                         a.reason + (f"; {a.billing_note}" if getattr(a, "billing_note", "") else "")])
         for name in plan.excluded:
             rows.append([f"{plan.dataset}.{name}", "exclude", "-", human_bytes(0), "0", "exclude: true in config"])
     return render_table(["table", "action", "prod rows", "est. bytes billed", "jobs", "why"], rows)

@@ -16,10 +16,27 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from envsync.datasets import ensure_env_dataset, env_labels
-from envsync.ddl import cluster_clause, column_def, partition_clause
+from envsync.ddl import (
+    carry_column_options,
+    cluster_clause,
+    columns_sql,
+    insert_columns,
+    is_ingestion_time,
+    partition_clause,
+)
 from envsync.discovery import DatasetInfo, TableInfo, discover_dataset, list_existing
 from envsync.guard import GuardedBigQuery, ProdWriteRefused, TableRef, WriteGuard, quote, quote_column
 from envsync.jobs import JobRunner, JobStats, run_recorded
+from envsync.partitions import (
+    Chunk,
+    chunk_params,
+    chunk_predicate,
+    describe,
+    id_chunks,
+    outside_window,
+    spec_of,
+    window_chunks_on,
+)
 from envsync.plan import STAGE_SUFFIX, Action, DatasetPlan, check_table_filter, order_views, plan_dataset
 from envsync.report import result_row
 from envsync.sqltemplates import render
@@ -73,8 +90,12 @@ def build_plans(
     datasets: list[str],
     tables: list[str],
     env: str = "dev",
+    window: Window | None = None,
 ) -> list[DatasetPlan]:
-    """Discover the selected prod datasets and their environment datasets, and plan every object."""
+    """Discover the selected prod datasets and their environment datasets, and plan every object.
+
+    With the dev window, prod's partition ids (INFORMATION_SCHEMA.PARTITIONS, one metadata query per
+    dataset) let the plan count the jobs needed to stay under 4,000 partitions per job."""
     unknown = [d for d in datasets if d not in config.prod.datasets]
     if unknown:
         raise ValueError(f"datasets {unknown} are not configured; allowed: {config.prod.datasets}")
@@ -83,7 +104,9 @@ def build_plans(
     plans = []
     for info in infos:
         existing = list_existing(client, config.project, config.env_dataset(env, info.dataset))
-        plans.append(plan_dataset(config, info, existing=existing, tables_filter=tables, env=env))
+        ids = prod_partition_ids(client, config.project, info) if window is not None and env == "dev" else None
+        plans.append(plan_dataset(config, info, existing=existing, tables_filter=tables, env=env, window=window,
+                                  partition_ids=ids))
     return plans
 
 
@@ -121,19 +144,56 @@ class DatasetSync:
             sql = render("sync/clone_table", target=stage.sql, source=source.sql)
             self.runner.run(sql, key=key + ("clone",), params=cut, stats=stats)
         if action.action == "clone_window":
-            sql = render("sync/delete_outside_window", target=stage.sql, column=quote_column(action.date_column or ""))
-            self.runner.run(sql, key=key + ("trim",), params=window_params(action, self.run.window), stats=stats)
+            self._trim(action, info, stage, stats)
         if action.action == "ctas_window":
-            sql = render(
-                "sync/ctas_window",
-                target=stage.sql,
-                source=source.sql,
-                columns=",\n    ".join(column_def(f) for f in info.schema),
-                partition_by=partition_clause(info),
-                cluster_by=cluster_clause(info),
-                column=quote_column(action.date_column or ""),
-            )
-            self.runner.run(sql, key=key + ("ctas",), params={**cut, **window_params(action, self.run.window)}, stats=stats)
+            self._ctas(action, info, source, stage, stats)
+
+    def _trim(self, action: Action, info: TableInfo, stage: TableRef, stats: JobStats) -> None:
+        """DELETE the rows outside the window from the clone: one DELETE per chunk of at most 4,000
+        partitions (https://cloud.google.com/bigquery/quotas#partitioned_tables), chunked on the
+        partitions the clone really has (INFORMATION_SCHEMA.PARTITIONS)."""
+        key = (action.dataset, action.table)
+        column = quote_column(action.date_column or "")
+        params = window_params(action, self.run.window)
+        spec = spec_of(info)
+        chunks = [Chunk(None, None, 0)]
+        if spec is not None and spec.unit != "RANGE" and spec.column.lower() == (action.date_column or "").lower():
+            chunks = id_chunks(partition_ids(self.runner, stage, key, stats), spec,
+                               keep=outside_window(spec, params["window_start"], params["window_end"]))
+        if len(chunks) > 1:
+            log.info("%s: trimming %d partitions outside the window in %d DELETE jobs (at most %d partitions "
+                     "each): %s", stage, sum(c.partitions for c in chunks), len(chunks), 4000, describe(chunks))
+        for index, chunk in enumerate(chunks):
+            sql = render("sync/delete_outside_window", target=stage.sql, column=column,
+                         chunk=chunk_predicate(action.date_column or "", chunk))
+            part = ("trim",) if len(chunks) == 1 else ("trim", str(index))
+            self.runner.run(sql, key=key + part, params={**params, **chunk_params(chunk)}, stats=stats)
+
+    def _ctas(self, action: Action, info: TableInfo, source: TableRef, stage: TableRef, stats: JobStats) -> None:
+        """The window as of T: one CTAS when it fits in one job; otherwise (more than 4,000 partitions,
+        or an ingestion-time table, which CTAS cannot create) CREATE TABLE plus one INSERT per chunk."""
+        key = (action.dataset, action.table)
+        params = {"cut": self.run.cut, **window_params(action, self.run.window)}
+        ddl = dict(target=stage.sql, columns=columns_sql(info), partition_by=partition_clause(info),
+                   cluster_by=cluster_clause(info))
+        chunks = window_chunks_on(spec_of(info), action.date_column, params["window_start"], params["window_end"])
+        if len(chunks) == 1 and not is_ingestion_time(info):
+            sql = render("sync/ctas_window", **ddl, source=source.sql, column=quote_column(action.date_column or ""))
+            self.runner.run(sql, key=key + ("ctas",), params=params, stats=stats)
+        else:
+            log.info("%s: creating the table, then copying the window in %d INSERT job(s)%s: %s", stage, len(chunks),
+                     " (ingestion-time partitioned: CTAS cannot create it)" if is_ingestion_time(info) else "",
+                     describe(chunks))
+            self.runner.run(render("sync/create_table", **ddl), key=key + ("create",), stats=stats)
+            spec = spec_of(info)
+            for index, chunk in enumerate(chunks):
+                sql = render("sync/insert_window", target=stage.sql, source=source.sql,
+                             insert_columns=insert_columns(info), select_columns=insert_columns(info),
+                             column=quote_column(action.date_column or ""),
+                             chunk=chunk_predicate(spec.column if spec else "", chunk))
+                self.runner.run(sql, key=key + ("insert", str(index)), params={**params, **chunk_params(chunk)},
+                                stats=stats)
+        carry_column_options(self.bq, stage, info.schema)
 
     def _verify(self, action: Action, info: TableInfo, source: TableRef, stage: TableRef, stats: JobStats) -> tuple[int, list[str], list[str]]:
         windowed = action.action in ("clone_window", "ctas_window")
@@ -256,6 +316,33 @@ def create_view(runner: JobRunner, target: TableRef, sql: str, *, allowed_prefix
     runner.run(render("sync/probe_view", target=target.sql), key=key + ("probe",), stats=stats)
 
 
+def prod_partition_ids(client: bigquery.Client, project: str, info: DatasetInfo) -> dict[str, list[str]] | None:
+    """Partition ids of every partitioned table of a prod dataset (a read of metadata), or None when
+    they cannot be read (the plan then assumes one DELETE per table)."""
+    from google.cloud import bigquery
+
+    if not any(t.partitioning or t.range_partitioning for t in info.tables):
+        return {}
+    sql = render("sync/partition_ids_all", dataset=quote(project, info.dataset))
+    try:
+        rows = client.query(sql, job_config=bigquery.QueryJobConfig(), job_retry=None).result()
+    except Exception as error:  # an estimate only: execution reads the partitions it splits on itself
+        log.warning("could not read the partitions of %s for the estimate: %s", info.dataset, error)
+        return None
+    found: dict[str, list[str]] = {}
+    for row in rows:
+        if row["partition_id"]:
+            found.setdefault(row["table_name"], []).append(row["partition_id"])
+    return found
+
+
+def partition_ids(runner: JobRunner, table: TableRef, key: tuple[str, ...], stats: JobStats) -> list[str]:
+    """The partition ids of `table` (INFORMATION_SCHEMA.PARTITIONS: metadata, no table data read)."""
+    job = runner.run(render("sync/partition_ids", dataset=quote(table.project, table.dataset)),
+                     key=key + ("partitions",), params={"table_name": table.table}, stats=stats)
+    return [row["partition_id"] for row in job.result() if row["partition_id"]]
+
+
 def _result(action: Action) -> dict[str, Any]:
     return result_row(action.key, f"{action.target_dataset}.{action.table}", action.action, action.reason,
                       est_bytes_billed=action.est_bytes_billed)
@@ -290,7 +377,8 @@ def run_sync(
     from envsync.window import new_cut, quarter_window
 
     window = quarter_window(anchor, window_quarters or config.environments.dev.window_quarters)
-    plans = build_plans(config, client, datasets=datasets or list(config.prod.datasets), tables=tables or [])
+    plans = build_plans(config, client, datasets=datasets or list(config.prod.datasets), tables=tables or [],
+                        window=window)
     run = RunInfo("prod_to_dev_sync", run_id, "sync_dataset", cut or new_cut(), window)
     results: list[dict[str, Any]] = []
     for plan in plans:

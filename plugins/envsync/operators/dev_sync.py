@@ -92,7 +92,7 @@ class PlanDevSyncOperator(BaseOperator):
             anchor.isoformat(), cut.isoformat(), quarters, window.start.isoformat(), window.end.isoformat(),
         )
         client = bigquery_client(config.project, config.location, self.gcp_conn_id)
-        plans = build_plans(config, client, datasets=datasets, tables=tables)
+        plans = build_plans(config, client, datasets=datasets, tables=tables, window=window)
         manifest = {
             "dag_id": context["dag"].dag_id,
             "run_id": context["run_id"],
