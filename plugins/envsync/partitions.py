@@ -242,6 +242,21 @@ def chunk_predicate(column: str, chunk: Chunk) -> str:
     return f"{col} >= @chunk_lo and {col} < @chunk_hi"
 
 
+def partition_id_sql(spec: Spec) -> str:
+    """SQL for the partition id (as in INFORMATION_SCHEMA.PARTITIONS) of a row of a time-unit or
+    integer-range partitioned table."""
+    col = quote_column(spec.column)
+    if spec.unit == "RANGE":
+        start, end, interval = spec.range
+        return (f"case when {col} is null then '__NULL__' when {col} < {int(start)} or {col} >= {int(end)} "
+                f"then '__UNPARTITIONED__' else cast({int(start)} + div({col} - {int(start)}, {int(interval)}) "
+                f"* {int(interval)} as string) end")
+    fmt = {"HOUR": "%Y%m%d%H", "DAY": "%Y%m%d", "MONTH": "%Y%m", "YEAR": "%Y"}[spec.unit]
+    function = {"DATE": "format_date", "DATETIME": "format_datetime"}.get(spec.column_type, "format_timestamp")
+    trunc = {"DATE": "date_trunc", "DATETIME": "datetime_trunc"}.get(spec.column_type, "timestamp_trunc")
+    return f"coalesce({function}('{fmt}', {trunc}({col}, {spec.unit})), '__NULL__')"
+
+
 def chunk_params(chunk: Chunk) -> dict[str, Any]:
     return {k: v for k, v in (("chunk_lo", chunk.lo), ("chunk_hi", chunk.hi)) if v is not None}
 

@@ -18,15 +18,24 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from envsync.datasets import env_labels, recreate_env_dataset
-from envsync.ddl import cluster_clause, column_def, column_list, partition_clause
+from envsync.ddl import (
+    carry_column_options,
+    cluster_clause,
+    column_list,
+    columns_sql,
+    insert_columns,
+    is_ingestion_time,
+    partition_clause,
+)
 from envsync.discovery import DatasetInfo, TableInfo
 from envsync.guard import TableRef, quote_column
 from envsync.jobs import JobRunner, JobStats, run_recorded
+from envsync.partitions import chunk_params, chunk_predicate, describe, id_chunks, spec_of
 from envsync.plan import Action, order_views
 from envsync.seeds import SeedError, find_seeds, load_seed, sample_predicate, sample_select, sample_spec
 from envsync.report import result_row
 from envsync.sqltemplates import render
-from envsync.sync import DETERMINISTIC_ERRORS, create_view
+from envsync.sync import DETERMINISTIC_ERRORS, create_view, partition_ids
 from envsync.verify import TYPE_ALIASES, compare_schema, partition_filter
 from envsync.views import ViewRewrite, rewrite_view_sql, view_dependencies
 
@@ -189,23 +198,32 @@ class Reseeder:
 
     # ----------------------------------------------------------------------------- execution
     def _table(self, unit: ReseedUnit, info: TableInfo, src: TableSource, stats: JobStats) -> None:
+        """Create the table with prod's definition and fill it. A prod sample over more than 4,000
+        partitions (https://cloud.google.com/bigquery/quotas#partitioned_tables) and any table that
+        is ingestion-time partitioned (CTAS cannot create one) are CREATE TABLE + INSERT(s). Prod's
+        column descriptions, default values and policy tags are then carried over (ddl.carry_column_options);
+        a table that cannot keep its policy tags is dropped and the table fails."""
         target = TableRef(self.project, unit.target_dataset, info.table)
         key = (unit.target_dataset, info.table)
-        ddl = dict(target=target.sql, columns=",\n    ".join(column_def(f) for f in info.schema),
-                   partition_by=partition_clause(info), cluster_by=cluster_clause(info))
+        ddl = dict(target=target.sql, columns=columns_sql(info), partition_by=partition_clause(info),
+                   cluster_by=cluster_clause(info))
+        ingestion = is_ingestion_time(info)
         if src.source == "empty":
             self.runner.run(render("reseed/create_empty_table", **ddl), key=key + ("create",), stats=stats)
-        elif src.source == "seed":
+        elif src.source == "seed" and not ingestion:
             self.runner.run(render("reseed/create_seeded_table", **ddl, column_list=column_list(info),
                                    seed=src.seed_sql or ""), key=key + ("seed",), stats=stats)
+        elif src.source == "seed":
+            self.runner.run(render("reseed/create_empty_table", **ddl), key=key + ("create",), stats=stats)
+            self.runner.run(render("reseed/insert_seed", target=target.sql, column_list=column_list(info),
+                                   seed=src.seed_sql or ""), key=key + ("seed",), stats=stats)
         else:
-            override = self.config.override(unit.dataset, info.table)
-            select, params = sample_select(self.config, info, override)
-            spec = sample_spec(self.config, override)
-            source = TableRef(self.project, unit.dataset, info.table)
-            self.runner.run(render("reseed/create_sampled_table", **ddl, select_list=select, source=source.sql,
-                                   sample_predicate=sample_predicate(spec.column), keep_all=partition_filter(info)),
-                            key=key + ("sample",), params={**params, "cut": self.cut}, stats=stats)
+            self._sample(unit, info, target, ddl, stats)
+        try:
+            carry_column_options(self.bq, target, info.schema)
+        except Exception:
+            self._drop(target)
+            raise
         table = self.bq.client.get_table(target.api)
         problems = compare_schema(str(target), info.schema, [f.to_api_repr() for f in table.schema])
         if problems:
@@ -213,6 +231,43 @@ class Reseeder:
         table.description = info.description
         table.labels = dict(info.labels)
         self.bq.update_table(table, ["description", "labels"])
+
+    def _sample(self, unit: ReseedUnit, info: TableInfo, target: TableRef, ddl: dict[str, str],
+                stats: JobStats) -> None:
+        key = (unit.target_dataset, info.table)
+        override = self.config.override(unit.dataset, info.table)
+        select, params = sample_select(self.config, info, override)
+        spec = sample_spec(self.config, override)
+        source = TableRef(self.project, unit.dataset, info.table)
+        parts = spec_of(info)
+        chunks = (id_chunks(partition_ids(self.runner, source, key, stats), parts)
+                  if parts is not None and not parts.ingestion_time else [])
+        sample = dict(select_list=select, source=source.sql, sample_predicate=sample_predicate(spec.column),
+                      keep_all=partition_filter(info))
+        params = {**params, "cut": self.cut}
+        if len(chunks) <= 1 and not is_ingestion_time(info):
+            self.runner.run(render("reseed/create_sampled_table", **ddl, **sample), key=key + ("sample",),
+                            params=params, stats=stats)
+            return
+        if not chunks:
+            chunks = id_chunks([], parts) if parts else []
+        log.info("%s: creating the table, then sampling prod in %d INSERT job(s)%s: %s", target, max(1, len(chunks)),
+                 " (ingestion-time partitioned: CTAS cannot create it)" if is_ingestion_time(info) else "",
+                 describe(chunks))
+        self.runner.run(render("reseed/create_empty_table", **ddl), key=key + ("create",), stats=stats)
+        prefix = "_PARTITIONTIME, " if is_ingestion_time(info) else ""
+        for index, chunk in enumerate(chunks):
+            sql = render("reseed/insert_sample", target=target.sql, insert_columns=insert_columns(info),
+                         **{**sample, "select_list": prefix + select},
+                         chunk=chunk_predicate(parts.column, chunk) if parts else "true")
+            self.runner.run(sql, key=key + ("sample", str(index)), params={**params, **chunk_params(chunk)},
+                            stats=stats)
+
+    def _drop(self, target: TableRef) -> None:
+        try:
+            self.bq.delete_table(target)
+        except Exception as error:  # keep reporting the original failure
+            log.error("could not drop %s after a failure: %s", target, error)
 
     def checksum(self, unit: ReseedUnit, table: str, stats: JobStats) -> dict[str, Any]:
         ref = TableRef(self.project, unit.target_dataset, table)

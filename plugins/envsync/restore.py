@@ -249,23 +249,69 @@ class RestoreEngine:
             self._load_export(manifest, stage, key, stats)
 
     def _load_export(self, manifest: dict[str, Any], stage: TableRef, key: tuple[str, ...], stats: JobStats) -> None:
+        """Load an export by one wildcard URI (`<folder>/part-*.<ext>`; a load job takes at most 10,000
+        URIs: https://cloud.google.com/bigquery/quotas#load_jobs), AVRO with logical types.
+
+        A table partitioned on a column may have more partitions than one load job may write (4,000:
+        https://cloud.google.com/bigquery/quotas#partitioned_tables): it is loaded into an
+        unpartitioned scratch table, then copied into the stage by one CTAS, or by CREATE TABLE plus
+        one INSERT per chunk of at most 4,000 partitions; the scratch table is dropped either way.
+        """
         from google.cloud import bigquery
 
+        from envsync.ddl import cluster_clause, column_list, columns_sql, partition_clause
+        from envsync.discovery import TableInfo
+        from envsync.partitions import chunk_params, chunk_predicate, describe, id_chunks, partition_id_sql, spec_of
+
+        def load(target: TableRef, part: tuple[str, ...]) -> None:
+            job_id = f"{self.runner.job_id_base(*part)}_{time.time_ns()}"
+            job = self.bq.load_table_from_uri([uri], target, config, job_id=job_id)
+            job.result(timeout=self.runner.timeout)
+            stats.jobs += 1
+
+        files = manifest["files"]
+        folder, ext = files[0].rsplit("/", 1)[0], files[0].rsplit(".", 1)[-1]
+        uri = f"{folder}/part-*.{ext}"
         config = bigquery.LoadJobConfig(
             source_format=manifest["format"],
             write_disposition="WRITE_TRUNCATE",
             schema=[bigquery.SchemaField.from_api_repr(f) for f in manifest["schema"]],
             labels=self.runner.labels,
         )
-        if manifest.get("partitioning"):
-            part = manifest["partitioning"]
-            config.time_partitioning = bigquery.TimePartitioning(type_=part["type"], field=part.get("field"))
-        if manifest.get("clustering"):
-            config.clustering_fields = manifest["clustering"]
-        job_id = f"{self.runner.job_id_base(*key, 'load')}_{time.time_ns()}"
-        job = self.bq.load_table_from_uri(manifest["files"], stage, config, job_id=job_id)
-        job.result(timeout=self.runner.timeout)
-        stats.jobs += 1
+        if str(manifest["format"]).upper() == "AVRO":
+            config.use_avro_logical_types = True
+        part = manifest.get("partitioning") or None
+        info = TableInfo(stage.dataset, stage.table, "TABLE", schema=manifest["schema"], partitioning=part,
+                         range_partitioning=manifest.get("range_partitioning") or None,
+                         clustering=manifest.get("clustering") or None)
+        spec = spec_of(info)
+        direct = spec is None or spec.ingestion_time
+        if direct:
+            if part:
+                config.time_partitioning = bigquery.TimePartitioning(type_=part["type"], field=part.get("field"))
+            if manifest.get("clustering"):
+                config.clustering_fields = manifest["clustering"]
+            load(stage, key + ("load",))
+            return
+        scratch = TableRef(stage.project, stage.dataset, stage.table + "__load")
+        try:
+            load(scratch, key + ("load",))
+            ids = [row["partition_id"] for row in self.runner.run(
+                render("restore/export_partition_ids", source=scratch.sql,
+                       partition_id=partition_id_sql(spec)),
+                key=key + ("partitions",), stats=stats).result()]
+            chunks = id_chunks(ids, spec)
+            ddl = dict(target=stage.sql, columns=columns_sql(info), partition_by=partition_clause(info),
+                       cluster_by=cluster_clause(info))
+            log.info("%s: copying the export's %d partitions from %s in %d job(s): %s", stage, len(ids), scratch,
+                     len(chunks), describe(chunks))
+            self.runner.run(render("sync/create_table", **ddl), key=key + ("create",), stats=stats)
+            for index, chunk in enumerate(chunks):
+                self.runner.run(render("restore/insert_chunk", target=stage.sql, source=scratch.sql,
+                                       columns=column_list(info), chunk=chunk_predicate(spec.column, chunk)),
+                                key=key + ("insert", str(index)), params=chunk_params(chunk), stats=stats)
+        finally:
+            self._discard(scratch)
 
     def restore_table(self, dataset: str, source: Source, target_dataset: str,
                       point_in_time: dt.datetime) -> dict[str, Any]:
