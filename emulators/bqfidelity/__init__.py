@@ -12,6 +12,8 @@ Each module patches one family of behaviours and names the BigQuery documentatio
   partitioning, clustering and ``require_partition_filter``; clone/snapshot chain depth.
 - ``rules``: partition filters, time-travel bounds, ``max_time_travel_hours``, partitions per job,
   parameters per query.
+- ``columns``: a column's COLLATE and DEFAULT in CREATE TABLE are kept in its schema.
+- ``storage``: load jobs expand wildcard source URIs on the GCS emulator.
 - ``analyzer``: every query is analyzed by GoogleSQL (ZetaSQL) against the live catalog first.
 """
 
@@ -23,7 +25,7 @@ import logging
 log = logging.getLogger("bqfidelity")
 
 # Modules with an ``install()`` that patches local-bigquery; applied in this order.
-MODULES = ("metadata", "rules", "analyzer")
+MODULES = ("metadata", "rules", "columns", "storage", "analyzer")
 
 _installed = False
 

@@ -82,6 +82,10 @@ EXTRA_FEATURES = (
     popts.FEATURE_CREATE_SNAPSHOT_TABLE,  # CREATE SNAPSHOT TABLE ... CLONE
     popts.FEATURE_ALTER_COLUMN_SET_DATA_TYPE,  # ALTER TABLE ... ALTER COLUMN ... SET DATA TYPE
     popts.FEATURE_DISABLE_FLOAT32,  # BigQuery has no FLOAT32 type
+    # column collation, `STRING COLLATE 'und:ci'` in CREATE TABLE and COLLATE()
+    # (https://cloud.google.com/bigquery/docs/reference/standard-sql/collation-concepts)
+    popts.FEATURE_V_1_3_ANNOTATION_FRAMEWORK,
+    popts.FEATURE_V_1_3_COLLATION_SUPPORT,
 )
 
 
