@@ -240,8 +240,7 @@ class Reseeder:
         spec = sample_spec(self.config, override)
         source = TableRef(self.project, unit.dataset, info.table)
         parts = spec_of(info)
-        chunks = (id_chunks(partition_ids(self.runner, source, key, stats), parts)
-                  if parts is not None and not parts.ingestion_time else [])
+        chunks = id_chunks(partition_ids(self.runner, source, key, stats), parts) if parts is not None else []
         sample = dict(select_list=select, source=source.sql, sample_predicate=sample_predicate(spec.column),
                       keep_all=partition_filter(info))
         params = {**params, "cut": self.cut}

@@ -36,6 +36,7 @@ from envsync.guard import (
 )
 from envsync.jobs import JobRunner, JobStats, run_recorded
 from envsync.partitions import (
+    MAX_PARTITIONS_PER_JOB,
     Chunk,
     chunk_params,
     chunk_predicate,
@@ -170,7 +171,8 @@ class DatasetSync:
                                keep=outside_window(spec, params["window_start"], params["window_end"]))
         if len(chunks) > 1:
             log.info("%s: trimming %d partitions outside the window in %d DELETE jobs (at most %d partitions "
-                     "each): %s", stage, sum(c.partitions for c in chunks), len(chunks), 4000, describe(chunks))
+                     "each): %s", stage, sum(c.partitions for c in chunks), len(chunks), MAX_PARTITIONS_PER_JOB,
+                     describe(chunks))
         for index, chunk in enumerate(chunks):
             sql = render("sync/delete_outside_window", target=stage.sql, column=column,
                          chunk=chunk_predicate(action.date_column or "", chunk))
