@@ -163,3 +163,66 @@ def test_the_plan_bills_the_partition_a_mid_day_window_end_falls_in() -> None:
     a = _plan(_hourly("daily", "DAY"), ids={"daily": [f"2026{m:02d}01" for m in range(1, 13)]})["daily"]
     assert "window end 2026-12-31 22:00:00 is inside a DAY partition" in a.billing_note
     assert a.est_bytes_billed >= 8758 * 16 // 12
+
+
+# ------------------------------------------------------------------------ policy tags never lost
+
+
+class _Table:
+    def __init__(self, schema: list[Any]) -> None:
+        self.schema = schema
+
+
+class _Client:
+    def __init__(self, fields: list[dict[str, Any]]) -> None:
+        from google.cloud import bigquery
+
+        self.stored = [bigquery.SchemaField.from_api_repr(f) for f in fields]
+
+    def get_table(self, ref: str) -> _Table:
+        return _Table(list(self.stored))
+
+
+class _BQ:
+    """A table whose schema update keeps descriptions but (like a caller without the Data Catalog
+    fine-grained reader permission) not the policy tags, unless `keeps_tags`."""
+
+    def __init__(self, fields: list[dict[str, Any]], keeps_tags: bool) -> None:
+        self.client = _Client(fields)
+        self.keeps_tags = keeps_tags
+
+    def update_table(self, table: _Table, fields: list[str]) -> None:
+        from google.cloud import bigquery
+
+        assert fields == ["schema"]
+        reprs = [f.to_api_repr() for f in table.schema]
+        if not self.keeps_tags:
+            for f in reprs:
+                f.pop("policyTags", None)
+        self.client.stored = [bigquery.SchemaField.from_api_repr(f) for f in reprs]
+
+
+PROD_TAGGED = [{"name": "email", "type": "STRING", "mode": "NULLABLE", "description": "e-mail",
+                "policyTags": {"names": ["projects/p/locations/us/taxonomies/1/policyTags/2"]}},
+               {"name": "status", "type": "STRING", "mode": "NULLABLE", "defaultValueExpression": "'new'"}]
+CREATED = [{"name": "email", "type": "STRING", "mode": "NULLABLE"}, {"name": "status", "type": "STRING", "mode": "NULLABLE"}]
+
+
+def test_carry_column_options_applies_prod_options() -> None:
+    from envsync.ddl import carry_column_options
+    from envsync.guard import TableRef
+
+    bq = _BQ(CREATED, keeps_tags=True)
+    carry_column_options(bq, TableRef("envsync-demo", "dev_core", "t"), PROD_TAGGED)  # type: ignore[arg-type]
+    stored = [f.to_api_repr() for f in bq.client.stored]
+    assert stored[0]["policyTags"] == PROD_TAGGED[0]["policyTags"] and stored[0]["description"] == "e-mail"
+    assert stored[1]["defaultValueExpression"] == "'new'"
+
+
+def test_a_derived_table_that_would_lose_its_policy_tags_fails() -> None:
+    from envsync.ddl import ColumnOptionsError, carry_column_options
+    from envsync.guard import TableRef
+
+    bq = _BQ(CREATED, keeps_tags=False)
+    with pytest.raises(ColumnOptionsError, match="dev_core.t.*policy tags of prod were not applied.*email"):
+        carry_column_options(bq, TableRef("envsync-demo", "dev_core", "t"), PROD_TAGGED)  # type: ignore[arg-type]
