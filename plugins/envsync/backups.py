@@ -285,7 +285,8 @@ class BackupEngine:
         job_id = self.runner.job_id_base("export", manifest["dataset"], manifest["table"], day.isoformat())
         job = self.bq.client.extract_table(
             snapshot.api, destination, job_config=bigquery.ExtractJobConfig(destination_format=fmt,
-                                                                            labels=self.runner.labels),
+                                                                            labels=self.runner.labels,
+                                                                            job_timeout_ms=self.runner.job_timeout_ms),
             job_id=f"{job_id}_{dt.datetime.now(UTC):%H%M%S%f}", location=self.bq.location,
         )
         job.result(timeout=self.runner.timeout)
