@@ -22,8 +22,9 @@ MARKER = "envsync-bucket.json"   # names the project whose envsync uses the buck
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.+:=-]")
 
 
-class StateBucketError(RuntimeError):
-    """The state (or export) bucket exists but is not usable by this project's envsync."""
+class StateBucketError(ValueError):
+    """The configured state (or export) bucket is not usable by this project's envsync (a config error:
+    a retry fails the same way)."""
 
 
 class ManifestStore:
