@@ -20,7 +20,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from envsync.datasets import ensure_env_dataset, env_labels
+from envsync.datasets import default_kms_key, ensure_env_dataset, env_labels
 from envsync.guard import TableRef
 from envsync.jobs import JobStats, label_value
 from envsync.ladder import Backup, parse_snapshot_name, snapshot_expiry, snapshot_name, thin
@@ -188,6 +188,7 @@ class BackupEngine:
             self.bq, f"{self.config.project}.{backup_ds}", location=location,
             description=f"envsync backups (table snapshots) of prod dataset {dataset}",
             labels=env_labels({}, "backup", dataset),
+            kms_key_name=default_kms_key(self.bq.client, f"{self.config.project}.{dataset}"),
         )
         return backup_ds
 
@@ -285,7 +286,8 @@ class BackupEngine:
         job_id = self.runner.job_id_base("export", manifest["dataset"], manifest["table"], day.isoformat())
         job = self.bq.client.extract_table(
             snapshot.api, destination, job_config=bigquery.ExtractJobConfig(destination_format=fmt,
-                                                                            labels=self.runner.labels),
+                                                                            labels=self.runner.labels,
+                                                                            job_timeout_ms=self.runner.job_timeout_ms),
             job_id=f"{job_id}_{dt.datetime.now(UTC):%H%M%S%f}", location=self.bq.location,
         )
         job.result(timeout=self.runner.timeout)

@@ -9,6 +9,11 @@ Per table, the cheapest correct BigQuery operation:
   * view          - re-created with its dataset references rewritten to the dev datasets;
   * skip          - objects envsync does not copy (materialized views, external tables, snapshots);
   * drop          - objects that exist only in dev (unless `environments.dev.keep` lists them).
+
+Row-level access policies of a prod table are reported per action (`row_access_policies`, and in the
+reason): a clone is a copy, and copies carry every row access policy of their source table; a CTAS
+copy carries none, and reads only the rows envsync's account may see (it needs a TRUE-filter policy).
+https://cloud.google.com/bigquery/docs/using-row-level-security-with-features ("Copy jobs")
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ class Action:
     est_jobs: int = 0
     source_rows: int = 0
     depends_on: list[str] = field(default_factory=list)
+    row_access_policies: list[str] = field(default_factory=list)   # of the prod table
 
     @property
     def key(self) -> str:
@@ -65,6 +71,7 @@ class DatasetPlan:
     excluded: list[str]
     tables: dict[str, TableInfo]       # prod metadata by table name (needed to execute and verify)
     env: str = "dev"                   # dev (windowed) or prodcopy (full copy)
+    kms_key_name: str | None = None    # prod's default CMEK key, given to the environment dataset
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -163,6 +170,16 @@ def _table_action(config: EnvsyncConfig, info: TableInfo, target: str) -> Action
     return Action(**base, action="full_clone", reason="no date column: copied whole")
 
 
+def _note_row_access(action: Action, policies: list[str]) -> None:
+    action.row_access_policies = list(policies)
+    names = ", ".join(policies)
+    if action.action == "ctas_window":
+        action.reason += (f"; prod's row access policies ({names}) are NOT carried by a CTAS copy, which holds "
+                          "only the rows envsync's account may read (grant it a TRUE-filter policy)")
+    else:
+        action.reason += f"; prod's row access policies ({names}) travel with the clone"
+
+
 def _estimate(action: Action, info: TableInfo, window_fraction: float) -> None:
     """Estimated bytes billed and BigQuery jobs, from table metadata only (no dry run)."""
     verify_rows = info.num_rows if action.action != "clone_window" else int(info.num_rows * window_fraction)
@@ -215,6 +232,8 @@ def plan_dataset(
         else:
             action = Action(dataset=info.dataset, table=table.table, target_dataset=target,
                             action="skip", reason=f"{table.kind.lower()} objects are not copied")
+        if table.row_access_policies and action.action in ("clone_window", "full_clone", "ctas_window"):
+            _note_row_access(action, table.row_access_policies)
         _estimate(action, table, window_fraction)
         actions.append(action)
     if not tables_filter and existing is not None:
@@ -238,6 +257,7 @@ def plan_dataset(
         excluded=excluded,
         tables={t.table: t for t in info.tables},
         env=env,
+        kms_key_name=info.kms_key_name,
     )
 
 

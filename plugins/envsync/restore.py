@@ -263,7 +263,8 @@ class RestoreEngine:
         if manifest.get("clustering"):
             config.clustering_fields = manifest["clustering"]
         job_id = f"{self.runner.job_id_base(*key, 'load')}_{time.time_ns()}"
-        job = self.bq.load_table_from_uri(manifest["files"], stage, config, job_id=job_id)
+        job = self.bq.load_table_from_uri(manifest["files"], stage, config, job_id=job_id,
+                                          job_timeout_ms=self.runner.job_timeout_ms)
         job.result(timeout=self.runner.timeout)
         stats.jobs += 1
 

@@ -175,7 +175,7 @@ class RestoreDatasetOperator(DatasetUnitOperator):
 
     def run_unit(self, config: Any, manifest: dict[str, Any], runner: Any, context: Context) -> Any:
         from envsync.backups import BackupCatalog, BackupEngine
-        from envsync.datasets import ensure_env_dataset, env_labels, recreate_env_dataset
+        from envsync.datasets import default_kms_key, ensure_env_dataset, env_labels, recreate_env_dataset
         from envsync.guard import GuardedBigQuery
         from envsync.jobs import JobRunner
         from envsync.report import result_row
@@ -207,10 +207,12 @@ class RestoreDatasetOperator(DatasetUnitOperator):
         elif manifest["mode"] == "drill":
             recreate_env_dataset(bq, ref, location=location, description=description,
                                  labels=env_labels({}, "drill", dataset),
-                                 table_expiration_ms=config.environments.drill.table_expiration_days * 86_400_000)
+                                 table_expiration_ms=config.environments.drill.table_expiration_days * 86_400_000,
+                                 kms_key_name=default_kms_key(bq.client, f"{config.project}.{dataset}"))
         else:
             ensure_env_dataset(bq, ref, location=location, description=description,
-                               labels=env_labels({}, "drill", dataset))
+                               labels=env_labels({}, "drill", dataset),
+                               kms_key_name=default_kms_key(bq.client, f"{config.project}.{dataset}"))
         results = []
         for table, entry in sorted(planned.items()):
             if table in restorable:
