@@ -174,3 +174,42 @@ class JobRunner:
     @staticmethod
     def elapsed(start: float) -> float:
         return round(time.monotonic() - start, 3)
+
+
+def run_job(
+    runner: JobRunner,
+    key: tuple[str, ...],
+    start: Callable[[str], Any],
+    *,
+    stats: JobStats | None = None,
+) -> Any:
+    """Run a non-query job (copy, extract...) to completion under `runner`'s deterministic job id.
+
+    `start(job_id)` starts the job. As in `JobRunner.run`: on Conflict, a job of that id that is still
+    PENDING/RUNNING (started by an earlier try of the task) is waited for; a finished one means the
+    next attempt number. The job is cancellable by `runner.cancel_all` while it runs.
+    """
+    from google.api_core.exceptions import Conflict
+
+    base = runner.job_id_base(*key)
+    for attempt in range(MAX_ATTEMPTS):
+        job_id = f"{base}_{attempt}"
+        try:
+            job = start(job_id)
+        except Conflict:
+            job = runner.bq.client.get_job(job_id, location=runner.bq.location)
+            if job.state not in ("PENDING", "RUNNING"):
+                continue
+            log.info("re-attaching to BigQuery job %s (%s), started by an earlier try", job_id, job.state)
+        with runner._lock:
+            runner._running.add(job_id)
+        try:
+            job.result(timeout=runner.timeout)
+        finally:
+            with runner._lock:
+                runner._running.discard(job_id)
+        if stats is not None:
+            stats.jobs += 1
+            stats.job_ids.append(job_id)
+        return job
+    raise RuntimeError(f"job id {base}_* used {MAX_ATTEMPTS} times in this run; giving up")
