@@ -149,8 +149,7 @@ def choose_source(
     oldest = now - dt.timedelta(hours=time_travel_hours) + TIME_TRAVEL_MARGIN
     created_after_t = in_prod and created is not None and created > point_in_time
     why_not: list[str] = []
-    if created_after_t:
-        assert created is not None
+    if created_after_t and created is not None:
         why_not.append(f"{name} was created at {created.isoformat()}, after T (new since T, or dropped and "
                        "created again since), so time travel cannot read it as of T")
     if "time_travel" in allowed:
@@ -215,8 +214,8 @@ def publish_disposition(target: str, existing: bigquery.Table | None, stage: big
         raise RestoreError(f"cannot restore into {target}: it is a {kind}, and a restore only overwrites "
                            "tables; drop or rename it, or restore into another dataset (nothing was written)")
     if _layout(existing) != _layout(stage):
-        raise RestoreError(f"cannot restore into {target}: it is partitioned {_layout(existing)}, the state "
-                           f"restored {_layout(stage)}, and a copy into an existing table cannot change its "
+        raise RestoreError(f"cannot restore into {target}: its partitioning is {_layout(existing)}, the state "
+                           f"restored has {_layout(stage)}, and a copy into an existing table cannot change its "
                            "partitioning; drop or rename it, or restore into another dataset (nothing was written)")
     return "WRITE_TRUNCATE"
 
