@@ -386,6 +386,34 @@ def test_a_prod_restore_keeps_the_tables_own_settings(shop: None, run_dag: Any, 
     assert table_names("shop") == {"orders", "customers", "big_orders"}
 
 
+def test_a_table_restored_into_prod_after_a_drop_gets_its_recorded_expiration(shop: None, run_dag: Any,
+                                                                              cfg: Any) -> None:
+    """A table the restore has to create again in prod gets the expiration its backup recorded, not the
+    prod dataset's default table expiration
+    (https://cloud.google.com/bigquery/docs/updating-datasets#table-expiration)."""
+    config = cfg(restore_time_travel_hours=0)
+    c = client()
+    orders = c.get_table(fq("shop.orders"))
+    expires = (dt.datetime.now(UTC) + dt.timedelta(days=30)).replace(microsecond=0)
+    orders.expires = expires
+    c.update_table(orders, ["expires"])
+    now = now_utc()
+    [_, backup] = take_backup(config, now - dt.timedelta(hours=2))
+    assert backup["table"] == "orders" and backup["table_expires"] == expires.isoformat()
+    at_t = contents("shop.orders")
+    shop_ds = c.get_dataset(fq("shop"))
+    shop_ds.default_table_expiration_ms = 86_400_000
+    c.update_dataset(shop_ds, ["default_table_expiration_ms"])
+    c.delete_table(fq("shop.orders"))
+
+    restore = prod_restore(run_dag, config, now - dt.timedelta(hours=1), ["orders"])
+    assert str(restore.state) == "success", states(restore)
+    assert contents("shop.orders") == at_t
+    assert c.get_table(fq("shop.orders")).expires == expires
+    [result] = report("restore")["results"]
+    assert "copied into the new table" in result["published"] and "recorded by the backup" in result["published"]
+
+
 def bigquery_time_partitioning(field: str, expiration_ms: int) -> Any:
     from google.cloud import bigquery
 
