@@ -318,6 +318,25 @@ class GuardedBigQuery:
         return self.client.load_table_from_uri(list(uris), ref.api, job_config=job_config, job_id=job_id,
                                                location=self.location)
 
+    def copy_table(self, source: TableRef, destination: TableRef, *, write_disposition: str, job_id: str,
+                   labels: Mapping[str, str], job_timeout_ms: int | None = None) -> bigquery.CopyJob:
+        """Start a copy job (operation COPY: a standard table) into `destination` after the guard checked it.
+
+        WRITE_TRUNCATE replaces an existing table's data and schema and keeps its own settings;
+        WRITE_EMPTY creates the table (https://cloud.google.com/bigquery/docs/managing-tables#copy-table).
+        """
+        from google.cloud import bigquery
+
+        if write_disposition not in ("WRITE_TRUNCATE", "WRITE_EMPTY"):
+            raise ValueError(f"copy write_disposition must be WRITE_TRUNCATE or WRITE_EMPTY, got {write_disposition!r}")
+        self.guard.check(WriteTarget(destination.project, destination.dataset, destination.table), "copy into table")
+        config = bigquery.CopyJobConfig(operation_type="COPY", write_disposition=write_disposition,
+                                        create_disposition="CREATE_IF_NEEDED", labels=dict(labels))
+        if job_timeout_ms is not None:
+            config.job_timeout_ms = job_timeout_ms
+        return self.client.copy_table(source.api, destination.api, job_config=config, job_id=job_id,
+                                      location=self.location)
+
     # jobs
     def start_query(
         self,

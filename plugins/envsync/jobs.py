@@ -232,6 +232,21 @@ class JobRunner:
     ) -> bigquery.QueryJob:
         """Run `sql` to completion under a deterministic job id; re-attach when it is still running;
         retry transient errors with backoff (see the module docstring)."""
+        return self.run_job(
+            key,
+            lambda job_id: self.bq.start_query(sql, params=params, job_id=job_id, labels=self.labels,
+                                               job_timeout_ms=self.job_timeout_ms),
+            stats=stats,
+        )
+
+    def run_job(self, key: tuple[str, ...], start: Callable[[str], Any], *, stats: JobStats | None = None) -> Any:
+        """Run one job (query, copy, load, extract) to completion; `start(job_id)` starts it.
+
+        The job id is deterministic (`key` plus an attempt number). On Conflict, a job of that id that
+        is still PENDING/RUNNING (started by an earlier try of the task) is waited for, a finished one
+        means the next attempt number; transient errors are retried with backoff; the job is cancelled
+        when the worker stops waiting for it, and `cancel_all` can stop it while it runs.
+        """
         from google.api_core.exceptions import Conflict, NotFound
 
         base = self.job_id_base(*key)
@@ -240,8 +255,7 @@ class JobRunner:
         while attempt < MAX_ATTEMPTS:
             job_id = f"{base}_{attempt}"
             try:
-                job = self.bq.start_query(sql, params=params, job_id=job_id, labels=self.labels,
-                                          job_timeout_ms=self.job_timeout_ms)
+                job = start(job_id)
             except Conflict:
                 try:
                     job = self.bq.client.get_job(job_id, location=self.bq.location)
@@ -280,7 +294,7 @@ class JobRunner:
                     self._running.discard(job_id)
             if stats is not None:
                 stats.jobs += 1
-                stats.bytes_billed += int(job.total_bytes_billed or 0)
+                stats.bytes_billed += int(getattr(job, "total_bytes_billed", 0) or 0)
                 stats.job_ids.append(job_id)
             return job
         raise RuntimeError(f"job id {base}_* used {MAX_ATTEMPTS} times in this run; giving up")
@@ -301,3 +315,4 @@ class JobRunner:
     @staticmethod
     def elapsed(start: float) -> float:
         return round(time.monotonic() - start, 3)
+

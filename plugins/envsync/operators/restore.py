@@ -139,7 +139,9 @@ class PlanRestoreOperator(BaseOperator):
             if not chosen and not skipped:
                 raise ValueError(f"prod dataset {dataset!r} has no tables and no backups to restore")
             sources[dataset] = {t: (s.to_dict() if isinstance(s, Source) else {"error": s}) for t, s in chosen.items()}
-            sources[dataset].update({t: {"skipped": "created after T"} for t in skipped})
+            sources[dataset].update({t: {"skipped": why} for t, why in skipped.items()})
+            for table, why in sorted(skipped.items()):
+                self.log.info("%s.%s: skipped (%s)", dataset, table, why)
             for table, source in sorted(chosen.items()):
                 kind, why = (source.kind, source.reason) if isinstance(source, Source) else ("none", source)
                 planned.append({**result_row(f"{dataset}.{table}", f"{targets[dataset]}.{table}", kind, why),
