@@ -201,7 +201,8 @@ class RestoreEngine:
             selected = sorted(set(prod) | set(snapshots) | exported)
         skipped = [t for t in selected if prod.get(t) is not None and prod[t] > point_in_time  # type: ignore[operator]
                    and not any(s.taken_at <= point_in_time for s in snapshots.get(t, []))]
-        hours = self.config.restore_time_travel_hours()
+        from envsync.timetravel import restore_window_hours  # the dataset's own window, narrowed by the config
+        hours = restore_window_hours(self.config, self.bq.client, dataset)
         chosen: dict[str, Source | str] = {}
         for table in selected:
             if table in skipped:
