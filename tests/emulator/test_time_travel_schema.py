@@ -16,7 +16,8 @@ from collections.abc import Callable
 from typing import Any
 
 import fidkit
-from conftest import PROJECT
+
+PROJECT = "envsync-demo"
 
 
 def test_a_dry_run_as_of_t_returns_the_columns_of_t_and_a_clone_as_of_t_has_them(
