@@ -77,9 +77,9 @@ def pin_plans_to_cut(config: EnvsyncConfig, client: bigquery.Client, plans: list
         copied = []
         for action in plan.by_action("full_clone"):
             when = created.get(action.table)
-            if created_after(when, cut):
+            if when is not None and created_after(when, cut):
                 action.action = "skip"
-                action.reason = (f"created at {when.isoformat()}, after T = {cut.isoformat()}: it did not exist "  # type: ignore[union-attr]
+                action.reason = (f"created at {when.isoformat()}, after T = {cut.isoformat()}: it did not exist "
                                  "as of T (time travel cannot read a table before its creation)")
                 action.est_bytes_billed = action.est_jobs = 0
                 log.info("prod-copy skips %s: %s", action.key, action.reason)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from envsync.guard import TableRef, to_query_parameters
 from envsync.sqltemplates import render
+from envsync.verify import TYPE_ALIASES
 
 if TYPE_CHECKING:
     from google.cloud import bigquery
@@ -117,8 +118,6 @@ def schema_as_of(client: bigquery.Client, source: TableRef, cut: dt.datetime, *,
 
 
 def _type(field: dict[str, Any]) -> str:
-    from envsync.verify import TYPE_ALIASES
-
     kind = str(field.get("type", "")).upper()
     return TYPE_ALIASES.get(kind, kind)
 

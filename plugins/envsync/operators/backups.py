@@ -57,8 +57,8 @@ class PlanBackupOperator(BaseOperator):
         from envsync.ladder import plan_snapshot, restore_points, snapshot_expiry, snapshot_name
         from envsync.params import validate_backup_params
         from envsync.prodcopy import check_as_of
-        from envsync.timetravel import prod_windows
         from envsync.report import render_table, result_row
+        from envsync.timetravel import prod_windows
         from envsync.window import anchor_from_context
 
         config = load_config()
