@@ -294,7 +294,8 @@ class JobRunner:
                     self._running.discard(job_id)
             if stats is not None:
                 stats.jobs += 1
-                stats.bytes_billed += int(getattr(job, "total_bytes_billed", 0) or 0)
+                billed = getattr(job, "total_bytes_billed", None)   # query jobs only; None until known
+                stats.bytes_billed += billed if isinstance(billed, int) else 0
                 stats.job_ids.append(job_id)
             return job
         raise RuntimeError(f"job id {base}_* used {MAX_ATTEMPTS} times in this run; giving up")

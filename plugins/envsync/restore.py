@@ -2,8 +2,8 @@
 
 Where a table's state at T comes from (`choose_source`, pure; the first that applies, and the log
 says which and why):
-  1. time travel: T lies inside the restore window (`backups.restore_time_travel_hours`, default
-     `prod.time_travel_hours`), the table still exists in prod and was created at or before T: clone
+  1. time travel: T lies inside the restore window (the prod dataset's own `max_time_travel_hours`,
+     narrowed by `prod.time_travel_hours` and `backups.restore_time_travel_hours` when set), the table still exists in prod and was created at or before T: clone
      it FOR SYSTEM_TIME AS OF T. BigQuery cannot read a table as of an instant before its creation
      (https://cloud.google.com/bigquery/docs/time-travel), so a table created after T - new since T,
      or dropped and created again since - never uses time travel;
@@ -47,6 +47,7 @@ from envsync.jobs import JobRunner, JobStats, run_recorded
 from envsync.ladder import format_duration
 from envsync.report import result_row
 from envsync.sqltemplates import render
+from envsync.timetravel import restore_window_hours
 from envsync.verify import compare_schema, table_partition_filter
 
 if TYPE_CHECKING:
@@ -265,7 +266,7 @@ class RestoreEngine:
             selected = list(dict.fromkeys(tables))
         else:
             selected = sorted(set(prod) | set(snapshots) | exported)
-        hours = self.config.restore_time_travel_hours()
+        hours = restore_window_hours(self.config, self.bq.client, dataset)  # the dataset's own, narrowed
         chosen: dict[str, Source | str] = {}
         skipped: dict[str, str] = {}
         for table in selected:

@@ -195,7 +195,9 @@ def test_plan_skips_new_tables_and_restores_recreated_ones_from_their_snapshot()
 
     point = NOW - dt.timedelta(hours=5)
     config = parse_config(BASE)
-    engine = RestoreEngine(config, mock.Mock(), mock.Mock(), FakeCatalog({"orders": [snap(6)]}))  # type: ignore[arg-type]
+    bq = mock.Mock()
+    bq.client.get_dataset.return_value.max_time_travel_hours = 168   # the dataset's own window (the default)
+    engine = RestoreEngine(config, bq, mock.Mock(), FakeCatalog({"orders": [snap(6)]}))  # type: ignore[arg-type]
     created = {"orders": NOW - dt.timedelta(hours=2),      # dropped and created again after T
                "events": NOW - dt.timedelta(hours=1),      # new since T
                "customers": NOW - dt.timedelta(days=30)}   # older than T

@@ -96,7 +96,7 @@ def test_avro_export_uses_logical_types() -> None:
     bq = guarded(client)
     engine = BackupEngine(config, bq, runner(bq), BackupCatalog(config, client, store))
     manifest = {"dataset": "sales", "table": "orders", "snapshot": "backup_sales.orders__20261120T0800Z",
-                "taken_at": "2026-11-20T08:00:00+00:00"}
+                "name": "orders__20261120T0800Z", "taken_at": "2026-11-20T08:00:00+00:00"}
     exported = engine.export(manifest, JobStats())
     client.extract_table.assert_called_once()
     args, kwargs = client.extract_table.call_args
