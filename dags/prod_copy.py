@@ -12,9 +12,11 @@ of everything done in prod-copy since.
 
 **Params**
 - `mode`: `copy` (a new copy as of `as_of`) or `reset` (back to the recorded T).
-- `as_of`: the instant to copy, ISO-8601 with a time zone (default: now). It must lie inside
-  BigQuery's time-travel window of prod (`prod.time_travel_hours`, up to 7 days); older states are
-  restored from backups instead.
+- `as_of`: the instant to copy, ISO-8601 with a time zone (default: now). It must lie inside the
+  time-travel window of every selected prod dataset (its own `max_time_travel_hours`, up to 7 days,
+  narrowed by `prod.time_travel_hours` when set); older states are restored from backups instead.
+  Tables created after T are skipped with that reason; the others are verified against prod's schema
+  as of T.
 - `datasets`: the prod datasets (default: all configured).
 """
 

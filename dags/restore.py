@@ -6,8 +6,9 @@ Restores the tables of one prod dataset to their **state at a point in time T**,
 **When:** on demand.
 
 **Where from** (chosen per table; the log says which and why):
-1. **time travel** when T is inside the restore window (`backups.restore_time_travel_hours`, default
-   `prod.time_travel_hours`) and the table still exists in prod;
+1. **time travel** when T is inside the restore window (the prod dataset's `max_time_travel_hours`,
+   narrowed by `prod.time_travel_hours` and `backups.restore_time_travel_hours` when set) and the table
+   still exists in prod;
 2. else the **newest snapshot** in `backup_<ds>` taken at or before T;
 3. else the **newest GCS export** taken at or before T.
 

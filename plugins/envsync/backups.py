@@ -20,7 +20,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from envsync.datasets import ensure_env_dataset, env_labels
+from envsync.datasets import default_kms_key, ensure_env_dataset, env_labels
 from envsync.guard import TableRef
 from envsync.jobs import JobStats, label_value
 from envsync.ladder import Backup, parse_snapshot_name, snapshot_expiry, snapshot_name, thin
@@ -98,6 +98,39 @@ def export_folder(dataset: str, table: str, day: dt.date) -> str:
 def checksum_row(row: Any) -> dict[str, Any]:
     """{"rows", "checksum"} from a table_checksum query row (the checksum as text: JSON-safe INT64)."""
     return {"rows": int(row["row_count"]), "checksum": str(row["checksum"])}
+
+
+def table_checksum(runner: JobRunner, ref: TableRef, key: tuple[str, ...], stats: JobStats, *,
+                   as_of: dt.datetime | None = None, keep_all: str = "true") -> dict[str, Any]:
+    """{"rows", "checksum"} of table `ref` (as of T when `as_of` is given), computed in BigQuery by one
+    query job under the job key `key`: what a backup's manifest records and what a restore verifies.
+
+    `keep_all` is the table's `verify.partition_filter`: a predicate that keeps every row and satisfies
+    `require_partition_filter`.
+    """
+    if as_of is None:
+        sql, params = render("common/table_checksum", target=ref.sql, keep_all=keep_all), None
+    else:
+        sql = render("common/table_checksum_as_of", source=ref.sql, keep_all=keep_all)
+        params = {"as_of": as_of}
+    job = runner.run(sql, key=key, params=params, stats=stats)
+    return checksum_row(next(iter(job.result())))
+
+
+def export_job_config(fmt: str, labels: dict[str, str], *, job_timeout_ms: int | None = None) -> bigquery.ExtractJobConfig:
+    """The extract job of a backup export. Avro keeps DATE, TIME, DATETIME, TIMESTAMP and NUMERIC as
+    Avro logical types (`use_avro_logical_types`), so that a load of the export gives those types back
+    instead of STRING/INT64 (useAvroLogicalTypes of JobConfigurationExtract,
+    https://cloud.google.com/bigquery/docs/reference/rest/v2/Job#JobConfigurationExtract;
+    https://cloud.google.com/bigquery/docs/exporting-data#avro_export_details)."""
+    from google.cloud import bigquery
+
+    config = bigquery.ExtractJobConfig(destination_format=fmt, labels=dict(labels))
+    if job_timeout_ms is not None:
+        config.job_timeout_ms = job_timeout_ms
+    if fmt == "AVRO":
+        config.use_avro_logical_types = True
+    return config
 
 
 class BackupCatalog:
@@ -188,22 +221,9 @@ class BackupEngine:
             self.bq, f"{self.config.project}.{backup_ds}", location=location,
             description=f"envsync backups (table snapshots) of prod dataset {dataset}",
             labels=env_labels({}, "backup", dataset),
+            kms_key_name=default_kms_key(self.bq.client, f"{self.config.project}.{dataset}"),
         )
         return backup_ds
-
-    def checksum(self, ref: TableRef, key: tuple[str, ...], stats: JobStats,
-                 as_of: dt.datetime | None = None, keep_all: str = "true") -> dict[str, Any]:
-        """Rows and checksum of a table (as of T when given), computed in BigQuery.
-
-        `keep_all` is the table's `verify.partition_filter` (it may require a partition filter).
-        """
-        if as_of is None:
-            sql, params = render("common/table_checksum", target=ref.sql, keep_all=keep_all), None
-        else:
-            sql = render("common/table_checksum_as_of", source=ref.sql, keep_all=keep_all)
-            params = {"as_of": as_of}
-        job = self.runner.run(sql, key=key + ("checksum",), params=params, stats=stats)
-        return checksum_row(next(iter(job.result())))
 
     def snapshot(
         self,
@@ -231,7 +251,8 @@ class BackupEngine:
         source = TableRef(self.config.project, dataset, table)
         target = TableRef(self.config.project, backup_ds, name)
         key = ("snapshot", dataset, table, name)
-        info = TableInfo.from_api(self.bq.client.get_table(source.api))  # partitioning, for export restores
+        prod_table = self.bq.client.get_table(source.api)
+        info = TableInfo.from_api(prod_table)  # partitioning, for export restores
         try:
             self.bq.client.get_table(target.api)
             existed = True
@@ -256,7 +277,8 @@ class BackupEngine:
             PINNED_LABEL: "true" if pinned else "false", "envsync-run": self.runner.labels["envsync-run"],
         }
         self.bq.update_table(snap, ["expires", "description", "labels"])
-        counted = self.checksum(target, key, stats, keep_all=partition_filter(info))  # a snapshot keeps the option
+        # a snapshot keeps the base table's require_partition_filter
+        counted = table_checksum(self.runner, target, key + ("checksum",), stats, keep_all=partition_filter(info))
         manifest = {
             "dataset": dataset, "table": table, "snapshot": f"{backup_ds}.{name}", "name": name,
             "taken_at": taken_at.isoformat(), "as_of": as_of.isoformat() if as_of else None,
@@ -266,14 +288,14 @@ class BackupEngine:
             "schema": [f.to_api_repr() for f in snap.schema],
             "partitioning": info.partitioning, "range_partitioning": info.range_partitioning,
             "clustering": info.clustering,
+            # a restore that has to create the table again gives it this expiration, not the dataset's default
+            "table_expires": prod_table.expires.isoformat() if prod_table.expires else None,
         }
         self.catalog.store.write(manifest_path(dataset, table, name), manifest)
         return manifest
 
     def export(self, manifest: dict[str, Any], stats: JobStats) -> dict[str, Any]:
         """Export a snapshot to gs://<bucket>/backups/<ds>/<table>/<date>/ with its manifest (replacing any)."""
-        from google.cloud import bigquery
-
         fmt = self.config.backups.export.format
         store = self.catalog.exports_store
         day = dt.datetime.fromisoformat(manifest["taken_at"]).date()
@@ -282,14 +304,11 @@ class BackupEngine:
             store.delete(name)
         snapshot = TableRef(self.config.project, *manifest["snapshot"].split("."))
         destination = f"gs://{store.bucket_name}/{folder}part-*.{EXPORT_EXTENSIONS[fmt]}"
-        job_id = self.runner.job_id_base("export", manifest["dataset"], manifest["table"], day.isoformat())
-        job = self.bq.client.extract_table(
-            snapshot.api, destination, job_config=bigquery.ExtractJobConfig(destination_format=fmt,
-                                                                            labels=self.runner.labels),
-            job_id=f"{job_id}_{dt.datetime.now(UTC):%H%M%S%f}", location=self.bq.location,
-        )
-        job.result(timeout=self.runner.timeout)
-        stats.jobs += 1
+        config = export_job_config(fmt, self.runner.labels, job_timeout_ms=self.runner.job_timeout_ms)
+        self.runner.run_job(("export", manifest["dataset"], manifest["table"], manifest["name"]),
+                            lambda job_id: self.bq.client.extract_table(snapshot.api, destination, job_config=config,
+                                                                        job_id=job_id, location=self.bq.location),
+                            stats=stats)
         files = [f"gs://{store.bucket_name}/{name}" for name in store.list(folder)]
         if not files:
             raise BackupError(f"export of {manifest['snapshot']} to {destination} wrote no files")

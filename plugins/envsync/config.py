@@ -124,10 +124,25 @@ class Environments(_Strict):
         return self
 
 
+TIME_TRAVEL_HOURS = tuple(range(48, 169, 24))   # what BigQuery allows for a dataset's max_time_travel_hours
+
+
 class ProdConfig(_Strict):
     datasets: Annotated[list[str], Field(min_length=1)]
-    # BigQuery time travel window of the prod datasets (2 to 7 days): reads AS OF T must fall inside it
-    time_travel_hours: Annotated[StrictInt, Field(ge=48, le=168)] = 168
+    # None: each prod dataset's own max_time_travel_hours, read from BigQuery; a number may only narrow
+    # it (envsync.timetravel): reads AS OF T must fall inside the narrower window
+    time_travel_hours: StrictInt | None = None
+
+    @field_validator("time_travel_hours")
+    @classmethod
+    def _time_travel_hours(cls, value: int | None) -> int | None:
+        if value is not None and value not in TIME_TRAVEL_HOURS:
+            raise ValueError(
+                f"{value} is not a time-travel window BigQuery allows: use a multiple of 24 from 48 to 168 "
+                f"({', '.join(map(str, TIME_TRAVEL_HOURS))}), or null for each prod dataset's own "
+                "max_time_travel_hours"
+            )
+        return value
 
     @field_validator("datasets")
     @classmethod
@@ -261,8 +276,8 @@ class BackupSettings(_Strict):
     rungs: Annotated[list[str], Field(min_length=1)] = Field(default_factory=lambda: list(DEFAULT_RUNGS))
     daily_days: Annotated[StrictInt, Field(ge=0, le=366)] = DEFAULT_DAILY_DAYS
     pinned_expiry_days: Annotated[StrictInt, Field(ge=1, le=3650)] = 90
-    # restores read prod by time travel only when T is this recent (default: prod.time_travel_hours);
-    # 0 makes every restore use a snapshot or an export
+    # restores read prod by time travel only when T is this recent (default: the prod dataset's window,
+    # see prod.time_travel_hours); it can only narrow that window; 0 makes every restore use a backup
     restore_time_travel_hours: Annotated[StrictInt, Field(ge=0, le=168)] | None = None
     export: ExportSettings = ExportSettings()
 
@@ -348,7 +363,7 @@ class EnvsyncConfig(_Strict):
     @model_validator(mode="after")
     def _backup_settings_fit_prod(self) -> EnvsyncConfig:
         hours = self.backups.restore_time_travel_hours
-        if hours is not None and hours > self.prod.time_travel_hours:
+        if hours is not None and self.prod.time_travel_hours is not None and hours > self.prod.time_travel_hours:
             raise ValueError(
                 f"backups.restore_time_travel_hours {hours} is more than prod.time_travel_hours "
                 f"{self.prod.time_travel_hours}: restores cannot read further back than time travel keeps"
@@ -386,9 +401,14 @@ class EnvsyncConfig(_Strict):
                 "drill": envs.drill.prefix}
 
     def restore_time_travel_hours(self) -> int:
-        """How recent T must be for a restore to read prod by time travel (0: never)."""
+        """How recent T must be, by the config, for a restore to read prod by time travel (0: never).
+
+        The prod dataset's own window bounds it further (envsync.timetravel.restore_window_hours).
+        """
         hours = self.backups.restore_time_travel_hours
-        return self.prod.time_travel_hours if hours is None else hours
+        if hours is not None:
+            return hours
+        return TIME_TRAVEL_HOURS[-1] if self.prod.time_travel_hours is None else self.prod.time_travel_hours
 
     @property
     def export_bucket(self) -> str:

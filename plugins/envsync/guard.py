@@ -310,11 +310,32 @@ class GuardedBigQuery:
         self.client.delete_table(ref.api, not_found_ok=True)
 
     def load_table_from_uri(self, uris: Sequence[str], ref: TableRef, job_config: Any, *,
-                            job_id: str) -> bigquery.LoadJob:
+                            job_id: str, job_timeout_ms: int | None = None) -> bigquery.LoadJob:
         """Start a load job into `ref` (restores from exported backups) after the guard checked it."""
         self.guard.check(WriteTarget(ref.project, ref.dataset, ref.table), "load into table")
+        if job_timeout_ms is not None:
+            job_config.job_timeout_ms = job_timeout_ms
         return self.client.load_table_from_uri(list(uris), ref.api, job_config=job_config, job_id=job_id,
                                                location=self.location)
+
+    def copy_table(self, source: TableRef, destination: TableRef, *, write_disposition: str, job_id: str,
+                   labels: Mapping[str, str], job_timeout_ms: int | None = None) -> bigquery.CopyJob:
+        """Start a copy job (operation COPY: a standard table) into `destination` after the guard checked it.
+
+        WRITE_TRUNCATE replaces an existing table's data and schema and keeps its own settings;
+        WRITE_EMPTY creates the table (https://cloud.google.com/bigquery/docs/managing-tables#copy-table).
+        """
+        from google.cloud import bigquery
+
+        if write_disposition not in ("WRITE_TRUNCATE", "WRITE_EMPTY"):
+            raise ValueError(f"copy write_disposition must be WRITE_TRUNCATE or WRITE_EMPTY, got {write_disposition!r}")
+        self.guard.check(WriteTarget(destination.project, destination.dataset, destination.table), "copy into table")
+        config = bigquery.CopyJobConfig(operation_type="COPY", write_disposition=write_disposition,
+                                        create_disposition="CREATE_IF_NEEDED", labels=dict(labels))
+        if job_timeout_ms is not None:
+            config.job_timeout_ms = job_timeout_ms
+        return self.client.copy_table(source.api, destination.api, job_config=config, job_id=job_id,
+                                      location=self.location)
 
     # jobs
     def start_query(
@@ -325,8 +346,10 @@ class GuardedBigQuery:
         job_id: str,
         labels: Mapping[str, str],
         dry_run: bool = False,
+        job_timeout_ms: int | None = None,
     ) -> bigquery.QueryJob:
-        """Start a query job after the guard checked every table it writes."""
+        """Start a query job after the guard checked every table it writes; `job_timeout_ms` is the
+        server-side timeout (JobConfiguration.jobTimeoutMs: BigQuery stops the job after it)."""
         from google.cloud import bigquery
 
         self.guard.check_statement(sql)
@@ -336,6 +359,8 @@ class GuardedBigQuery:
             dry_run=dry_run,
             use_legacy_sql=False,
         )
+        if job_timeout_ms is not None:
+            config.job_timeout_ms = job_timeout_ms
         return self.client.query(
             sql, job_config=config, job_id=job_id, location=self.location, job_retry=None
         )

@@ -314,6 +314,7 @@ def plan_snapshot(
     newest: dt.datetime | None = None,
     pinned: bool = False,
     limit: int = SNAPSHOT_JOBS_PER_TABLE_PER_DAY,
+    created: dt.datetime | None = None,
 ) -> SnapshotDecision:
     """Decide whether to start a snapshot job for `table` (its "<dataset>.<table>", for messages).
 
@@ -323,6 +324,11 @@ def plan_snapshot(
     `newest` is the taken_at of the table's newest unpinned snapshot. Slots rather than "an hour
     since `newest`" keep a run a few seconds early from skipping its hour. A manual pin only needs
     quota.
+
+    `now` is the run's cut T, the instant the snapshot reads (FOR SYSTEM_TIME AS OF T). A table
+    `created` after T did not exist then: reading it as of T fails on BigQuery ("Invalid snapshot
+    time", https://cloud.google.com/bigquery/docs/access-historical-data), so it is skipped with that
+    reason and backed up by the next run whose T is after its creation.
     """
     now = _utc(now, "now")
     if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
@@ -332,6 +338,15 @@ def plan_snapshot(
         raise ValueError(f"snapshot jobs used today must be a whole number >= 0, got {used!r}")
     usage = f"{used} of {limit} snapshot jobs used today ({now.date().isoformat()} UTC) for {table}"
     kind = "manual pinned snapshot" if pinned else "scheduled snapshot"
+    if created is not None and _utc(created, "created") > now:
+        decision = SnapshotDecision(
+            False,
+            f"skipped {kind}: {table} was created at {_utc(created, 'created').isoformat()}, after T = "
+            f"{now.isoformat()}: it did not exist as of T (the next run backs it up)",
+            table, used, limit,
+        )
+        log.info("%s", decision.reason)
+        return decision
     if used >= limit:
         decision = SnapshotDecision(
             False, f"refused {kind}: {usage}; BigQuery allows {limit} snapshot jobs per table per day",

@@ -18,7 +18,13 @@ if TYPE_CHECKING:
     from google.cloud import storage
 
 log = logging.getLogger(__name__)
+MARKER = "envsync-bucket.json"   # names the project whose envsync uses the bucket
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.+:=-]")
+
+
+class StateBucketError(ValueError):
+    """The configured state (or export) bucket is not usable by this project's envsync (a config error:
+    a retry fails the same way)."""
 
 
 class ManifestStore:
@@ -27,17 +33,87 @@ class ManifestStore:
         self.bucket_name = bucket
 
     def ensure_bucket(self, location: str) -> None:
-        """Create envsync's own state bucket when it is missing (it never holds table data)."""
-        from google.api_core.exceptions import Conflict, NotFound
+        """Make sure the bucket exists and is this project's, using object-level calls only.
+
+        Object-level roles (roles/storage.objectAdmin on the bucket) suffice: no `storage.buckets.get`.
+          * list one object: 404 -> the bucket exists nowhere (bucket names are global) and is created
+            here, which needs `storage.buckets.create` on the project; 403 -> it exists but envsync may
+            not use it (most likely another project's bucket): StateBucketError naming it.
+          * the marker object `envsync-bucket.json` records the project that uses the bucket; a marker
+            of another project is a StateBucketError, a missing one is written (first use).
+          * when the bucket's metadata happens to be readable, its project number must match the one
+            recorded in the marker when envsync created it.
+        """
+        from google.api_core.exceptions import Conflict, Forbidden, NotFound
+
+        if not self._probe():
+            try:
+                created = self.client.create_bucket(self.bucket_name, location=location)
+                log.info("created bucket gs://%s in %s: it did not exist", self.bucket_name, location)
+                self._claim(getattr(created, "project_number", None))
+                return
+            except Conflict:   # created meanwhile (a parallel task) or by someone else: probe again
+                if not self._probe():
+                    raise StateBucketError(self._foreign(
+                        "bucket creation answered 409 Conflict but the bucket is still not visible")) from None
+            except Forbidden as error:
+                raise StateBucketError(
+                    f"bucket gs://{self.bucket_name} does not exist and envsync may not create it ({error}); "
+                    f"create it in project {self.client.project} and grant envsync roles/storage.objectAdmin "
+                    "on it (creating buckets needs storage.buckets.create on the project)"
+                ) from None
+        marker = self.read(MARKER)
+        if marker is None:
+            self._claim(None)
+            marker = self.read(MARKER) or {}
+        if marker.get("project") != self.client.project:
+            raise StateBucketError(self._foreign(
+                f"its marker gs://{self.bucket_name}/{MARKER} says it belongs to project {marker.get('project')!r}"))
+        recorded_number = marker.get("project_number")
+        if recorded_number:
+            bucket = self.client.bucket(self.bucket_name)
+            try:
+                bucket.reload()        # optional: storage.buckets.get is not needed otherwise
+            except (Forbidden, NotFound):
+                return
+            if bucket.project_number is not None and str(bucket.project_number) != str(recorded_number):
+                raise StateBucketError(self._foreign(
+                    f"it belongs to project number {bucket.project_number}, not {recorded_number}"))
+
+    def _probe(self) -> bool:
+        """True when the bucket exists and envsync may list its objects; False when it does not exist."""
+        from google.api_core.exceptions import Forbidden, NotFound
 
         try:
-            self.client.get_bucket(self.bucket_name)
+            next(iter(self.client.list_blobs(self.bucket_name, max_results=1)), None)
         except NotFound:
-            try:
-                self.client.create_bucket(self.bucket_name, location=location)
-                log.info("created state bucket gs://%s", self.bucket_name)
-            except Conflict:
-                pass
+            return False
+        except Forbidden as error:
+            raise StateBucketError(self._foreign(f"envsync may not list its objects ({error})")) from None
+        return True
+
+    def _claim(self, project_number: int | str | None) -> None:
+        """Write the marker unless one exists (generation match 0: never overwrite another's marker)."""
+        from google.api_core.exceptions import PreconditionFailed
+
+        data = {"project": self.client.project, "project_number": project_number,
+                "purpose": "envsync state: run manifests and backup exports"}
+        blob = self.client.bucket(self.bucket_name).blob(MARKER)
+        try:
+            blob.upload_from_string(json.dumps(data, sort_keys=True), content_type="application/json",
+                                    if_generation_match=0)
+            log.info("bucket gs://%s is now used by envsync of project %s", self.bucket_name, self.client.project)
+        except PreconditionFailed:
+            pass   # written meanwhile; the caller reads it
+
+    def _foreign(self, why: str) -> str:
+        return (
+            f"bucket gs://{self.bucket_name} cannot hold envsync's manifests for project {self.client.project}: "
+            f"{why}. Bucket names are global: if the bucket belongs to another project, choose another name "
+            "(state.bucket or backups.export.bucket in the config); if it is yours, grant envsync's service "
+            f"account roles/storage.objectAdmin on it (and delete gs://{self.bucket_name}/{MARKER} if it names "
+            "a project that no longer uses it)"
+        )
 
     @staticmethod
     def run_prefix(dag_id: str, run_id: str) -> str:

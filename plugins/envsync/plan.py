@@ -11,6 +11,11 @@ Per table, the cheapest correct BigQuery operation:
   * view          - re-created with its dataset references rewritten to the dev datasets;
   * skip          - objects envsync does not copy (materialized views, external tables, snapshots);
   * drop          - objects that exist only in dev (unless `environments.dev.keep` lists them).
+
+Row-level access policies of a prod table are reported per action (`row_access_policies`, and in the
+reason): a clone is a copy, and copies carry every row access policy of their source table; a CTAS
+copy carries none, and reads only the rows envsync's account may see (it needs a TRUE-filter policy).
+https://cloud.google.com/bigquery/docs/using-row-level-security-with-features ("Copy jobs")
 """
 
 from __future__ import annotations
@@ -61,6 +66,7 @@ class Action:
     billing_note: str = ""             # why the estimate bills more than it seems (partial partitions)
     source_rows: int = 0
     depends_on: list[str] = field(default_factory=list)
+    row_access_policies: list[str] = field(default_factory=list)   # of the prod table
 
     @property
     def key(self) -> str:
@@ -78,6 +84,7 @@ class DatasetPlan:
     excluded: list[str]
     tables: dict[str, TableInfo]       # prod metadata by table name (needed to execute and verify)
     env: str = "dev"                   # dev (windowed) or prodcopy (full copy)
+    kms_key_name: str | None = None    # prod's default CMEK key, given to the environment dataset
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -176,6 +183,16 @@ def _table_action(config: EnvsyncConfig, info: TableInfo, target: str) -> Action
     return Action(**base, action="full_clone", reason="no date column: copied whole")
 
 
+def _note_row_access(action: Action, policies: list[str]) -> None:
+    action.row_access_policies = list(policies)
+    names = ", ".join(policies)
+    if action.action == "ctas_window":
+        action.reason += (f"; prod's row access policies ({names}) are NOT carried by a CTAS copy, which holds "
+                          "only the rows envsync's account may read (grant it a TRUE-filter policy)")
+    else:
+        action.reason += f"; prod's row access policies ({names}) travel with the clone"
+
+
 def _estimate(action: Action, info: TableInfo, window_fraction: float, window: Window | None = None,
               partition_ids: Sequence[str] | None = None) -> None:
     """Estimated bytes billed and BigQuery jobs, from table metadata only (no dry run).
@@ -254,6 +271,8 @@ def plan_dataset(
         else:
             action = Action(dataset=info.dataset, table=table.table, target_dataset=target,
                             action="skip", reason=f"{table.kind.lower()} objects are not copied")
+        if table.row_access_policies and action.action in ("clone_window", "full_clone", "ctas_window"):
+            _note_row_access(action, table.row_access_policies)
         _estimate(action, table, window_fraction, window if env == "dev" else None,
                   (partition_ids or {}).get(table.table))
         actions.append(action)
@@ -278,6 +297,7 @@ def plan_dataset(
         excluded=excluded,
         tables={t.table: t for t in info.tables},
         env=env,
+        kms_key_name=info.kms_key_name,
     )
 
 

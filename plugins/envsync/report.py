@@ -54,7 +54,8 @@ def results_table(results: list[dict[str, Any]]) -> str:
         ["table", "action", "rows", "est. bytes billed", "seconds", "status"],
         [
             [r["table"], r["action"], _fmt_rows(r.get("rows")), human_bytes(r.get("est_bytes_billed")),
-             f"{r.get('seconds') or 0:.1f}", r["status"] + (f": {r['error']}" if r.get("error") else "")]
+             f"{r.get('seconds') or 0:.1f}", r["status"] + (f": {r['error']}" if r.get("error") else
+                                                            f": {r['reason']}" if r["status"] == "skipped" and r.get("reason") else "")]
             for r in results
         ],
     )

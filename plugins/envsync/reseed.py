@@ -286,7 +286,7 @@ class Reseeder:
         recreate_env_dataset(
             self.bq, f"{self.project}.{unit.target_dataset}", location=info.location,
             description=info.description, labels=env_labels(info.labels, unit.env, info.dataset, **extra),
-            table_expiration_ms=expiration_ms,
+            table_expiration_ms=expiration_ms, kms_key_name=info.kms_key_name,
         )
         tables = {t.table: t for t in info.tables}
         fill = [src for src in sources if src.source in ("seed", "prod_sample", "empty")]

@@ -2,16 +2,33 @@
 
 Where a table's state at T comes from (`choose_source`, pure; the first that applies, and the log
 says which and why):
-  1. time travel: T lies inside the restore window (`backups.restore_time_travel_hours`, default
-     `prod.time_travel_hours`) and the table still exists in prod: clone it FOR SYSTEM_TIME AS OF T;
+  1. time travel: T lies inside the restore window (the prod dataset's own `max_time_travel_hours`,
+     narrowed by `prod.time_travel_hours` and `backups.restore_time_travel_hours` when set), the table still exists in prod and was created at or before T: clone
+     it FOR SYSTEM_TIME AS OF T. BigQuery cannot read a table as of an instant before its creation
+     (https://cloud.google.com/bigquery/docs/time-travel), so a table created after T - new since T,
+     or dropped and created again since - never uses time travel;
   2. the newest snapshot taken at or before T (in `backup_<ds>`);
   3. the newest GCS export taken at or before T (`gs://<bucket>/backups/<ds>/<table>/<date>/`).
-Recovery drills allow only 2 and 3: they prove that backups restore.
+Recovery drills allow only 2 and 3: they prove that backups restore. A table created after T with no
+backup at or before T is skipped, with the reason, not failed (`CreatedAfterT`).
 
-Each table is built under `<table>__restore` in the target dataset, verified (row count and checksum
-computed in BigQuery against the backup's manifest - or against prod as of T for time travel - and
-the schema against the manifest), and only then swapped in under its name. A table that fails leaves
-nothing behind. RPO is T minus the time of the state restored; RTO is the table's restore duration.
+Each table is built under `<table>__restore` in the target dataset and verified (row count and
+checksum computed in BigQuery against the backup's manifest - or against prod as of T for time
+travel - and the schema against the manifest). Only then it is published by a copy job (operation
+COPY) from the stage into the target, and the stage is dropped:
+  * into an existing table with WRITE_TRUNCATE: data and schema are replaced (the schema as of T),
+    the table itself stays - writers never see NotFound, and its labels, description, expiration,
+    partition expiration, options, IAM policy, search indexes and tags stay
+    (https://cloud.google.com/bigquery/docs/managing-tables#copy-table). Its partitioning cannot
+    change this way: a target partitioned differently from the state at T is refused, nothing written;
+  * otherwise with WRITE_EMPTY, creating the table with the state's schema, partitioning and
+    clustering. A table created in a prod dataset gets back the expiration its backup recorded
+    (none when it had none or it lies in the past), not the dataset's default table expiration.
+A copy writes a standard table, so the restored table starts a new clone/snapshot chain: the next
+snapshot of it is depth 1, not depth 3, which BigQuery would refuse
+(https://cloud.google.com/bigquery/quotas#table_snapshots).
+A table that fails leaves nothing behind. RPO is T minus the time of the state restored; RTO is the
+table's restore duration.
 """
 
 from __future__ import annotations
@@ -23,16 +40,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from envsync.backups import BackupCatalog, BackupEngine, Export, Snapshot, checksum_row, manifest_path
+from envsync.backups import BackupCatalog, BackupEngine, Export, Snapshot, manifest_path, table_checksum
 from envsync.discovery import base_tables
-from envsync.guard import ProdWriteRefused, TableRef, quote, validate_identifier
+from envsync.guard import ProdWriteRefused, TableRef, validate_identifier
 from envsync.jobs import JobRunner, JobStats, run_recorded
 from envsync.ladder import format_duration
 from envsync.report import result_row
 from envsync.sqltemplates import render
+from envsync.timetravel import restore_window_hours
 from envsync.verify import compare_schema, table_partition_filter
 
 if TYPE_CHECKING:
+    from google.cloud import bigquery
+
     from envsync.config import EnvsyncConfig
     from envsync.guard import GuardedBigQuery
 
@@ -53,6 +73,10 @@ class RestoreError(RuntimeError):
 
 class RestoreVerificationError(RestoreError):
     """A restored table does not match its backup's manifest (or prod as of T)."""
+
+
+class CreatedAfterT(RestoreError):
+    """The table was created after T and no backup at or before T exists: it is skipped, not failed."""
 
 
 @dataclass(frozen=True)
@@ -114,12 +138,21 @@ def choose_source(
     exports: Sequence[ExportCandidate],
     allowed: Iterable[str] = SOURCES,
     dataset: str = "",
+    created: dt.datetime | None = None,
 ) -> Source:
-    """The source of `table`'s state at T (see the module doc); RestoreError when there is none."""
+    """The source of `table`'s state at T (see the module doc); RestoreError when there is none,
+    CreatedAfterT when the prod table now was created after T and no backup at or before T exists.
+
+    `created` is the creation time of the prod table that exists now (None: unknown or not in prod).
+    """
     allowed = tuple(allowed)
     name = f"{dataset}.{table}" if dataset else table
     oldest = now - dt.timedelta(hours=time_travel_hours) + TIME_TRAVEL_MARGIN
+    created_after_t = in_prod and created is not None and created > point_in_time
     why_not: list[str] = []
+    if created_after_t and created is not None:
+        why_not.append(f"{name} was created at {created.isoformat()}, after T (new since T, or dropped and "
+                       "created again since), so time travel cannot read it as of T")
     if "time_travel" in allowed:
         if time_travel_hours <= 0:
             why_not.append("time travel is off for restores (backups.restore_time_travel_hours is 0)")
@@ -128,6 +161,8 @@ def choose_source(
                            f"{oldest.isoformat()})")
         elif not in_prod:
             why_not.append(f"{name} no longer exists in prod, so time travel cannot read it")
+        elif created_after_t:
+            pass  # said above
         else:
             return Source("time_travel", table, point_in_time, name,
                           f"T is inside the {time_travel_hours} h time-travel window: read {name} as of T")
@@ -152,7 +187,38 @@ def choose_source(
                           "; ".join(why_not) + f"; newest export at or before T: {best_export.uri} "
                           f"(taken {best_export.taken_at.isoformat()})")
         why_not.append("no GCS export at or before T")
-    raise RestoreError(f"cannot restore {name} to {point_in_time.isoformat()}: " + "; ".join(why_not))
+    error = CreatedAfterT if created_after_t else RestoreError
+    raise error(f"cannot restore {name} to {point_in_time.isoformat()}: " + "; ".join(why_not))
+
+
+def _layout(table: bigquery.Table) -> str:
+    if table.range_partitioning is not None:
+        rng = table.range_partitioning
+        return (f"integer range on {rng.field} ({rng.range_.start}, {rng.range_.end}, {rng.range_.interval})")
+    if table.time_partitioning is not None:
+        return f"{table.time_partitioning.type_} on {table.time_partitioning.field or '_PARTITIONTIME'}"
+    return "unpartitioned"
+
+
+def publish_disposition(target: str, existing: bigquery.Table | None, stage: bigquery.Table) -> str:
+    """The write disposition of the copy job that publishes a verified stage into `target`.
+
+    WRITE_TRUNCATE into an existing table (keeps the table and its own settings and access; replaces its
+    data and schema), WRITE_EMPTY when there is none. RestoreError when `target` is not a standard table
+    or is partitioned differently from the restored state: BigQuery refuses a copy into an existing
+    table with another partitioning ("Incompatible table partitioning specification").
+    """
+    if existing is None:
+        return "WRITE_EMPTY"
+    kind = (existing.table_type or "TABLE").upper()
+    if kind != "TABLE":
+        raise RestoreError(f"cannot restore into {target}: it is a {kind}, and a restore only overwrites "
+                           "tables; drop or rename it, or restore into another dataset (nothing was written)")
+    if _layout(existing) != _layout(stage):
+        raise RestoreError(f"cannot restore into {target}: its partitioning is {_layout(existing)}, the state "
+                           f"restored has {_layout(stage)}, and a copy into an existing table cannot change its "
+                           "partitioning; drop or rename it, or restore into another dataset (nothing was written)")
+    return "WRITE_TRUNCATE"
 
 
 class RestoreEngine:
@@ -181,9 +247,10 @@ class RestoreEngine:
         return found
 
     def plan(self, dataset: str, tables: list[str] | None, point_in_time: dt.datetime, now: dt.datetime,
-             allowed: Iterable[str]) -> tuple[dict[str, Source | str], list[str]]:
-        """Per table: its Source, or the reason it cannot be restored; plus the tables skipped
-        because they were created after T. Default tables: prod's tables and every backed-up one."""
+             allowed: Iterable[str]) -> tuple[dict[str, Source | str], dict[str, str]]:
+        """Per table: its Source, or the reason it cannot be restored; plus the tables skipped, with the
+        reason, because the prod table was created after T and no backup at or before T exists.
+        Default tables: prod's tables and every backed-up one."""
         allowed = tuple(allowed)
         prod = self.prod_tables(dataset)
         snapshots = self.catalog.snapshots(dataset)
@@ -199,19 +266,19 @@ class RestoreEngine:
             selected = list(dict.fromkeys(tables))
         else:
             selected = sorted(set(prod) | set(snapshots) | exported)
-        skipped = [t for t in selected if prod.get(t) is not None and prod[t] > point_in_time  # type: ignore[operator]
-                   and not any(s.taken_at <= point_in_time for s in snapshots.get(t, []))]
-        hours = self.config.restore_time_travel_hours()
+        hours = restore_window_hours(self.config, self.bq.client, dataset)  # the dataset's own, narrowed
         chosen: dict[str, Source | str] = {}
+        skipped: dict[str, str] = {}
         for table in selected:
-            if table in skipped:
-                continue
             try:
                 candidates = (self.export_candidates(exports.get(table, []), point_in_time)
                               if "export" in allowed else [])
                 chosen[table] = choose_source(
                     table, point_in_time, now, time_travel_hours=hours, in_prod=table in prod,
-                    snapshots=snapshots.get(table, []), exports=candidates, allowed=allowed, dataset=dataset)
+                    snapshots=snapshots.get(table, []), exports=candidates, allowed=allowed, dataset=dataset,
+                    created=prod.get(table))
+            except CreatedAfterT as error:
+                skipped[table] = f"created after T: {error}"
             except RestoreError as error:
                 chosen[table] = str(error)
         return chosen, skipped
@@ -222,10 +289,9 @@ class RestoreEngine:
         """What the restored table must hold: {"rows", "checksum", "schema" (None for time travel)}."""
         if source.kind == "time_travel":
             ref = TableRef(self.project, dataset, source.table)
-            sql = render("common/table_checksum_as_of", source=ref.sql,
-                         keep_all=table_partition_filter(self.bq.client, ref))
-            job = self.runner.run(sql, key=key + ("expected",), params={"as_of": point_in_time}, stats=stats)
-            return {**checksum_row(next(iter(job.result()))), "schema": None}
+            counted = table_checksum(self.runner, ref, key + ("expected",), stats, as_of=point_in_time,
+                                     keep_all=table_partition_filter(self.bq.client, ref))
+            return {**counted, "schema": None}
         if source.kind == "snapshot":
             path = manifest_path(dataset, source.table, source.ref.split(".", 1)[1])
             manifest, where = self.catalog.store.read(path), self.catalog.store.uri(path)
@@ -254,8 +320,8 @@ class RestoreEngine:
 
         A table partitioned on a column may have more partitions than one load job may write (4,000:
         https://cloud.google.com/bigquery/quotas#partitioned_tables): it is loaded into an
-        unpartitioned scratch table, then copied into the stage by one CTAS, or by CREATE TABLE plus
-        one INSERT per chunk of at most 4,000 partitions; the scratch table is dropped either way.
+        unpartitioned scratch table, then copied into the stage by CREATE TABLE plus one INSERT per
+        chunk of at most 4,000 partitions; the scratch table is dropped either way.
         """
         from google.cloud import bigquery
 
@@ -265,7 +331,8 @@ class RestoreEngine:
 
         def load(target: TableRef, part: tuple[str, ...]) -> None:
             job_id = f"{self.runner.job_id_base(*part)}_{time.time_ns()}"
-            job = self.bq.load_table_from_uri([uri], target, config, job_id=job_id)
+            job = self.bq.load_table_from_uri([uri], target, config, job_id=job_id,
+                                              job_timeout_ms=self.runner.job_timeout_ms)
             job.result(timeout=self.runner.timeout)
             stats.jobs += 1
 
@@ -329,9 +396,7 @@ class RestoreEngine:
             expected = self.expected(dataset, source, point_in_time, key, stats)
             self._build(dataset, source, stage, point_in_time, expected, key, stats)
             keep_all = table_partition_filter(self.bq.client, stage)  # the stage keeps the backup's options
-            job = self.runner.run(render("common/table_checksum", target=stage.sql, keep_all=keep_all),
-                                  key=key + ("checksum",), stats=stats)
-            actual = checksum_row(next(iter(job.result())))
+            actual = table_checksum(self.runner, stage, key + ("checksum",), stats, keep_all=keep_all)
             name = f"{target_dataset}.{source.table}"
             problems = []
             if (actual["rows"], actual["checksum"]) != (int(expected["rows"]), str(expected["checksum"])):
@@ -344,16 +409,54 @@ class RestoreEngine:
                 problems += compare_schema(name, expected["schema"], restored)
             if problems:
                 raise RestoreVerificationError("; ".join(problems))
-            self.runner.run(render("sync/swap_stage", target=target.sql, stage=stage.sql,
-                                   target_name=quote(target.table)), key=key + ("publish",), stats=stats)
-            log.info("restored %s from %s %s: %d rows, checksum %s verified", target, source.kind, source.ref,
-                     actual["rows"], actual["checksum"])
+            published = self._publish(stage, target, expected, key, stats)
+            log.info("restored %s from %s %s: %d rows, checksum %s verified; %s", target, source.kind, source.ref,
+                     actual["rows"], actual["checksum"], published)
             return {"rows": actual["rows"], "checksum": actual["checksum"],
-                    "expected_checksum": str(expected["checksum"]),
+                    "expected_checksum": str(expected["checksum"]), "published": published,
                     "rto_seconds": JobRunner.elapsed(start)}
 
         return run_recorded(result, work, deterministic=(RestoreError, ProdWriteRefused),
                             on_failure=lambda: self._discard(stage))
+
+    def _publish(self, stage: TableRef, target: TableRef, expected: dict[str, Any], key: tuple[str, ...],
+                 stats: JobStats) -> str:
+        """Copy the verified stage into `target` (see the module doc), drop the stage; says what was done."""
+        from google.api_core.exceptions import NotFound
+
+        try:
+            existing = self.bq.client.get_table(target.api)
+        except NotFound:
+            existing = None
+        disposition = publish_disposition(str(target), existing, self.bq.client.get_table(stage.api))
+        self.runner.run_job(key + ("publish",),
+                            lambda job_id: self.bq.copy_table(stage, target, write_disposition=disposition,
+                                                              job_id=job_id, labels=self.runner.labels,
+                                                              job_timeout_ms=self.runner.job_timeout_ms),
+                            stats=stats)
+        if disposition == "WRITE_TRUNCATE":
+            done = (f"copied into the existing table {target} (WRITE_TRUNCATE: data and schema replaced; its "
+                    "settings, labels, expirations and access kept)")
+        else:
+            done = f"copied into the new table {target}"
+            if target.dataset in self.config.prod.datasets:
+                done += "; " + self._restore_expiration(target, expected)
+        self.bq.delete_table(stage)
+        return done
+
+    def _restore_expiration(self, target: TableRef, expected: dict[str, Any]) -> str:
+        """A table a restore created in prod: the expiration its backup recorded, not the dataset default."""
+        recorded = expected.get("table_expires")
+        expires = dt.datetime.fromisoformat(recorded) if recorded else None
+        if expires is not None and expires <= dt.datetime.now(UTC):
+            expires = None  # it expired (likely why it is restored): keep it
+        table = self.bq.client.get_table(target.api)
+        if table.expires == expires:
+            return f"expiration {expires.isoformat() if expires else 'none'} as recorded"
+        table.expires = expires
+        self.bq.update_table(table, ["expires"])
+        return (f"expiration set to {expires.isoformat() if expires else 'none'} (recorded by the backup) "
+                "instead of the dataset's default table expiration")
 
     def _discard(self, ref: TableRef) -> None:
         try:

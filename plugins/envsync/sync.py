@@ -108,7 +108,8 @@ def build_plans(
     unknown = [d for d in datasets if d not in config.prod.datasets]
     if unknown:
         raise ValueError(f"datasets {unknown} are not configured; allowed: {config.prod.datasets}")
-    infos: list[DatasetInfo] = [discover_dataset(client, config.project, ds) for ds in datasets]
+    infos: list[DatasetInfo] = [discover_dataset(client, config.project, ds, row_access_policies=True)
+                               for ds in datasets]
     check_table_filter(tables, infos)
     plans = []
     for info in infos:
@@ -137,6 +138,7 @@ class DatasetSync:
         return ensure_env_dataset(
             self.bq, f"{self.project}.{plan.target_dataset}", location=plan.location,
             description=plan.description, labels=env_labels(plan.labels, plan.env, plan.dataset),
+            kms_key_name=plan.kms_key_name,
         )
 
     # tables --------------------------------------------------------------------------------

@@ -170,6 +170,33 @@ def test_copy_truncate_keeps_the_destinations_own_settings(bq: Any, dataset: Cal
     assert _count(bq, f"{P}.{ds}.dest") == 2
 
 
+def test_copy_truncate_replaces_the_schema_and_keeps_the_destinations_options(bq: Any, dataset: Callable[..., str]) -> None:
+    """A restore publishes an older state into the existing table by a copy job with WRITE_TRUNCATE.
+    https://cloud.google.com/bigquery/docs/reference/auditlogs/rest/Shared.Types/BigQueryAuditMetadata.WriteDisposition:
+    WRITE_TRUNCATE writes the data from the beginning and need not keep the table's schema (the
+    source's schema is written; WRITE_TRUNCATE_DATA would keep it);
+    https://cloud.google.com/bigquery/docs/managing-tables#copy-table: the destination table stays, with
+    its own friendly name, partition expiration and require_partition_filter."""
+    from google.cloud import bigquery
+
+    ds = dataset()
+    base = _base(bq, ds, rpf=False)
+    bq.copy_table(base, f"{P}.{ds}.dest").result()
+    dest = bq.get_table(f"{P}.{ds}.dest")
+    dest.friendly_name, dest.require_partition_filter = "Destination", True
+    dest.time_partitioning = bigquery.TimePartitioning(field="d", expiration_ms=3650 * 86_400_000)
+    bq.update_table(dest, ["friendly_name", "require_partition_filter", "time_partitioning"])
+    run(bq, f"alter table `{P}.{ds}.dest` add column added_later string")
+
+    config = bigquery.CopyJobConfig(write_disposition="WRITE_TRUNCATE")
+    bq.copy_table(base, f"{P}.{ds}.dest", job_config=config).result()
+    after = bq.get_table(f"{P}.{ds}.dest")
+    assert [f.name for f in after.schema] == [f.name for f in bq.get_table(base).schema]   # added_later is gone
+    assert (after.friendly_name, after.require_partition_filter) == ("Destination", True)
+    assert (after.time_partitioning.field, after.time_partitioning.expiration_ms) == ("d", 3650 * 86_400_000)
+    assert _count(bq, f"{P}.{ds}.dest", "d is null or d >= '2000-01-01'") == 3
+
+
 def test_clone_snapshot_chain_is_refused_at_the_third_link(bq: Any, dataset: Callable[..., str]) -> None:
     """https://cloud.google.com/bigquery/quotas#table_snapshots (quotas: table clones/snapshots): a clone
     or snapshot of the result of a clone or snapshot of a clone or snapshot is refused; a copy job writes

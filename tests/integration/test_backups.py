@@ -304,6 +304,122 @@ def test_prod_restore_needs_the_exact_confirmation(shop: None, run_dag: Any, cfg
                                   "as t order by id")] == changed
 
 
+def prod_restore(run_dag: Any, config: Path, point: dt.datetime, tables: list[str]) -> Any:
+    """A confirmed restore of prod dataset shop itself to `point`."""
+    from envsync.guard import confirmation_phrase
+
+    return run_dag("restore", None, {"dataset": ds("shop"), "tables": tables, "point_in_time": point.isoformat(),
+                                     "target": ds("shop"), "confirm": confirmation_phrase(ds("shop"), point)},
+                   config_path=config)
+
+
+def test_a_restored_table_starts_a_new_clone_snapshot_chain(shop: None, run_dag: Any, cfg: Any) -> None:
+    """https://cloud.google.com/bigquery/quotas#table_snapshots: BigQuery refuses to clone or snapshot the
+    result of a clone or snapshot a third time. A restore published as a clone of a snapshot made the
+    next snapshot of the restored table depth 3; published by a copy job, the chain starts again, so the
+    hourly snapshot of a restored table and the next restore from it work."""
+    config = cfg(restore_time_travel_hours=0)     # restore from snapshots
+    now = now_utc()
+    take_backup(config, now - dt.timedelta(hours=3))
+    at_t1 = contents("shop.orders")
+    query(f"delete from `{PROJECT}.shop.orders` where id > 30")
+    first = prod_restore(run_dag, config, now - dt.timedelta(hours=2), ["orders"])
+    assert str(first.state) == "success", states(first)
+    assert contents("shop.orders") == at_t1
+
+    query(f"update `{PROJECT}.shop.orders` set note = 'after the first restore' where id <= 3")
+    at_t2 = contents("shop.orders")
+    second_backup = take_backup(config, now - dt.timedelta(hours=1))        # a snapshot of the restored table
+    assert next(m for m in second_backup if m["table"] == "orders")["rows"] == 40
+    query(f"delete from `{PROJECT}.shop.orders` where id > 10")
+    second = prod_restore(run_dag, config, now - dt.timedelta(minutes=30), ["orders"])
+    assert str(second.state) == "success", states(second)
+    assert contents("shop.orders") == at_t2
+    assert table_names("shop") == {"orders", "customers", "big_orders"}      # no stage left behind
+    take_backup(config, now - dt.timedelta(minutes=20))                      # and again: a standard table
+    [result] = report("restore")["results"]
+    assert result["action"] == "snapshot" and "copied into the existing table" in result["published"]
+
+
+def test_a_prod_restore_keeps_the_tables_own_settings(shop: None, run_dag: Any, cfg: Any) -> None:
+    """https://cloud.google.com/bigquery/docs/managing-tables#copy-table: a restore publishes by a copy job
+    with WRITE_TRUNCATE into the existing table, which replaces data and schema and keeps the table: its
+    labels, description, friendly name, expiration, partition expiration and require_partition_filter
+    (and, on BigQuery, its IAM policy, search indexes and tags) survive."""
+    config = cfg(restore_time_travel_hours=0)
+    c = client()
+    orders = c.get_table(fq("shop.orders"))
+    expires = (dt.datetime.now(UTC) + dt.timedelta(days=30)).replace(microsecond=0)
+    partition_expiration_ms = 3650 * 86_400_000
+    orders.labels = {"team": "sales", "tier": "gold"}
+    orders.description = "orders of the shop, one row per order"
+    orders.friendly_name = "Shop orders"
+    orders.expires = expires
+    orders.require_partition_filter = True
+    orders.time_partitioning = bigquery_time_partitioning("d", partition_expiration_ms)
+    c.update_table(orders, ["labels", "description", "friendly_name", "expires", "require_partition_filter",
+                            "time_partitioning"])
+    every_row = "where (d is null or d >= '1900-01-01')"   # the table requires a partition filter
+
+    def rows() -> list[str]:
+        return [r["j"] for r in query(f"select to_json_string(t) as j from `{PROJECT}.shop.orders` as t "
+                                      f"{every_row} order by id")]
+
+    now = now_utc()
+    take_backup(config, now - dt.timedelta(hours=2))
+    at_t = rows()
+    query(f"update `{PROJECT}.shop.orders` set note = 'changed' {every_row} and id <= 5")
+    query(f"delete from `{PROJECT}.shop.orders` {every_row} and id > 20")
+    assert rows() != at_t
+
+    restore = prod_restore(run_dag, config, now - dt.timedelta(hours=1), ["orders"])
+    assert str(restore.state) == "success", states(restore)
+    assert rows() == at_t
+    after = c.get_table(fq("shop.orders"))
+    assert after.labels == {"team": "sales", "tier": "gold"}
+    assert after.description == "orders of the shop, one row per order"
+    assert after.friendly_name == "Shop orders"
+    assert after.expires == expires
+    assert after.require_partition_filter is True
+    assert (after.time_partitioning.field, after.time_partitioning.expiration_ms) == ("d", partition_expiration_ms)
+    assert after.created == orders.created          # the same table: writers never saw it missing
+    assert table_names("shop") == {"orders", "customers", "big_orders"}
+
+
+def test_a_table_restored_into_prod_after_a_drop_gets_its_recorded_expiration(shop: None, run_dag: Any,
+                                                                              cfg: Any) -> None:
+    """A table the restore has to create again in prod gets the expiration its backup recorded, not the
+    prod dataset's default table expiration
+    (https://cloud.google.com/bigquery/docs/updating-datasets#table-expiration)."""
+    config = cfg(restore_time_travel_hours=0)
+    c = client()
+    orders = c.get_table(fq("shop.orders"))
+    expires = (dt.datetime.now(UTC) + dt.timedelta(days=30)).replace(microsecond=0)
+    orders.expires = expires
+    c.update_table(orders, ["expires"])
+    now = now_utc()
+    [_, backup] = take_backup(config, now - dt.timedelta(hours=2))
+    assert backup["table"] == "orders" and backup["table_expires"] == expires.isoformat()
+    at_t = contents("shop.orders")
+    shop_ds = c.get_dataset(fq("shop"))
+    shop_ds.default_table_expiration_ms = 86_400_000
+    c.update_dataset(shop_ds, ["default_table_expiration_ms"])
+    c.delete_table(fq("shop.orders"))
+
+    restore = prod_restore(run_dag, config, now - dt.timedelta(hours=1), ["orders"])
+    assert str(restore.state) == "success", states(restore)
+    assert contents("shop.orders") == at_t
+    assert c.get_table(fq("shop.orders")).expires == expires
+    [result] = report("restore")["results"]
+    assert "copied into the new table" in result["published"] and "recorded by the backup" in result["published"]
+
+
+def bigquery_time_partitioning(field: str, expiration_ms: int) -> Any:
+    from google.cloud import bigquery
+
+    return bigquery.TimePartitioning(type_="DAY", field=field, expiration_ms=expiration_ms)
+
+
 # ------------------------------------------------------------------------------------ recovery drill
 
 

@@ -122,3 +122,163 @@ def test_a_bigquery_400_fails_its_object_without_retries(error: Exception, retry
     result = run_recorded({"target": "dev_sales.orders"}, work, deterministic=())
     assert result["status"] == "failed" and result["retryable"] is retryable
     assert type(error).__name__ in result["error"]
+
+
+# ------------------------------------------------------------------ retries with backoff, job timeouts
+# https://cloud.google.com/bigquery/docs/error-messages, https://cloud.google.com/bigquery/docs/troubleshoot-quotas
+
+import concurrent.futures  # noqa: E402
+import random  # noqa: E402
+
+from google.api_core.exceptions import Forbidden, InternalServerError, NotFound, TooManyRequests  # noqa: E402
+
+from envsync.jobs import JobTimeoutError, RetryPolicy, is_transient_job_error, run_recorded  # noqa: E402
+
+TABLE_UPDATES = Forbidden("Exceeded rate limits: too many table update operations for this table",
+                          errors=[{"reason": "rateLimitExceeded",
+                                   "message": "Exceeded rate limits: too many table update operations for this table"}])
+
+
+def backoff_runner(client: Any, **policy: Any) -> tuple[JobRunner, list[float]]:
+    sleeps: list[float] = []
+    guard = WriteGuard("envsync-demo", ["sales"], ["dev_"])
+    runner = JobRunner(GuardedBigQuery(client, guard, "US"), dag_id="prod_to_dev_sync", run_id="manual__1",
+                       task_id="sync_dataset", timeout=30, retry=RetryPolicy(**policy), sleep=sleeps.append,
+                       rng=random.Random(7))
+    return runner, sleeps
+
+
+def attempt_numbers(client: Any) -> list[str]:
+    return [c.kwargs["job_id"].rsplit("_", 1)[1] for c in client.query.call_args_list]
+
+
+@pytest.mark.parametrize(
+    ("error", "transient"),
+    [
+        (TABLE_UPDATES, True),
+        (TooManyRequests("rate", errors=[{"reason": "rateLimitExceeded", "message": "Exceeded rate limits"}]), True),
+        (InternalServerError("backend", errors=[{"reason": "backendError", "message": "m"}]), True),
+        (InternalServerError("internal", errors=[{"reason": "internalError", "message": "m"}]), True),
+        (BadRequest("table unavailable", errors=[{"reason": "tableUnavailable", "message": "m"}]), True),
+        (BadRequest("Resources exceeded", errors=[{"reason": "resourcesExceeded",
+                                                   "message": "Resources exceeded: transient, try again later"}]), True),
+        (BadRequest("Resources exceeded during query execution: The query could not be executed in the "
+                    "allotted memory", errors=[{"reason": "resourcesExceeded", "message": "allotted memory"}]), False),
+        (BadRequest("bad", errors=[{"reason": "invalidQuery", "message": "Syntax error"}]), False),
+        (Forbidden("quota", errors=[{"reason": "quotaExceeded", "message": "Quota exceeded: daily"}]), False),
+        (RuntimeError("not an API error"), False),
+    ],
+)
+def test_which_job_errors_are_transient(error: Exception, transient: bool) -> None:
+    assert is_transient_job_error(error) is transient
+
+
+def test_a_finished_job_that_hit_too_many_table_updates_is_retried_with_backoff_under_the_next_id() -> None:
+    client = mock.Mock()
+    failed, ok = fake_job(), fake_job(billed=5)
+    failed.result.side_effect = TABLE_UPDATES
+    client.query.side_effect = [failed, failed, ok]
+    runner, sleeps = backoff_runner(client)
+    stats = JobStats()
+    assert runner.run(SQL, key=("sales", "orders", "trim"), stats=stats) is ok
+    assert attempt_numbers(client) == ["0", "1", "2"]
+    assert len(sleeps) == 2 and 0.5 <= sleeps[0] <= 1.0 and 1.0 <= sleeps[1] <= 2.0   # 1 s, 2 s, with jitter
+    assert stats.jobs == 1 and stats.job_ids[0].endswith("_2")
+
+
+def test_a_transient_error_when_starting_the_job_is_retried_under_the_same_id() -> None:
+    client = mock.Mock()
+    ok = fake_job()
+    client.query.side_effect = [InternalServerError("backend", errors=[{"reason": "backendError", "message": "m"}]), ok]
+    runner, sleeps = backoff_runner(client)
+    assert runner.run(SQL, key=("sales", "orders", "trim")) is ok
+    assert attempt_numbers(client) == ["0", "0"] and len(sleeps) == 1
+
+
+def test_a_404_straight_after_a_conflict_waits_for_the_job_to_become_visible() -> None:
+    client = mock.Mock()
+    running = fake_job(state="RUNNING")
+    client.query.side_effect = Conflict("Already Exists: Job")
+    client.get_job.side_effect = [NotFound("Not found: Job"), running]
+    runner, sleeps = backoff_runner(client)
+    runner.run(SQL, key=("sales", "orders", "trim"))
+    assert attempt_numbers(client) == ["0", "0"] and len(sleeps) == 1
+    running.result.assert_called_once_with(timeout=30)
+
+
+def test_retries_stop_at_the_budget_and_the_table_fails_as_retryable() -> None:
+    client = mock.Mock()
+    failed = fake_job()
+    failed.result.side_effect = TABLE_UPDATES
+    client.query.return_value = failed
+    runner, sleeps = backoff_runner(client, max_retries=3)
+
+    def work(stats: Any) -> None:
+        runner.run(SQL, key=("sales", "orders", "trim"), stats=stats)
+
+    result = run_recorded({"target": "dev_sales.orders"}, work, deterministic=())
+    assert client.query.call_count == 4 and len(sleeps) == 3
+    assert all(b > a for a, b in zip(sleeps, sleeps[1:]))             # exponential
+    assert result["status"] == "failed" and result["retryable"] is True
+    assert "too many table update operations" in result["error"]
+
+
+def test_the_total_backoff_is_bounded_by_the_deadline() -> None:
+    client = mock.Mock()
+    failed = fake_job()
+    failed.result.side_effect = InternalServerError("backend", errors=[{"reason": "backendError", "message": "m"}])
+    client.query.return_value = failed
+    runner, sleeps = backoff_runner(client, max_retries=100, deadline=20)
+    with pytest.raises(InternalServerError):
+        runner.run(SQL, key=("sales", "orders", "trim"))
+    assert sum(sleeps) <= 20 and len(sleeps) >= 3 and max(sleeps) <= 32
+
+
+def test_a_deterministic_error_is_not_retried() -> None:
+    client = mock.Mock()
+    failed = fake_job()
+    failed.result.side_effect = BadRequest("Syntax error", errors=[{"reason": "invalidQuery", "message": "m"}])
+    client.query.return_value = failed
+    runner, sleeps = backoff_runner(client)
+    result = run_recorded({"target": "dev_sales.orders"},
+                          lambda stats: runner.run(SQL, key=("x",), stats=stats), deterministic=())
+    assert client.query.call_count == 1 and sleeps == []
+    assert result["retryable"] is False
+
+
+def test_a_persisting_table_unavailable_400_leaves_the_table_retryable() -> None:
+    error = BadRequest("unavailable", errors=[{"reason": "tableUnavailable", "message": "m"}])
+    result = run_recorded({"target": "dev_sales.orders"}, lambda stats: (_ for _ in ()).throw(error), deterministic=())
+    assert result["retryable"] is True
+
+
+def test_every_query_job_carries_the_runners_timeout_server_side() -> None:
+    client = mock.Mock()
+    client.query.return_value = fake_job()
+    runner_with(client).run(SQL, key=("sales", "orders", "trim"))
+    config = client.query.call_args.kwargs["job_config"]
+    assert config.to_api_repr()["jobTimeoutMs"] == "30000"
+
+
+def test_a_job_the_worker_stops_waiting_for_is_cancelled() -> None:
+    client = mock.Mock()
+    job = fake_job(state="RUNNING")
+    job.result.side_effect = concurrent.futures.TimeoutError()
+    client.query.return_value = job
+    runner = runner_with(client)
+    with pytest.raises(JobTimeoutError, match="did not finish within 30 s"):
+        runner.run(SQL, key=("sales", "orders", "trim"))
+    client.cancel_job.assert_called_once_with(runner.job_id_base("sales", "orders", "trim") + "_0", location="US")
+
+
+def test_load_jobs_carry_the_server_side_timeout() -> None:
+    from google.cloud import bigquery
+
+    from envsync.guard import TableRef
+
+    client = mock.Mock()
+    bq = GuardedBigQuery(client, WriteGuard("envsync-demo", ["sales"], ["dev_"]), "US")
+    config = bigquery.LoadJobConfig(source_format="PARQUET")
+    bq.load_table_from_uri(["gs://b/x"], TableRef("envsync-demo", "dev_sales", "orders"), config, job_id="j",
+                           job_timeout_ms=60_000)
+    assert client.load_table_from_uri.call_args.kwargs["job_config"].to_api_repr()["jobTimeoutMs"] == "60000"

@@ -373,3 +373,37 @@ def test_plan_round_trips_through_json() -> None:
     assert again == p
     assert again.tables["orders"].partitioning == {"type": "DAY", "field": "d"}
     assert [a.action for a in again.by_action("clone_window", "drop")] == ["clone_window", "drop"]
+
+
+# ------------------------------------------------------------- row access policies and CMEK
+# https://cloud.google.com/bigquery/docs/using-row-level-security-with-features ("Copy jobs": the
+# source's row access policies are copied to the destination; a query result carries none)
+
+
+def test_row_access_policies_are_reported_and_travel_with_clones() -> None:
+    p = plan(make_config(), table("orders", col("order_date", "DATE"), partitioning={"type": "DAY", "field": "order_date"},
+                                  row_access_policies=["eu_only", "sales_team"]),
+             table("customers", col("id", "INT64"), row_access_policies=["eu_only"]),
+             table("plain", col("id", "INT64")))
+    orders, customers, plain = only(p, "orders"), only(p, "customers"), only(p, "plain")
+    assert orders.action == "clone_window" and orders.row_access_policies == ["eu_only", "sales_team"]
+    assert "row access policies (eu_only, sales_team) travel with the clone" in orders.reason
+    assert customers.action == "full_clone" and "travel with the clone" in customers.reason
+    assert plain.row_access_policies == [] and "row access" not in plain.reason
+    assert DatasetPlan.from_dict(json.loads(json.dumps(p.to_dict()))).actions[0].row_access_policies == ["eu_only", "sales_team"]
+
+
+def test_a_ctas_copy_is_reported_as_not_carrying_row_access_policies() -> None:
+    p = plan(make_config(), table("flat", col("order_date", "DATE"), row_access_policies=["eu_only"]))
+    flat = only(p, "flat")
+    assert flat.action == "ctas_window"
+    assert "(eu_only) are NOT carried by a CTAS copy" in flat.reason and "TRUE-filter" in flat.reason
+
+
+def test_the_plan_carries_prods_default_encryption_key() -> None:
+    key = "projects/k/locations/us/keyRings/r/cryptoKeys/c"
+    info = dataset(table("customers", col("id", "INT64")))
+    info.kms_key_name = key
+    p = plan_dataset(make_config(), info, existing=None)
+    assert p.kms_key_name == key
+    assert DatasetPlan.from_dict(json.loads(json.dumps(p.to_dict()))).kms_key_name == key

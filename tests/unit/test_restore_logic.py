@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from typing import Any
 
 import pytest
 
 from envsync.backups import Snapshot
 from envsync.config import ConfigError, parse_config
 from envsync.guard import ProdWriteRefused, WriteGuard, WriteTarget, confirmation_phrase
-from envsync.restore import ExportCandidate, RestoreError, choose_source, parse_point_in_time
+from envsync.restore import CreatedAfterT, ExportCandidate, RestoreError, choose_source, parse_point_in_time
 
 UTC = dt.timezone.utc
 NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -138,3 +139,97 @@ def test_backup_config_defaults_and_errors() -> None:
         parse_config({**BASE, "audit": {"dataset": "sales"}})
     with pytest.raises(ConfigError, match="prefixes must not overlap"):
         parse_config({**BASE, "environments": {"drill": {"prefix": "dev_"}}})
+
+
+# ------------------------------------------------------------------ creation time (issue 10)
+# BigQuery cannot read a table FOR SYSTEM_TIME AS OF an instant before the table was created
+# (https://cloud.google.com/bigquery/docs/time-travel): a table created after T never gets time travel.
+
+
+def test_table_created_after_t_never_uses_time_travel_but_the_snapshot_before_t() -> None:
+    point = NOW - dt.timedelta(hours=5)
+    # dropped and created again 2 hours ago: the snapshot of its earlier version 6 hours ago is the state at T
+    source = choose(point, created=NOW - dt.timedelta(hours=2), snapshots=[snap(6), snap(1)])
+    assert (source.kind, source.ref) == ("snapshot", str(snap(6)))
+    assert "was created at 2026-11-22T10:00:00+00:00, after T" in source.reason
+    # created before T: time travel as before
+    assert choose(point, created=NOW - dt.timedelta(hours=6)).kind == "time_travel"
+    assert choose(point, created=point).kind == "time_travel"
+
+
+def test_table_created_after_t_uses_an_export_before_t() -> None:
+    point = NOW - dt.timedelta(days=2)
+    exports = [ExportCandidate(NOW - dt.timedelta(days=3), "gs://b/backups/sales/orders/2026-11-19/")]
+    source = choose(point, created=NOW - dt.timedelta(days=1), exports=exports)
+    assert source.kind == "export" and "after T" in source.reason
+
+
+def test_table_created_after_t_without_a_backup_is_skipped_with_the_reason() -> None:
+    point = NOW - dt.timedelta(hours=5)
+    with pytest.raises(CreatedAfterT) as error:
+        choose(point, created=NOW - dt.timedelta(hours=2), snapshots=[snap(1)])
+    text = str(error.value)
+    assert "sales.orders was created at 2026-11-22T10:00:00+00:00, after T" in text
+    assert "no snapshot at or before T" in text
+    # a table no longer in prod: its creation time says nothing about T
+    with pytest.raises(RestoreError) as gone:
+        choose(point, in_prod=False, created=None)
+    assert not isinstance(gone.value, CreatedAfterT)
+
+
+class FakeCatalog:
+    def __init__(self, snapshots: dict, exports: dict | None = None) -> None:
+        self._snapshots, self._exports = snapshots, exports or {}
+
+    def snapshots(self, dataset: str) -> dict:
+        return self._snapshots
+
+    def exports(self, dataset: str) -> dict:
+        return self._exports
+
+
+def test_plan_skips_new_tables_and_restores_recreated_ones_from_their_snapshot() -> None:
+    from unittest import mock
+
+    from envsync.restore import RestoreEngine
+
+    point = NOW - dt.timedelta(hours=5)
+    config = parse_config(BASE)
+    bq = mock.Mock()
+    bq.client.get_dataset.return_value.max_time_travel_hours = 168   # the dataset's own window (the default)
+    engine = RestoreEngine(config, bq, mock.Mock(), FakeCatalog({"orders": [snap(6)]}))  # type: ignore[arg-type]
+    created = {"orders": NOW - dt.timedelta(hours=2),      # dropped and created again after T
+               "events": NOW - dt.timedelta(hours=1),      # new since T
+               "customers": NOW - dt.timedelta(days=30)}   # older than T
+    with mock.patch.object(RestoreEngine, "prod_tables", return_value=created):
+        chosen, skipped = engine.plan("sales", None, point, NOW, ("time_travel", "snapshot", "export"))
+    assert chosen["orders"].kind == "snapshot"              # type: ignore[union-attr]
+    assert chosen["customers"].kind == "time_travel"        # type: ignore[union-attr]
+    assert set(skipped) == {"events"} and "events" not in chosen
+    assert skipped["events"].startswith("created after T: cannot restore sales.events")
+
+
+# ------------------------------------------------------------------ publishing a verified stage
+
+
+def table(kind: str = "TABLE", field: str | None = "d") -> Any:
+    from google.cloud import bigquery
+
+    t = bigquery.Table("acme-data.sales.orders")
+    t._properties["type"] = kind
+    if field:
+        t.time_partitioning = bigquery.TimePartitioning(field=field)
+    return t
+
+
+def test_publish_truncates_an_existing_table_and_creates_a_missing_one() -> None:
+    from envsync.restore import publish_disposition
+
+    assert publish_disposition("sales.orders", table(), table()) == "WRITE_TRUNCATE"
+    assert publish_disposition("sales.orders", None, table()) == "WRITE_EMPTY"
+    with pytest.raises(RestoreError, match="it is a VIEW, and a restore only overwrites tables"):
+        publish_disposition("sales.orders", table("VIEW", None), table())
+    with pytest.raises(RestoreError, match="its partitioning is DAY on d, the state restored has DAY on other"):
+        publish_disposition("sales.orders", table(), table(field="other"))
+    with pytest.raises(RestoreError, match="its partitioning is unpartitioned, the state restored has DAY on d"):
+        publish_disposition("sales.orders", table(field=None), table())

@@ -18,7 +18,8 @@ UTC = dt.timezone.utc
 
 
 class PlanBackupOperator(BaseOperator):
-    """Fix T, list prod's tables, decide per table whether this run snapshots it (ladder + quota).
+    """Fix T, list prod's tables, decide per table whether this run snapshots it (ladder + quota; a
+    table created after T is skipped with that reason: it cannot be read as of T).
 
     A scheduled run snapshots each table as of its logical date (the hour); a manual run with a
     `reason` takes a pinned snapshot of every selected table now. Time-travel rungs are recorded as
@@ -57,6 +58,7 @@ class PlanBackupOperator(BaseOperator):
         from envsync.params import validate_backup_params
         from envsync.prodcopy import check_as_of
         from envsync.report import render_table, result_row
+        from envsync.timetravel import prod_windows
         from envsync.window import anchor_from_context
 
         config = load_config()
@@ -71,9 +73,11 @@ class PlanBackupOperator(BaseOperator):
             # the state at the run's hour (its logical date); a manual pin: now
             cut = now if pinned else min(anchor_from_context(context), now)
             cut = cut.replace(microsecond=0)
-        check_as_of(cut, now, config.prod.time_travel_hours)
         ladder = config.backups.ladder()
         client = bigquery_client(config.project, config.location, self.gcp_conn_id)
+        # each dataset's own window (max_time_travel_hours), narrowed by prod.time_travel_hours
+        for window in prod_windows(config, client, datasets).values():
+            check_as_of(cut, now, window)
         catalog = BackupCatalog(config, client, store)
         if config.backups.export.enabled:
             manifest_store(config, self.gcp_conn_id, config.export_bucket).ensure_bucket(config.location)
@@ -88,7 +92,7 @@ class PlanBackupOperator(BaseOperator):
             for table in sorted(tables):
                 newest = max((s.taken_at for s in existing.get(table, []) if not s.pinned), default=None)
                 decision = plan_snapshot(ladder, used.get(table, 0), cut, table=f"{dataset}.{table}",
-                                         newest=newest, pinned=pinned)
+                                         newest=newest, pinned=pinned, created=tables[table])
                 name = snapshot_name(table, cut)
                 decisions[dataset][table] = {"take": decision.take, "reason": decision.reason, "name": name}
                 planned.append({**result_row(f"{dataset}.{table}", f"{backup_ds}.{name}",

@@ -19,7 +19,8 @@ MODES = ("copy", "reset")
 
 
 class PlanProdCopyOperator(BaseOperator):
-    """Fix T (as_of, or the recorded T for a reset), check it is inside time travel, plan full clones."""
+    """Fix T (as_of, or the recorded T for a reset), check it is inside every prod dataset's time-travel
+    window, plan full clones of the tables that existed at T, with their schema as of T."""
 
     template_fields: Sequence[str] = ("as_of", "mode", "datasets")
     ui_color = "#e8f0fe"
@@ -39,9 +40,10 @@ class PlanProdCopyOperator(BaseOperator):
         from envsync.config import ConfigError, load_config
         from envsync.discovery import DiscoveryError
         from envsync.params import check_datasets
-        from envsync.prodcopy import CURRENT, AsOfError, check_as_of, parse_as_of
+        from envsync.prodcopy import CURRENT, AsOfError, check_as_of, parse_as_of, pin_plans_to_cut
         from envsync.report import plan_table
         from envsync.sync import build_plans
+        from envsync.timetravel import prod_windows
 
         try:
             config = load_config()
@@ -63,9 +65,12 @@ class PlanProdCopyOperator(BaseOperator):
                 self.log.info("reset: re-creating prod-copy as of its recorded T = %s", cut.isoformat())
             else:
                 cut = parse_as_of(self.as_of, now)
-            check_as_of(cut, now, config.prod.time_travel_hours)
             client = bigquery_client(config.project, config.location, self.gcp_conn_id)
+            # each dataset's own window (max_time_travel_hours), narrowed by prod.time_travel_hours
+            for window in prod_windows(config, client, datasets).values():
+                check_as_of(cut, now, window)
             plans = build_plans(config, client, datasets=datasets, tables=[], env="prodcopy")
+            pin_plans_to_cut(config, client, plans, cut)
         except (ConfigError, DiscoveryError, AsOfError, ValueError) as error:
             raise AirflowFailException(str(error)) from error
         manifest = {

@@ -139,7 +139,9 @@ class PlanRestoreOperator(BaseOperator):
             if not chosen and not skipped:
                 raise ValueError(f"prod dataset {dataset!r} has no tables and no backups to restore")
             sources[dataset] = {t: (s.to_dict() if isinstance(s, Source) else {"error": s}) for t, s in chosen.items()}
-            sources[dataset].update({t: {"skipped": "created after T"} for t in skipped})
+            sources[dataset].update({t: {"skipped": why} for t, why in skipped.items()})
+            for table, why in sorted(skipped.items()):
+                self.log.info("%s.%s: skipped (%s)", dataset, table, why)
             for table, source in sorted(chosen.items()):
                 kind, why = (source.kind, source.reason) if isinstance(source, Source) else ("none", source)
                 planned.append({**result_row(f"{dataset}.{table}", f"{targets[dataset]}.{table}", kind, why),
@@ -175,7 +177,7 @@ class RestoreDatasetOperator(DatasetUnitOperator):
 
     def run_unit(self, config: Any, manifest: dict[str, Any], runner: Any, context: Context) -> Any:
         from envsync.backups import BackupCatalog, BackupEngine
-        from envsync.datasets import ensure_env_dataset, env_labels, recreate_env_dataset
+        from envsync.datasets import default_kms_key, ensure_env_dataset, env_labels, recreate_env_dataset
         from envsync.guard import GuardedBigQuery
         from envsync.jobs import JobRunner
         from envsync.report import result_row
@@ -207,10 +209,12 @@ class RestoreDatasetOperator(DatasetUnitOperator):
         elif manifest["mode"] == "drill":
             recreate_env_dataset(bq, ref, location=location, description=description,
                                  labels=env_labels({}, "drill", dataset),
-                                 table_expiration_ms=config.environments.drill.table_expiration_days * 86_400_000)
+                                 table_expiration_ms=config.environments.drill.table_expiration_days * 86_400_000,
+                                 kms_key_name=default_kms_key(bq.client, f"{config.project}.{dataset}"))
         else:
             ensure_env_dataset(bq, ref, location=location, description=description,
-                               labels=env_labels({}, "drill", dataset))
+                               labels=env_labels({}, "drill", dataset),
+                               kms_key_name=default_kms_key(bq.client, f"{config.project}.{dataset}"))
         results = []
         for table, entry in sorted(planned.items()):
             if table in restorable:
