@@ -330,11 +330,8 @@ class RestoreEngine:
         from envsync.partitions import chunk_params, chunk_predicate, describe, id_chunks, partition_id_sql, spec_of
 
         def load(target: TableRef, part: tuple[str, ...]) -> None:
-            job_id = f"{self.runner.job_id_base(*part)}_{time.time_ns()}"
-            job = self.bq.load_table_from_uri([uri], target, config, job_id=job_id,
-                                              job_timeout_ms=self.runner.job_timeout_ms)
-            job.result(timeout=self.runner.timeout)
-            stats.jobs += 1
+            self.runner.run_job(part, lambda job_id: self.bq.load_table_from_uri(
+                [uri], target, config, job_id=job_id, job_timeout_ms=self.runner.job_timeout_ms), stats=stats)
 
         files = manifest["files"]
         folder, ext = files[0].rsplit("/", 1)[0], files[0].rsplit(".", 1)[-1]
