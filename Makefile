@@ -15,6 +15,8 @@ VENV := .venv
 EMU_VENV := .venv-emulators
 UV := $(VENV)/bin/uv
 PYTEST_ARGS ?=
+# make test runs the suite on this many pytest-xdist workers (0: in the pytest process itself)
+TEST_WORKERS ?= 2
 # Extra arguments for the devstack CLI, e.g. DEVSTACK_ARGS="--bq-port 9150 --gcs-port 9123".
 DEVSTACK_ARGS ?=
 DEVSTACK := PYTHONPATH=$(CURDIR)/plugins $(VENV)/bin/python -m envsync.devstack
@@ -98,7 +100,7 @@ check-sql: install ## Analyze the seeds (sql/seeds) with GoogleSQL against prod'
 	  --schemas "$$schemas" --cache .devstack/zetasql $(CHECK_SQL_PATHS)
 
 test: install check-sql ## Run check-sql, then the test suite (pass arguments with PYTEST_ARGS=...)
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # The integration suite on a real GCP sandbox project (README: "Trying envsync on real GCP").
 # Without ENVSYNC_TEST_GCP_PROJECT it prints one line and succeeds.

@@ -65,6 +65,18 @@ def pytest_configure(config: pytest.Config) -> None:
     signal.signal(signal.SIGTERM, _interrupt)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under `make test` (pytest-xdist, `--dist loadgroup`): each test module runs whole on one worker,
+    so its module fixtures (a prod built once) are made once; the end-to-end modules share one group,
+    so two Airflow clusters never run at the same time on a 2-core machine. Runs before xdist reads
+    the groups (tryfirst)."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            module = item.nodeid.split("::", 1)[0]
+            item.add_marker(pytest.mark.xdist_group("e2e" if module.startswith("tests/e2e/") else module))
+
+
 def pytest_report_header(config: pytest.Config) -> str | None:
     if sandbox.ON_GCP:
         return (f"test-gcp: project {sandbox.sandbox_project()}, run prefix {sandbox.RUN_PREFIX} (every dataset "
@@ -143,7 +155,13 @@ def analyzer_totals(paths: list[Path]) -> dict[str, Any] | None:
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """test-gcp's clean-up line; how much SQL the emulators' GoogleSQL analyzer checked (every query job)."""
     _sandbox_summary(terminalreporter)
-    totals = analyzer_totals(_ANALYZER_STATS)
+    paths = list(_ANALYZER_STATS)
+    if not paths and getattr(terminalreporter.config, "workerinput", None) is None:
+        # the controller of an xdist run: the workers' emulators ran under its base temp directory
+        with contextlib.suppress(OSError, ValueError):
+            paths = sorted(terminalreporter.config._tmp_path_factory.getbasetemp().glob("*/emulators*/run/analyzer.json"))
+            paths += sorted(terminalreporter.config._tmp_path_factory.getbasetemp().glob("*/devstack*/run/analyzer.json"))
+    totals = analyzer_totals(paths)
     if totals is None:
         return
     terminalreporter.write_sep("-", "GoogleSQL analyzer")
