@@ -444,6 +444,19 @@ def _run_worker(args: argparse.Namespace, anchor: dt.datetime, run_id: str, env:
     return {"tables": [], "error": f"worker exited with code {proc.returncode}:\n{tail}"}
 
 
+def _lookup_latency(client: Any, project: str, spec: ObjectSpec, calls: int = 10) -> float:
+    """Median milliseconds of one tables.get on the freshly built prod: the emulator's cost of a
+    single table lookup at this catalog size (it grows with the catalog, see bench/README.md)."""
+    import statistics
+
+    seconds = []
+    for _ in range(calls):
+        started = time.perf_counter()
+        client.get_table(f"{project}.{spec.key}")
+        seconds.append(time.perf_counter() - started)
+    return round(1000 * statistics.median(seconds), 1)
+
+
 def _uptime() -> str:
     try:
         return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
@@ -489,6 +502,7 @@ def run_size(size: int, args: argparse.Namespace, base_config: dict[str, Any], a
         out["setup_seconds"] = round(time.monotonic() - started, 3)
         print(f"   prod built in {out['setup_seconds']:.1f} s; syncing prod -> dev in a fresh process "
               f"({args.workers} dataset(s) at a time) ...", flush=True)
+        out["tables_get_ms"] = _lookup_latency(client, config.project, specs[0])
         emulator = _emulator_process(stack) if stack is not None else None
         cpu_before = _cpu_seconds(emulator)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PLUGINS), os.environ.get("PYTHONPATH")]))}
@@ -547,7 +561,7 @@ def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def report(results: list[dict[str, Any]], details: bool) -> bool:
+def report(results: list[dict[str, Any]], details: bool, *, growth_lines: bool = True) -> bool:
     """Print the summary, failures and growth; True when every object of every size synced."""
     rows = []
     ok = True
@@ -570,7 +584,8 @@ def report(results: list[dict[str, Any]], details: bool) -> bool:
     for r in results:
         print(f"\n{r['size']:,} objects: HOUR span {r['hour_span_days']} days; "
               f"tables {r.get('tables_seconds', '-')} s + views {r.get('views_seconds', '-')} s; "
-              f"plan JSON {(r.get('plan_json_bytes') or 0) / 1024:,.0f} KB; RSS after imports "
+              f"plan JSON {(r.get('plan_json_bytes') or 0) / 1024:,.0f} KB; emulator tables.get "
+              f"{r.get('tables_get_ms', '-')} ms (median, idle, after setup); RSS after imports "
               f"{_mb(r.get('rss_after_imports'))} MB; emulator RSS {_mb(r.get('emulator_rss'))} MB")
         print(f"   uptime before: {r['uptime_before']}\n   uptime after:  {r['uptime_after']}")
         if r.get("error"):
@@ -589,7 +604,8 @@ def report(results: list[dict[str, Any]], details: bool) -> bool:
             for action, items in sorted(by_action.items()):
                 print(f"   {action}: {len(items)} objects, jobs {sum(int(t.get('jobs') or 0) for t in items) / len(items):.2f}"
                       f" each, {sum(float(t.get('seconds') or 0) for t in items) / len(items):.2f} s each")
-    growth(results)
+    if growth_lines:
+        growth(results)
     return ok
 
 
@@ -691,6 +707,10 @@ def main(argv: list[str] | None = None) -> int:
             r = results[-1]
             print(f"   {r.get('error') or 'sync done'}: plan {r.get('plan_seconds', '-')} s, "
                   f"sync {r.get('sync_seconds', '-')} s", flush=True)
+            if len(args.sizes) > 1:  # a long run keeps the figures of the sizes already done
+                report([r], args.details, growth_lines=False)
+            if args.json:
+                args.json.write_text(json.dumps(results, indent=2, default=str))
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
