@@ -630,7 +630,7 @@ def growth(results: list[dict[str, Any]]) -> None:
         if a is not None and b is not None:
             line(name, a, b, "constant: met" if b <= a * 1.05 else "constant: MISSED")
     a, b = small["sync_seconds"], large["sync_seconds"]
-    line("sync wall s", a, b, f"<= {1.1 * scale:.0f}x: " + ("met" if b <= 1.1 * scale * a else "MISSED"))
+    line("sync wall s", a, b, f"<= {1.1 * scale:.1f}x: " + ("met" if b <= 1.1 * scale * a else "MISSED"))
     line("plan s", small["plan_seconds"], large["plan_seconds"], "")
     a, b = small["peak_increase"], large["peak_increase"]
     if a is not None and b is not None:
