@@ -13,7 +13,8 @@ For each size given with --sizes (default 100 and 1,000 objects), in one run:
      (`sync_views`);
   4. print plan time, sync wall time, BigQuery API requests per object (planning and sync apart, counted
      on the HTTP session of the google client), jobs per object, the worker's peak memory increase,
-     the emulator's CPU time, and the growth between the smallest and the largest size.
+     the emulator's CPU time and its latency of one tables.get once prod is built, and the growth
+     between the smallest and the largest size.
 
 The process exits 1 when any object fails (each failure is printed with its error), 0 otherwise.
 
