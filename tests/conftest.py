@@ -159,8 +159,10 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     if not paths and getattr(terminalreporter.config, "workerinput", None) is None:
         # the controller of an xdist run: the workers' emulators ran under its base temp directory
         with contextlib.suppress(OSError, ValueError):
-            paths = sorted(terminalreporter.config._tmp_path_factory.getbasetemp().glob("*/emulators*/run/analyzer.json"))
-            paths += sorted(terminalreporter.config._tmp_path_factory.getbasetemp().glob("*/devstack*/run/analyzer.json"))
+            base = terminalreporter.config._tmp_path_factory.getbasetemp()
+            # resolved: pytest also links each temp directory as <name>current
+            paths = sorted({p.resolve() for pattern in ("*/emulators*/run/analyzer.json", "*/devstack*/run/analyzer.json")
+                            for p in base.glob(pattern)})
     totals = analyzer_totals(paths)
     if totals is None:
         return
