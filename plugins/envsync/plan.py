@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from envsync.discovery import DatasetInfo, TableInfo
 from envsync.partitions import (
+    MAX_PARTITIONS_PER_JOB,
     Chunk,
     id_chunks,
     outside_window,
@@ -67,6 +68,8 @@ class Action:
     source_rows: int = 0
     depends_on: list[str] = field(default_factory=list)
     row_access_policies: list[str] = field(default_factory=list)   # of the prod table
+    # clone_window: prod's partitions outside the window when planned (None: not known, list the clone's)
+    trim_partitions: int | None = None
 
     @property
     def key(self) -> str:
@@ -193,6 +196,17 @@ def _note_row_access(action: Action, policies: list[str]) -> None:
         action.reason += f"; prod's row access policies ({names}) travel with the clone"
 
 
+# Partitions prod may lose between T and planning (expiring partitions): the plan's count must stay
+# this far under the limit for the trim to skip listing the clone's partitions.
+TRIM_MARGIN = 100
+
+
+def single_trim(action: Action) -> bool:
+    """Does the clone's trim fit one DELETE without listing the clone's partitions first? Yes when the
+    plan counted prod's partitions outside the window (as of planning, after T) well under 4,000."""
+    return action.trim_partitions is not None and action.trim_partitions <= MAX_PARTITIONS_PER_JOB - TRIM_MARGIN
+
+
 def _estimate(action: Action, info: TableInfo, window_fraction: float, window: Window | None = None,
               partition_ids: Sequence[str] | None = None) -> None:
     """Estimated bytes billed and BigQuery jobs, from table metadata only (no dry run).
@@ -210,7 +224,8 @@ def _estimate(action: Action, info: TableInfo, window_fraction: float, window: W
         trims, partial = 1, 0
         if bounds and spec is not None and spec.unit != "RANGE" and spec.column.lower() == (action.date_column or "").lower():
             if partition_ids is not None:
-                trims = len(id_chunks(partition_ids, spec, keep=outside_window(spec, *bounds)))
+                chunks = id_chunks(partition_ids, spec, keep=outside_window(spec, *bounds))
+                trims, action.trim_partitions = len(chunks), sum(c.partitions for c in chunks)
             notes = partial_partitions(*bounds, spec.unit)
             if notes:
                 partitions = len(partition_ids) if partition_ids else partitions_between(*bounds, spec.unit)
@@ -218,8 +233,10 @@ def _estimate(action: Action, info: TableInfo, window_fraction: float, window: W
                 partial = len(notes) * per_partition
                 action.billing_note = ("; ".join(notes) + ": the DELETE scans and bills the partially kept "
                                        f"partition{'s' if len(notes) > 1 else ''} (included in the estimate)")
-        # clone, list partitions, delete outside the window (per chunk), verify, swap
-        action.est_bytes_billed, action.est_jobs = verify + partial, 4 + trims
+        # clone, list the clone's partitions (unless the plan's count fits one DELETE), delete outside
+        # the window (per chunk), verify, swap
+        listing = 0 if single_trim(action) else 1
+        action.est_bytes_billed, action.est_jobs = verify + partial, 3 + listing + trims
     elif action.action == "ctas_window":
         chunks = window_chunks_on(spec, action.date_column, *bounds) if bounds else [Chunk(None, None, 0)]
         single = len(chunks) == 1 and not (spec is not None and spec.ingestion_time)

@@ -46,7 +46,7 @@ from envsync.partitions import (
     spec_of,
     window_chunks_on,
 )
-from envsync.plan import STAGE_SUFFIX, Action, DatasetPlan, check_table_filter, order_views, plan_dataset
+from envsync.plan import STAGE_SUFFIX, Action, DatasetPlan, check_table_filter, order_views, plan_dataset, single_trim
 from envsync.report import result_row
 from envsync.sqltemplates import render
 from envsync.verify import (
@@ -162,13 +162,16 @@ class DatasetSync:
     def _trim(self, action: Action, info: TableInfo, stage: TableRef, stats: JobStats) -> None:
         """DELETE the rows outside the window from the clone: one DELETE per chunk of at most 4,000
         partitions (https://cloud.google.com/bigquery/quotas#partitioned_tables), chunked on the
-        partitions the clone really has (INFORMATION_SCHEMA.PARTITIONS)."""
+        partitions the clone really has (INFORMATION_SCHEMA.PARTITIONS) - unless the plan's count of
+        prod's partitions outside the window is well under the limit (`plan.single_trim`)."""
         key = (action.dataset, action.table)
         column = quote_column(action.date_column or "")
         params = window_params(action, self.run.window)
         spec = spec_of(info)
         chunks = [Chunk(None, None, 0)]
-        if spec is not None and spec.unit != "RANGE" and spec.column.lower() == (action.date_column or "").lower():
+        if single_trim(action):   # the plan counted prod's partitions outside the window: one DELETE
+            chunks = [Chunk(None, None, action.trim_partitions or 0)]
+        elif spec is not None and spec.unit != "RANGE" and spec.column.lower() == (action.date_column or "").lower():
             chunks = id_chunks(partition_ids(self.runner, stage, key, stats), spec,
                                keep=outside_window(spec, params["window_start"], params["window_end"]))
         if len(chunks) > 1:

@@ -154,6 +154,18 @@ def test_the_plan_counts_two_delete_jobs_for_an_hourly_table_of_a_year() -> None
     assert (a.action, a.est_jobs) == ("clone_window", 6)   # clone, partitions, 2 DELETEs, verify, swap
 
 
+def test_a_clone_with_few_partitions_outside_the_window_is_trimmed_without_listing_them() -> None:
+    from envsync.plan import single_trim
+
+    a = _plan(_hourly("daily", "DAY"), ids={"daily": [f"2026{m:02d}01" for m in range(1, 13)]})["daily"]
+    assert single_trim(a) and a.trim_partitions is not None and a.trim_partitions < 12
+    assert (a.action, a.est_jobs) == ("clone_window", 4)   # clone, 1 DELETE, verify, swap: no listing
+    year = _plan(_hourly(), ids={"hourly": hour_ids(dt.datetime(2026, 1, 1), 8758)})["hourly"]
+    assert not single_trim(year) and year.trim_partitions is not None and year.trim_partitions > 4000
+    unknown = _plan(_hourly("daily", "DAY"))["daily"]      # no partition ids: the clone's are listed
+    assert unknown.trim_partitions is None and not single_trim(unknown)
+
+
 def test_the_plan_counts_two_insert_jobs_for_a_ctas_of_two_hourly_quarters() -> None:
     a = _plan(_hourly(), **{"core.hourly": {"strategy": "ctas_window"}})["hourly"]
     assert (a.action, a.est_jobs) == ("ctas_window", 5)    # CREATE, 2 INSERTs, verify, swap
