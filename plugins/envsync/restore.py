@@ -221,6 +221,26 @@ def publish_disposition(target: str, existing: bigquery.Table | None, stage: big
     return "WRITE_TRUNCATE"
 
 
+def export_load(manifest: dict[str, Any], labels: dict[str, str]) -> tuple[str, bigquery.LoadJobConfig]:
+    """The wildcard URI and load configuration of an export's files (`<folder>/part-*.<ext>`: one URI,
+    where a load job takes at most 10,000, https://cloud.google.com/bigquery/quotas#load_jobs). Avro
+    is read with its logical types (useAvroLogicalTypes), so DATE, TIMESTAMP and NUMERIC come back as
+    such (https://cloud.google.com/bigquery/docs/loading-data-cloud-storage-avro#logical_types)."""
+    from google.cloud import bigquery
+
+    files = manifest["files"]
+    folder, ext = files[0].rsplit("/", 1)[0], files[0].rsplit(".", 1)[-1]
+    config = bigquery.LoadJobConfig(
+        source_format=manifest["format"],
+        write_disposition="WRITE_TRUNCATE",
+        schema=[bigquery.SchemaField.from_api_repr(f) for f in manifest["schema"]],
+        labels=dict(labels),
+    )
+    if str(manifest["format"]).upper() == "AVRO":
+        config.use_avro_logical_types = True
+    return f"{folder}/part-*.{ext}", config
+
+
 class RestoreEngine:
     """Plans and executes the restore of tables of one prod dataset into a target dataset."""
 
@@ -333,17 +353,7 @@ class RestoreEngine:
             self.runner.run_job(part, lambda job_id: self.bq.load_table_from_uri(
                 [uri], target, config, job_id=job_id, job_timeout_ms=self.runner.job_timeout_ms), stats=stats)
 
-        files = manifest["files"]
-        folder, ext = files[0].rsplit("/", 1)[0], files[0].rsplit(".", 1)[-1]
-        uri = f"{folder}/part-*.{ext}"
-        config = bigquery.LoadJobConfig(
-            source_format=manifest["format"],
-            write_disposition="WRITE_TRUNCATE",
-            schema=[bigquery.SchemaField.from_api_repr(f) for f in manifest["schema"]],
-            labels=self.runner.labels,
-        )
-        if str(manifest["format"]).upper() == "AVRO":
-            config.use_avro_logical_types = True
+        uri, config = export_load(manifest, self.runner.labels)
         part = manifest.get("partitioning") or None
         info = TableInfo(stage.dataset, stage.table, "TABLE", schema=manifest["schema"], partitioning=part,
                          range_partitioning=manifest.get("range_partitioning") or None,

@@ -110,3 +110,18 @@ def test_parquet_export_has_no_avro_option() -> None:
     from envsync.backups import export_job_config
 
     assert export_job_config("PARQUET", {})._properties["extract"] == {"destinationFormat": "PARQUET"}
+
+
+def test_an_export_is_loaded_by_one_wildcard_uri_and_avro_with_logical_types() -> None:
+    from envsync.restore import export_load
+
+    files = [f"gs://acme-exports/backups/sales/orders/2026-11-20/part-{i:012d}.avro" for i in range(12_000)]
+    manifest = {"files": files, "format": "AVRO",
+                "schema": [{"name": "order_date", "type": "DATE", "mode": "NULLABLE"}]}
+    uri, config = export_load(manifest, {"envsync-dag": "restore"})
+    assert uri == "gs://acme-exports/backups/sales/orders/2026-11-20/part-*.avro"   # not 12,000 URIs
+    load = config.to_api_repr()["load"]
+    assert load["useAvroLogicalTypes"] is True and load["sourceFormat"] == "AVRO"
+    assert load["writeDisposition"] == "WRITE_TRUNCATE"
+    parquet = export_load({**manifest, "format": "PARQUET", "files": [files[0].replace(".avro", ".parquet")]}, {})
+    assert parquet[0].endswith("/part-*.parquet") and "useAvroLogicalTypes" not in parquet[1].to_api_repr()["load"]
