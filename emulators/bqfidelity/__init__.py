@@ -25,7 +25,7 @@ import logging
 log = logging.getLogger("bqfidelity")
 
 # Modules with an ``install()`` that patches local-bigquery; applied in this order.
-MODULES = ("metadata", "rules", "columns", "storage", "analyzer")
+MODULES = ("lookups", "metadata", "rules", "columns", "storage", "analyzer")
 
 _installed = False
 
