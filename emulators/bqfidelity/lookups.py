@@ -70,8 +70,8 @@ def _ducklake_tables_sql(database_name: str) -> str:
     )
 
 
-def _database_type(database, database_name: str) -> str | None:
-    rows = database.fetch("SELECT type FROM duckdb_databases() WHERE database_name = $1", [database_name])
+def _database_type(fetch: Callable[..., list[tuple]], database_name: str) -> str | None:
+    rows = fetch("SELECT type FROM duckdb_databases() WHERE database_name = $1", [database_name])
     return rows[0][0] if rows else None
 
 
@@ -81,7 +81,7 @@ def _objects(database, original: Callable[..., list[tuple[str, str, int]]]) -> C
     @functools.wraps(original)
     def objects(project_id: str, dataset_id: str, table_id: str | None = None) -> list[tuple[str, str, int]]:
         params = [project_id, dataset_id, table_id]
-        kind = _database_type(database, project_id)
+        kind = _database_type(database.fetch, project_id)
         if kind == "ducklake":
             sql = f"{_ducklake_tables_sql(project_id)} UNION ALL {_VIEWS_SQL} ORDER BY 1"
             try:
@@ -108,6 +108,61 @@ def _objects(database, original: Callable[..., list[tuple[str, str, int]]]) -> C
         return [(table_id, "TABLE", int(count))]
 
     return objects
+
+
+# Column queries of local-bigquery 0.4.0 that enumerate every column of every table
+# (``duckdb_columns()``), by the exact text it sends; parameters: database, schema, table[, column].
+REQUIRED_COLUMNS_SQL = (  # catalog/tables.py, columns(): the table's NOT NULL columns
+    "SELECT column_name FROM duckdb_columns() WHERE database_name = ? "
+    "AND schema_name = ? AND table_name = ? AND NOT is_nullable"
+)
+HAS_COLUMN_SQL = (  # sql/rules/partitions.py, _hidden(): does the table have a _PARTITIONTIME column
+    "SELECT 1 FROM duckdb_columns() WHERE database_name = ? AND schema_name = ? "
+    "AND table_name = ? AND column_name = ?"
+)
+
+
+def _ducklake_columns_sql(database_name: str, select: str, condition: str) -> str:
+    """Top-level columns of one live DuckLake table (what ``duckdb_columns()`` lists for it)."""
+    from local_bigquery.engine.database import quote
+
+    meta = quote(_metadata_catalog(database_name))
+    return (
+        f"SELECT {select} FROM {meta}.ducklake_column c "
+        f"JOIN {meta}.ducklake_table t ON t.table_id = c.table_id AND t.end_snapshot IS NULL "
+        f"JOIN {meta}.ducklake_schema sc ON sc.schema_id = t.schema_id AND sc.end_snapshot IS NULL "
+        "WHERE c.end_snapshot IS NULL AND c.parent_column IS NULL AND ? IS NOT NULL "
+        f"AND sc.schema_name = ? AND t.table_name = ? AND {condition} ORDER BY c.column_order"
+    )
+
+
+def _fetch(database, original: Callable[..., list[tuple]]) -> Callable[..., list[tuple]]:
+    """``database.fetch`` answering the two column queries above from the DuckLake metadata."""
+    import duckdb
+
+    @functools.wraps(original)
+    def fetch(sql: str, params: list | None = None) -> list[tuple]:
+        if sql not in (REQUIRED_COLUMNS_SQL, HAS_COLUMN_SQL) or not params:
+            return original(sql, params)
+        if _database_type(original, params[0]) != "ducklake":
+            return original(sql, params)
+        if sql == REQUIRED_COLUMNS_SQL:
+            cheap = _ducklake_columns_sql(params[0], "c.column_name", "NOT c.nulls_allowed")
+        else:
+            cheap = _ducklake_columns_sql(params[0], "1", "c.column_name = ?")
+        try:
+            rows = original(cheap, params)
+        except duckdb.CatalogException:
+            log.warning("DuckLake metadata of %s not found; enumerating every column", params[0])
+            return original(sql, params)
+        if rows or sql == REQUIRED_COLUMNS_SQL:
+            return rows  # a view's columns are all nullable: no NOT NULL column either way
+        if original(f"SELECT 1 FROM duckdb_views() WHERE database_name = ? AND schema_name = ? "
+                    "AND view_name = ?", params[:3]):
+            return original(sql, params)  # a view's columns come from its query: ask DuckDB
+        return rows
+
+    return fetch
 
 
 class _TemporaryTablesCursor:
@@ -149,5 +204,6 @@ def install() -> None:
     from local_bigquery.engine import database
     from local_bigquery.jobs import query
 
+    database.fetch = _fetch(database, database.fetch)
     database.objects = _objects(database, database.objects)
     _patch_query_execute(query)
