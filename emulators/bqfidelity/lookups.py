@@ -34,6 +34,7 @@ https://cloud.google.com/bigquery/docs/reference/rest/v2/tables/get), so neither
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -75,6 +76,32 @@ def _database_type(fetch: Callable[..., list[tuple]], database_name: str) -> str
     return rows[0][0] if rows else None
 
 
+def _spellings(part: str) -> set[str]:
+    return {part, '"' + part.replace('"', '""') + '"'}
+
+
+def _plain_table_exists(fetch: Callable[..., list[tuple]], database_name: str, schema: str, table: str) -> bool:
+    """Whether a plain DuckDB database holds a table of exactly this name (case included).
+
+    DuckDB binds names case-insensitively, while ``duckdb_tables()`` compares them exactly: the
+    plan of a scan names the table it bound, so a name that differs only in case does not match.
+    """
+    import duckdb
+    from local_bigquery.engine.database import quote
+
+    try:
+        ((_, plan),) = fetch(f"EXPLAIN (FORMAT JSON) SELECT * FROM {quote(database_name, schema, table)}")
+    except duckdb.CatalogException:
+        return False
+    try:
+        bound = json.loads(plan)[0]["extra_info"]["Table"]
+    except (ValueError, LookupError, TypeError):
+        return False  # not a plain table scan (a view, a table function)
+    return any(
+        bound == f"{d}.{s}.{t}" for d in _spellings(database_name) for s in _spellings(schema) for t in _spellings(table)
+    )
+
+
 def _objects(database, original: Callable[..., list[tuple[str, str, int]]]) -> Callable[..., list[tuple[str, str, int]]]:
     import duckdb
 
@@ -94,12 +121,7 @@ def _objects(database, original: Callable[..., list[tuple[str, str, int]]]) -> C
         views = database.fetch(f"{_VIEWS_SQL} ORDER BY 1", params)
         if views:
             return views
-        found = database.fetch(
-            "SELECT DISTINCT table_name FROM duckdb_columns() WHERE database_name = $1 AND schema_name = $2 "
-            "AND table_name = $3",
-            params,
-        )
-        if not found:
+        if not _plain_table_exists(database.fetch, project_id, dataset_id, table_id):
             return []
         try:
             ((count,),) = database.fetch(f"SELECT count(*) FROM {database.quote(project_id, dataset_id, table_id)}")
@@ -136,6 +158,10 @@ def _ducklake_columns_sql(database_name: str, select: str, condition: str) -> st
     )
 
 
+def _is_view(fetch: Callable[..., list[tuple]], names: list) -> bool:
+    return bool(fetch("SELECT 1 FROM duckdb_views() WHERE database_name = ? AND schema_name = ? AND view_name = ?", names))
+
+
 def _fetch(database, original: Callable[..., list[tuple]]) -> Callable[..., list[tuple]]:
     """``database.fetch`` answering the two column queries above from the DuckLake metadata."""
     import duckdb
@@ -144,7 +170,13 @@ def _fetch(database, original: Callable[..., list[tuple]]) -> Callable[..., list
     def fetch(sql: str, params: list | None = None) -> list[tuple]:
         if sql not in (REQUIRED_COLUMNS_SQL, HAS_COLUMN_SQL) or not params:
             return original(sql, params)
-        if _database_type(original, params[0]) != "ducklake":
+        kind = _database_type(original, params[0])
+        if kind is not None and kind != "ducklake" and sql == REQUIRED_COLUMNS_SQL:
+            # A plain DuckDB table (a job's result table): that one table's columns, if its name is exact.
+            if not _plain_table_exists(original, *params[:3]):
+                return original(sql, params) if _is_view(original, params[:3]) else []
+            return original(f"SELECT column_name FROM (DESCRIBE {database.quote(*params[:3])}) WHERE \"null\" = 'NO'")
+        if kind != "ducklake":
             return original(sql, params)
         if sql == REQUIRED_COLUMNS_SQL:
             cheap = _ducklake_columns_sql(params[0], "c.column_name", "NOT c.nulls_allowed")
@@ -157,8 +189,7 @@ def _fetch(database, original: Callable[..., list[tuple]]) -> Callable[..., list
             return original(sql, params)
         if rows or sql == REQUIRED_COLUMNS_SQL:
             return rows  # a view's columns are all nullable: no NOT NULL column either way
-        if original(f"SELECT 1 FROM duckdb_views() WHERE database_name = ? AND schema_name = ? "
-                    "AND view_name = ?", params[:3]):
+        if _is_view(original, params[:3]):
             return original(sql, params)  # a view's columns come from its query: ask DuckDB
         return rows
 
