@@ -21,11 +21,20 @@ What this module does instead, with the same answers:
   is where DuckLake's ``estimated_size`` comes from (0 for a table without statistics). Views still
   come from ``duckdb_views()``, which computes no sizes. Names are compared exactly, as before.
 - On a plain DuckDB database (``emulator._results``: a query job's anonymous result table), one
-  named table is found with ``duckdb_columns()`` (no sizes computed) and its size is its row count: a
-  result table is written once by its job (CREATE TABLE AS) and never modified, so its row count is
-  its ``estimated_size``. Listing a whole plain database keeps the original enumeration.
+  named table is bound by DuckDB (``EXPLAIN (FORMAT JSON) SELECT * FROM`` it: the plan names the
+  table bound, so a name differing only in case is not taken for it, as ``duckdb_tables()``'s exact
+  comparison did not) and its size is its row count: a result table is written once by its job
+  (CREATE TABLE AS) and never modified, so its row count is its ``estimated_size``. Listing a whole
+  plain database keeps the original enumeration.
+- ``tables.columns()``'s NOT NULL columns and the ``_PARTITIONTIME`` check of the partition rules
+  (both ``duckdb_columns()`` of every table, filtered afterwards) read that one table's live columns
+  from ``ducklake_column`` (``DESCRIBE`` for a result table); a view's columns still come from DuckDB.
 - A query job's temporary tables are read from ``duckdb_columns()`` of the ``temp`` database, minus
   its views: the same names as ``duckdb_tables() WHERE temporary``, without sizing every table.
+- Job result tables are kept, as before, until the job is deleted: they no longer slow any lookup.
+
+Each replacement was checked against the original query on the same catalog (tests/emulator/
+test_lookups.py). Measured after (same 1,000-table probe): tables.get 14 ms, a query job 150 ms.
 
 BigQuery's own lookups do not depend on how many tables a project holds (tables.get,
 https://cloud.google.com/bigquery/docs/reference/rest/v2/tables/get), so neither should the test bed's.
