@@ -8,6 +8,8 @@ same arguments as ``local-bigquery serve``), which is what ``envsync.devstack`` 
 stack run. Nothing here is imported by envsync itself.
 
 Each module patches one family of behaviours and names the BigQuery documentation it follows:
+- ``lookups``: table lookups read the one object they name (DuckLake metadata), not every table of
+  the catalog, so the emulator's cost per request does not grow with the catalog (answers unchanged).
 - ``metadata``: CLONE / SNAPSHOT / copy jobs keep the source's schema (modes, descriptions),
   partitioning, clustering and ``require_partition_filter``; clone/snapshot chain depth.
 - ``rules``: partition filters, time-travel bounds, ``max_time_travel_hours``, partitions per job,
@@ -25,7 +27,7 @@ import logging
 log = logging.getLogger("bqfidelity")
 
 # Modules with an ``install()`` that patches local-bigquery; applied in this order.
-MODULES = ("metadata", "rules", "columns", "storage", "analyzer")
+MODULES = ("lookups", "metadata", "rules", "columns", "storage", "analyzer")
 
 _installed = False
 
