@@ -65,18 +65,6 @@ def pytest_configure(config: pytest.Config) -> None:
     signal.signal(signal.SIGTERM, _interrupt)
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under `make test` (pytest-xdist, `--dist loadgroup`): each test module runs whole on one worker,
-    so its module fixtures (a prod built once) are made once; the end-to-end modules share one group,
-    so two Airflow clusters never run at the same time on a 2-core machine. Runs before xdist reads
-    the groups (tryfirst)."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            module = item.nodeid.split("::", 1)[0]
-            item.add_marker(pytest.mark.xdist_group("e2e" if module.startswith("tests/e2e/") else module))
-
-
 def pytest_report_header(config: pytest.Config) -> str | None:
     if sandbox.ON_GCP:
         return (f"test-gcp: project {sandbox.sandbox_project()}, run prefix {sandbox.RUN_PREFIX} (every dataset "
