@@ -293,7 +293,7 @@ def worker(anchor: dt.datetime, window_quarters: int | None, workers: int, run_i
             # --- the `plan` task: discover prod and the dev datasets, plan every object
             counter.phase = "plan"
             started = time.monotonic()
-            plans = build_plans(config, client, datasets=list(config.prod.datasets), tables=[])
+            plans = build_plans(config, client, datasets=list(config.prod.datasets), tables=[], window=window)
             out["plan_seconds"] = round(time.monotonic() - started, 3)
             out["plan_json_bytes"] = len(json.dumps([p.to_dict() for p in plans]))
             out["peak_after_plan"] = max(rss.peak, rss._process.memory_info().rss)
