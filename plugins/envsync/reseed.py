@@ -236,7 +236,7 @@ class Reseeder:
                 stats: JobStats) -> None:
         key = (unit.target_dataset, info.table)
         override = self.config.override(unit.dataset, info.table)
-        select, params = sample_select(self.config, info, override)
+        select, params = sample_select(self.config, info, override, unit.env)
         spec = sample_spec(self.config, override)
         source = TableRef(self.project, unit.dataset, info.table)
         parts = spec_of(info)
