@@ -326,7 +326,7 @@ class DatasetSync:
     def execute(self, plan: DatasetPlan) -> list[dict[str, Any]]:
         check_salt(self.config, [plan])   # before anything is written
         self.ensure_dataset(plan)
-        tables = plan.by_action("clone_window", "ctas_window", "full_clone")
+        tables = plan.by_action("clone_window", "ctas_window", "full_clone", "masked_ctas")
         log.info(
             "syncing %s -> %s: %d tables, %d to drop, with up to %d concurrent jobs (views follow)",
             plan.dataset, plan.target_dataset, len(tables), len(plan.by_action("drop")),
