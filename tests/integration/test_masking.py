@@ -210,24 +210,26 @@ def test_dry_run_shows_the_bytes_the_masked_copies_bill(crm_config: Any, run_dag
 
 def test_a_missing_salt_fails_before_anything_is_written(crm_config: Any, run_dag: Any,
                                                          monkeypatch: pytest.MonkeyPatch,
-                                                         caplog: pytest.LogCaptureFixture) -> None:
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
     config = crm_config()
     monkeypatch.delenv("ENVSYNC_MASKING_SALT")
     dag_run = run_dag("prod_to_dev_sync", A, config_path=config)
     assert str(dag_run.state) == "failed"
     assert states(dag_run)["plan[-1]"] == "failed"
     assert not exists("dev_crm")
-    assert "need a salt in the environment variable ENVSYNC_MASKING_SALT" in caplog.text
+    failure = capsys.readouterr().out    # the task log of dag.test
+    assert ("AirflowFailException: hash/fake masks of ['crm.contacts', 'crm.orders_pii'] need a salt in the "
+            "environment variable ENVSYNC_MASKING_SALT") in failure
 
 
 def test_a_mask_on_the_discovered_partitioning_column_is_refused_at_plan_time(
-    crm_config: Any, run_dag: Any, caplog: pytest.LogCaptureFixture
+    crm_config: Any, run_dag: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = crm_config(tables={"crm.contacts": {"mask": {"signup_date": "fake"}}})
     dag_run = run_dag("prod_to_dev_sync", A, config_path=config)
     assert str(dag_run.state) == "failed"
     assert not exists("dev_crm")
-    assert "crm.contacts: column signup_date is the partitioning column and cannot be masked" in caplog.text
+    assert "crm.contacts: column signup_date is the partitioning column and cannot be masked" in capsys.readouterr().out
 
 
 def test_a_mask_on_the_date_column_is_refused_at_config_load(crm_config: Any) -> None:
