@@ -76,19 +76,24 @@ def plan_table(plans: list[DatasetPlan]) -> str:
 def privacy_entries(plans: list[DatasetPlan]) -> dict[str, Any]:
     """The plan's privacy report: per environment, the masked columns (and their mask and origin: the
     table's config or a policy tag of privacy.policy_tags) and the policy-tagged columns copied unmasked."""
-    masked, unmasked = [], []
-    for plan in plans:
-        for a in plan.actions:
-            target = f"{a.target_dataset}.{a.table}"
-            for m in a.masks:
-                rule = m["rule"]
-                masked.append({"env": plan.env, "table": a.key, "target": target, "column": m["column"],
-                               "mask": rule if isinstance(rule, str) else "fixed", "origin": m["origin"],
-                               "policy_tags": m.get("policy_tags") or []})
-            for column, tags in sorted(a.unmasked_tagged.items()):
-                unmasked.append({"env": plan.env, "table": a.key, "target": target, "column": column,
-                                 "policy_tags": tags})
-    return {"masked": masked, "unmasked_tagged": unmasked}
+    return merge_privacy([privacy_of(plan.env, a.key, f"{a.target_dataset}.{a.table}", a.masks, a.unmasked_tagged)
+                          for plan in plans for a in plan.actions])
+
+
+def privacy_of(env: str, table: str, target: str, masks: list[dict[str, Any]],
+               unmasked: dict[str, list[str]]) -> dict[str, Any]:
+    """One copied table's privacy entries (masks as envsync.masking.ColumnMask dicts)."""
+    masked = [{"env": env, "table": table, "target": target, "column": m["column"],
+               "mask": m["rule"] if isinstance(m["rule"], str) else "fixed", "origin": m["origin"],
+               "policy_tags": m.get("policy_tags") or []} for m in masks]
+    tagged = [{"env": env, "table": table, "target": target, "column": column, "policy_tags": tags}
+              for column, tags in sorted(unmasked.items())]
+    return {"masked": masked, "unmasked_tagged": tagged}
+
+
+def merge_privacy(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"masked": [m for p in parts for m in p["masked"]],
+            "unmasked_tagged": [u for p in parts for u in p["unmasked_tagged"]]}
 
 
 def privacy_report(privacy: dict[str, Any] | None, results: list[dict[str, Any]]) -> dict[str, Any]:

@@ -296,3 +296,19 @@ def test_the_verification_matches_rows_on_the_key_or_a_hash_of_the_unmasked_colu
     assert match_key_sql(contacts(), ["contact_id"], {"email"}) == "to_json_string(struct(`contact_id`))"
     assert match_key_sql(contacts(), [], {"email", "name", "phone"}) == (
         "farm_fingerprint(to_json_string(struct(`contact_id`, `notes`, `signup_date`)))")
+
+
+def test_reseed_privacy_lists_the_masks_of_prod_samples_per_environment() -> None:
+    from envsync.reseed import ReseedUnit, TableSource, reseed_privacy
+
+    config = make_config({"crm.contacts": {"source": "prod_sample", "sample": {"key": "contact_id", "modulo": 4},
+                                           "mask": {"email": "hash"}}},
+                         privacy={**PRIVACY, "environments": ["qa"]})
+    units = [ReseedUnit("qa", "crm", "qa_crm"), ReseedUnit("staging", "crm", "staging_crm")]
+    sources = {"crm": [TableSource("contacts", "prod_sample"), TableSource("regions", "seed")]}
+    report = reseed_privacy(config, units, {"crm": dataset(contacts(), regions())}, sources)
+    assert [(m["env"], m["target"], m["column"], m["origin"]) for m in report["masked"]] == [
+        ("qa", "qa_crm.contacts", "email", "config"), ("qa", "qa_crm.contacts", "phone", "policy_tag")]
+    # staging is not in privacy.environments: its sample is unmasked, and its tagged columns are reported
+    assert [(u["env"], u["column"]) for u in report["unmasked_tagged"]] == [
+        ("qa", "notes"), ("staging", "notes"), ("staging", "phone")]
