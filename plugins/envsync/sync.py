@@ -197,7 +197,9 @@ class DatasetSync:
         select, mask_params = masked_select(self.config, info, masks) if masks else ("*", {})
         windowed = action.date_column is not None and self.run.window is not None
         params = {"cut": self.run.cut, **(window_params(action, self.run.window) if windowed else {}), **mask_params}
-        row_filter = window_filter(action.date_column) if windowed else partition_filter(info)
+        # partition_filter: `true`, or a predicate satisfying prod's require_partition_filter
+        row_filter = (f"{window_filter(action.date_column)}\n    and {partition_filter(info)}" if windowed
+                      else partition_filter(info))
         ddl = dict(target=stage.sql, columns=columns_sql(info), partition_by=partition_clause(info),
                    cluster_by=cluster_clause(info))
         spec = spec_of(info)
