@@ -2,7 +2,9 @@
 
     runs              one row per DAG run: DAG, environment, datasets, T, window, status, duration
     table_actions     one row per table action of a run: action, status, rows, seconds, bytes, error
-    recovery_drills   one row per table per recovery drill: source, RTO, RPO, checksums, verdict
+    recovery_drills   one row per table per recovery drill: environment (prod or staging), source, RTO,
+                      RPO, checksums, verdict
+    staging_cuts      one row per QA -> staging cut: T, seed version, migration version, pinned backups
 
 Tables are created on first use (CREATE TABLE IF NOT EXISTS); rows are appended with INSERT
 statements whose every value is a query parameter.
@@ -50,8 +52,12 @@ RECOVERY_DRILL_COLUMNS = {
     "point_in_time": "TIMESTAMP", "dataset": "STRING", "table_name": "STRING", "target": "STRING",
     "source_kind": "STRING", "source": "STRING", "backup_taken_at": "TIMESTAMP", "rpo_seconds": "FLOAT64",
     "rto_seconds": "FLOAT64", "row_count": "INT64", "expected_checksum": "STRING", "checksum": "STRING",
-    "status": "STRING", "error": "STRING",
+    "status": "STRING", "error": "STRING", "environment": "STRING",
 }
+
+
+# audit tables that gained columns since they were first shipped: sql/audit/add_columns_<name>.sql
+AUDIT_COLUMNS_ADDED = ("recovery_drills",)
 
 
 def audit_table(config: EnvsyncConfig, name: str) -> TableRef:
@@ -67,6 +73,8 @@ def ensure_audit_table(config: EnvsyncConfig, runner: JobRunner, name: str) -> T
     )
     ref = audit_table(config, name)
     runner.run(render(f"audit/create_{name}", table=ref.sql), key=("audit", name, "create"))
+    if name in AUDIT_COLUMNS_ADDED:  # tables made by an earlier version lack the newer columns
+        runner.run(render(f"audit/add_columns_{name}", table=ref.sql), key=("audit", name, "add_columns"))
     return ref
 
 
