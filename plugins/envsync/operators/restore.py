@@ -120,8 +120,8 @@ class PlanRestoreOperator(BaseOperator):
 
         config = load_config()
         now = dt.datetime.now(UTC)
-        source = check_environment("source", self.source)
-        datasets, tables, point, targets = self._inputs(config, context, now, source)
+        source_env = check_environment("source", self.source)
+        datasets, tables, point, targets = self._inputs(config, context, now, source_env)
         store = manifest_store(config, self.gcp_conn_id)
         store.ensure_bucket(config.location)
         prefix = run_prefix(store, context)
@@ -148,7 +148,7 @@ class PlanRestoreOperator(BaseOperator):
         for dataset in datasets:
             chosen, skipped = engine.plan(dataset, tables, point, now, allowed)
             if not chosen and not skipped:
-                raise ValueError(f"{source} dataset {dataset!r} has no tables and no backups to restore")
+                raise ValueError(f"{source_env} dataset {dataset!r} has no tables and no backups to restore")
             sources[dataset] = {t: (s.to_dict() if isinstance(s, Source) else {"error": s}) for t, s in chosen.items()}
             sources[dataset].update({t: {"skipped": why} for t, why in skipped.items()})
             for table, why in sorted(skipped.items()):
@@ -165,7 +165,7 @@ class PlanRestoreOperator(BaseOperator):
         manifest = {
             "dag_id": context["dag"].dag_id, "run_id": context["run_id"], "mode": self.mode,
             # prod's restores and drills are audited as the drill environment; staging's as staging
-            "env": "drill" if source == "prod" else source, "source": source,
+            "env": "drill" if source_env == "prod" else source_env, "source": source_env,
             "cut": point.isoformat(), "point_in_time": point.isoformat(), "planned_at": now.isoformat(),
             "anchor": context.get("logical_date").isoformat() if context.get("logical_date") else None,
             "window": None, "targets": targets, "sources": sources, "units": datasets, "planned": planned,
