@@ -1,7 +1,7 @@
 """Slack alerts of envsync runs, sent through the Airflow Slack provider's webhook notifier.
 
-Every DAG notifies on failure; prod_to_dev_sync, reseed_environments and recovery_drill also on
-success (`dag_defaults.alert_callbacks`). The message is built from the run's report in the state
+Every DAG notifies on failure; prod_to_dev_sync, reseed_environments, recovery_drill and staging_cut
+also on success (`dag_defaults.alert_callbacks`). The message is built from the run's report in the state
 bucket: environment and datasets, tables and rows, estimated bytes billed, duration, the failing
 tables and their errors, and a link to the run in the Airflow UI. The webhook comes from the Airflow
 connection `alerts.slack_conn_id` (type `slackwebhook`). Sending is best effort: a missing or broken
@@ -61,6 +61,10 @@ def build_message(*, kind: str, dag_id: str, run_id: str, report: dict[str, Any]
     if report.get("cut"):
         window = report.get("window")
         lines.append(f"T = {report['cut']}" + (f", window [{window['start']}, {window['end']})" if window else ""))
+    cut = report.get("staging_cut")
+    if cut:
+        lines.append(f"QA -> staging as of T = {cut['cut']}: seed version {cut.get('seed_version') or 'none'}, "
+                     f"migration version {cut.get('migration_version') or 'none (no migration ledger)'}")
     for row in failed[:MAX_FAILURES_SHOWN]:
         lines.append(f"failed: {row.get('table')} -> {row.get('target')}: {str(row.get('error'))[:MAX_ERROR]}")
     if len(failed) > MAX_FAILURES_SHOWN:

@@ -45,7 +45,8 @@ ACTION_COLUMNS = {
 }
 # the environment a DAG writes, when its manifest does not say
 DAG_ENVIRONMENTS = {"prod_to_dev_sync": "dev", "prod_copy": "prodcopy", "backup_ladder": "backup",
-                    "restore": "drill", "recovery_drill": "drill", "cleanup_test_environments": "test"}
+                    "restore": "drill", "recovery_drill": "drill", "cleanup_test_environments": "test",
+                    "staging_cut": "staging"}
 # column -> BigQuery type, in table order (see sql/audit/create_recovery_drills.sql)
 RECOVERY_DRILL_COLUMNS = {
     "recorded_at": "TIMESTAMP", "dag_id": "STRING", "run_id": "STRING", "logical_date": "TIMESTAMP",
@@ -58,6 +59,15 @@ RECOVERY_DRILL_COLUMNS = {
 
 # audit tables that gained columns since they were first shipped: sql/audit/add_columns_<name>.sql
 AUDIT_COLUMNS_ADDED = ("recovery_drills",)
+
+
+STAGING_CUTS = "staging_cuts"
+# one row per QA -> staging cut (sql/audit/create_staging_cuts.sql)
+STAGING_CUT_COLUMNS = {
+    "recorded_at": "TIMESTAMP", "run_id": "STRING", "cut": "TIMESTAMP", "source": "STRING",
+    "seed_version": "STRING", "migration_version": "STRING", "datasets": "STRING", "pinned_backups": "STRING",
+    "status": "STRING", "error": "STRING",
+}
 
 
 def audit_table(config: EnvsyncConfig, name: str) -> TableRef:

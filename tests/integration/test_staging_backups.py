@@ -1,7 +1,7 @@
 """Staging keeps prod's backup strategy: the ladder, restores and drills of `staging_<ds>` on the emulators.
 
 Prod is backupkit's `shop`; staging_shop stands in for a seeded staging (a copy of shop's tables made
-here), until the test re-seeds it through reseed_environments. Fingerprints are computed in BigQuery
+by cutkit), until the test re-seeds it through reseed_environments. Fingerprints are computed in BigQuery
 (row count and BIT_XOR(FARM_FINGERPRINT(TO_JSON_STRING(row)))), as the backups' manifests record them.
 """
 
@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from testkit import REPO_ROOT
+from cutkit import TABLES, fingerprints, make_staging
 from backupkit import (
     BUCKET,
     PROJECT,
@@ -30,7 +31,6 @@ from backupkit import (
 )
 
 pytestmark = pytest.mark.integration
-TABLES = ("orders", "customers")
 
 
 def states(dag_run: Any) -> dict[str, str]:
@@ -48,29 +48,6 @@ def report(dag_id: str) -> dict[str, Any]:
     found = store().latest_report(dag_id)
     assert found is not None, f"no report of {dag_id}"
     return found
-
-
-def fingerprints(dataset: str) -> dict[str, tuple[int, int]]:
-    """(rows, checksum) of every table of TABLES in `dataset`, computed in BigQuery."""
-    found = {}
-    for table in TABLES:
-        [row] = query(f"select count(*) as n, coalesce(bit_xor(farm_fingerprint(to_json_string(t))), 0) as c "
-                      f"from `{PROJECT}.{dataset}.{table}` as t")
-        found[table] = (row["n"], row["c"])
-    return found
-
-
-def make_staging() -> None:
-    """staging_shop as a seeded staging would hold it: shop's tables (standard tables, made by CTAS)."""
-    from google.cloud import bigquery
-
-    dataset = bigquery.Dataset(fq("staging_shop"))
-    dataset.location = "US"
-    dataset.max_time_travel_hours = 48
-    client().create_dataset(dataset, exists_ok=True)
-    query(f"create or replace table `{PROJECT}.staging_shop.orders` partition by d as "
-          f"select * from `{PROJECT}.shop.orders`")
-    query(f"create or replace table `{PROJECT}.staging_shop.customers` as select * from `{PROJECT}.shop.customers`")
 
 
 def now_utc() -> dt.datetime:
