@@ -42,20 +42,22 @@ def build_message(*, kind: str, dag_id: str, run_id: str, report: dict[str, Any]
                   url: str, failed_tasks: list[str], reason: str | None = None) -> dict[str, Any]:
     """The Slack payload (`text` and `blocks`) of a run's success or failure alert (pure)."""
     from envsync.audit import environment_of
-    from envsync.report import human_bytes
+    from envsync.report import BOOKKEEPING_ACTIONS, human_bytes
 
     planned = bool(report)
     report = report or {}
     results = report.get("results") or [{**row, "status": "not run"} for row in report.get("planned") or []]
-    counted = [r for r in results if r.get("action") not in ("drop", "skip", "exclude")]
+    counted = [r for r in results if r.get("action") not in BOOKKEEPING_ACTIONS]
     failed = [r for r in results if r.get("status") == "failed"]
+    failed_counted = [r for r in counted if r.get("status") == "failed"]
     datasets = (report.get("params") or {}).get("datasets") or []
     env = environment_of(dag_id, report) or "-"
     rows = sum(int(r.get("rows") or 0) for r in counted)
     est = sum(int(r.get("est_bytes_billed") or 0) for r in counted)
     verb = "succeeded" if kind == "success" else "FAILED"
     headline = f"{ICONS[kind]} envsync *{dag_id}* {verb} on *{env}* ({', '.join(datasets) or 'no datasets planned'})"
-    facts = (f"tables: {len(counted)} ({len(counted) - len(failed)} ok, {len(failed)} failed) | rows: {rows:,} | "
+    facts = (f"tables: {len(counted)} ({len(counted) - len(failed_counted)} ok, {len(failed_counted)} failed) | "
+             f"rows: {rows:,} | "
              f"est. bytes billed: {human_bytes(est)} | duration: {_duration(duration)}")
     lines = [headline, facts]
     if report.get("cut"):

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from envsync.datasets import ensure_env_dataset
 from envsync.guard import TableRef, Typed, quote_column
+from envsync.report import BOOKKEEPING_ACTIONS
 from envsync.sqltemplates import render
 
 if TYPE_CHECKING:
@@ -155,7 +156,7 @@ def run_rows(*, dag_id: str, run_id: str, run_type: str | None, logical_date: An
     manifest = manifest or {}
     env = environment_of(dag_id, manifest)
     window = manifest.get("window") or {}
-    counted = [r for r in results if r.get("action") not in ("drop", "skip", "exclude")]
+    counted = [r for r in results if r.get("action") not in BOOKKEEPING_ACTIONS]
     failed = [r for r in results if r.get("status") == "failed"]
     started = started_at if isinstance(started_at, dt.datetime) else None
     run = {

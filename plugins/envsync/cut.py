@@ -208,6 +208,8 @@ def pin_staging(config: EnvsyncConfig, engine: Any, before: dict[str, Any], *, r
 class CutSync(DatasetSync):
     """Stages, verifies and publishes the cut; never writes outside the staging datasets (the guard)."""
 
+    source_env = "qa"
+
     def __init__(self, config: EnvsyncConfig, bq: Any, runner: JobRunner, run: Any, store: Any = None):
         super().__init__(config, bq, runner, run)
         self.store = store

@@ -93,7 +93,8 @@ class PlanStagingCutOperator(BaseOperator):
             check_as_of(cut, now, window)
         record = {"cut": cut.isoformat(), "source": "qa", "seed_version": seed_version(config, client, qa),
                   "migration_version": migration_version(config, client, "qa")}
-        planned = [{**result_row(f"{d}.{t}", f"{d}.{t}", "pin", "pinned backup before the cut"), "unit": PIN_UNIT,
+        planned = [{**result_row(f"{d}.{t}", f"{d}.{t}", "pre_cut_pin", "pinned backup before the cut"),
+                    "unit": PIN_UNIT,
                     "status": "planned"} for d, state in before.items() for t in state["tables"]]
         for plan in plans:
             for action in plan.actions:
@@ -130,7 +131,7 @@ class PinStagingOperator(UnitOperator):
             store.write(path, recorded)
         else:
             self.log.info("reusing the pins an earlier try of this run took (%s)", store.uri(path))
-        rows = [{**result_row(f"{p['dataset']}.{p['table']}", p["snapshot"], "pin", p["reason"], rows=p["rows"],
+        rows = [{**result_row(f"{p['dataset']}.{p['table']}", p["snapshot"], "pre_cut_pin", p["reason"], rows=p["rows"],
                               checksum=p["checksum"]), "status": "ok"} for p in recorded["pins"]]
         self.log.info("pinned %d staging tables before the cut", len(rows))
         return PIN_UNIT, rows
