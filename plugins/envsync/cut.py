@@ -11,7 +11,8 @@ Steps (the `staging_cut` DAG; one function or method each):
   2. pin: a pinned backup of every staging table, by the backup ladder's own pinned snapshots
      (`backup_staging_<ds>`, the ladder's ledger of 50 snapshot jobs per table per day checked first:
      https://cloud.google.com/bigquery/quotas#table_snapshots).
-  3. stage (`CutSync.stage_table`, one task per dataset): `CREATE TABLE <t>__envsync_stage CLONE
+  3. stage (`CutSync.stage_table`, one task per dataset; a clone is a copy job, in the base table's
+     region: https://cloud.google.com/bigquery/docs/table-clones-create): `CREATE TABLE <t>__envsync_stage CLONE
      qa_<ds>.<t> FOR SYSTEM_TIME AS OF T` in the staging dataset, verified against qa as of T as the
      dev sync verifies (rows per partition, schema, partitioning and clustering), plus the row
      checksum (`BIT_XOR(FARM_FINGERPRINT(TO_JSON_STRING(row)))`) of the stage against qa's as of T.
@@ -125,6 +126,12 @@ def plan_cut(config: EnvsyncConfig, client: bigquery.Client, datasets: list[str]
         info = discover_dataset(client, project, qa)
         created = creation_times(client, project, qa)
         existing = list_existing(client, project, staging)
+        if existing is not None:
+            where = client.get_dataset(f"{project}.{staging}").location
+            if (where or "").lower() != (info.location or "").lower():
+                # a clone (and a copy) must stay in its base table's region (table-clones-create, Limitations)
+                raise CutError(f"staging dataset {staging!r} is in {where}, qa dataset {qa!r} in {info.location}: a "
+                               "clone cannot cross regions (https://cloud.google.com/bigquery/docs/table-clones-create)")
         before[staging] = staging_state(client, project, staging, existing)
         actions = []
         for table in info.tables:
