@@ -252,7 +252,8 @@ class CutSync(DatasetSync):
         """Stage every table of one dataset's plan (the staging dataset is created when missing)."""
         from concurrent.futures import ThreadPoolExecutor
 
-        self.ensure_dataset(plan)
+        if list_existing(self.bq.client, self.project, plan.target_dataset) is None:
+            self.ensure_dataset(plan)   # an existing staging dataset is left alone until publish
         self._infos = {plan.target_dataset: plan.tables}
         tables = plan.by_action("full_clone")
         log.info("staging %d tables of %s as of T = %s into %s", len(tables), plan.dataset, self.run.cut.isoformat(),
@@ -278,11 +279,17 @@ class CutSync(DatasetSync):
 
         stage = TableRef(self.project, plan.target_dataset, stage_name(action.table))
         target = TableRef(self.project, plan.target_dataset, action.table)
-        staged = self.bq.client.get_table(stage.api)
         try:
             existing = self.bq.client.get_table(target.api)
         except NotFound:
             existing = None
+        try:
+            staged = self.bq.client.get_table(stage.api)
+        except NotFound:
+            run_label = self.runner.labels["envsync-run"]
+            if existing is not None and (existing.labels or {}).get("envsync-run") == run_label:
+                return "published by an earlier try of this run"   # a retry finds its work done
+            raise
         done = "copied into the existing table (WRITE_TRUNCATE)"
         if existing is not None and ((existing.table_type or "TABLE").upper() != "TABLE"
                                      or _layout(existing) != _layout(staged)):

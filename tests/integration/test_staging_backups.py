@@ -16,7 +16,6 @@ import pytest
 from testkit import REPO_ROOT
 from cutkit import TABLES, fingerprints, make_staging
 from backupkit import (
-    BUCKET,
     PROJECT,
     UTC,
     client,
@@ -25,29 +24,16 @@ from backupkit import (
     fq,
     make_prod,
     query,
+    report,
+    states,
+    store,
     table_names,
+    take_backup,
     tref,
     write_config,
 )
 
 pytestmark = pytest.mark.integration
-
-
-def states(dag_run: Any) -> dict[str, str]:
-    return {f"{ti.task_id}[{ti.map_index}]": str(ti.state) for ti in dag_run.get_task_instances()}
-
-
-def store():  # type: ignore[no-untyped-def]
-    from envsync.clients import storage_client
-    from envsync.manifest import ManifestStore
-
-    return ManifestStore(storage_client(PROJECT), BUCKET)
-
-
-def report(dag_id: str) -> dict[str, Any]:
-    found = store().latest_report(dag_id)
-    assert found is not None, f"no report of {dag_id}"
-    return found
 
 
 def now_utc() -> dt.datetime:
@@ -177,31 +163,10 @@ def test_a_prod_target_is_refused_for_a_staging_restore(staging: None, run_dag: 
     assert "drill_staging_shop" not in {d.dataset_id for d in client().list_datasets()}
 
 
-def staging_backup(config: Path, taken_at: dt.datetime) -> list[dict[str, Any]]:
-    """Snapshot staging_shop's tables now, recorded as taken at `taken_at` (backupkit.take_backup for staging)."""
-    from envsync.backups import BackupCatalog, BackupEngine
-    from envsync.clients import storage_client
-    from envsync.config import load_config
-    from envsync.guard import GuardedBigQuery, WriteGuard
-    from envsync.jobs import JobRunner, JobStats
-    from envsync.manifest import ManifestStore
-
-    loaded = load_config(config)
-    bucket = ManifestStore(storage_client(PROJECT), BUCKET)
-    bucket.ensure_bucket("US")
-    bq = GuardedBigQuery(client(), WriteGuard.from_config(loaded), "US")
-    runner = JobRunner(bq, dag_id="tests", run_id=f"staging-{taken_at:%Y%m%d%H%M}", task_id="backup", timeout=120)
-    engine = BackupEngine(loaded, bq, runner, BackupCatalog(loaded, client(), bucket))
-    engine.ensure_backup_dataset(ds("staging_shop"), "US")
-    expires = dt.datetime.now(UTC) + dt.timedelta(days=30)
-    return [engine.snapshot(ds("staging_shop"), t, taken_at=taken_at, as_of=None, pinned=False, reason="test",
-                            expires=expires, stats=JobStats()) for t in sorted(TABLES)]
-
-
 def test_a_staging_drill_records_rto_and_rpo_per_environment(staging: None, run_dag: Any, cfg: Path) -> None:
     today = now_utc().replace(hour=0, minute=0, second=0)
     expected = fingerprints("staging_shop")
-    used = staging_backup(cfg, today - dt.timedelta(days=1, hours=4))
+    used = take_backup(cfg, today - dt.timedelta(days=1, hours=4), dataset="staging_shop")
 
     drill = run_dag("recovery_drill", today, {"source": "staging"}, config_path=cfg)
     assert str(drill.state) == "success", states(drill)

@@ -9,28 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from backupkit import BUCKET, PROJECT, client, ds, fq, make_prod, query, table_names, tref, write_config
-from cutkit import SEED_VERSION, TABLES, fingerprints, make_qa, make_staging, views
+from backupkit import PROJECT, client, ds, fq, make_prod, query, report, states, store, table_names, tref, write_config
+from cutkit import SEED_VERSION, fingerprints, make_qa, make_staging, views
 
 pytestmark = pytest.mark.integration
 UTC = dt.timezone.utc
-
-
-def states(dag_run: Any) -> dict[str, str]:
-    return {f"{ti.task_id}[{ti.map_index}]": str(ti.state) for ti in dag_run.get_task_instances()}
-
-
-def store():  # type: ignore[no-untyped-def]
-    from envsync.clients import storage_client
-    from envsync.manifest import ManifestStore
-
-    return ManifestStore(storage_client(PROJECT), BUCKET)
-
-
-def report() -> dict[str, Any]:
-    found = store().latest_report("staging_cut")
-    assert found is not None, "no report of staging_cut"
-    return found
 
 
 @pytest.fixture
@@ -70,7 +53,7 @@ def test_a_cut_copies_qa_to_staging_with_identical_fingerprints(envs: None, run_
     assert orders.table_type == "TABLE" and orders.time_partitioning.field == "d"
 
     # the cut is recorded: T, QA's seed version, the migration version (null: no migration ledger)
-    plan = report()
+    plan = report("staging_cut")
     record = plan["staging_cut"]
     current = store().read("staging_cut/current.json")
     assert current is not None and current["cut"] == record["cut"] == plan["cut"]
@@ -114,7 +97,7 @@ def test_a_cut_that_fails_verification_leaves_staging_unchanged(envs: None, run_
     assert str(failed.state) == "failed"
     assert states(failed)["stage[0]"] == "failed" and states(failed)["publish[-1]"] == "failed", states(failed)
     assert staging_state() == before                    # fingerprints, tables, views: as they were
-    rows = {r["table"]: r for r in report()["results"]}
+    rows = {r["table"]: r for r in report("staging_cut")["results"]}
     assert "qa as of T has 35 rows" in rows[tref("qa_shop.orders")]["error"]
     assert "not published, staging left as it was" in rows[ds("staging_shop")]["error"]
     assert store().read("staging_cut/current.json") is None
@@ -139,7 +122,7 @@ def test_a_cut_that_fails_while_publishing_is_rolled_back_from_the_pins(envs: No
     assert str(failed.state) == "failed"
     assert states(failed)["publish[-1]"] == "failed", states(failed)
     assert staging_state() == before
-    results = report()["results"]
+    results = report("staging_cut")["results"]
     rolled = {r["table"] for r in results if r["action"] == "rollback" and r["status"] == "ok"}
     assert {tref("staging_shop.orders"), tref("staging_shop.customers"), tref("staging_shop.notes")} <= rolled
     [error] = [r["error"] for r in results if r["action"] == "publish" and r["status"] == "failed"]
