@@ -111,3 +111,38 @@ def test_the_cut_audit_row_counts_copied_tables_only() -> None:
                             now=dt.datetime(2026, 11, 30, 12, 5, tzinfo=dt.timezone.utc))
     assert (run["objects"], run["row_count"], run["failed"]) == (2, 45, 0)
     assert len(actions) == 6   # every step is kept as a table action
+
+
+class FakeClient:
+    """get_table of a published staging table whose stage an earlier try dropped."""
+
+    def __init__(self, labels: dict[str, str]) -> None:
+        self.labels = labels
+
+    def get_table(self, ref: str) -> Any:
+        from google.api_core.exceptions import NotFound
+
+        if ref.endswith("__envsync_stage"):
+            raise NotFound(ref)
+        return type("Table", (), {"labels": self.labels, "table_type": "TABLE"})()
+
+
+@pytest.mark.parametrize(("labels", "published"), [({"envsync-run": "this-run"}, True), ({}, False),
+                                                   ({"envsync-run": "another-run"}, False)])
+def test_a_retried_publish_finds_what_an_earlier_try_published(labels: dict[str, str], published: bool) -> None:
+    from google.api_core.exceptions import NotFound
+
+    from envsync.cut import CutSync
+    from envsync.plan import Action, DatasetPlan
+
+    cfg = config(environments=["staging"])
+    bq = type("Bq", (), {"client": FakeClient(labels)})()
+    runner = type("Runner", (), {"bq": bq, "labels": {"envsync-run": "this-run"}})()
+    sync = CutSync(cfg, bq, runner, None)
+    action = Action("qa_sales", "orders", "staging_sales", "full_clone", "QA's table as of T")
+    plan = DatasetPlan("qa_sales", "staging_sales", "US", None, {}, [action], [], {})
+    if published:
+        assert sync.publish_table(plan, action, None) == "published by an earlier try of this run"
+    else:   # a stage that is missing for another reason fails the publish (and the cut rolls back)
+        with pytest.raises(NotFound):
+            sync.publish_table(plan, action, None)
