@@ -1,9 +1,9 @@
 """Slack alerts of envsync runs, sent through the Airflow Slack provider's webhook notifier.
 
-Every DAG notifies on failure; prod_to_dev_sync, reseed_environments and recovery_drill also on
-success (`dag_defaults.alert_callbacks`). A dev sync that copies policy-tagged columns unmasked (their
-tag is not in privacy.policy_tags and the table's config does not mask them) sends a privacy warning
-from its report task. The message is built from the run's report in the state
+Every DAG notifies on failure; prod_to_dev_sync, reseed_environments, recovery_drill and staging_cut
+also on success (`dag_defaults.alert_callbacks`). A dev sync that copies policy-tagged columns unmasked
+(their tag is not in privacy.policy_tags and the table's config does not mask them) sends a privacy
+warning from its report task. The message is built from the run's report in the state
 bucket: environment and datasets, tables and rows, estimated bytes billed, duration, the failing
 tables and their errors, and a link to the run in the Airflow UI. The webhook comes from the Airflow
 connection `alerts.slack_conn_id` (type `slackwebhook`). Sending is best effort: a missing or broken
@@ -45,13 +45,14 @@ def build_message(*, kind: str, dag_id: str, run_id: str, report: dict[str, Any]
                   url: str, failed_tasks: list[str], reason: str | None = None) -> dict[str, Any]:
     """The Slack payload (`text` and `blocks`) of a run's success or failure alert (pure)."""
     from envsync.audit import environment_of
-    from envsync.report import human_bytes
+    from envsync.report import BOOKKEEPING_ACTIONS, human_bytes
 
     planned = bool(report)
     report = report or {}
     results = report.get("results") or [{**row, "status": "not run"} for row in report.get("planned") or []]
-    counted = [r for r in results if r.get("action") not in ("drop", "skip", "exclude")]
+    counted = [r for r in results if r.get("action") not in BOOKKEEPING_ACTIONS]
     failed = [r for r in results if r.get("status") == "failed"]
+    failed_counted = [r for r in counted if r.get("status") == "failed"]
     datasets = (report.get("params") or {}).get("datasets") or []
     env = environment_of(dag_id, report) or "-"
     rows = sum(int(r.get("rows") or 0) for r in counted)
@@ -60,12 +61,17 @@ def build_message(*, kind: str, dag_id: str, run_id: str, report: dict[str, Any]
         return _privacy_message(dag_id=dag_id, run_id=run_id, report=report, env=env, url=url)
     verb = "succeeded" if kind == "success" else "FAILED"
     headline = f"{ICONS[kind]} envsync *{dag_id}* {verb} on *{env}* ({', '.join(datasets) or 'no datasets planned'})"
-    facts = (f"tables: {len(counted)} ({len(counted) - len(failed)} ok, {len(failed)} failed) | rows: {rows:,} | "
+    facts = (f"tables: {len(counted)} ({len(counted) - len(failed_counted)} ok, {len(failed_counted)} failed) | "
+             f"rows: {rows:,} | "
              f"est. bytes billed: {human_bytes(est)} | duration: {_duration(duration)}")
     lines = [headline, facts]
     if report.get("cut"):
         window = report.get("window")
         lines.append(f"T = {report['cut']}" + (f", window [{window['start']}, {window['end']})" if window else ""))
+    cut = report.get("staging_cut")
+    if cut:
+        lines.append(f"QA -> staging as of T = {cut['cut']}: seed version {cut.get('seed_version') or 'none'}, "
+                     f"migration version {cut.get('migration_version') or 'none (no migration ledger)'}")
     for row in failed[:MAX_FAILURES_SHOWN]:
         lines.append(f"failed: {row.get('table')} -> {row.get('target')}: {str(row.get('error'))[:MAX_ERROR]}")
     if len(failed) > MAX_FAILURES_SHOWN:

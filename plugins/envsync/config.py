@@ -89,6 +89,13 @@ class ProdCopyConfig(EnvironmentConfig):
     schedule: str | None = None
 
 
+class StagingConfig(EnvironmentConfig):
+    """staging_<ds>: seeded like qa, replaced by QA's state at a sprint's end (the staging_cut DAG)."""
+
+    prefix: str = "staging_"
+    cut_schedule: str | None = None   # optional cron schedule of staging_cut (default: manual only)
+
+
 class BackupEnvConfig(EnvironmentConfig):
     """Where the backup ladder keeps its snapshots: backup_<ds>."""
 
@@ -105,7 +112,7 @@ class DrillConfig(EnvironmentConfig):
 class Environments(_Strict):
     dev: DevConfig = DevConfig()
     qa: EnvironmentConfig = EnvironmentConfig(prefix="qa_")
-    staging: EnvironmentConfig = EnvironmentConfig(prefix="staging_")
+    staging: StagingConfig = StagingConfig()
     test: TestEnvConfig = TestEnvConfig()
     prodcopy: ProdCopyConfig = ProdCopyConfig()
     backup: BackupEnvConfig = BackupEnvConfig()
@@ -332,9 +339,15 @@ class ExportSettings(_Strict):
     _bucket = field_validator("bucket")(classmethod(lambda cls, v: v if v is None else _check_bucket(v)))
 
 
+BACKUP_ENVIRONMENTS = ("prod", "staging")   # environments the backup ladder can protect
+
+
 class BackupSettings(_Strict):
     """The exponential backup ladder (see envsync.ladder), manual pins, exports and restores."""
 
+    # prod's tables go to backup_<ds>; staging's to backup_staging_<ds> (its own rungs, pins and ledger)
+    environments: Annotated[list[Literal["prod", "staging"]], Field(min_length=1)] = Field(
+        default_factory=lambda: ["prod"])
     rungs: Annotated[list[str], Field(min_length=1)] = Field(default_factory=lambda: list(DEFAULT_RUNGS))
     daily_days: Annotated[StrictInt, Field(ge=0, le=366)] = DEFAULT_DAILY_DAYS
     pinned_expiry_days: Annotated[StrictInt, Field(ge=1, le=3650)] = 90
@@ -342,6 +355,13 @@ class BackupSettings(_Strict):
     # see prod.time_travel_hours); it can only narrow that window; 0 makes every restore use a backup
     restore_time_travel_hours: Annotated[StrictInt, Field(ge=0, le=168)] | None = None
     export: ExportSettings = ExportSettings()
+
+    @field_validator("environments")
+    @classmethod
+    def _environments_once(cls, names: list[str]) -> list[str]:
+        if len(set(names)) != len(names):
+            raise ValueError(f"environments are listed twice: {names}")
+        return names
 
     @model_validator(mode="after")
     def _ladder(self) -> BackupSettings:
@@ -493,6 +513,15 @@ class EnvsyncConfig(_Strict):
                 raise ValueError("a test environment needs a name")
             return f"{self.environments.test.prefix}{test_name}_{prod_dataset}"
         return self.env_prefixes()[env] + prod_dataset
+
+    def source_dataset(self, env: str, prod_dataset: str) -> str:
+        """The dataset a backup or restore of environment `env` (prod or staging) reads: `<ds>` or
+        `staging_<ds>`. Its backups live in `backup_` + this name, its drills in `drill_` + this name."""
+        if env == "prod":
+            return prod_dataset
+        if env == "staging":
+            return self.env_dataset("staging", prod_dataset)
+        raise ValueError(f"environment {env!r} has no backups; allowed: {list(BACKUP_ENVIRONMENTS)}")
 
     def dev_dataset(self, prod_dataset: str) -> str:
         return self.environments.dev.prefix + prod_dataset

@@ -15,6 +15,11 @@ DATASET_METADATA_UPDATES_PER_10S = 5
 CONCURRENT_INTERACTIVE_QUERIES = 100
 
 
+# rows of a run that record a step around the copies (a cut's pins, publishing and rollback), not copied
+# objects: the counts of tables and rows in alerts and audit leave them out (their failures still show)
+BOOKKEEPING_ACTIONS = ("drop", "skip", "exclude", "pre_cut_pin", "publish", "rollback")
+
+
 def result_row(table: str, target: str, action: str, reason: str, *, est_bytes_billed: int = 0,
                **extra: Any) -> dict[str, Any]:
     """One object's row in a run's results and report (before it has run: status "pending")."""

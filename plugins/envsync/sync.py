@@ -129,6 +129,8 @@ def build_plans(
 class DatasetSync:
     """Executes one dataset's plan with at most `max_concurrent_jobs` BigQuery jobs in flight."""
 
+    source_env = "prod"   # what the copies are verified against (messages)
+
     def __init__(self, config: EnvsyncConfig, bq: GuardedBigQuery, runner: JobRunner, run: RunInfo):
         self.config = config
         self.bq = bq
@@ -236,7 +238,7 @@ class DatasetSync:
             window=self.run.window if windowed else None, stats=stats, keep_all=partition_filter(info),
         )
         name = f"{action.target_dataset}.{action.table}"
-        problems = compare_counts(name, prod_counts, copy_counts)
+        problems = compare_counts(name, prod_counts, copy_counts, self.source_env)
         copy_table = self.bq.client.get_table(stage.api)
         problems += compare_schema(name, info.schema, [f.to_api_repr() for f in copy_table.schema])
         warnings: list[str] = []

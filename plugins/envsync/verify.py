@@ -129,16 +129,17 @@ def count_rows(
     return prod, copy_counts
 
 
-def compare_counts(name: str, prod: dict[str, int], copy: dict[str, int]) -> list[str]:
+def compare_counts(name: str, prod: dict[str, int], copy: dict[str, int], source: str = "prod") -> list[str]:
+    """Differences of rows per partition between the source (`source`: prod, or qa for a cut) and the copy."""
     diffs = [
-        f"{key}: prod {prod.get(key, 0)}, copy {copy.get(key, 0)}"
+        f"{key}: {source} {prod.get(key, 0)}, copy {copy.get(key, 0)}"
         for key in sorted(set(prod) | set(copy))
         if prod.get(key, 0) != copy.get(key, 0)
     ]
     if not diffs:
         return []
     shown = "; ".join(diffs[:5]) + (f"; and {len(diffs) - 5} more" if len(diffs) > 5 else "")
-    return [f"{name}: rows per partition differ from prod as of T in {len(diffs)} partition(s): {shown}"]
+    return [f"{name}: rows per partition differ from {source} as of T in {len(diffs)} partition(s): {shown}"]
 
 
 def _normal_fields(fields: list[dict[str, Any]]) -> list[tuple[Any, ...]]:

@@ -117,3 +117,39 @@ def test_missing_or_broken_connection_never_fails_the_run(
     dag_run = run_dag("recovery_drill", today, {}, config_path=config)
     assert str(dag_run.state) == "success"
     assert "Slack success alert of recovery_drill not sent (connection 'slack_envsync')" in caplog.text
+
+
+def test_cut_payloads(webhook: Webhook, emulators: Any, tmp_path: Path, run_dag: Any) -> None:
+    from cutkit import SEED_VERSION, make_qa, make_staging
+
+    from envsync.cut import CutSync
+
+    make_prod()
+    make_qa()
+    make_staging()
+    config = write_config(tmp_path / "envsync.yaml")
+    ok = run_dag("staging_cut", None, {}, config_path=config)
+    assert str(ok.state) == "success"
+    text = webhook.posts[-1]["text"]
+    assert text.startswith(f":white_check_mark: envsync *staging_cut* succeeded on *staging* ({ds('shop')})")
+    assert "tables: " in text and " 0 failed) | rows: " in text
+    assert (f"QA -> staging as of T = " in text
+            and f"seed version {SEED_VERSION}, migration version none (no migration ledger)" in text), text
+
+    build = CutSync._build
+
+    def lossy_build(self: Any, action: Any, info: Any, source: Any, stage: Any, stats: Any) -> None:
+        build(self, action, info, source, stage, stats)
+        if action.table == "customers":
+            self.runner.run(f"delete from {stage.sql} where customer_id = 1", key=("lossy", action.table))
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(CutSync, "_build", lossy_build)
+        failed = run_dag("staging_cut", None, {}, config_path=config)
+    assert str(failed.state) == "failed"
+    text = webhook.posts[-1]["text"]
+    assert text.startswith(f":x: envsync *staging_cut* FAILED on *staging* ({ds('shop')})")
+    assert (f"failed: {tref('qa_shop.customers')} -> {tref('staging_shop.customers')}: VerificationError: "
+            f"{tref('staging_shop.customers')}: ") in text, text
+    assert f"failed: {ds('staging_shop')} -> {ds('staging_shop')}: not published, staging left as it was" in text
+    print("\ncut success payload:", webhook.posts[-2]["text"], "\ncut failure payload:", text, sep="\n")
