@@ -1,0 +1,193 @@
+"""Schema migrations on the emulators: validated, applied through the guard, recorded in the ledger,
+kept by reseeds, brought to dev by the weekly sync once prod has them.
+
+The prod here is the demo prod (envsync.demo) in its own project, so the shipped seeds fit it; every
+migration is written to a tmp dir (ENVSYNC_MIGRATIONS_DIR). Assertions are on tables, schemas and the
+ledger rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sandbox
+from testkit import REPO_ROOT
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+NS = sandbox.namespace("envsync-migrate")
+PROJECT = NS.project
+ds, tref, fq = NS.ds, NS.tref, NS.fq
+SALT = "test-salt-not-a-secret"
+
+ADD_EMAIL = """-- envsync: phase=expand
+-- customers get an email address, backfilled from their name; a view exposes it
+alter table sales.customers add column email string;
+
+update sales.customers
+set email = concat(lower(name), '@example.com')
+where email is null;
+
+create view marketing.customer_emails as
+select customer_id, email
+from sales.customers;
+"""
+
+
+def client():  # type: ignore[no-untyped-def]
+    from envsync.clients import bigquery_client
+
+    return bigquery_client(PROJECT, "US")
+
+
+def rows(sql: str) -> list[dict[str, Any]]:
+    return [dict(r) for r in client().query(NS.sql(sql), job_retry=None).result()]
+
+
+def columns(table: str) -> list[str]:
+    return [f.name for f in client().get_table(fq(table)).schema]
+
+
+def datasets() -> set[str]:
+    return {name for d in client().list_datasets() if (name := NS.logical(d.dataset_id))}
+
+
+def states(dag_run: Any) -> dict[str, str]:
+    return {f"{ti.task_id}[{ti.map_index}]": str(ti.state) for ti in dag_run.get_task_instances()}
+
+
+@pytest.fixture(scope="module")
+def demo_prod(emulators: Any) -> dict[str, Any]:
+    from envsync.demo import create_demo_prod
+
+    return create_demo_prod(client(), PROJECT, "US", 400, dataset_prefix=NS.prefix)
+
+
+@pytest.fixture
+def fresh(demo_prod: Any) -> Iterator[None]:
+    """Every environment and the ledger gone, prod as the demo made it (before and after)."""
+    from envsync.demo import create_demo_prod
+
+    def reset() -> None:
+        for name in datasets():
+            if name.startswith(("qa_", "staging_", "dev_", "drill_", "envsync_audit")):
+                client().delete_dataset(fq(name), delete_contents=True, not_found_ok=True)
+        if "email" in columns("sales.customers") or "marketing.customer_emails" in {
+                f"marketing.{t.table_id}" for t in client().list_tables(fq("marketing"))}:
+            client().delete_table(fq("marketing.customer_emails"), not_found_ok=True)
+            create_demo_prod(client(), PROJECT, "US", 400, dataset_prefix=NS.prefix)
+
+    reset()
+    yield
+    reset()
+
+
+@pytest.fixture
+def migrations_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "migrations"
+    path.mkdir()
+    monkeypatch.setenv("ENVSYNC_MIGRATIONS_DIR", str(path))
+    return path
+
+
+@pytest.fixture
+def config(config_file: Any, demo_prod: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    from envsync.config import load_config
+
+    monkeypatch.setenv("ENVSYNC_MASKING_SALT", SALT)
+    path = config_file(project=NS.virtual_project, state__bucket="envsync-migrate-state", tables={})
+    monkeypatch.setenv("ENVSYNC_CONFIG", str(path))
+    return load_config(path)
+
+
+def runner(config: Any, run_id: str | None = None) -> Any:
+    from envsync.guard import GuardedBigQuery, WriteGuard
+    from envsync.jobs import JobRunner
+
+    bq = GuardedBigQuery(client(), WriteGuard.from_config(config), config.location)
+    return JobRunner(bq, dag_id="promote_schema", run_id=run_id or f"manual__{uuid.uuid4().hex[:8]}",
+                     task_id="apply", timeout=120)
+
+
+def ledger(config: Any) -> list[tuple[str, int, str]]:
+    from envsync.migrations import read_ledger
+
+    return [(r.environment, r.version, r.status) for r in read_ledger(config, client())]
+
+
+def promote(config: Any, env: str, confirm: str | None = None) -> list[dict[str, Any]]:
+    from envsync.migrations import apply, load_migrations, read_ledger, unapplied
+
+    migrations = load_migrations(config)
+    return apply(config, runner(config), env, unapplied(migrations, read_ledger(config, client()), env),
+                 ledger=read_ledger(config, client()), confirm=confirm)
+
+
+def reseed_qa(run_dag: Any, config: Any) -> Any:
+    from envsync.config import config_path
+
+    return run_dag("reseed_environments", None, {"environments": ["qa"]}, config_path=config_path())
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def test_an_expand_migration_is_validated_applied_to_qa_and_recorded(
+        fresh: None, migrations_dir: Path, config: Any, run_dag: Any) -> None:
+    dag_run = reseed_qa(run_dag, config)
+    assert str(dag_run.state) == "success", states(dag_run)
+    (migrations_dir / "0001_add_email.sql").write_text(ADD_EMAIL)
+
+    results = promote(config, "qa")
+
+    assert [(r["action"], r["status"], r["jobs"]) for r in results] == [("migrate", "ok", 3)]
+    assert columns("qa_sales.customers")[-1] == "email"
+    assert "email" not in columns("sales.customers")          # prod untouched
+    emails = rows(f"select customer_id, email from `{PROJECT}.qa_marketing.customer_emails` order by 1")
+    names = rows(f"select customer_id, name from `{PROJECT}.qa_sales.customers` order by 1")
+    assert emails and [e["email"] for e in emails] == [f"{n['name'].lower()}@example.com" for n in names]
+    assert ledger(config) == [("qa", 1, "applied")]
+    assert not {d for d in datasets() if "migcheck" in d}   # the rehearsal datasets are gone
+
+
+def test_a_statement_BigQuery_refuses_stops_before_anything_is_written_naming_file_and_line(
+        fresh: None, migrations_dir: Path, config: Any, run_dag: Any) -> None:
+    from envsync.migrations import MigrationValidationError
+
+    dag_run = reseed_qa(run_dag, config)
+    assert str(dag_run.state) == "success", states(dag_run)
+    before = columns("qa_sales.customers")
+    # line 7 reads the column the ALTER on line 3 adds, misspelled: only a rehearsal with line 3
+    # applied can tell that apart from a correct backfill
+    (migrations_dir / "0001_add_email.sql").write_text(ADD_EMAIL.replace("where email is null", "where emial is null"))
+
+    with pytest.raises(MigrationValidationError) as caught:
+        promote(config, "qa")
+
+    assert "0001_add_email.sql:7: Unrecognized name: emial" in str(caught.value)
+    assert "nothing was written" in str(caught.value)
+    assert columns("qa_sales.customers") == before
+    assert ledger(config) == []
+    assert not {d for d in datasets() if "migcheck" in d}
+
+
+def test_an_edited_applied_migration_is_refused(fresh: None, migrations_dir: Path, config: Any, run_dag: Any) -> None:
+    from envsync.migrations import MigrationError
+
+    dag_run = reseed_qa(run_dag, config)
+    assert str(dag_run.state) == "success", states(dag_run)
+    (migrations_dir / "0001_add_email.sql").write_text(ADD_EMAIL)
+    promote(config, "qa")
+    (migrations_dir / "0001_add_email.sql").write_text(ADD_EMAIL.replace("@example.com", "@example.org"))
+    (migrations_dir / "0002_more.sql").write_text(
+        "-- envsync: phase=expand\nalter table sales.orders add column note string;\n")
+
+    with pytest.raises(MigrationError, match=r"0001_add_email.sql was edited after it was applied to qa"):
+        promote(config, "qa")
+    assert "note" not in columns("qa_sales.orders")
+    assert ledger(config) == [("qa", 1, "applied")]
