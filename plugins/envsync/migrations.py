@@ -13,29 +13,40 @@ digits (`0001_add_email.sql` is version 1); names are lowercase letters, digits 
 
 Public API (used by the sync and reseed DAGs, and by schema promotion):
 
-    load_migrations(directory=None) -> list[Migration]      every file, ordered by version, parsed and
-                                                            checked offline (phase, references, kinds)
-    Migration                                               version, name, phase, path, checksum (sha256
-                                                            of the file, CRLF read as LF), statements
-                                                            (Statement: line, sql, kind, destructive),
-                                                            tables() and removals()
-    Migration.rewrite_for(config, env, test_name=None)      the statements with every dataset reference
-                                                            renamed to env's datasets (prod: unchanged)
-    read_ledger(config, client) -> list[LedgerRow]          envsync_audit.migrations, oldest first
-    applied(ledger, env) -> dict[int, LedgerRow]            versions env holds (newest row applied/synced)
+    load_migrations(config, directory=None) -> [Migration]  every file of sql/migrations (or
+                                                            ENVSYNC_MIGRATIONS_DIR), ordered by version,
+                                                            parsed and checked offline (phase, names,
+                                                            statement kinds); raises MigrationError
+    Migration                                               version, name, phase, path, label (file name),
+                                                            checksum (sha256 of the file, CRLF read as
+                                                            LF), statements (Statement: line, sql, kind,
+                                                            destructive, changes_schema), datasets(),
+                                                            tables(), additions(), removals(), where(line)
+    Migration.rewrite_for(config, env, test_name=None)      [(line, SQL)]: every dataset reference renamed
+                                                            to env's datasets (prod: exactly as written)
+    read_ledger(config, client) -> [LedgerRow]              envsync_audit.migrations, oldest first
+    applied(ledger, env) -> {version: LedgerRow}            versions env holds (newest row applied/synced)
     check_applied(migrations, ledger, env)                  refuses an edited applied migration (checksum
                                                             mismatch names the file) or a missing file
-    pending(migrations, ledger, env) -> list[Migration]     promoted to env and not applied in prod: what
-                                                            a rebuild of env from prod must apply again
-    unapplied(migrations, ledger, env) -> list[Migration]   not yet applied to env (what a promotion runs)
+    pending(migrations, ledger, env) -> [Migration]         promoted to env and not applied in prod: what
+                                                            a rebuild of env from prod applies again
+    unapplied(migrations, ledger, env) -> [Migration]       not yet applied to env (what a promotion runs)
     check_order(migrations, ledger, env)                    refuses a version older than env's newest
-    validate(config, runner, env, migrations) -> Rehearsal  every statement checked against env's schema
-                                                            as it will be at that point (see below);
-                                                            raises MigrationValidationError, file:line
-    apply(config, runner, env, migrations, ...) -> results  runs them through the guard, recording each
-                                                            in the ledger (prod: confirm phrase required)
-    record_synced(config, runner, env, migrations, ledger, ...)   notes the versions a rebuild from prod
-                                                            brought into env
+    ahead_of(migrations, ledger, env) -> {str}              tables/columns the migrations env lacks add
+    validate(config, runner, env, migrations, *, test_name=None, base=None) -> Rehearsal
+                                                            every statement checked against env's schema
+                                                            (or base's: "prod" predicts env after a
+                                                            rebuild) as it will be at that point; raises
+                                                            MigrationValidationError (file:line: message)
+    apply(config, runner, env, migrations, *, ledger, rebuild=False, confirm=None, test_name=None,
+          validated=False) -> [report row]                  validates, then runs them through the write
+                                                            guard, recording each in the ledger; prod
+                                                            only with confirm = guard's
+                                                            migration_confirmation_phrase(versions)
+    record(config, runner, rows)                            appends LedgerRows (batched, bound parameters)
+    record_synced(config, runner, env, migrations, ledger) -> [version]
+                                                            notes the versions a rebuild from prod
+                                                            brought into env (status synced)
 
 Validation before the first write. Every statement is checked by BigQuery itself, as a dry run (free;
 on the local test bed the emulator's GoogleSQL analyzer answers it). A statement may depend on an
@@ -125,6 +136,7 @@ class Statement:
     changes_schema: bool   # DDL: the rehearsal runs it, DML is only dry-run
     references: tuple[Reference, ...] = ()
     removes: tuple[str, ...] = ()   # what it removes: "sales.t" (a table or view) or "sales.t.column"
+    adds: tuple[str, ...] = ()      # what it adds: "sales.t" or "sales.t.column" (or the new name of a rename)
 
     def rewritten(self, dataset_map: Mapping[str, str]) -> str:
         """The statement with its dataset references renamed per `dataset_map` (others unchanged)."""
@@ -156,6 +168,10 @@ class Migration:
     def tables(self) -> list[str]:
         """Every `dataset.table` its statements name (read or written)."""
         return sorted({r.key for s in self.statements for r in s.references})
+
+    def additions(self) -> list[str]:
+        """What it adds: tables/views it creates (`ds.t`) and columns (`ds.t.column`)."""
+        return sorted({item for s in self.statements for item in s.adds})
 
     def removals(self) -> list[str]:
         """What a contract migration removes: tables/views (`ds.t`) and columns (`ds.t.column`)."""
@@ -322,6 +338,28 @@ def _destructive(statement: Any, references: list[Reference]) -> tuple[str, tupl
     return "", ()
 
 
+def _additions(statement: Any, references: list[Reference]) -> tuple[str, ...]:
+    """What a statement adds: the table or view it creates, the columns it adds or renames to."""
+    from sqlglot import exp
+
+    if not references:
+        return ()
+    target = references[0].key
+    if isinstance(statement, exp.Create) and not statement.args.get("replace"):
+        return (target,)
+    added: list[str] = []
+    if type(statement).__name__ == "Alter":
+        for action in statement.args.get("actions") or []:
+            name = type(action).__name__
+            if isinstance(action, exp.ColumnDef):
+                added.append(f"{target}.{action.name}")
+            elif name == "RenameColumn" and action.args.get("to") is not None:
+                added.append(f"{target}.{action.args['to'].name}")
+            elif name == "AlterRename" and action.this is not None:
+                added.append(f"{target.split('.')[0]}.{action.this.name}")
+    return tuple(added)
+
+
 def parse_statement(path: Path, text: str, line: int, sql: str, config_datasets: Sequence[str],
                     project: str | None) -> Statement:
     """Parse one statement (sqlglot, BigQuery dialect, as views.py) and find its table references;
@@ -377,7 +415,7 @@ def parse_statement(path: Path, text: str, line: int, sql: str, config_datasets:
     destructive, removes = _destructive(statement, references)
     return Statement(line=line, sql=sql, kind=kind, destructive=destructive,
                      changes_schema=kind in ("Create", "Alter", "Drop"), references=tuple(references),
-                     removes=removes)
+                     removes=removes, adds=_additions(statement, references))
 
 
 def load_migration(path: Path, config_datasets: Sequence[str], project: str | None = None) -> Migration:
@@ -531,6 +569,13 @@ def unapplied(migrations: Sequence[Migration], ledger: Sequence[LedgerRow], env:
     return [m for m in migrations if m.version not in held]
 
 
+def ahead_of(migrations: Sequence[Migration], ledger: Sequence[LedgerRow], env: str) -> set[str]:
+    """What migrations `env` does not hold add (`ds.t`, `ds.t.column`): a seed written for the newer
+    schema may already yield those columns while env is behind."""
+    held = applied(ledger, env)
+    return {item for m in migrations if m.version not in held for item in m.additions()}
+
+
 def check_order(migrations: Sequence[Migration], ledger: Sequence[LedgerRow], env: str) -> None:
     """Refuse applying a version older than the newest one `env` already holds (out of order)."""
     held = applied(ledger, env)
@@ -584,10 +629,13 @@ def _file_line(statement_line: int, message: str) -> int:
 
 
 def validate(config: EnvsyncConfig, runner: JobRunner, env: str, migrations: Sequence[Migration], *,
-             test_name: str | None = None) -> Rehearsal:
+             test_name: str | None = None, base: str | None = None) -> Rehearsal:
     """Check every statement of `migrations` (in order) against `env`'s schema as it will be when the
     statement runs; raise MigrationValidationError (`file:line: message`) at the first refusal.
-    Writes only to scratch datasets (dropped at the end), never to `env`."""
+
+    The rehearsal starts from `env`'s current tables and views, or from those of `base` ("prod":
+    what env will be once a reseed or sync has rebuilt it from prod). Writes only to scratch datasets
+    (dropped at the end), never to `env`."""
     from envsync.datasets import env_labels, recreate_env_dataset
     from envsync.discovery import TableInfo
 
@@ -595,16 +643,17 @@ def validate(config: EnvsyncConfig, runner: JobRunner, env: str, migrations: Seq
     if not migrations:
         return rehearsal
     client = runner.bq.client
-    env_map = dataset_map(config, env, test_name)
+    base_map = dataset_map(config, base or env, test_name if base in (None, env) else None)
     scratch = {ds: scratch_dataset(config, env, ds, test_name) for ds in config.prod.datasets}
-    log.info("validating %d migration(s) for %s: rehearsal in %s", len(migrations), env, ", ".join(scratch.values()))
+    log.info("validating %d migration(s) for %s, starting from %s's schema: rehearsal in %s", len(migrations), env,
+             base or env, ", ".join(scratch.values()))
     try:
         for ds, name in scratch.items():
             recreate_env_dataset(runner.bq, f"{config.project}.{name}", location=config.location,
                                  description=f"envsync: rehearsal of schema migrations for {env} (dropped after use)",
                                  labels=env_labels({}, "drill", ds, **{"envsync-purpose": "migration-check"}),
                                  table_expiration_ms=SCRATCH_EXPIRATION_MS)
-        _copy_objects(config, runner, migrations, env_map, scratch)
+        _copy_objects(config, runner, migrations, base_map, scratch)
         for migration in migrations:
             for number, statement in enumerate(migration.statements):
                 sql = statement.rewritten(scratch)
@@ -724,7 +773,7 @@ def _runner_for(config: EnvsyncConfig, runner: JobRunner, env: str, migrations: 
 
 def apply(config: EnvsyncConfig, runner: JobRunner, env: str, migrations: Sequence[Migration], *,
           ledger: Sequence[LedgerRow], rebuild: bool = False, confirm: object = None,
-          test_name: str | None = None, rehearsal: Rehearsal | None = None) -> list[dict[str, Any]]:
+          test_name: str | None = None, validated: bool = False) -> list[dict[str, Any]]:
     """Apply `migrations` (in version order) to `env`, each statement one job through the write guard,
     recording each migration in the ledger; returns one report row per migration.
 
@@ -732,8 +781,9 @@ def apply(config: EnvsyncConfig, runner: JobRunner, env: str, migrations: Sequen
     and versions out of order. A rebuild (`rebuild=True`: env was just re-created from prod) applies
     env's pending migrations again; those this run already recorded (a retried task) are skipped.
     Prod needs `confirm` = `migration_confirmation_phrase(versions)` (the guard refuses otherwise).
-    Every statement is validated first (`validate`, unless `rehearsal` says it was for this list):
-    a refusal raises MigrationValidationError before anything is written.
+    Every statement is validated first against env's current schema (`validate`; `validated=True`
+    when the caller just validated this list for env): a refusal raises MigrationValidationError
+    before anything is written.
     """
     from envsync.report import result_row
 
@@ -754,7 +804,7 @@ def apply(config: EnvsyncConfig, runner: JobRunner, env: str, migrations: Sequen
     if not migrations:
         return []
     writer = _runner_for(config, runner, env, migrations, confirm)   # refuses prod without the phrase
-    if rehearsal is None or rehearsal.migrations != [m.version for m in migrations]:
+    if not validated:
         validate(config, runner, env, migrations, test_name=test_name)
     mapping = dataset_map(config, env, test_name)
     results: list[dict[str, Any]] = []

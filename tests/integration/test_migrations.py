@@ -191,3 +191,84 @@ def test_an_edited_applied_migration_is_refused(fresh: None, migrations_dir: Pat
         promote(config, "qa")
     assert "note" not in columns("qa_sales.orders")
     assert ledger(config) == [("qa", 1, "applied")]
+
+
+def contract_problems(config: Any, envs: list[str]) -> list[str]:
+    """What the reseed's plan finds, computed the way its task does."""
+    import logging
+
+    from envsync.discovery import discover_dataset
+    from envsync.jobs import JobStats
+    from envsync.operators.reseed import contract_groups, schema_migrations
+    from envsync.reseed import Reseeder
+
+    reseeder = Reseeder(config, runner(config), dt.datetime.now(dt.timezone.utc))
+    problems: list[str] = []
+    for group in contract_groups(schema_migrations(config, reseeder.runner, envs, logging.getLogger("test"))):
+        label = ", ".join(group["envs"]) if group["versions"] else ""
+        name = f"{label}'s schema (prod + migrations {', '.join(map(str, group['versions']))})" if label else "prod"
+        for dataset in config.prod.datasets:
+            info = discover_dataset(client(), PROJECT, dataset)
+            problems += reseeder.check_contract(info, reseeder.sources(info), JobStats(), migrated=group["schemas"],
+                                                schema_name=name, ahead=frozenset(group["ahead"]), env=label)
+    return problems
+
+
+def seeds_with_email(tmp_path: Path) -> Path:
+    """The shipped seeds, with sales/customers yielding the email column the migration adds."""
+    import shutil
+
+    target = tmp_path / "seeds"
+    shutil.copytree(REPO_ROOT / "sql" / "seeds", target)
+    customers = target / "sales" / "customers.sql"
+    text = customers.read_text()
+    old = "    ['US', 'GB', 'FR', 'DE', 'JP', 'BR', 'IN', 'CA'][offset(mod(customer_id - 1, 8))] as country\n"
+    assert text.count(old) == 1
+    customers.write_text(text.replace(old, old.replace(" as country\n", " as country,\n")
+                                      + "    concat('seed', cast(customer_id as string), '@example.com') as email\n"))
+    return target
+
+
+def test_a_reseed_of_qa_after_a_promotion_keeps_the_migrated_schema(
+        fresh: None, migrations_dir: Path, config: Any, config_file: Any, run_dag: Any, tmp_path: Path) -> None:
+    dag_run = reseed_qa(run_dag, config)
+    assert str(dag_run.state) == "success", states(dag_run)
+    (migrations_dir / "0001_add_email.sql").write_text(ADD_EMAIL)
+    promote(config, "qa")
+    seeds = seeds_with_email(tmp_path)
+    path = config_file(project=NS.virtual_project, state__bucket="envsync-migrate-state", tables={},
+                       seeds__dir=str(seeds))
+
+    dag_run = run_dag("reseed_environments", None, {"environments": ["qa", "staging"]}, config_path=path)
+
+    assert str(dag_run.state) == "success", states(dag_run)
+    assert columns("qa_sales.customers") == ["customer_id", "name", "segment", "country", "email"]
+    got = rows(f"select customer_id, email from `{PROJECT}.qa_sales.customers` order by 1")
+    assert got == [{"customer_id": i, "email": f"seed{i}@example.com"} for i in range(1, 21)]
+    assert len(rows(f"select * from `{PROJECT}.qa_marketing.customer_emails`")) == 20
+    # staging never had the migration: prod's schema, the seed's email column left out
+    assert columns("staging_sales.customers") == ["customer_id", "name", "segment", "country"]
+    assert len(rows(f"select * from `{PROJECT}.staging_sales.customers`")) == 20
+    assert ledger(config) == [("qa", 1, "applied"), ("qa", 1, "applied")]
+    assert not {d for d in datasets() if "migcheck" in d}
+
+
+def test_a_seed_that_does_not_fit_the_promoted_schema_fails_the_reseed_before_anything_is_dropped(
+        fresh: None, migrations_dir: Path, config: Any, run_dag: Any) -> None:
+    dag_run = reseed_qa(run_dag, config)
+    assert str(dag_run.state) == "success", states(dag_run)
+    (migrations_dir / "0001_add_email.sql").write_text(ADD_EMAIL)
+    promote(config, "qa")
+    before = rows(f"select to_json_string(t) as j from `{PROJECT}.qa_sales.customers` as t order by 1")
+    qa_tables = sorted(t.table_id for t in client().list_tables(fq("qa_sales")))
+
+    dag_run = reseed_qa(run_dag, config)   # the shipped seeds have no email column
+
+    assert str(dag_run.state) == "failed"
+    assert states(dag_run)["plan[-1]"] == "failed"
+    assert not any(v == "success" for k, v in states(dag_run).items() if k.startswith("reseed")), states(dag_run)
+    assert contract_problems(config, ["qa"]) == [
+        f"qa: {tref('sales.customers')}: column email is in qa's schema (prod + migrations 1) but not in the seed"]
+    assert rows(f"select to_json_string(t) as j from `{PROJECT}.qa_sales.customers` as t order by 1") == before
+    assert sorted(t.table_id for t in client().list_tables(fq("qa_sales"))) == qa_tables
+    assert ledger(config) == [("qa", 1, "applied")]
