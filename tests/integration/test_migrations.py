@@ -272,3 +272,31 @@ def test_a_seed_that_does_not_fit_the_promoted_schema_fails_the_reseed_before_an
     assert rows(f"select to_json_string(t) as j from `{PROJECT}.qa_sales.customers` as t order by 1") == before
     assert sorted(t.table_id for t in client().list_tables(fq("qa_sales"))) == qa_tables
     assert ledger(config) == [("qa", 1, "applied")]
+
+
+def test_prod_is_migrated_only_through_the_guard_with_the_phrase_and_the_weekly_sync_brings_it_to_dev(
+        fresh: None, migrations_dir: Path, config: Any, run_dag: Any) -> None:
+    from envsync.config import config_path
+    from envsync.guard import ProdWriteRefused
+    from envsync.migrations import pending, read_ledger
+
+    (migrations_dir / "0001_add_email.sql").write_text(ADD_EMAIL)
+    for confirm in (None, "apply schema migrations 2 to prod"):
+        with pytest.raises(ProdWriteRefused, match="set the confirm param to exactly: apply schema migrations 1 to prod"):
+            promote(config, "prod", confirm=confirm)
+    assert "email" not in columns("sales.customers") and ledger(config) == []
+
+    results = promote(config, "prod", confirm="apply schema migrations 1 to prod")
+
+    assert [(r["action"], r["status"]) for r in results] == [("migrate", "ok")]
+    assert columns("sales.customers")[-1] == "email"
+    assert ledger(config) == [("prod", 1, "applied")]
+    dag_run = run_dag("prod_to_dev_sync", dt.datetime(2026, 11, 21, 2, tzinfo=dt.timezone.utc), {},
+                      config_path=config_path())
+    assert str(dag_run.state) == "success", states(dag_run)
+    assert columns("dev_sales.customers")[-1] == "email"
+    assert rows(f"select count(*) as n from `{PROJECT}.dev_marketing.customer_emails` where email like '%@example.com'"
+                )[0]["n"] == rows(f"select count(*) as n from `{PROJECT}.sales.customers`")[0]["n"]
+    assert ledger(config) == [("prod", 1, "applied"), ("dev", 1, "synced")]
+    from envsync.migrations import load_migrations
+    assert pending(load_migrations(config), read_ledger(config, client()), "dev") == []
