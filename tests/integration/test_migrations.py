@@ -128,6 +128,14 @@ def promote(config: Any, env: str, confirm: str | None = None) -> list[dict[str,
                  ledger=read_ledger(config, client()), confirm=confirm)
 
 
+def migrations_report() -> list[dict[str, Any]]:
+    """sql/reports/migrations_per_environment.sql on this kit's audit dataset."""
+    sql = (REPO_ROOT / "sql" / "reports" / "migrations_per_environment.sql").read_text()
+    sql = sql.replace("from envsync_audit.migrations", f"from `{PROJECT}.{ds('envsync_audit')}.migrations`")
+    return [{k: r[k] for k in ("environment", "version", "ahead_of_prod", "not_here_yet", "failed")}
+            for r in client().query(sql, job_retry=None).result()]
+
+
 def reseed_qa(run_dag: Any, config: Any) -> Any:
     from envsync.config import config_path
 
@@ -251,6 +259,12 @@ def test_a_reseed_of_qa_after_a_promotion_keeps_the_migrated_schema(
     assert len(rows(f"select * from `{PROJECT}.staging_sales.customers`")) == 20
     assert ledger(config) == [("qa", 1, "applied"), ("qa", 1, "applied")]
     assert not {d for d in datasets() if "migcheck" in d}
+    assert migrations_report() == [
+        {"environment": "prod", "version": None, "ahead_of_prod": [], "not_here_yet": [1], "failed": []},
+        {"environment": "staging", "version": None, "ahead_of_prod": [], "not_here_yet": [1], "failed": []},
+        {"environment": "qa", "version": 1, "ahead_of_prod": [1], "not_here_yet": [], "failed": []},
+        {"environment": "dev", "version": None, "ahead_of_prod": [], "not_here_yet": [1], "failed": []},
+    ]
 
 
 def test_a_seed_that_does_not_fit_the_promoted_schema_fails_the_reseed_before_anything_is_dropped(
@@ -298,5 +312,7 @@ def test_prod_is_migrated_only_through_the_guard_with_the_phrase_and_the_weekly_
     assert rows(f"select count(*) as n from `{PROJECT}.dev_marketing.customer_emails` where email like '%@example.com'"
                 )[0]["n"] == rows(f"select count(*) as n from `{PROJECT}.sales.customers`")[0]["n"]
     assert ledger(config) == [("prod", 1, "applied"), ("dev", 1, "synced")]
+    assert [(r["environment"], r["version"], r["ahead_of_prod"], r["not_here_yet"]) for r in migrations_report()] == [
+        ("prod", 1, [], []), ("staging", None, [], [1]), ("qa", None, [], [1]), ("dev", 1, [], [])]
     from envsync.migrations import load_migrations
     assert pending(load_migrations(config), read_ledger(config, client()), "dev") == []
