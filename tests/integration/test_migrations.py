@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import sandbox
-from testkit import REPO_ROOT
+from testkit import REPO_ROOT, create_demo_prod_in, states
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -57,22 +57,14 @@ def datasets() -> set[str]:
     return {name for d in client().list_datasets() if (name := NS.logical(d.dataset_id))}
 
 
-def states(dag_run: Any) -> dict[str, str]:
-    return {f"{ti.task_id}[{ti.map_index}]": str(ti.state) for ti in dag_run.get_task_instances()}
-
-
 @pytest.fixture(scope="module")
 def demo_prod(emulators: Any) -> dict[str, Any]:
-    from envsync.demo import create_demo_prod
-
-    return create_demo_prod(client(), PROJECT, "US", 400, dataset_prefix=NS.prefix)
+    return create_demo_prod_in(NS)
 
 
 @pytest.fixture
 def fresh(demo_prod: Any) -> Iterator[None]:
     """Every environment and the ledger gone, prod as the demo made it (before and after)."""
-    from envsync.demo import create_demo_prod
-
     def reset() -> None:
         for name in datasets():
             if name.startswith(("qa_", "staging_", "dev_", "drill_", "envsync_audit")):
@@ -80,7 +72,7 @@ def fresh(demo_prod: Any) -> Iterator[None]:
         if "email" in columns("sales.customers") or "marketing.customer_emails" in {
                 f"marketing.{t.table_id}" for t in client().list_tables(fq("marketing"))}:
             client().delete_table(fq("marketing.customer_emails"), not_found_ok=True)
-            create_demo_prod(client(), PROJECT, "US", 400, dataset_prefix=NS.prefix)
+            create_demo_prod_in(NS)
 
     reset()
     yield
