@@ -17,6 +17,12 @@ schema, partitioning) before it is published; objects that exist only in dev are
 `migrate` applies again any schema migration promoted to dev that prod does not have yet (a migration
 reaches dev with prod's schema once prod has it) and records dev's versions in the ledger.
 
+**Personal data:** a table with masked columns (its config's `mask`, or a policy tag listed in
+`privacy.policy_tags`) is copied with a `CREATE TABLE … AS SELECT` of the masked values instead of a
+clone, and verified to hold no prod value in a masked column; the plan and the report list the masked
+columns and warn (and alert on Slack) about policy-tagged columns copied unmasked. hash/fake masks need
+the salt's environment variable (`privacy.salt_env`) on the workers.
+
 **Params**
 - `datasets`: the prod datasets to sync (default: all configured).
 - `tables`: only these tables (`orders` or `sales.orders`); empty = all. A filtered run drops nothing.

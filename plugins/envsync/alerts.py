@@ -1,7 +1,9 @@
 """Slack alerts of envsync runs, sent through the Airflow Slack provider's webhook notifier.
 
 Every DAG notifies on failure; prod_to_dev_sync, reseed_environments and recovery_drill also on
-success (`dag_defaults.alert_callbacks`). The message is built from the run's report in the state
+success (`dag_defaults.alert_callbacks`). A dev sync that copies policy-tagged columns unmasked (their
+tag is not in privacy.policy_tags and the table's config does not mask them) sends a privacy warning
+from its report task. The message is built from the run's report in the state
 bucket: environment and datasets, tables and rows, estimated bytes billed, duration, the failing
 tables and their errors, and a link to the run in the Airflow UI. The webhook comes from the Airflow
 connection `alerts.slack_conn_id` (type `slackwebhook`). Sending is best effort: a missing or broken
@@ -21,7 +23,8 @@ log = logging.getLogger(__name__)
 
 MAX_FAILURES_SHOWN = 5
 MAX_ERROR = 300
-ICONS = {"success": ":white_check_mark:", "failure": ":x:"}
+ICONS = {"success": ":white_check_mark:", "failure": ":x:", "privacy": ":warning:"}
+MAX_COLUMNS_SHOWN = 10
 
 
 def _duration(seconds: float | None) -> str:
@@ -53,6 +56,8 @@ def build_message(*, kind: str, dag_id: str, run_id: str, report: dict[str, Any]
     env = environment_of(dag_id, report) or "-"
     rows = sum(int(r.get("rows") or 0) for r in counted)
     est = sum(int(r.get("est_bytes_billed") or 0) for r in counted)
+    if kind == "privacy":
+        return _privacy_message(dag_id=dag_id, run_id=run_id, report=report, env=env, url=url)
     verb = "succeeded" if kind == "success" else "FAILED"
     headline = f"{ICONS[kind]} envsync *{dag_id}* {verb} on *{env}* ({', '.join(datasets) or 'no datasets planned'})"
     facts = (f"tables: {len(counted)} ({len(counted) - len(failed)} ok, {len(failed)} failed) | rows: {rows:,} | "
@@ -69,6 +74,19 @@ def build_message(*, kind: str, dag_id: str, run_id: str, report: dict[str, Any]
         lines.append("no plan was recorded: the plan task failed before anything was written (see its log)")
     elif kind == "failure" and not failed:
         lines.append(f"failed tasks: {', '.join(failed_tasks) or '-'}" + (f" ({reason})" if reason else ""))
+    lines.append(f"<{url}|Open run {run_id} in Airflow>")
+    text = "\n".join(lines)
+    return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}
+
+
+def _privacy_message(*, dag_id: str, run_id: str, report: dict[str, Any], env: str, url: str) -> dict[str, Any]:
+    unmasked = [r for r in (report.get("privacy") or {}).get("unmasked_tagged") or [] if r.get("env") == env]
+    lines = [f"{ICONS['privacy']} envsync *{dag_id}* copied {len(unmasked)} policy-tagged column(s) UNMASKED to "
+             f"*{env}*: mask them (tables.<ds>.<table>.mask) or list their policy tags in privacy.policy_tags"]
+    for row in unmasked[:MAX_COLUMNS_SHOWN]:
+        lines.append(f"unmasked: {row['target']}.{row['column']} (policy tags: {', '.join(row['policy_tags'])})")
+    if len(unmasked) > MAX_COLUMNS_SHOWN:
+        lines.append(f"... and {len(unmasked) - MAX_COLUMNS_SHOWN} more columns")
     lines.append(f"<{url}|Open run {run_id} in Airflow>")
     text = "\n".join(lines)
     return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}

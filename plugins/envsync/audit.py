@@ -3,6 +3,8 @@
     runs              one row per DAG run: DAG, environment, datasets, T, window, status, duration
     table_actions     one row per table action of a run: action, status, rows, seconds, bytes, error
     recovery_drills   one row per table per recovery drill: source, RTO, RPO, checksums, verdict
+    masked_columns    one row per masked column per run: table, column, mask, why (config or policy
+                      tag), and the count of rows that still held prod's value (must be 0)
 
 Tables are created on first use (CREATE TABLE IF NOT EXISTS); rows are appended with INSERT
 statements whose every value is a query parameter.
@@ -28,6 +30,12 @@ log = logging.getLogger(__name__)
 RUNS = "runs"
 TABLE_ACTIONS = "table_actions"
 RECOVERY_DRILLS = "recovery_drills"
+MASKED_COLUMNS = "masked_columns"
+MASKED_COLUMN_COLUMNS = {
+    "recorded_at": "TIMESTAMP", "dag_id": "STRING", "run_id": "STRING", "environment": "STRING",
+    "table_name": "STRING", "target": "STRING", "column_name": "STRING", "mask": "STRING", "origin": "STRING",
+    "policy_tags": "STRING", "unmasked_rows": "INT64", "status": "STRING",
+}
 RUN_COLUMNS = {
     "recorded_at": "TIMESTAMP", "dag_id": "STRING", "run_id": "STRING", "run_type": "STRING",
     "environment": "STRING", "datasets": "STRING", "logical_date": "TIMESTAMP", "cut": "TIMESTAMP",
@@ -163,11 +171,25 @@ def run_rows(*, dag_id: str, run_id: str, run_type: str | None, logical_date: An
     return run, actions
 
 
+def masked_column_rows(*, dag_id: str, run_id: str, privacy: dict[str, Any] | None,
+                       now: dt.datetime) -> list[dict[str, Any]]:
+    """The `masked_columns` rows of one run, from its report's privacy section (pure)."""
+    return [{
+        "recorded_at": now, "dag_id": dag_id, "run_id": run_id, "environment": m.get("env"),
+        "table_name": m["table"], "target": m.get("target"), "column_name": m["column"], "mask": m["mask"],
+        "origin": m["origin"], "policy_tags": ",".join(m.get("policy_tags") or []) or None,
+        "unmasked_rows": m.get("unmasked_rows"), "status": m.get("status"),
+    } for m in (privacy or {}).get("masked") or []]
+
+
 def record_run(config: EnvsyncConfig, runner: JobRunner, run: dict[str, Any],
-               actions: Sequence[dict[str, Any]]) -> None:
-    """Append a run's summary and table actions to the audit tables."""
+               actions: Sequence[dict[str, Any]], masked: Sequence[dict[str, Any]] = ()) -> None:
+    """Append a run's summary, table actions and masked columns to the audit tables."""
     runs = ensure_audit_table(config, runner, RUNS)
     insert_rows(runner, runs, RUN_COLUMNS, [run], key=("audit", RUNS, "insert"))
     if actions:
         table = ensure_audit_table(config, runner, TABLE_ACTIONS)
         insert_rows(runner, table, ACTION_COLUMNS, actions, key=("audit", TABLE_ACTIONS, "insert"))
+    if masked:
+        table = ensure_audit_table(config, runner, MASKED_COLUMNS)
+        insert_rows(runner, table, MASKED_COLUMN_COLUMNS, masked, key=("audit", MASKED_COLUMNS, "insert"))

@@ -184,7 +184,7 @@ class Reseeder:
                 prod = replace(prod, schema=migrated[f"{info.dataset}.{src.table}"])
             if src.source == "prod_sample":
                 try:
-                    sample_select(self.config, prod, self.config.override(info.dataset, src.table))
+                    sample_select(self.config, tables[src.table], self.config.override(info.dataset, src.table))
                 except SeedError as error:
                     problems.append(str(error))
             if src.source != "seed":
@@ -260,7 +260,7 @@ class Reseeder:
                 stats: JobStats) -> None:
         key = (unit.target_dataset, info.table)
         override = self.config.override(unit.dataset, info.table)
-        select, params = sample_select(self.config, info, override)
+        select, params = sample_select(self.config, info, override, unit.env)
         spec = sample_spec(self.config, override)
         source = TableRef(self.project, unit.dataset, info.table)
         parts = spec_of(info)
@@ -377,6 +377,29 @@ class Reseeder:
 
     def _run(self, unit: ReseedUnit, src: TableSource, work: Any) -> dict[str, Any]:
         return run_recorded(self._result(unit, src), work, deterministic=DETERMINISTIC)
+
+
+def reseed_privacy(config: EnvsyncConfig, units: list[ReseedUnit], infos: dict[str, DatasetInfo],
+                   sources: dict[str, list[TableSource]]) -> dict[str, Any]:
+    """The privacy report of a reseed: per environment, the masked columns of every prod sample and its
+    policy-tagged columns that reach the environment unmasked (seeded and empty tables hold no prod rows)."""
+    from envsync.masking import MaskError, column_masks, unmasked_tagged
+    from envsync.report import merge_privacy, privacy_of
+
+    parts = []
+    for unit in units:
+        tables = {t.table: t for t in infos[unit.dataset].tables}
+        for src in sources[unit.dataset]:
+            if src.source != "prod_sample":
+                continue
+            info = tables[src.table]
+            try:
+                masks = column_masks(config, info, unit.env)
+            except MaskError as error:
+                raise SeedError(str(error)) from None
+            target = f"{unit.target_dataset}.{src.table}"
+            parts.append(privacy_of(unit.env, target, target, [m.to_dict() for m in masks], unmasked_tagged(info, masks)))
+    return merge_privacy(parts)
 
 
 def units_for(config: EnvsyncConfig, envs: list[str], datasets: list[str], test_name: str | None) -> list[ReseedUnit]:

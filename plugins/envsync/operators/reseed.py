@@ -68,7 +68,8 @@ class PlanReseedOperator(BaseOperator):
         from envsync.discovery import discover_dataset
         from envsync.jobs import JobStats
         from envsync.report import result_row
-        from envsync.reseed import ContractError, Reseeder, sources_to_dict, units_for
+        from envsync.report import privacy_table
+        from envsync.reseed import ContractError, Reseeder, reseed_privacy, sources_to_dict, units_for
         from envsync.seeds import seed_version
         from envsync.window import new_cut
 
@@ -109,6 +110,7 @@ class PlanReseedOperator(BaseOperator):
             "datasets": {ds: info.to_dict() for ds, info in infos.items()},
             "sources": {ds: sources_to_dict(s) for ds, s in sources.items()},
             "unit_specs": [u.__dict__ for u in units],
+            "privacy": reseed_privacy(config, units, infos, sources),
             "units": [u.name for u in units] + ["views"] + ([] if test_name else ["migrate"]),
             "migrations": pending_by_env,
             "planned": [
@@ -124,6 +126,7 @@ class PlanReseedOperator(BaseOperator):
         }
         uri = store.write(f"{prefix}/plan.json", manifest)
         self.log.info("reseeding %s; manifest %s", ", ".join(u.target_dataset for u in units), uri)
+        self.log.info("privacy report (prod samples):\n%s", privacy_table(manifest["privacy"]))
         return [{"unit": u.name} for u in units]
 
 
