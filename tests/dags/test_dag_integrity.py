@@ -148,10 +148,11 @@ def test_prod_to_dev_sync_schedule(sync_dag: Any) -> None:
 
 
 def test_prod_to_dev_sync_tasks(sync_dag: Any) -> None:
-    assert set(sync_dag.task_ids) == {"plan", "sync_dataset", "sync_views", "report"}
+    assert set(sync_dag.task_ids) == {"plan", "sync_dataset", "sync_views", "migrate", "report"}
     assert sync_dag.get_task("plan").downstream_task_ids == {"sync_dataset"}
     assert sync_dag.get_task("sync_dataset").downstream_task_ids == {"sync_views"}
-    assert sync_dag.get_task("sync_views").downstream_task_ids == {"report"}
+    assert sync_dag.get_task("sync_views").downstream_task_ids == {"migrate"}
+    assert sync_dag.get_task("migrate").downstream_task_ids == {"report"}
     assert sync_dag.get_task("sync_views").trigger_rule == "all_done"
     assert sync_dag.get_task("report").trigger_rule == "all_done"
 

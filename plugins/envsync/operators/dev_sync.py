@@ -103,6 +103,7 @@ class PlanDevSyncOperator(BaseOperator):
             "params": {"datasets": datasets, "tables": tables, "window_quarters": quarters, "dry_run": dry_run},
             **plan_entries(plans),
         }
+        manifest["units"].append("migrate")
         uri = store.write(f"{prefix}/plan.json", manifest)
         self.log.info("plan%s:\n%s", " (dry run: nothing will be written)" if dry_run else "", plan_table(plans))
         self.log.info("%s", quota_summary(plans))
@@ -195,6 +196,38 @@ class SyncViewsOperator(UnitOperator):
             return None
         plans = [DatasetPlan.from_dict(p) for p in manifest["plans"]]
         return "views", sync_views(config, runner.bq, runner, run_info(manifest, context, self.task_id), plans)
+
+
+class SyncMigrateOperator(UnitOperator):
+    """After a full sync, apply again the schema migrations promoted to dev that prod does not have
+    (dev was rebuilt from prod), and note in the ledger the versions dev now holds through prod."""
+
+    def run_unit(self, config: Any, manifest: dict[str, Any], runner: Any, context: Context) -> Any:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from envsync.migrations import MigrationError, apply, load_migrations, pending, read_ledger, record_synced
+
+        params = manifest["params"]
+        if params["dry_run"]:
+            self.log.info("dry run: no schema migrations are applied")
+            return None
+        env = manifest.get("env", "dev")
+        try:
+            migrations = load_migrations(config)
+            ledger = read_ledger(config, runner.bq.client)
+            todo = pending(migrations, ledger, env)
+            if params.get("tables") or sorted(params.get("datasets") or []) != sorted(config.prod.datasets):
+                if todo:
+                    self.log.warning("a partial sync (datasets or tables chosen) rebuilt only part of %s: its pending "
+                                     "migrations %s are not applied again; run a full sync", env,
+                                     [m.version for m in todo])
+                return "migrate", []
+            synced = record_synced(config, runner, env, migrations, ledger)
+            self.log.info("%s holds prod's migrations through the sync%s; %d pending migration(s) to apply again",
+                          env, f" (newly recorded: {synced})" if synced else "", len(todo))
+            return "migrate", apply(config, runner, env, todo, ledger=ledger, rebuild=True)
+        except MigrationError as error:
+            raise AirflowFailException(str(error)) from error
 
 
 class DevSyncReportOperator(RunReportOperator):
