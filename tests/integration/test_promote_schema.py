@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 NS = sandbox.namespace("envsync-promote")
 PROJECT = NS.project
 BUCKET = "envsync-promote-state"
-ds, tref, fq = NS.ds, NS.tref, NS.fq
+ds, fq = NS.ds, NS.fq
 KEEP_CUSTOMERS = 20
 
 ADD_EMAIL = """-- envsync: phase=expand
@@ -243,6 +243,7 @@ def test_an_expand_migration_goes_qa_staging_prod_and_prod_only_with_the_phrase(
     assert "  prod     holds -; would run 1" in plan and "  staging  holds 1" in plan
     assert "migration 1 (0001_add_email.sql, expand) on prod: touches marketing.customer_emails, sales.customers" in plan
     assert "    alter table sales.customers add column email string" in plan
+    assert plan.endswith("to apply, set confirm to exactly: apply schema migrations 1 to prod")
     assert [r["status"] for r in report(dag_run)["results"]] == ["planned"]
     assert (datasets(), ledger(config), tables("sales"), tables("marketing")) == before
     assert fingerprint("sales.customers") == prod_before
@@ -369,8 +370,8 @@ def test_a_contract_migration_is_refused_while_a_view_reads_the_dropped_column(
     assert str(dag_run.state) == "failed"
     assert states(dag_run)["plan"] == "failed"
     refused = report(dag_run)["refused"]
-    assert (f"0001_drop_segment.sql removes {tref('sales.customers')}.segment, but view "
-            f"{tref('marketing.campaign_revenue')} of prod still reads it") in refused
+    assert ("0001_drop_segment.sql removes sales.customers.segment, but view marketing.campaign_revenue of prod "
+            "still reads it") in refused
     assert fingerprint("sales.customers") == before
     assert not {d for d in datasets() if d.startswith("backup_")}
     assert ledger(config) == [("qa", 1, "applied"), ("staging", 1, "applied")]

@@ -78,7 +78,7 @@ class PlanPromotionOperator(BaseOperator):
 
     def _plan(self, context: Context, config: Any, params: Any, store: Any, prefix: str,
               manifest: dict[str, Any]) -> list[dict[str, str]]:
-        from envsync.guard import WriteGuard
+        from envsync.guard import WriteGuard, migration_confirmation_phrase
         from envsync.migrations import load_migrations, read_ledger, validate
         from envsync.promote import (
             PromotionError,
@@ -113,9 +113,10 @@ class PlanPromotionOperator(BaseOperator):
             self.log.warning("%s", note)
         if params.target == "prod" and todo:
             versions = [m.version for m in todo]
-            # the exact phrase, checked before any write (the promote task's guard checks it again)
-            WriteGuard.from_config(config).for_prod_migrations(versions, manifest["params"]["datasets"],
-                                                               params.confirm)
+            if not params.dry_run:
+                # the exact phrase, checked before any write (the promote task's guard checks it again)
+                WriteGuard.from_config(config).for_prod_migrations(versions, manifest["params"]["datasets"],
+                                                                   params.confirm)
             views = {"prod": prod_views_after(environment_views(config, client, "prod"), todo),
                      "qa": environment_views(config, client, "qa"),
                      "staging": environment_views(config, client, "staging")}
@@ -129,6 +130,8 @@ class PlanPromotionOperator(BaseOperator):
                 raise PromotionError("refused to promote to prod: staging's views and seeds must still resolve on the "
                                      "promoted schema: " + "; ".join(problems) + "; nothing was written")
         text = plan_text(config, todo, ledger, params.target, params.lane, notes)
+        if params.target == "prod" and todo:
+            text += f"\nto apply, set confirm to exactly: {migration_confirmation_phrase([m.version for m in todo])}"
         manifest["plan"] = text
         if todo and not params.dry_run:
             validate(config, runner, params.target, todo)
