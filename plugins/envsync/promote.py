@@ -40,7 +40,7 @@ import datetime as dt
 import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from envsync.migrations import (
@@ -256,12 +256,11 @@ def contract_readers(todo: Sequence[Migration], views: Mapping[str, Mapping[str,
 @dataclass
 class Expected:
     """What a table or view must look like after a migration: `kind` TABLE, VIEW or ABSENT;
-    `columns` name -> normalised type (None: the DDL does not say, e.g. CTAS or a view);
-    `order` whether the column order is known."""
+    `columns` lowercased name -> normalised type (a type None, or columns None: the DDL does not say,
+    e.g. CTAS or a view)."""
 
     kind: str
     columns: dict[str, str | None] | None = None
-    declared: set[str] = field(default_factory=set)   # keys the DDL itself named (lowercased)
 
 
 _ALIASES = {"INTEGER": "INT64", "FLOAT": "FLOAT64", "BOOLEAN": "BOOL", "RECORD": "STRUCT", "DECIMAL": "NUMERIC",

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import sandbox
+from testkit import create_demo_prod_in, states
 from webhookkit import Webhook, webhook  # noqa: F401 (a fixture)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -93,10 +94,6 @@ def datasets() -> set[str]:
     return {name for d in client().list_datasets() if (name := NS.logical(d.dataset_id))}
 
 
-def states(dag_run: Any) -> dict[str, str]:
-    return {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
-
-
 def ledger(config: Any) -> list[tuple[str, int, str]]:
     from envsync.migrations import read_ledger
 
@@ -139,16 +136,12 @@ def build_environment(env: str) -> None:
 
 @pytest.fixture(scope="module")
 def demo_prod(emulators: Any) -> dict[str, Any]:
-    from envsync.demo import create_demo_prod
-
-    return create_demo_prod(client(), PROJECT, "US", 400, dataset_prefix=NS.prefix)
+    return create_demo_prod_in(NS)
 
 
 @pytest.fixture
 def fresh(demo_prod: Any) -> Iterator[None]:
     """Prod as the demo made it, qa and staging built from it, no ledger, no backups."""
-    from envsync.demo import create_demo_prod
-
     def reset() -> None:
         for name in datasets():
             if name.startswith(("qa_", "staging_", "dev_", "drill_", "backup_", "envsync_audit")):
@@ -157,7 +150,7 @@ def fresh(demo_prod: Any) -> Iterator[None]:
                 "campaigns", "sessions", "ad_spend", "campaign_revenue"} or "loyalty" in tables("sales"):
             client().delete_table(fq("marketing.customer_emails"), not_found_ok=True)
             client().delete_table(fq("sales.loyalty"), not_found_ok=True)
-            create_demo_prod(client(), PROJECT, "US", 400, dataset_prefix=NS.prefix)
+            create_demo_prod_in(NS)
 
     reset()
     build_environment("qa")
@@ -251,7 +244,7 @@ def test_an_expand_migration_goes_qa_staging_prod_and_prod_only_with_the_phrase(
     # the wrong phrase is refused before any write
     dag_run = promote("prod", confirm="apply schema migrations 2 to prod")
     assert str(dag_run.state) == "failed"
-    assert states(dag_run)["plan"] == "failed" and states(dag_run)["promote"] == "upstream_failed"
+    assert states(dag_run)["plan[-1]"] == "failed" and states(dag_run)["promote[-1]"] == "upstream_failed"
     assert "set the confirm param to exactly: apply schema migrations 1 to prod" in report(dag_run)["refused"]
     assert fingerprint("sales.customers") == prod_before
     assert "customer_emails" not in tables("marketing")
@@ -283,7 +276,7 @@ def test_a_staging_promotion_is_refused_while_qa_lacks_it(
     dag_run = promote("staging")
 
     assert str(dag_run.state) == "failed"
-    assert states(dag_run)["plan"] == "failed"
+    assert states(dag_run)["plan[-1]"] == "failed"
     assert "refused to promote 0001_add_email.sql to staging: qa has not applied it" in report(dag_run)["refused"]
     assert fingerprint("staging_sales.customers") == before
     assert "customer_emails" not in tables("staging_marketing")
@@ -342,7 +335,7 @@ def test_a_failing_prod_migration_is_rolled_back_from_the_pinned_backup(
     dag_run = promote("prod", confirm="apply schema migrations 1 to prod")
 
     assert str(dag_run.state) == "failed"
-    assert states(dag_run)["promote"] == "failed"
+    assert states(dag_run)["promote[-1]"] == "failed"
     # prod's rows and schema are as before; the table the migration created is gone
     assert {t: fingerprint(f"sales.{t}") for t in ("customers", "orders")} == before
     assert "loyalty" not in tables("sales") and "customers__restore" not in tables("sales")
@@ -368,7 +361,7 @@ def test_a_contract_migration_is_refused_while_a_view_reads_the_dropped_column(
     dag_run = promote("prod", confirm="apply schema migrations 1 to prod")
 
     assert str(dag_run.state) == "failed"
-    assert states(dag_run)["plan"] == "failed"
+    assert states(dag_run)["plan[-1]"] == "failed"
     refused = report(dag_run)["refused"]
     assert ("0001_drop_segment.sql removes sales.customers.segment, but view marketing.campaign_revenue of prod "
             "still reads it") in refused
