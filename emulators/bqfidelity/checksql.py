@@ -221,8 +221,8 @@ class Catalog(Schemas):
                 if statement.parent.is_if_exists:
                     return None
                 return f"Not found: Table {'.'.join(statement.parent.name_path)}"
-            fields = [dict(f) if isinstance(f, dict) else {"name": types.get(f, "name"), "type": types.get(f, "type"),
-                                                            "mode": types.get(f, "mode"), "fields": types.get(f, "fields")}
+            fields = [dict(f) if isinstance(f, dict) else
+                      {k: types.get(f, k) for k in ("name", "type", "mode", "fields")}
                       for f in self.tables[key].fields]
             names = {types.get(f, "name").casefold(): i for i, f in enumerate(fields)}
             for action in statement.parent.alter_action_list:

@@ -276,6 +276,7 @@ def test_scratch_datasets_of_the_rehearsal_are_drill_datasets_the_guard_allows(c
         assert dataset.startswith("drill_migcheck_")
         guard.check(WriteTarget(config.project, dataset, "customers"), "write")
     assert scratch_dataset(config, "test", "sales", "feature1") == "drill_migcheck_test_feature1_sales"
+    assert scratch_dataset(config, "qa", "sales", tag="1a2b3c4d") == "drill_migcheck_qa_1a2b3c4d_sales"
 
 
 def test_prod_tables_are_writable_only_with_the_exact_phrase_naming_the_versions(config: EnvsyncConfig) -> None:
