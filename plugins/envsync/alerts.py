@@ -1,11 +1,12 @@
 """Slack alerts of envsync runs, sent through the Airflow Slack provider's webhook notifier.
 
-Every DAG notifies on failure; prod_to_dev_sync, reseed_environments, recovery_drill and staging_cut
-also on success (`dag_defaults.alert_callbacks`). A dev sync that copies policy-tagged columns unmasked
-(their tag is not in privacy.policy_tags and the table's config does not mask them) sends a privacy
-warning from its report task. The message is built from the run's report in the state
+Every DAG notifies on failure; prod_to_dev_sync, reseed_environments, recovery_drill, staging_cut and
+promote_schema also on success (`dag_defaults.alert_callbacks`). A dev sync that copies policy-tagged
+columns unmasked (their tag is not in privacy.policy_tags and the table's config does not mask them)
+sends a privacy warning from its report task. The message is built from the run's report in the state
 bucket: environment and datasets, tables and rows, estimated bytes billed, duration, the failing
-tables and their errors, and a link to the run in the Airflow UI. The webhook comes from the Airflow
+tables and their errors (promote_schema's also the migration versions and the lane), and a link to
+the run in the Airflow UI. The webhook comes from the Airflow
 connection `alerts.slack_conn_id` (type `slackwebhook`). Sending is best effort: a missing or broken
 connection, or an unreachable Slack, is logged and never fails the data work.
 """
@@ -65,6 +66,12 @@ def build_message(*, kind: str, dag_id: str, run_id: str, report: dict[str, Any]
              f"rows: {rows:,} | "
              f"est. bytes billed: {human_bytes(est)} | duration: {_duration(duration)}")
     lines = [headline, facts]
+    promotion = report.get("promotion")
+    if promotion:   # promote_schema: the versions, the environment and the lane
+        lines.append(f"schema migrations {', '.join(map(str, promotion.get('versions') or [])) or 'none'} -> {env}, "
+                     f"lane {promotion.get('lane')}" + "".join(f"; {note}" for note in promotion.get("notes") or []))
+    if report.get("refused") and not failed:
+        lines.append(f"refused: {str(report['refused'])[:MAX_ERROR * 2]}")
     if report.get("cut"):
         window = report.get("window")
         lines.append(f"T = {report['cut']}" + (f", window [{window['start']}, {window['end']})" if window else ""))
