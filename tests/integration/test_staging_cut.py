@@ -55,7 +55,7 @@ def test_a_cut_copies_qa_to_staging_with_identical_fingerprints(envs: None, run_
     # a standard table (published by a copy job), partitioned as qa's: a new clone/snapshot chain
     assert orders.table_type == "TABLE" and orders.time_partitioning.field == "d"
 
-    # the cut is recorded: T, QA's seed version, the migration version (null: no migration ledger)
+    # the cut is recorded: T, QA's seed version, the migration version (null: qa holds no migration)
     plan = report("staging_cut")
     record = plan["staging_cut"]
     current = store().read("staging_cut/current.json")
