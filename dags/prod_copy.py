@@ -28,6 +28,7 @@ from airflow.sdk import DAG, Param
 
 from envsync.config import load_config
 from envsync.dag_defaults import alert_callbacks, datasets_param, default_args
+from envsync.operators.parity import RefreshParityOperator
 from envsync.operators.dev_sync import DevSyncReportOperator, SyncDatasetOperator, SyncViewsOperator
 from envsync.operators.prod_copy import MODES, PlanProdCopyOperator
 
@@ -59,4 +60,5 @@ with DAG(
         dataset_ref=plan.output)
     views = SyncViewsOperator(task_id="sync_views")
     report = DevSyncReportOperator(task_id="report")
-    plan >> copy >> views >> report
+    parity = RefreshParityOperator(task_id="parity")
+    plan >> copy >> views >> report >> parity

@@ -35,6 +35,7 @@ from airflow.sdk import DAG, Param
 
 from envsync.config import MAX_WINDOW_QUARTERS, MIN_WINDOW_QUARTERS, load_config
 from envsync.dag_defaults import alert_callbacks, datasets_param, default_args
+from envsync.operators.parity import RefreshParityOperator
 from envsync.operators.dev_sync import (
     DevSyncReportOperator,
     PlanDevSyncOperator,
@@ -97,4 +98,5 @@ with DAG(
     views = SyncViewsOperator(task_id="sync_views")
     migrate = SyncMigrateOperator(task_id="migrate")
     report = DevSyncReportOperator(task_id="report")
-    plan >> sync >> views >> migrate >> report
+    parity = RefreshParityOperator(task_id="parity")
+    plan >> sync >> views >> migrate >> report >> parity

@@ -42,6 +42,7 @@ from airflow.sdk import DAG, Param
 
 from envsync.config import load_config
 from envsync.dag_defaults import alert_callbacks, datasets_param, default_args
+from envsync.operators.parity import RefreshParityOperator
 from envsync.operators.reseed import (
     PlanReseedOperator,
     ReseedDatasetOperator,
@@ -109,5 +110,6 @@ with DAG(
     views = ReseedViewsOperator(task_id="views")
     migrate = ReseedMigrateOperator(task_id="migrate")
     report = ReseedReportOperator(task_id="report")
-    plan >> reseed >> views >> migrate >> report
+    parity = RefreshParityOperator(task_id="parity")
+    plan >> reseed >> views >> migrate >> report >> parity
 
