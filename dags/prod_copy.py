@@ -7,6 +7,9 @@ prod-copy dropped), verified table by table.
 
 **When:** on demand; optionally on the schedule set in `environments.prodcopy.schedule`.
 
+**Parity:** the last task, `parity`, compares prod-copy with prod now (see the `parity` DAG) and
+alerts on drift; it never fails the run (prod may have changed since T).
+
 **Reset:** `mode = reset` re-creates prod-copy from the T recorded by the last copy: the one-click undo
 of everything done in prod-copy since.
 

@@ -15,7 +15,8 @@ copied with a filtered `CREATE TABLE … AS SELECT`, tables without a date colum
 views are re-created on the dev datasets once every table is in place (`sync_views`). Each copy is verified against prod (rows per partition,
 schema, partitioning) before it is published; objects that exist only in dev are dropped. Then
 `migrate` applies again any schema migration promoted to dev that prod does not have yet (a migration
-reaches dev with prod's schema once prod has it) and records dev's versions in the ledger.
+reaches dev with prod's schema once prod has it) and records dev's versions in the ledger. Last, `parity` compares dev with prod (see the `parity` DAG):
+it records the findings, alerts on drift, and fails the run on structural drift of a table it wrote.
 
 **Params**
 - `datasets`: the prod datasets to sync (default: all configured).

@@ -23,6 +23,8 @@ refreshes an on-demand **test environment** (`test_<name>_<ds>`) with a time-to-
    seeded tables are filled on the migrated schema. The plan validated those migrations against
    prod's schema and checked the seeds against the migrated schema before anything was dropped.
 5. `report` logs the run report with the seed version (content hash and git revision).
+6. `parity` compares the re-seeded environment(s) with prod (see the `parity` DAG), records the
+   findings, alerts on drift, and fails the run on structural drift of a table it just wrote.
 
 Backup datasets are never touched.
 

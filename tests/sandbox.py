@@ -219,6 +219,7 @@ NAMESPACES = {
         Namespace("envsync-backup", "bkp", ("shop", AUDIT_DATASET)),
         Namespace("envsync-reseed", "rsd", ("sales", "marketing", AUDIT_DATASET)),
         Namespace("envsync-migrate", "mig", ("sales", "marketing", AUDIT_DATASET)),
+        Namespace("envsync-parity", "par", ("sales", "marketing", AUDIT_DATASET)),
     )
 }
 

@@ -6,6 +6,9 @@ bucket: environment and datasets, tables and rows, estimated bytes billed, durat
 tables and their errors, and a link to the run in the Airflow UI. The webhook comes from the Airflow
 connection `alerts.slack_conn_id` (type `slackwebhook`). Sending is best effort: a missing or broken
 connection, or an unreachable Slack, is logged and never fails the data work.
+
+Parity checks post their own message when they find unexpected drift (`parity_message`: the count per
+environment, the top findings, a link to the run), through the same connection (`post`).
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
     runs              one row per DAG run: DAG, environment, datasets, T, window, status, duration
     table_actions     one row per table action of a run: action, status, rows, seconds, bytes, error
     recovery_drills   one row per table per recovery drill: source, RTO, RPO, checksums, verdict
+    parity            one row per environment x object x finding of a parity check (envsync.parity)
 
 Tables are created on first use (CREATE TABLE IF NOT EXISTS); rows are appended with INSERT
 statements whose every value is a query parameter.

@@ -625,9 +625,18 @@ def check_refreshed(config: EnvsyncConfig, runner: JobRunner, env: str, *, datas
     return result
 
 
-def refresh_failures(result: ParityResult) -> list[Finding]:
-    """Unexpected structural drift (objects, columns, types, modes, partitioning, clustering): right
-    after a refresh it means the refresh did not give the environment prod's shape, so the run fails.
-    Metadata differences (descriptions, policy tags, require_partition_filter), freshness and row
-    counts are reported and alerted only."""
-    return [f for f in result.drift() if f.finding in STRUCTURAL]
+def refresh_failures(result: ParityResult, written: Iterable[str]) -> list[Finding]:
+    """Unexpected structural drift (columns, types, modes, nesting, kind, partitioning, clustering) of
+    an object the run itself just wrote (`written`: `env_dataset.table` of its `ok` results): the
+    refresh did not give it prod's shape, so the run fails. Everything else is reported and alerted
+    only: metadata differences (descriptions, policy tags, require_partition_filter), freshness, row
+    counts, objects the run did not write (a filtered run, an object made since the plan), and every
+    difference of prodcopy, a copy of prod as of a chosen T that prod may have changed since."""
+    written = set(written)
+
+    def target(item: Finding) -> str:
+        parts = item.object_name.split(".")
+        return f"{item.env_dataset}.{parts[1]}" if len(parts) > 1 else item.env_dataset
+
+    return [f for f in result.drift() if f.finding in STRUCTURAL and not f.environment.startswith("prodcopy")
+            and target(f) in written]

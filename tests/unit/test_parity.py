@@ -197,14 +197,19 @@ def test_no_refresh_at_all_is_stale_for_dev_and_unknown_for_prodcopy() -> None:
     assert freshness("prodcopy", "prodcopy", "sales", "prodcopy_sales", None, NOW).status == UNKNOWN
 
 
-def test_only_structural_drift_fails_a_refresh_run() -> None:
-    def f(finding: str, status: str = DRIFT) -> Finding:
-        return Finding("dev", "sales", "dev_sales", "sales.t", finding, status, finding)
+def test_only_structural_drift_of_what_the_run_wrote_fails_a_refresh_run() -> None:
+    def f(finding: str, status: str = DRIFT, name: str = "sales.t.c", env: str = "dev") -> Finding:
+        return Finding(env, "sales", f"{env}_sales", name, finding, status, finding)
 
     result = ParityResult(NOW, ["dev"], ["sales"], [f("description"), f("stale"), f("rows"), f("policy_tags"),
-                                                    f("extra_column", EXPECTED), f("column_type")])
-    assert [x.finding for x in refresh_failures(result)] == ["column_type"]
-    assert result.summary()["top_drift"][0] == "dev column_type sales.t: column_type"
+                                                    f("extra_column", EXPECTED), f("column_type"),
+                                                    f("missing_object", name="sales.other"),
+                                                    f("column_type", env="prodcopy")])
+    assert [x.finding for x in refresh_failures(result, ["dev_sales.t", "prodcopy_sales.t"])] == ["column_type"]
+    assert refresh_failures(result, ["dev_sales.u"]) == []
+    assert result.summary()["top_drift"][:3] == ["dev missing_object sales.other: missing_object",
+                                                 "dev column_type sales.t.c: column_type",
+                                                 "prodcopy column_type sales.t.c: column_type"]
     assert "drift" in findings_table(result.findings).splitlines()[2]
 
 

@@ -115,8 +115,9 @@ def refreshed_environments(dag_id: str, manifest: dict[str, Any]) -> list[tuple[
 class RefreshParityOperator(BaseOperator):
     """The last task of a sync, reseed or prod-copy run (and of schema promotions): the parity of the
     environment(s) the run refreshed. Records, logs, adds a summary to the run report and alerts on
-    drift; fails the run on unexpected structural drift (the refresh did not give the environment
-    prod's shape), never on metadata, freshness or row-count findings.
+    drift; fails the run on unexpected structural drift of an object the run itself wrote (the
+    refresh did not give it prod's shape: `parity.refresh_failures`), never on metadata, freshness or
+    row-count findings.
 
     `environments`: the environment(s) to check (`dev`, `qa`, a list, or `test_<name>`); default:
     those the run's manifest names. `datasets`: default those of the run's params."""
@@ -173,7 +174,9 @@ class RefreshParityOperator(BaseOperator):
             return None
         result = _merge(results)
         summary = _publish(self, config, context, result)
-        failing = refresh_failures(result)
+        report = store.read(f"{run_prefix(store, context)}/report.json") or {}
+        written = [str(r["target"]) for r in report.get("results") or [] if r.get("status") == "ok" and r.get("target")]
+        failing = refresh_failures(result, written)
         if failing:
             raise AirflowFailException(
                 f"{len(failing)} unexpected structural difference(s) from prod after this refresh: "
