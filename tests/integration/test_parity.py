@@ -146,7 +146,7 @@ def test_parity_after_clean_refreshes_then_drift_expected_migrations_staleness_a
     listed = load_migrations(config)
     apply(config, runner(config), "qa", unapplied(listed, read_ledger(config, client()), "qa"),
           ledger=read_ledger(config, client()))
-    for sql in (f"alter table `{PROJECT}.dev_sales.customers` drop column segment",
+    for sql in (f"alter table `{PROJECT}.dev_sales.customers` drop column country",
                 f"create table `{PROJECT}.dev_marketing.notes` (note string)",
                 f"create or replace table `{PROJECT}.dev_marketing.ad_spend` as "
                 f"select * replace (cast(cost as string) as cost) from `{PROJECT}.dev_marketing.ad_spend`"):
@@ -158,7 +158,7 @@ def test_parity_after_clean_refreshes_then_drift_expected_migrations_staleness_a
     found = findings(check_run.run_id)
     # re-created by hand, ad_spend also lost prod's description
     assert drift(found, "dev") == [("column_type", "marketing.ad_spend.cost"), ("description", "marketing.ad_spend"),
-                                   ("extra_object", "marketing.notes"), ("missing_column", "sales.customers.segment")]
+                                   ("extra_object", "marketing.notes"), ("missing_column", "sales.customers.country")]
     assert drift(found, "qa") == []
     assert {("extra_column", "sales.customers.email"), ("extra_object", "marketing.customer_emails")} <= set(
         of_status(found, "qa", "expected"))
@@ -171,7 +171,7 @@ def test_parity_after_clean_refreshes_then_drift_expected_migrations_staleness_a
     assert text.startswith(":warning: envsync *parity*: 4 unexpected difference(s) from prod on *dev* (")
     assert "dev: 4 drift, 1 expected" in text and "qa: 0 drift, " in text
     assert "• dev extra_object marketing.notes: table " in text
-    assert "• dev missing_column sales.customers.segment: column segment is missing" in text
+    assert "• dev missing_column sales.customers.country: column country is missing" in text
     assert "/dags/parity/runs/" in text
 
     # the latest parity per environment (sql/reports/latest_parity.sql)

@@ -242,3 +242,27 @@ def test_the_audit_only_guard_refuses_every_environment_and_prod() -> None:
     for dataset in ("dev_sales", "qa_sales", "sales"):
         with pytest.raises(ProdWriteRefused, match="refused to write"):
             audit.check(WriteTarget("envsync-demo", dataset, "orders"), "write")
+
+
+def test_a_refresh_run_checks_the_environments_its_manifest_names() -> None:
+    from envsync.operators.parity import refreshed_environments
+
+    assert refreshed_environments("prod_to_dev_sync", {"params": {"datasets": ["sales"]}}) == [("dev", None)]
+    assert refreshed_environments("prod_copy", {"env": "prodcopy", "params": {}}) == [("prodcopy", None)]
+    assert refreshed_environments("reseed_environments", {"params": {"environments": ["qa", "staging"]}}) == [
+        ("qa", None), ("staging", None)]
+    assert refreshed_environments("reseed_environments", {"params": {"environments": ["qa"], "test_env": "alice"}}) == [
+        ("test", "alice")]
+
+
+def test_the_run_report_summary_counts_per_environment() -> None:
+    from envsync.report import parity_summary_text
+
+    findings = [Finding("dev", "sales", "dev_sales", "sales.t", "missing_object", DRIFT, "table sales.t is missing"),
+                Finding("dev", "sales", "dev_sales", "sales.t", "rows", UNKNOWN, "past time travel"),
+                Finding("qa", "sales", "qa_sales", "sales", "freshness", OK, "fresh")]
+    text = parity_summary_text(ParityResult(NOW, ["dev", "qa"], ["sales"], findings).summary())
+    assert text.splitlines() == [
+        "parity with prod (sales): 1 unexpected difference(s); dev: 1 drift, 0 expected, 1 not checked; "
+        "qa: 0 drift, 0 expected, 0 not checked",
+        "  dev missing_object sales.t: table sales.t is missing"]
