@@ -478,15 +478,9 @@ def targets(config: EnvsyncConfig, client: bigquery.Client, environments: Sequen
 
 def check_environments_param(environments: Any) -> list[str]:
     """The `environments` param: default all; each one of ENVIRONMENTS (names the bad value)."""
-    if environments in (None, "", []):
-        return list(ENVIRONMENTS)
-    if not isinstance(environments, list) or not all(isinstance(e, str) for e in environments):
-        raise ValueError(f"param environments must be a list of environment names, got {environments!r}")
-    unknown = [e for e in environments if e not in ENVIRONMENTS]
-    if unknown:
-        raise ValueError(f"param environments: {unknown} are not environments parity checks; allowed: "
-                         f"{list(ENVIRONMENTS)}")
-    return list(dict.fromkeys(environments))
+    from envsync.params import check_environments
+
+    return check_environments(environments, ENVIRONMENTS, "parity checks")
 
 
 # ------------------------------------------------------------------------------ the check

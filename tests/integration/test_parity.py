@@ -10,7 +10,6 @@ The prod is the demo prod (envsync.demo) in its own project, so the shipped seed
 from __future__ import annotations
 
 import datetime as dt
-import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 
 import pytest
 import sandbox
-from test_alerts import Webhook
+from test_alerts import Webhook, webhook  # noqa: F401 (the local webhook server fixture)
 from testkit import REPO_ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -92,15 +91,6 @@ def setup(demo_prod: Any, config_file: Any, tmp_path: Path, monkeypatch: pytest.
                        tables={"sales.audit_log": {"exclude": True}})
     monkeypatch.setenv("ENVSYNC_CONFIG", str(path))
     yield load_config(path), path, migrations
-
-
-@pytest.fixture
-def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[Webhook]:
-    hook = Webhook()
-    monkeypatch.setenv("AIRFLOW_CONN_SLACK_ENVSYNC", json.dumps(
-        {"conn_type": "slackwebhook", "password": f"{hook.url}/services/T000/B000/XXXX"}))
-    yield hook
-    hook.stop()
 
 
 def runner(config: Any) -> Any:

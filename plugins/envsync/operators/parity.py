@@ -44,11 +44,7 @@ def _merge(results: Sequence[ParityResult]) -> ParityResult:
                         sorted({d for r in results for d in r.datasets}), [f for r in results for f in r.findings])
 
 
-class ParityOperator(BaseOperator):
-    """Compare the chosen environments with prod (reads only), record the findings in
-    envsync_audit.parity, log them, and alert on unexpected drift. Drift does not fail the task: the
-    alert and the audit rows are the signal; an environment that cannot be read does."""
-
+class _ParityBase(BaseOperator):
     template_fields: Sequence[str] = ("environments", "datasets")
     ui_color = "#f3e8fd"
 
@@ -58,6 +54,12 @@ class ParityOperator(BaseOperator):
         self.environments = environments
         self.datasets = datasets
         self.gcp_conn_id = gcp_conn_id
+
+
+class ParityOperator(_ParityBase):
+    """Compare the chosen environments with prod (reads only), record the findings in
+    envsync_audit.parity, log them, and alert on unexpected drift. Drift does not fail the task: the
+    alert and the audit rows are the signal; an environment that cannot be read does."""
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException
@@ -112,7 +114,7 @@ def refreshed_environments(dag_id: str, manifest: dict[str, Any]) -> list[tuple[
     return [(env, None)] if env else []
 
 
-class RefreshParityOperator(BaseOperator):
+class RefreshParityOperator(_ParityBase):
     """The last task of a sync, reseed or prod-copy run (and of schema promotions): the parity of the
     environment(s) the run refreshed. Records, logs, adds a summary to the run report and alerts on
     drift; fails the run on unexpected structural drift of an object the run itself wrote (the
@@ -121,16 +123,6 @@ class RefreshParityOperator(BaseOperator):
 
     `environments`: the environment(s) to check (`dev`, `qa`, a list, or `test_<name>`); default:
     those the run's manifest names. `datasets`: default those of the run's params."""
-
-    template_fields: Sequence[str] = ("environments", "datasets")
-    ui_color = "#f3e8fd"
-
-    def __init__(self, *, environments: Any = None, datasets: Any = None, gcp_conn_id: str = DEFAULT_CONN_ID,
-                 **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.environments = environments
-        self.datasets = datasets
-        self.gcp_conn_id = gcp_conn_id
 
     def _targets(self, manifest: dict[str, Any], dag_id: str) -> list[tuple[str, str | None]]:
         from envsync.parity import ENVIRONMENTS
