@@ -52,8 +52,8 @@ Validation before the first write. Every statement is checked by BigQuery itself
 on the local test bed the emulator's GoogleSQL analyzer answers it). A statement may depend on an
 earlier statement of the same migration or of an earlier pending migration (an UPDATE of a column
 added just before), which the environment does not have yet; so the whole list is rehearsed in
-scratch datasets (`<drill prefix>migcheck_<env>_<dataset>`, tables expiring after a day, dropped at
-the end): every table and view the migrations name is re-created there empty with
+scratch datasets (`<drill prefix>migcheck_<env>_<run tag>_<dataset>`, tables expiring after a day,
+dropped at the end): every table and view the migrations name is re-created there empty with
 `CREATE TABLE ... LIKE` (schema, partitioning, clustering and options, no data: free), then each
 statement, rewritten to the scratch datasets, is dry-run and, when it changes the schema (DDL), run
 there, so the next statement is checked against the schema as it will be. DML is only dry-run. The
@@ -224,7 +224,8 @@ def _phase(path: Path, text: str) -> str:
             break
         phase = match.group("phase")
         if phase not in PHASES:
-            raise MigrationError(f"{display_path(path)}:1: phase {phase!r} is not allowed; use one of {', '.join(PHASES)}")
+            raise MigrationError(
+                f"{display_path(path)}:1: phase {phase!r} is not allowed; use one of {', '.join(PHASES)}")
         return phase
     raise MigrationError(
         f"{display_path(path)}: a migration must start with its phase, the line '-- envsync: phase=expand' "
@@ -461,7 +462,8 @@ def load_migrations(config: EnvsyncConfig, directory: Path | None = None) -> lis
                 f"{display_path(by_version[migration.version].path)}; versions must be unique"
             )
         by_version[migration.version] = migration
-    others = sorted(p.name for p in directory.iterdir() if p.is_file() and p.suffix != ".sql" and not p.name.startswith("."))
+    others = sorted(p.name for p in directory.iterdir()
+                    if p.is_file() and p.suffix != ".sql" and not p.name.startswith("."))
     if others:
         log.warning("%s: ignoring files that are not migrations: %s", directory, ", ".join(others))
     return sorted(found, key=lambda m: m.version)
@@ -605,10 +607,13 @@ class Rehearsal:
     views: list[str] = field(default_factory=list)
 
 
-def scratch_dataset(config: EnvsyncConfig, env: str, dataset: str, test_name: str | None = None) -> str:
-    """The scratch dataset where migrations for `env` are rehearsed: `<drill prefix>migcheck_<env>_<ds>`."""
+def scratch_dataset(config: EnvsyncConfig, env: str, dataset: str, test_name: str | None = None,
+                    tag: str = "") -> str:
+    """The scratch dataset where migrations for `env` are rehearsed:
+    `<drill prefix>migcheck_<env>_<tag>_<ds>` (`tag`: the run's, so two runs never share one)."""
     env_part = f"test_{test_name}" if env == "test" else env
-    return validate_identifier("dataset", f"{config.environments.drill.prefix}{SCRATCH_MARK}{env_part}_{dataset}")
+    return validate_identifier(
+        "dataset", f"{config.environments.drill.prefix}{SCRATCH_MARK}{env_part}_{tag + '_' if tag else ''}{dataset}")
 
 
 def _bigquery_message(error: BaseException) -> str:
@@ -644,7 +649,10 @@ def validate(config: EnvsyncConfig, runner: JobRunner, env: str, migrations: Seq
         return rehearsal
     client = runner.bq.client
     base_map = dataset_map(config, base or env, test_name if base in (None, env) else None)
-    scratch = {ds: scratch_dataset(config, env, ds, test_name) for ds in config.prod.datasets}
+    from envsync.jobs import short_hash
+
+    tag = short_hash(runner.dag_id, runner.run_id)[:8]
+    scratch = {ds: scratch_dataset(config, env, ds, test_name, tag) for ds in config.prod.datasets}
     log.info("validating %d migration(s) for %s, starting from %s's schema: rehearsal in %s", len(migrations), env,
              base or env, ", ".join(scratch.values()))
     try:
@@ -653,7 +661,7 @@ def validate(config: EnvsyncConfig, runner: JobRunner, env: str, migrations: Seq
                                  description=f"envsync: rehearsal of schema migrations for {env} (dropped after use)",
                                  labels=env_labels({}, "drill", ds, **{"envsync-purpose": "migration-check"}),
                                  table_expiration_ms=SCRATCH_EXPIRATION_MS)
-        _copy_objects(config, runner, migrations, base_map, scratch)
+        _copy_objects(config, runner, migrations, base_map, scratch, env)
         for migration in migrations:
             for number, statement in enumerate(migration.statements):
                 sql = statement.rewritten(scratch)
@@ -697,7 +705,7 @@ def _refused_by_bigquery(error: BaseException) -> bool:
 
 
 def _copy_objects(config: EnvsyncConfig, runner: JobRunner, migrations: Sequence[Migration],
-                  env_map: Mapping[str, str], scratch: Mapping[str, str]) -> None:
+                  env_map: Mapping[str, str], scratch: Mapping[str, str], env: str) -> None:
     """Re-create in the scratch datasets, empty, every table the migrations name (`CREATE TABLE LIKE`)
     and every view they name, with the tables and views those views read, views in dependency order."""
     from google.api_core.exceptions import NotFound
@@ -736,13 +744,14 @@ def _copy_objects(config: EnvsyncConfig, runner: JobRunner, migrations: Sequence
     for key in tables:
         ds, _, name = key.partition(".")
         runner.run(render("rehearsal/create_table_like", target=TableRef(config.project, scratch[ds], name).sql,
-                          source=TableRef(config.project, env_map[ds], name).sql), key=("migcheck", "like", ds, name))
+                          source=TableRef(config.project, env_map[ds], name).sql),
+                   key=("migcheck", env, "like", ds, name))
     env_to_scratch = {env_map[ds]: scratch[ds] for ds in scratch}
     for key, query in views.items():
         ds, _, name = key.partition(".")
         runner.run(render("sync/create_view", target=TableRef(config.project, scratch[ds], name).sql,
                           query=rewrite_view_sql(query, env_to_scratch, config.project).sql),
-                   key=("migcheck", "view", ds, name))
+                   key=("migcheck", env, "view", ds, name))
 
 
 # ------------------------------------------------------------------------------- applying
@@ -799,7 +808,8 @@ def apply(config: EnvsyncConfig, runner: JobRunner, env: str, migrations: Sequen
     else:
         again = [m for m in migrations if m.version in held]
         if again:
-            raise MigrationError(f"{display_path(again[0].path)}: version {again[0].version} is already applied to {env}")
+            raise MigrationError(
+                f"{display_path(again[0].path)}: version {again[0].version} is already applied to {env}")
         check_order(migrations, ledger, env)
     if not migrations:
         return []

@@ -99,11 +99,13 @@ def schema_contract(dataset: str, table: str, prod: list[dict[str, Any]], seed: 
         a, b = _normal(column), _normal(seed_by[name])
         if a[1] != b[1] or a[2] != b[2]:
             problems.append(
-                f"{where}: column {column['name']} is {'ARRAY<' if a[2] else ''}{a[1]}{'>' if a[2] else ''} in {schema_name} "
+                f"{where}: column {column['name']} is {'ARRAY<' if a[2] else ''}{a[1]}{'>' if a[2] else ''} "
+                f"in {schema_name} "
                 f"but {'ARRAY<' if b[2] else ''}{b[1]}{'>' if b[2] else ''} in the seed"
             )
         elif a[3] != b[3]:
-            problems.append(f"{where}: column {column['name']} has other nested fields in the seed than in prod")
+            problems.append(
+                f"{where}: column {column['name']} has other nested fields in the seed than in {schema_name}")
     problems += [f"{where}: column {seed_by[n]['name']} is in the seed but not in {schema_name}" for n in seed_by
                  if n not in prod_by and n not in ahead]
     return problems
@@ -345,7 +347,8 @@ class Reseeder:
                             key=(unit.target_dataset, src.table, "seed_migrated"), stats=stats)
             return self.checksum(unit, src.table, stats)
 
-        return [self._run(unit, src, lambda stats, src=src: work(src, stats)) for src in sources if src.source == "seed"]
+        return [self._run(unit, src, lambda stats, src=src: work(src, stats))
+                for src in sources if src.source == "seed"]
 
     def views(self, work: list[tuple[ReseedUnit, list[TableSource]]]) -> list[dict[str, Any]]:
         """Re-create every view of every unit on its environment, after all tables, in dependency order."""
@@ -364,9 +367,10 @@ class Reseeder:
         for action in order_views(actions):
             unit, src, rewrite = found[f"{action.target_dataset}.{action.table}"]
             target = TableRef(self.project, unit.target_dataset, action.table)
-            results.append(self._run(unit, src, lambda stats, u=unit, t=target, sql=rewrite.sql, d=src.description: create_view(
-                self.runner, t, sql, allowed_prefix=self.config.env_dataset(u.env, "", u.test_name), env=u.env,
-                key=(u.target_dataset, t.table), stats=stats, description=d)))
+            results.append(self._run(
+                unit, src, lambda stats, u=unit, t=target, sql=rewrite.sql, d=src.description: create_view(
+                    self.runner, t, sql, allowed_prefix=self.config.env_dataset(u.env, "", u.test_name), env=u.env,
+                    key=(u.target_dataset, t.table), stats=stats, description=d)))
         return results
 
     def _result(self, unit: ReseedUnit, src: TableSource) -> dict[str, Any]:

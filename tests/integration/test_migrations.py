@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import sandbox
-from testkit import REPO_ROOT
+from testkit import REPO_ROOT, create_demo_prod_in, states
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -57,22 +57,14 @@ def datasets() -> set[str]:
     return {name for d in client().list_datasets() if (name := NS.logical(d.dataset_id))}
 
 
-def states(dag_run: Any) -> dict[str, str]:
-    return {f"{ti.task_id}[{ti.map_index}]": str(ti.state) for ti in dag_run.get_task_instances()}
-
-
 @pytest.fixture(scope="module")
 def demo_prod(emulators: Any) -> dict[str, Any]:
-    from envsync.demo import create_demo_prod
-
-    return create_demo_prod(client(), PROJECT, "US", 400, dataset_prefix=NS.prefix)
+    return create_demo_prod_in(NS)
 
 
 @pytest.fixture
 def fresh(demo_prod: Any) -> Iterator[None]:
     """Every environment and the ledger gone, prod as the demo made it (before and after)."""
-    from envsync.demo import create_demo_prod
-
     def reset() -> None:
         for name in datasets():
             if name.startswith(("qa_", "staging_", "dev_", "drill_", "envsync_audit")):
@@ -80,7 +72,7 @@ def fresh(demo_prod: Any) -> Iterator[None]:
         if "email" in columns("sales.customers") or "marketing.customer_emails" in {
                 f"marketing.{t.table_id}" for t in client().list_tables(fq("marketing"))}:
             client().delete_table(fq("marketing.customer_emails"), not_found_ok=True)
-            create_demo_prod(client(), PROJECT, "US", 400, dataset_prefix=NS.prefix)
+            create_demo_prod_in(NS)
 
     reset()
     yield
@@ -126,6 +118,14 @@ def promote(config: Any, env: str, confirm: str | None = None) -> list[dict[str,
     migrations = load_migrations(config)
     return apply(config, runner(config), env, unapplied(migrations, read_ledger(config, client()), env),
                  ledger=read_ledger(config, client()), confirm=confirm)
+
+
+def migrations_report() -> list[dict[str, Any]]:
+    """sql/reports/migrations_per_environment.sql on this kit's audit dataset."""
+    sql = (REPO_ROOT / "sql" / "reports" / "migrations_per_environment.sql").read_text()
+    sql = sql.replace("from envsync_audit.migrations", f"from `{PROJECT}.{ds('envsync_audit')}.migrations`")
+    return [{k: r[k] for k in ("environment", "version", "ahead_of_prod", "not_here_yet", "failed")}
+            for r in client().query(sql, job_retry=None).result()]
 
 
 def reseed_qa(run_dag: Any, config: Any) -> Any:
@@ -251,6 +251,12 @@ def test_a_reseed_of_qa_after_a_promotion_keeps_the_migrated_schema(
     assert len(rows(f"select * from `{PROJECT}.staging_sales.customers`")) == 20
     assert ledger(config) == [("qa", 1, "applied"), ("qa", 1, "applied")]
     assert not {d for d in datasets() if "migcheck" in d}
+    assert migrations_report() == [
+        {"environment": "prod", "version": None, "ahead_of_prod": [], "not_here_yet": [1], "failed": []},
+        {"environment": "staging", "version": None, "ahead_of_prod": [], "not_here_yet": [1], "failed": []},
+        {"environment": "qa", "version": 1, "ahead_of_prod": [1], "not_here_yet": [], "failed": []},
+        {"environment": "dev", "version": None, "ahead_of_prod": [], "not_here_yet": [1], "failed": []},
+    ]
 
 
 def test_a_seed_that_does_not_fit_the_promoted_schema_fails_the_reseed_before_anything_is_dropped(
@@ -272,3 +278,33 @@ def test_a_seed_that_does_not_fit_the_promoted_schema_fails_the_reseed_before_an
     assert rows(f"select to_json_string(t) as j from `{PROJECT}.qa_sales.customers` as t order by 1") == before
     assert sorted(t.table_id for t in client().list_tables(fq("qa_sales"))) == qa_tables
     assert ledger(config) == [("qa", 1, "applied")]
+
+
+def test_prod_is_migrated_only_through_the_guard_with_the_phrase_and_the_weekly_sync_brings_it_to_dev(
+        fresh: None, migrations_dir: Path, config: Any, run_dag: Any) -> None:
+    from envsync.config import config_path
+    from envsync.guard import ProdWriteRefused
+    from envsync.migrations import pending, read_ledger
+
+    (migrations_dir / "0001_add_email.sql").write_text(ADD_EMAIL)
+    for confirm in (None, "apply schema migrations 2 to prod"):
+        with pytest.raises(ProdWriteRefused, match="set the confirm param to exactly: apply schema migrations 1 to prod"):
+            promote(config, "prod", confirm=confirm)
+    assert "email" not in columns("sales.customers") and ledger(config) == []
+
+    results = promote(config, "prod", confirm="apply schema migrations 1 to prod")
+
+    assert [(r["action"], r["status"]) for r in results] == [("migrate", "ok")]
+    assert columns("sales.customers")[-1] == "email"
+    assert ledger(config) == [("prod", 1, "applied")]
+    dag_run = run_dag("prod_to_dev_sync", dt.datetime(2026, 11, 21, 2, tzinfo=dt.timezone.utc), {},
+                      config_path=config_path())
+    assert str(dag_run.state) == "success", states(dag_run)
+    assert columns("dev_sales.customers")[-1] == "email"
+    assert rows(f"select count(*) as n from `{PROJECT}.dev_marketing.customer_emails` where email like '%@example.com'"
+                )[0]["n"] == rows(f"select count(*) as n from `{PROJECT}.sales.customers`")[0]["n"]
+    assert ledger(config) == [("prod", 1, "applied"), ("dev", 1, "synced")]
+    assert [(r["environment"], r["version"], r["ahead_of_prod"], r["not_here_yet"]) for r in migrations_report()] == [
+        ("prod", 1, [], []), ("staging", None, [], [1]), ("qa", None, [], [1]), ("dev", 1, [], [])]
+    from envsync.migrations import load_migrations
+    assert pending(load_migrations(config), read_ledger(config, client()), "dev") == []

@@ -276,6 +276,7 @@ def test_scratch_datasets_of_the_rehearsal_are_drill_datasets_the_guard_allows(c
         assert dataset.startswith("drill_migcheck_")
         guard.check(WriteTarget(config.project, dataset, "customers"), "write")
     assert scratch_dataset(config, "test", "sales", "feature1") == "drill_migcheck_test_feature1_sales"
+    assert scratch_dataset(config, "qa", "sales", tag="1a2b3c4d") == "drill_migcheck_qa_1a2b3c4d_sales"
 
 
 def test_prod_tables_are_writable_only_with_the_exact_phrase_naming_the_versions(config: EnvsyncConfig) -> None:
@@ -295,3 +296,35 @@ def test_prod_tables_are_writable_only_with_the_exact_phrase_naming_the_versions
         guard.check_statement("alter table sales.customers add column email string")
     with pytest.raises(ProdWriteRefused, match="are not prod datasets"):
         guard.for_prod_migrations([3], ["qa_sales"], "apply schema migrations 3 to prod")
+
+
+def test_additions_and_what_an_environment_is_behind_on(tmp_path: Path, config: EnvsyncConfig) -> None:
+    from envsync.migrations import ahead_of
+
+    migrations = three(tmp_path, config)
+    assert migrations[0].additions() == ["sales.customers.email"]
+    assert migrations[1].additions() == []            # CREATE OR REPLACE VIEW replaces, adds no name
+    ledger = ledger_for(migrations)
+    assert ahead_of(migrations, ledger, "prod") == set()   # prod holds 1; 2 and 3 add nothing
+    assert ahead_of(migrations, ledger[:3], "staging") == {"sales.customers.email"}
+    assert ahead_of(migrations, ledger, "qa") == set()
+
+
+def test_the_seed_contract_names_the_migrated_schema_and_tolerates_columns_the_env_is_behind_on() -> None:
+    from envsync.operators.reseed import contract_groups
+    from envsync.reseed import schema_contract
+
+    migrated = [{"name": "customer_id", "type": "INT64"}, {"name": "email", "type": "STRING"}]
+    seed = [{"name": "customer_id", "type": "INTEGER"}]
+    assert schema_contract("sales", "customers", migrated, seed, schema_name="qa's schema (prod + migrations 1)") == [
+        "sales.customers: column email is in qa's schema (prod + migrations 1) but not in the seed"]
+    prod = [{"name": "customer_id", "type": "INT64"}]
+    assert schema_contract("sales", "customers", prod, migrated) == [
+        "sales.customers: column email is in the seed but not in prod"]
+    assert schema_contract("sales", "customers", prod, migrated, ahead=frozenset({"email"})) == []
+    groups = contract_groups({
+        "qa": {"versions": [1], "schemas": {"sales.customers": migrated}, "ahead": []},
+        "staging": {"versions": [], "schemas": None, "ahead": ["sales.customers.email"]},
+        "dev": {"versions": [], "schemas": None, "ahead": ["sales.customers.email"]},
+    })
+    assert [(g["envs"], g["versions"]) for g in groups] == [(["qa"], [1]), (["staging", "dev"], [])]

@@ -225,7 +225,8 @@ class ReseedMigrateOperator(UnitOperator):
                 results += apply(config, runner, env, chosen, ledger=ledger, rebuild=True, validated=True)
                 for spec in manifest["unit_specs"]:
                     if chosen and spec["env"] == env:
-                        results += reseeder.fill_seeds(ReseedUnit(**spec), sources_from_dict(manifest["sources"][spec["dataset"]]))
+                        sources = sources_from_dict(manifest["sources"][spec["dataset"]])
+                        results += reseeder.fill_seeds(ReseedUnit(**spec), sources)
         except MigrationError as error:
             raise AirflowFailException(str(error)) from error
         return "migrate", results
