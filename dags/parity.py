@@ -29,10 +29,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from airflow.sdk import DAG, Param
+from airflow.sdk import DAG
 
 from envsync.config import load_config
-from envsync.dag_defaults import alert_callbacks, datasets_param, default_args
+from envsync.dag_defaults import alert_callbacks, datasets_param, default_args, environments_param
 from envsync.operators.parity import ParityOperator
 from envsync.parity import ENVIRONMENTS
 
@@ -50,14 +50,8 @@ with DAG(
     default_args=default_args(retry_delay=dt.timedelta(minutes=2), execution_timeout=dt.timedelta(hours=1)),
     **alert_callbacks(config, on_success=False),
     params={
-        "environments": Param(
-            list(ENVIRONMENTS),
-            type="array",
-            title="Environments",
-            description="Environments to compare with prod; test means every live test environment.",
-            items={"type": "string", "enum": list(ENVIRONMENTS)},
-            minItems=1,
-            uniqueItems=True,
+        "environments": environments_param(
+            list(ENVIRONMENTS), "Environments to compare with prod; test means every live test environment."
         ),
         "datasets": datasets_param(config, "Prod datasets to compare (default: every configured dataset)."),
     },

@@ -43,7 +43,7 @@ import datetime as dt
 from airflow.sdk import DAG, Param
 
 from envsync.config import load_config
-from envsync.dag_defaults import alert_callbacks, datasets_param, default_args
+from envsync.dag_defaults import alert_callbacks, datasets_param, default_args, environments_param
 from envsync.operators.parity import RefreshParityOperator
 from envsync.operators.reseed import (
     PlanReseedOperator,
@@ -69,14 +69,9 @@ with DAG(
     default_args=default_args(retry_delay=dt.timedelta(minutes=2), execution_timeout=dt.timedelta(hours=2)),
     **alert_callbacks(config, on_success=True),
     params={
-        "environments": Param(
+        "environments": environments_param(
             list(RESEED_ENVIRONMENTS),
-            type="array",
-            title="Environments",
-            description="Environments to destroy and re-seed (ignored when a test environment is named).",
-            items={"type": "string", "enum": list(RESEED_ENVIRONMENTS)},
-            minItems=1,
-            uniqueItems=True,
+            "Environments to destroy and re-seed (ignored when a test environment is named).",
         ),
         "datasets": datasets_param(
             config, "Prod datasets whose environment copies are re-seeded (default: every configured dataset)."
