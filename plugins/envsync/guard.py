@@ -135,13 +135,18 @@ class WriteGuard:
         self.migrated_prod_datasets = frozenset(migrated_prod_datasets) & self.prod_datasets
         # when set: only these `dataset.table` of those datasets (a schema promotion's touched tables)
         self.migrated_prod_tables = None if migrated_prod_tables is None else frozenset(migrated_prod_tables)
-        if not self.allowed_prefixes:
+        if not self.allowed_prefixes and not self.allowed_datasets:
             raise ValueError("the write guard needs at least one allowed environment prefix")
 
     @classmethod
     def from_config(cls, config: EnvsyncConfig) -> WriteGuard:
         return cls(config.project, config.prod.datasets, config.env_prefixes().values(),
                    allowed_datasets=[config.audit.dataset])
+
+    def audit_only(self, audit_dataset: str) -> WriteGuard:
+        """A guard that lets nothing be written but the audit dataset: for checks that only read
+        environments and record what they found (parity)."""
+        return WriteGuard(self.project, self.prod_datasets, (), allowed_datasets=[audit_dataset])
 
     def for_prod_restore(self, dataset: str, point_in_time: Any, confirm: object) -> WriteGuard:
         """A guard that also lets a restore write the tables of prod dataset `dataset`.
@@ -204,6 +209,11 @@ class WriteGuard:
             )
         if target.dataset in self.allowed_datasets:
             return
+        if not self.allowed_prefixes:
+            raise ProdWriteRefused(
+                f"refused to {action} {where}: this task only reads environments and may write nothing but "
+                f"{', '.join(sorted(self.allowed_datasets))}"
+            )
         if not target.dataset.startswith(self.allowed_prefixes):
             raise ProdWriteRefused(
                 f"refused to {action} {where}: dataset {target.dataset!r} has no environment prefix "
