@@ -212,3 +212,19 @@ def seed_scale(client: Any, project: str, audit: str, *, tables: int, days: int,
     """, now=now, tables=tables, days=days)
     return {"runs": hours + 2 * len(range(0, days, 7)) + days, "table_actions": hours * tables,
             "recovery_drills": days * tables}
+
+
+def seed_drills(client: Any, project: str, audit: str, *, now: dt.datetime, days: int, failed: tuple[int, ...],
+                dataset: str = "sales", table: str = "orders") -> list[dict[str, Any]]:
+    """One drill row a day for `days` days (RTO 20-69 s, RPO 20-24 h); the days in `failed` failed."""
+    rows = []
+    for d in range(days, 0, -1):
+        at = now - dt.timedelta(days=d, hours=1)
+        status = "failed" if d in failed else "ok"
+        rows.append({"recorded_at": at, "dag_id": "recovery_drill", "run_id": f"scheduled__daily-drill-{d:02d}",
+                     "logical_date": at, "point_in_time": at - dt.timedelta(days=1), "dataset": dataset,
+                     "table_name": table, "source_kind": "snapshot", "source": f"backup_{dataset}",
+                     "rpo_seconds": 3600.0 * (20 + d % 5), "rto_seconds": float(20 + (d * 37) % 50),
+                     "row_count": 10, "status": status, "error": "checksum mismatch" if status == "failed" else None})
+    insert(client, project, audit, RECOVERY_DRILLS, rows)
+    return rows

@@ -11,13 +11,14 @@ client factory (envsync.clients) with the config of ENVSYNC_CONFIG, and kept for
 from __future__ import annotations
 
 import logging
+from html import escape
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse
 
 from envsync.ui.data import CACHE_SECONDS, Dashboard, DashboardCache, DashboardReader
-
-if TYPE_CHECKING:
-    from fastapi import FastAPI
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +54,6 @@ def create_app(load: Callable[[], Dashboard] = read_dashboard, *, auth: Callable
                cache: DashboardCache | None = None) -> FastAPI:
     """The app; `load` reads the figures (cached for a minute), `auth` is the access dependency
     (default: Airflow's "may use the website" check)."""
-    from fastapi import Depends, FastAPI, Request
-    from fastapi.responses import HTMLResponse, JSONResponse
-
     from envsync.ui.page import render_page
 
     cache = cache or DashboardCache(CACHE_SECONDS)
@@ -72,11 +70,22 @@ def create_app(load: Callable[[], Dashboard] = read_dashboard, *, auth: Callable
 
     @app.get("/", response_class=HTMLResponse)
     def page(request: Request) -> HTMLResponse:
-        return HTMLResponse(render_page(board(), ui_root=ui_root(request)),
+        try:
+            dashboard = board()
+        except Exception as error:   # BigQuery or GCS unreachable, bad credentials, a bad config...
+            log.exception("could not read the envsync page's figures")
+            return HTMLResponse(
+                "<!doctype html><html><body><h1>envsync</h1><p>could not read envsync's figures: "
+                f"{escape(type(error).__name__)}: {escape(str(error))}</p></body></html>", status_code=503)
+        return HTMLResponse(render_page(dashboard, ui_root=ui_root(request)),
                             headers={"Cache-Control": f"private, max-age={CACHE_SECONDS}"})
 
     @app.get("/data.json")
     def data() -> JSONResponse:
-        return JSONResponse(board().to_json())
+        try:
+            return JSONResponse(board().to_json())
+        except Exception as error:
+            log.exception("could not read the envsync page's figures")
+            return JSONResponse({"error": f"{type(error).__name__}: {error}"}, status_code=503)
 
     return app

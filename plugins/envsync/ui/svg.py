@@ -145,7 +145,8 @@ def line_chart(points: Sequence[Point], *, label: str, unit: str, width: int = 9
     for i in range(ticks + 1):
         at = start + (end - start) * i / ticks
         x = _x(at, start, end, left, plot_w)
-        parts.append(f'<text x="{x:.1f}" y="{height - 8}" font-size="10" text-anchor="middle" '
+        anchor = "start" if i == 0 else "end" if i == ticks else "middle"
+        parts.append(f'<text x="{x:.1f}" y="{height - 8}" font-size="10" text-anchor="{anchor}" '
                      f'fill="{COLORS["axis"]}">{at:%b %d}</text>')
     line = " ".join(f"{_x(p.at, start, end, left, plot_w):.1f},{y(p.value):.1f}" for p in measured
                     if p.value is not None)
