@@ -145,20 +145,43 @@ def test_page_links_runs_in_the_top_window_and_says_what_is_absent() -> None:
     assert 'href="/airflow/dags/prod_to_dev_sync/runs/manual__a%20b%2Fc" target="_top"' in html
     assert "shown once envsync_audit.parity exists" in html
     assert "envsync_audit.migrations exists but lacks the columns version" in html
-    # nothing is fetched at view time: no script, stylesheet, image or frame
-    assert not any(tag in html for tag in ("<script", "<link", "<img", "<iframe", "src=", "url("))
+    # nothing is fetched at view time: no script file, stylesheet, image or frame; one inline script
+    assert not any(tag in html for tag in ("<link", "<img", "<iframe", "src=", "url(", "import", "fetch("))
+    assert html.count("<script>") == 1
 
 
-def test_cache_reads_once_a_minute() -> None:
+def test_cache_reads_once_a_minute_and_serves_stale_figures_while_reading_again() -> None:
     clock = [0.0]
-    calls = []
-    cache = DashboardCache(60, clock=lambda: clock[0])
+    calls: list[int] = []
+    pending: list[Any] = []
+    cache = DashboardCache(60, 600, clock=lambda: clock[0], background=pending.append)
     load = lambda: calls.append(1) or _board()  # noqa: E731
     first = cache.get("k", load)
     clock[0] = 59.0
     assert cache.get("k", load) is first and len(calls) == 1
-    clock[0] = 61.0
-    assert cache.get("k", load) is not first and len(calls) == 2
+    clock[0] = 61.0                                   # stale: served at once, one background read started
+    assert cache.get("k", load) is first and cache.get("k", load) is first
+    assert len(pending) == 1 and len(calls) == 1
+    pending.pop()()
+    second = cache.get("k", load)
+    assert second is not first and len(calls) == 2
+    clock[0] = 61.0 + 601                             # too old to serve: the request waits for a read
+    assert cache.get("k", load) is not second and len(calls) == 3
+
+
+def test_a_failed_background_read_keeps_the_stale_figures() -> None:
+    clock = [0.0]
+    pending: list[Any] = []
+    cache = DashboardCache(60, 600, clock=lambda: clock[0], background=pending.append)
+    first = cache.get("k", _board)
+    clock[0] = 100.0
+
+    def broken() -> Dashboard:
+        raise RuntimeError("BigQuery unreachable")
+
+    assert cache.get("k", broken) is first
+    pending.pop()()
+    assert cache.get("k", broken) is first and len(pending) == 1
 
 
 def test_a_statement_that_writes_is_refused_before_it_is_sent(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 UTC = dt.timezone.utc
 CACHE_SECONDS = 60
+STALE_SECONDS = 600     # older figures are served while a background read replaces them (DashboardCache)
 HISTORY_DAYS = 90        # runs and drills shown
 COVERAGE_DAYS = 7        # the backup coverage timeline
 PARITY = "parity"
@@ -532,24 +533,59 @@ def _migration(row: dict[str, Any]) -> MigrationStatus:
 
 
 class DashboardCache:
-    """The last Dashboard per key for `ttl` seconds; concurrent requests for the same key share one read."""
+    """The last Dashboard per key: fresh for `ttl` seconds; then, up to `stale` seconds old, it is still
+    served at once while one background read replaces it (so a page load does not wait for BigQuery);
+    older, or when nothing was read yet, the request waits for a read. Concurrent requests share one read."""
 
-    def __init__(self, ttl: float = CACHE_SECONDS, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, ttl: float = CACHE_SECONDS, stale: float = STALE_SECONDS,
+                 clock: Callable[[], float] = time.monotonic, background: Callable[[Callable[[], None]], Any] | None = None):
         self.ttl = ttl
+        self.stale = stale
         self.clock = clock
+        self.background = background or (lambda fn: threading.Thread(target=fn, daemon=True,
+                                                                     name="envsync-ui-refresh").start())
         self._lock = threading.Lock()
         self._entries: dict[Any, tuple[float, Dashboard]] = {}
         self._key_locks: dict[Any, threading.Lock] = {}
+        self._refreshing: set[Any] = set()
+
+    def _store(self, key: Any, value: Dashboard) -> None:
+        with self._lock:
+            self._entries[key] = (self.clock(), value)
 
     def get(self, key: Any, load: Callable[[], Dashboard]) -> Dashboard:
         with self._lock:
             key_lock = self._key_locks.setdefault(key, threading.Lock())
+            entry = self._entries.get(key)
+        if entry:
+            age = self.clock() - entry[0]
+            if age < self.ttl:
+                return entry[1]
+            if age < self.stale:
+                self._refresh(key, load)
+                return entry[1]
         with key_lock:
             with self._lock:
                 entry = self._entries.get(key)
-            if entry and self.clock() < entry[0]:
-                return entry[1]
+            if entry and self.clock() - entry[0] < self.ttl:
+                return entry[1]   # read by another request meanwhile
             value = load()
-            with self._lock:
-                self._entries[key] = (self.clock() + self.ttl, value)
+            self._store(key, value)
             return value
+
+    def _refresh(self, key: Any, load: Callable[[], Dashboard]) -> None:
+        with self._lock:
+            if key in self._refreshing:
+                return
+            self._refreshing.add(key)
+
+        def run() -> None:
+            try:
+                self._store(key, load())
+            except Exception:   # the stale figures stay; the next request after `stale` reads again
+                log.exception("could not refresh the envsync page's figures")
+            finally:
+                with self._lock:
+                    self._refreshing.discard(key)
+
+        self.background(run)

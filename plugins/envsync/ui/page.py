@@ -1,6 +1,9 @@
-"""The HTML of the envsync page: one self-contained document (inline CSS and SVG, no script, no fetch).
+"""The HTML of the envsync page: one self-contained document (inline CSS and SVG; nothing fetched).
 
-Links to Airflow runs open in the top window (the page itself is shown in an iframe of the Airflow UI).
+Links to Airflow runs open in the top window. Inside the Airflow UI the page is shown in an iframe whose
+sandbox allows scripts and same-origin access but not top navigation by links (Airflow 3.3 frames
+external views with `allow-scripts allow-same-origin allow-forms allow-downloads`): the one inline
+script, TOP_LINKS, follows such links through `window.top.location`.
 """
 
 from __future__ import annotations
@@ -40,6 +43,16 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: now
 .bar > span { display: block; height: 8px; background: #2563eb; } .bar.full > span { background: #dc2626; }
 .legend span { margin-right: 14px; } .swatch { display: inline-block; width: 10px; height: 10px; margin-right: 4px; }
 a { color: #1d4ed8; text-decoration: none; } a:hover { text-decoration: underline; }
+"""
+
+
+TOP_LINKS = """
+document.addEventListener('click', function (event) {
+  var link = event.target.closest ? event.target.closest('a[target="_top"]') : null;
+  if (!link || window.top === window) return;
+  event.preventDefault();
+  window.top.location.assign(link.href);
+});
 """
 
 
@@ -215,4 +228,4 @@ def render_page(board: Dashboard, *, ui_root: str = "") -> str:
         f'<p class="meta">project {escape(board.project)}, audit dataset {escape(board.audit_dataset)}; '
         f"read at {_ts(board.generated_at)} in {board.seconds:.2f} s (kept for {CACHE_SECONDS} s)</p>"
         + notes + _environments(board, ui_root) + _coverage(board, ui_root) + _drills(board, ui_root)
-        + _parity(board, ui_root) + _migrations(board, ui_root) + "</body></html>")
+        + _parity(board, ui_root) + _migrations(board, ui_root) + f"<script>{TOP_LINKS}</script></body></html>")
