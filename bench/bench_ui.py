@@ -27,14 +27,13 @@ import json
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
-for _path in (REPO_ROOT / "plugins", REPO_ROOT / "tests", REPO_ROOT / "tests" / "e2e"):
+for _path in (REPO_ROOT / "plugins", REPO_ROOT / "tests", REPO_ROOT / "tests" / "e2e", BENCH_DIR):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
@@ -43,27 +42,11 @@ BUCKET = "envsync-benchui-state"
 
 
 def _start_emulator() -> tuple[Any, Path]:
+    """A fresh private emulator (the sibling benchmark's start, sharing the installed extensions)."""
+    from bench_scale import _start_emulator as start
     from envsync import devstack
 
-    root = Path(tempfile.mkdtemp(prefix="envsync-bench-ui-"))
-    shared = REPO_ROOT / ".devstack"
-    if (shared / "home" / ".duckdb").is_dir():  # reuse the installed DuckDB extensions
-        (root / "home").mkdir(parents=True)
-        (root / "home" / ".duckdb").symlink_to((shared / "home" / ".duckdb").resolve(), target_is_directory=True)
-    if any((shared / "zetasql").glob("zetasql-*.cwasm")):  # reuse the compiled analyzer
-        (root / "zetasql").symlink_to((shared / "zetasql").resolve(), target_is_directory=True)
-    stack = devstack.Stack(root=root, bq_port=devstack.free_port(), grpc_port=devstack.free_port(),
-                           gcs_port=devstack.free_port())
-    print(f"starting a fresh emulator on {stack.bq_url} (data in {root}) ...", flush=True)
-    try:
-        devstack.up(stack, timeout=180)
-    except BaseException:
-        shutil.rmtree(root, ignore_errors=True)
-        raise
-    import os
-
-    os.environ.update(stack.env())
-    return stack, root
+    return start(devstack)
 
 
 def _config(tmp: Path) -> Path:
@@ -127,12 +110,13 @@ def measure(args: argparse.Namespace, config_path: Path) -> dict[str, Any]:
 
     config = load_config(config_path)
     reader = DashboardReader(config, bigquery_client(PROJECT, "US"), ManifestStore(storage_client(PROJECT), BUCKET))
-    reads, renders = [], []
+    reads, renders, per_query = [], [], []
     board = None
     for _ in range(args.repeat):
         started = time.monotonic()
         board = reader.read()
         reads.append(time.monotonic() - started)
+        per_query.append(dict(reader.timings))
         started = time.monotonic()
         html = render_page(board)
         renders.append(time.monotonic() - started)
@@ -147,7 +131,7 @@ def measure(args: argparse.Namespace, config_path: Path) -> dict[str, Any]:
     figures = {
         "tables_shown": len(board.coverage), "drill_runs": len(board.drills),
         "environments": len(board.environments), "html_bytes": len(html.encode()),
-        "read_seconds": reads, "render_seconds": renders, "served_cached_seconds": served[1:],
+        "read_seconds": reads, "query_seconds": per_query, "render_seconds": renders, "served_cached_seconds": served[1:],
         "served_first_seconds": served[0],
     }
     from browser import browser, chromium_missing
@@ -172,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tables", type=int, default=1000, help="prod tables (default: %(default)s)")
     parser.add_argument("--days", type=int, default=90, help="days of audit history (default: %(default)s)")
-    parser.add_argument("--snapshots", type=int, default=3, help="snapshots per table in backup_sales (default: %(default)s)")
+    parser.add_argument("--snapshots", type=int, default=1, help="snapshots per table in backup_sales (default: %(default)s)")
     parser.add_argument("--repeat", type=int, default=5, help="reads and page loads measured (default: %(default)s)")
     parser.add_argument("--json", type=Path, default=None, help="write every figure to this JSON file")
     args = parser.parse_args(argv)
@@ -194,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nenvsync page, {args.tables:,} tables, {args.days} days of audit rows "
           f"({sum(figures['audit_rows'].values()):,} rows), {figures['snapshot_tables']:,} snapshots:")
     print(f"  figures read (queries, no cache):   {_stat(figures['read_seconds'])}")
+    queries = figures["query_seconds"]
+    print("  of which each query (median):       " + ", ".join(
+        f"{name} {statistics.median(q[name] for q in queries):.2f}s" for name in queries[0]))
     print(f"  HTML rendered:                      {_stat(figures['render_seconds'])} ({figures['html_bytes'] / 1024:.0f} KB)")
     print(f"  GET / first (cache empty):          {figures['served_first_seconds']:.3f}s")
     print(f"  GET / cached:                       {_stat(figures['served_cached_seconds'])}")

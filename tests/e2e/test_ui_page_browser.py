@@ -110,8 +110,9 @@ def test_the_envsync_page_in_the_airflow_ui(make_cluster: Any, browser: Any, tmp
     page.goto("/plugin/envsync")
     frame = page.frame_locator("iframe").first
     expect(frame.locator("h1")).to_contain_text("every environment at a glance", timeout=60_000)
-    frame.locator(f'tr.env[data-env="dev"] a.run-link[href$="/runs/{quote(run_id, safe="")}"]').first.click()
-    expect(page).to_have_url(re.compile(rf"/dags/prod_to_dev_sync/runs/{re.escape(run_id)}$"), timeout=60_000)
+    encoded = quote(run_id, safe="")
+    frame.locator(f'tr.env[data-env="dev"] a.run-link[href$="/runs/{encoded}"]').first.click()
+    expect(page).to_have_url(re.compile(rf"/dags/prod_to_dev_sync/runs/{re.escape(encoded)}$"), timeout=60_000)
     expect(page.get_by_text(run_id).first).to_be_visible(timeout=60_000)
 
     # the trigger form of the same cluster, captured for the README as well

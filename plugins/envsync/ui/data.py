@@ -322,6 +322,7 @@ class DashboardReader:
         self.store = store
         self.catalog = BackupCatalog(config, client, store, exports)
         self.workers = workers
+        self.timings: dict[str, float] = {}   # seconds per query (summed over datasets), of the last read
 
     # ---------------------------------------------------------------------------- BigQuery
 
@@ -335,8 +336,13 @@ class DashboardReader:
             raise DashboardReadOnlyError(f"dashboard/{name}.sql would write {', '.join(map(str, targets))}")
         job_config = bigquery.QueryJobConfig(query_parameters=to_query_parameters(params or {}),
                                              labels={"envsync-dag": "ui", "envsync-task": name})
+        started = time.monotonic()
         job = self.client.query(sql, job_config=job_config, location=self.config.location)
-        return [dict(row.items()) for row in job.result()]
+        rows = [dict(row.items()) for row in job.result()]
+        seconds = time.monotonic() - started
+        self.timings[name] = self.timings.get(name, 0.0) + seconds
+        log.debug("dashboard/%s: %d rows in %.2fs", name, len(rows), seconds)
+        return rows
 
     def _audit_ref(self, table: str) -> str:
         return quote(self.config.project, self.config.audit.dataset, table)
@@ -355,6 +361,7 @@ class DashboardReader:
 
     def read(self, now: dt.datetime | None = None) -> Dashboard:
         started = time.monotonic()
+        self.timings = {}
         now = (now or dt.datetime.now(UTC)).astimezone(UTC)
         since = now - dt.timedelta(days=HISTORY_DAYS)
         coverage_from = now - dt.timedelta(days=COVERAGE_DAYS)

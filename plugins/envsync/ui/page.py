@@ -1,9 +1,9 @@
 """The HTML of the envsync page: one self-contained document (inline CSS and SVG; nothing fetched).
 
 Links to Airflow runs open in the top window. Inside the Airflow UI the page is shown in an iframe whose
-sandbox allows scripts and same-origin access but not top navigation by links (Airflow 3.3 frames
-external views with `allow-scripts allow-same-origin allow-forms allow-downloads`): the one inline
-script, TOP_LINKS, follows such links through `window.top.location`.
+sandbox allows scripts and same-origin access but not top navigation (Airflow 3.3 frames external
+views with `allow-scripts allow-same-origin allow-forms allow-downloads`): the one inline script,
+TOP_LINKS, follows such a link by clicking a copy of it in the Airflow UI's own document.
 """
 
 from __future__ import annotations
@@ -51,7 +51,11 @@ document.addEventListener('click', function (event) {
   var link = event.target.closest ? event.target.closest('a[target="_top"]') : null;
   if (!link || window.top === window) return;
   event.preventDefault();
-  window.top.location.assign(link.href);
+  var top = window.top.document, proxy = top.createElement('a');
+  proxy.href = link.href;
+  top.body.appendChild(proxy);
+  proxy.click();
+  proxy.remove();
 });
 """
 
