@@ -219,3 +219,24 @@ def test_app_serves_the_page_and_json_behind_the_access_check() -> None:
     assert len(loads) == 1                                     # cached
     allowed["yes"] = False
     assert client.get("/").status_code == 401
+
+
+def test_the_plugins_folder_holds_one_plugin_the_envsync_page() -> None:
+    """Airflow imports every .py file of the plugins folder not excluded by .airflowignore: only
+    envsync_ui.py, whose plugin mounts the app under /envsync and links it from the navigation."""
+    from pathlib import Path
+
+    from airflow._shared.module_loading.file_discovery import find_path_from_directory
+    from airflow._shared.plugins_manager.plugins_manager import _load_plugins_from_plugin_directory
+
+    folder = Path(__file__).resolve().parents[2] / "plugins"
+    files = [Path(p).name for p in find_path_from_directory(str(folder), ".airflowignore", "glob") if p.endswith(".py")]
+    assert files == ["envsync_ui.py"]
+    plugins, errors = _load_plugins_from_plugin_directory(str(folder))
+    assert errors == {}
+    [plugin] = plugins
+    assert plugin.name == "envsync"
+    [app] = plugin.fastapi_apps
+    assert app["url_prefix"] == "/envsync" and {r.path for r in app["app"].routes} >= {"/", "/data.json"}
+    [view] = plugin.external_views
+    assert (view["href"], view["url_route"], view["destination"]) == ("envsync/", "envsync", "nav")
