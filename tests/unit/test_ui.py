@@ -240,3 +240,15 @@ def test_the_plugins_folder_holds_one_plugin_the_envsync_page() -> None:
     assert app["url_prefix"] == "/envsync" and {r.path for r in app["app"].routes} >= {"/", "/data.json"}
     [view] = plugin.external_views
     assert (view["href"], view["url_route"], view["destination"]) == ("envsync/", "envsync", "nav")
+
+
+def test_the_coverage_section_draws_the_tables_with_the_largest_gaps_first() -> None:
+    start = NOW - dt.timedelta(days=7)
+    coverage = sorted((table_coverage(f"sales.t{i}", [], [], ladder=Ladder.default(), time_travel_hours=24 * i,
+                                      jobs_today=0, now=NOW, start=start) for i in range(1, 6)),
+                      key=lambda c: (-c.largest_gap_seconds, c.table))
+    board = _board(coverage=coverage)
+    html = render_page(board, coverage_limit=2)
+    assert html.count('class="cov"') == 2 and 'data-table="sales.t1"' in html and 'data-table="sales.t5"' not in html
+    assert "showing the 2 tables with the largest gaps of 5" in html and 'href="?tables=all"' in html
+    assert render_page(board, coverage_limit=None).count('class="cov"') == 5

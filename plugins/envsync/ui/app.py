@@ -1,6 +1,7 @@
 """The FastAPI app of the envsync page, mounted by Airflow's api-server under URL_PREFIX.
 
-    GET <URL_PREFIX>/            the page (HTML with inline SVG plots)
+    GET <URL_PREFIX>/            the page (HTML with inline SVG plots; ?tables=all draws every table's
+                                 backup timeline, not only the COVERAGE_ROWS with the largest gaps)
     GET <URL_PREFIX>/data.json   the same figures as JSON
 
 Both need a signed-in Airflow user (the UI's `_token` cookie or an `Authorization: Bearer` JWT,
@@ -54,7 +55,7 @@ def create_app(load: Callable[[], Dashboard] = read_dashboard, *, auth: Callable
                cache: DashboardCache | None = None) -> FastAPI:
     """The app; `load` reads the figures (cached for a minute), `auth` is the access dependency
     (default: Airflow's "may use the website" check)."""
-    from envsync.ui.page import render_page
+    from envsync.ui.page import COVERAGE_ROWS, render_page
 
     cache = cache or DashboardCache(CACHE_SECONDS)
     access = auth or _airflow_auth()
@@ -69,7 +70,7 @@ def create_app(load: Callable[[], Dashboard] = read_dashboard, *, auth: Callable
         return str(request.scope.get("root_path") or "").rstrip("/").removesuffix(URL_PREFIX)
 
     @app.get("/", response_class=HTMLResponse)
-    def page(request: Request) -> HTMLResponse:
+    def page(request: Request, tables: str | None = None) -> HTMLResponse:
         try:
             dashboard = board()
         except Exception as error:   # BigQuery or GCS unreachable, bad credentials, a bad config...
@@ -77,7 +78,8 @@ def create_app(load: Callable[[], Dashboard] = read_dashboard, *, auth: Callable
             return HTMLResponse(
                 "<!doctype html><html><body><h1>envsync</h1><p>could not read envsync's figures: "
                 f"{escape(type(error).__name__)}: {escape(str(error))}</p></body></html>", status_code=503)
-        return HTMLResponse(render_page(dashboard, ui_root=ui_root(request)),
+        limit = None if tables == "all" else COVERAGE_ROWS
+        return HTMLResponse(render_page(dashboard, ui_root=ui_root(request), coverage_limit=limit),
                             headers={"Cache-Control": f"private, max-age={CACHE_SECONDS}"})
 
     @app.get("/data.json")

@@ -385,7 +385,7 @@ class DashboardReader:
                 if RUNS in columns else submit(empty)
             drill_rows = submit(self.query, "drills", {"since": since}, drills=self._audit_ref(RECOVERY_DRILLS)) \
                 if RECOVERY_DRILLS in columns else submit(empty)
-            action_rows = submit(self.query, "backup_actions", {"since": since},
+            action_rows = submit(self.query, "backup_actions", {"since": since, "recent": coverage_from},
                                  actions=self._audit_ref(TABLE_ACTIONS)) if TABLE_ACTIONS in columns else submit(empty)
             parity_rows = submit(self.query, "parity", {"since": since}, parity=self._audit_ref(PARITY)) \
                 if parity.present else submit(empty)

@@ -24,6 +24,7 @@ from envsync.ui.data import (
 )
 from envsync.ui.svg import Mark, Point, day_axis, line_chart, timeline
 
+COVERAGE_ROWS = 200   # tables drawn by default (a browser draws 1,000 timelines in about 2 s)
 STATE_LABEL = {"green": "ok", "amber": "warning", "red": "failing", "grey": "no run"}
 CSS = """
 body { font-family: "DejaVu Sans", system-ui, sans-serif; font-size: 13px; color: #111827; margin: 16px 20px;
@@ -110,7 +111,7 @@ def _environments(board: Dashboard, ui_root: str) -> str:
         + "".join(rows) + "</table>")
 
 
-def _coverage(board: Dashboard, ui_root: str) -> str:
+def _coverage(board: Dashboard, ui_root: str, limit: int | None) -> str:
     start, end = board.coverage_from, board.generated_at
     legend = ('<div class="legend">'
               '<span><i class="swatch" style="background:#bfdbfe"></i>time travel</span>'
@@ -125,7 +126,8 @@ def _coverage(board: Dashboard, ui_root: str) -> str:
     most_jobs = max(c.jobs_today for c in board.coverage)
     gaps = sum(1 for c in board.coverage if c.gap)
     rows = []
-    for cov in board.coverage:
+    shown = board.coverage if limit is None else board.coverage[:limit]
+    for cov in shown:
         marks = [Mark(p.at, p.kind, f"{p.at:%Y-%m-%d %H:%M} UTC: {p.label}") for p in cov.points]
         svg = timeline(marks, start, end, cov.time_travel_from, gap=(cov.gap_from, cov.gap_to) if cov.gap else None)
         share = min(1.0, cov.jobs_today / board.snapshot_job_limit)
@@ -149,7 +151,9 @@ def _coverage(board: Dashboard, ui_root: str) -> str:
         '<div class="coverage"><table id="coverage"><tr><th>prod table</th>'
         f"<th>{day_axis(start, end)}</th><th>snapshots</th><th>pinned</th><th>exports</th>"
         "<th>largest gap</th><th>snapshot jobs today</th><th>last backup run</th></tr>"
-        + "".join(rows) + "</table></div>")
+        + "".join(rows) + "</table></div>"
+        + (f'<p class="meta" id="coverage-more">showing the {len(shown):,} tables with the largest gaps of '
+           f'{len(board.coverage):,}: <a href="?tables=all">show all</a></p>' if len(shown) < len(board.coverage) else ""))
 
 
 def _drills(board: Dashboard, ui_root: str) -> str:
@@ -222,8 +226,9 @@ def _absent(table: str, missing: list[str], feature: str) -> str:
     return f'<p class="note">shown once {escape(table)} exists (it is written by the {feature} runs)</p>'
 
 
-def render_page(board: Dashboard, *, ui_root: str = "") -> str:
-    """The whole page. `ui_root`: the Airflow UI's root path (links to runs are `<ui_root>/dags/...`)."""
+def render_page(board: Dashboard, *, ui_root: str = "", coverage_limit: int | None = COVERAGE_ROWS) -> str:
+    """The whole page. `ui_root`: the Airflow UI's root path (links to runs are `<ui_root>/dags/...`);
+    `coverage_limit`: how many tables the coverage section draws (those with the largest gaps; None: all)."""
     notes = "".join(f'<p class="note">{escape(n)}</p>' for n in board.notes)
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>envsync</title>'
@@ -231,5 +236,5 @@ def render_page(board: Dashboard, *, ui_root: str = "") -> str:
         "<h1>envsync: every environment at a glance</h1>"
         f'<p class="meta">project {escape(board.project)}, audit dataset {escape(board.audit_dataset)}; '
         f"read at {_ts(board.generated_at)} in {board.seconds:.2f} s (kept for {CACHE_SECONDS} s)</p>"
-        + notes + _environments(board, ui_root) + _coverage(board, ui_root) + _drills(board, ui_root)
+        + notes + _environments(board, ui_root) + _coverage(board, ui_root, coverage_limit) + _drills(board, ui_root)
         + _parity(board, ui_root) + _migrations(board, ui_root) + f"<script>{TOP_LINKS}</script></body></html>")
