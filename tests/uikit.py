@@ -19,9 +19,10 @@ from envsync.sqltemplates import render
 
 UTC = dt.timezone.utc
 PARITY_DDL = """create table if not exists {table} (
-    recorded_at timestamp not null, dag_id string, run_id string, environment string not null,
-    object string not null, finding string not null, expected bool
-) partition by date(recorded_at)"""
+    checked_at timestamp not null, dag_id string not null, run_id string not null, environment string not null,
+    dataset string, env_dataset string, object_name string, finding string not null, status string not null,
+    detail string
+) partition by date(checked_at)"""
 MIGRATIONS_DDL = """create table if not exists {table} (
     applied_at timestamp not null, environment string not null, version int64 not null, name string not null,
     phase string not null, checksum string not null, dag_id string, run_id string, status string not null,

@@ -127,13 +127,19 @@ def test_parity_and_migrations_appear_when_their_tables_exist(ui_env: dict[str, 
     uikit.seed_known(client, ui_env["storage"], project=UI_PROJECT, audit=audit, bucket=BUCKET,
                      prod_dataset="sales", table="orders", now=now)
     old = now - dt.timedelta(days=2)
+    parity_row = {"dag_id": "parity", "environment": "dev", "dataset": "sales", "env_dataset": "dev_sales",
+                  "detail": None}
     uikit.insert(client, UI_PROJECT, audit, "parity", [
-        {"recorded_at": old, "dag_id": "parity", "run_id": "scheduled__parity-0", "environment": "dev",
-         "object": "dev_sales.orders", "finding": "column note missing", "expected": False},
-        {"recorded_at": now, "dag_id": "parity", "run_id": "scheduled__parity-1", "environment": "dev",
-         "object": "dev_sales.orders", "finding": "column amount: NUMERIC in prod, FLOAT64 here", "expected": False},
-        {"recorded_at": now, "dag_id": "parity", "run_id": "scheduled__parity-1", "environment": "dev",
-         "object": "dev_sales.extra", "finding": "table only in dev", "expected": False},
+        {**parity_row, "checked_at": old, "run_id": "scheduled__parity-0", "object_name": "orders",
+         "finding": "column note missing", "status": "drift"},
+        {**parity_row, "checked_at": now, "run_id": "scheduled__parity-1", "object_name": "orders",
+         "finding": "column amount: NUMERIC in prod, FLOAT64 here", "status": "drift"},
+        {**parity_row, "checked_at": now, "run_id": "scheduled__parity-1", "object_name": "extra",
+         "finding": "table only in dev", "status": "drift"},
+        {**parity_row, "checked_at": now, "run_id": "scheduled__parity-1", "object_name": "orders",
+         "finding": "column flag added by migration 2", "status": "expected"},
+        {**parity_row, "checked_at": now, "run_id": "scheduled__parity-1", "object_name": "customers",
+         "finding": "rows as of T", "status": "ok"},
     ])
     uikit.insert(client, UI_PROJECT, audit, "migrations", [
         {"applied_at": old, "environment": "qa", "version": 1, "name": "add_note", "phase": "expand",
@@ -143,10 +149,12 @@ def test_parity_and_migrations_appear_when_their_tables_exist(ui_env: dict[str, 
     ])
     board = _reader(ui_env).read(now)
     assert board.parity.present and board.migrations.present
-    assert sorted(f.finding for f in board.parity_findings) == [
-        "column amount: NUMERIC in prod, FLOAT64 here", "table only in dev"]
+    assert sorted((f.status, f.finding) for f in board.parity_findings) == [
+        ("drift", "column amount: NUMERIC in prod, FLOAT64 here"), ("drift", "table only in dev"),
+        ("expected", "column flag added by migration 2")]
     envs = {e.name: e for e in board.environments}
-    assert envs["dev"].state == "amber" and "drifted: 2 parity findings" in envs["dev"].reasons
+    assert envs["dev"].state == "amber"
+    assert "drifted: 2 parity findings not explained by a migration" in envs["dev"].reasons
     [qa] = board.migration_status
     assert (qa.version, qa.name, qa.last_version, qa.last_status) == (1, "add_note", 2, "failed")
     assert envs["qa"].migration_version == 1
@@ -157,7 +165,7 @@ def test_a_parity_table_without_the_columns_is_named_not_read(ui_env: dict[str, 
 
     client, audit = ui_env["client"], ui_env["config"].audit.dataset
     uikit.create_audit(client, UI_PROJECT, audit)
-    uikit.run_query(client, f"create table `{UI_PROJECT}.{audit}.parity` (environment string, object string)")
+    uikit.run_query(client, f"create table `{UI_PROJECT}.{audit}.parity` (environment string, object_name string)")
     board = _reader(ui_env).read()
     assert not board.parity.present
-    assert board.parity.missing_columns == ["recorded_at", "dag_id", "run_id", "finding"]
+    assert board.parity.missing_columns == ["checked_at", "dag_id", "run_id", "finding", "status", "detail"]

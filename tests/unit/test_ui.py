@@ -52,8 +52,9 @@ def test_a_failed_last_run_is_red_with_its_error_and_drift_is_amber() -> None:
     state, reasons = _assess("qa", last_status="failed", last_error="BadRequest: no\nmore", drift_findings=3,
                              last_at=NOW - dt.timedelta(hours=1), ok_at=NOW - dt.timedelta(days=1))
     assert state == "red"
-    assert reasons == ["failed: the last run (60 min ago) ended failed: BadRequest: no", "drifted: 3 parity findings"]
-    assert _assess("qa", drift_findings=1) == ("amber", ["drifted: 1 parity finding"])
+    assert reasons == ["failed: the last run (60 min ago) ended failed: BadRequest: no",
+                       "drifted: 3 parity findings not explained by a migration"]
+    assert _assess("qa", drift_findings=1) == ("amber", ["drifted: 1 parity finding not explained by a migration"])
     assert _assess("dev", ok_at=None, last_status="failed")[1][-1] == "no successful run in the last 90 days"
     assert _assess("dev", last_at=None, ok_at=None) == ("grey", ["no run recorded in the last 90 days"])
 

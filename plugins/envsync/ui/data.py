@@ -9,7 +9,7 @@ Sources:
     envsync_audit.runs             last run and last successful run per environment (90 days)
     envsync_audit.table_actions    pinned snapshots and the last backup run per prod table (7 days)
     envsync_audit.recovery_drills  RTO and RPO per drill run (90 days)
-    envsync_audit.parity           the latest findings per environment, when the table exists
+    envsync_audit.parity           the latest check's findings per environment, when the table exists
     envsync_audit.migrations       the migration version per environment, when the table exists
     backup_<ds>.INFORMATION_SCHEMA.TABLES   the snapshots that exist now
     the state bucket               seed versions (run manifests), snapshot jobs today (backup_jobs/),
@@ -57,7 +57,7 @@ MIGRATIONS = "migrations"
 AUDIT_TABLES = (RUNS, TABLE_ACTIONS, RECOVERY_DRILLS, PARITY, MIGRATIONS)
 # columns a table must have for its section to be shown (parity and migrations are optional features)
 REQUIRED_COLUMNS = {
-    PARITY: ("recorded_at", "dag_id", "run_id", "environment", "object", "finding"),
+    PARITY: ("checked_at", "dag_id", "run_id", "environment", "object_name", "finding", "status", "detail"),
     MIGRATIONS: ("applied_at", "environment", "version", "name", "status", "error", "dag_id", "run_id"),
 }
 # environments shown even before their first run, in this order; others (test_<name>) follow
@@ -154,6 +154,8 @@ class ParityFinding:
     at: dt.datetime
     object: str
     finding: str
+    status: str                      # drift | expected | unknown
+    detail: str | None = None
 
 
 @dataclass
@@ -265,7 +267,8 @@ def assess(env: str, *, last_status: str | None, last_error: str | None, last_at
                 found.append(("amber", f"stale: last success {human_age(age.total_seconds())} ago, "
                                        f"expected every {human_age(every.total_seconds())}"))
     if drift_findings:
-        found.append(("amber", f"drifted: {drift_findings} parity finding{'s' if drift_findings != 1 else ''}"))
+        found.append(("amber", f"drifted: {drift_findings} parity finding{'s' if drift_findings != 1 else ''} "
+                               "not explained by a migration"))
     if not found:
         age_text = human_age((now - ok_at).total_seconds()) if ok_at else "?"
         return "green", [f"fresh: last success {age_text} ago"]
@@ -399,8 +402,9 @@ class DashboardReader:
             versions = {row["environment"]: submit(self._seed_version, row["ok_manifest"])
                         for row in envs if row.get("ok_manifest") and _is_seeded(row["environment"])}
 
-            findings = [ParityFinding(r["environment"], RunLink(r["dag_id"], r["run_id"]), _utc(r["recorded_at"]),
-                                      r["object"], r["finding"]) for r in parity_rows.result()]
+            findings = [ParityFinding(r["environment"], RunLink(r["dag_id"], r["run_id"]), _utc(r["checked_at"]),
+                                      r["object_name"] or "", r["finding"], r["status"], r["detail"])
+                        for r in parity_rows.result()]
             migration_status = [_migration(r) for r in migration_rows.result()]
             environments = self._environments(envs, {k: v.result() for k, v in versions.items()}, findings,
                                               migration_status, now)
@@ -468,7 +472,8 @@ class DashboardReader:
                       now: dt.datetime) -> list[EnvironmentStatus]:
         drift: dict[str, int] = {}
         for finding in findings:
-            drift[finding.environment] = drift.get(finding.environment, 0) + 1
+            if finding.status == "drift":
+                drift[finding.environment] = drift.get(finding.environment, 0) + 1
         migration_version = {m.environment: m.version for m in migrations}
         by_name = {row["environment"]: row for row in rows}
         names = [e for e in CONFIGURED_ENVIRONMENTS] + sorted(n for n in by_name if n not in CONFIGURED_ENVIRONMENTS)

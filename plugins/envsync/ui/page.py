@@ -189,20 +189,24 @@ def _parity(board: Dashboard, ui_root: str) -> str:
     if not board.parity.present:
         return head + _absent(board.parity.table, board.parity.missing_columns, "parity")
     if not board.parity_findings:
-        return head + '<p class="meta" id="parity">no drift in the latest parity check of any environment</p>'
-    counts: dict[str, int] = {}
+        return head + '<p class="meta" id="parity">no difference in the latest parity check of any environment</p>'
+    counts: dict[str, dict[str, int]] = {}
     for f in board.parity_findings:
-        counts[f.environment] = counts.get(f.environment, 0) + 1
-    summary = ", ".join(f"{escape(env)}: {n}" for env, n in sorted(counts.items()))
+        per_env = counts.setdefault(f.environment, {})
+        per_env[f.status] = per_env.get(f.status, 0) + 1
+    summary = "; ".join(f"{escape(env)}: " + ", ".join(f"{n} {escape(status)}" for status, n in sorted(c.items()))
+                        for env, c in sorted(counts.items()))
     rows = "".join(
-        f'<tr class="finding" data-env="{escape(f.environment, quote=True)}"><td>{escape(f.environment)}</td>'
-        f"<td>{escape(f.object)}</td><td>{escape(f.finding)}</td><td>{_run_link(ui_root, f.run, _ts(f.at))}</td></tr>"
+        f'<tr class="finding" data-env="{escape(f.environment, quote=True)}" data-status="{escape(f.status, quote=True)}">'
+        f"<td>{escape(f.environment)}</td><td>{escape(f.status)}</td><td>{escape(f.object)}</td>"
+        f"<td>{escape(f.finding)}</td><td>{escape(f.detail or '')}</td>"
+        f"<td>{_run_link(ui_root, f.run, _ts(f.at))}</td></tr>"
         for f in board.parity_findings[:200])
     more = (f'<p class="muted">and {len(board.parity_findings) - 200:,} more</p>'
             if len(board.parity_findings) > 200 else "")
-    return (head + f'<p class="meta">findings of the latest check per environment: {summary}</p>'
-            '<table id="parity"><tr><th>environment</th><th>object</th><th>finding</th><th>check run</th></tr>'
-            + rows + "</table>" + more)
+    return (head + f'<p class="meta">the latest check per environment: {summary}</p>'
+            '<table id="parity"><tr><th>environment</th><th>status</th><th>object</th><th>finding</th>'
+            "<th>detail</th><th>check run</th></tr>" + rows + "</table>" + more)
 
 
 def _migrations(board: Dashboard, ui_root: str) -> str:
