@@ -24,7 +24,8 @@ DEVSTACK := PYTHONPATH=$(CURDIR)/plugins $(VENV)/bin/python -m envsync.devstack
 # (the config's project and prod.datasets, through BIGQUERY_EMULATOR_HOST or google_cloud_default).
 SCHEMAS ?= sql/schemas/prod.json
 DISCOVER ?=
-CHECK_SQL_PATHS ?= sql/seeds
+# sql/migrations (when it exists) is analyzed in version order, each migration's DDL changing the catalog.
+CHECK_SQL_PATHS ?= sql/seeds $(wildcard sql/migrations)
 
 # Airflow run from this checkout (git-ignored home, loopback-only, few worker processes).
 export AIRFLOW_HOME := $(CURDIR)/.devstack/airflow
@@ -90,7 +91,7 @@ stop: down ## Alias of down
 status: ## Show whether the emulators run and answer
 	@$(DEVSTACK) status $(DEVSTACK_ARGS)
 
-check-sql: install ## Analyze the seeds (sql/seeds) with GoogleSQL against prod's schemas (file:line: message)
+check-sql: install ## Analyze the seeds (sql/seeds) and migrations (sql/migrations) with GoogleSQL against prod's schemas (file:line: message)
 	@schemas="$(SCHEMAS)"; \
 	if [ -n "$(DISCOVER)" ]; then \
 	  schemas=.devstack/prod-schemas.json; \

@@ -1,7 +1,11 @@
 """
 ### backup_ladder
 
-Keeps **point-in-time backups of every prod table** on an exponential ladder, in `backup_<ds>`.
+Keeps **point-in-time backups of every prod table** on an exponential ladder, in `backup_<ds>`; with
+`backups.environments: [prod, staging]` also of every staging table, in `backup_staging_<ds>` (the same
+rungs, its own pinned backups and its own ledger of snapshot jobs), so rollbacks can be tried on staging.
+A staging table re-created by a reseed is a new base: it is snapshotted at the next run, and the
+snapshots of its earlier life stay restorable.
 
 **When:** hourly (each run backs up the state at its logical date, the top of the hour), and on demand.
 
@@ -27,6 +31,7 @@ current state, kept until its own expiry (`expiry_days`) whatever the ladder doe
 - `reason`: empty for a ladder run; any text makes a pinned manual backup and is recorded with it.
 - `expiry_days`: how long a pinned backup is kept (default `backups.pinned_expiry_days`).
 - `datasets`: the prod datasets (default: all configured).
+- `environments`: prod and/or staging (default: `backups.environments`).
 """
 
 from __future__ import annotations
@@ -61,10 +66,15 @@ with DAG(
                              title="Pinned backup expiry (days)",
                              description="How long a pinned manual backup is kept. Ignored by ladder runs."),
         "datasets": datasets_param(config, "Prod datasets to back up (default: every configured dataset)."),
+        "environments": Param(list(config.backups.environments), type="array", minItems=1, uniqueItems=True,
+                              items={"type": "string", "enum": ["prod", "staging"]}, examples=["prod", "staging"],
+                              title="Environments",
+                              description="Whose tables are backed up: prod (into backup_<ds>) and/or staging "
+                              "(staging_<ds> into backup_staging_<ds>). Default: backups.environments."),
     },
 ) as dag:
     plan = PlanBackupOperator(task_id="plan", datasets="{{ params.datasets }}", reason="{{ params.reason }}",
-                              expiry_days="{{ params.expiry_days }}")
+                              expiry_days="{{ params.expiry_days }}", environments="{{ params.environments }}")
     backup = BackupDatasetOperator.partial(task_id="backup", max_active_tis_per_dagrun=2).expand(
         dataset_ref=plan.output)
     report = RunReportOperator(task_id="report")

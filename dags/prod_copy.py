@@ -7,6 +7,9 @@ prod-copy dropped), verified table by table.
 
 **When:** on demand; optionally on the schedule set in `environments.prodcopy.schedule`.
 
+**Personal data:** the copy is exact unless `privacy.environments` lists `prodcopy`; then tables with
+masked columns are copied with their masks (a `CREATE TABLE … AS SELECT`, verified) instead of cloned.
+
 **Reset:** `mode = reset` re-creates prod-copy from the T recorded by the last copy: the one-click undo
 of everything done in prod-copy since.
 

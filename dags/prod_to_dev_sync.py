@@ -13,7 +13,15 @@ BigQuery operation runs server-side:
 partitioned tables are cloned and trimmed to the window, unpartitioned tables with a date column are
 copied with a filtered `CREATE TABLE … AS SELECT`, tables without a date column are cloned whole, and
 views are re-created on the dev datasets once every table is in place (`sync_views`). Each copy is verified against prod (rows per partition,
-schema, partitioning) before it is published; objects that exist only in dev are dropped.
+schema, partitioning) before it is published; objects that exist only in dev are dropped. Then
+`migrate` applies again any schema migration promoted to dev that prod does not have yet (a migration
+reaches dev with prod's schema once prod has it) and records dev's versions in the ledger.
+
+**Personal data:** a table with masked columns (its config's `mask`, or a policy tag listed in
+`privacy.policy_tags`) is copied with a `CREATE TABLE … AS SELECT` of the masked values instead of a
+clone, and verified to hold no prod value in a masked column; the plan and the report list the masked
+columns and warn (and alert on Slack) about policy-tagged columns copied unmasked. hash/fake masks need
+the salt's environment variable (`privacy.salt_env`) on the workers.
 
 **Params**
 - `datasets`: the prod datasets to sync (default: all configured).
@@ -37,6 +45,7 @@ from envsync.operators.dev_sync import (
     DevSyncReportOperator,
     PlanDevSyncOperator,
     SyncDatasetOperator,
+    SyncMigrateOperator,
     SyncViewsOperator,
 )
 
@@ -92,5 +101,6 @@ with DAG(
         retry_delay=dt.timedelta(minutes=1),
     ).expand(dataset_ref=plan.output)
     views = SyncViewsOperator(task_id="sync_views")
+    migrate = SyncMigrateOperator(task_id="migrate")
     report = DevSyncReportOperator(task_id="report")
-    plan >> sync >> views >> report
+    plan >> sync >> views >> migrate >> report

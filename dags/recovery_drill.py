@@ -17,15 +17,20 @@ when any table failed** verification or had no backup at or before T.
 
 Runs execute one at a time (they share the drill datasets).
 
+**Staging:** with `source: staging` a run drills staging's own backups (`backup_staging_<ds>`, kept when
+`backups.environments` lists staging) into `drill_staging_<ds>`; its audit rows carry `environment`
+staging, so RTO and RPO are reported per environment.
+
 **Params**
 - `datasets`: the prod datasets to drill (default: all configured).
+- `source`: prod (default) or staging.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 
-from airflow.sdk import DAG
+from airflow.sdk import DAG, Param
 
 from envsync.config import load_config
 from envsync.dag_defaults import alert_callbacks, datasets_param, default_args
@@ -44,9 +49,15 @@ with DAG(
     render_template_as_native_obj=True,
     default_args=default_args(retry_delay=dt.timedelta(minutes=2), execution_timeout=dt.timedelta(hours=3)),
     **alert_callbacks(config, on_success=True),
-    params={"datasets": datasets_param(config, "Prod datasets to drill (default: every configured dataset).")},
+    params={
+        "datasets": datasets_param(config, "Prod datasets to drill (default: every configured dataset)."),
+        "source": Param("prod", type="string", enum=["prod", "staging"], title="Source environment",
+                        description="prod: drill prod's backups into drill_<ds>; staging: drill staging's "
+                        "backups (backup_staging_<ds>) into drill_staging_<ds>."),
+    },
 ) as dag:
-    plan = PlanRestoreOperator(task_id="plan", mode="drill", datasets="{{ params.datasets }}")
+    plan = PlanRestoreOperator(task_id="plan", mode="drill", datasets="{{ params.datasets }}",
+                               source="{{ params.source }}")
     restore = RestoreDatasetOperator.partial(task_id="restore", max_active_tis_per_dagrun=1).expand(
         dataset_ref=plan.output)
     report = RestoreReportOperator(task_id="report")

@@ -8,16 +8,21 @@ refreshes an on-demand **test environment** (`test_<name>_<ds>`) with a time-to-
 **When:** every Sunday at 03:00 UTC, and on demand from the trigger form.
 
 **How:**
-1. `plan` checks every seed (`sql/seeds/<dataset>/<table>.sql`) against prod's current schema
-   (columns, types, repeated fields, non-null REQUIRED and partitioning columns) *before anything is
-   dropped*. A mismatch fails the run naming dataset, table and column; every environment stays as it was.
+1. `plan` checks every seed (`sql/seeds/<dataset>/<table>.sql`) against prod's current schema, or
+   the environment's migrated schema when schema migrations were promoted to it (columns, types,
+   repeated fields, non-null REQUIRED and partitioning columns) *before anything is dropped*. A
+   mismatch fails the run naming dataset, table and column; every environment stays as it was.
 2. `reseed` (one task per environment and dataset) drops the dataset, re-creates it with prod's
    metadata, creates every table with prod's definition (columns and modes, partitioning, clustering,
    description, labels) and fills it from its seed, or from a masked, deterministic prod sample
    (`source: prod_sample` in the config). Tables with no seed are created empty. A checksum per table
    is computed in BigQuery.
 3. `views` re-creates the views on the same environment, once every table is in place.
-4. `report` logs the run report with the seed version (content hash and git revision).
+4. `migrate` applies again the schema migrations promoted to the environment that prod does not have
+   yet (`sql/migrations/`, ledger `envsync_audit.migrations`), so a reseed keeps a promotion; then the
+   seeded tables are filled on the migrated schema. The plan validated those migrations against
+   prod's schema and checked the seeds against the migrated schema before anything was dropped.
+5. `report` logs the run report with the seed version (content hash and git revision).
 
 Backup datasets are never touched.
 
@@ -40,6 +45,7 @@ from envsync.dag_defaults import alert_callbacks, datasets_param, default_args
 from envsync.operators.reseed import (
     PlanReseedOperator,
     ReseedDatasetOperator,
+    ReseedMigrateOperator,
     ReseedReportOperator,
     ReseedViewsOperator,
 )
@@ -101,6 +107,7 @@ with DAG(
         unit_ref=plan.output
     )
     views = ReseedViewsOperator(task_id="views")
+    migrate = ReseedMigrateOperator(task_id="migrate")
     report = ReseedReportOperator(task_id="report")
-    plan >> reseed >> views >> report
+    plan >> reseed >> views >> migrate >> report
 

@@ -1,7 +1,8 @@
 """
 ### restore
 
-Restores the tables of one prod dataset to their **state at a point in time T**, schema and data.
+Restores the tables of one prod dataset, or of its staging dataset (`source: staging`), to their
+**state at a point in time T**, schema and data.
 
 **When:** on demand.
 
@@ -20,8 +21,14 @@ explicit `point_in_time`; before any prod table is overwritten, a **pinned backu
 Every table is built under `<table>__restore`, verified (row count and checksum computed in BigQuery against
 the backup's manifest, or against prod as of T; schema against the manifest) and only then swapped in.
 
+**Staging** (`source: staging`) is restored from its own backups (`backup_staging_<ds>`, see
+`backups.environments`) and staging's time travel, into `drill_staging_<ds>` by default or into
+`staging_<ds>` itself: that needs no confirmation phrase (staging is where rollbacks are rehearsed), but
+its current state is pinned first and the run is audited like any restore.
+
 **Params**
-- `dataset`: the prod dataset to restore.
+- `source`: prod (default) or staging.
+- `dataset`: the prod dataset to restore (for staging: the prod dataset whose `staging_<ds>` is restored).
 - `tables`: table names (default: every table of the dataset and every backed-up one).
 - `point_in_time`: T, ISO-8601 with a time zone (e.g. `2026-11-20T08:00:00+00:00`; empty = now).
 - `target`: the dataset to restore into (default `drill_<dataset>`; the prod dataset itself needs `confirm`).
@@ -64,6 +71,11 @@ with DAG(
         "target": Param("", type="string", pattern=r"^([A-Za-z_][A-Za-z0-9_]*)?$", title="Target dataset",
                         description="Dataset to restore into; default drill_<dataset>. The prod dataset itself "
                         "needs the confirmation phrase."),
+        "source": Param("prod", type="string", enum=["prod", "staging"], title="Source environment",
+                        description="prod: restore prod dataset <dataset>; staging: restore staging_<dataset> "
+                        "from its own backups (backup_staging_<dataset>), by default into "
+                        "drill_staging_<dataset>. staging_<dataset> itself needs no confirmation (its current "
+                        "state is pinned first)."),
         "confirm": Param("", type="string", title="Confirmation (prod only)",
                          description="Only to overwrite prod: exactly 'restore prod dataset <dataset> to "
                          "<T as ISO-8601 UTC>', e.g. 'restore prod dataset sales to 2026-11-20T08:00:00+00:00'."),
@@ -71,7 +83,8 @@ with DAG(
 ) as dag:
     plan = PlanRestoreOperator(task_id="plan", mode="restore", datasets="{{ params.dataset }}",
                                tables="{{ params.tables }}", point_in_time="{{ params.point_in_time }}",
-                               target="{{ params.target }}", confirm="{{ params.confirm }}")
+                               target="{{ params.target }}", confirm="{{ params.confirm }}",
+                               source="{{ params.source }}")
     restore = RestoreDatasetOperator.partial(task_id="restore", confirm="{{ params.confirm }}").expand(
         dataset_ref=plan.output)
     report = RestoreReportOperator(task_id="report")

@@ -218,6 +218,8 @@ NAMESPACES = {
         Namespace("envsync-demo", "main", ("sales", "marketing", AUDIT_DATASET)),
         Namespace("envsync-backup", "bkp", ("shop", AUDIT_DATASET)),
         Namespace("envsync-reseed", "rsd", ("sales", "marketing", AUDIT_DATASET)),
+        Namespace("envsync-migrate", "mig", ("sales", "marketing", AUDIT_DATASET)),
+        Namespace("envsync-promote", "prm", ("sales", "marketing", AUDIT_DATASET)),
     )
 }
 

@@ -15,6 +15,7 @@ Each module patches one family of behaviours and names the BigQuery documentatio
 - ``rules``: partition filters, time-travel bounds, ``max_time_travel_hours``, partitions per job,
   parameters per query.
 - ``columns``: a column's COLLATE and DEFAULT in CREATE TABLE are kept in its schema.
+- ``structs``: ``STRUCT(col, ...)`` names its fields after the columns.
 - ``storage``: load jobs expand wildcard source URIs on the GCS emulator.
 - ``analyzer``: every query is analyzed by GoogleSQL (ZetaSQL) against the live catalog first.
 """
@@ -27,7 +28,7 @@ import logging
 log = logging.getLogger("bqfidelity")
 
 # Modules with an ``install()`` that patches local-bigquery; applied in this order.
-MODULES = ("lookups", "metadata", "rules", "columns", "storage", "analyzer")
+MODULES = ("lookups", "metadata", "rules", "columns", "structs", "storage", "analyzer")
 
 _installed = False
 

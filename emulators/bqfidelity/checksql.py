@@ -6,6 +6,14 @@ prod's schemas, and every problem is printed as ``file:line: message`` (exit sta
 - Seeds, ``<dir>/seeds/<dataset>/<table>.sql``: one SELECT whose rows fill ``<dataset>.<table>``.
   It must analyze, and its output columns must be the table's columns: the same names and types
   (ARRAY and STRUCT members included), as envsync's contract check demands before a reseed.
+- Migrations, ``<dir>/migrations/<version>_<name>.sql``: analyzed in version order, statement by
+  statement, each against prod's schemas as the earlier statements and migrations left them: the DDL
+  an accepted statement holds (CREATE TABLE/VIEW, ALTER TABLE ADD/DROP/RENAME COLUMN, SET DATA TYPE,
+  RENAME TO, DROP) changes the catalog the next one is analyzed against. A migration must start with
+  its phase (``-- envsync: phase=expand`` or ``contract``). ALTER or DROP of a table the catalog does
+  not hold, ADD of a column it has, DROP or RENAME of a column it lacks are reported too (GoogleSQL
+  leaves those to BigQuery's execution). The first problem stops the migrations: later ones would be
+  analyzed against a catalog that misses its changes.
 - Any other ``.sql`` file: every statement in it must analyze (each against prod's schemas; tables
   created by an earlier statement of the file are not known to later ones).
 
@@ -20,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,6 +161,167 @@ def check_file(analyzer: GoogleSQL, schemas: Schemas, path: Path) -> tuple[int, 
     return count, []
 
 
+_MIGRATION = re.compile(r"^([0-9]{1,9})_[a-z0-9][a-z0-9_]*\.sql$")
+_PHASE = re.compile(r"^--\s*envsync:\s*phase\s*=\s*(expand|contract)\s*$")
+
+
+def is_migration(path: Path) -> bool:
+    return path.suffix == ".sql" and path.parent.name == "migrations"
+
+
+def _path_key(parts: list[str]) -> list[str]:
+    flat = [piece for part in parts for piece in part.split(".")]
+    return flat
+
+
+class Catalog(Schemas):
+    """prod's schemas as the migrations analyzed so far changed them."""
+
+    def __init__(self, schemas: Schemas) -> None:
+        self.project = schemas.project
+        self.tables = dict(schemas.tables)
+
+    def key(self, name_path: Any) -> str | None:
+        parts = _path_key(list(name_path))
+        if len(parts) == 3 and (self.project is None or parts[0] == self.project):
+            parts = parts[1:]
+        return ".".join(parts).casefold() if len(parts) == 2 else None
+
+    def apply(self, analysis: Any) -> str | None:
+        """Change the catalog as an accepted DDL statement does; a problem GoogleSQL leaves to
+        execution (a missing table, an existing column...) is returned as a message."""
+        from bqfidelity.zsql.googlesql import _leaf
+
+        statement, kind = analysis.resolved, analysis.kind
+        if kind in ("CreateTableStmt", "CreateTableAsSelectStmt"):
+            base = statement.parent
+            key = self.key(base.parent.name_path)
+            mode = base.parent.DESCRIPTOR.fields_by_name["create_mode"].enum_type.values_by_number[
+                base.parent.create_mode].name
+            if key in self.tables and mode == "CREATE_IF_NOT_EXISTS":
+                return None
+            if key in self.tables and mode == "CREATE_DEFAULT":
+                return f"Already Exists: Table {'.'.join(base.parent.name_path)}"
+            fields = [types.schema_field(c.name, c.type) for c in base.column_definition_list]
+            if key is not None:
+                self.tables[key] = TableDef(fields)
+        elif kind == "CreateViewStmt":
+            key = self.key(statement.parent.parent.name_path)
+            if key is not None:
+                self.tables[key] = TableDef([types.schema_field(c.name, c.column.type)
+                                             for c in statement.parent.output_column_list])
+        elif kind == "DropStmt":
+            key = self.key(statement.name_path)
+            if key not in self.tables and not statement.is_if_exists:
+                return f"Not found: Table {'.'.join(statement.name_path)}"
+            self.tables.pop(key, None)
+        elif kind == "AlterTableStmt":
+            key = self.key(statement.parent.name_path)
+            if key not in self.tables:
+                if statement.parent.is_if_exists:
+                    return None
+                return f"Not found: Table {'.'.join(statement.parent.name_path)}"
+            fields = [dict(f) if isinstance(f, dict) else
+                      {k: types.get(f, k) for k in ("name", "type", "mode", "fields")}
+                      for f in self.tables[key].fields]
+            names = {types.get(f, "name").casefold(): i for i, f in enumerate(fields)}
+            for action in statement.parent.alter_action_list:
+                node = _leaf(action)
+                name = node.DESCRIPTOR.name
+                if name == "ResolvedAddColumnActionProto":
+                    column = node.column_definition.name
+                    if column.casefold() in names:
+                        if node.is_if_not_exists:
+                            continue
+                        return f"Column already exists: {column}"
+                    fields.append(types.schema_field(column, node.column_definition.type))
+                elif name == "ResolvedDropColumnActionProto":
+                    if node.name.casefold() not in names:
+                        if node.is_if_exists:
+                            continue
+                        return f"Column not found: {node.name}"
+                    fields = [f for f in fields if types.get(f, "name").casefold() != node.name.casefold()]
+                elif name == "ResolvedRenameColumnActionProto":
+                    if node.name.casefold() not in names:
+                        if node.is_if_exists:
+                            continue
+                        return f"Column not found: {node.name}"
+                    fields = [{**f, "name": node.new_name} if types.get(f, "name").casefold() == node.name.casefold()
+                              else f for f in fields]
+                elif name == "ResolvedAlterColumnSetDataTypeActionProto":
+                    column = node.parent.column
+                    fields = [{**types.schema_field(column, node.updated_type), "mode": types.get(f, "mode")}
+                              if types.get(f, "name").casefold() == column.casefold() else f for f in fields]
+                elif name == "ResolvedRenameToActionProto":
+                    dataset = key.split(".")[0]
+                    new = _path_key(list(node.new_path))
+                    table = self.tables.pop(key)
+                    key = ".".join(new if len(new) == 2 else [dataset, new[-1]]).casefold()
+                    self.tables[key] = table
+                names = {types.get(f, "name").casefold(): i for i, f in enumerate(fields)}
+            self.tables[key] = TableDef(fields, self.tables[key].ingestion_time)
+        return None
+
+
+def migration_version(path: Path) -> int:
+    match = _MIGRATION.match(path.name)
+    return int(match.group(1)) if match else -1
+
+
+def check_migrations(analyzer: GoogleSQL, schemas: Schemas, files: list[Path]) -> tuple[int, list[Problem]]:
+    """Analyze migrations in version order, each statement against the catalog the earlier ones left."""
+    catalog = Catalog(schemas)
+    count = 0
+    for path in sorted(files, key=lambda p: (migration_version(p), p.name)):
+        if migration_version(path) < 0:
+            return count, [Problem(path, 1, "a migration file is named <version>_<name>.sql (e.g. 0001_add_email.sql)")]
+        text = path.read_text(encoding="utf-8")
+        first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+        if not _PHASE.match(first):
+            return count, [Problem(path, 1, "a migration must start with '-- envsync: phase=expand' or "
+                                            "'-- envsync: phase=contract'")]
+        data = text.encode()
+        position = 0
+        while position < len(data) and data[position:].strip(b" \t\r\n;"):
+            if not _has_code(data[position:].decode(errors="replace")):
+                break
+            count += 1
+            try:
+                analysis = analyzer.analyze(text, catalog.lookup, start=position)
+            except AnalysisError as error:
+                return count, [Problem(path, error.line or _line(text, position), error.message)]
+            line = _line(text, position + _leading(data[position:]))
+            refused = catalog.apply(analysis)
+            if refused:
+                return count, [Problem(path, line, refused)]
+            if analysis.next_position is None or analysis.next_position <= position:
+                break
+            position = analysis.next_position
+    return count, []
+
+
+def _leading(data: bytes) -> int:
+    """Bytes of whitespace, `;` and comments before a statement's first token."""
+    text = data.decode(errors="replace")
+    index = 0
+    while index < len(text):
+        if text[index] in " \t\r\n;":
+            index += 1
+        elif text.startswith("--", index) or text.startswith("#", index):
+            end = text.find("\n", index)
+            index = len(text) if end < 0 else end + 1
+        elif text.startswith("/*", index):
+            end = text.find("*/", index)
+            index = len(text) if end < 0 else end + 2
+        else:
+            break
+    return len(text[:index].encode())
+
+
+def _has_code(text: str) -> bool:
+    return len(text.encode()) > _leading(text.encode())
+
+
 def sql_files(paths: list[Path]) -> list[Path]:
     files: list[Path] = []
     for path in paths:
@@ -163,7 +333,14 @@ def run(paths: list[Path], schemas: Schemas, analyzer: GoogleSQL) -> tuple[int, 
     """(files checked, statements analyzed, problems) for the SQL files under paths."""
     files = sql_files(paths)
     statements, problems = 0, []
+    migrations = [path for path in files if is_migration(path)]
+    if migrations:
+        count, found = check_migrations(analyzer, schemas, migrations)
+        statements += count
+        problems += found
     for path in files:
+        if is_migration(path):
+            continue
         key = seed_key(path)
         count, found = check_seed(analyzer, schemas, path, key) if key else check_file(analyzer, schemas, path)
         statements += count

@@ -22,6 +22,12 @@ What BigQuery does (and local-bigquery 0.4.0 does not):
   third time ("Quotas and limits: table clones and table snapshots",
   https://cloud.google.com/bigquery/quotas#table_snapshots). A copy job (COPY, RESTORE) writes a
   standard table: the chain starts again.
+- A view whose query no longer resolves (a column or table it reads was dropped) is still a view:
+  tables.get returns its resource (https://cloud.google.com/bigquery/docs/reference/rest/v2/tables/get;
+  a view's schema is recorded when it is created, https://cloud.google.com/bigquery/docs/views), and
+  only a query of it fails. The emulator derived a view's columns by running ``SELECT * FROM view
+  LIMIT 0`` on every tables.get, so the lookup itself failed with HTTP 400; now such a view answers
+  with the schema stored for it (none when the emulator stored none).
 """
 
 from __future__ import annotations
@@ -264,6 +270,34 @@ def _patch_rename(tables_module) -> None:  # type: ignore[no-untyped-def]
     tables_module.rename = _rename
 
 
+def _patch_view_columns(tables_module) -> None:  # type: ignore[no-untyped-def]
+    """tables.get of a view that no longer resolves: its stored schema, not an error (see above)."""
+    import duckdb
+
+    columns = tables_module.columns
+
+    @functools.wraps(columns)
+    def _columns(project_id: str, dataset_id: str, table_id: str):  # type: ignore[no-untyped-def]
+        try:
+            return columns(project_id, dataset_id, table_id)
+        except duckdb.CatalogException:
+            raise   # the emulator answers NotFound for it
+        except duckdb.Error:
+            found = tables_module._lookup(project_id, dataset_id, table_id)
+            if not found or found[0] != "VIEW":
+                raise
+            return tables_module.fields(_stored((project_id, dataset_id, table_id)))
+
+    tables_module.columns = _columns
+
+
+def _stored(reference: tuple[str, str, str]):  # type: ignore[no-untyped-def]
+    from local_bigquery.catalog import metadata
+    from local_bigquery.models import Table
+
+    return metadata.load(Table, *reference) or Table.model_validate({})
+
+
 def install() -> None:
     from local_bigquery.catalog import tables
     from local_bigquery.jobs import copy, query, runner
@@ -272,3 +306,4 @@ def install() -> None:
     _patch_copy(copy)
     runner.HANDLERS["copy"] = copy.run  # the job runner captured the unpatched function
     _patch_rename(tables)
+    _patch_view_columns(tables)

@@ -1,9 +1,12 @@
 """Slack alerts of envsync runs, sent through the Airflow Slack provider's webhook notifier.
 
-Every DAG notifies on failure; prod_to_dev_sync, reseed_environments and recovery_drill also on
-success (`dag_defaults.alert_callbacks`). The message is built from the run's report in the state
+Every DAG notifies on failure; prod_to_dev_sync, reseed_environments, recovery_drill, staging_cut and
+promote_schema also on success (`dag_defaults.alert_callbacks`). A dev sync that copies policy-tagged
+columns unmasked (their tag is not in privacy.policy_tags and the table's config does not mask them)
+sends a privacy warning from its report task. The message is built from the run's report in the state
 bucket: environment and datasets, tables and rows, estimated bytes billed, duration, the failing
-tables and their errors, and a link to the run in the Airflow UI. The webhook comes from the Airflow
+tables and their errors (promote_schema's also the migration versions and the lane), and a link to
+the run in the Airflow UI. The webhook comes from the Airflow
 connection `alerts.slack_conn_id` (type `slackwebhook`). Sending is best effort: a missing or broken
 connection, or an unreachable Slack, is logged and never fails the data work.
 """
@@ -21,7 +24,8 @@ log = logging.getLogger(__name__)
 
 MAX_FAILURES_SHOWN = 5
 MAX_ERROR = 300
-ICONS = {"success": ":white_check_mark:", "failure": ":x:"}
+ICONS = {"success": ":white_check_mark:", "failure": ":x:", "privacy": ":warning:"}
+MAX_COLUMNS_SHOWN = 10
 
 
 def _duration(seconds: float | None) -> str:
@@ -42,25 +46,39 @@ def build_message(*, kind: str, dag_id: str, run_id: str, report: dict[str, Any]
                   url: str, failed_tasks: list[str], reason: str | None = None) -> dict[str, Any]:
     """The Slack payload (`text` and `blocks`) of a run's success or failure alert (pure)."""
     from envsync.audit import environment_of
-    from envsync.report import human_bytes
+    from envsync.report import BOOKKEEPING_ACTIONS, human_bytes
 
     planned = bool(report)
     report = report or {}
     results = report.get("results") or [{**row, "status": "not run"} for row in report.get("planned") or []]
-    counted = [r for r in results if r.get("action") not in ("drop", "skip", "exclude")]
+    counted = [r for r in results if r.get("action") not in BOOKKEEPING_ACTIONS]
     failed = [r for r in results if r.get("status") == "failed"]
+    failed_counted = [r for r in counted if r.get("status") == "failed"]
     datasets = (report.get("params") or {}).get("datasets") or []
     env = environment_of(dag_id, report) or "-"
     rows = sum(int(r.get("rows") or 0) for r in counted)
     est = sum(int(r.get("est_bytes_billed") or 0) for r in counted)
+    if kind == "privacy":
+        return _privacy_message(dag_id=dag_id, run_id=run_id, report=report, env=env, url=url)
     verb = "succeeded" if kind == "success" else "FAILED"
     headline = f"{ICONS[kind]} envsync *{dag_id}* {verb} on *{env}* ({', '.join(datasets) or 'no datasets planned'})"
-    facts = (f"tables: {len(counted)} ({len(counted) - len(failed)} ok, {len(failed)} failed) | rows: {rows:,} | "
+    facts = (f"tables: {len(counted)} ({len(counted) - len(failed_counted)} ok, {len(failed_counted)} failed) | "
+             f"rows: {rows:,} | "
              f"est. bytes billed: {human_bytes(est)} | duration: {_duration(duration)}")
     lines = [headline, facts]
+    promotion = report.get("promotion")
+    if promotion:   # promote_schema: the versions, the environment and the lane
+        lines.append(f"schema migrations {', '.join(map(str, promotion.get('versions') or [])) or 'none'} -> {env}, "
+                     f"lane {promotion.get('lane')}" + "".join(f"; {note}" for note in promotion.get("notes") or []))
+    if report.get("refused") and not failed:
+        lines.append(f"refused: {str(report['refused'])[:MAX_ERROR * 2]}")
     if report.get("cut"):
         window = report.get("window")
         lines.append(f"T = {report['cut']}" + (f", window [{window['start']}, {window['end']})" if window else ""))
+    cut = report.get("staging_cut")
+    if cut:
+        lines.append(f"QA -> staging as of T = {cut['cut']}: seed version {cut.get('seed_version') or 'none'}, "
+                     f"migration version {cut.get('migration_version') or 'none (no migration ledger)'}")
     for row in failed[:MAX_FAILURES_SHOWN]:
         lines.append(f"failed: {row.get('table')} -> {row.get('target')}: {str(row.get('error'))[:MAX_ERROR]}")
     if len(failed) > MAX_FAILURES_SHOWN:
@@ -69,6 +87,19 @@ def build_message(*, kind: str, dag_id: str, run_id: str, report: dict[str, Any]
         lines.append("no plan was recorded: the plan task failed before anything was written (see its log)")
     elif kind == "failure" and not failed:
         lines.append(f"failed tasks: {', '.join(failed_tasks) or '-'}" + (f" ({reason})" if reason else ""))
+    lines.append(f"<{url}|Open run {run_id} in Airflow>")
+    text = "\n".join(lines)
+    return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}
+
+
+def _privacy_message(*, dag_id: str, run_id: str, report: dict[str, Any], env: str, url: str) -> dict[str, Any]:
+    unmasked = [r for r in (report.get("privacy") or {}).get("unmasked_tagged") or [] if r.get("env") == env]
+    lines = [f"{ICONS['privacy']} envsync *{dag_id}* copied {len(unmasked)} policy-tagged column(s) UNMASKED to "
+             f"*{env}*: mask them (tables.<ds>.<table>.mask) or list their policy tags in privacy.policy_tags"]
+    for row in unmasked[:MAX_COLUMNS_SHOWN]:
+        lines.append(f"unmasked: {row['target']}.{row['column']} (policy tags: {', '.join(row['policy_tags'])})")
+    if len(unmasked) > MAX_COLUMNS_SHOWN:
+        lines.append(f"... and {len(unmasked) - MAX_COLUMNS_SHOWN} more columns")
     lines.append(f"<{url}|Open run {run_id} in Airflow>")
     text = "\n".join(lines)
     return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}

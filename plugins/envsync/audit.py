@@ -2,7 +2,11 @@
 
     runs              one row per DAG run: DAG, environment, datasets, T, window, status, duration
     table_actions     one row per table action of a run: action, status, rows, seconds, bytes, error
-    recovery_drills   one row per table per recovery drill: source, RTO, RPO, checksums, verdict
+    recovery_drills   one row per table per recovery drill: environment (prod or staging), source, RTO,
+                      RPO, checksums, verdict
+    masked_columns    one row per masked column per run: table, column, mask, why (config or policy
+                      tag), and the count of rows that still held prod's value (must be 0)
+    staging_cuts      one row per QA -> staging cut: T, seed version, migration version, pinned backups
 
 Tables are created on first use (CREATE TABLE IF NOT EXISTS); rows are appended with INSERT
 statements whose every value is a query parameter.
@@ -17,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from envsync.datasets import ensure_env_dataset
 from envsync.guard import TableRef, Typed, quote_column
+from envsync.report import BOOKKEEPING_ACTIONS
 from envsync.sqltemplates import render
 
 if TYPE_CHECKING:
@@ -28,6 +33,12 @@ log = logging.getLogger(__name__)
 RUNS = "runs"
 TABLE_ACTIONS = "table_actions"
 RECOVERY_DRILLS = "recovery_drills"
+MASKED_COLUMNS = "masked_columns"
+MASKED_COLUMN_COLUMNS = {
+    "recorded_at": "TIMESTAMP", "dag_id": "STRING", "run_id": "STRING", "environment": "STRING",
+    "table_name": "STRING", "target": "STRING", "column_name": "STRING", "mask": "STRING", "origin": "STRING",
+    "policy_tags": "STRING", "unmasked_rows": "INT64", "status": "STRING",
+}
 RUN_COLUMNS = {
     "recorded_at": "TIMESTAMP", "dag_id": "STRING", "run_id": "STRING", "run_type": "STRING",
     "environment": "STRING", "datasets": "STRING", "logical_date": "TIMESTAMP", "cut": "TIMESTAMP",
@@ -43,13 +54,27 @@ ACTION_COLUMNS = {
 }
 # the environment a DAG writes, when its manifest does not say
 DAG_ENVIRONMENTS = {"prod_to_dev_sync": "dev", "prod_copy": "prodcopy", "backup_ladder": "backup",
-                    "restore": "drill", "recovery_drill": "drill", "cleanup_test_environments": "test"}
+                    "restore": "drill", "recovery_drill": "drill", "cleanup_test_environments": "test",
+                    "staging_cut": "staging"}
 # column -> BigQuery type, in table order (see sql/audit/create_recovery_drills.sql)
 RECOVERY_DRILL_COLUMNS = {
     "recorded_at": "TIMESTAMP", "dag_id": "STRING", "run_id": "STRING", "logical_date": "TIMESTAMP",
     "point_in_time": "TIMESTAMP", "dataset": "STRING", "table_name": "STRING", "target": "STRING",
     "source_kind": "STRING", "source": "STRING", "backup_taken_at": "TIMESTAMP", "rpo_seconds": "FLOAT64",
     "rto_seconds": "FLOAT64", "row_count": "INT64", "expected_checksum": "STRING", "checksum": "STRING",
+    "status": "STRING", "error": "STRING", "environment": "STRING",
+}
+
+
+# audit tables that gained columns since they were first shipped: sql/audit/add_columns_<name>.sql
+AUDIT_COLUMNS_ADDED = ("recovery_drills",)
+
+
+STAGING_CUTS = "staging_cuts"
+# one row per QA -> staging cut (sql/audit/create_staging_cuts.sql)
+STAGING_CUT_COLUMNS = {
+    "recorded_at": "TIMESTAMP", "run_id": "STRING", "cut": "TIMESTAMP", "source": "STRING",
+    "seed_version": "STRING", "migration_version": "STRING", "datasets": "STRING", "pinned_backups": "STRING",
     "status": "STRING", "error": "STRING",
 }
 
@@ -67,6 +92,8 @@ def ensure_audit_table(config: EnvsyncConfig, runner: JobRunner, name: str) -> T
     )
     ref = audit_table(config, name)
     runner.run(render(f"audit/create_{name}", table=ref.sql), key=("audit", name, "create"))
+    if name in AUDIT_COLUMNS_ADDED:  # tables made by an earlier version lack the newer columns
+        runner.run(render(f"audit/add_columns_{name}", table=ref.sql), key=("audit", name, "add_columns"))
     return ref
 
 
@@ -137,7 +164,7 @@ def run_rows(*, dag_id: str, run_id: str, run_type: str | None, logical_date: An
     manifest = manifest or {}
     env = environment_of(dag_id, manifest)
     window = manifest.get("window") or {}
-    counted = [r for r in results if r.get("action") not in ("drop", "skip", "exclude")]
+    counted = [r for r in results if r.get("action") not in BOOKKEEPING_ACTIONS]
     failed = [r for r in results if r.get("status") == "failed"]
     started = started_at if isinstance(started_at, dt.datetime) else None
     run = {
@@ -163,11 +190,25 @@ def run_rows(*, dag_id: str, run_id: str, run_type: str | None, logical_date: An
     return run, actions
 
 
+def masked_column_rows(*, dag_id: str, run_id: str, privacy: dict[str, Any] | None,
+                       now: dt.datetime) -> list[dict[str, Any]]:
+    """The `masked_columns` rows of one run, from its report's privacy section (pure)."""
+    return [{
+        "recorded_at": now, "dag_id": dag_id, "run_id": run_id, "environment": m.get("env"),
+        "table_name": m["table"], "target": m.get("target"), "column_name": m["column"], "mask": m["mask"],
+        "origin": m["origin"], "policy_tags": ",".join(m.get("policy_tags") or []) or None,
+        "unmasked_rows": m.get("unmasked_rows"), "status": m.get("status"),
+    } for m in (privacy or {}).get("masked") or []]
+
+
 def record_run(config: EnvsyncConfig, runner: JobRunner, run: dict[str, Any],
-               actions: Sequence[dict[str, Any]]) -> None:
-    """Append a run's summary and table actions to the audit tables."""
+               actions: Sequence[dict[str, Any]], masked: Sequence[dict[str, Any]] = ()) -> None:
+    """Append a run's summary, table actions and masked columns to the audit tables."""
     runs = ensure_audit_table(config, runner, RUNS)
     insert_rows(runner, runs, RUN_COLUMNS, [run], key=("audit", RUNS, "insert"))
     if actions:
         table = ensure_audit_table(config, runner, TABLE_ACTIONS)
         insert_rows(runner, table, ACTION_COLUMNS, actions, key=("audit", TABLE_ACTIONS, "insert"))
+    if masked:
+        table = ensure_audit_table(config, runner, MASKED_COLUMNS)
+        insert_rows(runner, table, MASKED_COLUMN_COLUMNS, masked, key=("audit", MASKED_COLUMNS, "insert"))

@@ -89,6 +89,13 @@ class ProdCopyConfig(EnvironmentConfig):
     schedule: str | None = None
 
 
+class StagingConfig(EnvironmentConfig):
+    """staging_<ds>: seeded like qa, replaced by QA's state at a sprint's end (the staging_cut DAG)."""
+
+    prefix: str = "staging_"
+    cut_schedule: str | None = None   # optional cron schedule of staging_cut (default: manual only)
+
+
 class BackupEnvConfig(EnvironmentConfig):
     """Where the backup ladder keeps its snapshots: backup_<ds>."""
 
@@ -105,7 +112,7 @@ class DrillConfig(EnvironmentConfig):
 class Environments(_Strict):
     dev: DevConfig = DevConfig()
     qa: EnvironmentConfig = EnvironmentConfig(prefix="qa_")
-    staging: EnvironmentConfig = EnvironmentConfig(prefix="staging_")
+    staging: StagingConfig = StagingConfig()
     test: TestEnvConfig = TestEnvConfig()
     prodcopy: ProdCopyConfig = ProdCopyConfig()
     backup: BackupEnvConfig = BackupEnvConfig()
@@ -154,7 +161,13 @@ class ProdConfig(_Strict):
         return names
 
 
-MASK_RULES = ("hash", "null", "fake")
+MASK_RULES = ("hash", "null", "fake")   # and {fixed: value}
+# where masks apply: the environments whose tables are derived from prod's rows
+MASKABLE_ENVS = ("dev", "qa", "staging", "test", "prodcopy")
+DEFAULT_MASKED_ENVS = ("dev", "qa", "staging", "test")
+# a policy tag (projects/p/locations/l/taxonomies/t/policyTags/x) or a whole taxonomy (…/taxonomies/t)
+POLICY_TAG_RE = re.compile(
+    r"^projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/locations/[a-z0-9-]+/taxonomies/[0-9]+(/policyTags/[0-9]+)?$")
 
 
 class SampleConfig(_Strict):
@@ -197,7 +210,18 @@ class TableOverride(_Strict):
     source: Literal["seed", "prod_sample"] = "seed"
     sample: SampleConfig | None = None
     parent: ParentConfig | None = None
+    # masks of columns, applied wherever privacy.environments says (dev sync, prod samples, prod-copy)
     mask: dict[str, Literal["hash", "null", "fake"] | FixedMask] = Field(default_factory=dict)
+    # columns that identify a row: the verification of masked columns joins copy and prod on them
+    # (default: on a hash of the unmasked columns)
+    key: list[str] = Field(default_factory=list)
+
+    @field_validator("key")
+    @classmethod
+    def _key_columns(cls, names: list[str]) -> list[str]:
+        for name in names:
+            validate_identifier("column", name)
+        return names
 
     @field_validator("date_column")
     @classmethod
@@ -222,9 +246,53 @@ class TableOverride(_Strict):
             masked_keys = keys & set(self.mask)
             if masked_keys:
                 raise ValueError(f"mask: {sorted(masked_keys)} sample/parent keys cannot be masked (joins would break)")
-        elif self.sample or self.parent or self.mask:
-            raise ValueError("sample, parent and mask apply only with source: prod_sample")
+        elif self.sample or self.parent:
+            raise ValueError("sample and parent apply only with source: prod_sample")
+        if self.date_column and self.date_column in self.mask:
+            raise ValueError(
+                f"mask: column {self.date_column!r} is the date_column, which windows the copy and partitions "
+                "or filters the table; a masked value would move rows between partitions and out of the window")
+        masked_keys = sorted(set(self.key) & set(self.mask))
+        if masked_keys:
+            raise ValueError(f"mask: key columns {masked_keys} cannot be masked: verification matches rows on them")
         return self
+
+
+class PrivacySettings(_Strict):
+    """Where masks apply, which BigQuery policy tags mark columns masked everywhere they apply, and the salt."""
+
+    # environments whose copies of prod rows are masked; prodcopy reproduces prod exactly unless listed
+    environments: list[Literal["dev", "qa", "staging", "test", "prodcopy"]] = Field(
+        default_factory=lambda: list(DEFAULT_MASKED_ENVS))
+    # policy tag (or taxonomy) resource names: a column carrying one is masked with policy_tag_mask
+    policy_tags: list[str] = Field(default_factory=list)
+    policy_tag_mask: Literal["hash", "null", "fake"] = "hash"
+    # environment variable holding the salt of hash/fake masks (null: seeds.salt_env)
+    salt_env: str | None = None
+
+    @field_validator("policy_tags")
+    @classmethod
+    def _tags(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not POLICY_TAG_RE.match(name):
+                raise ValueError(
+                    f"{name!r} is not a policy tag or taxonomy resource name: write "
+                    "projects/<project>/locations/<location>/taxonomies/<id>[/policyTags/<id>]")
+        if len(set(names)) != len(names):
+            raise ValueError(f"policy tags are listed twice: {sorted(names)}")
+        return names
+
+    @field_validator("environments")
+    @classmethod
+    def _envs(cls, names: list[str]) -> list[str]:
+        if len(set(names)) != len(names):
+            raise ValueError(f"environments are listed twice: {names}")
+        return names
+
+    @field_validator("salt_env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        return value if value is None else _check_env_name(value)
 
 
 class SyncSettings(_Strict):
@@ -237,12 +305,13 @@ class SeedSettings(_Strict):
     dir: str = "sql/seeds"          # relative to the repository root, or absolute
     salt_env: str = "ENVSYNC_MASKING_SALT"   # environment variable holding the masking salt
 
-    @field_validator("salt_env")
-    @classmethod
-    def _env_name(cls, value: str) -> str:
-        if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", value):
-            raise ValueError(f"{value!r} is not an environment variable name (A-Z, 0-9, _)")
-        return value
+    _salt_env = field_validator("salt_env")(classmethod(lambda cls, v: _check_env_name(v)))
+
+
+def _check_env_name(value: str) -> str:
+    if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", value):
+        raise ValueError(f"{value!r} is not an environment variable name (A-Z, 0-9, _)")
+    return value
 
 
 def _check_bucket(value: str) -> str:
@@ -270,9 +339,15 @@ class ExportSettings(_Strict):
     _bucket = field_validator("bucket")(classmethod(lambda cls, v: v if v is None else _check_bucket(v)))
 
 
+BACKUP_ENVIRONMENTS = ("prod", "staging")   # environments the backup ladder can protect
+
+
 class BackupSettings(_Strict):
     """The exponential backup ladder (see envsync.ladder), manual pins, exports and restores."""
 
+    # prod's tables go to backup_<ds>; staging's to backup_staging_<ds> (its own rungs, pins and ledger)
+    environments: Annotated[list[Literal["prod", "staging"]], Field(min_length=1)] = Field(
+        default_factory=lambda: ["prod"])
     rungs: Annotated[list[str], Field(min_length=1)] = Field(default_factory=lambda: list(DEFAULT_RUNGS))
     daily_days: Annotated[StrictInt, Field(ge=0, le=366)] = DEFAULT_DAILY_DAYS
     pinned_expiry_days: Annotated[StrictInt, Field(ge=1, le=3650)] = 90
@@ -280,6 +355,13 @@ class BackupSettings(_Strict):
     # see prod.time_travel_hours); it can only narrow that window; 0 makes every restore use a backup
     restore_time_travel_hours: Annotated[StrictInt, Field(ge=0, le=168)] | None = None
     export: ExportSettings = ExportSettings()
+
+    @field_validator("environments")
+    @classmethod
+    def _environments_once(cls, names: list[str]) -> list[str]:
+        if len(set(names)) != len(names):
+            raise ValueError(f"environments are listed twice: {names}")
+        return names
 
     @model_validator(mode="after")
     def _ladder(self) -> BackupSettings:
@@ -324,6 +406,7 @@ class EnvsyncConfig(_Strict):
     backups: BackupSettings = BackupSettings()
     audit: AuditSettings = AuditSettings()
     alerts: AlertSettings = AlertSettings()
+    privacy: PrivacySettings = PrivacySettings()
 
     @field_validator("project")
     @classmethod
@@ -391,6 +474,15 @@ class EnvsyncConfig(_Strict):
         return self
 
     # ----- helpers used across the package -------------------------------------------------
+    @property
+    def salt_env(self) -> str:
+        """The environment variable holding the salt of hash/fake masks."""
+        return self.privacy.salt_env or self.seeds.salt_env
+
+    def masks_apply(self, env: str) -> bool:
+        """Are masks (per-table and policy-tag masks) applied to the copies of prod rows in `env`?"""
+        return env in self.privacy.environments
+
     def override(self, dataset: str, table: str) -> TableOverride:
         return self.tables.get(f"{dataset}.{table}", TableOverride())
 
@@ -421,6 +513,15 @@ class EnvsyncConfig(_Strict):
                 raise ValueError("a test environment needs a name")
             return f"{self.environments.test.prefix}{test_name}_{prod_dataset}"
         return self.env_prefixes()[env] + prod_dataset
+
+    def source_dataset(self, env: str, prod_dataset: str) -> str:
+        """The dataset a backup or restore of environment `env` (prod or staging) reads: `<ds>` or
+        `staging_<ds>`. Its backups live in `backup_` + this name, its drills in `drill_` + this name."""
+        if env == "prod":
+            return prod_dataset
+        if env == "staging":
+            return self.env_dataset("staging", prod_dataset)
+        raise ValueError(f"environment {env!r} has no backups; allowed: {list(BACKUP_ENVIRONMENTS)}")
 
     def dev_dataset(self, prod_dataset: str) -> str:
         return self.environments.dev.prefix + prod_dataset

@@ -4,8 +4,11 @@ Every write envsync makes (DDL/DML jobs, dataset and table API calls) goes throu
 which asks `WriteGuard` first. The guard refuses, before any API call:
   * any write to a prod dataset (one listed in `prod.datasets` of the configured project), except
     the tables of one prod dataset during a restore confirmed with the exact phrase
-    `confirmation_phrase(dataset, T)` (`WriteGuard.for_prod_restore`); a prod dataset itself is
-    never created, updated or deleted;
+    `confirmation_phrase(dataset, T)` (`WriteGuard.for_prod_restore`), and the tables of the prod
+    datasets that schema migrations change, confirmed with the exact phrase
+    `migration_confirmation_phrase(versions)` (`WriteGuard.for_prod_migrations`, optionally narrowed
+    to the tables a schema promotion touches); a prod dataset itself is never created, updated or
+    deleted;
   * any write to a dataset whose name does not start with an allowed environment prefix (or is not
     envsync's audit dataset);
   * any write to another project;
@@ -115,16 +118,28 @@ def confirmation_phrase(dataset: str, point_in_time: Any) -> str:
     return f"restore prod dataset {validate_identifier('dataset', dataset)} to {stamp}"
 
 
+def migration_confirmation_phrase(versions: Sequence[int]) -> str:
+    """The exact text a user types to let schema migrations `versions` change prod's tables."""
+    if not versions or any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in versions):
+        raise ValueError(f"versions must be a non-empty list of migration version numbers, got {versions!r}")
+    return "apply schema migrations " + ", ".join(str(v) for v in sorted(versions)) + " to prod"
+
+
 class WriteGuard:
     """Decides whether envsync may write to a dataset. Prod is read-only; only derived envs are writable."""
 
     def __init__(self, project: str, prod_datasets: Iterable[str], allowed_prefixes: Iterable[str],
-                 allowed_datasets: Iterable[str] = (), restorable_prod_dataset: str | None = None):
+                 allowed_datasets: Iterable[str] = (), restorable_prod_dataset: str | None = None,
+                 migrated_prod_datasets: Iterable[str] = (), migrated_prod_tables: Iterable[str] | None = None):
         self.project = validate_identifier("project", project)
         self.prod_datasets = frozenset(prod_datasets)
         self.allowed_prefixes = tuple(sorted(set(allowed_prefixes)))
         self.allowed_datasets = frozenset(allowed_datasets) - self.prod_datasets
         self.restorable_prod_dataset = restorable_prod_dataset
+        # prod datasets whose tables confirmed schema migrations may change (see for_prod_migrations)
+        self.migrated_prod_datasets = frozenset(migrated_prod_datasets) & self.prod_datasets
+        # when set: only these `dataset.table` of those datasets (a schema promotion's touched tables)
+        self.migrated_prod_tables = None if migrated_prod_tables is None else frozenset(migrated_prod_tables)
         if not self.allowed_prefixes:
             raise ValueError("the write guard needs at least one allowed environment prefix")
 
@@ -152,6 +167,30 @@ class WriteGuard:
         return WriteGuard(self.project, self.prod_datasets, self.allowed_prefixes, self.allowed_datasets,
                           restorable_prod_dataset=dataset)
 
+    def for_prod_migrations(self, versions: Sequence[int], datasets: Iterable[str], confirm: object,
+                            tables: Iterable[str] | None = None) -> WriteGuard:
+        """A guard that also lets schema migrations `versions` write the tables of prod `datasets`
+        (only the `dataset.table` names in `tables`, when given: what a schema promotion touches).
+
+        Only when `confirm` is exactly `migration_confirmation_phrase(versions)`; otherwise
+        ProdWriteRefused, naming the phrase. The datasets themselves stay protected.
+        """
+        tables = None if tables is None else sorted(set(tables))
+        datasets = sorted(set(datasets) | {t.partition(".")[0] for t in tables or ()})
+        foreign = [d for d in datasets if d not in self.prod_datasets]
+        if foreign:
+            raise ProdWriteRefused(f"{foreign} are not prod datasets; they need no migration confirmation")
+        expected = migration_confirmation_phrase(versions)
+        if confirm != expected:
+            shown = "no confirmation was given" if confirm in (None, "") else f"confirmation {confirm!r} does not match"
+            raise ProdWriteRefused(
+                f"refused to apply schema migrations {sorted(versions)} to prod: {shown}; to change the tables "
+                f"of {', '.join(datasets)}, set the confirm param to exactly: {expected}"
+            )
+        return WriteGuard(self.project, self.prod_datasets, self.allowed_prefixes, self.allowed_datasets,
+                          restorable_prod_dataset=self.restorable_prod_dataset, migrated_prod_datasets=datasets,
+                          migrated_prod_tables=tables)
+
     def check(self, target: WriteTarget, action: str) -> None:
         where = str(target)
         if target.project != self.project:
@@ -161,6 +200,9 @@ class WriteGuard:
         if target.dataset in self.prod_datasets:
             if target.dataset == self.restorable_prod_dataset and target.table is not None:
                 return  # a confirmed restore of this prod dataset's tables (see for_prod_restore)
+            if target.dataset in self.migrated_prod_datasets and target.table is not None and (
+                    self.migrated_prod_tables is None or f"{target.dataset}.{target.table}" in self.migrated_prod_tables):
+                return  # confirmed schema migrations of this prod dataset's tables (see for_prod_migrations)
             raise ProdWriteRefused(
                 f"refused to {action} {where}: {target.dataset!r} is a prod dataset and prod is "
                 "read-only to envsync"

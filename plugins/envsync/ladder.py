@@ -342,7 +342,9 @@ def plan_snapshot(
     needs the cadence slot of `now` (the UTC hour, by default) to hold no ladder snapshot yet:
     `newest` is the taken_at of the table's newest unpinned snapshot. Slots rather than "an hour
     since `newest`" keep a run a few seconds early from skipping its hour. A manual pin only needs
-    quota.
+    quota. A table `created` after its newest snapshot was re-created since (a reseed): it is a new
+    base and gets a snapshot whatever the slot, so its new life is backed up from the start while the
+    snapshots of its earlier life stay (a restore to before the reseed reads them).
 
     `now` is the run's cut T, the instant the snapshot reads (FOR SYSTEM_TIME AS OF T). A table
     `created` after T did not exist then: reading it as of T fails on BigQuery ("Invalid snapshot
@@ -375,6 +377,18 @@ def plan_snapshot(
         return decision
     if not pinned and newest is not None:
         newest = _utc(newest, "newest")
+        if created is not None and _utc(created, "created") > newest:
+            # re-created since its newest snapshot (a reseed of staging): the table is a new base, and
+            # the snapshots of its earlier life stay restorable; take one now whatever the slot
+            decision = SnapshotDecision(
+                True,
+                f"taking {kind} {used + 1} of a new base: {table} was created at "
+                f"{_utc(created, 'created').isoformat()}, after its newest snapshot ({newest.isoformat()}); "
+                f"{usage}",
+                table, used, limit,
+            )
+            log.info("%s", decision.reason)
+            return decision
         if _slot(newest, ladder.cadence) >= _slot(now, ladder.cadence):
             decision = SnapshotDecision(
                 False,

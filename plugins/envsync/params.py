@@ -40,6 +40,26 @@ def whole_number(name: str, value: Any, *, default: int, low: int, high: int, em
 MAX_REASON = 500
 
 
+def check_environment(name: str, value: Any, *, default: str = "prod") -> str:
+    """A `source` param: the environment whose backups a restore or drill reads (prod or staging)."""
+    from envsync.config import BACKUP_ENVIRONMENTS
+
+    if value in (None, ""):
+        value = default
+    if value not in BACKUP_ENVIRONMENTS:
+        raise ValueError(f"param {name} must be one of {list(BACKUP_ENVIRONMENTS)}, got {value!r}")
+    return str(value)
+
+
+def check_backup_environments(config: EnvsyncConfig, environments: Any) -> list[str]:
+    """The `environments` param of backup_ladder: default `backups.environments`; prod and/or staging."""
+    if environments in (None, "", []):
+        environments = list(config.backups.environments)
+    if not isinstance(environments, list):
+        raise ValueError(f"param environments must be a list like ['prod', 'staging'], got {environments!r}")
+    return list(dict.fromkeys(check_environment("environments", e) for e in environments))
+
+
 def validate_backup_params(config: EnvsyncConfig, datasets: Any, reason: Any, expiry_days: Any) -> tuple[list[str], str, int]:
     """The backup_ladder params, checked in the task (a REST trigger may bypass the form)."""
     datasets = check_datasets(config, datasets)

@@ -8,6 +8,9 @@ Per table, the cheapest correct BigQuery operation:
                     a window of more than 4,000 partitions (or an ingestion-time table) is CREATE
                     TABLE plus one INSERT per chunk of at most 4,000 partitions (envsync.partitions);
   * full_clone    - no date column: CLONE as of T (0 bytes);
+  * masked_ctas   - a table with masked columns in this environment (envsync.masking): CREATE TABLE
+                    with prod's definition AS SELECT of the masked expressions as of T (the window
+                    when the table has one, else the whole table), split like ctas_window; billed;
   * view          - re-created with its dataset references rewritten to the dev datasets;
   * skip          - objects envsync does not copy (materialized views, external tables, snapshots);
   * drop          - objects that exist only in dev (unless `environments.dev.keep` lists them).
@@ -25,8 +28,10 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from envsync.discovery import DatasetInfo, TableInfo
+from envsync.masking import ColumnMask, column_masks, unmasked_tagged
 from envsync.partitions import (
     MAX_PARTITIONS_PER_JOB,
+    SPECIAL_IDS,
     Chunk,
     id_chunks,
     outside_window,
@@ -70,6 +75,12 @@ class Action:
     row_access_policies: list[str] = field(default_factory=list)   # of the prod table
     # clone_window: prod's partitions outside the window when planned (None: not known, list the clone's)
     trim_partitions: int | None = None
+    # masked_ctas: the masked columns (envsync.masking.ColumnMask as dicts) and the columns that match
+    # copy and prod rows in the verification (empty: a hash of the unmasked columns)
+    masks: list[dict[str, Any]] = field(default_factory=list)
+    match_key: list[str] = field(default_factory=list)
+    # policy-tagged columns (and nested fields) copied unmasked: column path -> tags
+    unmasked_tagged: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -186,10 +197,39 @@ def _table_action(config: EnvsyncConfig, info: TableInfo, target: str) -> Action
     return Action(**base, action="full_clone", reason="no date column: copied whole")
 
 
+def _mask_action(config: EnvsyncConfig, info: TableInfo, action: Action, masks: list[ColumnMask]) -> None:
+    """Turn a table's copy into a masked CTAS (in place): windowed on the action's date column when it
+    has one (dev), else the whole table. Refuses a match key that is missing or masked, and a table
+    whose every column is masked without a key (its rows could not be matched to prod's)."""
+    where = f"{info.dataset}.{info.table}"
+    override = config.override(info.dataset, info.table)
+    names = {f["name"].lower(): f["name"] for f in info.schema}
+    missing = [k for k in override.key if k.lower() not in names]
+    if missing:
+        raise PlanError(f"tables.{where}.key: column(s) {missing} do not exist (columns: {list(names.values())})")
+    masked = {m.column.lower() for m in masks}
+    keyed_masked = [k for k in override.key if k.lower() in masked]
+    if keyed_masked:
+        raise PlanError(f"tables.{where}.key: column(s) {keyed_masked} carry a policy tag of privacy.policy_tags "
+                        "and are masked; a masked column cannot match rows")
+    if not override.key and len(masked) == len(info.schema):
+        raise PlanError(f"{where}: every column is masked; set tables.{where}.key (unmasked columns that identify "
+                        "a row) so the verification can match copy and prod rows")
+    summary = ", ".join(f"{m.column} ({m.kind}{', policy tag' if m.origin == 'policy_tag' else ''})" for m in masks)
+    scope = "the window" if action.date_column else "the whole table"
+    if not action.date_column:
+        action.column_type = None
+    action.reason = (f"masked columns {summary}: CREATE TABLE AS SELECT of the masked values of {scope} as of T "
+                     f"instead of {action.action}; " + action.reason)
+    action.action = "masked_ctas"
+    action.masks = [m.to_dict() for m in masks]
+    action.match_key = [names[k.lower()] for k in override.key]
+
+
 def _note_row_access(action: Action, policies: list[str]) -> None:
     action.row_access_policies = list(policies)
     names = ", ".join(policies)
-    if action.action == "ctas_window":
+    if action.action in ("ctas_window", "masked_ctas"):
         action.reason += (f"; prod's row access policies ({names}) are NOT carried by a CTAS copy, which holds "
                           "only the rows envsync's account may read (grant it a TRUE-filter policy)")
     else:
@@ -242,6 +282,29 @@ def _estimate(action: Action, info: TableInfo, window_fraction: float, window: W
         single = len(chunks) == 1 and not (spec is not None and spec.ingestion_time)
         copy_jobs = 1 if single else 1 + len(chunks)     # CTAS, or CREATE + one INSERT per chunk
         action.est_bytes_billed, action.est_jobs = info.num_bytes + verify, copy_jobs + 2  # + verify, swap
+    elif action.action == "masked_ctas":
+        # reads the window's partitions (partitioned on the window column: pruned) or the whole table
+        read = info.num_bytes
+        if bounds and spec is not None and spec.unit != "RANGE" and partition_ids and \
+                spec.column.lower() == (action.date_column or "").lower():
+            outside = outside_window(spec, *bounds)
+            inside = [p for p in partition_ids if p not in SPECIAL_IDS and not outside(p)]
+            partial = len(partial_partitions(*bounds, spec.unit))
+            read = info.num_bytes * min(len(partition_ids), len(inside) + partial) // max(1, len(partition_ids))
+        if bounds:
+            chunks = window_chunks_on(spec, action.date_column, *bounds)
+        elif spec is not None and partition_ids is not None:
+            chunks = id_chunks(partition_ids, spec)
+        else:
+            chunks = [Chunk(None, None, 0)]
+        single = len(chunks) == 1 and not (spec is not None and spec.ingestion_time)
+        copy_jobs = 1 if single else 1 + len(chunks)
+        listing = 1 if not bounds and spec is not None else 0   # execution lists prod's partitions
+        masked_check = 2 * max(MIN_BYTES_BILLED_PER_TABLE, read)  # copy and prod, masked and matching columns
+        action.est_bytes_billed = max(MIN_BYTES_BILLED_PER_TABLE, read) + verify + masked_check
+        action.est_jobs = copy_jobs + listing + 3          # + verify rows, verify masks, swap
+        action.billing_note = (f"masked copy: bills what it reads of prod (est. {read:,} bytes) and the check of "
+                               "its masked columns against prod")
     elif action.action == "full_clone":
         action.est_bytes_billed, action.est_jobs = verify, 3   # clone, verify, swap
     elif action.action == "view":
@@ -280,15 +343,20 @@ def plan_dataset(
                 reason="re-created on the dev datasets", view_sql=rewrite.sql,
                 depends_on=sorted(view_dependencies(rewrite.sql)),
             )
-        elif table.kind in ("TABLE", "CLONE") and env != "dev":
-            action = Action(dataset=info.dataset, table=table.table, target_dataset=target, action="full_clone",
-                            reason="full copy as of T", source_rows=table.num_rows)
         elif table.kind in ("TABLE", "CLONE"):
-            action = _table_action(config, table, target)
+            if env != "dev":
+                action = Action(dataset=info.dataset, table=table.table, target_dataset=target, action="full_clone",
+                                reason="full copy as of T", source_rows=table.num_rows)
+            else:
+                action = _table_action(config, table, target)
+            masks = column_masks(config, table, env)
+            if masks:
+                _mask_action(config, table, action, masks)
+            action.unmasked_tagged = unmasked_tagged(table, masks)
         else:
             action = Action(dataset=info.dataset, table=table.table, target_dataset=target,
                             action="skip", reason=f"{table.kind.lower()} objects are not copied")
-        if table.row_access_policies and action.action in ("clone_window", "full_clone", "ctas_window"):
+        if table.row_access_policies and action.action in ("clone_window", "full_clone", "ctas_window", "masked_ctas"):
             _note_row_access(action, table.row_access_policies)
         _estimate(action, table, window_fraction, window if env == "dev" else None,
                   (partition_ids or {}).get(table.table))

@@ -75,7 +75,7 @@ def pin_plans_to_cut(config: EnvsyncConfig, client: bigquery.Client, plans: list
     for plan in plans:
         created = creation_times(client, config.project, plan.dataset)
         copied = []
-        for action in plan.by_action("full_clone"):
+        for action in plan.by_action("full_clone", "masked_ctas"):
             when = created.get(action.table)
             if when is not None and created_after(when, cut):
                 action.action = "skip"

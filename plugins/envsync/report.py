@@ -15,6 +15,11 @@ DATASET_METADATA_UPDATES_PER_10S = 5
 CONCURRENT_INTERACTIVE_QUERIES = 100
 
 
+# rows of a run that record a step around the copies (a cut's pins, publishing and rollback), not copied
+# objects: the counts of tables and rows in alerts and audit leave them out (their failures still show)
+BOOKKEEPING_ACTIONS = ("drop", "skip", "exclude", "pre_cut_pin", "publish", "rollback")
+
+
 def result_row(table: str, target: str, action: str, reason: str, *, est_bytes_billed: int = 0,
                **extra: Any) -> dict[str, Any]:
     """One object's row in a run's results and report (before it has run: status "pending")."""
@@ -71,6 +76,62 @@ def plan_table(plans: list[DatasetPlan]) -> str:
         for name in plan.excluded:
             rows.append([f"{plan.dataset}.{name}", "exclude", "-", human_bytes(0), "0", "exclude: true in config"])
     return render_table(["table", "action", "prod rows", "est. bytes billed", "jobs", "why"], rows)
+
+
+def privacy_entries(plans: list[DatasetPlan]) -> dict[str, Any]:
+    """The plan's privacy report: per environment, the masked columns (and their mask and origin: the
+    table's config or a policy tag of privacy.policy_tags) and the policy-tagged columns copied unmasked."""
+    return merge_privacy([privacy_of(plan.env, a.key, f"{a.target_dataset}.{a.table}", a.masks, a.unmasked_tagged)
+                          for plan in plans for a in plan.actions])
+
+
+def privacy_of(env: str, table: str, target: str, masks: list[dict[str, Any]],
+               unmasked: dict[str, list[str]]) -> dict[str, Any]:
+    """One copied table's privacy entries (masks as envsync.masking.ColumnMask dicts)."""
+    masked = [{"env": env, "table": table, "target": target, "column": m["column"],
+               "mask": m["rule"] if isinstance(m["rule"], str) else "fixed", "origin": m["origin"],
+               "policy_tags": m.get("policy_tags") or []} for m in masks]
+    tagged = [{"env": env, "table": table, "target": target, "column": column, "policy_tags": tags}
+              for column, tags in sorted(unmasked.items())]
+    return {"masked": masked, "unmasked_tagged": tagged}
+
+
+def merge_privacy(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"masked": [m for p in parts for m in p["masked"]],
+            "unmasked_tagged": [u for p in parts for u in p["unmasked_tagged"]]}
+
+
+def privacy_report(privacy: dict[str, Any] | None, results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The plan's privacy entries with the verification's count of rows still holding prod's value
+    (`unmasked_rows`, None when the table did not run) and the table's status."""
+    privacy = privacy or {}
+    by_table = {r["table"]: r for r in results}
+    counts = {(r["table"], m["column"]): m.get("unmasked_rows") for r in results for m in r.get("masked") or []}
+    masked = [{**m, "unmasked_rows": counts.get((m["table"], m["column"])),
+               "status": (by_table.get(m["table"]) or {}).get("status")} for m in privacy.get("masked") or []]
+    return {"masked": masked, "unmasked_tagged": list(privacy.get("unmasked_tagged") or [])}
+
+
+def privacy_table(privacy: dict[str, Any], results: list[dict[str, Any]] | None = None) -> str:
+    """The privacy report as text: masked columns (with the verification's count of rows still holding
+    prod's value, once run) and policy-tagged columns that reach an environment unmasked (a warning)."""
+    counts = {(r["table"], m["column"]): m.get("unmasked_rows") for r in results or [] for m in r.get("masked") or []}
+    masked = privacy.get("masked") or []
+    unmasked = privacy.get("unmasked_tagged") or []
+    lines = []
+    if masked:
+        lines.append(render_table(
+            ["env", "table", "column", "mask", "why", "rows = prod"],
+            [[m["env"], m["target"], m["column"], m["mask"],
+              "policy tag " + ", ".join(t.rsplit("/", 1)[-1] for t in m["policy_tags"]) if m["origin"] == "policy_tag"
+              else "config", "-" if counts.get((m["table"], m["column"])) is None else str(counts[(m["table"], m["column"])])]
+             for m in masked]))
+    else:
+        lines.append("no masked columns")
+    for row in unmasked:
+        lines.append(f"WARNING: {row['target']}.{row['column']} carries policy tag(s) {row['policy_tags']} and "
+                     f"reaches {row['env']} unmasked")
+    return "\n".join(lines)
 
 
 def quota_summary(plans: list[DatasetPlan]) -> str:

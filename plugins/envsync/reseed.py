@@ -82,26 +82,31 @@ def _normal(field_: dict[str, Any]) -> tuple[str, str, bool, tuple[Any, ...]]:
             tuple(_normal(f) for f in field_.get("fields") or []))
 
 
-def schema_contract(dataset: str, table: str, prod: list[dict[str, Any]], seed: list[dict[str, Any]]) -> list[str]:
-    """Differences between prod's columns and a seed's result columns (names, types, repeated, nested)."""
+def schema_contract(dataset: str, table: str, prod: list[dict[str, Any]], seed: list[dict[str, Any]], *,
+                    schema_name: str = "prod", ahead: frozenset[str] = frozenset()) -> list[str]:
+    """Differences between prod's columns (or an environment's migrated schema, `schema_name`) and a
+    seed's result columns (names, types, repeated, nested). `ahead`: columns (lowercase) that migrations
+    the environment does not have yet add; a seed may already yield them (they are not inserted)."""
     where = f"{dataset}.{table}"
     prod_by = {f["name"].lower(): f for f in prod}
     seed_by = {f["name"].lower(): f for f in seed}
     problems = []
     for name, column in prod_by.items():
         if name not in seed_by:
-            problems.append(f"{where}: column {column['name']} is in prod but not in the seed")
+            problems.append(f"{where}: column {column['name']} is in {schema_name} but not in the seed")
             continue
         a, b = _normal(column), _normal(seed_by[name])
         if a[1] != b[1] or a[2] != b[2]:
             problems.append(
-                f"{where}: column {column['name']} is {'ARRAY<' if a[2] else ''}{a[1]}{'>' if a[2] else ''} in prod "
+                f"{where}: column {column['name']} is {'ARRAY<' if a[2] else ''}{a[1]}{'>' if a[2] else ''} "
+                f"in {schema_name} "
                 f"but {'ARRAY<' if b[2] else ''}{b[1]}{'>' if b[2] else ''} in the seed"
             )
         elif a[3] != b[3]:
-            problems.append(f"{where}: column {column['name']} has other nested fields in the seed than in prod")
-    problems += [f"{where}: column {seed_by[n]['name']} is in the seed but not in prod" for n in seed_by
-                 if n not in prod_by]
+            problems.append(
+                f"{where}: column {column['name']} has other nested fields in the seed than in {schema_name}")
+    problems += [f"{where}: column {seed_by[n]['name']} is in the seed but not in {schema_name}" for n in seed_by
+                 if n not in prod_by and n not in ahead]
     return problems
 
 
@@ -122,6 +127,7 @@ class Reseeder:
         self.bq = runner.bq
         self.project = config.project
         self.cut = cut
+        self._seed_schemas: dict[str, dict[str, list[dict[str, Any]]]] = {}
 
     # ------------------------------------------------------------------------------ planning
     def sources(self, info: DatasetInfo) -> list[TableSource]:
@@ -162,42 +168,60 @@ class Reseeder:
                 out.append(TableSource(table.table, "empty", reason="no seed: created empty with prod's schema"))
         return out
 
-    def check_contract(self, info: DatasetInfo, sources: list[TableSource], stats: JobStats) -> list[str]:
-        """Every seed against prod's current schema; prod samples against their config. No writes."""
+    def check_contract(self, info: DatasetInfo, sources: list[TableSource], stats: JobStats, *,
+                       migrated: dict[str, list[dict[str, Any]]] | None = None, schema_name: str = "prod",
+                       ahead: frozenset[str] = frozenset(), env: str = "") -> list[str]:
+        """Every seed against prod's current schema, or against an environment's migrated schema
+        (`migrated`: `dataset.table` -> fields, where migrations changed it); prod samples against
+        their config. `ahead`: `dataset.table.column` that migrations env lacks add. No writes."""
         problems: list[str] = []
         tables = {t.table: t for t in info.tables}
         for src in sources:
             prod = tables[src.table]
+            if migrated is not None and f"{info.dataset}.{src.table}" in migrated:
+                from dataclasses import replace
+
+                prod = replace(prod, schema=migrated[f"{info.dataset}.{src.table}"])
             if src.source == "prod_sample":
                 try:
-                    sample_select(self.config, prod, self.config.override(info.dataset, src.table))
+                    sample_select(self.config, tables[src.table], self.config.override(info.dataset, src.table))
                 except SeedError as error:
                     problems.append(str(error))
             if src.source != "seed":
                 continue
-            job = self.runner.run(
-                render("reseed/seed_schema", seed=src.seed_sql or ""),
-                key=("contract", info.dataset, src.table), stats=stats,
-            )
-            seed_schema = [f.to_api_repr() for f in job.result().schema]
-            found = schema_contract(info.dataset, src.table, prod.schema, seed_schema)
+            seed_schema = self._seed_schema(info.dataset, src, stats)
+            columns = frozenset(c.rpartition(".")[2].lower() for c in ahead
+                                if c.rpartition(".")[0] == f"{info.dataset}.{src.table}")
+            found = [f"{env}: {p}" if env else p for p in
+                     schema_contract(info.dataset, src.table, prod.schema, seed_schema, schema_name=schema_name,
+                                     ahead=columns)]
             problems += found
             required = [c for c in _not_null_columns(prod) if c.lower() in {f["name"].lower() for f in seed_schema}]
             if required and not found:
                 checks = ", ".join(f"countif({quote_column(c)} is null) as {quote_column(c)}" for c in required)
                 row = next(iter(self.runner.run(
                     render("reseed/seed_nulls", checks=checks, seed=src.seed_sql or ""),
-                    key=("contract_nulls", info.dataset, src.table), stats=stats,
+                    key=("contract_nulls", env, info.dataset, src.table), stats=stats,
                 ).result()))
                 for column in required:
                     if row[column]:
                         why = "is the partitioning column" if column == (prod.partitioning or {}).get("field") else "is REQUIRED in prod"
-                        problems.append(f"{info.dataset}.{src.table}: column {column} {why} but the seed has "
-                                        f"{row[column]} null value(s)")
+                        problems.append(f"{env + ': ' if env else ''}{info.dataset}.{src.table}: column {column} "
+                                        f"{why} but the seed has {row[column]} null value(s)")
         return problems
 
+    def _seed_schema(self, dataset: str, src: TableSource, stats: JobStats) -> list[dict[str, Any]]:
+        """The columns a seed yields (a LIMIT 0 query), once per seed and run."""
+        cache = self._seed_schemas
+        if src.table not in cache.setdefault(dataset, {}):
+            job = self.runner.run(render("reseed/seed_schema", seed=src.seed_sql or ""),
+                                  key=("contract", dataset, src.table), stats=stats)
+            cache[dataset][src.table] = [f.to_api_repr() for f in job.result().schema]
+        return cache[dataset][src.table]
+
     # ----------------------------------------------------------------------------- execution
-    def _table(self, unit: ReseedUnit, info: TableInfo, src: TableSource, stats: JobStats) -> None:
+    def _table(self, unit: ReseedUnit, info: TableInfo, src: TableSource, stats: JobStats,
+               defer_seed: bool = False) -> None:
         """Create the table with prod's definition and fill it. A prod sample over more than 4,000
         partitions (https://cloud.google.com/bigquery/quotas#partitioned_tables) and any table that
         is ingestion-time partitioned (CTAS cannot create one) are CREATE TABLE + INSERT(s). Prod's
@@ -208,7 +232,7 @@ class Reseeder:
         ddl = dict(target=target.sql, columns=columns_sql(info), partition_by=partition_clause(info),
                    cluster_by=cluster_clause(info))
         ingestion = is_ingestion_time(info)
-        if src.source == "empty":
+        if src.source == "empty" or (src.source == "seed" and defer_seed):
             self.runner.run(render("reseed/create_empty_table", **ddl), key=key + ("create",), stats=stats)
         elif src.source == "seed" and not ingestion:
             self.runner.run(render("reseed/create_seeded_table", **ddl, column_list=column_list(info),
@@ -236,7 +260,7 @@ class Reseeder:
                 stats: JobStats) -> None:
         key = (unit.target_dataset, info.table)
         override = self.config.override(unit.dataset, info.table)
-        select, params = sample_select(self.config, info, override)
+        select, params = sample_select(self.config, info, override, unit.env)
         spec = sample_spec(self.config, override)
         source = TableRef(self.project, unit.dataset, info.table)
         parts = spec_of(info)
@@ -276,7 +300,11 @@ class Reseeder:
         return {"rows": int(row["row_count"]), "checksum": str(row["checksum"])}
 
     def execute(self, unit: ReseedUnit, info: DatasetInfo, sources: list[TableSource], *,
-                seed_version: str, expires: dt.datetime | None = None) -> list[dict[str, Any]]:
+                seed_version: str, expires: dt.datetime | None = None,
+                defer_seeds: bool = False) -> list[dict[str, Any]]:
+        """Re-create one environment dataset. `defer_seeds`: the environment has pending schema
+        migrations, so seeded tables are created empty with prod's definition here and filled from
+        their seeds once the migrations ran (`fill_seeds`), on the migrated schema."""
         extra = {"envsync-seed-version": seed_version}
         expiration_ms = None
         if expires is not None:
@@ -292,15 +320,34 @@ class Reseeder:
         fill = [src for src in sources if src.source in ("seed", "prod_sample", "empty")]
         with ThreadPoolExecutor(max_workers=self.config.sync.max_concurrent_jobs) as pool:
             results = list(pool.map(
-                lambda src: self._run(unit, src, lambda s: self._fill(unit, tables[src.table], src, s)), fill))
+                lambda src: self._run(unit, src, lambda s: self._fill(unit, tables[src.table], src, s,
+                                                                     defer_seeds and src.source == "seed")), fill))
         for src in sources:
             if src.source == "skip":
                 results.append({**self._result(unit, src), "status": "skipped"})
         return results
 
-    def _fill(self, unit: ReseedUnit, info: TableInfo, src: TableSource, stats: JobStats) -> dict[str, Any]:
-        self._table(unit, info, src, stats)
+    def _fill(self, unit: ReseedUnit, info: TableInfo, src: TableSource, stats: JobStats,
+              defer_seed: bool = False) -> dict[str, Any]:
+        self._table(unit, info, src, stats, defer_seed)
+        if defer_seed:
+            return {"rows": 0, "reason": f"{src.reason}: created empty, filled after the schema migrations"}
         return self.checksum(unit, info.table, stats)
+
+    def fill_seeds(self, unit: ReseedUnit, sources: list[TableSource]) -> list[dict[str, Any]]:
+        """Fill the tables `execute(defer_seeds=True)` left empty from their seeds, on the schema the
+        migrations gave them (the seed contract checked that the seed yields those columns)."""
+        from envsync.guard import quote_column
+
+        def work(src: TableSource, stats: JobStats) -> dict[str, Any]:
+            target = TableRef(self.project, unit.target_dataset, src.table)
+            names = ", ".join(quote_column(f.name) for f in self.bq.client.get_table(target.api).schema)
+            self.runner.run(render("reseed/insert_seed", target=target.sql, column_list=names, seed=src.seed_sql or ""),
+                            key=(unit.target_dataset, src.table, "seed_migrated"), stats=stats)
+            return self.checksum(unit, src.table, stats)
+
+        return [self._run(unit, src, lambda stats, src=src: work(src, stats))
+                for src in sources if src.source == "seed"]
 
     def views(self, work: list[tuple[ReseedUnit, list[TableSource]]]) -> list[dict[str, Any]]:
         """Re-create every view of every unit on its environment, after all tables, in dependency order."""
@@ -330,6 +377,29 @@ class Reseeder:
 
     def _run(self, unit: ReseedUnit, src: TableSource, work: Any) -> dict[str, Any]:
         return run_recorded(self._result(unit, src), work, deterministic=DETERMINISTIC)
+
+
+def reseed_privacy(config: EnvsyncConfig, units: list[ReseedUnit], infos: dict[str, DatasetInfo],
+                   sources: dict[str, list[TableSource]]) -> dict[str, Any]:
+    """The privacy report of a reseed: per environment, the masked columns of every prod sample and its
+    policy-tagged columns that reach the environment unmasked (seeded and empty tables hold no prod rows)."""
+    from envsync.masking import MaskError, column_masks, unmasked_tagged
+    from envsync.report import merge_privacy, privacy_of
+
+    parts = []
+    for unit in units:
+        tables = {t.table: t for t in infos[unit.dataset].tables}
+        for src in sources[unit.dataset]:
+            if src.source != "prod_sample":
+                continue
+            info = tables[src.table]
+            try:
+                masks = column_masks(config, info, unit.env)
+            except MaskError as error:
+                raise SeedError(str(error)) from None
+            target = f"{unit.target_dataset}.{src.table}"
+            parts.append(privacy_of(unit.env, target, target, [m.to_dict() for m in masks], unmasked_tagged(info, masks)))
+    return merge_privacy(parts)
 
 
 def units_for(config: EnvsyncConfig, envs: list[str], datasets: list[str], test_name: str | None) -> list[ReseedUnit]:

@@ -166,11 +166,15 @@ def mask_expr(field: dict[str, Any], rule: str | FixedMask, param: str) -> tuple
 
 
 def masking_salt(config: EnvsyncConfig) -> str | None:
-    return os.environ.get(config.seeds.salt_env) or None
+    return os.environ.get(config.salt_env) or None
 
 
-def sample_select(config: EnvsyncConfig, info: TableInfo, override: TableOverride) -> tuple[str, dict[str, Any]]:
-    """The SELECT list and parameters of a masked prod sample of `info` (columns in prod's order)."""
+def sample_select(config: EnvsyncConfig, info: TableInfo, override: TableOverride,
+                  env: str = "qa") -> tuple[str, dict[str, Any]]:
+    """The SELECT list and parameters of a prod sample of `info` (columns in prod's order), masked as
+    `env` requires (envsync.masking: the table's masks and privacy.policy_tags)."""
+    from envsync.masking import MaskError, column_masks, masked_select
+
     problems = []
     spec = sample_spec(config, override)
     names = {f["name"] for f in info.schema}
@@ -179,25 +183,12 @@ def sample_select(config: EnvsyncConfig, info: TableInfo, override: TableOverrid
     problems += [f"masked column {c} does not exist" for c in override.mask if c not in names]
     if problems:
         raise SeedError(f"{info.dataset}.{info.table}: " + "; ".join(problems))
-    params: dict[str, Any] = {"sample_modulo": spec.modulo}
-    columns = []
-    for index, field in enumerate(info.schema):
-        rule = override.mask.get(field["name"])
-        if rule is None:
-            columns.append(quote_column(field["name"]))
-            continue
-        try:
-            expr, extra = mask_expr(field, rule, f"mask_{index}")
-        except SeedError as error:
-            raise SeedError(f"{info.dataset}.{info.table}: {error}") from None
-        params.update(extra)
-        columns.append(f"{expr} as {quote_column(field['name'])}")
-    if any(isinstance(r, str) and r in ("hash", "fake") for r in override.mask.values()):
-        salt = masking_salt(config)
-        if not salt:
-            raise SeedError(
-                f"{info.dataset}.{info.table}: hash/fake masking needs a salt in the environment variable "
-                f"{config.seeds.salt_env} (seeds.salt_env); set it on the workers"
-            )
-        params["mask_salt"] = salt
-    return ",\n    ".join(columns), params
+    try:
+        masks = column_masks(config, info, env)
+        if spec.column.lower() in {m.column.lower() for m in masks}:
+            raise MaskError(f"{info.dataset}.{info.table}: sample/parent key {spec.column} carries a policy tag of "
+                            "privacy.policy_tags and cannot be masked (joins would break)")
+        select, params = masked_select(config, info, masks)
+    except MaskError as error:
+        raise SeedError(str(error)) from None
+    return select, {"sample_modulo": spec.modulo, **params}

@@ -35,6 +35,7 @@ from envsync.guard import (
     quote_dataset,
 )
 from envsync.jobs import JobRunner, JobStats, run_recorded
+from envsync.masking import MaskError, masked_select, masks_from_dicts, needs_salt, require_salt
 from envsync.partitions import (
     MAX_PARTITIONS_PER_JOB,
     Chunk,
@@ -54,7 +55,9 @@ from envsync.verify import (
     compare_partitioning,
     compare_schema,
     count_rows,
+    count_unmasked,
     partition_filter,
+    window_filter,
     window_params,
 )
 from envsync.views import rewrite_view_sql
@@ -76,7 +79,7 @@ class VerificationError(SyncError):
     """A copy does not match prod as of T. Deterministic: retrying the same run cannot fix it."""
 
 
-DETERMINISTIC_ERRORS: tuple[type[BaseException], ...] = (VerificationError, ProdWriteRefused)
+DETERMINISTIC_ERRORS: tuple[type[BaseException], ...] = (VerificationError, ProdWriteRefused, MaskError)
 
 
 @dataclass(frozen=True)
@@ -126,12 +129,15 @@ def build_plans(
 class DatasetSync:
     """Executes one dataset's plan with at most `max_concurrent_jobs` BigQuery jobs in flight."""
 
+    source_env = "prod"   # what the copies are verified against (messages)
+
     def __init__(self, config: EnvsyncConfig, bq: GuardedBigQuery, runner: JobRunner, run: RunInfo):
         self.config = config
         self.bq = bq
         self.runner = runner
         self.run = run
         self.project = config.project
+        self._masked: dict[str, list[dict[str, Any]]] = {}
 
     # dataset -------------------------------------------------------------------------------
     def ensure_dataset(self, plan: DatasetPlan) -> str:
@@ -156,7 +162,7 @@ class DatasetSync:
             self.runner.run(sql, key=key + ("clone",), params=cut, stats=stats)
         if action.action == "clone_window":
             self._trim(action, info, stage, stats)
-        if action.action == "ctas_window":
+        if action.action in ("ctas_window", "masked_ctas"):
             self._ctas(action, info, source, stage, stats)
 
     def _trim(self, action: Action, info: TableInfo, stage: TableRef, stats: JobStats) -> None:
@@ -185,48 +191,81 @@ class DatasetSync:
             self.runner.run(sql, key=key + part, params={**params, **chunk_params(chunk)}, stats=stats)
 
     def _ctas(self, action: Action, info: TableInfo, source: TableRef, stage: TableRef, stats: JobStats) -> None:
-        """The window as of T: one CTAS when it fits in one job; otherwise (more than 4,000 partitions,
-        or an ingestion-time table, which CTAS cannot create) CREATE TABLE plus one INSERT per chunk."""
+        """The window as of T (a masked copy without a date column: the whole table), prod's columns or
+        their masks: one CTAS when it fits in one job; otherwise (more than 4,000 partitions, or an
+        ingestion-time table, which CTAS cannot create) CREATE TABLE plus one INSERT per chunk."""
         key = (action.dataset, action.table)
-        params = {"cut": self.run.cut, **window_params(action, self.run.window)}
+        masks = masks_from_dicts(action.masks)
+        select, mask_params = masked_select(self.config, info, masks) if masks else ("*", {})
+        windowed = action.date_column is not None and self.run.window is not None
+        params = {"cut": self.run.cut, **(window_params(action, self.run.window) if windowed else {}), **mask_params}
+        # partition_filter: `true`, or a predicate satisfying prod's require_partition_filter
+        row_filter = (f"{window_filter(action.date_column)}\n    and {partition_filter(info)}" if windowed
+                      else partition_filter(info))
         ddl = dict(target=stage.sql, columns=columns_sql(info), partition_by=partition_clause(info),
                    cluster_by=cluster_clause(info))
-        chunks = window_chunks_on(spec_of(info), action.date_column, params["window_start"], params["window_end"])
+        spec = spec_of(info)
+        if windowed:
+            chunks = window_chunks_on(spec, action.date_column, params["window_start"], params["window_end"])
+        elif spec is not None:   # the whole table: split on the partitions prod has
+            chunks = id_chunks(partition_ids(self.runner, source, key, stats), spec)
+        else:
+            chunks = [Chunk(None, None, 0)]
         if len(chunks) == 1 and not is_ingestion_time(info):
-            sql = render("sync/ctas_window", **ddl, source=source.sql, column=quote_column(action.date_column or ""))
+            sql = render("sync/ctas_window", **ddl, source=source.sql, select_list=select, row_filter=row_filter)
             self.runner.run(sql, key=key + ("ctas",), params=params, stats=stats)
         else:
-            log.info("%s: creating the table, then copying the window in %d INSERT job(s)%s: %s", stage, len(chunks),
+            log.info("%s: creating the table, then copying %s in %d INSERT job(s)%s: %s", stage,
+                     "the window" if windowed else "the table", len(chunks),
                      " (ingestion-time partitioned: CTAS cannot create it)" if is_ingestion_time(info) else "",
                      describe(chunks))
             self.runner.run(render("sync/create_table", **ddl), key=key + ("create",), stats=stats)
-            spec = spec_of(info)
+            prefix = "_PARTITIONTIME, " if is_ingestion_time(info) else ""
             for index, chunk in enumerate(chunks):
                 sql = render("sync/insert_window", target=stage.sql, source=source.sql,
-                             insert_columns=insert_columns(info), select_columns=insert_columns(info),
-                             column=quote_column(action.date_column or ""),
-                             chunk=chunk_predicate(spec.column if spec else "", chunk))
+                             insert_columns=insert_columns(info),
+                             select_columns=insert_columns(info) if not masks else prefix + select,
+                             row_filter=row_filter, chunk=chunk_predicate(spec.column if spec else "", chunk))
                 self.runner.run(sql, key=key + ("insert", str(index)), params={**params, **chunk_params(chunk)},
                                 stats=stats)
         carry_column_options(self.bq, stage, info.schema)
 
     def _verify(self, action: Action, info: TableInfo, source: TableRef, stage: TableRef, stats: JobStats) -> tuple[int, list[str], list[str]]:
-        windowed = action.action in ("clone_window", "ctas_window")
+        windowed = action.action in ("clone_window", "ctas_window") or (action.action == "masked_ctas"
+                                                                         and action.date_column is not None)
         prod_counts, copy_counts = count_rows(
             self.runner, action, source, stage, cut=self.run.cut,
             window=self.run.window if windowed else None, stats=stats, keep_all=partition_filter(info),
         )
         name = f"{action.target_dataset}.{action.table}"
-        problems = compare_counts(name, prod_counts, copy_counts)
+        problems = compare_counts(name, prod_counts, copy_counts, self.source_env)
         copy_table = self.bq.client.get_table(stage.api)
         problems += compare_schema(name, info.schema, [f.to_api_repr() for f in copy_table.schema])
         warnings: list[str] = []
+        if action.masks:
+            problems += self._verify_masks(action, info, source, stage, stats, windowed)
         partitioning = compare_partitioning(name, info, copy_table)
         if self.config.sync.verify_partitioning == "error":
             problems += partitioning
         else:
             warnings += partitioning
         return sum(copy_counts.values()), problems, warnings
+
+    def _verify_masks(self, action: Action, info: TableInfo, source: TableRef, stage: TableRef, stats: JobStats,
+                      windowed: bool) -> list[str]:
+        """Count, in BigQuery, the copy's masked values equal to prod's value for the same row (must be 0)."""
+        masks = masks_from_dicts(action.masks)
+        counts = count_unmasked(self.runner, action, info, source, stage, cut=self.run.cut,
+                                window=self.run.window if windowed else None, stats=stats)
+        self._masked[action.key] = [{**m.to_dict(), "kind": m.kind, "unmasked_rows": counts[m.column]}
+                                    for m in masks]
+        leaked = {m.column: counts[m.column] for m in masks if counts[m.column]}
+        log.info("%s: masked columns %s; rows still holding prod's value: %s", stage,
+                 [f"{m.column} ({m.kind})" for m in masks], counts)
+        if not leaked:
+            return []
+        return [f"{action.target_dataset}.{action.table}: masked column(s) still hold prod's value for the same row "
+                f"in {leaked} row(s) (matched on {', '.join(action.match_key) or 'a hash of the unmasked columns'})"]
 
     def _publish(self, action: Action, info: TableInfo, stage: TableRef, target: TableRef, stats: JobStats) -> None:
         sql = render("sync/swap_stage", target=target.sql, stage=stage.sql, target_name=quote(target.table))
@@ -244,6 +283,8 @@ class DatasetSync:
             self._build(action, info, source, stage, stats)
             rows, problems, warnings = self._verify(action, info, source, stage, stats)
             result.update(rows=rows, warnings=warnings)
+            if action.key in self._masked:
+                result["masked"] = self._masked[action.key]
             for warning in warnings:
                 log.warning("%s (verify_partitioning is 'warn')", warning)
             if problems:
@@ -287,8 +328,9 @@ class DatasetSync:
 
     # the whole dataset ------------------------------------------------------------------------
     def execute(self, plan: DatasetPlan) -> list[dict[str, Any]]:
+        check_salt(self.config, [plan])   # before anything is written
         self.ensure_dataset(plan)
-        tables = plan.by_action("clone_window", "ctas_window", "full_clone")
+        tables = plan.by_action("clone_window", "ctas_window", "full_clone", "masked_ctas")
         log.info(
             "syncing %s -> %s: %d tables, %d to drop, with up to %d concurrent jobs (views follow)",
             plan.dataset, plan.target_dataset, len(tables), len(plan.by_action("drop")),
@@ -309,6 +351,13 @@ class DatasetSync:
         for action in plan.by_action("drop"):
             results.append(self.drop(action))
         return results
+
+
+def check_salt(config: EnvsyncConfig, plans: list[DatasetPlan]) -> None:
+    """Fail (MaskError naming the variable) when a planned hash/fake mask has no salt on this worker."""
+    needing = [a.key for p in plans for a in p.by_action("masked_ctas") if needs_salt(masks_from_dicts(a.masks))]
+    if needing:
+        require_salt(config, needing)
 
 
 def sync_views(config: EnvsyncConfig, bq: GuardedBigQuery, runner: JobRunner, run: RunInfo,

@@ -129,16 +129,17 @@ def count_rows(
     return prod, copy_counts
 
 
-def compare_counts(name: str, prod: dict[str, int], copy: dict[str, int]) -> list[str]:
+def compare_counts(name: str, prod: dict[str, int], copy: dict[str, int], source: str = "prod") -> list[str]:
+    """Differences of rows per partition between the source (`source`: prod, or qa for a cut) and the copy."""
     diffs = [
-        f"{key}: prod {prod.get(key, 0)}, copy {copy.get(key, 0)}"
+        f"{key}: {source} {prod.get(key, 0)}, copy {copy.get(key, 0)}"
         for key in sorted(set(prod) | set(copy))
         if prod.get(key, 0) != copy.get(key, 0)
     ]
     if not diffs:
         return []
     shown = "; ".join(diffs[:5]) + (f"; and {len(diffs) - 5} more" if len(diffs) > 5 else "")
-    return [f"{name}: rows per partition differ from prod as of T in {len(diffs)} partition(s): {shown}"]
+    return [f"{name}: rows per partition differ from {source} as of T in {len(diffs)} partition(s): {shown}"]
 
 
 def _normal_fields(fields: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
@@ -189,3 +190,50 @@ def compare_partitioning(name: str, prod: TableInfo, copy: bigquery.Table) -> li
     if (prod.clustering or None) != copy_clustering:
         problems.append(f"clustering is {copy_clustering}, prod has {prod.clustering}")
     return [f"{name}: " + "; ".join(problems)] if problems else []
+
+
+def match_key_sql(info: TableInfo, key: list[str], masked: set[str]) -> str:
+    """What matches a copy's row to prod's: the key columns, or a hash of every unmasked column."""
+    columns = key or [f["name"] for f in info.schema if f["name"].lower() not in masked]
+    fields = ", ".join(quote_column(c) for c in columns)
+    if key:
+        return f"to_json_string(struct({fields}))"
+    return f"farm_fingerprint(to_json_string(struct({fields})))"
+
+
+def count_unmasked(
+    runner: JobRunner,
+    action: Action,
+    info: TableInfo,
+    source: TableRef,
+    copy: TableRef,
+    *,
+    cut: Any,
+    window: Window | None,
+    stats: JobStats,
+) -> dict[str, int]:
+    """Per masked column of `action`, the copy's rows whose value equals prod's value for the same row
+    (as of T, in the window), computed in BigQuery in one query job. NULLs never count: a NULL in the
+    copy holds no prod value. Values compare as their JSON text, so every column type compares."""
+    masks = [m["column"] for m in action.masks]
+    aliases = {column: f"masked_{index}" for index, column in enumerate(masks)}
+    keep_all = partition_filter(info)
+    column = action.date_column if window is not None else None
+    sql = render(
+        "sync/count_unmasked_values",
+        source=source.sql,
+        copy=copy.sql,
+        match_key=match_key_sql(info, action.match_key, {c.lower() for c in masks}),
+        masked_columns=",\n        ".join(f"{quote_column(c)} as {a}" for c, a in aliases.items()),
+        row_filter=f"{window_filter(column)}\n        and {keep_all}",
+        keep_all=keep_all,
+        counts=",\n    ".join(
+            f"countif(copy_rows.{a} is not null and to_json_string(copy_rows.{a}) = to_json_string(prod_rows.{a})) "
+            f"as {a}" for a in aliases.values()),
+    )
+    params: dict[str, Any] = {"cut": cut}
+    if window is not None:
+        params.update(window_params(action, window))
+    job = runner.run(sql, key=(action.dataset, action.table, "verify_masks"), params=params, stats=stats)
+    row = next(iter(job.result()))
+    return {column: int(row[alias] or 0) for column, alias in aliases.items()}

@@ -17,6 +17,7 @@ create table if not exists {table} (
     expected_checksum string,
     checksum string,
     status string not null,
-    error string
+    error string,
+    environment string
 )
 partition by date(recorded_at)

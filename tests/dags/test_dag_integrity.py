@@ -27,7 +27,7 @@ DAG_FILES = sorted(p for p in DAGS_DIR.glob("*.py") if not p.name.startswith("_"
 PARSE_BUDGET_SECONDS = 1.0
 # Tasks allowed fewer than 2 retries, each with the reason (a reviewed exception to STYLE.md rule 2).
 RETRY_EXEMPT: dict[tuple[str, str], str] = {}
-SUCCESS_ALERTS = {"prod_to_dev_sync", "reseed_environments", "recovery_drill"}
+SUCCESS_ALERTS = {"prod_to_dev_sync", "reseed_environments", "recovery_drill", "staging_cut", "promote_schema"}
 
 
 def _file_id(path: Path) -> str:
@@ -148,10 +148,11 @@ def test_prod_to_dev_sync_schedule(sync_dag: Any) -> None:
 
 
 def test_prod_to_dev_sync_tasks(sync_dag: Any) -> None:
-    assert set(sync_dag.task_ids) == {"plan", "sync_dataset", "sync_views", "report"}
+    assert set(sync_dag.task_ids) == {"plan", "sync_dataset", "sync_views", "migrate", "report"}
     assert sync_dag.get_task("plan").downstream_task_ids == {"sync_dataset"}
     assert sync_dag.get_task("sync_dataset").downstream_task_ids == {"sync_views"}
-    assert sync_dag.get_task("sync_views").downstream_task_ids == {"report"}
+    assert sync_dag.get_task("sync_views").downstream_task_ids == {"migrate"}
+    assert sync_dag.get_task("migrate").downstream_task_ids == {"report"}
     assert sync_dag.get_task("sync_views").trigger_rule == "all_done"
     assert sync_dag.get_task("report").trigger_rule == "all_done"
 
@@ -240,6 +241,51 @@ def test_params_follow_another_config(tmp_path: Path) -> None:
     dag = bag.dags["prod_to_dev_sync"]
     assert dag.params.get_param("window_quarters").value == 5
     assert dag.params.get_param("datasets").schema["items"]["enum"] == ["sales", "marketing", "finance"]
+
+
+# ------------------------------------------------------------------------- promote_schema
+
+
+@pytest.fixture(scope="module")
+def promote_dag(dagbag: Any) -> Any:
+    return dagbag.dags["promote_schema"]
+
+
+def test_promote_schema_is_manual_with_plan_promote_report(promote_dag: Any) -> None:
+    assert type(promote_dag.timetable).__name__ == "NullTimetable"   # schedule=None: manual only
+    assert promote_dag.max_active_runs == 1
+    assert promote_dag.get_task("plan").downstream_task_ids == {"promote"}
+    assert promote_dag.get_task("promote").downstream_task_ids == {"report"}
+    assert promote_dag.get_task("report").trigger_rule == "all_done"
+
+
+def test_promote_schema_params(promote_dag: Any) -> None:
+    params = promote_dag.params
+    assert set(params) == {"target", "through", "lane", "dry_run", "confirm"}
+    assert params.get_param("target").schema["enum"] == ["qa", "staging", "prod"]
+    assert params.get_param("lane").schema["enum"] == ["normal", "hotfix"]
+    assert params.get_param("dry_run").schema["type"] == "boolean"
+    assert params.validate() == {"target": "qa", "through": "", "lane": "normal", "dry_run": False, "confirm": ""}
+
+
+@pytest.mark.parametrize(("name", "value"), [("target", "dev"), ("target", "PROD"), ("through", "3a"),
+                                             ("through", "1; drop"), ("through", 3), ("lane", "fast"),
+                                             ("dry_run", "yes")])
+def test_promote_schema_param_schema_rejects_bad_values(promote_dag: Any, name: str, value: Any) -> None:
+    from airflow.sdk.exceptions import ParamValidationError
+
+    params = copy.deepcopy(promote_dag.params)
+    with pytest.raises(ParamValidationError, match=f"param {name}"):
+        params[name] = value
+        params.validate()
+
+
+@pytest.mark.parametrize(("name", "value"), [("target", "prod"), ("through", "12"), ("lane", "hotfix"),
+                                             ("dry_run", True), ("confirm", "apply schema migrations 1 to prod")])
+def test_promote_schema_param_schema_accepts_good_values(promote_dag: Any, name: str, value: Any) -> None:
+    params = copy.deepcopy(promote_dag.params)
+    params[name] = value
+    assert params.validate()[name] == value
 
 
 # ------------------------------------------------------------------------- an invalid config

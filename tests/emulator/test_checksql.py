@@ -144,6 +144,70 @@ def test_other_sql_files_are_analyzed_statement_by_statement(cache: Path, tmp_pa
     assert "2 statements analyzed" in result.stdout
 
 
+def _migrations(tmp_path: Path, files: dict[str, str]) -> Path:
+    folder = tmp_path / "migrations"
+    folder.mkdir()
+    for name, text in files.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    return folder
+
+
+ADD_EMAIL = (
+    "-- envsync: phase=expand\n"
+    "alter table sales.customers add column email string;\n"
+    "\n"
+    "update sales.customers\n"
+    "set email = concat(name, '@example.com')\n"
+    "where email is null;\n"
+    "create view marketing.customer_emails as\n"
+    "select customer_id, email from sales.customers;\n"
+)
+
+
+def test_migrations_are_analyzed_in_version_order_each_against_the_schema_the_earlier_ones_left(
+        cache: Path, tmp_path: Path) -> None:
+    # 0002 reads the view and the column 0001 creates, and 0010 (after 0002, not before) reads the
+    # column 0002 renames: only a catalog that follows the DDL accepts them
+    folder = _migrations(tmp_path, {
+        "0010_report.sql": "-- envsync: phase=expand\ncreate view marketing.emails as\n"
+                           "select contact_email from sales.customers;\n",
+        "0001_add_email.sql": ADD_EMAIL,
+        "0002_rename.sql": "-- envsync: phase=contract\nalter table sales.customers rename column email to contact_email;\n"
+                           "drop view marketing.customer_emails;\n",
+    })
+
+    result = check_sql(cache, folder)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "check-sql: 3 files, 6 statements analyzed" in result.stdout
+
+
+@pytest.mark.parametrize("files, expected", [
+    ({"0001_add_email.sql": ADD_EMAIL,
+      "0002_drop_segment.sql": "-- envsync: phase=contract\nalter table sales.customers drop column segment;\n\n"
+                               "-- readers of segment break\nselect customer_id, segment\nfrom sales.customers;\n"},
+     "0002_drop_segment.sql:5: Unrecognized name: segment at [5:21]"),
+    ({"0001_add_email.sql": ADD_EMAIL,
+      "0002_again.sql": "-- envsync: phase=expand\nalter table sales.customers add column email string;\n"},
+     "0002_again.sql:2: Column already exists: email at [2:40]"),
+    ({"0001_add_email.sql": ADD_EMAIL.replace("where email is null", "where emial is null")},
+     "0001_add_email.sql:6: Unrecognized name: emial; Did you mean email? at [6:7]"),
+    ({"0001_drop.sql": "-- envsync: phase=contract\ndrop table sales.no_such_table;\n"},
+     "0001_drop.sql:2: Not found: Table sales.no_such_table"),
+    ({"0001_no_phase.sql": "alter table sales.customers add column email string;\n"},
+     "0001_no_phase.sql:1: a migration must start with '-- envsync: phase=expand' or '-- envsync: phase=contract'"),
+])
+def test_a_migration_BigQuery_would_refuse_is_reported_with_file_and_line(
+        cache: Path, tmp_path: Path, files: dict[str, str], expected: str) -> None:
+    folder = _migrations(tmp_path, files)
+
+    result = check_sql(cache, folder)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stdout.splitlines()[0] == f"{folder}/{expected}", result.stdout
+    assert result.stdout.splitlines()[-1].endswith("1 problem")
+
+
 def test_a_schema_file_in_the_plain_form_is_accepted(cache: Path, tmp_path: Path) -> None:
     plain = {"sales.customers": [
         {"name": "customer_id", "type": "INTEGER"}, {"name": "name", "type": "STRING"},

@@ -240,3 +240,23 @@ def test_clone_of_an_empty_partitioned_table_keeps_required_modes(bq: Any, datas
     clone = bq.get_table(f"{P}.{ds}.clone")
     assert _layout(clone) == _layout(bq.get_table(f"{P}.{ds}.empty")) and clone.num_rows == 0
     assert [f.mode for f in clone.schema] == ["REQUIRED", "REQUIRED"]
+
+
+def test_a_view_whose_query_no_longer_resolves_is_still_a_view(bq: Any, dataset: Callable[..., str]) -> None:
+    """tables.get returns a view's resource even when a column it reads was dropped; only querying it
+    fails (https://cloud.google.com/bigquery/docs/reference/rest/v2/tables/get,
+    https://cloud.google.com/bigquery/docs/views)."""
+    from google.api_core.exceptions import BadRequest
+
+    ds = dataset()
+    run(bq, f"create table `{P}.{ds}.t` as select 1 as id, 'x' as gone")
+    run(bq, f"create view `{P}.{ds}.v` as select id, gone from `{P}.{ds}.t`")
+    run(bq, f"alter table `{P}.{ds}.t` drop column gone")
+
+    view = bq.get_table(f"{P}.{ds}.v")
+
+    assert view.table_type == "VIEW"
+    assert "gone" in view.view_query
+    assert {t.table_id: t.table_type for t in bq.list_tables(f"{P}.{ds}")} == {"t": "TABLE", "v": "VIEW"}
+    with pytest.raises(BadRequest):
+        run(bq, f"select * from `{P}.{ds}.v` limit 0")

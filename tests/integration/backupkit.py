@@ -106,9 +106,11 @@ def write_config(path: Path, **backups: Any) -> Path:
     return path
 
 
-def take_backup(config_path: Path, taken_at: dt.datetime, *, pinned: bool = False) -> list[dict[str, Any]]:
-    """Snapshot every prod table's current state, recorded as taken at `taken_at`, with manifests,
-    through envsync's own backup engine (what a ladder run at `taken_at` would have recorded)."""
+def take_backup(config_path: Path, taken_at: dt.datetime, *, pinned: bool = False,
+                dataset: str = DATASET) -> list[dict[str, Any]]:
+    """Snapshot every table's current state, recorded as taken at `taken_at`, with manifests, through
+    envsync's own backup engine (what a ladder run at `taken_at` would have recorded). `dataset`: prod's
+    `shop`, or `staging_shop` (its backups go to backup_staging_shop)."""
     from envsync.backups import BackupCatalog, BackupEngine
     from envsync.clients import storage_client
     from envsync.config import load_config
@@ -122,9 +124,9 @@ def take_backup(config_path: Path, taken_at: dt.datetime, *, pinned: bool = Fals
     bq = GuardedBigQuery(client(), WriteGuard.from_config(config), "US")
     runner = JobRunner(bq, dag_id="tests", run_id=f"seed-{taken_at:%Y%m%d%H%M}", task_id="backup", timeout=120)
     engine = BackupEngine(config, bq, runner, BackupCatalog(config, client(), store))
-    engine.ensure_backup_dataset(ds(DATASET), "US")
+    engine.ensure_backup_dataset(ds(dataset), "US")
     expires = dt.datetime.now(UTC) + dt.timedelta(days=30)
-    return [engine.snapshot(ds(DATASET), table, taken_at=taken_at, as_of=None, pinned=pinned, reason="test",
+    return [engine.snapshot(ds(dataset), table, taken_at=taken_at, as_of=None, pinned=pinned, reason="test",
                             expires=expires, stats=JobStats())
             for table in sorted(KEYS)]
 
@@ -140,3 +142,23 @@ def tamper(snapshot: str) -> None:
     c.delete_table(source)
     query(f"create snapshot table `{PROJECT}.{snapshot}` clone `{PROJECT}.{backup_ds}.tampered`")
     c.delete_table(fq(f"{backup_ds}.tampered"))
+
+
+def states(dag_run: Any) -> dict[str, str]:
+    """Each task instance's state, keyed `task_id[map_index]`."""
+    return {f"{ti.task_id}[{ti.map_index}]": str(ti.state) for ti in dag_run.get_task_instances()}
+
+
+def store():  # type: ignore[no-untyped-def]
+    """The state bucket of this kit (manifests, ledgers, reports)."""
+    from envsync.clients import storage_client
+    from envsync.manifest import ManifestStore
+
+    return ManifestStore(storage_client(PROJECT), BUCKET)
+
+
+def report(dag_id: str) -> dict[str, Any]:
+    """The newest run report of `dag_id`."""
+    found = store().latest_report(dag_id)
+    assert found is not None, f"no report of {dag_id}"
+    return found

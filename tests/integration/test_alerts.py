@@ -6,56 +6,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 from backupkit import ds, make_prod, take_backup, tamper, tref, write_config
+from webhookkit import Webhook, webhook  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.integration
 UTC = dt.timezone.utc
-
-
-class Webhook:
-    def __init__(self) -> None:
-        self.posts: list[dict[str, Any]] = []
-        self.paths: list[str] = []
-        webhook = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                webhook.posts.append(json.loads(body))
-                webhook.paths.append(self.path)
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[Webhook]:
-    hook = Webhook()
-    # the connection the config names (alerts.slack_conn_id: slack_envsync), pointing at the local server
-    monkeypatch.setenv("AIRFLOW_CONN_SLACK_ENVSYNC", json.dumps(
-        {"conn_type": "slackwebhook", "password": f"{hook.url}/services/T000/B000/XXXX"}))
-    yield hook
-    hook.stop()
 
 
 @pytest.fixture
@@ -117,3 +76,39 @@ def test_missing_or_broken_connection_never_fails_the_run(
     dag_run = run_dag("recovery_drill", today, {}, config_path=config)
     assert str(dag_run.state) == "success"
     assert "Slack success alert of recovery_drill not sent (connection 'slack_envsync')" in caplog.text
+
+
+def test_cut_payloads(webhook: Webhook, emulators: Any, tmp_path: Path, run_dag: Any) -> None:
+    from cutkit import SEED_VERSION, make_qa, make_staging
+
+    from envsync.cut import CutSync
+
+    make_prod()
+    make_qa()
+    make_staging()
+    config = write_config(tmp_path / "envsync.yaml")
+    ok = run_dag("staging_cut", None, {}, config_path=config)
+    assert str(ok.state) == "success"
+    text = webhook.posts[-1]["text"]
+    assert text.startswith(f":white_check_mark: envsync *staging_cut* succeeded on *staging* ({ds('shop')})")
+    assert "tables: " in text and " 0 failed) | rows: " in text
+    assert (f"QA -> staging as of T = " in text
+            and f"seed version {SEED_VERSION}, migration version none (no migration ledger)" in text), text
+
+    build = CutSync._build
+
+    def lossy_build(self: Any, action: Any, info: Any, source: Any, stage: Any, stats: Any) -> None:
+        build(self, action, info, source, stage, stats)
+        if action.table == "customers":
+            self.runner.run(f"delete from {stage.sql} where customer_id = 1", key=("lossy", action.table))
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(CutSync, "_build", lossy_build)
+        failed = run_dag("staging_cut", None, {}, config_path=config)
+    assert str(failed.state) == "failed"
+    text = webhook.posts[-1]["text"]
+    assert text.startswith(f":x: envsync *staging_cut* FAILED on *staging* ({ds('shop')})")
+    assert (f"failed: {tref('qa_shop.customers')} -> {tref('staging_shop.customers')}: VerificationError: "
+            f"{tref('staging_shop.customers')}: ") in text, text
+    assert f"failed: {ds('staging_shop')} -> {ds('staging_shop')}: not published, staging left as it was" in text
+    print("\ncut success payload:", webhook.posts[-2]["text"], "\ncut failure payload:", text, sep="\n")

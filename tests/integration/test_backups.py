@@ -25,6 +25,9 @@ from backupkit import (
     fq,
     make_prod,
     query,
+    report,
+    states,
+    store,
     table_names,
     take_backup,
     tamper,
@@ -33,23 +36,6 @@ from backupkit import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-def states(dag_run: Any) -> dict[str, str]:
-    return {f"{ti.task_id}[{ti.map_index}]": str(ti.state) for ti in dag_run.get_task_instances()}
-
-
-def store():  # type: ignore[no-untyped-def]
-    from envsync.clients import storage_client
-    from envsync.manifest import ManifestStore
-
-    return ManifestStore(storage_client(PROJECT), BUCKET)
-
-
-def report(dag_id: str) -> dict[str, Any]:
-    found = store().latest_report(dag_id)
-    assert found is not None, f"no report of {dag_id}"
-    return found
 
 
 def snapshots() -> dict[str, Any]:

@@ -14,7 +14,7 @@ from unittest import mock
 
 import pytest
 import sandbox
-from testkit import REPO_ROOT, UTC
+from testkit import REPO_ROOT, UTC, create_demo_prod_in, states
 
 pytestmark = pytest.mark.integration
 
@@ -70,15 +70,9 @@ def report() -> dict[str, Any]:
     return ManifestStore(storage_client(PROJECT), BUCKET).latest_report("reseed_environments")
 
 
-def states(dag_run: Any) -> dict[str, str]:
-    return {f"{ti.task_id}[{ti.map_index}]": str(ti.state) for ti in dag_run.get_task_instances()}
-
-
 @pytest.fixture(scope="module")
 def demo_prod(emulators: Any) -> dict[str, Any]:
-    from envsync.demo import create_demo_prod
-
-    return create_demo_prod(client(), PROJECT, "US", 400, dataset_prefix=NS.prefix)
+    return create_demo_prod_in(NS)
 
 
 @pytest.fixture

@@ -115,3 +115,16 @@ def clear_manifests(bucket: str = BUCKET) -> None:
         pass
 
 
+
+
+def states(dag_run: Any) -> dict[str, str]:
+    """`task[map index]` -> state of every task instance of a finished DAG run."""
+    return {f"{ti.task_id}[{ti.map_index}]": str(ti.state) for ti in dag_run.get_task_instances()}
+
+
+def create_demo_prod_in(ns: Any, rows: int = 400) -> dict[str, Any]:
+    """The demo prod (envsync.demo) in a kit's own project, its datasets carrying the kit's prefix."""
+    from envsync.clients import bigquery_client
+    from envsync.demo import create_demo_prod
+
+    return create_demo_prod(bigquery_client(ns.project, "US"), ns.project, "US", rows, dataset_prefix=ns.prefix)

@@ -225,6 +225,23 @@ def test_plan_snapshot_takes_one_per_utc_hour_tolerates_jitter_and_pins_only_nee
         plan_snapshot(ladder, 1, utc(2026, 11, 22, 15), table=TABLE, limit=0)
 
 
+def test_a_table_re_created_since_its_newest_snapshot_is_a_new_base() -> None:
+    # a reseed of staging re-creates its tables: the next ladder run snapshots the new base even when
+    # the hour already holds a snapshot of the table's earlier life; quota still applies
+    ladder = Ladder.default()
+    newest = utc(2026, 11, 22, 13, 0)
+    reseeded = utc(2026, 11, 22, 13, 20)
+    now = utc(2026, 11, 22, 13, 30)
+    base = plan_snapshot(ladder, 5, now, table=TABLE, newest=newest, created=reseeded)
+    assert base.take
+    assert "of a new base: sales.orders was created at 2026-11-22T13:20:00+00:00, after its newest snapshot" in base.reason
+    # not re-created since: the slot rule holds
+    assert not plan_snapshot(ladder, 5, now, table=TABLE, newest=newest, created=utc(2026, 11, 1)).take
+    assert not plan_snapshot(ladder, 50, now, table=TABLE, newest=newest, created=reseeded).take
+    # re-created after T itself: it did not exist as of T
+    assert not plan_snapshot(ladder, 5, now, table=TABLE, newest=newest, created=utc(2026, 11, 22, 13, 40)).take
+
+
 @pytest.mark.parametrize(("rungs", "budget"), [(["1h", "1d"], 24), (["3h"], 8), (["7h"], 5), (["2d"], 1)])
 def test_daily_snapshot_budget_bounds_what_the_schedule_takes_in_any_utc_day(
     rungs: list[str], budget: int

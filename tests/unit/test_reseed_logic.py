@@ -802,17 +802,22 @@ def test_sample_keys_cannot_be_masked() -> None:
     [
         {"sample": {"key": "order_id", "modulo": 10}},
         {"parent": {"table": "sales.customers", "column": "customer_id"}},
-        {"mask": {"email": "hash"}},
-        {"source": "seed", "mask": {"email": {"fixed": "x"}}},
     ],
-    ids=["sample", "parent", "mask", "mask_fixed"],
+    ids=["sample", "parent"],
 )
-def test_sample_parent_mask_need_prod_sample(override: dict[str, Any]) -> None:
+def test_sample_and_parent_need_prod_sample(override: dict[str, Any]) -> None:
     message = config_error(tables={
         "sales.customers": {"source": "prod_sample", "sample": {"key": "customer_id", "modulo": 10}},
         "sales.orders": override,
     })
     assert "tables.sales.orders" in message and "only with source: prod_sample" in message
+
+
+def test_a_mask_applies_without_prod_sample_too() -> None:
+    """Masks also apply to the dev sync (and prod-copy when privacy lists it), not only to prod samples."""
+    config = make_config(tables={"sales.orders": {"mask": {"email": "hash"}},
+                                 "sales.customers": {"source": "seed", "mask": {"email": {"fixed": "x"}}}})
+    assert config.override("sales", "orders").mask == {"email": "hash"}
 
 
 def test_parent_must_itself_be_sampled() -> None:

@@ -116,6 +116,8 @@ class Analysis:
     offsets: list[int | None] = field(default_factory=list)
     # With start=: byte offset where the next statement of the input starts (len(input) at the end).
     next_position: int | None = None
+    # The resolved statement (the concrete Resolved*Proto), e.g. to follow what DDL changes.
+    resolved: Any = None
 
 
 class AnalysisError(Exception):
@@ -369,7 +371,8 @@ class GoogleSQL:
                 raise _error(error, missing) from None
             seconds["analyze"] = time.monotonic() - clock
         statement = _leaf(response.resolved_statement)
-        analysis = Analysis(kind=_kind(response.resolved_statement), tables=names, seconds=seconds)
+        analysis = Analysis(kind=_kind(response.resolved_statement), tables=names, seconds=seconds,
+                            resolved=statement)
         if start is not None:
             analysis.next_position = response.resume_byte_position
         if analysis.kind == "QueryStmt":

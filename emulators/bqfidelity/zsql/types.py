@@ -132,3 +132,17 @@ def type_name(proto: tp.TypeProto) -> str:
 def schema_type_name(field: Any) -> str:
     """type_name() of a BigQuery schema field (so schemas and analyzer output compare as text)."""
     return type_name(field_type(field))
+
+
+def schema_field(name: str, proto: tp.TypeProto) -> dict[str, Any]:
+    """The BigQuery API schema field of a column of type `proto` (the inverse of field_type)."""
+    mode = "NULLABLE"
+    if proto.type_kind == tp.TYPE_ARRAY:
+        mode, proto = "REPEATED", proto.array_type.element_type
+    if proto.type_kind == tp.TYPE_STRUCT:
+        return {"name": name, "type": "RECORD", "mode": mode,
+                "fields": [schema_field(member.field_name, member.field_type) for member in proto.struct_type.field]}
+    if proto.type_kind == tp.TYPE_RANGE:
+        return {"name": name, "type": "RANGE", "mode": mode,
+                "rangeElementType": {"type": type_name(proto.range_type.element_type)}}
+    return {"name": name, "type": type_name(proto), "mode": mode}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -26,13 +27,14 @@ class PlanBackupOperator(BaseOperator):
     restore points. Returns one reference per dataset for the mapped backup task.
     """
 
-    template_fields: Sequence[str] = ("datasets", "reason", "expiry_days")
+    template_fields: Sequence[str] = ("datasets", "reason", "expiry_days", "environments")
     ui_color = "#e8f0fe"
 
-    def __init__(self, *, datasets: Any = None, reason: Any = "", expiry_days: Any = None,
+    def __init__(self, *, datasets: Any = None, reason: Any = "", expiry_days: Any = None, environments: Any = None,
                  gcp_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.datasets = datasets
+        self.environments = environments
         self.reason = reason
         self.expiry_days = expiry_days
         self.gcp_conn_id = gcp_conn_id
@@ -55,7 +57,7 @@ class PlanBackupOperator(BaseOperator):
         from envsync.config import load_config
         from envsync.discovery import base_tables
         from envsync.ladder import plan_snapshot, restore_points, snapshot_expiry, snapshot_name
-        from envsync.params import validate_backup_params
+        from envsync.params import check_backup_environments, validate_backup_params
         from envsync.prodcopy import check_as_of
         from envsync.report import render_table, result_row
         from envsync.timetravel import prod_windows
@@ -63,6 +65,7 @@ class PlanBackupOperator(BaseOperator):
 
         config = load_config()
         datasets, reason, expiry_days = validate_backup_params(config, self.datasets, self.reason, self.expiry_days)
+        environments = check_backup_environments(config, self.environments)
         pinned = bool(reason)
         store = manifest_store(config, self.gcp_conn_id)
         store.ensure_bucket(config.location)
@@ -75,15 +78,16 @@ class PlanBackupOperator(BaseOperator):
             cut = cut.replace(microsecond=0)
         ladder = config.backups.ladder()
         client = bigquery_client(config.project, config.location, self.gcp_conn_id)
+        units = backup_units(config, client, environments, datasets)
         # each dataset's own window (max_time_travel_hours), narrowed by prod.time_travel_hours
-        for window in prod_windows(config, client, datasets).values():
+        for window in prod_windows(config, client, units).values():
             check_as_of(cut, now, window)
         catalog = BackupCatalog(config, client, store)
         if config.backups.export.enabled:
             manifest_store(config, self.gcp_conn_id, config.export_bucket).ensure_bucket(config.location)
         expires = (cut + dt.timedelta(days=expiry_days)) if pinned else snapshot_expiry(ladder, cut)
         planned, decisions = [], {}
-        for dataset in datasets:
+        for dataset in units:
             tables = base_tables(client, config.project, dataset)
             existing = catalog.snapshots(dataset)
             used = catalog.jobs_today(dataset, now.date())
@@ -102,8 +106,9 @@ class PlanBackupOperator(BaseOperator):
         manifest = {
             "dag_id": context["dag"].dag_id, "run_id": context["run_id"], "cut": cut.isoformat(), "env": "backup",
             "window": None, "pinned": pinned, "reason": reason, "expires": expires.isoformat(),
-            "restore_points": points, "decisions": decisions, "units": datasets, "planned": planned,
-            "params": {"datasets": datasets, "reason": reason, "expiry_days": expiry_days, "dry_run": False},
+            "restore_points": points, "decisions": decisions, "units": units, "planned": planned,
+            "params": {"datasets": units, "environments": environments, "reason": reason,
+                       "expiry_days": expiry_days, "dry_run": False},
         }
         uri = store.write(f"{prefix}/plan.json", manifest)
         self.log.info("backup %s as of T = %s (expires %s):\n%s", "pinned: " + reason if pinned else "ladder run",
@@ -111,7 +116,24 @@ class PlanBackupOperator(BaseOperator):
                       render_table(["table", "action", "why"], [[r["table"], r["action"], r["reason"]] for r in planned]))
         self.log.info("time-travel restore points (no snapshot taken): %s", ", ".join(points) or "none")
         self.log.info("manifest: %s", uri)
-        return [{"dataset": d, "manifest": uri} for d in datasets]
+        return [{"dataset": d, "manifest": uri} for d in units]
+
+
+def backup_units(config: Any, client: Any, environments: list[str], datasets: list[str]) -> list[str]:
+    """The datasets a ladder run backs up: prod's `<ds>` and, for staging, `staging_<ds>` (its snapshots go
+    to `backup_staging_<ds>`). A staging dataset that does not exist (never seeded) is skipped, logged."""
+    from envsync.discovery import list_existing
+
+    log = logging.getLogger(__name__)
+    units = []
+    for env in environments:
+        for dataset in datasets:
+            source = config.source_dataset(env, dataset)
+            if env != "prod" and list_existing(client, config.project, source) is None:
+                log.warning("%s dataset %s does not exist (not seeded yet): nothing to back up", env, source)
+                continue
+            units.append(source)
+    return units
 
 
 class BackupDatasetOperator(DatasetUnitOperator):

@@ -67,19 +67,31 @@ def record_run_audit(config: EnvsyncConfig, conn_id: str, context: Context, task
                      manifest: dict[str, Any] | None, results: list[dict[str, Any]], error: BaseException | None,
                      manifest_uri: str | None = None) -> None:
     """Append this DAG run's summary and its table actions to the audit tables (envsync.audit)."""
-    from envsync.audit import record_run, run_rows
+    from envsync.audit import masked_column_rows, record_run, run_rows
 
     dag_run = context["dag_run"]
     run_type = getattr(dag_run, "run_type", None)
+    now = dt.datetime.now(dt.timezone.utc)
+    masked = [] if (manifest or {}).get("params", {}).get("dry_run") else masked_column_rows(
+        dag_id=context["dag"].dag_id, run_id=context["run_id"], privacy=(manifest or {}).get("privacy"), now=now)
     run, actions = run_rows(
         dag_id=context["dag"].dag_id, run_id=context["run_id"], run_type=str(getattr(run_type, "value", run_type) or ""),
         logical_date=context.get("logical_date"), started_at=getattr(dag_run, "start_date", None),
         manifest={**(manifest or {}), "manifest_uri": manifest_uri}, results=results,
         status="failed" if error is not None else "success",
         error=None if error is None else f"{type(error).__name__}: {error}"[:2000],
-        now=dt.datetime.now(dt.timezone.utc),
+        now=now,
     )
-    record_run(config, guarded_runner(config, conn_id, context, task_id), run, actions)
+    record_run(config, guarded_runner(config, conn_id, context, task_id), run, actions, masked)
+
+
+def send_privacy_alert(config: EnvsyncConfig, context: Context) -> None:
+    """The Slack warning that policy-tagged columns reached dev unmasked (best effort, like every alert)."""
+    if not config.alerts.enabled:
+        return
+    from envsync.alerts import EnvsyncSlackNotifier
+
+    EnvsyncSlackNotifier(kind="privacy", slack_webhook_conn_id=config.alerts.slack_conn_id).notify(context)
 
 
 class UnitOperator(BaseOperator):
@@ -181,7 +193,7 @@ class RunReportOperator(BaseOperator):
         from airflow.sdk.exceptions import AirflowFailException
 
         from envsync.config import load_config
-        from envsync.report import human_bytes, results_table, summarise
+        from envsync.report import human_bytes, privacy_report, privacy_table, results_table, summarise
         from envsync.window import Window
 
         config = load_config()
@@ -206,8 +218,10 @@ class RunReportOperator(BaseOperator):
         summary = summarise(results, cut=dt.datetime.fromisoformat(manifest["cut"]), window=win)
         summary.update(dry_run=dry_run, anchor=manifest.get("anchor"), seed_version=manifest.get("seed_version"),
                        manifest=store.uri(f"{prefix}/report.json"))
+        privacy = privacy_report(manifest.get("privacy"), results)
+        summary.update(masked_columns=len(privacy["masked"]), unmasked_tagged=len(privacy["unmasked_tagged"]))
         brief = {k: v for k, v in summary.items() if k != "tables"}
-        store.write(f"{prefix}/report.json", {**manifest, "results": results, "summary": brief})
+        store.write(f"{prefix}/report.json", {**manifest, "privacy": privacy, "results": results, "summary": brief})
         header = [f"T = {manifest['cut']}"]
         if manifest.get("anchor"):
             header.insert(0, f"A = {manifest['anchor']}")
@@ -221,6 +235,13 @@ class RunReportOperator(BaseOperator):
             summary["ok"], len(summary["failed"]), f"{summary['rows']:,}", human_bytes(summary["est_bytes_billed"]),
             summary["jobs"],
         )
+        if manifest.get("privacy") is not None:
+            self.log.info("privacy report:\n%s", privacy_table(privacy, results))
+            for row in privacy["unmasked_tagged"]:
+                self.log.warning("%s.%s carries policy tag(s) %s and reached %s unmasked", row["target"],
+                                 row["column"], row["policy_tags"], row["env"])
+            if any(row["env"] == "dev" for row in privacy["unmasked_tagged"]) and not dry_run:
+                send_privacy_alert(config, context)
         if missing or summary["failed"]:
             # what the other tasks recorded will not change on a retry of this task
             raise AirflowFailException(

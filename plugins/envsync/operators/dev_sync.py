@@ -69,7 +69,7 @@ class PlanDevSyncOperator(BaseOperator):
     def _plan(self, context: Context) -> list[dict[str, str]]:
         from envsync.clients import bigquery_client
         from envsync.config import load_config
-        from envsync.report import plan_table, quota_summary
+        from envsync.report import plan_table, privacy_table, quota_summary
         from envsync.sync import build_plans
         from envsync.window import anchor_from_context, new_cut, quarter_window
 
@@ -93,6 +93,7 @@ class PlanDevSyncOperator(BaseOperator):
         )
         client = bigquery_client(config.project, config.location, self.gcp_conn_id)
         plans = build_plans(config, client, datasets=datasets, tables=tables, window=window)
+        check_plan_salt(config, plans, dry_run=dry_run, log=self.log)
         manifest = {
             "dag_id": context["dag"].dag_id,
             "run_id": context["run_id"],
@@ -102,9 +103,11 @@ class PlanDevSyncOperator(BaseOperator):
             "params": {"datasets": datasets, "tables": tables, "window_quarters": quarters, "dry_run": dry_run},
             **plan_entries(plans),
         }
+        manifest["units"].append("migrate")
         uri = store.write(f"{prefix}/plan.json", manifest)
         self.log.info("plan%s:\n%s", " (dry run: nothing will be written)" if dry_run else "", plan_table(plans))
         self.log.info("%s", quota_summary(plans))
+        self.log.info("privacy report (dev):\n%s", privacy_table(manifest["privacy"]))
         self.log.info("manifest: %s", uri)
         if dry_run:
             return []
@@ -118,9 +121,16 @@ class SyncDatasetOperator(DatasetUnitOperator):
         from envsync.plan import DatasetPlan
         from envsync.sync import DatasetSync
 
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from envsync.masking import MaskError
+
         dataset = self.dataset_ref["dataset"]
         plan = DatasetPlan.from_dict(next(p for p in manifest["plans"] if p["dataset"] == dataset))
-        return dataset, DatasetSync(config, runner.bq, runner, run_info(manifest, context, self.task_id)).execute(plan)
+        try:
+            return dataset, DatasetSync(config, runner.bq, runner, run_info(manifest, context, self.task_id)).execute(plan)
+        except MaskError as error:   # a missing salt: nothing was written, a retry would fail the same way
+            raise AirflowFailException(str(error)) from error
 
 
 def run_info(manifest: dict[str, Any], context: Context, task_id: str) -> Any:
@@ -135,9 +145,27 @@ def run_info(manifest: dict[str, Any], context: Context, task_id: str) -> Any:
                    manifest.get("env", "dev"))
 
 
+def check_plan_salt(config: Any, plans: list[Any], *, dry_run: bool, log: Any) -> None:
+    """A run whose hash/fake masks have no salt fails in its plan task, before anything is written;
+    a dry run (which writes nothing) says so in its log."""
+    from envsync.masking import MaskError
+    from envsync.sync import check_salt
+
+    try:
+        check_salt(config, plans)
+    except MaskError as error:
+        if not dry_run:
+            raise
+        log.warning("the run would fail: %s", error)
+
+
 def plan_entries(plans: list[Any]) -> dict[str, Any]:
-    """The manifest entries that sync_dataset, sync_views and report read: plans, units, planned rows."""
+    """The manifest entries that sync_dataset, sync_views and report read: plans, units, planned rows,
+    and the privacy report (masked columns, policy-tagged columns copied unmasked)."""
+    from envsync.report import privacy_entries
+
     return {
+        "privacy": privacy_entries(plans),
         "plans": [p.to_dict() for p in plans],
         "units": [p.dataset for p in plans] + ["views"],
         "planned": [planned_row("views" if a.action == "view" else p.dataset, a) for p in plans for a in p.actions],
@@ -168,6 +196,38 @@ class SyncViewsOperator(UnitOperator):
             return None
         plans = [DatasetPlan.from_dict(p) for p in manifest["plans"]]
         return "views", sync_views(config, runner.bq, runner, run_info(manifest, context, self.task_id), plans)
+
+
+class SyncMigrateOperator(UnitOperator):
+    """After a full sync, apply again the schema migrations promoted to dev that prod does not have
+    (dev was rebuilt from prod), and note in the ledger the versions dev now holds through prod."""
+
+    def run_unit(self, config: Any, manifest: dict[str, Any], runner: Any, context: Context) -> Any:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from envsync.migrations import MigrationError, apply, load_migrations, pending, read_ledger, record_synced
+
+        params = manifest["params"]
+        if params["dry_run"]:
+            self.log.info("dry run: no schema migrations are applied")
+            return None
+        env = manifest.get("env", "dev")
+        try:
+            migrations = load_migrations(config)
+            ledger = read_ledger(config, runner.bq.client)
+            todo = pending(migrations, ledger, env)
+            if params.get("tables") or sorted(params.get("datasets") or []) != sorted(config.prod.datasets):
+                if todo:
+                    self.log.warning("a partial sync (datasets or tables chosen) rebuilt only part of %s: its pending "
+                                     "migrations %s are not applied again; run a full sync", env,
+                                     [m.version for m in todo])
+                return "migrate", []
+            synced = record_synced(config, runner, env, migrations, ledger)
+            self.log.info("%s holds prod's migrations through the sync%s; %d pending migration(s) to apply again",
+                          env, f" (newly recorded: {synced})" if synced else "", len(todo))
+            return "migrate", apply(config, runner, env, todo, ledger=ledger, rebuild=True)
+        except MigrationError as error:
+            raise AirflowFailException(str(error)) from error
 
 
 class DevSyncReportOperator(RunReportOperator):

@@ -10,7 +10,7 @@ from airflow.sdk import BaseOperator
 
 from envsync.clients import DEFAULT_CONN_ID
 from envsync.operators.common import manifest_store, recorded_cut, run_prefix
-from envsync.operators.dev_sync import plan_entries
+from envsync.operators.dev_sync import check_plan_salt, plan_entries
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -41,7 +41,7 @@ class PlanProdCopyOperator(BaseOperator):
         from envsync.discovery import DiscoveryError
         from envsync.params import check_datasets
         from envsync.prodcopy import CURRENT, AsOfError, check_as_of, parse_as_of, pin_plans_to_cut
-        from envsync.report import plan_table
+        from envsync.report import plan_table, privacy_table
         from envsync.sync import build_plans
         from envsync.timetravel import prod_windows
 
@@ -71,6 +71,7 @@ class PlanProdCopyOperator(BaseOperator):
                 check_as_of(cut, now, window)
             plans = build_plans(config, client, datasets=datasets, tables=[], env="prodcopy")
             pin_plans_to_cut(config, client, plans, cut)
+            check_plan_salt(config, plans, dry_run=False, log=self.log)
         except (ConfigError, DiscoveryError, AsOfError, ValueError) as error:
             raise AirflowFailException(str(error)) from error
         manifest = {
@@ -84,4 +85,6 @@ class PlanProdCopyOperator(BaseOperator):
             store.write(CURRENT, {"cut": cut.isoformat(), "run_id": context["run_id"], "datasets": datasets})
         self.log.info("prod-copy (%s) as of T = %s:\n%s\nmanifest: %s", self.mode, cut.isoformat(),
                       plan_table(plans), uri)
+        self.log.info("privacy report (prodcopy%s):\n%s", "" if config.masks_apply("prodcopy") else
+                      ": an exact copy, privacy.environments does not list prodcopy", privacy_table(manifest["privacy"]))
         return [{"dataset": p.dataset, "manifest": uri} for p in plans]

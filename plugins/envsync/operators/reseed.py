@@ -47,6 +47,7 @@ class PlanReseedOperator(BaseOperator):
 
         from envsync.config import ConfigError, load_config
         from envsync.discovery import DiscoveryError
+        from envsync.migrations import MigrationError
         from envsync.params import validate_reseed_params
         from envsync.reseed import ContractError
         from envsync.seeds import SeedError
@@ -59,7 +60,7 @@ class PlanReseedOperator(BaseOperator):
             raise AirflowFailException(str(error)) from error  # before any BigQuery call
         try:
             return self._plan(context, config, envs, datasets, test_name, ttl)
-        except (ContractError, SeedError, DiscoveryError) as error:
+        except (ContractError, SeedError, DiscoveryError, MigrationError) as error:
             raise AirflowFailException(str(error)) from error
 
     def _plan(self, context: Context, config: Any, envs: list[str], datasets: list[str], test_name: str | None,
@@ -67,7 +68,8 @@ class PlanReseedOperator(BaseOperator):
         from envsync.discovery import discover_dataset
         from envsync.jobs import JobStats
         from envsync.report import result_row
-        from envsync.reseed import ContractError, Reseeder, sources_to_dict, units_for
+        from envsync.report import privacy_table
+        from envsync.reseed import ContractError, Reseeder, reseed_privacy, sources_to_dict, units_for
         from envsync.seeds import seed_version
         from envsync.window import new_cut
 
@@ -83,12 +85,22 @@ class PlanReseedOperator(BaseOperator):
         stats = JobStats()
         infos = {ds: discover_dataset(runner.bq.client, config.project, ds) for ds in datasets}
         sources = {ds: reseeder.sources(info) for ds, info in infos.items()}
-        problems = [p for ds, info in infos.items() for p in reseeder.check_contract(info, sources[ds], stats)]
+        migrations = schema_migrations(config, runner, ["prod"] if test_name else envs, self.log)
+        problems: list[str] = []
+        for group in contract_groups(migrations):
+            label = ", ".join(group["envs"]) if group["versions"] else ""
+            name = (f"{label}'s schema (prod + migrations {', '.join(map(str, group['versions']))})"
+                    if group["versions"] else "prod")
+            for ds, info in infos.items():
+                problems += reseeder.check_contract(info, sources[ds], stats, migrated=group["schemas"],
+                                                    schema_name=name, ahead=frozenset(group["ahead"]), env=label)
+        problems = list(dict.fromkeys(problems))
         if problems:
-            raise ContractError("seeds do not match prod's current schema; nothing was dropped: " + "; ".join(problems))
+            raise ContractError("seeds do not match the schema they fill; nothing was dropped: " + "; ".join(problems))
         self.log.info("contract check passed for %d seeded tables (%d jobs)",
                       sum(1 for s in sources.values() for t in s if t.source == "seed"), stats.jobs)
         units = units_for(config, envs, datasets, test_name)
+        pending_by_env = {env: spec["versions"] for env, spec in migrations.items() if env != "prod"}
         expires = (cut + dt.timedelta(days=ttl)).isoformat() if test_name else None
         manifest = {
             "dag_id": context["dag"].dag_id, "run_id": context["run_id"], "cut": cut.isoformat(),
@@ -98,17 +110,54 @@ class PlanReseedOperator(BaseOperator):
             "datasets": {ds: info.to_dict() for ds, info in infos.items()},
             "sources": {ds: sources_to_dict(s) for ds, s in sources.items()},
             "unit_specs": [u.__dict__ for u in units],
-            "units": [u.name for u in units] + ["views"],
+            "privacy": reseed_privacy(config, units, infos, sources),
+            "units": [u.name for u in units] + ["views"] + ([] if test_name else ["migrate"]),
+            "migrations": pending_by_env,
             "planned": [
                 {**result_row(f"{u.target_dataset}.{s.table}", f"{u.target_dataset}.{s.table}", s.source, s.reason,
                               env=u.env),
                  "unit": "views" if s.source == "view" else u.name, "status": "planned"}
                 for u in units for s in sources[u.dataset]
+            ] + [
+                {**result_row(f"migration {v}", f"{env}: version {v}", "migrate", "pending: applied again after the "
+                              "rebuild from prod", env=env), "unit": "migrate", "status": "planned"}
+                for env, versions in pending_by_env.items() for v in versions
             ],
         }
         uri = store.write(f"{prefix}/plan.json", manifest)
         self.log.info("reseeding %s; manifest %s", ", ".join(u.target_dataset for u in units), uri)
+        self.log.info("privacy report (prod samples):\n%s", privacy_table(manifest["privacy"]))
         return [{"unit": u.name} for u in units]
+
+
+def schema_migrations(config: Any, runner: Any, envs: list[str], log: Any) -> dict[str, dict[str, Any]]:
+    """Per environment: its pending migrations (promoted to it, not in prod), validated against prod's
+    schema as a rebuild leaves it, the migrated schemas, and what migrations it lacks add."""
+    from envsync.migrations import ahead_of, load_migrations, pending, read_ledger, validate
+
+    migrations = load_migrations(config)
+    ledger = read_ledger(config, runner.bq.client)
+    out: dict[str, dict[str, Any]] = {}
+    for env in envs:
+        todo = pending(migrations, ledger, env)
+        spec: dict[str, Any] = {"versions": [m.version for m in todo], "schemas": None,
+                                "ahead": sorted(ahead_of(migrations, ledger, env))}
+        if todo:
+            log.info("%s has %d pending schema migration(s) %s: they are applied again after the rebuild, and the "
+                     "seeds must fit the migrated schema", env, len(todo), spec["versions"])
+            spec["schemas"] = validate(config, runner, env, todo, base="prod").schemas
+        out[env] = spec
+    return out
+
+
+def contract_groups(migrations: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Environments whose seeds are checked against the same schema, checked once together."""
+    groups: dict[str, dict[str, Any]] = {}
+    for env, spec in migrations.items():
+        key = repr((spec["versions"], spec["ahead"]))
+        group = groups.setdefault(key, {**spec, "envs": []})
+        group["envs"].append(env)
+    return list(groups.values())
 
 
 class ReseedDatasetOperator(UnitOperator):
@@ -128,10 +177,11 @@ class ReseedDatasetOperator(UnitOperator):
         unit = ReseedUnit(**next(u for u in manifest["unit_specs"] if u["target_dataset"] == name))
         expires = dt.datetime.fromisoformat(manifest["expires"]) if manifest.get("expires") else None
         self.log.info("re-seeding %s (%s) with seed version %s", name, unit.env, manifest["seed_version"]["version"])
+        defer = bool((manifest.get("migrations") or {}).get(unit.env))
         results = Reseeder(config, runner, dt.datetime.fromisoformat(manifest["cut"])).execute(
             unit, DatasetInfo.from_dict(manifest["datasets"][unit.dataset]),
             sources_from_dict(manifest["sources"][unit.dataset]),
-            seed_version=manifest["seed_version"]["version"], expires=expires)
+            seed_version=manifest["seed_version"]["version"], expires=expires, defer_seeds=defer)
         return name, results
 
 
@@ -148,6 +198,41 @@ class ReseedViewsOperator(UnitOperator):
         work = [(ReseedUnit(**spec), sources_from_dict(manifest["sources"][spec["dataset"]]))
                 for spec in manifest["unit_specs"]]
         return "views", Reseeder(config, runner, dt.datetime.fromisoformat(manifest["cut"])).views(work)
+
+
+class ReseedMigrateOperator(UnitOperator):
+    """Apply each re-seeded environment's pending schema migrations again (it was rebuilt from prod),
+    fill the seeded tables on the migrated schema, and note in the ledger the versions prod brought."""
+
+    def run_unit(self, config: Any, manifest: dict[str, Any], runner: Any, context: Context) -> Any:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from envsync.migrations import MigrationError, apply, load_migrations, read_ledger, record_synced
+        from envsync.reseed import Reseeder, ReseedUnit, sources_from_dict
+
+        if manifest["params"].get("test_env"):
+            return None
+        reseeder = Reseeder(config, runner, dt.datetime.fromisoformat(manifest["cut"]))
+        results: list[dict[str, Any]] = []
+        try:
+            migrations = load_migrations(config)
+            ledger = read_ledger(config, runner.bq.client)
+            for env, versions in (manifest.get("migrations") or {}).items():
+                synced = record_synced(config, runner, env, migrations, ledger)
+                if synced:
+                    self.log.info("%s holds prod's migrations %s through the rebuild (recorded as synced)", env, synced)
+                chosen = [m for m in migrations if m.version in versions]
+                if len(chosen) != len(versions):
+                    raise MigrationError(f"migrations {sorted(set(versions) - {m.version for m in chosen})} pending "
+                                         f"for {env} have no file any more")
+                results += apply(config, runner, env, chosen, ledger=ledger, rebuild=True, validated=True)
+                for spec in manifest["unit_specs"]:
+                    if chosen and spec["env"] == env:
+                        sources = sources_from_dict(manifest["sources"][spec["dataset"]])
+                        results += reseeder.fill_seeds(ReseedUnit(**spec), sources)
+        except MigrationError as error:
+            raise AirflowFailException(str(error)) from error
+        return "migrate", results
 
 
 class ReseedReportOperator(RunReportOperator):

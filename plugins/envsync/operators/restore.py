@@ -1,5 +1,8 @@
 """Operators of the restore and recovery_drill DAGs: plan, restore (mapped per dataset), report.
 
+Both read the backups of one `source` environment: prod (`<ds>`, backups in `backup_<ds>`) or staging
+(`staging_<ds>`, backups in `backup_staging_<ds>`, drills into `drill_staging_<ds>`).
+
 restore: one prod dataset to a point in time T, into a scratch `drill_<ds>` (default), another
 environment dataset, or - with the exact confirmation phrase - prod itself, after a pinned backup
 of prod's current state. recovery_drill: every dataset to its state at the run's logical date minus
@@ -49,11 +52,12 @@ def restore_guard(config: Any, target: str, dataset: str, point_in_time: dt.date
 class PlanRestoreOperator(BaseOperator):
     """Fix T, check the target (and the confirmation for prod), choose each table's source, record the plan."""
 
-    template_fields: Sequence[str] = ("datasets", "tables", "point_in_time", "target", "confirm")
+    template_fields: Sequence[str] = ("datasets", "tables", "point_in_time", "target", "confirm", "source")
     ui_color = "#e8f0fe"
 
     def __init__(self, *, mode: str, datasets: Any = None, tables: Any = None, point_in_time: Any = None,
-                 target: Any = None, confirm: Any = None, gcp_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
+                 target: Any = None, confirm: Any = None, source: Any = None, gcp_conn_id: str = DEFAULT_CONN_ID,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if mode not in MODES:
             raise ValueError(f"mode must be one of {list(MODES)}, got {mode!r}")
@@ -63,6 +67,7 @@ class PlanRestoreOperator(BaseOperator):
         self.point_in_time = point_in_time
         self.target = target
         self.confirm = confirm
+        self.source = source
         self.gcp_conn_id = gcp_conn_id
 
     def execute(self, context: Context) -> list[dict[str, str]]:
@@ -78,14 +83,16 @@ class PlanRestoreOperator(BaseOperator):
         except (ConfigError, DiscoveryError, IdentifierError, ProdWriteRefused, RestoreError, ValueError) as error:
             raise AirflowFailException(str(error)) from error
 
-    def _inputs(self, config: Any, context: Context, now: dt.datetime) -> tuple[list[str], list[str], dt.datetime, dict[str, str]]:
+    def _inputs(self, config: Any, context: Context, now: dt.datetime, source: str) -> tuple[list[str], list[str], dt.datetime, dict[str, str]]:
+        """The datasets restored (prod's `<ds>`, or `staging_<ds>` for source staging), their tables, T
+        and the target of each (default: its own drill dataset, `drill_<ds>` or `drill_staging_<ds>`)."""
         from envsync.guard import validate_identifier
         from envsync.params import check_datasets
         from envsync.restore import parse_point_in_time
         from envsync.window import anchor_from_context
 
         if self.mode == "drill":
-            datasets = check_datasets(config, self.datasets)
+            datasets = [config.source_dataset(source, d) for d in check_datasets(config, self.datasets)]
             point = anchor_from_context(context) - DRILL_LAG
             return datasets, [], point, {d: config.env_dataset("drill", d) for d in datasets}
         dataset = self.datasets[0] if isinstance(self.datasets, list) and len(self.datasets) == 1 else self.datasets
@@ -95,6 +102,7 @@ class PlanRestoreOperator(BaseOperator):
         if not isinstance(tables, list) or not all(isinstance(t, str) for t in tables):
             raise ValueError(f"param tables must be a list of table names of {dataset!r}, got {self.tables!r}")
         point = parse_point_in_time(self.point_in_time, now)
+        dataset = config.source_dataset(source, dataset)
         target = (self.target or "").strip() or config.env_dataset("drill", dataset)
         validate_identifier("dataset", target)
         return [dataset], tables, point, {dataset: target}
@@ -108,9 +116,12 @@ class PlanRestoreOperator(BaseOperator):
         from envsync.report import render_table, result_row
         from envsync.restore import BACKUP_SOURCES, SOURCES, RestoreEngine, Source
 
+        from envsync.params import check_environment
+
         config = load_config()
         now = dt.datetime.now(UTC)
-        datasets, tables, point, targets = self._inputs(config, context, now)
+        source_env = check_environment("source", self.source)
+        datasets, tables, point, targets = self._inputs(config, context, now, source_env)
         store = manifest_store(config, self.gcp_conn_id)
         store.ensure_bucket(config.location)
         prefix = run_prefix(store, context)
@@ -137,7 +148,7 @@ class PlanRestoreOperator(BaseOperator):
         for dataset in datasets:
             chosen, skipped = engine.plan(dataset, tables, point, now, allowed)
             if not chosen and not skipped:
-                raise ValueError(f"prod dataset {dataset!r} has no tables and no backups to restore")
+                raise ValueError(f"{source_env} dataset {dataset!r} has no tables and no backups to restore")
             sources[dataset] = {t: (s.to_dict() if isinstance(s, Source) else {"error": s}) for t, s in chosen.items()}
             sources[dataset].update({t: {"skipped": why} for t, why in skipped.items()})
             for table, why in sorted(skipped.items()):
@@ -152,7 +163,9 @@ class PlanRestoreOperator(BaseOperator):
             raise ValueError(f"refused to restore prod: no source for {unrestorable} at {point.isoformat()} "
                              "(nothing was written)")
         manifest = {
-            "dag_id": context["dag"].dag_id, "run_id": context["run_id"], "mode": self.mode, "env": "drill",
+            "dag_id": context["dag"].dag_id, "run_id": context["run_id"], "mode": self.mode,
+            # prod's restores and drills are audited as the drill environment; staging's as staging
+            "env": "drill" if source_env == "prod" else source_env, "source": source_env,
             "cut": point.isoformat(), "point_in_time": point.isoformat(), "planned_at": now.isoformat(),
             "anchor": context.get("logical_date").isoformat() if context.get("logical_date") else None,
             "window": None, "targets": targets, "sources": sources, "units": datasets, "planned": planned,
@@ -205,6 +218,14 @@ class RestoreDatasetOperator(DatasetUnitOperator):
             expires = dt.datetime.now(UTC) + dt.timedelta(days=config.backups.pinned_expiry_days)
             pins = engine.pin_current(dataset, sorted(restorable), reason, expires, BackupEngine(config, bq, runner, catalog))
             self.log.info("pinned the current state of prod before overwriting it: %s",
+                          ", ".join(p["snapshot"] for p in pins) or "no existing tables")
+        elif target == dataset:
+            # staging restored into itself (a rollback rehearsal): no confirmation, but its current
+            # state is pinned first, as for prod, so the rehearsal itself can be undone
+            reason = f"automatic, before restoring {dataset} to {point.isoformat()} (run {manifest['run_id']})"
+            expires = dt.datetime.now(UTC) + dt.timedelta(days=config.backups.pinned_expiry_days)
+            pins = engine.pin_current(dataset, sorted(restorable), reason, expires, BackupEngine(config, bq, runner, catalog))
+            self.log.info("pinned the current state of %s before overwriting it: %s", dataset,
                           ", ".join(p["snapshot"] for p in pins) or "no existing tables")
         elif manifest["mode"] == "drill":
             recreate_env_dataset(bq, ref, location=location, description=description,
@@ -263,7 +284,7 @@ class RestoreReportOperator(RunReportOperator):
                 "source": r.get("source"), "backup_taken_at": r.get("backup_taken_at"),
                 "rpo_seconds": r.get("rpo_seconds"), "rto_seconds": r.get("rto_seconds"), "row_count": r.get("rows"),
                 "expected_checksum": r.get("expected_checksum"), "checksum": r.get("checksum"),
-                "status": r["status"], "error": r.get("error"),
+                "status": r["status"], "error": r.get("error"), "environment": report.get("source") or "prod",
             })
         insert_rows(runner, table, RECOVERY_DRILL_COLUMNS, rows, key=("audit", RECOVERY_DRILLS, "insert"))
         self.log.info("recorded %d recovery drill rows (RTO/RPO per table) in %s", len(rows), table)

@@ -1,0 +1,254 @@
+"""Operators of staging_cut: plan, pin (one task), stage (mapped per dataset), publish (one task), report.
+
+See envsync.cut for the steps and why a failed cut leaves staging as it was.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from envsync.clients import DEFAULT_CONN_ID
+from envsync.operators.common import (
+    DatasetUnitOperator,
+    RunReportOperator,
+    UnitOperator,
+    manifest_store,
+    recorded_cut,
+    run_prefix,
+)
+from envsync.operators.dev_sync import planned_row, run_info
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+UTC = dt.timezone.utc
+PIN_UNIT = "pin"
+PUBLISH_UNIT = "publish"
+
+
+def _plans(manifest: dict[str, Any]) -> list[Any]:
+    from envsync.plan import DatasetPlan
+
+    return [DatasetPlan.from_dict(p) for p in manifest["plans"]]
+
+
+def _source(manifest: dict[str, Any]) -> Any:
+    from envsync.cut import CutSource
+
+    record = manifest["staging_cut"]
+    return CutSource(dt.datetime.fromisoformat(record["cut"]), record["seed_version"], record["migration_version"])
+
+
+class PlanStagingCutOperator(BaseOperator):
+    """Fix T, check every qa dataset exists and T is inside its time-travel window, plan the cut, and
+    record T, QA's seed version, the migration version and what staging holds now."""
+
+    template_fields: Sequence[str] = ("datasets",)
+    ui_color = "#e8f0fe"
+
+    def __init__(self, *, datasets: Any = None, gcp_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.datasets = datasets
+        self.gcp_conn_id = gcp_conn_id
+
+    def execute(self, context: Context) -> list[dict[str, str]]:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from envsync.config import ConfigError
+        from envsync.cut import CutError
+        from envsync.discovery import DiscoveryError
+        from envsync.prodcopy import AsOfError
+
+        try:
+            return self._plan(context)
+        except (ConfigError, CutError, DiscoveryError, AsOfError, ValueError) as error:
+            raise AirflowFailException(str(error)) from error
+
+    def _plan(self, context: Context) -> list[dict[str, str]]:
+        from envsync.clients import bigquery_client
+        from envsync.config import load_config
+        from envsync.cut import migration_version, plan_cut, seed_version
+        from envsync.params import check_datasets
+        from envsync.prodcopy import check_as_of
+        from envsync.report import plan_table, result_row
+        from envsync.timetravel import dataset_hours, effective_window
+        from envsync.window import new_cut
+
+        config = load_config()
+        datasets = check_datasets(config, self.datasets)
+        store = manifest_store(config, self.gcp_conn_id)
+        store.ensure_bucket(config.location)
+        prefix = run_prefix(store, context)
+        cut = recorded_cut(store, prefix) or new_cut()
+        now = dt.datetime.now(UTC)
+        client = bigquery_client(config.project, config.location, self.gcp_conn_id)
+        plans, before = plan_cut(config, client, datasets, cut)
+        qa = [p.dataset for p in plans]
+        for name in qa:   # clones read qa FOR SYSTEM_TIME AS OF T: inside each qa dataset's own window
+            window = effective_window(name, dataset_hours(client, config.project, name), config.prod.time_travel_hours)
+            check_as_of(cut, now, window)
+        record = {"cut": cut.isoformat(), "source": "qa", "seed_version": seed_version(config, client, qa),
+                  "migration_version": migration_version(config, client, "qa")}
+        planned = [{**result_row(f"{d}.{t}", f"{d}.{t}", "pre_cut_pin", "pinned backup before the cut"),
+                    "unit": PIN_UNIT,
+                    "status": "planned"} for d, state in before.items() for t in state["tables"]]
+        for plan in plans:
+            for action in plan.actions:
+                unit = plan.dataset if action.action in ("full_clone", "skip") else PUBLISH_UNIT
+                planned.append(planned_row(unit, action))
+        manifest = {
+            "dag_id": context["dag"].dag_id, "run_id": context["run_id"], "cut": cut.isoformat(), "env": "staging",
+            "window": None, "params": {"datasets": datasets, "dry_run": False}, "staging_cut": record,
+            "before": before, "plans": [p.to_dict() for p in plans], "units": [PIN_UNIT, *qa, PUBLISH_UNIT],
+            "planned": planned,
+        }
+        uri = store.write(f"{prefix}/plan.json", manifest)
+        self.log.info("QA -> staging cut as of T = %s (seed version %s, migration version %s):\n%s\nmanifest: %s",
+                      cut.isoformat(), record["seed_version"], record["migration_version"], plan_table(plans), uri)
+        return [{"dataset": name, "manifest": uri} for name in qa]
+
+
+class PinStagingOperator(UnitOperator):
+    """Pinned backups of every staging table before anything of the cut is written (a retry reuses them)."""
+
+    def run_unit(self, config: Any, manifest: dict[str, Any], runner: Any, context: Context) -> Any:
+        from envsync.backups import BackupCatalog, BackupEngine
+        from envsync.cut import pin_staging
+        from envsync.report import result_row
+
+        store = manifest_store(config, self.gcp_conn_id)
+        path = f"{run_prefix(store, context)}/pins.json"
+        recorded = store.read(path)
+        if recorded is None:
+            engine = BackupEngine(config, runner.bq, runner, BackupCatalog(config, runner.bq.client, store))
+            reason = f"automatic, before the QA -> staging cut of run {manifest['run_id']}"
+            expires = dt.datetime.now(UTC) + dt.timedelta(days=config.backups.pinned_expiry_days)
+            recorded = {"pins": pin_staging(config, engine, manifest["before"], reason=reason, expires=expires)}
+            store.write(path, recorded)
+        else:
+            self.log.info("reusing the pins an earlier try of this run took (%s)", store.uri(path))
+        rows = [{**result_row(f"{p['dataset']}.{p['table']}", p["snapshot"], "pre_cut_pin", p["reason"], rows=p["rows"],
+                              checksum=p["checksum"]), "status": "ok"} for p in recorded["pins"]]
+        self.log.info("pinned %d staging tables before the cut", len(rows))
+        return PIN_UNIT, rows
+
+
+class StageCutOperator(DatasetUnitOperator):
+    """Clone one qa dataset's tables as of T into stages in staging and verify them (staging untouched)."""
+
+    def run_unit(self, config: Any, manifest: dict[str, Any], runner: Any, context: Context) -> Any:
+        from envsync.cut import CutSync
+
+        dataset = self.dataset_ref["dataset"]
+        plan = next(p for p in _plans(manifest) if p.dataset == dataset)
+        sync = CutSync(config, runner.bq, runner, run_info(manifest, context, self.task_id))
+        return dataset, sync.stage(plan)
+
+
+class PublishCutOperator(UnitOperator):
+    """Publish every verified stage into staging, or - when any stage failed - drop them all and leave
+    staging as it was. A failure while publishing rolls staging back from its pins."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("trigger_rule", "all_done")   # it cleans up after failed stages too
+        super().__init__(**kwargs)
+
+    def run_unit(self, config: Any, manifest: dict[str, Any], runner: Any, context: Context) -> Any:
+        from envsync.cut import CutSync
+        from envsync.report import result_row
+
+        store = manifest_store(config, self.gcp_conn_id)
+        prefix = run_prefix(store, context)
+        plans = _plans(manifest)
+        sync = CutSync(config, runner.bq, runner, run_info(manifest, context, self.task_id), store)
+        pins = (store.read(f"{prefix}/pins.json") or {}).get("pins")
+        not_ready = []
+        for plan in plans:
+            staged = store.read(f"{prefix}/results/{plan.dataset}.json")
+            if staged is None:
+                not_ready.append(f"{plan.dataset} was not staged")
+            else:
+                not_ready += [f"{r['target']}: {r['error']}" for r in staged["results"] if r["status"] == "failed"]
+        if pins is None:
+            not_ready.insert(0, "staging was not pinned")
+
+        def failed(table: str, error: str) -> dict[str, Any]:
+            return {**result_row(table, table, "publish", "the cut"), "status": "failed", "error": error,
+                    "retryable": False}
+
+        if not_ready:
+            sync.discard_stages(plans)
+            sync.remove_new_datasets(plans, manifest["before"])
+            self.log.error("the cut is not published (staging is as it was): %s", "; ".join(not_ready))
+            return PUBLISH_UNIT, [failed(p.target_dataset, "not published, staging left as it was: "
+                                         + "; ".join(not_ready)) for p in plans]
+        try:
+            results = sync.publish(plans, _source(manifest))
+        except Exception as error:  # any failure while publishing: back to the pins
+            self.log.error("publishing the cut failed (%s): rolling staging back to its pinned backups", error)
+            rollback = sync.rollback(plans, manifest["before"], pins)
+            broken = [r for r in rollback if r["status"] == "failed"]
+            state = ("staging was rolled back to the pinned backups taken before the cut" if not broken else
+                     f"the rollback of {[r['target'] for r in broken]} failed too: restore them from their pins")
+            for row in rollback:
+                row["retryable"] = False
+            return PUBLISH_UNIT, [failed(", ".join(p.target_dataset for p in plans), f"{error}; {state}"), *rollback]
+        self.log.info("published the cut into %s", ", ".join(p.target_dataset for p in plans))
+        return PUBLISH_UNIT, results
+
+
+class StagingCutReportOperator(RunReportOperator):
+    """The cut's report; on success the cut is recorded as staging's current state (T, seed version,
+    migration version); every cut, failed or not, gets a row in the audit table staging_cuts."""
+
+    def report(self, context: Context) -> dict[str, Any]:
+        from envsync.config import load_config
+        from envsync.cut import CURRENT
+
+        brief = super().report(context)
+        config = load_config()
+        store = manifest_store(config, self.gcp_conn_id)
+        prefix = run_prefix(store, context)
+        manifest = store.read(f"{prefix}/plan.json") or {}
+        pins = (store.read(f"{prefix}/pins.json") or {}).get("pins") or []
+        current = {**manifest["staging_cut"], "run_id": context["run_id"], "datasets": manifest["params"]["datasets"],
+                   "pinned_backups": [p["snapshot"] for p in pins], "recorded_at": dt.datetime.now(UTC).isoformat()}
+        uri = store.write(CURRENT, current)
+        self.log.info("staging now holds QA as of T = %s (seed version %s, migration version %s): %s",
+                      current["cut"], current["seed_version"], current["migration_version"], uri)
+        return brief
+
+    def audit(self, context: Context, error: BaseException | None) -> None:
+        super().audit(context, error)
+        try:
+            self._audit_cut(context, error)
+        except Exception as failure:  # the audit never fails the data work
+            self.log.warning("could not record the cut in staging_cuts: %s", failure)
+
+    def _audit_cut(self, context: Context, error: BaseException | None) -> None:
+        from envsync.audit import STAGING_CUT_COLUMNS, STAGING_CUTS, ensure_audit_table, insert_rows
+        from envsync.config import load_config
+        from envsync.operators.common import guarded_runner
+
+        config = load_config()
+        store = manifest_store(config, self.gcp_conn_id)
+        prefix = run_prefix(store, context)
+        manifest = store.read(f"{prefix}/plan.json")
+        if manifest is None:
+            return
+        pins = (store.read(f"{prefix}/pins.json") or {}).get("pins") or []
+        record = manifest["staging_cut"]
+        runner = guarded_runner(config, self.gcp_conn_id, context, self.task_id)
+        table = ensure_audit_table(config, runner, STAGING_CUTS)
+        insert_rows(runner, table, STAGING_CUT_COLUMNS, [{
+            "recorded_at": dt.datetime.now(UTC), "run_id": context["run_id"], "cut": record["cut"],
+            "source": record["source"], "seed_version": record["seed_version"],
+            "migration_version": record["migration_version"], "datasets": ",".join(manifest["params"]["datasets"]),
+            "pinned_backups": ",".join(p["snapshot"] for p in pins), "status": "failed" if error else "success",
+            "error": None if error is None else f"{type(error).__name__}: {error}"[:2000],
+        }], key=("audit", STAGING_CUTS, "insert"))
+        self.log.info("recorded the cut in %s", table)

@@ -1,0 +1,138 @@
+"""The QA -> staging cut (staging_cut) through Airflow on the emulators: a cut makes staging's
+fingerprints QA's as of T; a cut that fails verification, or fails while publishing, leaves staging's
+fingerprints as they were. Prod is backupkit's `shop`; qa_shop and staging_shop come from cutkit."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pytest
+from backupkit import PROJECT, client, ds, fq, make_prod, query, report, states, store, table_names, tref, write_config
+from cutkit import SEED_VERSION, fingerprints, make_qa, make_staging, views
+
+pytestmark = pytest.mark.integration
+UTC = dt.timezone.utc
+
+
+@pytest.fixture
+def envs(emulators: Any) -> None:
+    make_prod()
+    make_qa()
+    make_staging()
+    # staging's own view and a staging-only table: what the cut replaces and drops
+    query(f"create or replace view `{PROJECT}.staging_shop.big_orders` as "
+          f"select * from `{PROJECT}.staging_shop.orders` where amount > 80")
+    query(f"create table `{PROJECT}.staging_shop.notes` as select 1 as id, 'staging only' as note")
+
+
+@pytest.fixture
+def cfg(tmp_path: Path) -> Path:
+    return write_config(tmp_path / "envsync.yaml")
+
+
+def staging_state() -> dict[str, Any]:
+    return {"fingerprints": fingerprints("staging_shop"), "notes": fingerprints("staging_shop", ("notes",)),
+            "tables": table_names("staging_shop"), "views": views("staging_shop")}
+
+
+def test_a_cut_copies_qa_to_staging_with_identical_fingerprints(envs: None, run_dag: Any, cfg: Path) -> None:
+    qa = fingerprints("qa_shop")
+    assert fingerprints("staging_shop") != qa
+    dag_run = run_dag("staging_cut", None, {"datasets": [ds("shop")]}, config_path=cfg)
+    assert str(dag_run.state) == "success", states(dag_run)
+
+    assert fingerprints("staging_shop") == qa
+    assert table_names("staging_shop") == {"orders", "customers", "big_orders"}   # notes dropped, no stage left
+    view = views("staging_shop")["big_orders"]
+    assert ds("staging_shop") in view and ds("qa_shop") not in view and "amount > 50" in view
+    assert [r["amount"] > 50 for r in query(f"select amount from `{PROJECT}.staging_shop.big_orders`")] != []
+    orders = client().get_table(fq("staging_shop.orders"))
+    # a standard table (published by a copy job), partitioned as qa's: a new clone/snapshot chain
+    assert orders.table_type == "TABLE" and orders.time_partitioning.field == "d"
+
+    # the cut is recorded: T, QA's seed version, the migration version (null: no migration ledger)
+    plan = report("staging_cut")
+    record = plan["staging_cut"]
+    current = store().read("staging_cut/current.json")
+    assert current is not None and current["cut"] == record["cut"] == plan["cut"]
+    assert (current["seed_version"], current["migration_version"]) == (SEED_VERSION, None)
+    staged = {r["table"]: r for r in plan["results"] if r["action"] == "stage"}
+    assert set(staged) == {tref("qa_shop.orders"), tref("qa_shop.customers")}
+    assert all(r["checksum"] == r["expected_checksum"] for r in staged.values())
+    labels = client().get_dataset(fq("staging_shop")).labels
+    assert labels["envsync-seed-version"] == SEED_VERSION and labels["envsync-env"] == "staging"
+    [audit] = query(f"select * from `{PROJECT}.envsync_audit.staging_cuts` where run_id = @r", r=dag_run.run_id)
+    assert audit["status"] == "success" and audit["seed_version"] == SEED_VERSION
+    assert audit["migration_version"] is None
+    assert audit["cut"] == dt.datetime.fromisoformat(record["cut"])
+
+    # staging was pinned first, by the ladder's pinned backups, with the state before the cut
+    pins = {t.table_id.split("__")[0]: t for t in client().list_tables(fq("backup_staging_shop"))}
+    assert set(pins) == {"orders", "customers", "notes"}
+    assert all(t.labels["envsync-pinned"] == "true" for t in pins.values())
+    assert audit["pinned_backups"].count(ds("backup_staging_shop")) == 3
+
+    # the cut tables can be snapshotted by the ladder and restored from it (chain depth within limits)
+    cfg_staging = write_config(cfg.parent / "staging.yaml", environments=["staging"])
+    ladder = run_dag("backup_ladder", None, {}, config_path=cfg_staging)
+    assert str(ladder.state) == "success", states(ladder)
+
+
+def test_a_cut_that_fails_verification_leaves_staging_unchanged(envs: None, run_dag: Any, cfg: Path) -> None:
+    from envsync.cut import CutSync
+
+    before = staging_state()
+    build = CutSync._build
+
+    def lossy_build(self: Any, action: Any, info: Any, source: Any, stage: Any, stats: Any) -> None:
+        build(self, action, info, source, stage, stats)
+        if action.table == "orders":   # a stage that lost a row (a faulty copy)
+            self.runner.run(f"delete from {stage.sql} where id = 20", key=("lossy", action.table))
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(CutSync, "_build", lossy_build)
+        failed = run_dag("staging_cut", None, {}, config_path=cfg)
+    assert str(failed.state) == "failed"
+    assert states(failed)["stage[0]"] == "failed" and states(failed)["publish[-1]"] == "failed", states(failed)
+    assert staging_state() == before                    # fingerprints, tables, views: as they were
+    rows = {r["table"]: r for r in report("staging_cut")["results"]}
+    assert "qa as of T has 35 rows" in rows[tref("qa_shop.orders")]["error"]
+    assert "not published, staging left as it was" in rows[ds("staging_shop")]["error"]
+    assert store().read("staging_cut/current.json") is None
+    [audit] = query(f"select status from `{PROJECT}.envsync_audit.staging_cuts` where run_id = @r", r=failed.run_id)
+    assert audit["status"] == "failed"
+
+
+def test_a_cut_that_fails_while_publishing_is_rolled_back_from_the_pins(envs: None, run_dag: Any, cfg: Path) -> None:
+    from envsync.cut import CutSync
+
+    before = staging_state()
+    publish = CutSync.publish_table
+
+    def failing_publish(self: Any, plan: Any, action: Any, stats: Any) -> str:
+        if action.table == "orders":   # customers is already published when this fails
+            raise RuntimeError("injected: the copy job of orders failed")
+        return publish(self, plan, action, stats)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(CutSync, "publish_table", failing_publish)
+        failed = run_dag("staging_cut", None, {}, config_path=cfg)
+    assert str(failed.state) == "failed"
+    assert states(failed)["publish[-1]"] == "failed", states(failed)
+    assert staging_state() == before
+    results = report("staging_cut")["results"]
+    rolled = {r["table"] for r in results if r["action"] == "rollback" and r["status"] == "ok"}
+    assert {tref("staging_shop.orders"), tref("staging_shop.customers"), tref("staging_shop.notes")} <= rolled
+    [error] = [r["error"] for r in results if r["action"] == "publish" and r["status"] == "failed"]
+    assert "injected: the copy job of orders failed" in error and "rolled back to the pinned backups" in error
+
+
+def test_a_cut_without_qa_is_refused_before_anything_is_written(envs: None, run_dag: Any, cfg: Path) -> None:
+    client().delete_dataset(fq("qa_shop"), delete_contents=True)
+    before = staging_state()
+    refused = run_dag("staging_cut", None, {}, config_path=cfg)
+    assert str(refused.state) == "failed" and states(refused)["plan[-1]"] == "failed"
+    assert staging_state() == before
+    assert ds("backup_staging_shop") not in {d.dataset_id for d in client().list_datasets()}
