@@ -10,6 +10,9 @@ prod-copy dropped), verified table by table.
 **Personal data:** the copy is exact unless `privacy.environments` lists `prodcopy`; then tables with
 masked columns are copied with their masks (a `CREATE TABLE … AS SELECT`, verified) instead of cloned.
 
+**Parity:** the last task, `parity`, compares prod-copy with prod now (see the `parity` DAG) and
+alerts on drift; it never fails the run (prod may have changed since T).
+
 **Reset:** `mode = reset` re-creates prod-copy from the T recorded by the last copy: the one-click undo
 of everything done in prod-copy since.
 
@@ -31,6 +34,7 @@ from airflow.sdk import DAG, Param
 
 from envsync.config import load_config
 from envsync.dag_defaults import alert_callbacks, datasets_param, default_args
+from envsync.operators.parity import RefreshParityOperator
 from envsync.operators.dev_sync import DevSyncReportOperator, SyncDatasetOperator, SyncViewsOperator
 from envsync.operators.prod_copy import MODES, PlanProdCopyOperator
 
@@ -62,4 +66,5 @@ with DAG(
         dataset_ref=plan.output)
     views = SyncViewsOperator(task_id="sync_views")
     report = DevSyncReportOperator(task_id="report")
-    plan >> copy >> views >> report
+    parity = RefreshParityOperator(task_id="parity")
+    plan >> copy >> views >> report >> parity

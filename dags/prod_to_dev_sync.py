@@ -15,7 +15,8 @@ copied with a filtered `CREATE TABLE … AS SELECT`, tables without a date colum
 views are re-created on the dev datasets once every table is in place (`sync_views`). Each copy is verified against prod (rows per partition,
 schema, partitioning) before it is published; objects that exist only in dev are dropped. Then
 `migrate` applies again any schema migration promoted to dev that prod does not have yet (a migration
-reaches dev with prod's schema once prod has it) and records dev's versions in the ledger.
+reaches dev with prod's schema once prod has it) and records dev's versions in the ledger. Last, `parity` compares dev with prod (see the `parity` DAG):
+it records the findings, alerts on drift, and fails the run on structural drift of a table it wrote.
 
 **Personal data:** a table with masked columns (its config's `mask`, or a policy tag listed in
 `privacy.policy_tags`) is copied with a `CREATE TABLE … AS SELECT` of the masked values instead of a
@@ -41,6 +42,7 @@ from airflow.sdk import DAG, Param
 
 from envsync.config import MAX_WINDOW_QUARTERS, MIN_WINDOW_QUARTERS, load_config
 from envsync.dag_defaults import alert_callbacks, datasets_param, default_args
+from envsync.operators.parity import RefreshParityOperator
 from envsync.operators.dev_sync import (
     DevSyncReportOperator,
     PlanDevSyncOperator,
@@ -103,4 +105,5 @@ with DAG(
     views = SyncViewsOperator(task_id="sync_views")
     migrate = SyncMigrateOperator(task_id="migrate")
     report = DevSyncReportOperator(task_id="report")
-    plan >> sync >> views >> migrate >> report
+    parity = RefreshParityOperator(task_id="parity")
+    plan >> sync >> views >> migrate >> report >> parity

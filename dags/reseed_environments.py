@@ -23,6 +23,8 @@ refreshes an on-demand **test environment** (`test_<name>_<ds>`) with a time-to-
    seeded tables are filled on the migrated schema. The plan validated those migrations against
    prod's schema and checked the seeds against the migrated schema before anything was dropped.
 5. `report` logs the run report with the seed version (content hash and git revision).
+6. `parity` compares the re-seeded environment(s) with prod (see the `parity` DAG), records the
+   findings, alerts on drift, and fails the run on structural drift of a table it just wrote.
 
 Backup datasets are never touched.
 
@@ -41,7 +43,8 @@ import datetime as dt
 from airflow.sdk import DAG, Param
 
 from envsync.config import load_config
-from envsync.dag_defaults import alert_callbacks, datasets_param, default_args
+from envsync.dag_defaults import alert_callbacks, datasets_param, default_args, environments_param
+from envsync.operators.parity import RefreshParityOperator
 from envsync.operators.reseed import (
     PlanReseedOperator,
     ReseedDatasetOperator,
@@ -66,14 +69,9 @@ with DAG(
     default_args=default_args(retry_delay=dt.timedelta(minutes=2), execution_timeout=dt.timedelta(hours=2)),
     **alert_callbacks(config, on_success=True),
     params={
-        "environments": Param(
+        "environments": environments_param(
             list(RESEED_ENVIRONMENTS),
-            type="array",
-            title="Environments",
-            description="Environments to destroy and re-seed (ignored when a test environment is named).",
-            items={"type": "string", "enum": list(RESEED_ENVIRONMENTS)},
-            minItems=1,
-            uniqueItems=True,
+            "Environments to destroy and re-seed (ignored when a test environment is named).",
         ),
         "datasets": datasets_param(
             config, "Prod datasets whose environment copies are re-seeded (default: every configured dataset)."
@@ -109,5 +107,6 @@ with DAG(
     views = ReseedViewsOperator(task_id="views")
     migrate = ReseedMigrateOperator(task_id="migrate")
     report = ReseedReportOperator(task_id="report")
-    plan >> reseed >> views >> migrate >> report
+    parity = RefreshParityOperator(task_id="parity")
+    plan >> reseed >> views >> migrate >> report >> parity
 

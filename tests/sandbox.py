@@ -220,6 +220,7 @@ NAMESPACES = {
         Namespace("envsync-reseed", "rsd", ("sales", "marketing", AUDIT_DATASET)),
         Namespace("envsync-migrate", "mig", ("sales", "marketing", AUDIT_DATASET)),
         Namespace("envsync-promote", "prm", ("sales", "marketing", AUDIT_DATASET)),
+        Namespace("envsync-parity", "par", ("sales", "marketing", AUDIT_DATASET)),
     )
 }
 

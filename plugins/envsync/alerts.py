@@ -9,6 +9,9 @@ tables and their errors (promote_schema's also the migration versions and the la
 the run in the Airflow UI. The webhook comes from the Airflow
 connection `alerts.slack_conn_id` (type `slackwebhook`). Sending is best effort: a missing or broken
 connection, or an unreachable Slack, is logged and never fails the data work.
+
+Parity checks post their own message when they find unexpected drift (`parity_message`: the count per
+environment, the top findings, a link to the run), through the same connection (`post`).
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ log = logging.getLogger(__name__)
 
 MAX_FAILURES_SHOWN = 5
 MAX_ERROR = 300
-ICONS = {"success": ":white_check_mark:", "failure": ":x:", "privacy": ":warning:"}
+ICONS = {"success": ":white_check_mark:", "failure": ":x:", "privacy": ":warning:", "drift": ":warning:"}
 MAX_COLUMNS_SHOWN = 10
+RUN_KINDS = ("success", "failure")
 
 
 def _duration(seconds: float | None) -> str:
@@ -105,6 +109,52 @@ def _privacy_message(*, dag_id: str, run_id: str, report: dict[str, Any], env: s
     return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}
 
 
+def post(conn_id: str, message: Any, context: Any, *, kind: str, timeout: int = 10) -> bool:
+    """Send `message` (a payload, or a function building it) through the Slack provider's webhook
+    notifier and connection `conn_id`; never raises (an alert never fails the data work)."""
+    dag_id = getattr(context.get("dag"), "dag_id", None) or "?"
+    try:
+        from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
+
+        payload = message() if callable(message) else message
+        SlackWebhookNotifier(slack_webhook_conn_id=conn_id, text=payload["text"], blocks=payload["blocks"],
+                             timeout=timeout).notify(context)
+        log.info("sent the Slack %s alert of %s through connection %r", kind, dag_id, conn_id)
+        return True
+    except Exception as error:  # an alert never fails the data work
+        log.warning("Slack %s alert of %s not sent (connection %r): %s: %s", kind, dag_id, conn_id,
+                    type(error).__name__, error)
+        return False
+
+
+def parity_message(*, dag_id: str, run_id: str, summary: dict[str, Any], url: str) -> dict[str, Any]:
+    """The Slack payload of unexpected parity drift: per environment the count of unexpected and
+    expected differences, the top findings, the total count and a link to the run (pure)."""
+    envs = summary.get("environments") or {}
+    drifting = {env: c for env, c in envs.items() if c.get("drift")}
+    lines = [f"{ICONS['drift']} envsync *parity*: {summary['drift']} unexpected difference(s) from prod on "
+             f"*{', '.join(sorted(drifting)) or '-'}* ({', '.join(summary.get('datasets') or [])}), "
+             f"checked by {dag_id}",
+             " | ".join(f"{env}: {c.get('drift', 0)} drift, {c.get('expected', 0)} expected" for env, c in sorted(envs.items()))]
+    top = summary.get("top_drift") or []
+    lines += [f"• {line[:MAX_ERROR]}" for line in top]
+    if summary["drift"] > len(top):
+        lines.append(f"... and {summary['drift'] - len(top)} more (envsync_audit.parity, sql/reports/latest_parity.sql)")
+    lines.append(f"<{url}|Open run {run_id} in Airflow>")
+    text = "\n".join(lines)
+    return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}
+
+
+def alert_parity(config: Any, context: Any, summary: dict[str, Any]) -> bool:
+    """Post the parity drift alert of this run when there is unexpected drift and alerts are on."""
+    if not summary.get("drift") or not config.alerts.enabled:
+        return False
+    dag_id = context["dag"].dag_id
+    run_id = context.get("run_id") or ""
+    return post(config.alerts.slack_conn_id, lambda: parity_message(
+        dag_id=dag_id, run_id=run_id, summary=summary, url=run_url(_base_url(), dag_id, run_id)), context, kind="drift")
+
+
 class EnvsyncSlackNotifier(BaseNotifier):
     """A message summarising the envsync run, sent through the Slack provider's webhook notifier; never raises.
 
@@ -115,8 +165,8 @@ class EnvsyncSlackNotifier(BaseNotifier):
     template_fields = ()
 
     def __init__(self, *, kind: str, slack_webhook_conn_id: str, timeout: int = 10) -> None:
-        if kind not in ICONS:
-            raise ValueError(f"kind must be one of {sorted(ICONS)}, got {kind!r}")
+        if kind not in RUN_KINDS:
+            raise ValueError(f"kind must be one of {sorted(RUN_KINDS)}, got {kind!r}")
         super().__init__()
         self.kind = kind
         self.slack_webhook_conn_id = slack_webhook_conn_id
@@ -126,18 +176,7 @@ class EnvsyncSlackNotifier(BaseNotifier):
         """Nothing to render: the message is built from the run's report (see `message`)."""
 
     def notify(self, context: Any) -> None:
-        dag_id = getattr(context.get("dag"), "dag_id", None) or "?"
-        try:
-            from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
-
-            message = self.message(context)
-            SlackWebhookNotifier(slack_webhook_conn_id=self.slack_webhook_conn_id, text=message["text"],
-                                 blocks=message["blocks"], timeout=self.timeout).notify(context)
-            log.info("sent the Slack %s alert of %s through connection %r", self.kind, dag_id,
-                     self.slack_webhook_conn_id)
-        except Exception as error:  # an alert never fails the data work
-            log.warning("Slack %s alert of %s not sent (connection %r): %s: %s", self.kind, dag_id,
-                        self.slack_webhook_conn_id, type(error).__name__, error)
+        post(self.slack_webhook_conn_id, lambda: self.message(context), context, kind=self.kind, timeout=self.timeout)
 
     def message(self, context: Any) -> dict[str, Any]:
         from envsync.config import load_config

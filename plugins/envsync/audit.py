@@ -7,6 +7,7 @@
     masked_columns    one row per masked column per run: table, column, mask, why (config or policy
                       tag), and the count of rows that still held prod's value (must be 0)
     staging_cuts      one row per QA -> staging cut: T, seed version, migration version, pinned backups
+    parity            one row per environment x object x finding of a parity check (envsync.parity)
 
 Tables are created on first use (CREATE TABLE IF NOT EXISTS); rows are appended with INSERT
 statements whose every value is a query parameter.

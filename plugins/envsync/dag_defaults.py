@@ -1,4 +1,4 @@
-"""What every envsync DAG shares: default task arguments and the `datasets` trigger-form param.
+"""What every envsync DAG shares: default task arguments and the `datasets` and `environments` params.
 
 Imported at DAG parse time: keep it light (no Google clients, no network).
 """
@@ -35,6 +35,21 @@ def datasets_param(config: EnvsyncConfig, description: str) -> Any:
         description=description,
         items={"type": "string", "enum": list(config.prod.datasets)},
         examples=list(config.prod.datasets),  # the trigger form offers them as a multi-select
+        minItems=1,
+        uniqueItems=True,
+    )
+
+
+def environments_param(choices: list[str], description: str) -> Any:
+    """An `environments` trigger-form param: a multi-select of `choices`, all by default."""
+    from airflow.sdk import Param
+
+    return Param(
+        list(choices),
+        type="array",
+        title="Environments",
+        description=description,
+        items={"type": "string", "enum": list(choices)},
         minItems=1,
         uniqueItems=True,
     )

@@ -64,6 +64,11 @@ def quote(*parts: str) -> str:
     return "`" + ".".join(parts) + "`"
 
 
+def quote_dataset(project: str, dataset: str) -> str:
+    """`project.dataset`, validated and quoted, e.g. for <dataset>.INFORMATION_SCHEMA views."""
+    return f"`{validate_identifier('project', project)}.{validate_identifier('dataset', dataset)}`"
+
+
 def quote_column(name: str) -> str:
     return "`" + validate_identifier("column", name) + "`"
 
@@ -135,13 +140,18 @@ class WriteGuard:
         self.migrated_prod_datasets = frozenset(migrated_prod_datasets) & self.prod_datasets
         # when set: only these `dataset.table` of those datasets (a schema promotion's touched tables)
         self.migrated_prod_tables = None if migrated_prod_tables is None else frozenset(migrated_prod_tables)
-        if not self.allowed_prefixes:
+        if not self.allowed_prefixes and not self.allowed_datasets:
             raise ValueError("the write guard needs at least one allowed environment prefix")
 
     @classmethod
     def from_config(cls, config: EnvsyncConfig) -> WriteGuard:
         return cls(config.project, config.prod.datasets, config.env_prefixes().values(),
                    allowed_datasets=[config.audit.dataset])
+
+    def audit_only(self, audit_dataset: str) -> WriteGuard:
+        """A guard that lets nothing be written but the audit dataset: for checks that only read
+        environments and record what they found (parity)."""
+        return WriteGuard(self.project, self.prod_datasets, (), allowed_datasets=[audit_dataset])
 
     def for_prod_restore(self, dataset: str, point_in_time: Any, confirm: object) -> WriteGuard:
         """A guard that also lets a restore write the tables of prod dataset `dataset`.
@@ -204,6 +214,11 @@ class WriteGuard:
             )
         if target.dataset in self.allowed_datasets:
             return
+        if not self.allowed_prefixes:
+            raise ProdWriteRefused(
+                f"refused to {action} {where}: this task only reads environments and may write nothing but "
+                f"{', '.join(sorted(self.allowed_datasets))}"
+            )
         if not target.dataset.startswith(self.allowed_prefixes):
             raise ProdWriteRefused(
                 f"refused to {action} {where}: dataset {target.dataset!r} has no environment prefix "
@@ -438,6 +453,9 @@ def to_query_parameters(params: Mapping[str, Any]) -> list[Any]:
             kind = "DATE"
         elif isinstance(value, str):
             kind = "STRING"
+        elif isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
+            out.append(bigquery.ArrayQueryParameter(name, "STRING", list(value)))
+            continue
         else:
             raise TypeError(f"query parameter {name!r} has unsupported type {type(value).__name__}")
         out.append(bigquery.ScalarQueryParameter(name, kind, value))

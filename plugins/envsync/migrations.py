@@ -662,14 +662,14 @@ def validate(config: EnvsyncConfig, runner: JobRunner, env: str, migrations: Seq
     (dropped at the end), never to `env`."""
     from envsync.datasets import env_labels, recreate_env_dataset
     from envsync.discovery import TableInfo
+    from envsync.guard import ProdWriteRefused
+    from envsync.jobs import short_hash
 
     rehearsal = Rehearsal(env, [m.version for m in migrations])
     if not migrations:
         return rehearsal
     client = runner.bq.client
     base_map = dataset_map(config, base or env, test_name if base in (None, env) else None)
-    from envsync.jobs import short_hash
-
     tag = short_hash(runner.dag_id, runner.run_id)[:8]
     scratch = {ds: scratch_dataset(config, env, ds, test_name, tag) for ds in config.prod.datasets}
     log.info("validating %d migration(s) for %s, starting from %s's schema: rehearsal in %s", len(migrations), env,
@@ -691,8 +691,6 @@ def validate(config: EnvsyncConfig, runner: JobRunner, env: str, migrations: Seq
                     if statement.changes_schema:
                         runner.run(sql, key=key)
                 except Exception as error:
-                    from envsync.guard import ProdWriteRefused
-
                     if isinstance(error, ProdWriteRefused) or not _refused_by_bigquery(error):
                         raise
                     message = _bigquery_message(error)

@@ -6,6 +6,7 @@ No Airflow import here, so the checks are unit-testable on their own.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -23,6 +24,18 @@ def check_datasets(config: EnvsyncConfig, datasets: Any) -> list[str]:
     if unknown:
         raise ValueError(f"param datasets: {unknown} are not configured; allowed: {config.prod.datasets}")
     return datasets
+
+
+def check_environments(environments: Any, allowed: Sequence[str], what: str) -> list[str]:
+    """An `environments` param: default all `allowed`; a list of them, each once (names the bad value)."""
+    if environments in (None, "", []):
+        return list(allowed)
+    if not isinstance(environments, list) or not all(isinstance(e, str) for e in environments):
+        raise ValueError(f"param environments must be a list of environment names, got {environments!r}")
+    unknown = [e for e in environments if e not in allowed]
+    if unknown:
+        raise ValueError(f"param environments: {unknown} are not environments {what}; allowed: {list(allowed)}")
+    return list(dict.fromkeys(environments))
 
 
 def whole_number(name: str, value: Any, *, default: int, low: int, high: int, empty: tuple[Any, ...] = (None,),
@@ -106,14 +119,7 @@ def validate_reseed_params(
     """Inputs of reseed_environments, checked before any BigQuery call; errors name the bad value."""
     import re
 
-    if environments in (None, "", []):
-        environments = list(RESEED_ENVIRONMENTS)
-    if not isinstance(environments, list) or not all(isinstance(e, str) for e in environments):
-        raise ValueError(f"param environments must be a list of environment names, got {environments!r}")
-    unknown = [e for e in environments if e not in RESEED_ENVIRONMENTS]
-    if unknown:
-        raise ValueError(f"param environments: {unknown} are not environments envsync re-seeds; allowed: "
-                         f"{list(RESEED_ENVIRONMENTS)}")
+    environments = check_environments(environments, RESEED_ENVIRONMENTS, "envsync re-seeds")
     datasets = check_datasets(config, datasets)
     name = "" if test_env is None else test_env
     if not isinstance(name, str) or (name and not re.fullmatch(TEST_ENV_NAME_PATTERN, name)):

@@ -166,6 +166,16 @@ def summarise(results: list[dict[str, Any]], *, cut: dt.datetime, window: Window
     }
 
 
+def parity_summary_text(summary: dict[str, Any]) -> str:
+    """The parity part of a run report: per environment, unexpected and expected differences."""
+    envs = summary.get("environments") or {}
+    per_env = "; ".join(f"{env}: {c.get('drift', 0)} drift, {c.get('expected', 0)} expected, "
+                        f"{c.get('unknown', 0)} not checked" for env, c in sorted(envs.items()))
+    head = f"parity with prod ({', '.join(summary.get('datasets') or [])}): {summary.get('drift', 0)} unexpected difference(s)"
+    top = "".join(f"\n  {line}" for line in summary.get("top_drift") or [])
+    return f"{head}; {per_env or 'no environment checked'}{top}"
+
+
 def print_latest(dag_id: str = "prod_to_dev_sync") -> int:
     """Print the newest stored run report of a DAG (used by `make demo`)."""
     from envsync.clients import storage_client

@@ -74,6 +74,7 @@ class TableSource:
     seed_sql: str | None = None
     reason: str = ""
     view_sql: str | None = None  # prod's view SQL (rewritten per environment at execution)
+    description: str | None = None   # prod's description of a view (tables take theirs from the DDL)
 
 
 def _normal(field_: dict[str, Any]) -> tuple[str, str, bool, tuple[Any, ...]]:
@@ -150,7 +151,7 @@ class Reseeder:
                 out.append(TableSource(table.table, "skip", reason="exclude: true in config"))
             elif table.kind == "VIEW":
                 out.append(TableSource(table.table, "view", reason="re-created on the environment",
-                                       view_sql=table.view_query or ""))
+                                       view_sql=table.view_query or "", description=table.description))
             elif table.kind not in ("TABLE", "CLONE"):
                 out.append(TableSource(table.table, "skip", reason=f"{table.kind.lower()} objects are not copied"))
             elif override.source == "prod_sample":
@@ -366,9 +367,10 @@ class Reseeder:
         for action in order_views(actions):
             unit, src, rewrite = found[f"{action.target_dataset}.{action.table}"]
             target = TableRef(self.project, unit.target_dataset, action.table)
-            results.append(self._run(unit, src, lambda stats, u=unit, t=target, sql=rewrite.sql: create_view(
-                self.runner, t, sql, allowed_prefix=self.config.env_dataset(u.env, "", u.test_name), env=u.env,
-                key=(u.target_dataset, t.table), stats=stats)))
+            results.append(self._run(
+                unit, src, lambda stats, u=unit, t=target, sql=rewrite.sql, d=src.description: create_view(
+                    self.runner, t, sql, allowed_prefix=self.config.env_dataset(u.env, "", u.test_name), env=u.env,
+                    key=(u.target_dataset, t.table), stats=stats, description=d)))
         return results
 
     def _result(self, unit: ReseedUnit, src: TableSource) -> dict[str, Any]:

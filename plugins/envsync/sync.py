@@ -32,7 +32,7 @@ from envsync.guard import (
     WriteGuard,
     quote,
     quote_column,
-    validate_identifier,
+    quote_dataset,
 )
 from envsync.jobs import JobRunner, JobStats, run_recorded
 from envsync.masking import MaskError, masked_select, masks_from_dicts, needs_salt, require_salt
@@ -302,13 +302,13 @@ class DatasetSync:
                 log.error("could not drop %s after a failure: %s", ref, error)
 
     # views and drops -------------------------------------------------------------------------
-    def sync_view(self, action: Action) -> dict[str, Any]:
+    def sync_view(self, action: Action, description: str | None = None) -> dict[str, Any]:
         _, target, _ = self._refs(action)
         return run_recorded(
             _result(action),
             lambda stats: create_view(self.runner, target, action.view_sql or "",
                                       allowed_prefix=self.config.env_prefixes()[self.run.env], env=self.run.env,
-                                      key=(action.dataset, action.table), stats=stats),
+                                      key=(action.dataset, action.table), stats=stats, description=description),
             deterministic=DETERMINISTIC_ERRORS,
             on_failure=lambda: self._discard(target),
         )
@@ -365,24 +365,25 @@ def sync_views(config: EnvsyncConfig, bq: GuardedBigQuery, runner: JobRunner, ru
     """Re-create every planned view, after all tables, in dependency order across datasets."""
     views = order_views([a for p in plans for a in p.by_action("view")])
     log.info("re-creating %d views on the %s datasets", len(views), run.env)
-    return [DatasetSync(config, bq, runner, run).sync_view(v) for v in views]
+    described = {(p.dataset, name): info.description for p in plans for name, info in p.tables.items()}
+    return [DatasetSync(config, bq, runner, run).sync_view(v, described.get((v.dataset, v.table))) for v in views]
 
 
 def create_view(runner: JobRunner, target: TableRef, sql: str, *, allowed_prefix: str, env: str,
-                key: tuple[str, ...], stats: JobStats) -> None:
+                key: tuple[str, ...], stats: JobStats, description: str | None = None) -> None:
     """Create (or replace) a view whose SQL is already rewritten, after checking it reads only datasets
-    of its environment; then prove it resolves with a LIMIT 0 probe."""
+    of its environment; then prove it resolves with a LIMIT 0 probe, and give it prod's description
+    (CREATE OR REPLACE drops the old one; set through the API, no value in the SQL text)."""
     referenced = rewrite_view_sql(sql, {}, target.project)
     foreign = [ds for ds in referenced.unmapped if not ds.startswith(allowed_prefix)]
     if foreign:
         raise VerificationError(f"view {target} would read {foreign}, which are not {env} datasets")
     runner.run(render("sync/create_view", target=target.sql, query=sql), key=key + ("view",), stats=stats)
     runner.run(render("sync/probe_view", target=target.sql), key=key + ("probe",), stats=stats)
-
-
-def _dataset_sql(project: str, dataset: str) -> str:
-    """`project.dataset`, validated and quoted, for <dataset>.INFORMATION_SCHEMA views."""
-    return f"`{validate_identifier('project', project)}.{validate_identifier('dataset', dataset)}`"
+    if description:
+        view = runner.bq.client.get_table(target.api)
+        view.description = description
+        runner.bq.update_table(view, ["description"])
 
 
 def prod_partition_ids(client: bigquery.Client, project: str, info: DatasetInfo) -> dict[str, list[str]] | None:
@@ -392,7 +393,7 @@ def prod_partition_ids(client: bigquery.Client, project: str, info: DatasetInfo)
 
     if not any(t.partitioning or t.range_partitioning for t in info.tables):
         return {}
-    sql = render("sync/partition_ids_all", dataset=_dataset_sql(project, info.dataset))
+    sql = render("sync/partition_ids_all", dataset=quote_dataset(project, info.dataset))
     try:
         rows = client.query(sql, job_config=bigquery.QueryJobConfig(), job_retry=None).result()
     except Exception as error:  # an estimate only: execution reads the partitions it splits on itself
@@ -407,7 +408,7 @@ def prod_partition_ids(client: bigquery.Client, project: str, info: DatasetInfo)
 
 def partition_ids(runner: JobRunner, table: TableRef, key: tuple[str, ...], stats: JobStats) -> list[str]:
     """The partition ids of `table` (INFORMATION_SCHEMA.PARTITIONS: metadata, no table data read)."""
-    job = runner.run(render("sync/partition_ids", dataset=_dataset_sql(table.project, table.dataset)),
+    job = runner.run(render("sync/partition_ids", dataset=quote_dataset(table.project, table.dataset)),
                      key=key + ("partitions",), params={"table_name": table.table}, stats=stats)
     return [row["partition_id"] for row in job.result() if row["partition_id"]]
 

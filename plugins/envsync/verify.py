@@ -101,10 +101,12 @@ def count_rows(
     window: Window | None,
     stats: JobStats,
     keep_all: str = "true",
+    key: tuple[str, ...] | None = None,
 ) -> tuple[dict[str, int], dict[str, int]]:
     """Rows per partition of prod (in the window, as of T) and of the copy, in one query job.
 
-    `keep_all` is the table's `partition_filter`: both sides read every partition through it.
+    `keep_all` is the table's `partition_filter`: both sides read every partition through it. `key`
+    names the job (default: the sync's verification of the table).
     """
     column = action.date_column if window is not None else None
     bucket = bucket_expr(column, action.column_type, action.granularity)
@@ -120,7 +122,7 @@ def count_rows(
     params: dict[str, Any] = {"cut": cut}
     if window is not None:
         params.update(window_params(action, window))
-    job = runner.run(sql, key=(action.dataset, action.table, "verify_rows"), params=params, stats=stats)
+    job = runner.run(sql, key=key or (action.dataset, action.table, "verify_rows"), params=params, stats=stats)
     prod: dict[str, int] = {}
     copy_counts: dict[str, int] = {}
     for row in job.result():

@@ -148,13 +148,48 @@ def test_prod_to_dev_sync_schedule(sync_dag: Any) -> None:
 
 
 def test_prod_to_dev_sync_tasks(sync_dag: Any) -> None:
-    assert set(sync_dag.task_ids) == {"plan", "sync_dataset", "sync_views", "migrate", "report"}
+    assert set(sync_dag.task_ids) == {"plan", "sync_dataset", "sync_views", "migrate", "report", "parity"}
     assert sync_dag.get_task("plan").downstream_task_ids == {"sync_dataset"}
     assert sync_dag.get_task("sync_dataset").downstream_task_ids == {"sync_views"}
     assert sync_dag.get_task("sync_views").downstream_task_ids == {"migrate"}
     assert sync_dag.get_task("migrate").downstream_task_ids == {"report"}
+    assert sync_dag.get_task("report").downstream_task_ids == {"parity"}
     assert sync_dag.get_task("sync_views").trigger_rule == "all_done"
     assert sync_dag.get_task("report").trigger_rule == "all_done"
+    assert sync_dag.get_task("parity").trigger_rule == "all_success"
+
+
+@pytest.mark.parametrize("dag_id", ["prod_to_dev_sync", "reseed_environments", "prod_copy"])
+def test_every_refresh_ends_with_the_parity_of_what_it_refreshed(dagbag: Any, dag_id: str) -> None:
+    dag = dagbag.dags[dag_id]
+    ends = [t for t in dag.tasks if not t.downstream_task_ids]
+    assert [t.task_id for t in ends] == ["parity"]
+    assert type(ends[0]).__name__ == "RefreshParityOperator"
+    assert ends[0].upstream_task_ids == {"report"}
+
+
+def test_parity_dag(dagbag: Any, shipped_config: Any) -> None:
+    from airflow.sdk import CronTriggerTimetable
+
+    from envsync.parity import ENVIRONMENTS
+
+    dag = dagbag.dags["parity"]
+    assert isinstance(dag.timetable, CronTriggerTimetable) and dag.timetable.expression == "0 6 * * *"
+    assert dag.task_ids == ["check"] and dag.max_active_runs == 1
+    params = dag.params.dump()
+    assert params["environments"] == list(ENVIRONMENTS)
+    assert params["datasets"] == list(shipped_config.prod.datasets)
+
+
+def test_parity_flags_qa_and_staging_after_the_reseed_schedule_plus_a_day(dagbag: Any) -> None:
+    import datetime as dt
+
+    from envsync.parity import MAX_AGE, RESEED_SCHEDULE
+
+    timetable = dagbag.dags["reseed_environments"].timetable
+    assert timetable.expression == RESEED_SCHEDULE == "0 3 * * 0"   # weekly
+    assert MAX_AGE["qa"] == MAX_AGE["staging"] == dt.timedelta(days=7) + dt.timedelta(days=1)
+    assert MAX_AGE["dev"] == dt.timedelta(days=8)
 
 
 def test_prod_to_dev_sync_params(sync_dag: Any, shipped_config: Any) -> None:
