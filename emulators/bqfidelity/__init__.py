@@ -10,6 +10,8 @@ stack run. Nothing here is imported by envsync itself.
 Each module patches one family of behaviours and names the BigQuery documentation it follows:
 - ``lookups``: table lookups read the one object they name (DuckLake metadata), not every table of
   the catalog, so the emulator's cost per request does not grow with the catalog (answers unchanged).
+- ``memory``: the emulator's DuckDB caches (DuckLake's catalog of every schema version, Parquet
+  files) are bounded by a memory limit, so its memory does not grow with the jobs run (answers unchanged).
 - ``metadata``: CLONE / SNAPSHOT / copy jobs keep the source's schema (modes, descriptions),
   partitioning, clustering and ``require_partition_filter``; clone/snapshot chain depth.
 - ``rules``: partition filters, time-travel bounds, ``max_time_travel_hours``, partitions per job,
@@ -28,7 +30,7 @@ import logging
 log = logging.getLogger("bqfidelity")
 
 # Modules with an ``install()`` that patches local-bigquery; applied in this order.
-MODULES = ("lookups", "metadata", "rules", "columns", "structs", "storage", "analyzer")
+MODULES = ("lookups", "memory", "metadata", "rules", "columns", "structs", "storage", "analyzer")
 
 _installed = False
 
