@@ -82,7 +82,7 @@ def build_message(*, kind: str, dag_id: str, run_id: str, report: dict[str, Any]
     cut = report.get("staging_cut")
     if cut:
         lines.append(f"QA -> staging as of T = {cut['cut']}: seed version {cut.get('seed_version') or 'none'}, "
-                     f"migration version {cut.get('migration_version') or 'none (no migration ledger)'}")
+                     f"migration version {cut.get('migration_version') or 'none (qa holds no schema migration)'}")
     for row in failed[:MAX_FAILURES_SHOWN]:
         lines.append(f"failed: {row.get('table')} -> {row.get('target')}: {str(row.get('error'))[:MAX_ERROR]}")
     if len(failed) > MAX_FAILURES_SHOWN:

@@ -6,8 +6,8 @@ Steps (the `staging_cut` DAG; one function or method each):
      https://cloud.google.com/bigquery/docs/time-travel). Per qa object: a table is cloned as of T,
      a view re-created on staging with its dataset references rewritten from qa to staging (sqlglot),
      objects that exist only in staging are dropped. The seed version (the `envsync-seed-version`
-     label the reseed sets on qa's datasets) and the migration version (`migration_version`, the hook
-     of the migration ledger: null while none exists) are recorded with T.
+     label the reseed sets on qa's datasets) and the migration version (`migration_version`: the
+     newest version qa holds per the migration ledger as of T, null when none) are recorded with T.
   2. pin: a pinned backup of every staging table, by the backup ladder's own pinned snapshots
      (`backup_staging_<ds>`, the ladder's ledger of 50 snapshot jobs per table per day checked first:
      https://cloud.google.com/bigquery/quotas#table_snapshots).
@@ -73,25 +73,35 @@ class CutSource:
     migration_version: str | None
 
 
-def migration_version(config: EnvsyncConfig, client: bigquery.Client, env: str) -> str | None:
-    """Hook of the migration ledger (`<audit dataset>.migrations`): the version of the migrations
-    promoted to `env`, which a cut carries over from qa to staging.
+def migration_version(config: EnvsyncConfig, client: bigquery.Client, env: str,
+                      as_of: dt.datetime | None = None) -> str | None:
+    """The newest migration version `env` holds per the ledger (`<audit dataset>.migrations`; with
+    `as_of`, per the rows recorded up to that instant): what a cut carries over from qa to staging.
+    None when there is no ledger or `env` holds no version (a read only)."""
+    from envsync.migrations import applied, read_ledger
 
-    None while no ledger exists: the cut then records a null migration version (staging's schema is
-    still QA's, since its tables are clones of qa's). Once the ledger exists, this is where the cut reads
-    qa's promoted version; until that is wired, it logs that it did not and records null.
-    """
-    from google.api_core.exceptions import NotFound
-
-    try:
-        client.get_table(f"{config.project}.{config.audit.dataset}.{MIGRATION_LEDGER}")
-    except NotFound:
-        log.info("no migration ledger (%s.%s): the cut records a null migration version", config.audit.dataset,
-                 MIGRATION_LEDGER)
+    held = applied(read_ledger(config, client), env, as_of)
+    if not held:
+        log.info("%s holds no schema migration (ledger %s.%s): the cut records a null migration version", env,
+                 config.audit.dataset, MIGRATION_LEDGER)
         return None
-    log.warning("the migration ledger %s.%s exists, but the cut does not read it yet: it records a null "
-                "migration version for %s", config.audit.dataset, MIGRATION_LEDGER, env)
-    return None
+    return str(max(held))
+
+
+def carry_migrations(config: EnvsyncConfig, runner: JobRunner, source: CutSource) -> dict[str, Any]:
+    """After a published cut: staging's ledger made qa's as of T (`migrations.record_carried`), so the
+    promotion gates see staging holding what qa held; versions staging held that qa did not are
+    recorded `reverted`. One batched insert; nothing when the ledger already agrees (a retried publish)."""
+    from envsync.migrations import read_ledger, record_carried
+
+    ledger = read_ledger(config, runner.bq.client)
+    row = result_row(f"{config.audit.dataset}.{MIGRATION_LEDGER}", f"staging as of qa at T = {source.cut.isoformat()}",
+                     "migrations", "staging's migrations become qa's (the cut copied qa's tables)")
+    synced, reverted = record_carried(config, runner, "qa", "staging", ledger, as_of=source.cut)
+    row.update(status="ok", synced=synced, reverted=reverted, rows=len(synced) + len(reverted))
+    log.info("staging's migration ledger now matches qa's as of T = %s (version %s): synced %s, reverted %s",
+             source.cut.isoformat(), source.migration_version, synced or "none", reverted or "none")
+    return row
 
 
 def seed_version(config: EnvsyncConfig, client: bigquery.Client, qa_datasets: list[str]) -> str | None:

@@ -64,6 +64,11 @@ def quote(*parts: str) -> str:
     return "`" + ".".join(parts) + "`"
 
 
+def quote_dataset(project: str, dataset: str) -> str:
+    """`project.dataset`, validated and quoted, e.g. for <dataset>.INFORMATION_SCHEMA views."""
+    return f"`{validate_identifier('project', project)}.{validate_identifier('dataset', dataset)}`"
+
+
 def quote_column(name: str) -> str:
     return "`" + validate_identifier("column", name) + "`"
 
@@ -448,6 +453,9 @@ def to_query_parameters(params: Mapping[str, Any]) -> list[Any]:
             kind = "DATE"
         elif isinstance(value, str):
             kind = "STRING"
+        elif isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
+            out.append(bigquery.ArrayQueryParameter(name, "STRING", list(value)))
+            continue
         else:
             raise TypeError(f"query parameter {name!r} has unsupported type {type(value).__name__}")
         out.append(bigquery.ScalarQueryParameter(name, kind, value))

@@ -214,28 +214,35 @@ def _unique(backups: Iterable[Backup]) -> list[Backup]:
     return items
 
 
-def _wanted_slots(ladder: Ladder, now: dt.datetime) -> set[tuple[dt.timedelta, int]]:
-    """(width, slot index) pairs whose oldest candidate the rule keeps (rules 3 and 4)."""
-    wanted: set[tuple[dt.timedelta, int]] = set()
+def _wanted_slots(ladder: Ladder, now: dt.datetime) -> dict[tuple[dt.timedelta, int], list[str]]:
+    """(width, slot index) pairs whose oldest candidate the rule keeps (rules 3 and 4), each with the
+    names of the rungs it serves ("1h", "6h", "1d", and "daily" for the daily slots)."""
+    wanted: dict[tuple[dt.timedelta, int], list[str]] = {}
     for rung in ladder.snapshot_rungs:
         current = _slot(now, rung)
-        wanted.update({(rung, current), (rung, current - 1)})
+        for index in (current, current - 1):
+            wanted.setdefault((rung, index), []).append(format_duration(rung))
     today = _slot(now, ONE_DAY)
-    wanted.update((ONE_DAY, today - back) for back in range(ladder.daily_days))
+    for back in range(ladder.daily_days):
+        wanted.setdefault((ONE_DAY, today - back), []).append("daily")
     return wanted
 
 
-def keep(ladder: Ladder, backups: Iterable[Backup], now: dt.datetime) -> set[str]:
-    """Names of the backups (of one table) that the thinning rule keeps at `now`; see the module doc."""
+def _candidates(backups: list[Backup], now: dt.datetime) -> list[Backup]:
+    """The ladder's candidates: unpinned backups taken at or before `now`, oldest first."""
+    return sorted((b for b in backups if not b.pinned and b.taken_at <= now), key=_order)
+
+
+def rungs_served(ladder: Ladder, backups: Iterable[Backup], now: dt.datetime) -> dict[str, list[str]]:
+    """The backups (of one table) that rules 3 and 4 keep at `now`, by name, with the rungs each one
+    serves (e.g. {"t__20261121T0000Z": ["1d", "daily"]}); see the module doc."""
     now = _utc(now, "now")
-    items = _unique(backups)
-    kept = {backup.name for backup in items if backup.pinned or backup.taken_at > now}
-    candidates = sorted((b for b in items if not b.pinned and b.taken_at <= now), key=_order)
-    if not candidates:
-        return kept
-    kept.add(candidates[-1].name)
+    candidates = _candidates(_unique(backups), now)
     wanted = _wanted_slots(ladder, now)
-    widths = {width for width, _ in wanted}
+    served: dict[str, list[str]] = {}
+    if not candidates:
+        return served
+    widths = sorted({width for width, _ in wanted})
     earliest = min(EPOCH + index * width for width, index in wanted)
     for backup in candidates:  # oldest first: the first candidate seen in a wanted slot is its oldest
         if not wanted:
@@ -243,10 +250,22 @@ def keep(ladder: Ladder, backups: Iterable[Backup], now: dt.datetime) -> set[str
         if backup.taken_at < earliest:
             continue
         for width in widths:
-            slot = (width, _slot(backup.taken_at, width))
-            if slot in wanted:
-                wanted.discard(slot)
-                kept.add(backup.name)
+            labels = wanted.pop((width, _slot(backup.taken_at, width)), None)
+            if labels:
+                served.setdefault(backup.name, []).extend(labels)
+    return served
+
+
+def keep(ladder: Ladder, backups: Iterable[Backup], now: dt.datetime) -> set[str]:
+    """Names of the backups (of one table) that the thinning rule keeps at `now`; see the module doc."""
+    now = _utc(now, "now")
+    items = _unique(backups)
+    kept = {backup.name for backup in items if backup.pinned or backup.taken_at > now}
+    candidates = _candidates(items, now)
+    if not candidates:
+        return kept
+    kept.add(candidates[-1].name)
+    kept.update(rungs_served(ladder, items, now))
     return kept
 
 

@@ -25,7 +25,9 @@ Public API (used by the sync and reseed DAGs, and by schema promotion):
     Migration.rewrite_for(config, env, test_name=None)      [(line, SQL)]: every dataset reference renamed
                                                             to env's datasets (prod: exactly as written)
     read_ledger(config, client) -> [LedgerRow]              envsync_audit.migrations, oldest first
-    applied(ledger, env) -> {version: LedgerRow}            versions env holds (newest row applied/synced)
+    applied(ledger, env, as_of=None) -> {version: LedgerRow}
+                                                            versions env holds (newest row applied/synced;
+                                                            as_of: only rows recorded by then)
     check_applied(migrations, ledger, env)                  refuses an edited applied migration (checksum
                                                             mismatch names the file) or a missing file
     pending(migrations, ledger, env) -> [Migration]         promoted to env and not applied in prod: what
@@ -47,6 +49,17 @@ Public API (used by the sync and reseed DAGs, and by schema promotion):
     record_synced(config, runner, env, migrations, ledger) -> [version]
                                                             notes the versions a rebuild from prod
                                                             brought into env (status synced)
+    carry_over(ledger, source, target, *, as_of, dag_id, run_id) -> [LedgerRow]
+                                                            the rows that make target hold exactly what
+                                                            source held as of T (target's tables became
+                                                            copies of source's): synced / reverted
+    record_carried(config, runner, source, target, ledger, *, as_of) -> ([synced], [reverted])
+                                                            records carry_over's rows (staging_cut)
+
+Ledger statuses (the newest row of a version in an environment decides; `HELD` = applied, synced):
+`applied` (a promotion ran it there), `synced` (a rebuild brought it: from prod by a sync or reseed,
+from qa by a QA -> staging cut), `failed` (its last attempt there failed), `reverted` (a QA -> staging
+cut replaced staging's tables with qa's, which never had it; a promotion may apply it again).
 
 Validation before the first write. Every statement is checked by BigQuery itself, as a dry run (free;
 on the local test bed the emulator's GoogleSQL analyzer answers it). A statement may depend on an
@@ -92,7 +105,12 @@ PHASES = ("expand", "contract")
 FILE_RE = re.compile(r"^(?P<version>[0-9]{1,9})_(?P<name>[a-z0-9][a-z0-9_]{0,99})\.sql$")
 HEADER_RE = re.compile(r"^--\s*envsync:\s*phase\s*=\s*(?P<phase>\S+)\s*$")
 # ledger statuses: the newest row of a version decides whether the environment holds it
-APPLIED, FAILED, SYNCED = "applied", "failed", "synced"
+#   applied   a promotion (or a rebuild re-applying it) ran it in the environment
+#   synced    the environment got it through a rebuild: from prod (sync, reseed) or from qa (staging_cut)
+#   failed    its last attempt there failed (not held)
+#   reverted  the environment no longer has it: a QA -> staging cut replaced staging's tables with qa's,
+#             which never had it (a hotfix that skipped qa); a promotion may apply it again (not held)
+APPLIED, FAILED, SYNCED, REVERTED = "applied", "failed", "synced", "reverted"
 HELD = (APPLIED, SYNCED)
 LEDGER_COLUMNS = {
     "applied_at": "TIMESTAMP", "environment": "STRING", "version": "INT64", "name": "STRING", "phase": "STRING",
@@ -524,11 +542,12 @@ def record(config: EnvsyncConfig, runner: JobRunner, rows: Sequence[LedgerRow]) 
             "_".join(str(r.version) for r in rows)[:200]))
 
 
-def applied(ledger: Iterable[LedgerRow], env: str) -> dict[int, LedgerRow]:
-    """The versions `env` holds: those whose newest ledger row is `applied` or `synced`."""
+def applied(ledger: Iterable[LedgerRow], env: str, as_of: dt.datetime | None = None) -> dict[int, LedgerRow]:
+    """The versions `env` holds: those whose newest ledger row is `applied` or `synced` (with `as_of`:
+    what it held then, from the rows recorded up to that instant)."""
     newest: dict[int, LedgerRow] = {}
     for row in ledger:
-        if row.environment == env:
+        if row.environment == env and (as_of is None or row.applied_at <= as_of):
             newest[row.version] = row   # oldest first: later rows win
     return {v: r for v, r in sorted(newest.items()) if r.status in HELD}
 
@@ -643,14 +662,14 @@ def validate(config: EnvsyncConfig, runner: JobRunner, env: str, migrations: Seq
     (dropped at the end), never to `env`."""
     from envsync.datasets import env_labels, recreate_env_dataset
     from envsync.discovery import TableInfo
+    from envsync.guard import ProdWriteRefused
+    from envsync.jobs import short_hash
 
     rehearsal = Rehearsal(env, [m.version for m in migrations])
     if not migrations:
         return rehearsal
     client = runner.bq.client
     base_map = dataset_map(config, base or env, test_name if base in (None, env) else None)
-    from envsync.jobs import short_hash
-
     tag = short_hash(runner.dag_id, runner.run_id)[:8]
     scratch = {ds: scratch_dataset(config, env, ds, test_name, tag) for ds in config.prod.datasets}
     log.info("validating %d migration(s) for %s, starting from %s's schema: rehearsal in %s", len(migrations), env,
@@ -672,8 +691,6 @@ def validate(config: EnvsyncConfig, runner: JobRunner, env: str, migrations: Seq
                     if statement.changes_schema:
                         runner.run(sql, key=key)
                 except Exception as error:
-                    from envsync.guard import ProdWriteRefused
-
                     if isinstance(error, ProdWriteRefused) or not _refused_by_bigquery(error):
                         raise
                     message = _bigquery_message(error)
@@ -856,3 +873,35 @@ def record_synced(config: EnvsyncConfig, runner: JobRunner, env: str, migrations
     new = [files[v] for v in applied(ledger, "prod") if v not in held and v in files]
     record(config, runner, [_ledger_row(m, env, SYNCED, dag_id=runner.dag_id, run_id=runner.run_id) for m in new])
     return [m.version for m in new]
+
+
+def carry_over(ledger: Sequence[LedgerRow], source: str, target: str, *, as_of: dt.datetime | None, dag_id: str,
+               run_id: str, now: dt.datetime | None = None) -> list[LedgerRow]:
+    """The ledger rows that make `target` hold exactly the versions `source` held as of `as_of`, once
+    `target`'s tables were replaced by copies of `source`'s as of that instant (the QA -> staging cut):
+    `target`'s schema is then `source`'s. Versions `source` held and `target` does not: `synced` (name,
+    phase and checksum of `source`'s row); versions `target` holds and `source` did not: `reverted`.
+    Prod is not consulted: what prod holds reaches `source` only through a rebuild of it from prod
+    (recorded there as `synced`), so a version prod holds and `source` does not is not in `source`'s
+    tables, nor in `target`'s after the copy. Empty when `target` already holds what `source` held (a
+    retried cut records nothing twice). Version order."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    wanted = applied(ledger, source, as_of)
+    held = applied(ledger, target)
+
+    def row(version: int, like: LedgerRow, status: str, note: str | None) -> LedgerRow:
+        return LedgerRow(applied_at=now, environment=target, version=version, name=like.name, phase=like.phase,
+                         checksum=like.checksum, status=status, dag_id=dag_id, run_id=run_id, error=note)
+
+    rows = [row(v, wanted[v], SYNCED, None) for v in wanted if v not in held]
+    rows += [row(v, held[v], REVERTED, f"{target}'s tables were replaced by {source}'s, which did not hold version {v}")
+             for v in held if v not in wanted]
+    return sorted(rows, key=lambda r: r.version)
+
+
+def record_carried(config: EnvsyncConfig, runner: JobRunner, source: str, target: str,
+                   ledger: Sequence[LedgerRow], *, as_of: dt.datetime | None) -> tuple[list[int], list[int]]:
+    """Record `carry_over`'s rows (one batched insert); returns (synced versions, reverted versions)."""
+    rows = carry_over(ledger, source, target, as_of=as_of, dag_id=runner.dag_id, run_id=runner.run_id)
+    record(config, runner, rows)
+    return ([r.version for r in rows if r.status == SYNCED], [r.version for r in rows if r.status == REVERTED])

@@ -15,9 +15,10 @@ DATASET_METADATA_UPDATES_PER_10S = 5
 CONCURRENT_INTERACTIVE_QUERIES = 100
 
 
-# rows of a run that record a step around the copies (a cut's pins, publishing and rollback), not copied
-# objects: the counts of tables and rows in alerts and audit leave them out (their failures still show)
-BOOKKEEPING_ACTIONS = ("drop", "skip", "exclude", "pre_cut_pin", "publish", "rollback")
+# rows of a run that record a step around the copies (a cut's pins, publishing, rollback and migration
+# ledger), not copied objects: the counts of tables and rows in alerts and audit leave them out (their
+# failures still show)
+BOOKKEEPING_ACTIONS = ("drop", "skip", "exclude", "pre_cut_pin", "publish", "rollback", "migrations")
 
 
 def result_row(table: str, target: str, action: str, reason: str, *, est_bytes_billed: int = 0,

@@ -32,7 +32,7 @@ from envsync.guard import (
     WriteGuard,
     quote,
     quote_column,
-    validate_identifier,
+    quote_dataset,
 )
 from envsync.jobs import JobRunner, JobStats, run_recorded
 from envsync.masking import MaskError, masked_select, masks_from_dicts, needs_salt, require_salt
@@ -386,11 +386,6 @@ def create_view(runner: JobRunner, target: TableRef, sql: str, *, allowed_prefix
         runner.bq.update_table(view, ["description"])
 
 
-def _dataset_sql(project: str, dataset: str) -> str:
-    """`project.dataset`, validated and quoted, for <dataset>.INFORMATION_SCHEMA views."""
-    return f"`{validate_identifier('project', project)}.{validate_identifier('dataset', dataset)}`"
-
-
 def prod_partition_ids(client: bigquery.Client, project: str, info: DatasetInfo) -> dict[str, list[str]] | None:
     """Partition ids of every partitioned table of a prod dataset (a read of metadata), or None when
     they cannot be read (the plan then assumes one DELETE per table)."""
@@ -398,7 +393,7 @@ def prod_partition_ids(client: bigquery.Client, project: str, info: DatasetInfo)
 
     if not any(t.partitioning or t.range_partitioning for t in info.tables):
         return {}
-    sql = render("sync/partition_ids_all", dataset=_dataset_sql(project, info.dataset))
+    sql = render("sync/partition_ids_all", dataset=quote_dataset(project, info.dataset))
     try:
         rows = client.query(sql, job_config=bigquery.QueryJobConfig(), job_retry=None).result()
     except Exception as error:  # an estimate only: execution reads the partitions it splits on itself
@@ -413,7 +408,7 @@ def prod_partition_ids(client: bigquery.Client, project: str, info: DatasetInfo)
 
 def partition_ids(runner: JobRunner, table: TableRef, key: tuple[str, ...], stats: JobStats) -> list[str]:
     """The partition ids of `table` (INFORMATION_SCHEMA.PARTITIONS: metadata, no table data read)."""
-    job = runner.run(render("sync/partition_ids", dataset=_dataset_sql(table.project, table.dataset)),
+    job = runner.run(render("sync/partition_ids", dataset=quote_dataset(table.project, table.dataset)),
                      key=key + ("partitions",), params={"table_name": table.table}, stats=stats)
     return [row["partition_id"] for row in job.result() if row["partition_id"]]
 

@@ -4,7 +4,8 @@
 --   version          the newest migration the environment holds (applied there, or synced from prod)
 --   ahead_of_prod    held here, not in prod: promoted and waiting for prod; a rebuild of this
 --                    environment from prod (weekly sync, reseed) applies them again
---   not_here_yet     held by another environment, not here: waiting to be promoted here
+--   not_here_yet     held by another environment, not here: waiting to be promoted here (or
+--                    reverted here: a QA -> staging cut replaced staging's tables with qa's, without it)
 --   failed           versions whose last attempt here failed
 with newest as (
     -- the newest ledger row of a version in an environment decides whether the environment holds it

@@ -56,3 +56,15 @@ def make_cluster(postgres_available: None, emulators: Any) -> Iterator[Callable[
 def airflow_cluster(make_cluster: Callable[..., AirflowCluster]) -> AirflowCluster:
     """A running LocalExecutor cluster (api-server, scheduler, dag-processor) on a fresh Postgres DB."""
     return make_cluster()
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
+    """pytest-playwright launches Debian's chromium (Playwright's own browser download is not used);
+    without it every browser test is skipped with the reason."""
+    from browser import chromium_missing, launch_args
+
+    reason = chromium_missing()
+    if reason:
+        pytest.skip(reason)
+    return {**browser_type_launch_args, **launch_args()}

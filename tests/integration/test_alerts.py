@@ -93,7 +93,7 @@ def test_cut_payloads(webhook: Webhook, emulators: Any, tmp_path: Path, run_dag:
     assert text.startswith(f":white_check_mark: envsync *staging_cut* succeeded on *staging* ({ds('shop')})")
     assert "tables: " in text and " 0 failed) | rows: " in text
     assert (f"QA -> staging as of T = " in text
-            and f"seed version {SEED_VERSION}, migration version none (no migration ledger)" in text), text
+            and f"seed version {SEED_VERSION}, migration version none (qa holds no schema migration)" in text), text
 
     build = CutSync._build
 

@@ -1,16 +1,19 @@
 """The QA -> staging cut (staging_cut) through Airflow on the emulators: a cut makes staging's
 fingerprints QA's as of T; a cut that fails verification, or fails while publishing, leaves staging's
-fingerprints as they were. Prod is backupkit's `shop`; qa_shop and staging_shop come from cutkit."""
+fingerprints as they were. A cut carries QA's migrations over as staging's (migration ledger), a failed
+one records nothing there. Prod is backupkit's `shop`; qa_shop and staging_shop come from cutkit."""
 
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 from backupkit import PROJECT, client, ds, fq, make_prod, query, report, states, store, table_names, tref, write_config
 from cutkit import SEED_VERSION, fingerprints, make_qa, make_staging, views
+from testkit import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 UTC = dt.timezone.utc
@@ -52,7 +55,7 @@ def test_a_cut_copies_qa_to_staging_with_identical_fingerprints(envs: None, run_
     # a standard table (published by a copy job), partitioned as qa's: a new clone/snapshot chain
     assert orders.table_type == "TABLE" and orders.time_partitioning.field == "d"
 
-    # the cut is recorded: T, QA's seed version, the migration version (null: no migration ledger)
+    # the cut is recorded: T, QA's seed version, the migration version (null: qa holds no migration)
     plan = report("staging_cut")
     record = plan["staging_cut"]
     current = store().read("staging_cut/current.json")
@@ -136,3 +139,117 @@ def test_a_cut_without_qa_is_refused_before_anything_is_written(envs: None, run_
     assert str(refused.state) == "failed" and states(refused)["plan[-1]"] == "failed"
     assert staging_state() == before
     assert ds("backup_staging_shop") not in {d.dataset_id for d in client().list_datasets()}
+
+
+ADD_EMAIL = """-- envsync: phase=expand
+alter table shop.customers add column email string;
+"""
+HOTFIX_NOTES = """-- envsync: phase=expand
+create table shop.hotfix_notes (id int64, note string);
+"""
+
+
+def apply_migrations(cfg: Path, directory: Path, env: str, versions: list[int]) -> Any:
+    """Apply migrations `versions` of `directory` to `env` through the library, as promote_schema does."""
+    from envsync.config import load_config
+    from envsync.guard import GuardedBigQuery, WriteGuard
+    from envsync.jobs import JobRunner
+    from envsync.migrations import apply, load_migrations, read_ledger
+
+    config = load_config(cfg)
+    runner = JobRunner(GuardedBigQuery(client(), WriteGuard.from_config(config), config.location),
+                       dag_id="promote_schema", run_id=f"manual__{uuid.uuid4().hex[:8]}", task_id="apply", timeout=120)
+    todo = [m for m in load_migrations(config, directory) if m.version in versions]
+    apply(config, runner, env, todo, ledger=read_ledger(config, client()))
+    return config
+
+
+def staging_ledger(config: Any) -> list[tuple[int, str, str | None, str | None]]:
+    from envsync.migrations import read_ledger
+
+    return [(r.version, r.status, r.dag_id, r.run_id) for r in read_ledger(config, client()) if r.environment == "staging"]
+
+
+@pytest.fixture
+def migrations(tmp_path: Path) -> Path:
+    path = tmp_path / "migrations"
+    path.mkdir()
+    (path / "0001_add_email.sql").write_text(ADD_EMAIL)
+    (path / "0002_hotfix_notes.sql").write_text(HOTFIX_NOTES)
+    return path
+
+
+def cuts_report() -> list[dict[str, Any]]:
+    """sql/reports/staging_cuts.sql on this kit's audit dataset."""
+    sql = (REPO_ROOT / "sql" / "reports" / "staging_cuts.sql").read_text()
+    return query(sql.replace("from envsync_audit.staging_cuts", f"from `{PROJECT}.{ds('envsync_audit')}.staging_cuts`"))
+
+
+@pytest.mark.slow
+def test_a_cut_carries_qas_migrations_over_as_stagings(envs: None, run_dag: Any, cfg: Path, migrations: Path) -> None:
+    from envsync.migrations import REVERTED, SYNCED, applied, load_migrations, read_ledger
+    from envsync.promote import check_gates
+
+    config = apply_migrations(cfg, migrations, "qa", [1])          # promoted to qa: qa_shop.customers.email
+    apply_migrations(cfg, migrations, "staging", [2])               # a hotfix on staging that skipped qa
+    assert "hotfix_notes" in table_names("staging_shop")
+    m1, m2 = load_migrations(config, migrations)
+    # before the cut, promote_schema's gate refuses 1 for prod: staging does not hold it
+    with pytest.raises(Exception, match="staging has not applied it"):
+        check_gates([m1], read_ledger(config, client()), "prod", "normal")
+
+    dag_run = run_dag("staging_cut", None, {"datasets": [ds("shop")]}, config_path=cfg)
+    assert str(dag_run.state) == "success", states(dag_run)
+
+    # staging's schema is qa's: the email column came with the copy, the hotfix's table is gone
+    assert "email" in [f.name for f in client().get_table(fq("staging_shop.customers")).schema]
+    assert "hotfix_notes" not in table_names("staging_shop")
+    # the cut recorded qa's migration version, in the plan, as staging's current state and in the audit
+    plan = report("staging_cut")
+    assert plan["staging_cut"]["migration_version"] == "1"
+    assert store().read("staging_cut/current.json")["migration_version"] == "1"
+    [audit] = query(f"select * from `{PROJECT}.envsync_audit.staging_cuts` where run_id = @r", r=dag_run.run_id)
+    assert (audit["status"], audit["migration_version"]) == ("success", "1")
+    [latest] = cuts_report()
+    assert (latest["run_id"], latest["t"], latest["seed_version"], latest["migration_version"], latest["status"],
+            latest["is_latest_success"]) == (dag_run.run_id, audit["cut"], SEED_VERSION, "1", "success", True)
+    # the ledger: 1 synced into staging by this cut, the hotfix 2 reverted there
+    ledger = read_ledger(config, client())
+    cut_rows = [(v, s) for v, s, dag, run in staging_ledger(config) if (dag, run) == ("staging_cut", dag_run.run_id)]
+    assert cut_rows == [(1, SYNCED), (2, REVERTED)]
+    assert list(applied(ledger, "staging")) == list(applied(ledger, "qa")) == [1]
+    [carried] = [r for r in plan["results"] if r["action"] == "migrations"]
+    assert (carried["status"], carried["synced"], carried["reverted"]) == ("ok", [1], [2])
+    # promote_schema's gate to prod now sees staging holding 1; the hotfix must reach staging again
+    assert check_gates([m1], ledger, "prod", "normal") == []
+    with pytest.raises(Exception, match="staging has not applied it"):
+        check_gates([m2], ledger, "prod", "hotfix")
+
+
+@pytest.mark.slow
+def test_a_failed_cut_records_nothing_in_the_migration_ledger(envs: None, run_dag: Any, cfg: Path,
+                                                              migrations: Path) -> None:
+    from envsync.cut import CutSync
+
+    config = apply_migrations(cfg, migrations, "qa", [1])
+    apply_migrations(cfg, migrations, "staging", [2])
+    before = staging_ledger(config)
+    assert [(v, s) for v, s, _, _ in before] == [(2, "applied")]
+    publish = CutSync.publish_table
+
+    def failing_publish(self: Any, plan: Any, action: Any, stats: Any) -> str:
+        if action.table == "orders":
+            raise RuntimeError("injected: the copy job of orders failed")
+        return publish(self, plan, action, stats)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(CutSync, "publish_table", failing_publish)
+        failed = run_dag("staging_cut", None, {}, config_path=cfg)
+    assert str(failed.state) == "failed" and states(failed)["publish[-1]"] == "failed", states(failed)
+    assert "hotfix_notes" in table_names("staging_shop")            # rolled back: staging as it was
+    assert staging_ledger(config) == before                          # and its ledger untouched
+    assert not [r for r in report("staging_cut")["results"] if r["action"] == "migrations"]
+    [audit] = query(f"select * from `{PROJECT}.envsync_audit.staging_cuts` where run_id = @r", r=failed.run_id)
+    assert (audit["status"], audit["migration_version"]) == ("failed", "1")
+    [latest] = cuts_report()
+    assert (latest["run_id"], latest["status"], latest["is_latest_success"]) == (failed.run_id, "failed", False)

@@ -19,11 +19,13 @@ from envsync.guard import ProdWriteRefused, WriteGuard, WriteTarget, migration_c
 from envsync.migrations import (
     APPLIED,
     FAILED,
+    REVERTED,
     SYNCED,
     LedgerRow,
     Migration,
     MigrationError,
     applied,
+    carry_over,
     check_applied,
     check_order,
     checksum_of,
@@ -239,6 +241,56 @@ def test_the_newest_ledger_row_of_a_version_decides(tmp_path: Path, config: Envs
     assert list(applied(ledger, "qa")) == [1]
     assert list(applied(ledger, "dev")) == [1]
     assert [m.version for m in pending(migrations, ledger, "qa")] == [1]
+
+
+def test_applied_as_of_an_instant_reads_only_the_rows_recorded_by_then(tmp_path: Path, config: EnvsyncConfig) -> None:
+    m1, m2, _ = three(tmp_path, config)
+    ledger = [row("qa", m1, minute=1), row("qa", m2, minute=5), row("qa", m1, FAILED, minute=6)]
+    at = dt.datetime(2026, 11, 30, 12, 3, tzinfo=UTC)
+    assert list(applied(ledger, "qa", at)) == [1]
+    assert list(applied(ledger, "qa", at.replace(minute=5))) == [1, 2]
+    assert list(applied(ledger, "qa")) == [2]   # the newest row of 1 is failed
+    assert applied(ledger, "qa", at.replace(minute=0)) == {}
+
+
+def test_a_cut_makes_the_target_hold_exactly_what_the_source_held_as_of_t(
+        tmp_path: Path, config: EnvsyncConfig) -> None:
+    m1, m2, m3 = three(tmp_path, config)
+    t = dt.datetime(2026, 11, 30, 12, 10, tzinfo=UTC)
+    now = t + dt.timedelta(minutes=5)
+    ledger = [
+        row("prod", m1, minute=0),
+        row("qa", m1, SYNCED, minute=1),            # qa's reseed brought prod's 1
+        row("qa", m2, minute=2),                    # promoted to qa
+        row("staging", m1, minute=3),
+        row("staging", m3, minute=4, run="hotfix"),  # a hotfix that skipped qa
+        row("qa", m3, minute=20),                   # promoted to qa after T: not in the cut
+    ]
+    rows = carry_over(ledger, "qa", "staging", as_of=t, dag_id="staging_cut", run_id="cut1", now=now)
+    assert [(r.environment, r.version, r.status) for r in rows] == [("staging", 2, SYNCED), ("staging", 3, REVERTED)]
+    synced, reverted = rows
+    assert (synced.name, synced.phase, synced.checksum) == (m2.name, m2.phase, m2.checksum)
+    assert (synced.dag_id, synced.run_id, synced.applied_at, synced.error) == ("staging_cut", "cut1", now, None)
+    assert reverted.checksum == m3.checksum and "did not hold version 3" in (reverted.error or "")
+    after = ledger + rows
+    assert list(applied(after, "staging")) == [1, 2]
+    assert list(applied(after, "staging")) == list(applied(ledger, "qa", t))
+    # staging now holds what qa held: nothing more to record (a retried cut writes no second row)
+    assert carry_over(after, "qa", "staging", as_of=t, dag_id="staging_cut", run_id="cut1", now=now) == []
+    # 2 and 3 are not in prod; 3 is no longer pending on staging, a promotion may apply it again
+    assert [m.version for m in pending([m1, m2, m3], after, "staging")] == [2]
+    assert [m.version for m in unapplied([m1, m2, m3], after, "staging")] == [3]
+
+
+def test_a_cut_from_a_source_without_migrations_reverts_what_the_target_held(
+        tmp_path: Path, config: EnvsyncConfig) -> None:
+    m1, _, _ = three(tmp_path, config)
+    t = dt.datetime(2026, 11, 30, 13, 0, tzinfo=UTC)
+    assert carry_over([], "qa", "staging", as_of=t, dag_id="d", run_id="r") == []
+    ledger = [row("staging", m1, SYNCED, minute=1), row("dev", m1, minute=2)]
+    [only] = carry_over(ledger, "qa", "staging", as_of=t, dag_id="d", run_id="r")
+    assert (only.environment, only.version, only.status) == ("staging", 1, REVERTED)
+    assert applied([*ledger, only], "staging") == {} and list(applied([*ledger, only], "dev")) == [1]
 
 
 def test_an_edited_applied_migration_is_refused_naming_the_file(tmp_path: Path, config: EnvsyncConfig) -> None:

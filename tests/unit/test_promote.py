@@ -11,7 +11,7 @@ import pytest
 
 from envsync.config import EnvsyncConfig, parse_config
 from envsync.guard import ProdWriteRefused, WriteGuard, WriteTarget
-from envsync.migrations import APPLIED, FAILED, LedgerRow, Migration, MigrationError, load_migrations
+from envsync.migrations import APPLIED, FAILED, LedgerRow, Migration, MigrationError, carry_over, load_migrations
 from envsync.promote import (
     Expected,
     PromotionError,
@@ -126,6 +126,18 @@ def test_staging_needs_qa_and_prod_needs_staging(migrations: list[Migration]) ->
         check_gates([m1, m2], [row("qa", m1), row("staging", m1), row("qa", m2)], "prod", "normal")
     assert check_gates([m1], [row("qa", m1), row("staging", m1)], "prod", "normal") == []
     assert check_gates([m1], [], "qa", "normal") == []
+
+
+def test_after_a_cut_the_prod_gate_sees_staging_holding_what_qa_held(migrations: list[Migration]) -> None:
+    m1, m2, _ = migrations
+    ledger = [row("qa", m1, minute=1), row("staging", m2, minute=2)]   # 2: a hotfix that skipped qa
+    with pytest.raises(PromotionError, match="staging has not applied it"):
+        check_gates([m1], ledger, "prod", "normal")
+    t = dt.datetime(2026, 11, 30, 12, 30, tzinfo=UTC)
+    ledger += carry_over(ledger, "qa", "staging", as_of=t, dag_id="staging_cut", run_id="cut")
+    assert check_gates([m1], ledger, "prod", "normal") == []
+    with pytest.raises(PromotionError, match="refused to promote 0002_drop_segment.sql to prod: staging has not"):
+        check_gates([m2], ledger, "prod", "hotfix")   # the cut replaced staging's tables: 2 is gone there
 
 
 def test_the_hotfix_lane_skips_qa_never_staging_and_says_so(migrations: list[Migration]) -> None:

@@ -95,7 +95,7 @@ def test_the_cut_alert_counts_the_copied_tables_and_names_what_it_carried_over()
         "T = 2026-11-30T12:00:00+00:00",
     ]
     assert ok.splitlines()[3] == ("QA -> staging as of T = 2026-11-30T12:00:00+00:00: seed version abc, migration "
-                                  "version none (no migration ledger)")
+                                  "version none (qa holds no schema migration)")
     bad = build_message(kind="failure", dag_id="staging_cut", run_id="r2", report=cut_report(True), duration=5,
                         url="http://x/run", failed_tasks=["publish"])["text"]
     assert "tables: 2 (1 ok, 1 failed)" in bad

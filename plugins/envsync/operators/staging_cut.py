@@ -92,7 +92,7 @@ class PlanStagingCutOperator(BaseOperator):
             window = effective_window(name, dataset_hours(client, config.project, name), config.prod.time_travel_hours)
             check_as_of(cut, now, window)
         record = {"cut": cut.isoformat(), "source": "qa", "seed_version": seed_version(config, client, qa),
-                  "migration_version": migration_version(config, client, "qa")}
+                  "migration_version": migration_version(config, client, "qa", as_of=cut)}
         planned = [{**result_row(f"{d}.{t}", f"{d}.{t}", "pre_cut_pin", "pinned backup before the cut"),
                     "unit": PIN_UNIT,
                     "status": "planned"} for d, state in before.items() for t in state["tables"]]
@@ -151,14 +151,15 @@ class StageCutOperator(DatasetUnitOperator):
 
 class PublishCutOperator(UnitOperator):
     """Publish every verified stage into staging, or - when any stage failed - drop them all and leave
-    staging as it was. A failure while publishing rolls staging back from its pins."""
+    staging as it was. A failure while publishing rolls staging back from its pins. After a successful
+    publish only, staging's rows of the migration ledger are made qa's as of T."""
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("trigger_rule", "all_done")   # it cleans up after failed stages too
         super().__init__(**kwargs)
 
     def run_unit(self, config: Any, manifest: dict[str, Any], runner: Any, context: Context) -> Any:
-        from envsync.cut import CutSync
+        from envsync.cut import CutSync, carry_migrations
         from envsync.report import result_row
 
         store = manifest_store(config, self.gcp_conn_id)
@@ -198,6 +199,9 @@ class PublishCutOperator(UnitOperator):
                 row["retryable"] = False
             return PUBLISH_UNIT, [failed(", ".join(p.target_dataset for p in plans), f"{error}; {state}"), *rollback]
         self.log.info("published the cut into %s", ", ".join(p.target_dataset for p in plans))
+        # only now, with staging holding qa's tables: staging's migrations become qa's (a failure here
+        # fails the task; its retry finds the publish done and records the ledger rows)
+        results.append(carry_migrations(config, runner, _source(manifest)))
         return PUBLISH_UNIT, results
 
 
