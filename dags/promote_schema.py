@@ -24,6 +24,11 @@ fails naming the migration and the statement, and nothing is recorded as applied
 **Dry run:** logs the plan (per environment: what it holds and what would run; per migration the tables
 it touches and its SQL rewritten for the target) and writes nothing.
 
+**Parity** (last task, `parity`): the parity of the target with prod over the datasets the migrations
+touch, recorded in `envsync_audit.parity`, added to the run report and alerted on drift; the migrations
+promoted to qa or staging and not yet to prod are `expected`. A promotion to prod checks qa and staging
+(prod is the reference). A dry run skips it (nothing was promoted; no audit rows).
+
 **Params**
 - `target`: qa, staging or prod.
 - `through`: the last version to promote (empty: every pending one).
@@ -40,6 +45,7 @@ from airflow.sdk import DAG, Param
 
 from envsync.config import load_config
 from envsync.dag_defaults import alert_callbacks, default_args
+from envsync.operators.parity import RefreshParityOperator
 from envsync.operators.promote import PlanPromotionOperator, PromoteOperator, PromoteReportOperator
 
 config = load_config()
@@ -75,4 +81,5 @@ with DAG(
                                  confirm="{{ params.confirm }}")
     promote = PromoteOperator(task_id="promote", confirm="{{ params.confirm }}")
     report = PromoteReportOperator(task_id="report")
-    plan >> promote >> report
+    parity = RefreshParityOperator(task_id="parity")
+    plan >> promote >> report >> parity

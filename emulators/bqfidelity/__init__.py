@@ -18,6 +18,7 @@ Each module patches one family of behaviours and names the BigQuery documentatio
   parameters per query.
 - ``columns``: a column's COLLATE and DEFAULT in CREATE TABLE are kept in its schema.
 - ``structs``: ``STRUCT(col, ...)`` names its fields after the columns.
+- ``aggregates``: ``ARRAY_AGG(... IGNORE NULLS ... LIMIT n)`` drops the NULLs before the limit.
 - ``storage``: load jobs expand wildcard source URIs on the GCS emulator.
 - ``analyzer``: every query is analyzed by GoogleSQL (ZetaSQL) against the live catalog first.
 """
@@ -30,7 +31,7 @@ import logging
 log = logging.getLogger("bqfidelity")
 
 # Modules with an ``install()`` that patches local-bigquery; applied in this order.
-MODULES = ("lookups", "memory", "metadata", "rules", "columns", "structs", "storage", "analyzer")
+MODULES = ("lookups", "memory", "metadata", "rules", "columns", "structs", "aggregates", "storage", "analyzer")
 
 _installed = False
 

@@ -21,37 +21,21 @@ latest_findings as (
             parity.environment = latest_checks.environment
             and parity.run_id = latest_checks.run_id
             and parity.checked_at = latest_checks.checked_at
-),
-
-drift_lists as (
-    select
-        environment,
-        array_agg(
-            concat(finding, ' ', object_name, ': ', coalesce(detail, ''))
-            order by finding, object_name limit 20
-        ) as drift_findings
-    from latest_findings
-    where status = 'drift'
-    group by environment
-),
-
-counts as (
-    select
-        environment,
-        any_value(checked_at) as checked_at,
-        any_value(run_id) as run_id,
-        countif(status = 'drift') as drift,
-        countif(status = 'expected') as expected,
-        countif(status = 'unknown') as unknown,
-        min(refreshed_cut) as oldest_refresh_cut,
-        max(age_hours) as max_age_hours
-    from latest_findings
-    group by environment
 )
 
 select
-    counts.*,
-    drift_lists.drift_findings
-from counts
-left join drift_lists using (environment)
-order by counts.environment
+    environment,
+    any_value(checked_at) as checked_at,
+    any_value(run_id) as run_id,
+    countif(status = 'drift') as drift,
+    countif(status = 'expected') as expected,
+    countif(status = 'unknown') as unknown,
+    min(refreshed_cut) as oldest_refresh_cut,
+    max(age_hours) as max_age_hours,
+    array_agg(
+        if(status = 'drift', concat(finding, ' ', object_name, ': ', coalesce(detail, '')), null)
+        ignore nulls order by finding, object_name limit 20
+    ) as drift_findings
+from latest_findings
+group by environment
+order by environment

@@ -159,7 +159,7 @@ def test_prod_to_dev_sync_tasks(sync_dag: Any) -> None:
     assert sync_dag.get_task("parity").trigger_rule == "all_success"
 
 
-@pytest.mark.parametrize("dag_id", ["prod_to_dev_sync", "reseed_environments", "prod_copy"])
+@pytest.mark.parametrize("dag_id", ["prod_to_dev_sync", "reseed_environments", "prod_copy", "promote_schema"])
 def test_every_refresh_ends_with_the_parity_of_what_it_refreshed(dagbag: Any, dag_id: str) -> None:
     dag = dagbag.dags[dag_id]
     ends = [t for t in dag.tasks if not t.downstream_task_ids]
@@ -286,12 +286,17 @@ def promote_dag(dagbag: Any) -> Any:
     return dagbag.dags["promote_schema"]
 
 
-def test_promote_schema_is_manual_with_plan_promote_report(promote_dag: Any) -> None:
+def test_promote_schema_is_manual_with_plan_promote_report_parity(promote_dag: Any) -> None:
     assert type(promote_dag.timetable).__name__ == "NullTimetable"   # schedule=None: manual only
     assert promote_dag.max_active_runs == 1
+    assert set(promote_dag.task_ids) == {"plan", "promote", "report", "parity"}
     assert promote_dag.get_task("plan").downstream_task_ids == {"promote"}
     assert promote_dag.get_task("promote").downstream_task_ids == {"report"}
+    assert promote_dag.get_task("report").downstream_task_ids == {"parity"}
     assert promote_dag.get_task("report").trigger_rule == "all_done"
+    # only a promotion that succeeded is checked (a refused or failed one is reported by `report`)
+    assert promote_dag.get_task("parity").trigger_rule == "all_success"
+    assert promote_dag.get_task("parity").environments is None   # the target, from the run's manifest
 
 
 def test_promote_schema_params(promote_dag: Any) -> None:

@@ -168,7 +168,9 @@ def test_parity_after_clean_refreshes_then_drift_expected_migrations_staleness_a
     latest = {r["environment"]: r for r in rows((REPO_ROOT / "sql" / "reports" / "latest_parity.sql").read_text())}
     assert latest["dev"]["run_id"] == latest["qa"]["run_id"] == check_run.run_id
     assert (latest["dev"]["drift"], latest["qa"]["drift"]) == (4, 0) and latest["qa"]["expected"] >= 2
-    assert len(latest["dev"]["drift_findings"]) == 4
+    assert len(latest["dev"]["drift_findings"]) == 4     # ARRAY_AGG(IF(drift, …, NULL) IGNORE NULLS … LIMIT 20)
+    assert "missing_column sales.customers.country: column country is missing" in latest["dev"]["drift_findings"]
+    assert latest["qa"]["drift_findings"] == []
 
     # 3. the same dev nine days later: stale, and its rows cannot be counted as of a T past time travel
     later = check(config, runner(config), environments=["dev"], datasets=list(config.prod.datasets),

@@ -100,6 +100,17 @@ def ledger(config: Any) -> list[tuple[str, int, str]]:
     return [(r.environment, r.version, r.status) for r in read_ledger(config, client())]
 
 
+def parity(dag_run: Any) -> list[tuple[str, str, str, str]]:
+    """(environment, finding, object, status) of the parity rows the run's `parity` task recorded."""
+    from google.cloud import bigquery
+
+    config = bigquery.QueryJobConfig(query_parameters=[bigquery.ScalarQueryParameter("run_id", "STRING",
+                                                                                     dag_run.run_id)])
+    sql = NS.sql(f"select environment, finding, object_name, status from `{PROJECT}.envsync_audit.parity` "
+                 "where run_id = @run_id order by 1, 2, 3")
+    return [tuple(r.values()) for r in client().query(sql, job_config=config, job_retry=None).result()]
+
+
 def report(dag_run: Any) -> dict[str, Any]:
     from envsync.clients import storage_client
     from envsync.manifest import ManifestStore
@@ -240,6 +251,7 @@ def test_an_expand_migration_goes_qa_staging_prod_and_prod_only_with_the_phrase(
     assert [r["status"] for r in report(dag_run)["results"]] == ["planned"]
     assert (datasets(), ledger(config), tables("sales"), tables("marketing")) == before
     assert fingerprint("sales.customers") == prod_before
+    assert states(dag_run)["parity[-1]"] == "success" and parity(dag_run) == []   # skipped: nothing promoted
 
     # the wrong phrase is refused before any write
     dag_run = promote("prod", confirm="apply schema migrations 2 to prod")
@@ -295,6 +307,11 @@ def test_a_hotfix_goes_to_staging_and_prod_skipping_qa(
     dag_run = promote("staging", lane="hotfix")
     assert str(dag_run.state) == "success", states(dag_run)
     assert report(dag_run)["promotion"]["notes"] == ["hotfix lane: 1 skipped qa"]
+    # the run ends with staging's parity: the migration not yet on prod is expected, not drift
+    found = parity(dag_run)
+    assert {env for env, *_ in found} == {"staging"}
+    assert ("staging", "extra_column", "sales.customers.email", "expected") in found, found
+    assert "parity" in report(dag_run)
     assert "lane hotfix; hotfix lane: 1 skipped qa" in webhook.posts[-1]["text"]
     dag_run = promote("prod", lane="hotfix", confirm="apply schema migrations 1 to prod")
     assert str(dag_run.state) == "success", states(dag_run)
@@ -302,6 +319,14 @@ def test_a_hotfix_goes_to_staging_and_prod_skipping_qa(
     assert "email" in columns("staging_sales.customers") and "email" in columns("sales.customers")
     assert "email" not in columns("qa_sales.customers")
     assert ledger(config) == [("staging", 1, "applied"), ("prod", 1, "applied")]
+    # a promotion to prod ends with the parity of qa and staging: staging now has prod's shape, qa
+    # (skipped by the hotfix) lacks the column
+    from envsync.parity import STRUCTURAL
+
+    found = parity(dag_run)
+    assert {env for env, *_ in found} == {"qa", "staging"}
+    assert ("qa", "missing_column", "sales.customers.email", "drift") in found, found
+    assert not [f for f in found if f[0] == "staging" and f[1] in STRUCTURAL and f[3] == "drift"], found
     text = webhook.posts[-1]["text"]
     assert text.startswith(":white_check_mark: envsync *promote_schema* succeeded on *prod*")
     assert "schema migrations 1 -> prod, lane hotfix; hotfix lane: 1 skipped qa" in text

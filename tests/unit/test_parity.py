@@ -253,6 +253,11 @@ def test_a_refresh_run_checks_the_environments_its_manifest_names() -> None:
         ("qa", None), ("staging", None)]
     assert refreshed_environments("reseed_environments", {"params": {"environments": ["qa"], "test_env": "alice"}}) == [
         ("test", "alice")]
+    assert refreshed_environments("promote_schema", {"env": "staging", "params": {"target": "staging"}}) == [
+        ("staging", None)]
+    # prod is the reference: a promotion to prod checks the environments that took the migrations first
+    assert refreshed_environments("promote_schema", {"env": "prod", "params": {"target": "prod"}}) == [
+        ("qa", None), ("staging", None)]
 
 
 def test_the_run_report_summary_counts_per_environment() -> None:

@@ -99,9 +99,17 @@ class ParityOperator(_ParityBase):
                 self.log.warning("could not record this run in the audit tables: %s", failure)
 
 
+# prod is the reference, not an environment parity checks: a promotion to prod checks the environments
+# that took its migrations before it (with prod's new schema they hold nothing prod lacks)
+PROD_PROMOTION_PARITY = ("qa", "staging")
+
+
 def refreshed_environments(dag_id: str, manifest: dict[str, Any]) -> list[tuple[str, str | None]]:
-    """(environment kind, test name) of every environment a refresh run wrote, from its manifest."""
+    """(environment kind, test name) of every environment a refresh run wrote, from its manifest (a
+    promotion to prod: PROD_PROMOTION_PARITY)."""
     params = manifest.get("params") or {}
+    if dag_id == "promote_schema" and manifest.get("env") == "prod":
+        return [(env, None) for env in PROD_PROMOTION_PARITY]
     if params.get("test_env"):
         return [("test", str(params["test_env"]))]
     if manifest.get("env"):
