@@ -29,7 +29,7 @@ MAX_FAILURES_SHOWN = 5
 MAX_ERROR = 300
 ICONS = {"success": ":white_check_mark:", "failure": ":x:", "privacy": ":warning:", "drift": ":warning:"}
 MAX_COLUMNS_SHOWN = 10
-RUN_KINDS = ("success", "failure")
+RUN_KINDS = ("success", "failure", "privacy")   # what EnvsyncSlackNotifier sends (drift goes through alert_parity)
 
 
 def _duration(seconds: float | None) -> str:

@@ -312,3 +312,11 @@ def test_reseed_privacy_lists_the_masks_of_prod_samples_per_environment() -> Non
     # staging is not in privacy.environments: its sample is unmasked, and its tagged columns are reported
     assert [(u["env"], u["column"]) for u in report["unmasked_tagged"]] == [
         ("qa", "notes"), ("staging", "notes"), ("staging", "phone")]
+
+
+def test_the_run_notifier_sends_privacy_warnings_and_refuses_unknown_kinds() -> None:
+    from envsync.alerts import EnvsyncSlackNotifier
+
+    assert EnvsyncSlackNotifier(kind="privacy", slack_webhook_conn_id="slack_envsync").kind == "privacy"
+    with pytest.raises(ValueError, match="'drift'"):
+        EnvsyncSlackNotifier(kind="drift", slack_webhook_conn_id="slack_envsync")
