@@ -101,7 +101,7 @@ check-sql: install ## Analyze the seeds (sql/seeds) and migrations (sql/migratio
 	  --schemas "$$schemas" --cache .devstack/zetasql $(CHECK_SQL_PATHS)
 
 test: install check-sql ## Run check-sql, then the test suite (pass arguments with PYTEST_ARGS=...)
-	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist load $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 # The integration suite on a real GCP sandbox project (README: "Trying envsync on real GCP").
 # Without ENVSYNC_TEST_GCP_PROJECT it prints one line and succeeds.

@@ -32,6 +32,11 @@ What this module does instead, with the same answers:
 - A query job's temporary tables are read from ``duckdb_columns()`` of the ``temp`` database, minus
   its views: the same names as ``duckdb_tables() WHERE temporary``, without sizing every table.
 - Job result tables are kept, as before, until the job is deleted: they no longer slow any lookup.
+- ``INFORMATION_SCHEMA.TABLES`` (names, types and creation times only) is built from the dataset's
+  table listing (``tables.list_``: the stored metadata of each table) instead of a full ``tables.load``
+  of every table (schema from DuckDB, row count, bytes), which the view does not show: 43 s for the
+  1,000 snapshots of one backup dataset, measured 2026-11-30 (bench/bench_ui.py). The other views
+  (COLUMNS, TABLE_OPTIONS, PARTITIONS...) show what a full load reads, and keep it.
 
 Each replacement was checked against the original query on the same catalog (tests/emulator/
 test_lookups.py). Measured after (same 1,000-table probe): tables.get 14 ms, a query job 150 ms.
@@ -240,10 +245,36 @@ def _patch_query_execute(query) -> None:
     query.execute = execute
 
 
+def _listed_tables(information_schema) -> Callable[[str, str | None], tuple[list, list]]:
+    """INFORMATION_SCHEMA.TABLES from the datasets' table listings: the rows of local-bigquery's
+    ``table_list`` (same columns, same values) without loading each table's schema and statistics."""
+    from local_bigquery.catalog import datasets, metadata, tables
+
+    def table_list(project_id: str, dataset_id: str | None) -> tuple[list, list]:
+        dataset_ids = ([dataset_id] if dataset_id
+                       else [d.datasetReference.datasetId for d in datasets.list_(project_id)])
+        listed = [summary for listing in metadata.existing(tables.list_, [(project_id, ds) for ds in dataset_ids])
+                  for summary in listing]
+        rows = [
+            [*information_schema._identity(t),
+             information_schema.TABLE_TYPES.get(t.type, t.type),
+             "YES" if t.type == "TABLE" else "NO",
+             "NO",
+             information_schema._timestamp(t.creationTime)]
+            for t in listed
+        ]
+        return [*information_schema.IDENTITY, "table_type", "is_insertable_into", "is_typed",
+                "creation_time TIMESTAMP"], rows
+
+    return table_list
+
+
 def install() -> None:
     from local_bigquery.engine import database
     from local_bigquery.jobs import query
+    from local_bigquery.sql.rules import information_schema
 
     database.fetch = _fetch(database, database.fetch)
     database.objects = _objects(database, database.objects)
     _patch_query_execute(query)
+    information_schema.table_list = information_schema.VIEWS["TABLES"] = _listed_tables(information_schema)

@@ -92,6 +92,45 @@ def test_temporary_tables_of_a_script_are_seen_by_its_statements(bq: Any, datase
     assert rows == [{"n": 2}]
 
 
+
+def test_information_schema_tables_lists_names_types_and_creation_times(bq: Any, dataset: Callable[..., str]) -> None:
+    """INFORMATION_SCHEMA.TABLES (https://cloud.google.com/bigquery/docs/information-schema-tables): one row
+    per table, view and snapshot of the dataset (or of the region), with table_type, is_insertable_into and
+    creation_time as tables.get reports them. The fidelity layer builds it from the table listing rather
+    than a full load of every table; the answers must stay those of BigQuery."""
+    from google.cloud import bigquery
+
+    ds, other = dataset(), dataset()
+    name = _table(bq, ds)
+    run(bq, f"create table `{P}.{ds}.ddl` (a int64) options (description = 'made by DDL')")
+    run(bq, f"create view `{P}.{ds}.v` as select id from `{name}`")
+    run(bq, f"create snapshot table `{P}.{ds}.t__20261130T0100Z` clone `{name}`")
+    bq.create_table(bigquery.Table(f"{P}.{ds}.no_schema"))   # a table without columns yet
+    run(bq, f"create table `{P}.{other}.elsewhere` (a int64)")
+    expected_types = {"t": "BASE TABLE", "ddl": "BASE TABLE", "v": "VIEW", "t__20261130T0100Z": "SNAPSHOT",
+                      "no_schema": "BASE TABLE"}
+
+    rows = run(bq, f"select table_catalog, table_schema, table_name, table_type, is_insertable_into, "
+                   f"is_typed, creation_time from `{P}.{ds}.INFORMATION_SCHEMA.TABLES` order by table_name")
+    assert [r["table_name"] for r in rows] == sorted(expected_types)
+    for row in rows:
+        table = bq.get_table(f"{P}.{ds}.{row['table_name']}")
+        assert (row["table_catalog"], row["table_schema"]) == (P, ds)
+        assert row["table_type"] == expected_types[row["table_name"]]
+        assert row["is_insertable_into"] == ("YES" if row["table_type"] == "BASE TABLE" else "NO")
+        assert row["is_typed"] == "NO"
+        assert row["creation_time"] == table.created, row["table_name"]
+
+    region = run(bq, f"select table_schema, table_name, table_type from `{P}.region-us.INFORMATION_SCHEMA.TABLES` "
+                     "where table_schema in unnest(@ds) order by 1, 2", ds=[ds, other])
+    assert [(r["table_schema"], r["table_name"]) for r in region] == (
+        [(ds, n) for n in sorted(expected_types)] + [(other, "elsewhere")])
+
+    bq.delete_table(f"{P}.{ds}.ddl")
+    after = run(bq, f"select table_name from `{P}.{ds}.INFORMATION_SCHEMA.TABLES` order by 1")
+    assert [r["table_name"] for r in after] == sorted(set(expected_types) - {"ddl"})
+
+
 _EQUIVALENCE = textwrap.dedent(
     '''
     import os, tempfile
