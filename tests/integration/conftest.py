@@ -75,6 +75,15 @@ def run_dag(airflow_db: str, emulators: Any) -> Callable[..., Any]:
 
 
 @pytest.fixture
+def migrations_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty folder of schema migrations (sql/migrations' layout), used through ENVSYNC_MIGRATIONS_DIR."""
+    path = tmp_path / "migrations"
+    path.mkdir()
+    monkeypatch.setenv("ENVSYNC_MIGRATIONS_DIR", str(path))
+    return path
+
+
+@pytest.fixture
 def config_file(tmp_path: Path) -> Callable[..., Path]:
     """Write a copy of config/envsync.yaml with some keys changed; return its path.
 

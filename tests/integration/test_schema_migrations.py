@@ -80,14 +80,6 @@ def fresh(demo_prod: Any) -> Iterator[None]:
 
 
 @pytest.fixture
-def migrations_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "migrations"
-    path.mkdir()
-    monkeypatch.setenv("ENVSYNC_MIGRATIONS_DIR", str(path))
-    return path
-
-
-@pytest.fixture
 def config(config_file: Any, demo_prod: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     from envsync.config import load_config
 
