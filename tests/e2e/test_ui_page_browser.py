@@ -110,7 +110,7 @@ def test_the_envsync_page_in_the_airflow_ui(make_cluster: Any, browser: Any, tmp
     page.goto("/")
     page.get_by_role("button", name=re.compile(r"^\s*Browse\s*$")).first.click(timeout=60_000)
     page.get_by_role("menuitem", name=re.compile(r"^\s*envsync\s*$")).first.click(timeout=60_000)
-    expect(page).to_have_url(re.compile(r"/plugin/envsync$"), timeout=60_000)
+    expect(page).to_have_url(re.compile(r"/plugin/envsync(/.*)?$"), timeout=60_000)
     frame = page.frame_locator("iframe").first
     expect(frame.locator("h1")).to_contain_text("every environment at a glance", timeout=60_000)
     encoded = quote(run_id, safe="")
