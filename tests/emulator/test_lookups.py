@@ -237,3 +237,58 @@ def test_replaced_lookups_answer_exactly_as_local_bigquery_without_enumerating(t
     done = subprocess.run([str(python), "-c", _EQUIVALENCE], env=env, cwd=tmp_path, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0 and "identical" in done.stdout, done.stdout + done.stderr[-3000:]
+
+
+_IMPORTS = textwrap.dedent(
+    '''
+    import collections, importlib.util, os, sys, tempfile
+    os.environ["DATA_DIR"] = tempfile.mkdtemp(prefix="bqfidelity-imports-")
+    os.environ["DEFAULT_PROJECT_ID"] = "envsync-demo"
+    from local_bigquery.engine import database as db
+    searched = collections.Counter()
+    class Spy:
+        def find_spec(self, name, path=None, target=None):
+            searched[name] += 1
+            return None
+    sys.meta_path.insert(0, Spy())
+    from local_bigquery.catalog import datasets, tables
+    from local_bigquery.models import Dataset
+    P = "envsync-demo"
+    datasets.create(P, Dataset.model_validate({"datasetReference": {"projectId": P, "datasetId": "b"}}))
+    con = db.connection()
+    for i in range(10):
+        con.execute(f'CREATE TABLE "{P}"."b"."t{i}" (a INT)')
+        tables.record(P, "b", f"t{i}", tables.defaults(P, "b", f"t{i}"))
+    def convert():   # a listing: each table's stored metadata is read and converted
+        return [t.model_dump() for t in tables.list_(P, "b")]
+    before = convert()
+    print("searched before:", searched["pandas"])
+    from bqfidelity import lookups
+    print("marked:", lookups._record_missing_modules())
+    searched.clear()
+    after = convert()
+    print("searched after:", searched["pandas"])
+    print("same answers:", before == after)
+    '''
+)
+
+
+def test_a_module_the_emulator_lacks_is_not_searched_for_on_every_result(tmp_path: Path) -> None:
+    """DuckDB's Python client tries `import pandas` on each result it converts; pandas is not installed
+    in the emulator's environment, so each try searched sys.path again (0.8 s of a 1,000-table listing).
+    Marked absent once, the import fails at once and the results are the same."""
+    python = REPO / ".venv-emulators" / "bin" / "python"
+    home = REPO / ".devstack" / "home"
+    if not python.exists() or not (home / ".duckdb").is_dir():
+        pytest.skip("needs .venv-emulators and the DuckDB extensions in .devstack/home")
+    env = {**os.environ, "HOME": str(home), "PYTHONPATH": str(REPO / "emulators")}
+    for key in ("VIRTUAL_ENV", "PYTHONHOME"):
+        env.pop(key, None)
+    done = subprocess.run([str(python), "-c", _IMPORTS], env=env, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    lines = dict(line.split(": ", 1) for line in done.stdout.splitlines() if ": " in line)
+    assert int(lines["searched before"]) >= 10, done.stdout   # the cost being removed is there
+    assert lines["marked"] == "['pandas']"
+    assert lines["searched after"] == "0"
+    assert lines["same answers"] == "True"
