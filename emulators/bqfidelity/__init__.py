@@ -9,7 +9,9 @@ stack run. Nothing here is imported by envsync itself.
 
 Each module patches one family of behaviours and names the BigQuery documentation it follows:
 - ``lookups``: table lookups read the one object they name (DuckLake metadata), not every table of
-  the catalog, so the emulator's cost per request does not grow with the catalog (answers unchanged).
+  the catalog, so the emulator's cost per request does not grow with the catalog; INFORMATION_SCHEMA.TABLES
+  comes from the table listing; a module missing from the environment is not searched for on every
+  result (answers unchanged).
 - ``memory``: the emulator's DuckDB caches (DuckLake's catalog of every schema version, Parquet
   files) are bounded by a memory limit, so its memory does not grow with the jobs run (answers unchanged).
 - ``metadata``: CLONE / SNAPSHOT / copy jobs keep the source's schema (modes, descriptions),
