@@ -253,3 +253,16 @@ def test_the_coverage_section_draws_the_tables_with_the_largest_gaps_first() -> 
     assert html.count('class="cov"') == 2 and 'data-table="sales.t1"' in html and 'data-table="sales.t5"' not in html
     assert "showing the 2 tables with the largest gaps of 5" in html and 'href="?tables=all"' in html
     assert render_page(board, coverage_limit=None).count('class="cov"') == 5
+
+
+def test_line_chart_title_stays_above_the_highest_tick_label() -> None:
+    """The chart's title (top left) and the label of its highest tick (left axis) do not overlap."""
+    points = [Point(dt.datetime(2026, 11, d, tzinfo=dt.timezone.utc), float(d), False, f"run {d}", None)
+              for d in (1, 2, 3)]
+    root = _parse(line_chart(points, label="RPO: T minus the backup's time", unit="hours"))
+    texts = [t for t in root.iter() if t.tag.endswith("text")]
+    title_baseline = float(texts[0].get("y"))
+    tick_baselines = [float(t.get("y")) for t in texts[1:] if t.get("text-anchor") == "end" and t.text
+                      and t.text.replace(".", "").isdigit()]
+    # a tick label (font size 10) reaches about 10 px above its baseline: that must be below the title's baseline
+    assert min(tick_baselines) - 10 >= title_baseline, (title_baseline, sorted(tick_baselines)[:2])

@@ -114,10 +114,10 @@ def _nice_max(value: float) -> float:
     return 10 * exponent
 
 
-def line_chart(points: Sequence[Point], *, label: str, unit: str, width: int = 900, height: int = 170,
+def line_chart(points: Sequence[Point], *, label: str, unit: str, width: int = 900, height: int = 180,
                css_class: str = "chart") -> str:
     """Values over time with a line through the measured points; failed points are red crosses."""
-    left, right, top, bottom = 56, 12, 14, 26
+    left, right, top, bottom = 56, 12, 24, 26   # top: room for the chart's title above the highest tick
     plot_w, plot_h = width - left - right, height - top - bottom
     parts = [f'<svg class="{_attr(css_class)}" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
              f'xmlns="http://www.w3.org/2000/svg" role="img" aria-label="{_attr(label)}">']
