@@ -42,6 +42,10 @@ What this module does instead, with the same answers:
   environment: that search was 0.8 s of the 1.3 s a 1,000-table listing took. The missing module is
   recorded as absent once (``sys.modules["pandas"] = None``: the import fails at once, as it did),
   so DuckDB's answers do not change.
+- A query parameter becomes a DuckDB expression (``CAST($name AS ...)``) that local-bigquery parses
+  with sqlglot at every placeholder of every translation of a statement (about 0.2 ms each: 1.8 s for
+  an audit INSERT binding 9,375 values, translated more than once). The parsed expressions are kept
+  by their text, and each placeholder gets a copy (about 0.02 ms), so the SQL produced is the same.
 
 Each replacement was checked against the original query on the same catalog (tests/emulator/
 test_lookups.py). Measured after (same 1,000-table probe): tables.get 14 ms, a query job 150 ms.
@@ -288,6 +292,26 @@ def _record_missing_modules(names: tuple[str, ...] = ("pandas",)) -> list[str]:
     return marked
 
 
+class _ParsedOnce:
+    """Stands for the ``sqlglot`` module in local-bigquery's parameter rules: ``parse_one`` of a text
+    already parsed returns a copy of the first parse (a fresh tree each time, as a parse would)."""
+
+    def __init__(self, sqlglot_module: Any, size: int = 50_000) -> None:
+        self._sqlglot = sqlglot_module
+        self._parse = functools.lru_cache(maxsize=size)(self._parse_uncached)
+
+    def _parse_uncached(self, sql: str, dialect: str | None) -> Any:
+        return self._sqlglot.parse_one(sql, dialect=dialect)
+
+    def parse_one(self, sql: str, dialect: str | None = None, **options: Any) -> Any:
+        if options:
+            return self._sqlglot.parse_one(sql, dialect=dialect, **options)
+        return self._parse(sql, dialect).copy()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sqlglot, name)
+
+
 def install() -> None:
     from local_bigquery.engine import database
     from local_bigquery.jobs import query
@@ -298,3 +322,6 @@ def install() -> None:
     _patch_query_execute(query)
     information_schema.table_list = information_schema.VIEWS["TABLES"] = _listed_tables(information_schema)
     _record_missing_modules()
+    from local_bigquery.sql.rules import parameters
+
+    parameters.sqlglot = _ParsedOnce(parameters.sqlglot)

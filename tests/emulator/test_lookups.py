@@ -292,3 +292,69 @@ def test_a_module_the_emulator_lacks_is_not_searched_for_on_every_result(tmp_pat
     assert lines["marked"] == "['pandas']"
     assert lines["searched after"] == "0"
     assert lines["same answers"] == "True"
+
+
+_PARAMETERS = textwrap.dedent(
+    '''
+    import os, tempfile
+    os.environ["DATA_DIR"] = tempfile.mkdtemp(prefix="bqfidelity-params-")
+    os.environ["DEFAULT_PROJECT_ID"] = "envsync-demo"
+    import sqlglot
+    from bqfidelity import lookups
+    from local_bigquery.sql.rules import parameters
+    texts = [f"CAST(CAST($r{i}_c AS VARCHAR) AS VARCHAR)" for i in range(50)]
+    plain = [sqlglot.parse_one(t, dialect="duckdb") for t in texts]
+    lookups.install()
+    calls = []
+    original = sqlglot.parse_one
+    def counted(*args, **kwargs):
+        calls.append(args[0])
+        return original(*args, **kwargs)
+    sqlglot.parse_one = counted
+    cached = parameters.sqlglot
+    first = [cached.parse_one(t, dialect="duckdb") for t in texts]
+    second = [cached.parse_one(t, dialect="duckdb") for t in texts]
+    print("same trees:", all(a == p and b == p for a, b, p in zip(first, second, plain)))
+    print("fresh trees:", all(a is not b for a, b in zip(first, second)))
+    first[0].set("this", sqlglot.exp.column("changed"))
+    print("copy unaffected:", cached.parse_one(texts[0], dialect="duckdb") == plain[0])
+    print("parsed:", len(calls))
+    print("sql:", [e.sql(dialect="duckdb") for e in second] == [p.sql(dialect="duckdb") for p in plain])
+    '''
+)
+
+
+def test_query_parameters_are_parsed_once_per_text_with_the_same_trees(tmp_path: Path) -> None:
+    """local-bigquery parses each parameter's DuckDB expression at every placeholder of every translation;
+    the fidelity layer parses each text once and hands out copies: same trees, same SQL, fresh objects."""
+    python = REPO / ".venv-emulators" / "bin" / "python"
+    home = REPO / ".devstack" / "home"
+    if not python.exists() or not (home / ".duckdb").is_dir():
+        pytest.skip("needs .venv-emulators and the DuckDB extensions in .devstack/home")
+    env = {**os.environ, "HOME": str(home), "PYTHONPATH": str(REPO / "emulators")}
+    for key in ("VIRTUAL_ENV", "PYTHONHOME"):
+        env.pop(key, None)
+    done = subprocess.run([str(python), "-c", _PARAMETERS], env=env, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    lines = dict(line.split(": ", 1) for line in done.stdout.splitlines() if ": " in line)
+    assert lines["same trees"] == "True" and lines["fresh trees"] == "True", done.stdout
+    assert lines["copy unaffected"] == "True" and lines["sql"] == "True", done.stdout
+    assert lines["parsed"] == "50", done.stdout   # 100 requests, one parse per distinct text
+
+
+def test_many_query_parameters_bind_each_value_to_its_own_placeholder(bq: Any, dataset: Callable[..., str]) -> None:
+    """Parameterized queries (https://cloud.google.com/bigquery/docs/parameterized-queries): 2,000 named
+    values in one INSERT, then the same names with other values in a second one, each lands in its row."""
+    ds = dataset()
+    run(bq, f"create table `{P}.{ds}.p` (n int64, s string)")
+    for offset in (0, 1000):
+        params = {}
+        values = []
+        for i in range(1000):
+            params[f"r{i}_n"], params[f"r{i}_s"] = offset + i, f"v{offset + i}"
+            values.append(f"(@r{i}_n, @r{i}_s)")
+        run(bq, f"insert into `{P}.{ds}.p` (n, s) values " + ", ".join(values), **params)
+    rows = run(bq, f"select count(*) as c, countif(s = concat('v', cast(n as string))) as ok, "
+                   f"min(n) as lo, max(n) as hi, count(distinct n) as d from `{P}.{ds}.p`")
+    assert rows == [{"c": 2000, "ok": 2000, "lo": 0, "hi": 1999, "d": 2000}]

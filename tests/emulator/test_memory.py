@@ -51,7 +51,7 @@ _EVICTION = textwrap.dedent(
     con = db.connection()
     P = '"envsync-demo"."s"'
     con.execute(f"CREATE SCHEMA {P}")
-    for i in range(200):
+    for i in range(120):
         con.execute(f"CREATE TABLE {P}.t{i} (a INT, b DATE, c VARCHAR, d TIMESTAMP, e DOUBLE, f BOOLEAN)")
     answers, peak = [], 0
     for j in range(60):
@@ -105,9 +105,10 @@ def test_off_keeps_duckdbs_default_and_a_bad_value_is_refused_with_its_name(tmp_
 
 
 def test_ddl_over_a_large_catalog_stays_under_the_limit_with_the_same_answers(tmp_path: Path) -> None:
-    """60 schema versions of a 206-table DuckLake catalog: the object cache is evicted, answers unchanged."""
+    """60 schema versions of a 127-table DuckLake catalog: the object cache is evicted, answers unchanged.
+    (Measured 2026-11-30: about 52 MB of object cache without a limit, 11 MB with 32MB.)"""
     unbounded = _run(_EVICTION, tmp_path, "off")
-    bounded = _run(_EVICTION, tmp_path, "64MB")
+    bounded = _run(_EVICTION, tmp_path, "32MB")
     assert _line(bounded, "answers") == _line(unbounded, "answers")
-    assert int(_line(bounded, "object cache peak MB")) <= 64
-    assert int(_line(unbounded, "object cache peak MB")) > 64  # without the limit the cache only grows
+    assert int(_line(bounded, "object cache peak MB")) <= 32
+    assert int(_line(unbounded, "object cache peak MB")) > 32  # without the limit the cache only grows
