@@ -131,6 +131,20 @@ def test_information_schema_tables_lists_names_types_and_creation_times(bq: Any,
     assert [r["table_name"] for r in after] == sorted(set(expected_types) - {"ddl"})
 
 
+def _in_emulator(code: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """Run `code` in the emulator's own Python (its venv, the fidelity layer importable, the repo's DuckDB
+    extensions); skip when those are not installed."""
+    python = REPO / ".venv-emulators" / "bin" / "python"
+    home = REPO / ".devstack" / "home"
+    if not python.exists() or not (home / ".duckdb").is_dir():
+        pytest.skip("needs .venv-emulators and the DuckDB extensions in .devstack/home")
+    env = {**os.environ, "HOME": str(home), "PYTHONPATH": str(REPO / "emulators")}
+    for key in ("VIRTUAL_ENV", "PYTHONHOME"):
+        env.pop(key, None)
+    return subprocess.run([str(python), "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+
+
 _EQUIVALENCE = textwrap.dedent(
     '''
     import os, tempfile
@@ -227,15 +241,7 @@ _EQUIVALENCE = textwrap.dedent(
 def test_replaced_lookups_answer_exactly_as_local_bigquery_without_enumerating(tmp_path: Path) -> None:
     """In the emulator's Python: objects(), a table's NOT NULL columns, the _PARTITIONTIME check and the
     temporary tables give local-bigquery's own answers, and no DuckLake lookup lists every table."""
-    python = REPO / ".venv-emulators" / "bin" / "python"
-    home = REPO / ".devstack" / "home"
-    if not python.exists() or not (home / ".duckdb").is_dir():
-        pytest.skip("needs .venv-emulators and the DuckDB extensions in .devstack/home")
-    env = {**os.environ, "HOME": str(home), "PYTHONPATH": str(REPO / "emulators")}
-    for key in ("VIRTUAL_ENV", "PYTHONHOME"):
-        env.pop(key, None)
-    done = subprocess.run([str(python), "-c", _EQUIVALENCE], env=env, cwd=tmp_path, capture_output=True,
-                          text=True, timeout=300)
+    done = _in_emulator(_EQUIVALENCE, tmp_path)
     assert done.returncode == 0 and "identical" in done.stdout, done.stdout + done.stderr[-3000:]
 
 
@@ -277,15 +283,7 @@ def test_a_module_the_emulator_lacks_is_not_searched_for_on_every_result(tmp_pat
     """DuckDB's Python client tries `import pandas` on each result it converts; pandas is not installed
     in the emulator's environment, so each try searched sys.path again (0.8 s of a 1,000-table listing).
     Marked absent once, the import fails at once and the results are the same."""
-    python = REPO / ".venv-emulators" / "bin" / "python"
-    home = REPO / ".devstack" / "home"
-    if not python.exists() or not (home / ".duckdb").is_dir():
-        pytest.skip("needs .venv-emulators and the DuckDB extensions in .devstack/home")
-    env = {**os.environ, "HOME": str(home), "PYTHONPATH": str(REPO / "emulators")}
-    for key in ("VIRTUAL_ENV", "PYTHONHOME"):
-        env.pop(key, None)
-    done = subprocess.run([str(python), "-c", _IMPORTS], env=env, cwd=tmp_path, capture_output=True,
-                          text=True, timeout=300)
+    done = _in_emulator(_IMPORTS, tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     lines = dict(line.split(": ", 1) for line in done.stdout.splitlines() if ": " in line)
     assert int(lines["searched before"]) >= 10, done.stdout   # the cost being removed is there
@@ -327,15 +325,7 @@ _PARAMETERS = textwrap.dedent(
 def test_query_parameters_are_parsed_once_per_text_with_the_same_trees(tmp_path: Path) -> None:
     """local-bigquery parses each parameter's DuckDB expression at every placeholder of every translation;
     the fidelity layer parses each text once and hands out copies: same trees, same SQL, fresh objects."""
-    python = REPO / ".venv-emulators" / "bin" / "python"
-    home = REPO / ".devstack" / "home"
-    if not python.exists() or not (home / ".duckdb").is_dir():
-        pytest.skip("needs .venv-emulators and the DuckDB extensions in .devstack/home")
-    env = {**os.environ, "HOME": str(home), "PYTHONPATH": str(REPO / "emulators")}
-    for key in ("VIRTUAL_ENV", "PYTHONHOME"):
-        env.pop(key, None)
-    done = subprocess.run([str(python), "-c", _PARAMETERS], env=env, cwd=tmp_path, capture_output=True,
-                          text=True, timeout=300)
+    done = _in_emulator(_PARAMETERS, tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     lines = dict(line.split(": ", 1) for line in done.stdout.splitlines() if ": " in line)
     assert lines["same trees"] == "True" and lines["fresh trees"] == "True", done.stdout
