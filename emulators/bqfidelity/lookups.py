@@ -315,13 +315,11 @@ class _ParsedOnce:
 def install() -> None:
     from local_bigquery.engine import database
     from local_bigquery.jobs import query
-    from local_bigquery.sql.rules import information_schema
+    from local_bigquery.sql.rules import information_schema, parameters
 
     database.fetch = _fetch(database, database.fetch)
     database.objects = _objects(database, database.objects)
     _patch_query_execute(query)
     information_schema.table_list = information_schema.VIEWS["TABLES"] = _listed_tables(information_schema)
     _record_missing_modules()
-    from local_bigquery.sql.rules import parameters
-
     parameters.sqlglot = _ParsedOnce(parameters.sqlglot)

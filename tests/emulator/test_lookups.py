@@ -11,20 +11,17 @@ enumerating the catalog.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fidkit import run
+from fidkit import in_emulator, run
 
 pytestmark = pytest.mark.integration
 
 P = "envsync-demo"
-REPO = Path(__file__).resolve().parents[2]
 
 
 def _table(bq: Any, ds: str, name: str = "t") -> str:
@@ -92,7 +89,6 @@ def test_temporary_tables_of_a_script_are_seen_by_its_statements(bq: Any, datase
     assert rows == [{"n": 2}]
 
 
-
 def test_information_schema_tables_lists_names_types_and_creation_times(bq: Any, dataset: Callable[..., str]) -> None:
     """INFORMATION_SCHEMA.TABLES (https://cloud.google.com/bigquery/docs/information-schema-tables): one row
     per table, view and snapshot of the dataset (or of the region), with table_type, is_insertable_into and
@@ -130,19 +126,6 @@ def test_information_schema_tables_lists_names_types_and_creation_times(bq: Any,
     after = run(bq, f"select table_name from `{P}.{ds}.INFORMATION_SCHEMA.TABLES` order by 1")
     assert [r["table_name"] for r in after] == sorted(set(expected_types) - {"ddl"})
 
-
-def _in_emulator(code: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    """Run `code` in the emulator's own Python (its venv, the fidelity layer importable, the repo's DuckDB
-    extensions); skip when those are not installed."""
-    python = REPO / ".venv-emulators" / "bin" / "python"
-    home = REPO / ".devstack" / "home"
-    if not python.exists() or not (home / ".duckdb").is_dir():
-        pytest.skip("needs .venv-emulators and the DuckDB extensions in .devstack/home")
-    env = {**os.environ, "HOME": str(home), "PYTHONPATH": str(REPO / "emulators")}
-    for key in ("VIRTUAL_ENV", "PYTHONHOME"):
-        env.pop(key, None)
-    return subprocess.run([str(python), "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True,
-                          timeout=300)
 
 
 _EQUIVALENCE = textwrap.dedent(
@@ -241,7 +224,7 @@ _EQUIVALENCE = textwrap.dedent(
 def test_replaced_lookups_answer_exactly_as_local_bigquery_without_enumerating(tmp_path: Path) -> None:
     """In the emulator's Python: objects(), a table's NOT NULL columns, the _PARTITIONTIME check and the
     temporary tables give local-bigquery's own answers, and no DuckLake lookup lists every table."""
-    done = _in_emulator(_EQUIVALENCE, tmp_path)
+    done = in_emulator(_EQUIVALENCE, tmp_path)
     assert done.returncode == 0 and "identical" in done.stdout, done.stdout + done.stderr[-3000:]
 
 
@@ -283,7 +266,7 @@ def test_a_module_the_emulator_lacks_is_not_searched_for_on_every_result(tmp_pat
     """DuckDB's Python client tries `import pandas` on each result it converts; pandas is not installed
     in the emulator's environment, so each try searched sys.path again (0.8 s of a 1,000-table listing).
     Marked absent once, the import fails at once and the results are the same."""
-    done = _in_emulator(_IMPORTS, tmp_path)
+    done = in_emulator(_IMPORTS, tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     lines = dict(line.split(": ", 1) for line in done.stdout.splitlines() if ": " in line)
     assert int(lines["searched before"]) >= 10, done.stdout   # the cost being removed is there
@@ -325,7 +308,7 @@ _PARAMETERS = textwrap.dedent(
 def test_query_parameters_are_parsed_once_per_text_with_the_same_trees(tmp_path: Path) -> None:
     """local-bigquery parses each parameter's DuckDB expression at every placeholder of every translation;
     the fidelity layer parses each text once and hands out copies: same trees, same SQL, fresh objects."""
-    done = _in_emulator(_PARAMETERS, tmp_path)
+    done = in_emulator(_PARAMETERS, tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     lines = dict(line.split(": ", 1) for line in done.stdout.splitlines() if ": " in line)
     assert lines["same trees"] == "True" and lines["fresh trees"] == "True", done.stdout

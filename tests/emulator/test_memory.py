@@ -10,16 +10,14 @@ DuckDB's default.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import textwrap
 from pathlib import Path
 
 import pytest
+from fidkit import in_emulator
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[2]
 
 _SETTING = textwrap.dedent(
     '''
@@ -72,20 +70,9 @@ _EVICTION = textwrap.dedent(
 
 
 def _run(code: str, tmp_path: Path, limit: str | None) -> str:
-    python = REPO / ".venv-emulators" / "bin" / "python"
-    home = REPO / ".devstack" / "home"
-    if not python.exists() or not (home / ".duckdb").is_dir():
-        pytest.skip("needs .venv-emulators and the DuckDB extensions in .devstack/home")
-    env = {**os.environ, "HOME": str(home), "PYTHONPATH": str(REPO / "emulators")}
-    for key in ("VIRTUAL_ENV", "PYTHONHOME", "BQFIDELITY_MEMORY_LIMIT"):
-        env.pop(key, None)
-    if limit is not None:
-        env["BQFIDELITY_MEMORY_LIMIT"] = limit
-    done = subprocess.run([str(python), "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True,
-                          timeout=300)
+    done = in_emulator(code, tmp_path, {"BQFIDELITY_MEMORY_LIMIT": limit})
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     return done.stdout
-
 
 def _line(output: str, key: str) -> str:
     return next(line.split(":", 1)[1].strip() for line in output.splitlines() if line.startswith(key + ":"))
