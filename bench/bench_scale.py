@@ -350,6 +350,39 @@ def _start_emulator(devstack: Any) -> tuple[Any, Path]:
     return stack, root
 
 
+# What the emulator's DuckLake catalog of the project holds once the emulator is stopped (the file is
+# locked while it runs): read with the emulator's own DuckDB, as a plain DuckDB database file.
+_DUCKLAKE_FIGURES = """
+import json, sys
+import duckdb
+path, since = sys.argv[1], sys.argv[2]
+con = duckdb.connect(path, read_only=True)
+[(before,)] = con.execute(
+    "SELECT coalesce(max(schema_version), 0) FROM ducklake_snapshot WHERE snapshot_time < $1::TIMESTAMPTZ",
+    [since]).fetchall()
+[(after,)] = con.execute("SELECT max(schema_version) FROM ducklake_snapshot").fetchall()
+[(live, dropped)] = con.execute(
+    "SELECT count(DISTINCT table_id) FILTER (WHERE end_snapshot IS NULL), "
+    "count(DISTINCT table_id) FILTER (WHERE table_id NOT IN "
+    "(SELECT table_id FROM ducklake_table WHERE end_snapshot IS NULL)) FROM ducklake_table").fetchall()
+print(json.dumps({"schema_versions_before_sync": before, "schema_versions_in_sync": after - before,
+                  "live_tables": live, "dropped_tables": dropped}))
+"""
+
+
+def _ducklake_figures(stack: Any, since: dt.datetime) -> dict[str, Any]:
+    """Schema versions the sync made and live / dropped tables in the project's DuckLake catalog at the
+    end (every schema version makes the emulator rebuild that catalog: bench/README.md)."""
+    path = stack.root / "bigquery" / f"{stack.project}.ducklake"
+    try:
+        done = subprocess.run([str(stack.venv / "bin" / "python"), "-c", _DUCKLAKE_FIGURES, str(path),
+                               since.isoformat()], capture_output=True, text=True, timeout=300, check=True)
+        return json.loads(done.stdout)
+    except (OSError, subprocess.SubprocessError, ValueError) as error:
+        print(f"   (no DuckLake figures: {error})", flush=True)
+        return {}
+
+
 def _emulator_process(stack: Any) -> Any:
     import psutil
 
@@ -489,7 +522,7 @@ def run_size(size: int, args: argparse.Namespace, base_config: dict[str, Any], a
     kinds = collections.Counter(s.kind for s in specs)
     out: dict[str, Any] = {"size": size, "datasets": args.datasets, "kinds": dict(kinds),
                            "hour_span_days": hour_span_days, "uptime_before": _uptime()}
-    stack = root = None
+    stack = root = sync_started = None
     try:
         if devstack is not None:
             stack, root = _start_emulator(devstack)
@@ -507,7 +540,8 @@ def run_size(size: int, args: argparse.Namespace, base_config: dict[str, Any], a
         emulator = _emulator_process(stack) if stack is not None else None
         cpu_before = _cpu_seconds(emulator)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PLUGINS), os.environ.get("PYTHONPATH")]))}
-        run_id = f"bench_scale_{size}_{dt.datetime.now(UTC):%Y%m%dT%H%M%S%f}"
+        sync_started = dt.datetime.now(UTC)
+        run_id = f"bench_scale_{size}_{sync_started:%Y%m%dT%H%M%S%f}"
         result = _run_worker(args, anchor, run_id, env)
         cpu_after = _cpu_seconds(emulator)
         out["emulator_cpu_seconds"] = (round(cpu_after - cpu_before, 1)
@@ -525,6 +559,8 @@ def run_size(size: int, args: argparse.Namespace, base_config: dict[str, Any], a
         if stack is not None:
             print("   stopping the emulator ...", flush=True)
             devstack.down(stack)
+            if sync_started is not None:
+                out["ducklake"] = _ducklake_figures(stack, sync_started)
             shutil.rmtree(root, ignore_errors=True)
         shutil.rmtree(workdir, ignore_errors=True)
     return out
@@ -588,6 +624,12 @@ def report(results: list[dict[str, Any]], details: bool, *, growth_lines: bool =
               f"plan JSON {(r.get('plan_json_bytes') or 0) / 1024:,.0f} KB; emulator tables.get "
               f"{r.get('tables_get_ms', '-')} ms (median, idle, after setup); RSS after imports "
               f"{_mb(r.get('rss_after_imports'))} MB; emulator RSS {_mb(r.get('emulator_rss'))} MB")
+        if lake := r.get("ducklake"):
+            jobs = sum(int(t.get("jobs") or 0) for t in r.get("tables", []))
+            print(f"   emulator's DuckLake catalog: {lake['schema_versions_in_sync']:,} schema versions made by "
+                  f"the sync ({lake['schema_versions_in_sync'] / jobs if jobs else 0:.2f} per job; "
+                  f"{lake['schema_versions_before_sync']:,} before it), {lake['live_tables']:,} live and "
+                  f"{lake['dropped_tables']:,} dropped tables at the end")
         print(f"   uptime before: {r['uptime_before']}\n   uptime after:  {r['uptime_after']}")
         if r.get("error"):
             print(f"   ERROR: {r['error']}")
