@@ -584,6 +584,7 @@ def figures(r: dict[str, Any]) -> dict[str, Any]:
         "sync_seconds": r.get("sync_seconds"),
         "plan_requests_per_object": requests.get("plan", 0) / objects if requests else None,
         "sync_requests_per_object": requests.get("sync", 0) / objects if requests else None,
+        "jobs": sum(jobs),
         "jobs_per_object": sum(jobs) / len(jobs) if jobs else None,
         "jobs_min_max": (min(jobs), max(jobs)) if jobs else None,
         "peak_increase": peak - r["rss_after_imports"] if r.get("rss_after_imports") else None,
@@ -625,7 +626,7 @@ def report(results: list[dict[str, Any]], details: bool, *, growth_lines: bool =
               f"{r.get('tables_get_ms', '-')} ms (median, idle, after setup); RSS after imports "
               f"{_mb(r.get('rss_after_imports'))} MB; emulator RSS {_mb(r.get('emulator_rss'))} MB")
         if lake := r.get("ducklake"):
-            jobs = sum(int(t.get("jobs") or 0) for t in r.get("tables", []))
+            jobs = figures(r)["jobs"]
             print(f"   emulator's DuckLake catalog: {lake['schema_versions_in_sync']:,} schema versions made by "
                   f"the sync ({lake['schema_versions_in_sync'] / jobs if jobs else 0:.2f} per job; "
                   f"{lake['schema_versions_before_sync']:,} before it), {lake['live_tables']:,} live and "
