@@ -216,6 +216,14 @@ class TableOverride(_Strict):
     # (default: on a hash of the unmasked columns)
     key: list[str] = Field(default_factory=list)
 
+    @field_validator("mask", mode="before")
+    @classmethod
+    def _yaml_null_mask(cls, masks: Any) -> Any:
+        """`{phone: null}`: YAML reads an unquoted null as no value; as a mask it means the `null` mask."""
+        if isinstance(masks, dict):
+            return {column: "null" if rule is None else rule for column, rule in masks.items()}
+        return masks
+
     @field_validator("key")
     @classmethod
     def _key_columns(cls, names: list[str]) -> list[str]:
@@ -269,6 +277,11 @@ class PrivacySettings(_Strict):
     policy_tag_mask: Literal["hash", "null", "fake"] = "hash"
     # environment variable holding the salt of hash/fake masks (null: seeds.salt_env)
     salt_env: str | None = None
+
+    @field_validator("policy_tag_mask", mode="before")
+    @classmethod
+    def _yaml_null_mask(cls, rule: Any) -> Any:
+        return "null" if rule is None else rule   # `policy_tag_mask: null` (YAML's null) is the null mask
 
     @field_validator("policy_tags")
     @classmethod

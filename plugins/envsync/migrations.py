@@ -13,10 +13,16 @@ digits (`0001_add_email.sql` is version 1); names are lowercase letters, digits 
 
 Public API (used by the sync and reseed DAGs, and by schema promotion):
 
-    load_migrations(config, directory=None) -> [Migration]  every file of sql/migrations (or
+    load_migrations(config, directory=None) -> MigrationFiles
+                                                            every file of sql/migrations (or
                                                             ENVSYNC_MIGRATIONS_DIR), ordered by version,
                                                             parsed and checked offline (phase, names,
                                                             statement kinds); raises MigrationError
+    MigrationFiles                                          the whole set of files (a tuple, version
+                                                            order): what every check of an environment's
+                                                            ledger history is given; a plain list (a
+                                                            subset, such as the migrations about to run)
+                                                            is refused there with a TypeError
     Migration                                               version, name, phase, path, label (file name),
                                                             checksum (sha256 of the file, CRLF read as
                                                             LF), statements (Statement: line, sql, kind,
@@ -28,27 +34,33 @@ Public API (used by the sync and reseed DAGs, and by schema promotion):
     applied(ledger, env, as_of=None) -> {version: LedgerRow}
                                                             versions env holds (newest row applied/synced;
                                                             as_of: only rows recorded by then)
-    check_applied(migrations, ledger, env)                  refuses an edited applied migration (checksum
+    check_applied(files, ledger, env)                       refuses an edited applied migration (checksum
                                                             mismatch names the file) or a missing file
-    pending(migrations, ledger, env) -> [Migration]         promoted to env and not applied in prod: what
+    pending(files, ledger, env) -> [Migration]              promoted to env and not applied in prod: what
                                                             a rebuild of env from prod applies again
-    unapplied(migrations, ledger, env) -> [Migration]       not yet applied to env (what a promotion runs)
+    unapplied(files, ledger, env) -> [Migration]            not yet applied to env (what a promotion runs)
     check_order(migrations, ledger, env)                    refuses a version older than env's newest
-    ahead_of(migrations, ledger, env) -> {str}              tables/columns the migrations env lacks add
+    ahead_of(files, ledger, env) -> {str}                   tables/columns the migrations env lacks add
     validate(config, runner, env, migrations, *, test_name=None, base=None) -> Rehearsal
                                                             every statement checked against env's schema
                                                             (or base's: "prod" predicts env after a
                                                             rebuild) as it will be at that point; raises
                                                             MigrationValidationError (file:line: message)
-    apply(config, runner, env, migrations, *, ledger, rebuild=False, confirm=None, test_name=None,
+    apply(config, runner, env, migrations, *, files, ledger, rebuild=False, confirm=None, test_name=None,
           validated=False) -> [report row]                  validates, then runs them through the write
                                                             guard, recording each in the ledger; prod
                                                             only with confirm = guard's
-                                                            migration_confirmation_phrase(versions)
+                                                            migration_confirmation_phrase(versions);
+                                                            env's history is checked against `files`
     record(config, runner, rows)                            appends LedgerRows (batched, bound parameters)
-    record_synced(config, runner, env, migrations, ledger) -> [version]
+    record_synced(config, runner, env, files, ledger) -> [version]
                                                             notes the versions a rebuild from prod
                                                             brought into env (status synced)
+    reapply(config, runner, env, files, ledger, versions, *, validated=False) -> Reapplied
+                                                            after a rebuild of env from prod: records
+                                                            synced, applies env's pending versions again;
+                                                            on a failure records what env no longer
+                                                            holds (failed / reverted) and says so
     carry_over(ledger, source, target, *, as_of, dag_id, run_id) -> [LedgerRow]
                                                             the rows that make target hold exactly what
                                                             source held as of T (target's tables became
@@ -58,8 +70,9 @@ Public API (used by the sync and reseed DAGs, and by schema promotion):
 
 Ledger statuses (the newest row of a version in an environment decides; `HELD` = applied, synced):
 `applied` (a promotion ran it there), `synced` (a rebuild brought it: from prod by a sync or reseed,
-from qa by a QA -> staging cut), `failed` (its last attempt there failed), `reverted` (a QA -> staging
-cut replaced staging's tables with qa's, which never had it; a promotion may apply it again).
+from qa by a QA -> staging cut), `failed` (its last attempt there failed), `reverted` (the environment
+no longer has it: a QA -> staging cut replaced staging's tables with qa's, which never had it, or a
+rebuild from prod dropped it and applying it again did not get to it; a promotion may apply it again).
 
 Validation before the first write. Every statement is checked by BigQuery itself, as a dry run (free;
 on the local test bed the emulator's GoogleSQL analyzer answers it). A statement may depend on an
@@ -109,7 +122,8 @@ HEADER_RE = re.compile(r"^--\s*envsync:\s*phase\s*=\s*(?P<phase>\S+)\s*$")
 #   synced    the environment got it through a rebuild: from prod (sync, reseed) or from qa (staging_cut)
 #   failed    its last attempt there failed (not held)
 #   reverted  the environment no longer has it: a QA -> staging cut replaced staging's tables with qa's,
-#             which never had it (a hotfix that skipped qa); a promotion may apply it again (not held)
+#             which never had it (a hotfix that skipped qa), or a rebuild from prod dropped it and
+#             applying it again stopped before it; a promotion may apply it again (not held)
 APPLIED, FAILED, SYNCED, REVERTED = "applied", "failed", "synced", "reverted"
 HELD = (APPLIED, SYNCED)
 LEDGER_COLUMNS = {
@@ -202,6 +216,36 @@ class Migration:
 
     def where(self, line: int) -> str:
         return f"{display_path(self.path)}:{line}"
+
+
+class MigrationFiles(tuple[Migration, ...]):
+    """Every migration file of the migrations directory, in version order (`load_migrations`).
+
+    What an environment holds is checked against its whole ledger history, so every check of that
+    history needs every file: given only the migrations about to run, a version the environment
+    already holds would look like a deleted file. Those checks take a MigrationFiles and refuse a
+    plain list or tuple (a TypeError naming the call), so a subset cannot be passed by mistake."""
+
+    __slots__ = ()
+
+    def __new__(cls, migrations: Iterable[Migration] = ()) -> MigrationFiles:
+        return super().__new__(cls, sorted(migrations, key=lambda m: m.version))
+
+    def by_version(self) -> dict[int, Migration]:
+        return {m.version: m for m in self}
+
+    def versions(self) -> list[int]:
+        return [m.version for m in self]
+
+
+def every_file(files: object, where: str) -> MigrationFiles:
+    """`files` when it is the whole set (MigrationFiles); a TypeError naming `where` otherwise."""
+    if not isinstance(files, MigrationFiles):
+        raise TypeError(
+            f"{where} needs every migration file (load_migrations(config) gives them), got "
+            f"{type(files).__name__}: an environment's ledger history is checked against all the files, "
+            "never only the migrations about to run")
+    return files
 
 
 def display_path(path: Path) -> str:
@@ -465,11 +509,11 @@ def load_migration(path: Path, config_datasets: Sequence[str], project: str | No
                      tuple(statements))
 
 
-def load_migrations(config: EnvsyncConfig, directory: Path | None = None) -> list[Migration]:
-    """Every `<version>_<name>.sql` of the migrations directory, ordered by version (none: [])."""
+def load_migrations(config: EnvsyncConfig, directory: Path | None = None) -> MigrationFiles:
+    """Every `<version>_<name>.sql` of the migrations directory, ordered by version (none: empty)."""
     directory = directory or migrations_dir(config)
     if not directory.is_dir():
-        return []
+        return MigrationFiles()
     found = [load_migration(p, list(config.prod.datasets), config.project)
              for p in sorted(directory.iterdir()) if p.suffix == ".sql"]
     by_version: dict[int, Migration] = {}
@@ -484,7 +528,7 @@ def load_migrations(config: EnvsyncConfig, directory: Path | None = None) -> lis
                     if p.is_file() and p.suffix != ".sql" and not p.name.startswith("."))
     if others:
         log.warning("%s: ignoring files that are not migrations: %s", directory, ", ".join(others))
-    return sorted(found, key=lambda m: m.version)
+    return MigrationFiles(found)
 
 
 # ----------------------------------------------------------------------------------- ledger
@@ -552,11 +596,12 @@ def applied(ledger: Iterable[LedgerRow], env: str, as_of: dt.datetime | None = N
     return {v: r for v, r in sorted(newest.items()) if r.status in HELD}
 
 
-def check_applied(migrations: Sequence[Migration], ledger: Iterable[LedgerRow], env: str) -> None:
-    """Refuse when a migration `env` holds was edited since (checksum mismatch) or its file is gone."""
-    files = {m.version: m for m in migrations}
+def check_applied(files: MigrationFiles, ledger: Iterable[LedgerRow], env: str) -> None:
+    """Refuse when a migration `env` holds was edited since (checksum mismatch) or its file is gone.
+    `files`: every migration file (what env holds is compared with all of them)."""
+    by_version = every_file(files, "check_applied").by_version()
     for version, row in applied(ledger, env).items():
-        migration = files.get(version)
+        migration = by_version.get(version)
         if migration is None:
             raise MigrationError(
                 f"version {version} ({row.name}) is applied to {env} but there is no migration file for it; "
@@ -570,31 +615,32 @@ def check_applied(migrations: Sequence[Migration], ledger: Iterable[LedgerRow], 
             )
 
 
-def pending(migrations: Sequence[Migration], ledger: Sequence[LedgerRow], env: str) -> list[Migration]:
+def pending(files: MigrationFiles, ledger: Sequence[LedgerRow], env: str) -> list[Migration]:
     """The migrations promoted to `env` that prod does not have: env's schema is prod's plus these, so
     a rebuild of env from prod applies them again (in version order)."""
+    every_file(files, "pending")
     if env == "prod":
         return []
-    check_applied(migrations, ledger, env)
-    check_applied(migrations, ledger, "prod")
+    check_applied(files, ledger, env)
+    check_applied(files, ledger, "prod")
     in_prod = applied(ledger, "prod")
     versions = [v for v in applied(ledger, env) if v not in in_prod]
-    files = {m.version: m for m in migrations}
-    return [files[v] for v in sorted(versions)]
+    by_version = files.by_version()
+    return [by_version[v] for v in sorted(versions)]
 
 
-def unapplied(migrations: Sequence[Migration], ledger: Sequence[LedgerRow], env: str) -> list[Migration]:
+def unapplied(files: MigrationFiles, ledger: Sequence[LedgerRow], env: str) -> list[Migration]:
     """The migrations `env` does not hold yet, in version order (what a promotion to env would run)."""
-    check_applied(migrations, ledger, env)
+    check_applied(files, ledger, env)
     held = applied(ledger, env)
-    return [m for m in migrations if m.version not in held]
+    return [m for m in files if m.version not in held]
 
 
-def ahead_of(migrations: Sequence[Migration], ledger: Sequence[LedgerRow], env: str) -> set[str]:
+def ahead_of(files: MigrationFiles, ledger: Sequence[LedgerRow], env: str) -> set[str]:
     """What migrations `env` does not hold add (`ds.t`, `ds.t.column`): a seed written for the newer
     schema may already yield those columns while env is behind."""
     held = applied(ledger, env)
-    return {item for m in migrations if m.version not in held for item in m.additions()}
+    return {item for m in every_file(files, "ahead_of") if m.version not in held for item in m.additions()}
 
 
 def check_order(migrations: Sequence[Migration], ledger: Sequence[LedgerRow], env: str) -> None:
@@ -798,10 +844,12 @@ def _runner_for(config: EnvsyncConfig, runner: JobRunner, env: str, migrations: 
 
 
 def apply(config: EnvsyncConfig, runner: JobRunner, env: str, migrations: Sequence[Migration], *,
-          ledger: Sequence[LedgerRow], rebuild: bool = False, confirm: object = None,
+          files: MigrationFiles, ledger: Sequence[LedgerRow], rebuild: bool = False, confirm: object = None,
           test_name: str | None = None, validated: bool = False) -> list[dict[str, Any]]:
     """Apply `migrations` (in version order) to `env`, each statement one job through the write guard,
-    recording each migration in the ledger; returns one report row per migration.
+    recording each migration in the ledger; returns one report row per migration. `files`: every
+    migration file, which what env already holds (its whole ledger history) is checked against;
+    `migrations` must be among them, unchanged.
 
     A promotion (`rebuild=False`) refuses a version `env` already holds, an edited applied migration
     and versions out of order. A rebuild (`rebuild=True`: env was just re-created from prod) applies
@@ -814,7 +862,12 @@ def apply(config: EnvsyncConfig, runner: JobRunner, env: str, migrations: Sequen
     from envsync.report import result_row
 
     migrations = sorted(migrations, key=lambda m: m.version)
-    check_applied(migrations, ledger, env)
+    check_applied(files, ledger, env)
+    known = files.by_version()
+    strays = [m for m in migrations if known.get(m.version) != m]
+    if strays:
+        raise MigrationError(f"{display_path(strays[0].path)}: version {strays[0].version} is not among the migration "
+                             f"files {files.versions()} as they are now (added, removed or edited since they were read)")
     held = applied(ledger, env)
     if rebuild:
         done = {r.version for r in ledger if r.environment == env and r.run_id == runner.run_id and r.status == APPLIED}
@@ -864,15 +917,108 @@ def apply(config: EnvsyncConfig, runner: JobRunner, env: str, migrations: Sequen
     return results
 
 
-def record_synced(config: EnvsyncConfig, runner: JobRunner, env: str, migrations: Sequence[Migration],
+def synced_rows(files: MigrationFiles, ledger: Sequence[LedgerRow], env: str, *, dag_id: str,
+                run_id: str, now: dt.datetime | None = None) -> list[LedgerRow]:
+    """The rows that record, after `env` was rebuilt from prod, every version prod holds as `synced`
+    for env: env now has it through prod's schema, whatever its ledger said before (held as `applied`
+    through a promotion, `failed`, `reverted` or absent). Versions whose newest env row is already
+    `synced` get none (a retried task records nothing twice)."""
+    by_version = every_file(files, "synced_rows").by_version()
+    newest: dict[int, LedgerRow] = {}
+    for row in ledger:
+        if row.environment == env:
+            newest[row.version] = row
+    wanted = [by_version[v] for v in applied(ledger, "prod") if v in by_version]
+    return [_ledger_row(m, env, SYNCED, dag_id=dag_id, run_id=run_id, now=now) for m in wanted
+            if m.version not in newest or newest[m.version].status != SYNCED]
+
+
+def record_synced(config: EnvsyncConfig, runner: JobRunner, env: str, files: MigrationFiles,
                   ledger: Sequence[LedgerRow]) -> list[int]:
-    """After `env` was rebuilt from prod, record the versions prod holds and env's ledger lacks as
-    `synced` (env now has them through prod's schema); returns those versions."""
-    files = {m.version: m for m in migrations}
-    held = applied(ledger, env)
-    new = [files[v] for v in applied(ledger, "prod") if v not in held and v in files]
-    record(config, runner, [_ledger_row(m, env, SYNCED, dag_id=runner.dag_id, run_id=runner.run_id) for m in new])
-    return [m.version for m in new]
+    """After `env` was rebuilt from prod, record every version prod holds as `synced` for env
+    (`synced_rows`); returns the versions recorded now."""
+    rows = synced_rows(files, ledger, env, dag_id=runner.dag_id, run_id=runner.run_id)
+    record(config, runner, rows)
+    return [r.version for r in rows]
+
+
+@dataclass
+class Reapplied:
+    """What `reapply` did to one rebuilt environment: the report rows of the migrations applied
+    again, the versions recorded `synced`, and, when it stopped, the pending versions env does not
+    hold now (`missing`, recorded `failed` or `reverted`) with the reason."""
+
+    env: str
+    results: list[dict[str, Any]] = field(default_factory=list)
+    synced: list[int] = field(default_factory=list)
+    applied: list[int] = field(default_factory=list)
+    missing: list[int] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def message(self) -> str:
+        """One line naming exactly what env lacks and why (empty when nothing is missing)."""
+        if self.ok:
+            return ""
+        held = f"prod's schema plus migrations {self.applied}" if self.applied else "prod's schema"
+        return (f"{self.env} was rebuilt from prod but its pending migrations {self.missing} could not be applied "
+                f"again: {self.error}; {self.env} now holds {held}, and the ledger records "
+                f"{self.missing} as no longer held there; promote them to {self.env} again once fixed")
+
+
+def reapply(config: EnvsyncConfig, runner: JobRunner, env: str, files: MigrationFiles, ledger: Sequence[LedgerRow],
+            versions: Sequence[int], *, validated: bool = False) -> Reapplied:
+    """After `env` was rebuilt from prod (a dev sync or a reseed): record prod's versions as `synced`
+    for env, then apply env's pending `versions` again. Never raises for a migration that fails or a
+    pending file that is gone: the versions env does not hold after that are recorded (the failing
+    one `failed` by `apply`, those after it and those without a file `reverted`), so the ledger never
+    claims what the rebuilt tables lack. `Reapplied.results` then holds an `ok` row per migration
+    applied again and a `failed` row per missing one (the first naming everything env lacks), so the
+    caller's results and report say it and its task fails."""
+    from envsync.report import result_row
+
+    every_file(files, "reapply")
+    done = Reapplied(env)
+    done.synced = record_synced(config, runner, env, files, ledger)
+    by_version = files.by_version()
+    chosen = [by_version[v] for v in sorted(versions) if v in by_version]
+    gone = sorted(set(versions) - set(by_version))
+    try:
+        if gone:
+            raise MigrationError(f"migrations {gone} pending for {env} have no file any more (sql/migrations)")
+        done.results = apply(config, runner, env, chosen, files=files, ledger=ledger, rebuild=True, validated=validated)
+        done.applied = [m.version for m in chosen]
+        return done
+    except MigrationError as error:
+        done.error = str(error)
+    now_ledger = read_ledger(config, runner.bq.client)
+    mine = {r.version for r in now_ledger if r.environment == env and r.run_id == runner.run_id and r.status == APPLIED}
+    done.applied = [v for v in sorted(versions) if v in mine]
+    done.missing = [v for v in sorted(versions) if v not in mine]
+    newest: dict[int, LedgerRow] = {}
+    for row in now_ledger:
+        if row.environment == env:
+            newest[row.version] = row
+    note = f"{env} was rebuilt from prod by run {runner.run_id} and this migration was not applied again: {done.error}"
+    record(config, runner, [
+        LedgerRow(applied_at=dt.datetime.now(dt.timezone.utc), environment=env, version=v, name=newest[v].name,
+                  phase=newest[v].phase, checksum=newest[v].checksum, status=REVERTED, dag_id=runner.dag_id,
+                  run_id=runner.run_id, error=note[:2000])
+        for v in done.missing if v in newest and newest[v].status in HELD])
+    labels = {v: (by_version[v].label if v in by_version else newest[v].name if v in newest else str(v))
+              for v in versions}
+    done.results = [{**result_row(f"migration {v}", f"{env}: {labels[v]}", "migrate", "applied again after the "
+                                  "rebuild from prod", env=env), "status": "ok"} for v in done.applied]
+    done.results += [{**result_row(f"migration {v}", f"{env}: {labels[v]}", "migrate", "pending: to apply again after "
+                                   "the rebuild from prod", env=env), "status": "failed",
+                      "error": done.message() if i == 0 else f"not applied again: {env} lacks it (see migration "
+                                                             f"{done.missing[0]})"}
+                     for i, v in enumerate(done.missing)]
+    log.error("%s", done.message())
+    return done
 
 
 def carry_over(ledger: Sequence[LedgerRow], source: str, target: str, *, as_of: dt.datetime | None, dag_id: str,

@@ -49,6 +49,7 @@ from envsync.migrations import (
     LedgerRow,
     Migration,
     MigrationError,
+    MigrationFiles,
     applied,
     check_applied,
     check_order,
@@ -125,7 +126,7 @@ def validate_promote_params(target: Any, through: Any, lane: Any, dry_run: Any, 
 # ------------------------------------------------------------------------------------- gates
 
 
-def select(migrations: Sequence[Migration], ledger: Sequence[LedgerRow], target: str,
+def select(migrations: MigrationFiles, ledger: Sequence[LedgerRow], target: str,
            through: int | None) -> list[Migration]:
     """The migrations a promotion to `target` runs: not yet held there, up to `through`, in version
     order. Refuses a migration edited since it was applied to any environment (what staging and prod
@@ -452,7 +453,7 @@ def seed_queries(config: EnvsyncConfig) -> dict[str, str]:
     return out
 
 
-def staging_problems(config: EnvsyncConfig, runner: JobRunner, migrations: Sequence[Migration],
+def staging_problems(config: EnvsyncConfig, runner: JobRunner, migrations: MigrationFiles,
                      ledger: Sequence[LedgerRow]) -> list[str]:
     """Before prod: every view of staging resolves (read with LIMIT 0, no rows) and every seed fits
     staging's schema (the reseed's contract check). Reads only."""

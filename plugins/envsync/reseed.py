@@ -335,14 +335,21 @@ class Reseeder:
             return {"rows": 0, "reason": f"{src.reason}: created empty, filled after the schema migrations"}
         return self.checksum(unit, info.table, stats)
 
-    def fill_seeds(self, unit: ReseedUnit, sources: list[TableSource]) -> list[dict[str, Any]]:
+    def fill_seeds(self, unit: ReseedUnit, sources: list[TableSource], *, fit: bool = False) -> list[dict[str, Any]]:
         """Fill the tables `execute(defer_seeds=True)` left empty from their seeds, on the schema the
-        migrations gave them (the seed contract checked that the seed yields those columns)."""
+        migrations gave them (the seed contract checked that the seed yields those columns). `fit`:
+        the migrations did not all run again, so the table's schema may lack columns the seed yields
+        or keep ones it no longer yields: insert the columns both have (the others stay NULL; a
+        REQUIRED one the seed lacks fails that table, naming it)."""
         from envsync.guard import quote_column
 
         def work(src: TableSource, stats: JobStats) -> dict[str, Any]:
             target = TableRef(self.project, unit.target_dataset, src.table)
-            names = ", ".join(quote_column(f.name) for f in self.bq.client.get_table(target.api).schema)
+            columns = [f.name for f in self.bq.client.get_table(target.api).schema]
+            if fit:
+                yielded = {f["name"].lower() for f in self._seed_schema(unit.dataset, src, stats)}
+                columns = [c for c in columns if c.lower() in yielded]
+            names = ", ".join(quote_column(c) for c in columns)
             self.runner.run(render("reseed/insert_seed", target=target.sql, column_list=names, seed=src.seed_sql or ""),
                             key=(unit.target_dataset, src.table, "seed_migrated"), stats=stats)
             return self.checksum(unit, src.table, stats)

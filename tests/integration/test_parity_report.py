@@ -134,7 +134,7 @@ def test_parity_after_clean_refreshes_then_drift_expected_migrations_staleness_a
     # 2. a migration promoted to qa through the library; drift made in dev by hand
     (migrations / "0001_add_email.sql").write_text(ADD_EMAIL)
     listed = load_migrations(config)
-    apply(config, runner(config), "qa", unapplied(listed, read_ledger(config, client()), "qa"),
+    apply(config, runner(config), "qa", unapplied(listed, read_ledger(config, client()), "qa"), files=listed,
           ledger=read_ledger(config, client()))
     for sql in (f"alter table `{PROJECT}.dev_sales.customers` drop column country",
                 f"create table `{PROJECT}.dev_marketing.notes` (note string)",

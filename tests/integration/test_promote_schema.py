@@ -385,3 +385,31 @@ def test_a_contract_migration_is_refused_while_a_view_reads_the_dropped_column(
     assert fingerprint("sales.customers") == before
     assert not {d for d in datasets() if d.startswith("backup_")}
     assert ledger(config) == [("qa", 1, "applied"), ("staging", 1, "applied")]
+
+
+ADD_NOTE = """-- envsync: phase=expand
+alter table sales.orders add column note string;
+"""
+
+
+def test_a_later_migration_is_promoted_where_an_earlier_one_is_held_also_through_the_hotfix_lane(
+        fresh: None, migrations_dir: Path, config: Any, promote: Any, seeds_with: Any) -> None:
+    """qa and staging hold version 1; version 2 goes to staging as a hotfix, then to qa. What each
+    environment already holds is checked against every migration file, not only those about to run."""
+    (migrations_dir / "0001_add_email.sql").write_text(ADD_EMAIL)
+    seeds_with(email="concat('seed', cast(customer_id as string), '@example.com')")
+    for env in ("qa", "staging"):
+        assert str(promote(env).state) == "success"
+    (migrations_dir / "0002_add_note.sql").write_text(ADD_NOTE)
+
+    dag_run = promote("staging", lane="hotfix")
+    assert str(dag_run.state) == "success", states(dag_run)
+    dag_run = promote("qa")
+    assert str(dag_run.state) == "success", states(dag_run)
+
+    for env in ("qa", "staging"):
+        assert columns(f"{env}_sales.orders")[-1] == "note"
+        assert columns(f"{env}_sales.customers")[-1] == "email"
+    assert "note" not in columns("sales.orders")
+    assert ledger(config) == [("qa", 1, "applied"), ("staging", 1, "applied"), ("staging", 2, "applied"),
+                              ("qa", 2, "applied")]

@@ -109,7 +109,7 @@ def promote(config: Any, env: str, confirm: str | None = None) -> list[dict[str,
 
     migrations = load_migrations(config)
     return apply(config, runner(config), env, unapplied(migrations, read_ledger(config, client()), env),
-                 ledger=read_ledger(config, client()), confirm=confirm)
+                 files=migrations, ledger=read_ledger(config, client()), confirm=confirm)
 
 
 def migrations_report() -> list[dict[str, Any]]:
@@ -300,3 +300,95 @@ def test_prod_is_migrated_only_through_the_guard_with_the_phrase_and_the_weekly_
         ("prod", 1, [], []), ("staging", None, [], [1]), ("qa", None, [], [1]), ("dev", 1, [], [])]
     from envsync.migrations import load_migrations
     assert pending(load_migrations(config), read_ledger(config, client()), "dev") == []
+
+
+# ------------------------------------------------------------- runs that build on earlier runs
+
+
+def test_the_weekly_dev_sync_keeps_succeeding_once_prod_holds_a_migration(
+        fresh: None, migrations_dir: Path, config: Any, run_dag: Any) -> None:
+    """The first sync records prod's version 1 as synced for dev; the next week's sync checks dev's
+    history against every migration file (not only the pending ones, of which there are none)."""
+    from envsync.config import config_path
+
+    (migrations_dir / "0001_add_email.sql").write_text(ADD_EMAIL)
+    promote(config, "prod", confirm="apply schema migrations 1 to prod")
+
+    for day in (21, 28):   # two Saturdays, a week apart
+        dag_run = run_dag("prod_to_dev_sync", dt.datetime(2026, 11, day, 2, tzinfo=dt.timezone.utc), {},
+                          config_path=config_path())
+        assert str(dag_run.state) == "success", (day, states(dag_run))
+        assert columns("dev_sales.customers")[-1] == "email"
+    assert ledger(config) == [("prod", 1, "applied"), ("dev", 1, "synced")]   # synced once, not again
+
+
+def test_the_sunday_reseed_after_a_promotion_to_prod_records_prods_versions_as_synced(
+        fresh: None, migrations_dir: Path, config: Any, config_file: Any, run_dag: Any, tmp_path: Path) -> None:
+    """qa holds version 1 (promoted), prod then gets it too: the reseed rebuilds qa and staging from
+    prod (nothing pending) and records 1 as synced for both, as the README says."""
+    dag_run = reseed_qa(run_dag, config)
+    assert str(dag_run.state) == "success", states(dag_run)
+    (migrations_dir / "0001_add_email.sql").write_text(ADD_EMAIL)
+    promote(config, "qa")
+    promote(config, "prod", confirm="apply schema migrations 1 to prod")
+    path = config_file(project=NS.virtual_project, state__bucket="envsync-migrate-state", tables={},
+                       seeds__dir=str(seeds_with_email(tmp_path)))
+
+    for _week in (1, 2):
+        dag_run = run_dag("reseed_environments", None, {"environments": ["qa", "staging"]}, config_path=path)
+        assert str(dag_run.state) == "success", states(dag_run)
+
+    for env in ("qa", "staging"):
+        assert columns(f"{env}_sales.customers")[-1] == "email"
+        got = rows(f"select customer_id, email from `{PROJECT}.{env}_sales.customers` order by 1")
+        assert got == [{"customer_id": i, "email": f"seed{i}@example.com"} for i in range(1, 21)]
+    assert ledger(config) == [("qa", 1, "applied"), ("prod", 1, "applied"), ("qa", 1, "synced"),
+                              ("staging", 1, "synced")]
+
+
+def test_a_reseed_whose_migration_fails_after_the_rebuild_leaves_the_environment_seeded_and_says_what_is_missing(
+        fresh: None, migrations_dir: Path, config: Any, config_file: Any, run_dag: Any, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """qa holds version 1, prod does not. The reseed rebuilds qa from prod; applying 1 again fails
+    (BigQuery refuses the job at run time). qa keeps its seed rows on prod's schema, the ledger says
+    qa no longer holds 1, and the migrate task fails naming it."""
+    from google.api_core.exceptions import BadRequest
+
+    from envsync.jobs import JobRunner
+
+    dag_run = reseed_qa(run_dag, config)
+    assert str(dag_run.state) == "success", states(dag_run)
+    (migrations_dir / "0001_add_email.sql").write_text(ADD_EMAIL)
+    promote(config, "qa")
+    path = config_file(project=NS.virtual_project, state__bucket="envsync-migrate-state", tables={},
+                       seeds__dir=str(seeds_with_email(tmp_path)))
+    real_run = JobRunner.run
+
+    def refused_on_qa(self: Any, sql: str, *, key: tuple[str, ...], **kwargs: Any) -> Any:
+        if key[:2] == ("migrate", "qa"):
+            raise BadRequest("Exceeded rate limits: too many table update operations for this table")
+        return real_run(self, sql, key=key, **kwargs)
+
+    monkeypatch.setattr(JobRunner, "run", refused_on_qa)
+    dag_run = run_dag("reseed_environments", None, {"environments": ["qa"]}, config_path=path)
+
+    assert str(dag_run.state) == "failed"
+    assert states(dag_run)["migrate[-1]"] == "failed", states(dag_run)
+    assert columns("qa_sales.customers") == ["customer_id", "name", "segment", "country"]   # prod's schema
+    assert len(rows(f"select * from `{PROJECT}.qa_sales.customers`")) == 20                 # seeded, not empty
+    assert ledger(config) == [("qa", 1, "applied"), ("qa", 1, "failed")]
+    from envsync.migrations import load_migrations, pending, read_ledger, unapplied
+
+    held = read_ledger(config, client())
+    assert pending(load_migrations(config), held, "qa") == []
+    assert [m.version for m in unapplied(load_migrations(config), held, "qa")] == [1]   # a promotion may re-apply it
+    from envsync.operators.common import manifest_store
+
+    store = manifest_store(config, "google_cloud_default")
+    prefix = store.run_prefix("reseed_environments", dag_run.run_id)
+    [failed] = [r for r in store.read(f"{prefix}/results/migrate.json")["results"] if r["status"] == "failed"]
+    assert failed["table"] == "migration 1"
+    assert ("qa was rebuilt from prod but its pending migrations [1] could not be applied again" in failed["error"])
+    assert "qa now holds prod's schema" in failed["error"]
+    seeded = [r for r in store.read(f"{prefix}/results/migrate.json")["results"] if r["action"] == "seed"]
+    assert {r["status"] for r in seeded} == {"ok"} and len(seeded) >= 1

@@ -159,8 +159,9 @@ def apply_migrations(cfg: Path, directory: Path, env: str, versions: list[int]) 
     config = load_config(cfg)
     runner = JobRunner(GuardedBigQuery(client(), WriteGuard.from_config(config), config.location),
                        dag_id="promote_schema", run_id=f"manual__{uuid.uuid4().hex[:8]}", task_id="apply", timeout=120)
-    todo = [m for m in load_migrations(config, directory) if m.version in versions]
-    apply(config, runner, env, todo, ledger=read_ledger(config, client()))
+    files = load_migrations(config, directory)
+    todo = [m for m in files if m.version in versions]
+    apply(config, runner, env, todo, files=files, ledger=read_ledger(config, client()))
     return config
 
 

@@ -24,6 +24,8 @@ from envsync.migrations import (
     LedgerRow,
     Migration,
     MigrationError,
+    MigrationFiles,
+    ahead_of,
     applied,
     carry_over,
     check_applied,
@@ -33,6 +35,7 @@ from envsync.migrations import (
     pending,
     scratch_dataset,
     split_statements,
+    synced_rows,
     unapplied,
 )
 
@@ -75,7 +78,7 @@ def row(env: str, migration: Migration, status: str = APPLIED, minute: int = 0, 
                      checksum=checksum or migration.checksum, status=status, run_id=run)
 
 
-def three(tmp_path: Path, config: EnvsyncConfig) -> list[Migration]:
+def three(tmp_path: Path, config: EnvsyncConfig) -> MigrationFiles:
     write(tmp_path, "0001_add_email.sql", ADD_EMAIL)
     write(tmp_path, "0003_drop_segment.sql", DROP_SEGMENT)
     write(tmp_path, "0002_email_view.sql", "-- envsync: phase=expand\ncreate or replace view marketing.emails as\n"
@@ -109,7 +112,7 @@ def test_semicolons_in_strings_and_comments_do_not_split() -> None:
 
 
 def test_no_migrations_directory_means_no_migrations(tmp_path: Path, config: EnvsyncConfig) -> None:
-    assert load_migrations(config, tmp_path / "missing") == []
+    assert load_migrations(config, tmp_path / "missing") == MigrationFiles()
 
 
 @pytest.mark.parametrize("text, message", [
@@ -278,8 +281,9 @@ def test_a_cut_makes_the_target_hold_exactly_what_the_source_held_as_of_t(
     # staging now holds what qa held: nothing more to record (a retried cut writes no second row)
     assert carry_over(after, "qa", "staging", as_of=t, dag_id="staging_cut", run_id="cut1", now=now) == []
     # 2 and 3 are not in prod; 3 is no longer pending on staging, a promotion may apply it again
-    assert [m.version for m in pending([m1, m2, m3], after, "staging")] == [2]
-    assert [m.version for m in unapplied([m1, m2, m3], after, "staging")] == [3]
+    files = MigrationFiles([m1, m2, m3])
+    assert [m.version for m in pending(files, after, "staging")] == [2]
+    assert [m.version for m in unapplied(files, after, "staging")] == [3]
 
 
 def test_a_cut_from_a_source_without_migrations_reverts_what_the_target_held(
@@ -308,7 +312,7 @@ def test_an_edited_applied_migration_is_refused_naming_the_file(tmp_path: Path, 
 def test_an_applied_migration_whose_file_is_gone_is_refused(tmp_path: Path, config: EnvsyncConfig) -> None:
     migrations = three(tmp_path, config)
     with pytest.raises(MigrationError, match=r"version 3 \(drop_segment\) is applied to qa but there is no migration file"):
-        check_applied(migrations[:2], ledger_for(migrations), "qa")
+        check_applied(MigrationFiles(migrations[:2]), ledger_for(migrations), "qa")
 
 
 def test_versions_applied_out_of_order_are_refused(tmp_path: Path, config: EnvsyncConfig) -> None:
@@ -380,3 +384,37 @@ def test_the_seed_contract_names_the_migrated_schema_and_tolerates_columns_the_e
         "dev": {"versions": [], "schemas": None, "ahead": ["sales.customers.email"]},
     })
     assert [(g["envs"], g["versions"]) for g in groups] == [(["qa"], [1]), (["staging", "dev"], [])]
+
+
+def test_every_check_of_a_ledger_history_refuses_a_subset_of_the_files(tmp_path: Path, config: EnvsyncConfig) -> None:
+    """qa holds 1 and 2 and is about to get 3: checks given only [3] (the migrations about to run)
+    would call 1 and 2 deleted files. A slice of the files is a plain tuple, refused by type."""
+    migrations = three(tmp_path, config)
+    m1, m2, m3 = migrations
+    ledger = [row("qa", m1), row("qa", m2, minute=1)]
+    for call in (lambda f: check_applied(f, ledger, "qa"), lambda f: pending(f, ledger, "qa"),
+                 lambda f: unapplied(f, ledger, "qa"), lambda f: ahead_of(f, ledger, "qa"),
+                 lambda f: synced_rows(f, ledger, "qa", dag_id="d", run_id="r")):
+        with pytest.raises(TypeError, match="needs every migration file"):
+            call(migrations[2:])
+        with pytest.raises(TypeError, match="needs every migration file"):
+            call([m3])
+    check_applied(migrations, ledger, "qa")
+    assert [m.version for m in unapplied(migrations, ledger, "qa")] == [3]
+
+
+def test_after_a_rebuild_every_version_prod_holds_is_recorded_synced_once(
+        tmp_path: Path, config: EnvsyncConfig) -> None:
+    """The README: versions prod holds are recorded `synced` for a rebuilt environment, also those
+    its ledger already held (as `applied` through a promotion); none twice (a retried task)."""
+    m1, m2, m3 = three(tmp_path, config)
+    files = MigrationFiles([m1, m2, m3])
+    ledger = [row("qa", m1), row("staging", m1), row("prod", m1, minute=1), row("qa", m2, minute=2),
+              row("prod", m2, FAILED, minute=3), row("qa", m3, minute=4)]
+    rows = synced_rows(files, ledger, "qa", dag_id="reseed_environments", run_id="r1")
+    assert [(r.environment, r.version, r.status, r.run_id) for r in rows] == [("qa", 1, SYNCED, "r1")]
+    after = ledger + rows
+    assert synced_rows(files, after, "qa", dag_id="reseed_environments", run_id="r2") == []
+    assert [m.version for m in pending(files, after, "qa")] == [2, 3]   # prod holds 1 only (2 failed there)
+    dev = synced_rows(files, after, "dev", dag_id="prod_to_dev_sync", run_id="s1")
+    assert [(r.environment, r.version, r.status) for r in dev] == [("dev", 1, SYNCED)]

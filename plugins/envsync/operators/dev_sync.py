@@ -205,7 +205,7 @@ class SyncMigrateOperator(UnitOperator):
     def run_unit(self, config: Any, manifest: dict[str, Any], runner: Any, context: Context) -> Any:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from envsync.migrations import MigrationError, apply, load_migrations, pending, read_ledger, record_synced
+        from envsync.migrations import MigrationError, load_migrations, pending, read_ledger, reapply
 
         params = manifest["params"]
         if params["dry_run"]:
@@ -222,12 +222,14 @@ class SyncMigrateOperator(UnitOperator):
                                      "migrations %s are not applied again; run a full sync", env,
                                      [m.version for m in todo])
                 return "migrate", []
-            synced = record_synced(config, runner, env, migrations, ledger)
-            self.log.info("%s holds prod's migrations through the sync%s; %d pending migration(s) to apply again",
-                          env, f" (newly recorded: {synced})" if synced else "", len(todo))
-            return "migrate", apply(config, runner, env, todo, ledger=ledger, rebuild=True)
+            self.log.info("%s holds prod's migrations through the sync; %d pending migration(s) to apply again%s",
+                          env, len(todo), f": {[m.version for m in todo]}" if todo else "")
+            done = reapply(config, runner, env, migrations, ledger, [m.version for m in todo])
         except MigrationError as error:
             raise AirflowFailException(str(error)) from error
+        if done.synced:
+            self.log.info("%s: prod's migrations %s recorded as synced", env, done.synced)
+        return "migrate", done.results   # a migration not applied again is a failed row: the task fails
 
 
 class DevSyncReportOperator(RunReportOperator):

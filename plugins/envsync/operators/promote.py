@@ -163,10 +163,11 @@ class PromoteOperator(UnitOperator):
         promotion = manifest["promotion"]
         planned = {row["table"]: row for row in manifest["planned"]}
         try:
-            files = {m.version: m for m in load_migrations(config)}
-            todo = [files[v] for v in promotion["versions"] if v in files]
+            files = load_migrations(config)
+            by_version = files.by_version()
+            todo = [by_version[v] for v in promotion["versions"] if v in by_version]
             changed = [v for v in promotion["versions"]
-                       if v not in files or files[v].checksum != promotion["checksums"][str(v)]]
+                       if v not in by_version or by_version[v].checksum != promotion["checksums"][str(v)]]
             if changed:
                 raise PromotionError(f"migrations {changed} changed or disappeared since the plan; nothing was "
                                      "written: trigger the promotion again")
@@ -182,8 +183,8 @@ class PromoteOperator(UnitOperator):
                         and r.status == "applied"}   # a retried task: what its earlier try applied
                 results = [{**planned[f"migration {v}"], "status": "ok", "reason": "applied by an earlier try of this run"}
                            for v in promotion["versions"] if v in mine]
-                results += apply(config, runner, target, [m for m in todo if m.version not in mine], ledger=ledger,
-                                 validated=True)
+                results += apply(config, runner, target, [m for m in todo if m.version not in mine], files=files,
+                                 ledger=ledger, validated=True)
         except (MigrationError, ProdWriteRefused) as error:
             self.log.error("%s", error)
             # qa/staging keep the migrations applied before the failing one (recorded by this run)

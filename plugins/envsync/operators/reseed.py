@@ -207,7 +207,7 @@ class ReseedMigrateOperator(UnitOperator):
     def run_unit(self, config: Any, manifest: dict[str, Any], runner: Any, context: Context) -> Any:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from envsync.migrations import MigrationError, apply, load_migrations, read_ledger, record_synced
+        from envsync.migrations import MigrationError, load_migrations, read_ledger, reapply
         from envsync.reseed import Reseeder, ReseedUnit, sources_from_dict
 
         if manifest["params"].get("test_env"):
@@ -217,21 +217,19 @@ class ReseedMigrateOperator(UnitOperator):
         try:
             migrations = load_migrations(config)
             ledger = read_ledger(config, runner.bq.client)
-            for env, versions in (manifest.get("migrations") or {}).items():
-                synced = record_synced(config, runner, env, migrations, ledger)
-                if synced:
-                    self.log.info("%s holds prod's migrations %s through the rebuild (recorded as synced)", env, synced)
-                chosen = [m for m in migrations if m.version in versions]
-                if len(chosen) != len(versions):
-                    raise MigrationError(f"migrations {sorted(set(versions) - {m.version for m in chosen})} pending "
-                                         f"for {env} have no file any more")
-                results += apply(config, runner, env, chosen, ledger=ledger, rebuild=True, validated=True)
-                for spec in manifest["unit_specs"]:
-                    if chosen and spec["env"] == env:
-                        sources = sources_from_dict(manifest["sources"][spec["dataset"]])
-                        results += reseeder.fill_seeds(ReseedUnit(**spec), sources)
         except MigrationError as error:
             raise AirflowFailException(str(error)) from error
+        for env, versions in (manifest.get("migrations") or {}).items():
+            done = reapply(config, runner, env, migrations, ledger, versions, validated=True)
+            if done.synced:
+                self.log.info("%s holds prod's migrations %s through the rebuild (recorded as synced)", env, done.synced)
+            results += done.results   # a migration not applied again is a failed row: the task fails
+            # the seeded tables were created empty for the migrated schema: fill them whatever happened
+            # above (on a failure, with the seed's columns the table has), never leave them empty
+            for spec in manifest["unit_specs"]:
+                if versions and spec["env"] == env:
+                    sources = sources_from_dict(manifest["sources"][spec["dataset"]])
+                    results += reseeder.fill_seeds(ReseedUnit(**spec), sources, fit=not done.ok)
         return "migrate", results
 
 
