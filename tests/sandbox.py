@@ -221,6 +221,7 @@ NAMESPACES = {
         Namespace("envsync-migrate", "mig", ("sales", "marketing", AUDIT_DATASET)),
         Namespace("envsync-promote", "prm", ("sales", "marketing", AUDIT_DATASET)),
         Namespace("envsync-parity", "par", ("sales", "marketing", AUDIT_DATASET)),
+        Namespace("envsync-season", "ssn", ("sales", "marketing", AUDIT_DATASET)),
     )
 }
 

@@ -28,6 +28,12 @@ What BigQuery does (and local-bigquery 0.4.0 does not):
   only a query of it fails. The emulator derived a view's columns by running ``SELECT * FROM view
   LIMIT 0`` on every tables.get, so the lookup itself failed with HTTP 400; now such a view answers
   with the schema stored for it (none when the emulator stored none).
+- A table's ``numRows`` is "the number of rows of data in this table, excluding any data in the
+  streaming buffer" (https://cloud.google.com/bigquery/docs/reference/rest/v2/tables#Table.FIELDS.num_rows):
+  the rows it holds now. The emulator answered DuckDB's ``estimated_size``, which on its DuckLake
+  storage counts every row ever inserted: after an UPDATE of 20 rows a table of 20 rows said 40, after
+  a DELETE the deleted rows stayed counted. Now tables.get (and everything that loads a table's
+  resource: INFORMATION_SCHEMA, the analyzer's lookups) counts the table's rows.
 """
 
 from __future__ import annotations
@@ -291,6 +297,21 @@ def _patch_view_columns(tables_module) -> None:  # type: ignore[no-untyped-def]
     tables_module.columns = _columns
 
 
+def _patch_row_count(tables_module) -> None:  # type: ignore[no-untyped-def]
+    """A table's row count is the rows it holds now, not DuckDB's estimate (see above)."""
+    lookup = tables_module._lookup
+
+    @functools.wraps(lookup)
+    def _lookup(project_id: str, dataset_id: str, table_id: str):  # type: ignore[no-untyped-def]
+        found = lookup(project_id, dataset_id, table_id)
+        if not found or found[0] != "TABLE":
+            return found
+        rows = _database().fetch(f"SELECT count(*) FROM {tables_module.name(project_id, dataset_id, table_id)}")
+        return (found[0], int(rows[0][0]))
+
+    tables_module._lookup = _lookup
+
+
 def _stored(reference: tuple[str, str, str]):  # type: ignore[no-untyped-def]
     from local_bigquery.catalog import metadata
     from local_bigquery.models import Table
@@ -307,3 +328,4 @@ def install() -> None:
     runner.HANDLERS["copy"] = copy.run  # the job runner captured the unpatched function
     _patch_rename(tables)
     _patch_view_columns(tables)
+    _patch_row_count(tables)

@@ -57,11 +57,17 @@ class Stack:
     grpc_port: int = 9060
     gcs_port: int = 9023
     venv: Path = field(default_factory=_default_venv)
+    # A virtual clock for both emulators (tests that play a schedule forward): the file holds the
+    # offset from the real time, `+<seconds>`, read by libfaketime in the emulator processes
+    # (see `clock_env`); None: the real clock.
+    clock_file: Path | None = None
 
     def __post_init__(self) -> None:
         # Absolute paths: the servers run with cwd=root, and pid files must not depend on our cwd.
         object.__setattr__(self, "root", Path(self.root).absolute())
         object.__setattr__(self, "venv", Path(self.venv).absolute())
+        if self.clock_file is not None:
+            object.__setattr__(self, "clock_file", Path(self.clock_file).absolute())
 
     @property
     def home(self) -> Path:
@@ -326,6 +332,33 @@ def _child_env(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def libfaketime_library() -> Path:
+    """libfaketime's shared library, from the pinned `libfaketime` package of this environment."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("libfaketime")
+    if spec is None or spec.origin is None:
+        raise DevstackError("a virtual clock needs the libfaketime package (requirements.txt): run make install")
+    library = Path(spec.origin).parent / "vendor" / "libfaketime" / "src" / "libfaketime.so.1"
+    if not library.is_file():
+        raise DevstackError(f"libfaketime's library is missing: searched {library}")
+    return library
+
+
+def clock_env(clock_file: Path) -> dict[str, str]:
+    """Variables that put a process on the virtual clock of `clock_file` (libfaketime, preloaded):
+    its wall clock (Python's and DuckDB's alike) reads the real time plus the file's offset, read again
+    at every reading of the clock (libfaketime's cached mode missed later changes of the file when
+    tried: about 4 microseconds a reading instead of 0.15); monotonic clocks stay real, so timeouts
+    and sleeps are unaffected."""
+    return {
+        "LD_PRELOAD": str(libfaketime_library()),
+        "FAKETIME_TIMESTAMP_FILE": str(clock_file),
+        "FAKETIME_NO_CACHE": "1",
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+    }
+
+
 def _command(stack: Stack, service: str) -> tuple[list[str], dict[str, str]]:
     bin_dir = stack.venv / "bin"
     if service == "bigquery":
@@ -347,6 +380,10 @@ def _command(stack: Stack, service: str) -> tuple[list[str], dict[str, str]]:
     else:
         cmd = [str(bin_dir / "gcp-storage-emulator"), "start", "--host", HOST, "--port", str(stack.gcs_port), "-q"]
         env = _child_env({"STORAGE_BASE": str(stack.root / "gcs")})
+    if stack.clock_file is not None:
+        if not stack.clock_file.exists():
+            stack.clock_file.write_text("+0\n")
+        env.update(clock_env(stack.clock_file))
     return cmd, env
 
 

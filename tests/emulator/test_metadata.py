@@ -260,3 +260,19 @@ def test_a_view_whose_query_no_longer_resolves_is_still_a_view(bq: Any, dataset:
     assert {t.table_id: t.table_type for t in bq.list_tables(f"{P}.{ds}")} == {"t": "TABLE", "v": "VIEW"}
     with pytest.raises(BadRequest):
         run(bq, f"select * from `{P}.{ds}.v` limit 0")
+
+
+def test_num_rows_is_the_rows_a_table_holds_after_updates_and_deletes(bq: Any, dataset: Callable[..., str]) -> None:
+    """numRows: "The number of rows of data in this table" (the Table resource,
+    https://cloud.google.com/bigquery/docs/reference/rest/v2/tables#Table.FIELDS.num_rows): what it
+    holds now, not every row ever written (the emulator's storage keeps updated and deleted rows)."""
+    ds = dataset()
+    table = f"{P}.{ds}.t"
+    run(bq, f"create table `{table}` as select x, cast(null as string) as y from unnest(generate_array(1, 20)) as x")
+    assert bq.get_table(table).num_rows == 20
+    run(bq, f"update `{table}` set y = 'a' where y is null")
+    assert bq.get_table(table).num_rows == 20
+    run(bq, f"delete from `{table}` where x > 15")
+    assert bq.get_table(table).num_rows == 15
+    run(bq, f"insert into `{table}` (x, y) values (100, 'b')")
+    assert bq.get_table(table).num_rows == 16 == run(bq, f"select count(*) as n from `{table}`")[0]["n"]

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import sandbox
-from testkit import create_demo_prod_in, states
+from testkit import add_customer_seed_columns, create_demo_prod_in, states
 from webhookkit import Webhook, webhook  # noqa: F401 (a fixture)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -191,12 +191,7 @@ def seeds_with(config_file: Any, config: Any, tmp_path: Path) -> Any:
         target = tmp_path / "seeds"
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(REPO_ROOT / "sql" / "seeds", target)
-        customers = target / "sales" / "customers.sql"
-        text = customers.read_text()
-        old = "    ['US', 'GB', 'FR', 'DE', 'JP', 'BR', 'IN', 'CA'][offset(mod(customer_id - 1, 8))] as country\n"
-        assert text.count(old) == 1
-        added = ",\n".join(f"    {sql} as {name}" for name, sql in extra.items())
-        customers.write_text(text.replace(old, old.replace(" as country\n", " as country,\n") + added + "\n"))
+        add_customer_seed_columns(target, **extra)
         config_file(project=NS.virtual_project, state__bucket=BUCKET, tables={}, seeds__dir=str(target))
 
     return _seeds

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import sandbox
-from testkit import REPO_ROOT, create_demo_prod_in, states
+from testkit import REPO_ROOT, add_customer_seed_columns, create_demo_prod_in, states
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -212,12 +212,7 @@ def seeds_with_email(tmp_path: Path) -> Path:
 
     target = tmp_path / "seeds"
     shutil.copytree(REPO_ROOT / "sql" / "seeds", target)
-    customers = target / "sales" / "customers.sql"
-    text = customers.read_text()
-    old = "    ['US', 'GB', 'FR', 'DE', 'JP', 'BR', 'IN', 'CA'][offset(mod(customer_id - 1, 8))] as country\n"
-    assert text.count(old) == 1
-    customers.write_text(text.replace(old, old.replace(" as country\n", " as country,\n")
-                                      + "    concat('seed', cast(customer_id as string), '@example.com') as email\n"))
+    add_customer_seed_columns(target, email="concat('seed', cast(customer_id as string), '@example.com')")
     return target
 
 

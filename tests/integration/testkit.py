@@ -128,3 +128,22 @@ def create_demo_prod_in(ns: Any, rows: int = 400) -> dict[str, Any]:
     from envsync.demo import create_demo_prod
 
     return create_demo_prod(bigquery_client(ns.project, "US"), ns.project, "US", rows, dataset_prefix=ns.prefix)
+
+
+def add_customer_seed_columns(seeds: Path, **columns: str) -> None:
+    """Make a copy of the shipped seeds' sales/customers also yield `columns` (name -> SQL expression),
+    as a migration's author changes the seed together with the migration that adds those columns."""
+    customers = seeds / "sales" / "customers.sql"
+    text = customers.read_text()
+    old = "    ['US', 'GB', 'FR', 'DE', 'JP', 'BR', 'IN', 'CA'][offset(mod(customer_id - 1, 8))] as country\n"
+    assert text.count(old) == 1, customers
+    added = ",\n".join(f"    {sql} as {name}" for name, sql in columns.items())
+    customers.write_text(text.replace(old, old.replace(" as country\n", " as country,\n") + added + "\n"))
+
+
+def add_seed_columns(seeds: Path, table: str, **columns: str) -> None:
+    """Make the seed of `table` (`dataset/table`) in a copy of the seeds also yield `columns` (name ->
+    SQL expression over the seed's own columns), as a migration adding them is released."""
+    path = seeds / f"{table}.sql"
+    added = ", ".join(f"{sql} as {name}" for name, sql in columns.items())
+    path.write_text(f"select seed.*, {added}\nfrom (\n{path.read_text()}\n) as seed\n")
