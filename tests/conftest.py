@@ -15,6 +15,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -140,9 +141,28 @@ def analyzer_totals(paths: list[Path]) -> dict[str, Any] | None:
     return totals if found else None
 
 
+# Where the season test (tests/integration/test_season.py) leaves its figure, and when this run began:
+# the summary shows the figure of a season played by this run (on any xdist worker).
+SEASON_FIGURE = REPO_ROOT / ".devstack" / "season.json"
+_SESSION_STARTED = time.time()
+
+
+def _season_summary(terminalreporter: Any) -> None:
+    try:
+        if SEASON_FIGURE.stat().st_mtime < _SESSION_STARTED:
+            return
+        summary = json.loads(SEASON_FIGURE.read_text())["summary"]
+    except (OSError, ValueError, KeyError):
+        return
+    terminalreporter.write_sep("-", "season")
+    terminalreporter.write_line(summary)
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """test-gcp's clean-up line; how much SQL the emulators' GoogleSQL analyzer checked (every query job)."""
+    """test-gcp's clean-up line; the season's figure; how much SQL the emulators' GoogleSQL analyzer
+    checked (every query job)."""
     _sandbox_summary(terminalreporter)
+    _season_summary(terminalreporter)
     paths = list(_ANALYZER_STATS)
     if not paths and getattr(terminalreporter.config, "workerinput", None) is None:
         # the controller of an xdist run: the workers' emulators ran under its base temp directory
