@@ -226,14 +226,16 @@ class Season:
         self.ok()
 
     def check_no_leftovers(self) -> None:
+        """No rehearsal dataset, stage table or restore scratch table anywhere in the project (one
+        query of the region's INFORMATION_SCHEMA.TABLES)."""
         from envsync.plan import STAGE_SUFFIX
 
         names = dataset_ids()
         assert not [d for d in names if "migcheck" in d], names
         self.ok()
-        for dataset in names:
-            left = [t for t in table_kinds(dataset) if t.endswith((STAGE_SUFFIX, "__load"))]
-            assert not left, (dataset, left)
+        left = rows(f"select table_schema, table_name from `{PROJECT}.region-us.INFORMATION_SCHEMA.TABLES` "
+                    f"where ends_with(table_name, @stage) or ends_with(table_name, '__load')", stage=STAGE_SUFFIX)
+        assert not left, left
         self.ok()
 
     def prod_tables(self) -> dict[str, dict[str, str]]:
@@ -458,17 +460,16 @@ def play(season: Season, start: dt.datetime, migrations: Path) -> None:
     for week in range(WEEKS):
         sat = start + week * 7 * day
         sun, mon, tue, wed, thu, fri = (sat + n * day for n in range(1, 7))
-        # the weekend: the weekly dev sync between two hourly ladder runs, the daily cleanup, the reseed
+        # the weekend: the weekly dev sync after an hourly ladder run, the daily cleanup, the reseed
         season.run(sat + 1 * hour, "backup_ladder")
         season.run(sat + 2 * hour, "prod_to_dev_sync")
         season.run(sat + 4 * hour, "cleanup_test_environments")
         season.run(sun + 3 * hour, "reseed_environments")
-        season.run(sun + 4 * hour, "backup_ladder")
         # Monday: the daily drill restores yesterday's state from the backups
         season.run(mon, "recovery_drill")
         if week == 0:
             # a schema change starts its way qa -> staging (its seed change released with it); a test
-            # environment for a feature, with a time-to-live of three days
+            # environment for a feature, with a time-to-live of three days; prod's rows keep coming
             (migrations / "0001_add_email.sql").write_text(ADD_EMAIL)
             add_customer_seed_columns(season.seeds, email="concat('seed', cast(customer_id as string), '@example.com')")
             season.run(mon + 10 * hour, "promote_schema", {"target": "qa"}, scheduled=False)
@@ -477,11 +478,13 @@ def play(season: Season, start: dt.datetime, migrations: Path) -> None:
             season.run(wed + 10 * hour, "promote_schema", {"target": "staging"}, scheduled=False)
             prod_gets_rows(season, thu + 9 * hour)
             season.run(thu + 10 * hour, "backup_ladder")
-        elif week == 1:
-            # migration 1 reaches prod; a hotfix goes staging -> prod skipping qa, then to qa; prod's
-            # team adds a table and drops one (and its seed); at the sprint's end QA is cut to staging
-            season.run(mon + 10 * hour, "promote_schema",
+            # migration 1 reaches prod: the next two weekly syncs and the reseeds build on it
+            season.run(fri + 10 * hour, "promote_schema",
                        {"target": "prod", "confirm": "apply schema migrations 1 to prod"}, scheduled=False)
+        elif week == 1:
+            # a hotfix goes staging -> prod skipping qa, then to qa; prod's team adds a table and drops
+            # one (and its seed); prod's sales tables are restored into drill as of Saturday's ladder
+            # run; at the sprint's end QA is cut to staging; the parity report
             (migrations / "0002_add_channel.sql").write_text(ADD_CHANNEL)
             add_seed_columns(season.seeds, "sales/orders_flat", channel="'web'")
             season.run(tue + 10 * hour, "promote_schema", {"target": "staging", "lane": "hotfix"}, scheduled=False)
@@ -489,16 +492,14 @@ def play(season: Season, start: dt.datetime, migrations: Path) -> None:
                        {"target": "prod", "lane": "hotfix", "confirm": "apply schema migrations 2 to prod"},
                        scheduled=False)
             prod_changes_tables(season, wed + 9 * hour)
-            season.run(thu + 10 * hour, "promote_schema", {"target": "qa"}, scheduled=False)
-            season.run(fri + 16 * hour, "staging_cut", scheduled=False)
-        else:
-            prod_gets_rows(season, tue + 9 * hour)
-            season.run(tue + 10 * hour, "backup_ladder")
-            # prod's sales tables restored into drill as of Saturday's ladder run, and the parity report
             point = sat + 1 * hour + dt.timedelta(minutes=30)
             season.run(wed + 10 * hour, "restore", {"dataset": "sales", "tables": ["orders", "customers"],
                                                      "point_in_time": point.isoformat()}, scheduled=False)
-            season.run(wed + 11 * hour, "parity", scheduled=False)
+            season.run(thu + 10 * hour, "promote_schema", {"target": "qa"}, scheduled=False)
+            season.run(fri + 16 * hour, "staging_cut", scheduled=False)
+            season.run(fri + 17 * hour, "parity", scheduled=False)
+        # later weeks: the weekend runs build on all of the above (prod's migrations, its new and
+        # dropped tables, the cut)
 
 
 def prod_gets_rows(season: Season, when: dt.datetime) -> None:
