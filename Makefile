@@ -19,7 +19,7 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 # Extra arguments for the devstack CLI, e.g. DEVSTACK_ARGS="--bq-port 9150 --gcs-port 9123".
 DEVSTACK_ARGS ?=
-DEVSTACK := PYTHONPATH=$(CURDIR)/plugins $(VENV)/bin/python -m envsync.devstack
+DEVSTACK := PYTHONPATH=$(CURDIR)/plugins $(VENV)/bin/python -m envsync.dev.devstack
 # check-sql: prod's schemas (JSON) the SQL is analyzed against; DISCOVER=1 discovers them from prod first
 # (the config's project and prod.datasets, through BIGQUERY_EMULATOR_HOST or google_cloud_default).
 SCHEMAS ?= sql/schemas/prod.json

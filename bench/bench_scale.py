@@ -1,13 +1,13 @@
 """Benchmark: envsync's dev sync of a prod of many tables (per-table overhead, not data volume).
 
 For each size given with --sizes (default 100 and 1,000 objects), in one run:
-  1. start a fresh private BigQuery emulator (envsync.devstack), so no size inherits the other's catalog;
+  1. start a fresh private BigQuery emulator (envsync.dev.devstack), so no size inherits the other's catalog;
   2. build a prod of `size` objects spread over --datasets prod datasets (default 20), server-side and
      in parallel threads: a fixed mix of DAY-partitioned DATE tables, HOUR-partitioned TIMESTAMP tables
      spanning the window, DAY tables with require_partition_filter, unpartitioned tables with and
      without a DATE column, and views that read tables of two datasets; a few rows per table;
   3. in a fresh subprocess, run envsync's engine the way the prod_to_dev_sync DAG does: plan every
-     dataset (`envsync.sync.build_plans`, the `plan` task), execute the dataset plans with --workers
+     dataset (`envsync.sync.run.build_plans`, the `plan` task), execute the dataset plans with --workers
      datasets at a time (`sync_dataset`, the mapped task, `max_active_tis_per_dagrun=2`; inside a
      dataset `DatasetSync` keeps `sync.max_concurrent_jobs` jobs in flight), then re-create the views
      (`sync_views`);
@@ -69,7 +69,7 @@ MAX_PARTITIONS_PER_JOB = 4000
 # 2 without a date column and 1 view.
 KINDS = ("day", "hour", "day_rpf", "flat_date", "flat", "view")
 CYCLE = ("day", "hour", "day_rpf", "flat_date", "flat", "view", "day", "flat_date", "flat", "day")
-# The envsync action each kind must get (envsync.plan); the unit test checks the planner agrees.
+# The envsync action each kind must get (envsync.sync.plan); the unit test checks the planner agrees.
 EXPECTED_ACTION = {
     "day": "clone_window",
     "hour": "clone_window",
@@ -144,7 +144,7 @@ def table_mix(size: int, datasets: int) -> list[ObjectSpec]:
 def hour_span_default(window: Any) -> int:
     """Days from the window's start to the end of the anchor's quarter: the window's quarters in full
     (two quarters: 184 days, 4,416 hourly partitions; the hours after the anchor are trimmed)."""
-    from envsync.window import add_quarters, quarter_start
+    from envsync.core.window import add_quarters, quarter_start
 
     end = add_quarters(quarter_start(window.end.date()), 1)
     return (end - window.start.date()).days
@@ -155,7 +155,7 @@ def create_statements(spec: ObjectSpec, project: str, *, hour_start: dt.datetime
     """The statements (SQL, query parameters) that build one prod object server-side.
 
     Only validated, backtick-quoted identifiers go into the SQL text; values are query parameters."""
-    from envsync.guard import quote
+    from envsync.core.identifiers import quote
 
     target = quote(project, spec.dataset, spec.name)
     rows = {"rows": ROWS_PER_TABLE, "step": DAY_STEP, "ref_date": ref_date}
@@ -274,12 +274,12 @@ def worker(anchor: dt.datetime, window_quarters: int | None, workers: int, run_i
     """Runs in the child process: imports, baseline, plan, sync (as the DAG's tasks do), measure."""
     from google.cloud import bigquery  # noqa: F401
 
-    from envsync.clients import bigquery_client
-    from envsync.config import load_config
-    from envsync.guard import GuardedBigQuery, WriteGuard
-    from envsync.jobs import JobRunner
-    from envsync.sync import RunInfo, build_plans, sync_dataset, sync_views
-    from envsync.window import new_cut, quarter_window
+    from envsync.core.clients import bigquery_client
+    from envsync.core.config import load_config
+    from envsync.core.guard import GuardedBigQuery, WriteGuard
+    from envsync.bigquery.jobs import JobRunner
+    from envsync.sync.run import RunInfo, build_plans, sync_dataset, sync_views
+    from envsync.core.window import new_cut, quarter_window
 
     config = load_config()
     client = bigquery_client(config.project, config.location)
@@ -428,7 +428,7 @@ def build_prod(client: Any, config: Any, specs: list[ObjectSpec], *, hour_start:
     """Create every prod object server-side: tables in parallel, then the views (they read the tables)."""
     from google.cloud import bigquery
 
-    from envsync.guard import to_query_parameters
+    from envsync.core.guard import to_query_parameters
 
     for dataset in dict.fromkeys(s.dataset for s in specs):
         _ensure_prod_dataset(client, config.project, dataset, config.location)
@@ -503,9 +503,9 @@ def run_size(size: int, args: argparse.Namespace, base_config: dict[str, Any], a
              ref_date: dt.date, devstack: Any) -> dict[str, Any]:
     import yaml
 
-    from envsync.clients import bigquery_client
-    from envsync.config import load_config, parse_config
-    from envsync.window import quarter_window
+    from envsync.core.clients import bigquery_client
+    from envsync.core.config import load_config, parse_config
+    from envsync.core.window import quarter_window
 
     datasets = dataset_names(args.datasets)
     specs = table_mix(size, args.datasets)
@@ -719,7 +719,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import yaml
 
-    from envsync.config import config_path
+    from envsync.core.config import config_path
 
     try:
         for size in args.sizes:
@@ -730,12 +730,12 @@ def main(argv: list[str] | None = None) -> int:
     devstack = None
     if not args.no_emulator:
         try:
-            from envsync import devstack
+            from envsync.dev import devstack
         except ImportError:
             devstack = None
     if devstack is None:
         if not os.environ.get("BIGQUERY_EMULATOR_HOST"):
-            print("error: no emulator: envsync.devstack is missing and BIGQUERY_EMULATOR_HOST is not set "
+            print("error: no emulator: envsync.dev.devstack is missing and BIGQUERY_EMULATOR_HOST is not set "
                   "(this bench creates hundreds of prod tables; it does not run on real BigQuery)", file=sys.stderr)
             return 2
         if len(args.sizes) > 1:

@@ -1,8 +1,8 @@
 """Benchmark: envsync's server-side prod -> dev sync against the naive pandas round trip.
 
 For each size given with --rows, in one run:
-  1. generate the deterministic demo prod of that size (envsync.demo, server-side);
-  2. sync it to dev with envsync (`envsync.sync.run_sync`), in a subprocess of its own;
+  1. generate the deterministic demo prod of that size (envsync.dev.demo, server-side);
+  2. sync it to dev with envsync (`envsync.sync.run.run_sync`), in a subprocess of its own;
   3. drop dev again and sync it the naive way, in another subprocess: every table read whole into
      pandas (`client.query("select * ...").to_dataframe()`), the window applied in pandas, and the
      result loaded with `load_table_from_dataframe`;
@@ -10,8 +10,8 @@ For each size given with --rows, in one run:
      table, the rows that ended up in dev, and the wall-time ratio naive / envsync.
 
 Each approach runs in its own process, so the memory figures are not polluted by the other approach
-or by the generator. The bench starts its own BigQuery emulator through envsync.devstack (on free
-ports, in a temporary directory) and stops it at the end; with --no-emulator (or when envsync.devstack
+or by the generator. The bench starts its own BigQuery emulator through envsync.dev.devstack (on free
+ports, in a temporary directory) and stops it at the end; with --no-emulator (or when envsync.dev.devstack
 is missing) it uses whatever BIGQUERY_EMULATOR_HOST points at, or real BigQuery through the Airflow
 connection when that is unset.
 
@@ -107,7 +107,7 @@ def naive_sync(config: Any, client: Any, window: Any) -> list[dict[str, Any]]:
     """The approach users write by hand: everything through pandas in the worker."""
     from google.cloud import bigquery
 
-    from envsync.guard import quote
+    from envsync.core.identifiers import quote
 
     project = config.project
     mapping = {ds: config.dev_dataset(ds) for ds in config.prod.datasets}
@@ -180,16 +180,16 @@ def worker(approach: str, anchor: dt.datetime, window_quarters: int | None, run_
     import pyarrow  # noqa: F401
     from google.cloud import bigquery  # noqa: F401
 
-    from envsync.clients import bigquery_client
-    from envsync.config import load_config
-    from envsync.window import quarter_window
+    from envsync.core.clients import bigquery_client
+    from envsync.core.config import load_config
+    from envsync.core.window import quarter_window
 
     run_sync = None
     missing = None
     try:
-        from envsync.sync import run_sync
+        from envsync.sync.run import run_sync
     except ImportError as error:
-        missing = f"envsync.sync.run_sync is not available ({error})"
+        missing = f"envsync.sync.run.run_sync is not available ({error})"
 
     config = load_config()
     client = bigquery_client(config.project, config.location)
@@ -229,10 +229,10 @@ def worker(approach: str, anchor: dt.datetime, window_quarters: int | None, run_
 
 
 def _start_emulator(use_env: bool) -> tuple[Any, Any, Path | None]:
-    """Start a private emulator with envsync.devstack; returns (devstack module, stack, root)."""
+    """Start a private emulator with envsync.dev.devstack; returns (devstack module, stack, root)."""
     if not use_env:
         try:
-            from envsync import devstack
+            from envsync.dev import devstack
         except ImportError:
             devstack = None
         if devstack is not None:
@@ -297,7 +297,7 @@ def _dev_rows(client: Any, config: Any) -> dict[str, int | None]:
     """
     from google.api_core.exceptions import NotFound
 
-    from envsync.guard import quote
+    from envsync.core.identifiers import quote
 
     out: dict[str, int | None] = {}
     for dataset in config.prod.datasets:
@@ -367,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000],
                         help="demo prod sizes (rows of sales.orders), one run per size (default: %(default)s)")
     parser.add_argument("--ref-date", type=dt.date.fromisoformat, default=None,
-                        help="last day of the demo data (default: envsync.demo's 2026-11-21)")
+                        help="last day of the demo data (default: envsync.dev.demo's 2026-11-21)")
     parser.add_argument("--anchor", type=dt.datetime.fromisoformat, default=None,
                         help="anchor A of the window, ISO with time zone (default: ref date 02:00 UTC)")
     parser.add_argument("--window-quarters", type=int, default=None, help="default: the config's dev window")
@@ -388,9 +388,9 @@ def main(argv: list[str] | None = None) -> int:
         print(RESULT_MARKER + json.dumps(result, default=str), flush=True)
         return 0
 
-    from envsync import demo
-    from envsync.clients import bigquery_client
-    from envsync.config import ConfigError, load_config
+    from envsync.dev import demo
+    from envsync.core.clients import bigquery_client
+    from envsync.core.config import ConfigError, load_config
 
     try:
         sizes = [demo.validate_rows(n) for n in args.rows]

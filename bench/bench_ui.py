@@ -1,7 +1,7 @@
 """Benchmark: load time of the envsync page with 1,000 prod tables and 90 days of audit rows.
 
 In one run:
-  1. start a fresh private BigQuery + GCS emulator (envsync.devstack);
+  1. start a fresh private BigQuery + GCS emulator (envsync.dev.devstack);
   2. build the history server-side, each audit table filled by one INSERT ... SELECT over
      GENERATE_ARRAY (tests/uikit.py `seed_scale`): hourly backup_ladder runs with one snapshot action
      per table (--tables x 24 x --days rows), a daily drill (one row per table), weekly dev syncs and
@@ -44,7 +44,7 @@ BUCKET = "envsync-benchui-state"
 def _start_emulator() -> tuple[Any, Path]:
     """A fresh private emulator (the sibling benchmark's start, sharing the installed extensions)."""
     from bench_scale import _start_emulator as start
-    from envsync import devstack
+    from envsync.dev import devstack
 
     return start(devstack)
 
@@ -65,9 +65,9 @@ def build(args: argparse.Namespace, now: dt.datetime) -> dict[str, Any]:
     import uikit
     from google.cloud import bigquery
 
-    from envsync.clients import bigquery_client, storage_client
-    from envsync.guard import quote
-    from envsync.ladder import snapshot_name
+    from envsync.core.clients import bigquery_client, storage_client
+    from envsync.core.identifiers import quote
+    from envsync.backups.ladder import snapshot_name
 
     client, storage = bigquery_client(PROJECT, "US"), storage_client(PROJECT)
     figures: dict[str, Any] = {}
@@ -101,9 +101,9 @@ def build(args: argparse.Namespace, now: dt.datetime) -> dict[str, Any]:
 def measure(args: argparse.Namespace, config_path: Path) -> dict[str, Any]:
     from fastapi.testclient import TestClient
 
-    from envsync.clients import bigquery_client, storage_client
-    from envsync.config import load_config
-    from envsync.manifest import ManifestStore
+    from envsync.core.clients import bigquery_client, storage_client
+    from envsync.core.config import load_config
+    from envsync.core.manifest import ManifestStore
     from envsync.ui.app import create_app
     from envsync.ui.data import DashboardReader
     from envsync.ui.page import render_page
@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="write every figure to this JSON file")
     args = parser.parse_args(argv)
 
-    from envsync import devstack
+    from envsync.dev import devstack
 
     now = dt.datetime.now(dt.timezone.utc)
     stack, root = _start_emulator()

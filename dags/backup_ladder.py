@@ -40,8 +40,8 @@ import datetime as dt
 
 from airflow.sdk import DAG, Param
 
-from envsync.config import load_config
-from envsync.dag_defaults import alert_callbacks, datasets_param, default_args
+from envsync.core.config import load_config
+from envsync.operators.dag_defaults import alert_callbacks, datasets_param, default_args
 from envsync.operators.backups import BackupDatasetOperator, PlanBackupOperator
 from envsync.operators.common import RunReportOperator
 

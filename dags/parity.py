@@ -31,10 +31,10 @@ import datetime as dt
 
 from airflow.sdk import DAG
 
-from envsync.config import load_config
-from envsync.dag_defaults import alert_callbacks, datasets_param, default_args, environments_param
+from envsync.core.config import load_config
+from envsync.operators.dag_defaults import alert_callbacks, datasets_param, default_args, environments_param
 from envsync.operators.parity import ParityOperator
-from envsync.parity import ENVIRONMENTS
+from envsync.environments.parity import ENVIRONMENTS
 
 config = load_config()
 

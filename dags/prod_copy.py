@@ -32,8 +32,8 @@ import datetime as dt
 
 from airflow.sdk import DAG, Param
 
-from envsync.config import load_config
-from envsync.dag_defaults import alert_callbacks, datasets_param, default_args
+from envsync.core.config import load_config
+from envsync.operators.dag_defaults import alert_callbacks, datasets_param, default_args
 from envsync.operators.parity import RefreshParityOperator
 from envsync.operators.dev_sync import DevSyncReportOperator, SyncDatasetOperator, SyncViewsOperator
 from envsync.operators.prod_copy import MODES, PlanProdCopyOperator

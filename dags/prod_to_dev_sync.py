@@ -40,8 +40,8 @@ import datetime as dt
 
 from airflow.sdk import DAG, Param
 
-from envsync.config import MAX_WINDOW_QUARTERS, MIN_WINDOW_QUARTERS, load_config
-from envsync.dag_defaults import alert_callbacks, datasets_param, default_args
+from envsync.core.config import MAX_WINDOW_QUARTERS, MIN_WINDOW_QUARTERS, load_config
+from envsync.operators.dag_defaults import alert_callbacks, datasets_param, default_args
 from envsync.operators.parity import RefreshParityOperator
 from envsync.operators.dev_sync import (
     DevSyncReportOperator,

@@ -43,8 +43,8 @@ import datetime as dt
 
 from airflow.sdk import DAG, Param
 
-from envsync.config import load_config
-from envsync.dag_defaults import alert_callbacks, default_args
+from envsync.core.config import load_config
+from envsync.operators.dag_defaults import alert_callbacks, default_args
 from envsync.operators.parity import RefreshParityOperator
 from envsync.operators.promote import PlanPromotionOperator, PromoteOperator, PromoteReportOperator
 

@@ -42,8 +42,8 @@ import datetime as dt
 
 from airflow.sdk import DAG, Param
 
-from envsync.config import load_config
-from envsync.dag_defaults import alert_callbacks, datasets_param, default_args, environments_param
+from envsync.core.config import load_config
+from envsync.operators.dag_defaults import alert_callbacks, datasets_param, default_args, environments_param
 from envsync.operators.parity import RefreshParityOperator
 from envsync.operators.reseed import (
     PlanReseedOperator,
@@ -52,7 +52,7 @@ from envsync.operators.reseed import (
     ReseedReportOperator,
     ReseedViewsOperator,
 )
-from envsync.params import RESEED_ENVIRONMENTS
+from envsync.operators.params import RESEED_ENVIRONMENTS
 
 config = load_config()
 test_env = config.environments.test

@@ -41,8 +41,8 @@ import datetime as dt
 
 from airflow.sdk import DAG, Param
 
-from envsync.config import load_config
-from envsync.dag_defaults import alert_callbacks, default_args
+from envsync.core.config import load_config
+from envsync.operators.dag_defaults import alert_callbacks, default_args
 from envsync.operators.restore import PlanRestoreOperator, RestoreDatasetOperator, RestoreReportOperator
 
 config = load_config()

@@ -23,12 +23,12 @@ mkdir -p .devstack
 step() { printf '\n==> %s\n' "$*"; }
 
 step "starting the local BigQuery and GCS emulators"
-$PY -m envsync.devstack up
-trap '$PY -m envsync.devstack down >/dev/null 2>&1 || true; echo "emulators stopped (make up starts them again)"' EXIT
-eval "$($PY -m envsync.devstack env)"
+$PY -m envsync.dev.devstack up
+trap '$PY -m envsync.dev.devstack down >/dev/null 2>&1 || true; echo "emulators stopped (make up starts them again)"' EXIT
+eval "$($PY -m envsync.dev.devstack env)"
 
 step "creating the demo prod ($ROWS rows, ending today)"
-$PY -m envsync.demo --rows "$ROWS" --ref-date "$(date -u +%F)"
+$PY -m envsync.dev.demo --rows "$ROWS" --ref-date "$(date -u +%F)"
 
 step "preparing the Airflow metadata DB ($AIRFLOW_HOME)"
 .venv/bin/airflow db migrate >"$PWD/.devstack/airflow-migrate.log" 2>&1 \
@@ -44,7 +44,7 @@ fi
 echo "DAG run finished in $(( $(date +%s) - start )) s"
 
 step "run report"
-$PY -m envsync.report prod_to_dev_sync
+$PY -m envsync.observe.report prod_to_dev_sync
 
 step "GoogleSQL analyzer (every statement the emulator ran, checked as BigQuery's front end would)"
 $PY - <<'PY'
@@ -63,7 +63,7 @@ if ! $PY -c "import socket, sys; s = socket.socket(); sys.exit(s.connect_ex(('12
 fi
 .venv/bin/airflow api-server -H 127.0.0.1 -p "$PORT" >"$PWD/.devstack/demo-api-server.log" 2>&1 &
 API_PID=$!
-trap 'kill $API_PID 2>/dev/null; wait $API_PID 2>/dev/null; $PY -m envsync.devstack down >/dev/null 2>&1 || true; echo "api-server and emulators stopped (make up starts the emulators again)"' EXIT
+trap 'kill $API_PID 2>/dev/null; wait $API_PID 2>/dev/null; $PY -m envsync.dev.devstack down >/dev/null 2>&1 || true; echo "api-server and emulators stopped (make up starts the emulators again)"' EXIT
 $PY - "$PORT" <<'PY'
 import json, os, sys, time
 import httpx

@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO_ROOT / "plugins"))
 
 def prod_schemas(client: Any, project: str, datasets: list[str]) -> dict[str, Any]:
     """{"project", "tables"} of the given prod datasets (tables and views, sorted)."""
-    from envsync.discovery import discover_dataset
+    from envsync.bigquery.discovery import discover_dataset
 
     tables: dict[str, Any] = {}
     for dataset in datasets:
@@ -51,8 +51,8 @@ def dump(data: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from envsync.clients import bigquery_client
-    from envsync.config import load_config
+    from envsync.core.clients import bigquery_client
+    from envsync.core.config import load_config
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)

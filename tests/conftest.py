@@ -46,7 +46,7 @@ os.environ.update(
 )
 
 import sandbox  # noqa: E402  (tests/ is on sys.path: this conftest's folder)
-from envsync import devstack  # noqa: E402  (plugins/ is on sys.path via pytest.ini)
+from envsync.dev import devstack  # noqa: E402  (plugins/ is on sys.path via pytest.ini)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -275,7 +275,7 @@ def _namespaced_config() -> Iterator[None]:
 @contextlib.contextmanager
 def _emulator_rehearsal() -> Iterator[None]:
     """test-gcp's preflight and clean-up on the emulators; there every dataset must carry the run prefix."""
-    from envsync.clients import bigquery_client, storage_client
+    from envsync.core.clients import bigquery_client, storage_client
 
     project = sandbox.EMULATOR_SANDBOX_PROJECT
     session = sandbox.preflight(bigquery_client(project), storage_client(project), project, sandbox.RUN_PREFIX)

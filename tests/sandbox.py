@@ -93,7 +93,7 @@ def checked_project() -> str:
     project = sandbox_project()
     if not project:
         raise SandboxError(f"test-gcp: {PROJECT_ENV} is not set. {SKIP_MESSAGE.split(': ', 1)[1]}")
-    from envsync.guard import PROJECT_RE
+    from envsync.core.identifiers import PROJECT_RE
 
     if not PROJECT_RE.fullmatch(project):
         raise SandboxError(f"test-gcp: {PROJECT_ENV}={project!r} is not a GCP project id (6-30 lowercase "
@@ -375,7 +375,7 @@ def _gcp_clients(project: str) -> tuple[Any, Any]:
     credentials), with the credentials refreshed once, quickly, so that a problem shows here."""
     import google.auth.exceptions
 
-    from envsync.clients import bigquery_client, storage_client
+    from envsync.core.clients import bigquery_client, storage_client
 
     nothing = "Nothing was created."
     try:

@@ -12,10 +12,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from envsync.audit import RECOVERY_DRILLS, RUNS, TABLE_ACTIONS
-from envsync.guard import quote, to_query_parameters
-from envsync.ladder import snapshot_name
-from envsync.sqltemplates import render
+from envsync.observe.audit import RECOVERY_DRILLS, RUNS, TABLE_ACTIONS
+from envsync.core.guard import to_query_parameters
+from envsync.core.identifiers import quote
+from envsync.backups.ladder import snapshot_name
+from envsync.core.sqltemplates import render
 
 UTC = dt.timezone.utc
 PARITY_DDL = """create table if not exists {table} (

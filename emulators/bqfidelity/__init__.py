@@ -4,7 +4,7 @@ local-bigquery translates BigQuery SQL to DuckDB. It gets the grammar right but 
 piece of metadata that real BigQuery keeps or enforces. envsync is only ever run against real
 BigQuery, so the local test bed must answer as BigQuery would; this package patches the emulator,
 in its own process, before it serves. It is started by ``python -m bqfidelity serve ...`` (the
-same arguments as ``local-bigquery serve``), which is what ``envsync.devstack`` and the compose
+same arguments as ``local-bigquery serve``), which is what ``envsync.dev.devstack`` and the compose
 stack run. Nothing here is imported by envsync itself.
 
 Each module patches one family of behaviours and names the BigQuery documentation it follows:

@@ -20,7 +20,7 @@ not given enough to judge. A statement that names a table the emulator does not 
 emulator, which answers ``notFound`` as BigQuery does (counted as ``not_found``).
 
 Settings (environment of the emulator process):
-- ``BQFIDELITY_CACHE``: directory of the compiled WebAssembly module (``envsync.devstack`` sets
+- ``BQFIDELITY_CACHE``: directory of the compiled WebAssembly module (``envsync.dev.devstack`` sets
   ``<root>/zetasql``); default ``~/.cache/bqfidelity``. Compiling takes ~25 s and ~1 GB once; with
   the cache, the analyzer is ready in well under a second. It is loaded on the first query.
 - ``BQFIDELITY_STATS``: a JSON file rewritten after every statement with the counters (devstack:

@@ -1,5 +1,5 @@
 -- sales.customers: a dimension with no date or timestamp column at all, so envsync copies it whole.
--- Size: @customers rows (derived from the demo size by envsync.demo); every value is a function of
+-- Size: @customers rows (derived from the demo size by envsync.dev.demo); every value is a function of
 -- customer_id only, so two runs produce identical contents.
 create or replace table {target}
 options (

@@ -1,6 +1,6 @@
 -- Every table action of the refresh DAGs since @since, with its run's cut T, window and status:
 -- the parity check derives from them the last successful refresh of every environment dataset and
--- of every table (envsync.parity.refreshes).
+-- of every table (envsync.environments.parity.refreshes).
 select
     actions.target,
     actions.status as action_status,

@@ -1,6 +1,6 @@
 -- Copy the window of a table as of T (or, for a masked copy without a window, the whole table),
 -- keeping prod's column definitions (types and modes), partitioning and clustering. {select_list} is
--- `*`, or prod's columns with the masked ones replaced by their mask (envsync.masking).
+-- `*`, or prod's columns with the masked ones replaced by their mask (envsync.privacy.masking).
 create or replace table {target} (
     {columns}
 )

@@ -1,5 +1,5 @@
 -- Drop the rows (whole partitions, when the table is partitioned on this column) outside the window;
--- {chunk} limits one DELETE to at most 4,000 partitions (envsync.partitions), `true` when one suffices.
+-- {chunk} limits one DELETE to at most 4,000 partitions (envsync.bigquery.partitions), `true` when one suffices.
 delete from {target}
 where
     (

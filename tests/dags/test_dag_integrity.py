@@ -51,7 +51,7 @@ def dagbag() -> Any:
 
 @pytest.fixture(scope="module")
 def shipped_config() -> Any:
-    from envsync.config import load_config
+    from envsync.core.config import load_config
 
     return load_config(SHIPPED_CONFIG)
 
@@ -112,7 +112,7 @@ def test_dag_policy(dagbag: Any, path: Path) -> None:
             assert task.owner and task.owner != "airflow", f"{where}.{task.task_id}: owner {task.owner!r}"
             if (dag.dag_id, task.task_id) not in RETRY_EXEMPT:
                 assert task.retries >= 2, f"{where}.{task.task_id}: retries {task.retries} < 2"
-        from envsync.alerts import EnvsyncSlackNotifier
+        from envsync.observe.alerts import EnvsyncSlackNotifier
 
         on_failure = [c for c in (dag.on_failure_callback or []) if isinstance(c, EnvsyncSlackNotifier)]
         on_success = [c for c in (dag.on_success_callback or []) if isinstance(c, EnvsyncSlackNotifier)]
@@ -169,7 +169,7 @@ def test_every_refresh_ends_with_the_parity_of_what_it_refreshed(dagbag: Any, da
 def test_parity_dag(dagbag: Any, shipped_config: Any) -> None:
     from airflow.sdk import CronTriggerTimetable
 
-    from envsync.parity import ENVIRONMENTS
+    from envsync.environments.parity import ENVIRONMENTS
 
     dag = dagbag.dags["parity"]
     assert isinstance(dag.timetable, CronTriggerTimetable) and dag.timetable.expression == "0 6 * * *"
@@ -182,7 +182,7 @@ def test_parity_dag(dagbag: Any, shipped_config: Any) -> None:
 def test_parity_flags_qa_and_staging_after_the_reseed_schedule_plus_a_day(dagbag: Any) -> None:
     import datetime as dt
 
-    from envsync.parity import MAX_AGE, RESEED_SCHEDULE
+    from envsync.environments.parity import MAX_AGE, RESEED_SCHEDULE
 
     timetable = dagbag.dags["reseed_environments"].timetable
     assert timetable.expression == RESEED_SCHEDULE == "0 3 * * 0"   # weekly

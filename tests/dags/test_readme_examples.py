@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from envsync.config import parse_config
+from envsync.core.config import parse_config
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 TEXT = README.read_text()

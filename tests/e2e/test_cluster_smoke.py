@@ -37,7 +37,7 @@ UTC = dt.timezone.utc
 
 
 def _bq(project: str = PROJECT) -> Any:
-    from envsync.clients import bigquery_client  # the emulators fixture set BIGQUERY_EMULATOR_HOST
+    from envsync.core.clients import bigquery_client  # the emulators fixture set BIGQUERY_EMULATOR_HOST
 
     return bigquery_client(project, "US")
 
@@ -112,8 +112,8 @@ def _e2e_config(tmp_path: Any) -> Any:
 def _rows(sql: str, **params: Any) -> list[dict[str, Any]]:
     from google.cloud import bigquery
 
-    from envsync.clients import bigquery_client
-    from envsync.guard import to_query_parameters
+    from envsync.core.clients import bigquery_client
+    from envsync.core.guard import to_query_parameters
 
     client = bigquery_client(E2E_PROJECT, "US")
     job = client.query(sql, job_config=bigquery.QueryJobConfig(query_parameters=to_query_parameters(params)),
@@ -129,9 +129,9 @@ def test_celery_cluster_rest_trigger_of_the_sync_then_a_two_date_backfill(
     reason = redis_reachable()
     if reason:
         pytest.skip(f"the CeleryExecutor test needs the local Redis: {reason}")
-    from envsync.clients import bigquery_client
-    from envsync.demo import create_demo_prod
-    from envsync.window import quarter_window
+    from envsync.core.clients import bigquery_client
+    from envsync.dev.demo import create_demo_prod
+    from envsync.core.window import quarter_window
 
     started = time.monotonic()
     config = _e2e_config(tmp_path)

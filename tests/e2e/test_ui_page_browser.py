@@ -49,7 +49,7 @@ def test_the_envsync_page_in_the_airflow_ui(make_cluster: Any, browser: Any, tmp
     from playwright.sync_api import expect
 
     from browser import capture_trigger_form, param_titles, signed_in_context
-    from envsync.clients import bigquery_client, storage_client
+    from envsync.core.clients import bigquery_client, storage_client
 
     client, storage = bigquery_client(PROJECT, "US"), storage_client(PROJECT)
     for name in ("sales", "backup_sales", "envsync_audit"):

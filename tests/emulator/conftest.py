@@ -20,7 +20,7 @@ _counter = itertools.count()
 @pytest.fixture
 def bq(emulators: Any) -> Any:
     """A google-cloud-bigquery client on the session's emulator (no retries: errors surface at once)."""
-    from envsync.clients import bigquery_client
+    from envsync.core.clients import bigquery_client
 
     return bigquery_client(PROJECT, "US")
 

@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def run(bq: Any, sql: str, **params: Any) -> list[dict[str, Any]]:
     """Run one query job to completion (no job retry) and return its rows as dicts."""
-    from envsync.guard import to_query_parameters
+    from envsync.core.guard import to_query_parameters
     from google.cloud import bigquery
 
     config = bigquery.QueryJobConfig(query_parameters=to_query_parameters(params))

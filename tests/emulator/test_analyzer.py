@@ -56,7 +56,7 @@ def _orders(bq: Any, ds: str) -> str:
 
 def _refusal(bq: Any, sql: str, **params: Any) -> tuple[dict[str, Any], Any]:
     """Run a query that must fail; returns (the job's errorResult, the raised exception)."""
-    from envsync.guard import to_query_parameters
+    from envsync.core.guard import to_query_parameters
     from google.cloud import bigquery
 
     config = bigquery.QueryJobConfig(query_parameters=to_query_parameters(params))

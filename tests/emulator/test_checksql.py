@@ -26,7 +26,7 @@ EMULATOR_PYTHON = REPO_ROOT / ".venv-emulators" / "bin" / "python"
 @pytest.fixture(scope="module")
 def cache() -> Path:
     """The repository's compiled analyzer module (compiled once, ~25 s, shared with the emulators)."""
-    from envsync import devstack
+    from envsync.dev import devstack
 
     shared = devstack.Stack(root=REPO_ROOT / ".devstack")
     devstack.ensure_analyzer_cache(shared)
@@ -227,8 +227,8 @@ def test_a_schema_file_in_the_plain_form_is_accepted(cache: Path, tmp_path: Path
 @pytest.mark.integration
 def test_the_shipped_schema_file_is_the_demo_prod_as_discovered(emulators: Any) -> None:
     """sql/schemas/prod.json is what scripts/prod_schemas.py discovers from a fresh demo prod."""
-    from envsync import demo
-    from envsync.clients import bigquery_client
+    from envsync.dev import demo
+    from envsync.core.clients import bigquery_client
 
     sys.path.insert(0, str(REPO_ROOT / "scripts"))
     import prod_schemas

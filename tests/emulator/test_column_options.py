@@ -84,7 +84,7 @@ def test_create_table_keeps_a_column_default(bq: Any, dataset: Callable[..., str
 
 def test_load_job_reads_every_object_a_wildcard_uri_matches(bq: Any, dataset: Callable[..., str]) -> None:
     """WILDCARD_DOC: one `*` in the object name loads every matching object (and nothing else)."""
-    from envsync.clients import storage_client
+    from envsync.core.clients import storage_client
     from google.api_core.exceptions import Conflict
 
     gcs = storage_client(PROJECT)

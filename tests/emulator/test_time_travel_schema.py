@@ -5,7 +5,7 @@ version of the table that was current at that timestamp" -- its columns included
 later is not there, and a clone as of T has the columns of T.
 https://cloud.google.com/bigquery/docs/reference/rest/v2/Job#JobStatistics2 (schema): "The schema of
 the results. Present only for successful dry run of non-legacy SQL queries." envsync reads prod's
-schema as of T from such a dry run (envsync.timetravel.schema_as_of).
+schema as of T from such a dry run (envsync.bigquery.timetravel.schema_as_of).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ PROJECT = "envsync-demo"
 def test_a_dry_run_as_of_t_returns_the_columns_of_t_and_a_clone_as_of_t_has_them(
     bq: Any, dataset: Callable[..., str]
 ) -> None:
-    from envsync.guard import TableRef
-    from envsync.timetravel import schema_as_of
+    from envsync.core.guard import TableRef
+    from envsync.bigquery.timetravel import schema_as_of
 
     ds = dataset()
     fidkit.run(bq, f"create table {ds}.t (id int64 not null, name string)")

@@ -32,7 +32,7 @@ KEYS = {"orders": "id", "customers": "customer_id"}
 
 
 def client():  # type: ignore[no-untyped-def]
-    from envsync.clients import bigquery_client
+    from envsync.core.clients import bigquery_client
 
     return bigquery_client(PROJECT, "US")
 
@@ -40,7 +40,7 @@ def client():  # type: ignore[no-untyped-def]
 def query(sql: str, **params: Any) -> list[dict[str, Any]]:
     from google.cloud import bigquery
 
-    from envsync.guard import to_query_parameters
+    from envsync.core.guard import to_query_parameters
 
     job = client().query(NS.sql(sql), job_config=bigquery.QueryJobConfig(query_parameters=to_query_parameters(params)),
                          job_retry=None)
@@ -65,7 +65,7 @@ def make_prod() -> None:
 def clear_bucket() -> None:
     from google.api_core.exceptions import NotFound
 
-    from envsync.clients import storage_client
+    from envsync.core.clients import storage_client
 
     try:
         for blob in storage_client(PROJECT).list_blobs(BUCKET):
@@ -111,12 +111,12 @@ def take_backup(config_path: Path, taken_at: dt.datetime, *, pinned: bool = Fals
     """Snapshot every table's current state, recorded as taken at `taken_at`, with manifests, through
     envsync's own backup engine (what a ladder run at `taken_at` would have recorded). `dataset`: prod's
     `shop`, or `staging_shop` (its backups go to backup_staging_shop)."""
-    from envsync.backups import BackupCatalog, BackupEngine
-    from envsync.clients import storage_client
-    from envsync.config import load_config
-    from envsync.guard import GuardedBigQuery, WriteGuard
-    from envsync.jobs import JobRunner, JobStats
-    from envsync.manifest import ManifestStore
+    from envsync.backups.snapshots import BackupCatalog, BackupEngine
+    from envsync.core.clients import storage_client
+    from envsync.core.config import load_config
+    from envsync.core.guard import GuardedBigQuery, WriteGuard
+    from envsync.bigquery.jobs import JobRunner, JobStats
+    from envsync.core.manifest import ManifestStore
 
     config = load_config(config_path)
     store = ManifestStore(storage_client(PROJECT), BUCKET)
@@ -151,8 +151,8 @@ def states(dag_run: Any) -> dict[str, str]:
 
 def store():  # type: ignore[no-untyped-def]
     """The state bucket of this kit (manifests, ledgers, reports)."""
-    from envsync.clients import storage_client
-    from envsync.manifest import ManifestStore
+    from envsync.core.clients import storage_client
+    from envsync.core.manifest import ManifestStore
 
     return ManifestStore(storage_client(PROJECT), BUCKET)
 

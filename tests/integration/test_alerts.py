@@ -81,7 +81,7 @@ def test_missing_or_broken_connection_never_fails_the_run(
 def test_cut_payloads(webhook: Webhook, emulators: Any, tmp_path: Path, run_dag: Any) -> None:
     from cutkit import SEED_VERSION, make_qa, make_staging
 
-    from envsync.cut import CutSync
+    from envsync.environments.cut import CutSync
 
     make_prod()
     make_qa()

@@ -21,11 +21,11 @@ ACTIONS = 5000
 
 @pytest.mark.slow
 def test_a_run_with_thousands_of_table_actions_is_audited_completely(emulators: Any, config_file: Any) -> None:
-    from envsync.audit import record_run, run_rows
-    from envsync.clients import bigquery_client
-    from envsync.config import load_config
-    from envsync.guard import GuardedBigQuery, WriteGuard
-    from envsync.jobs import JobRunner
+    from envsync.observe.audit import record_run, run_rows
+    from envsync.core.clients import bigquery_client
+    from envsync.core.config import load_config
+    from envsync.core.guard import GuardedBigQuery, WriteGuard
+    from envsync.bigquery.jobs import JobRunner
 
     config = load_config(config_file(project=AUDIT_PROJECT))
     client = bigquery_client(AUDIT_PROJECT, "US")

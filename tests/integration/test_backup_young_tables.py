@@ -31,9 +31,9 @@ def shop(emulators: Any) -> Iterator[None]:
 
 
 def test_a_table_created_after_the_cut_is_skipped_with_the_reason(shop: None, run_dag: Any, tmp_path: Path) -> None:
-    from envsync.clients import storage_client
-    from envsync.ladder import snapshot_name
-    from envsync.manifest import ManifestStore
+    from envsync.core.clients import storage_client
+    from envsync.backups.ladder import snapshot_name
+    from envsync.core.manifest import ManifestStore
 
     time.sleep(1.1)
     now = dt.datetime.now(UTC)

@@ -73,7 +73,8 @@ def run_time() -> dt.datetime:
 
 
 def test_ladder_run_snapshots_every_table_with_manifest_and_expiry(shop: None, run_dag: Any, cfg: Any) -> None:
-    from envsync.ladder import Ladder, snapshot_expiry, snapshot_name
+    from envsync.backups.ladder import snapshot_expiry, snapshot_name
+    from envsync.core.rungs import Ladder
 
     config = cfg()
     hour = run_time()
@@ -117,7 +118,8 @@ def test_ladder_run_snapshots_every_table_with_manifest_and_expiry(shop: None, r
 
 
 def test_thinning_keeps_the_ladder_and_never_pins(shop: None, cfg: Any, run_dag: Any) -> None:
-    from envsync.ladder import Backup, Ladder, keep, parse_snapshot_name, snapshot_name
+    from envsync.backups.ladder import Backup, keep, parse_snapshot_name, snapshot_name
+    from envsync.core.rungs import Ladder
 
     config = cfg()
     top = now_utc().replace(minute=0, second=0)
@@ -248,7 +250,7 @@ def test_export_as_avro(shop: None, run_dag: Any, cfg: Any) -> None:
 
 
 def test_prod_restore_needs_the_exact_confirmation(shop: None, run_dag: Any, cfg: Any) -> None:
-    from envsync.guard import confirmation_phrase
+    from envsync.core.guard import confirmation_phrase
 
     config = cfg()
     at_t = contents("shop.orders")
@@ -292,7 +294,7 @@ def test_prod_restore_needs_the_exact_confirmation(shop: None, run_dag: Any, cfg
 
 def prod_restore(run_dag: Any, config: Path, point: dt.datetime, tables: list[str]) -> Any:
     """A confirmed restore of prod dataset shop itself to `point`."""
-    from envsync.guard import confirmation_phrase
+    from envsync.core.guard import confirmation_phrase
 
     return run_dag("restore", None, {"dataset": ds("shop"), "tables": tables, "point_in_time": point.isoformat(),
                                      "target": ds("shop"), "confirm": confirmation_phrase(ds("shop"), point)},

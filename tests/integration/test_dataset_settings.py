@@ -23,10 +23,10 @@ KEY = "projects/envsync-kms/locations/us/keyRings/envsync/cryptoKeys/prod"
 def test_a_dev_dataset_gets_prods_default_encryption_key(clean_dev: None) -> None:
     from google.cloud import bigquery
 
-    from envsync.config import load_config
-    from envsync.datasets import ensure_env_dataset, env_labels
-    from envsync.guard import GuardedBigQuery, WriteGuard
-    from envsync.sync import build_plans
+    from envsync.core.config import load_config
+    from envsync.bigquery.datasets import ensure_env_dataset, env_labels
+    from envsync.core.guard import GuardedBigQuery, WriteGuard
+    from envsync.sync.run import build_plans
 
     client = bq_client()
     config = load_config()
@@ -50,8 +50,8 @@ def test_a_dev_dataset_gets_prods_default_encryption_key(clean_dev: None) -> Non
 
 
 def test_the_sync_plan_reports_row_access_policies_of_prod_tables(prod: dict[str, Any]) -> None:
-    from envsync.config import load_config
-    from envsync.sync import build_plans
+    from envsync.core.config import load_config
+    from envsync.sync.run import build_plans
 
     client = bq_client()
     logical = f"`{PROJECT}.sales.rap_probe`"          # query() maps the dataset names itself

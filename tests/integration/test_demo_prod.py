@@ -1,4 +1,4 @@
-"""envsync.demo against the local BigQuery emulator: deterministic, correctly shaped demo prod.
+"""envsync.dev.demo against the local BigQuery emulator: deterministic, correctly shaped demo prod.
 
 The demo is built in a project of its own (DEMO_PROJECT) so it never touches the `prod` fixture's
 datasets in the shared session emulator (the emulator serves any project id).
@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from envsync import demo
-from envsync.guard import quote
+from envsync.dev import demo
+from envsync.core.identifiers import quote
 
-# Not on a GCP sandbox (`make test-gcp`): this checks envsync.demo, the stand-in prod of the local demo,
+# Not on a GCP sandbox (`make test-gcp`): this checks envsync.dev.demo, the stand-in prod of the local demo,
 # in projects of its own (one per test), not envsync's behaviour on BigQuery.
 pytestmark = [pytest.mark.integration, pytest.mark.gcp_incompatible]
 
@@ -27,7 +27,7 @@ DATE_TYPES = {"DATE", "DATETIME", "TIMESTAMP"}
 
 
 def _client(project: str = DEMO_PROJECT) -> Any:
-    from envsync.clients import bigquery_client
+    from envsync.core.clients import bigquery_client
 
     return bigquery_client(project, "US")
 
@@ -185,9 +185,9 @@ def test_refuses_datasets_it_did_not_create(emulators: Any) -> None:
     client.create_dataset(dataset, exists_ok=True)
     _rows(client, f"create or replace table {quote(project, 'sales', 'precious')} as select 1 as x")
     try:
-        with pytest.raises(demo.DemoError, match="not created by envsync.demo"):
+        with pytest.raises(demo.DemoError, match="not created by envsync.dev.demo"):
             demo.create_demo_prod(client, project, "US", 10)
-        with pytest.raises(demo.DemoError, match="not created by envsync.demo"):
+        with pytest.raises(demo.DemoError, match="not created by envsync.dev.demo"):
             demo.drop_demo_prod(client, project)
         assert _rows(client, f"select x from {quote(project, 'sales', 'precious')}") == [{"x": 1}]
     finally:

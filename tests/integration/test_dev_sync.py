@@ -1,7 +1,7 @@
 """The prod_to_dev_sync DAG run through Airflow (dag.test) against the local BigQuery/GCS emulators.
 
 Assertions are on the dev tables themselves: which rows, which columns, which objects exist.
-Expected windows are written out here as literal dates, independently of envsync.window.
+Expected windows are written out here as literal dates, independently of envsync.core.window.
 """
 
 from __future__ import annotations
@@ -126,8 +126,8 @@ def test_weekly_sync_copies_exactly_the_window(clean_dev: None, run_dag: Any) ->
     assert dev.description == "prod sales" and int(dev.max_time_travel_hours) == 48
 
     # the manifest records A, T and the window
-    from envsync.clients import storage_client
-    from envsync.manifest import ManifestStore
+    from envsync.core.clients import storage_client
+    from envsync.core.manifest import ManifestStore
 
     report = ManifestStore(storage_client(PROJECT), BUCKET).latest_report("prod_to_dev_sync")
     assert report["anchor"] == A.isoformat()
@@ -175,7 +175,7 @@ def test_manual_run_with_null_logical_date(clean_dev: None, run_dag: Any) -> Non
 def test_failed_verification_leaves_nothing_and_a_rerun_converges(clean_dev: None, run_dag: Any) -> None:
     # A faulty build (a step that loses rows of the staged copy, as a concurrent writer or a bad
     # trim would) must be caught by the verification, which fails the table without retries.
-    from envsync.sync import DatasetSync
+    from envsync.sync.run import DatasetSync
 
     build = DatasetSync._build
 
@@ -213,15 +213,15 @@ def test_failed_verification_leaves_nothing_and_a_rerun_converges(clean_dev: Non
 
 
 def query_manifest_results() -> list[dict[str, Any]]:
-    from envsync.clients import storage_client
-    from envsync.manifest import ManifestStore
+    from envsync.core.clients import storage_client
+    from envsync.core.manifest import ManifestStore
 
     return ManifestStore(storage_client(PROJECT), BUCKET).latest_report("prod_to_dev_sync")["results"]
 
 
 def test_write_aimed_at_prod_is_refused_before_any_api_call(prod: dict[str, Any]) -> None:
-    from envsync.config import load_config
-    from envsync.guard import GuardedBigQuery, ProdWriteRefused, TableRef, WriteGuard
+    from envsync.core.config import load_config
+    from envsync.core.guard import GuardedBigQuery, ProdWriteRefused, TableRef, WriteGuard
 
     client = bq_client()
     guarded = GuardedBigQuery(client, WriteGuard.from_config(load_config()), "US")
@@ -273,9 +273,9 @@ def test_missing_prod_dataset_fails_the_plan_naming_it(clean_dev: None, run_dag:
     assert plan_ti.try_number == 1   # not retried: the config does not match prod
     # nothing was written anywhere
     assert not [name for name in dataset_names() if name.startswith("dev_")]
-    from envsync.config import load_config
-    from envsync.discovery import DiscoveryError
-    from envsync.sync import build_plans
+    from envsync.core.config import load_config
+    from envsync.bigquery.discovery import DiscoveryError
+    from envsync.sync.run import build_plans
 
     with pytest.raises(DiscoveryError, match=rf"prod dataset '{ds('nosuch')}' \(prod.datasets in the config\) does not exist"):
         build_plans(load_config(cfg), bq_client(), datasets=[ds("sales"), ds("nosuch")], tables=[])

@@ -34,8 +34,8 @@ FIRST = dt.date(2025, 11, 1)                                    # contact i sign
 
 
 def rows(sql: str, **params: Any) -> list[dict[str, Any]]:
-    from envsync.clients import bigquery_client
-    from envsync.guard import to_query_parameters
+    from envsync.core.clients import bigquery_client
+    from envsync.core.guard import to_query_parameters
     from google.cloud import bigquery
 
     config = bigquery.QueryJobConfig(query_parameters=to_query_parameters(params))
@@ -44,7 +44,7 @@ def rows(sql: str, **params: Any) -> list[dict[str, Any]]:
 
 
 def client():  # type: ignore[no-untyped-def]
-    from envsync.clients import bigquery_client
+    from envsync.core.clients import bigquery_client
 
     return bigquery_client(PROJECT, "US")
 
@@ -113,8 +113,8 @@ def crm_config(config_file: Any, crm: None, monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def report(dag_id: str, run_id: str) -> dict[str, Any]:
-    from envsync.clients import storage_client
-    from envsync.manifest import ManifestStore
+    from envsync.core.clients import storage_client
+    from envsync.core.manifest import ManifestStore
 
     store = ManifestStore(storage_client(PROJECT), NS.bucket(BUCKET_NAME))
     return store.read(f"{store.run_prefix(dag_id, run_id)}/report.json")
@@ -233,7 +233,7 @@ def test_a_mask_on_the_discovered_partitioning_column_is_refused_at_plan_time(
 
 
 def test_a_mask_on_the_date_column_is_refused_at_config_load(crm_config: Any) -> None:
-    from envsync.config import ConfigError, load_config
+    from envsync.core.config import ConfigError, load_config
 
     config = crm_config(tables={"crm.contacts": {"date_column": "signup_date", "mask": {"signup_date": "null"}}})
     with pytest.raises(ConfigError, match="tables.crm.contacts: mask: column 'signup_date' is the date_column"):

@@ -4,7 +4,7 @@ listed as expected, a stale dev is flagged (its row counts past the time-travel 
 impossible, not failed), the findings land in envsync_audit.parity, the latest-parity report reads
 them, and the drift alert reaches the local webhook.
 
-The prod is the demo prod (envsync.demo) in its own project, so the shipped seeds fit it.
+The prod is the demo prod (envsync.dev.demo) in its own project, so the shipped seeds fit it.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from sales.customers;
 
 
 def client():  # type: ignore[no-untyped-def]
-    from envsync.clients import bigquery_client
+    from envsync.core.clients import bigquery_client
 
     return bigquery_client(PROJECT, "US")
 
@@ -45,7 +45,7 @@ def client():  # type: ignore[no-untyped-def]
 def rows(sql: str, **params: Any) -> list[dict[str, Any]]:
     from google.cloud import bigquery
 
-    from envsync.guard import to_query_parameters
+    from envsync.core.guard import to_query_parameters
 
     config = bigquery.QueryJobConfig(query_parameters=to_query_parameters(params))
     return [dict(r) for r in client().query(NS.sql(sql), job_config=config, job_retry=None).result()]
@@ -69,7 +69,7 @@ def of_status(found: list[dict[str, Any]], env: str, status: str) -> list[tuple[
 
 @pytest.fixture(scope="module")
 def demo_prod(emulators: Any) -> dict[str, Any]:
-    from envsync.demo import create_demo_prod
+    from envsync.dev.demo import create_demo_prod
 
     return create_demo_prod(client(), PROJECT, "US", 400, dataset_prefix=NS.prefix)
 
@@ -77,7 +77,7 @@ def demo_prod(emulators: Any) -> dict[str, Any]:
 @pytest.fixture
 def setup(demo_prod: Any, config_file: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """No environment, no audit rows, an empty migrations folder; the config of this project."""
-    from envsync.config import load_config
+    from envsync.core.config import load_config
 
     for d in client().list_datasets():
         name = NS.logical(d.dataset_id)
@@ -94,8 +94,8 @@ def setup(demo_prod: Any, config_file: Any, tmp_path: Path, monkeypatch: pytest.
 
 
 def runner(config: Any) -> Any:
-    from envsync.guard import GuardedBigQuery, WriteGuard
-    from envsync.jobs import JobRunner
+    from envsync.core.guard import GuardedBigQuery, WriteGuard
+    from envsync.bigquery.jobs import JobRunner
 
     bq = GuardedBigQuery(client(), WriteGuard.from_config(config), config.location)
     return JobRunner(bq, dag_id="promote_schema", run_id=f"manual__{uuid.uuid4().hex[:8]}", task_id="apply",
@@ -104,8 +104,8 @@ def runner(config: Any) -> Any:
 
 def test_parity_after_clean_refreshes_then_drift_expected_migrations_staleness_and_the_alert(
         setup: Any, run_dag: Any, webhook: Webhook) -> None:
-    from envsync.migrations import apply, load_migrations, read_ledger, unapplied
-    from envsync.parity import check
+    from envsync.migrations.ledger import apply, load_migrations, read_ledger, unapplied
+    from envsync.environments.parity import check
 
     config, path, migrations = setup
     a = dt.datetime(2026, 11, 21, 2, tzinfo=UTC)

@@ -27,13 +27,13 @@ TAG = "projects/envsync-partitions/locations/us/taxonomies/1/policyTags/2"
 
 
 def _client() -> Any:
-    from envsync.clients import bigquery_client
+    from envsync.core.clients import bigquery_client
 
     return bigquery_client(PROJECT, "US")
 
 
 def _rows(sql: str, **params: Any) -> list[dict[str, Any]]:
-    from envsync.guard import to_query_parameters
+    from envsync.core.guard import to_query_parameters
     from google.cloud import bigquery
 
     config = bigquery.QueryJobConfig(query_parameters=to_query_parameters(params))
@@ -105,9 +105,9 @@ def test_an_hourly_table_of_a_year_syncs_to_dev_with_the_default_config(
 
 
 def test_the_plan_counts_the_split_jobs(prod: None, config_file: Callable[..., Any]) -> None:
-    from envsync.config import load_config
-    from envsync.sync import build_plans
-    from envsync.window import quarter_window
+    from envsync.core.config import load_config
+    from envsync.sync.run import build_plans
+    from envsync.core.window import quarter_window
 
     config = load_config(_config(config_file, **{"core.options": {"strategy": "ctas_window", "date_column": "created"}}))
     [plan] = build_plans(config, _client(), datasets=["core"], tables=[], window=quarter_window(A, 2))

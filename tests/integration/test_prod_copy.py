@@ -56,7 +56,7 @@ def test_as_of_outside_time_travel_is_refused_before_any_write(clean_dev: None, 
     assert states(dag_run)["plan[-1]"] == "failed"
     assert not [name for name in dataset_names() if name.startswith("prodcopy_")]
 
-    from envsync.prodcopy import AsOfError, check_as_of, parse_as_of
+    from envsync.sync.prodcopy import AsOfError, check_as_of, parse_as_of
 
     now = dt.datetime(2026, 11, 22, 12, tzinfo=UTC)
     with pytest.raises(AsOfError, match="outside BigQuery's time-travel window of 168 h"):

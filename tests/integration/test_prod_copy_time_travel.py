@@ -23,8 +23,8 @@ def states(dag_run: Any) -> dict[str, str]:
 
 
 def latest_report() -> dict[str, Any]:
-    from envsync.clients import storage_client
-    from envsync.manifest import ManifestStore
+    from envsync.core.clients import storage_client
+    from envsync.core.manifest import ManifestStore
 
     found = ManifestStore(storage_client(PROJECT), BUCKET).latest_report("prod_copy")
     assert found is not None, "no report of prod_copy"
@@ -109,11 +109,11 @@ def test_prod_copy_verification_fails_a_copy_missing_a_column_that_existed_at_t(
     clean_dev: None, late_changes: dict[str, Any], run_dag: Any
 ) -> None:
     """The verification of the run's plan (prod's schema as of T) applied to a copy without `name`."""
-    from envsync.config import load_config
-    from envsync.guard import GuardedBigQuery, TableRef, WriteGuard
-    from envsync.jobs import JobRunner, JobStats
-    from envsync.plan import DatasetPlan
-    from envsync.sync import DatasetSync, RunInfo
+    from envsync.core.config import load_config
+    from envsync.core.guard import GuardedBigQuery, TableRef, WriteGuard
+    from envsync.bigquery.jobs import JobRunner, JobStats
+    from envsync.sync.plan import DatasetPlan
+    from envsync.sync.run import DatasetSync, RunInfo
 
     cut = late_changes["cut"]
     copy = run_dag("prod_copy", None, {"as_of": cut.isoformat(), "datasets": [ds("sales")]})

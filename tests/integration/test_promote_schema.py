@@ -4,7 +4,7 @@ the hotfix lane skipping qa, an edited applied migration, a contract migration w
 what it drops), and a failing prod migration rolled back from the pinned backup. Every run goes through
 Airflow (dag.test); Slack alerts go to a local webhook.
 
-Prod is the demo prod (envsync.demo, 40 customers) in a project of its own; qa and staging are built from
+Prod is the demo prod (envsync.dev.demo, 40 customers) in a project of its own; qa and staging are built from
 it by copy jobs (their views re-created on their datasets) and keep the first 20 customers, as smaller
 environments do. Assertions are on tables, schemas, fingerprints, the ledger, the backups and the payloads.
 """
@@ -57,7 +57,7 @@ alter table sales.customers drop column segment;
 
 
 def client():  # type: ignore[no-untyped-def]
-    from envsync.clients import bigquery_client
+    from envsync.core.clients import bigquery_client
 
     return bigquery_client(PROJECT, "US")
 
@@ -95,7 +95,7 @@ def datasets() -> set[str]:
 
 
 def ledger(config: Any) -> list[tuple[str, int, str]]:
-    from envsync.migrations import read_ledger
+    from envsync.migrations.ledger import read_ledger
 
     return [(r.environment, r.version, r.status) for r in read_ledger(config, client())]
 
@@ -112,8 +112,8 @@ def parity(dag_run: Any) -> list[tuple[str, str, str, str]]:
 
 
 def report(dag_run: Any) -> dict[str, Any]:
-    from envsync.clients import storage_client
-    from envsync.manifest import ManifestStore
+    from envsync.core.clients import storage_client
+    from envsync.core.manifest import ManifestStore
 
     store = ManifestStore(storage_client(PROJECT), NS.bucket(BUCKET))
     return store.read(f"{store.run_prefix('promote_schema', dag_run.run_id)}/report.json") or {}
@@ -124,7 +124,7 @@ def build_environment(env: str) -> None:
     customers beyond the first 20 removed."""
     from google.cloud import bigquery
 
-    from envsync.views import rewrite_view_sql
+    from envsync.bigquery.views import rewrite_view_sql
 
     c = client()
     mapping = {ds(name): ds(f"{env}_{name}") for name in ("sales", "marketing")}
@@ -172,7 +172,7 @@ def fresh(demo_prod: Any) -> Iterator[None]:
 
 @pytest.fixture
 def config(config_file: Any, demo_prod: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    from envsync.config import load_config
+    from envsync.core.config import load_config
 
     path = config_file(project=NS.virtual_project, state__bucket=BUCKET, tables={})
     monkeypatch.setenv("ENVSYNC_CONFIG", str(path))
@@ -199,7 +199,7 @@ def seeds_with(config_file: Any, config: Any, tmp_path: Path) -> Any:
 
 @pytest.fixture
 def promote(run_dag: Any, config: Any) -> Any:
-    from envsync.config import config_path
+    from envsync.core.config import config_path
 
     def _run(target: str, **conf: Any) -> Any:
         return run_dag("promote_schema", None, {"target": target, **conf}, config_path=config_path())
@@ -308,7 +308,7 @@ def test_a_hotfix_goes_to_staging_and_prod_skipping_qa(
     assert ledger(config) == [("staging", 1, "applied"), ("prod", 1, "applied")]
     # a promotion to prod ends with the parity of qa and staging: staging now has prod's shape, qa
     # (skipped by the hotfix) lacks the column
-    from envsync.parity import STRUCTURAL
+    from envsync.environments.parity import STRUCTURAL
 
     found = parity(dag_run)
     assert {env for env, *_ in found} == {"qa", "staging"}

@@ -1,6 +1,6 @@
 """reseed_environments and cleanup_test_environments through Airflow (dag.test) on the emulators.
 
-The prod here is the demo prod (envsync.demo) in its own project, so the seeds under sql/seeds fit it.
+The prod here is the demo prod (envsync.dev.demo) in its own project, so the seeds under sql/seeds fit it.
 Assertions are on the environment tables: rows, schemas, checksums, labels, which datasets exist.
 """
 
@@ -27,7 +27,7 @@ SEEDED = {"sales": ["customers", "orders", "orders_flat"], "marketing": ["campai
 
 
 def client():  # type: ignore[no-untyped-def]
-    from envsync.clients import bigquery_client
+    from envsync.core.clients import bigquery_client
 
     return bigquery_client(PROJECT, "US")
 
@@ -41,7 +41,7 @@ def contents(table: str) -> list[str]:
 
 
 def seed_contents(dataset: str, table: str) -> list[str]:
-    from envsync.seeds import load_seed
+    from envsync.environments.seeds import load_seed
 
     sql = load_seed(REPO_ROOT / "sql" / "seeds" / dataset / f"{table}.sql")
     return sorted(r["j"] for r in rows(f"select to_json_string(t) as j from ({sql}) as t"))
@@ -64,8 +64,8 @@ def datasets() -> dict[str, dict[str, str]]:
 
 
 def report() -> dict[str, Any]:
-    from envsync.clients import storage_client
-    from envsync.manifest import ManifestStore
+    from envsync.core.clients import storage_client
+    from envsync.core.manifest import ManifestStore
 
     return ManifestStore(storage_client(PROJECT), BUCKET).latest_report("reseed_environments")
 
@@ -162,11 +162,11 @@ def test_prod_column_rename_fails_the_contract_and_changes_nothing(
         st = states(failed)
         assert st["plan[-1]"] == "failed", st
         assert not any(v == "success" for k, v in st.items() if k.startswith("reseed")), st
-        from envsync.config import load_config
-        from envsync.discovery import discover_dataset
-        from envsync.guard import GuardedBigQuery, WriteGuard
-        from envsync.jobs import JobRunner, JobStats
-        from envsync.reseed import Reseeder
+        from envsync.core.config import load_config
+        from envsync.bigquery.discovery import discover_dataset
+        from envsync.core.guard import GuardedBigQuery, WriteGuard
+        from envsync.bigquery.jobs import JobRunner, JobStats
+        from envsync.environments.reseed import Reseeder
 
         config = load_config(cfg)
         runner = JobRunner(GuardedBigQuery(client(), WriteGuard.from_config(config), "US"), dag_id="t",
@@ -276,7 +276,7 @@ def test_bad_params_are_rejected_before_any_bigquery_call(conf: dict[str, Any], 
     # and the task refuses it too (a conf that bypassed the form), before building any client
     values = {"environments": None, "datasets": None, "test_env": None, "ttl_days": None, **conf}
     op = PlanReseedOperator(task_id="plan_check", **values)
-    with mock.patch("envsync.clients.bigquery_client") as bq, mock.patch("envsync.clients.storage_client") as gcs:
+    with mock.patch("envsync.core.clients.bigquery_client") as bq, mock.patch("envsync.core.clients.storage_client") as gcs:
         with pytest.raises(AirflowFailException, match=message):
             op.execute({"dag": dag, "run_id": "r"})
         bq.assert_not_called()

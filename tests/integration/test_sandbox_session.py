@@ -20,7 +20,7 @@ FOREIGN = "envsynct202001010000abcdef"   # a run prefix of another (earlier, kil
 
 @pytest.fixture
 def clients(emulators: Any) -> Iterator[tuple[Any, Any]]:
-    from envsync.clients import bigquery_client, storage_client
+    from envsync.core.clients import bigquery_client, storage_client
 
     bq, gcs = bigquery_client(PROJECT, "US"), storage_client(PROJECT)
     yield bq, gcs

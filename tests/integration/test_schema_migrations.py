@@ -1,7 +1,7 @@
 """Schema migrations on the emulators: validated, applied through the guard, recorded in the ledger,
 kept by reseeds, brought to dev by the weekly sync once prod has them.
 
-The prod here is the demo prod (envsync.demo) in its own project, so the shipped seeds fit it; every
+The prod here is the demo prod (envsync.dev.demo) in its own project, so the shipped seeds fit it; every
 migration is written to a tmp dir (ENVSYNC_MIGRATIONS_DIR). Assertions are on tables, schemas and the
 ledger rows.
 """
@@ -40,7 +40,7 @@ from sales.customers;
 
 
 def client():  # type: ignore[no-untyped-def]
-    from envsync.clients import bigquery_client
+    from envsync.core.clients import bigquery_client
 
     return bigquery_client(PROJECT, "US")
 
@@ -81,7 +81,7 @@ def fresh(demo_prod: Any) -> Iterator[None]:
 
 @pytest.fixture
 def config(config_file: Any, demo_prod: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    from envsync.config import load_config
+    from envsync.core.config import load_config
 
     monkeypatch.setenv("ENVSYNC_MASKING_SALT", SALT)
     path = config_file(project=NS.virtual_project, state__bucket="envsync-migrate-state", tables={})
@@ -90,8 +90,8 @@ def config(config_file: Any, demo_prod: Any, monkeypatch: pytest.MonkeyPatch) ->
 
 
 def runner(config: Any, run_id: str | None = None) -> Any:
-    from envsync.guard import GuardedBigQuery, WriteGuard
-    from envsync.jobs import JobRunner
+    from envsync.core.guard import GuardedBigQuery, WriteGuard
+    from envsync.bigquery.jobs import JobRunner
 
     bq = GuardedBigQuery(client(), WriteGuard.from_config(config), config.location)
     return JobRunner(bq, dag_id="promote_schema", run_id=run_id or f"manual__{uuid.uuid4().hex[:8]}",
@@ -99,13 +99,13 @@ def runner(config: Any, run_id: str | None = None) -> Any:
 
 
 def ledger(config: Any) -> list[tuple[str, int, str]]:
-    from envsync.migrations import read_ledger
+    from envsync.migrations.ledger import read_ledger
 
     return [(r.environment, r.version, r.status) for r in read_ledger(config, client())]
 
 
 def promote(config: Any, env: str, confirm: str | None = None) -> list[dict[str, Any]]:
-    from envsync.migrations import apply, load_migrations, read_ledger, unapplied
+    from envsync.migrations.ledger import apply, load_migrations, read_ledger, unapplied
 
     migrations = load_migrations(config)
     return apply(config, runner(config), env, unapplied(migrations, read_ledger(config, client()), env),
@@ -121,7 +121,7 @@ def migrations_report() -> list[dict[str, Any]]:
 
 
 def reseed_qa(run_dag: Any, config: Any) -> Any:
-    from envsync.config import config_path
+    from envsync.core.config import config_path
 
     return run_dag("reseed_environments", None, {"environments": ["qa"]}, config_path=config_path())
 
@@ -149,7 +149,7 @@ def test_an_expand_migration_is_validated_applied_to_qa_and_recorded(
 
 def test_a_statement_BigQuery_refuses_stops_before_anything_is_written_naming_file_and_line(
         fresh: None, migrations_dir: Path, config: Any, run_dag: Any) -> None:
-    from envsync.migrations import MigrationValidationError
+    from envsync.migrations.ledger import MigrationValidationError
 
     dag_run = reseed_qa(run_dag, config)
     assert str(dag_run.state) == "success", states(dag_run)
@@ -169,7 +169,7 @@ def test_a_statement_BigQuery_refuses_stops_before_anything_is_written_naming_fi
 
 
 def test_an_edited_applied_migration_is_refused(fresh: None, migrations_dir: Path, config: Any, run_dag: Any) -> None:
-    from envsync.migrations import MigrationError
+    from envsync.migrations.ledger import MigrationError
 
     dag_run = reseed_qa(run_dag, config)
     assert str(dag_run.state) == "success", states(dag_run)
@@ -189,10 +189,10 @@ def contract_problems(config: Any, envs: list[str]) -> list[str]:
     """What the reseed's plan finds, computed the way its task does."""
     import logging
 
-    from envsync.discovery import discover_dataset
-    from envsync.jobs import JobStats
+    from envsync.bigquery.discovery import discover_dataset
+    from envsync.bigquery.jobs import JobStats
     from envsync.operators.reseed import contract_groups, schema_migrations
-    from envsync.reseed import Reseeder
+    from envsync.environments.reseed import Reseeder
 
     reseeder = Reseeder(config, runner(config), dt.datetime.now(dt.timezone.utc))
     problems: list[str] = []
@@ -269,9 +269,9 @@ def test_a_seed_that_does_not_fit_the_promoted_schema_fails_the_reseed_before_an
 
 def test_prod_is_migrated_only_through_the_guard_with_the_phrase_and_the_weekly_sync_brings_it_to_dev(
         fresh: None, migrations_dir: Path, config: Any, run_dag: Any) -> None:
-    from envsync.config import config_path
-    from envsync.guard import ProdWriteRefused
-    from envsync.migrations import pending, read_ledger
+    from envsync.core.config import config_path
+    from envsync.core.guard import ProdWriteRefused
+    from envsync.migrations.ledger import pending, read_ledger
 
     (migrations_dir / "0001_add_email.sql").write_text(ADD_EMAIL)
     for confirm in (None, "apply schema migrations 2 to prod"):
@@ -293,7 +293,7 @@ def test_prod_is_migrated_only_through_the_guard_with_the_phrase_and_the_weekly_
     assert ledger(config) == [("prod", 1, "applied"), ("dev", 1, "synced")]
     assert [(r["environment"], r["version"], r["ahead_of_prod"], r["not_here_yet"]) for r in migrations_report()] == [
         ("prod", 1, [], []), ("staging", None, [], [1]), ("qa", None, [], [1]), ("dev", 1, [], [])]
-    from envsync.migrations import load_migrations
+    from envsync.migrations.ledger import load_migrations
     assert pending(load_migrations(config), read_ledger(config, client()), "dev") == []
 
 
@@ -304,7 +304,7 @@ def test_the_weekly_dev_sync_keeps_succeeding_once_prod_holds_a_migration(
         fresh: None, migrations_dir: Path, config: Any, run_dag: Any) -> None:
     """The first sync records prod's version 1 as synced for dev; the next week's sync checks dev's
     history against every migration file (not only the pending ones, of which there are none)."""
-    from envsync.config import config_path
+    from envsync.core.config import config_path
 
     (migrations_dir / "0001_add_email.sql").write_text(ADD_EMAIL)
     promote(config, "prod", confirm="apply schema migrations 1 to prod")
@@ -349,7 +349,7 @@ def test_a_reseed_whose_migration_fails_after_the_rebuild_leaves_the_environment
     qa no longer holds 1, and the migrate task fails naming it."""
     from google.api_core.exceptions import BadRequest
 
-    from envsync.jobs import JobRunner
+    from envsync.bigquery.jobs import JobRunner
 
     dag_run = reseed_qa(run_dag, config)
     assert str(dag_run.state) == "success", states(dag_run)
@@ -372,7 +372,7 @@ def test_a_reseed_whose_migration_fails_after_the_rebuild_leaves_the_environment
     assert columns("qa_sales.customers") == ["customer_id", "name", "segment", "country"]   # prod's schema
     assert len(rows(f"select * from `{PROJECT}.qa_sales.customers`")) == 20                 # seeded, not empty
     assert ledger(config) == [("qa", 1, "applied"), ("qa", 1, "failed")]
-    from envsync.migrations import load_migrations, pending, read_ledger, unapplied
+    from envsync.migrations.ledger import load_migrations, pending, read_ledger, unapplied
 
     held = read_ledger(config, client())
     assert pending(load_migrations(config), held, "qa") == []

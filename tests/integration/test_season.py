@@ -115,7 +115,7 @@ def next_saturday(after: dt.datetime) -> dt.datetime:
 
 
 def client() -> Any:
-    from envsync.clients import bigquery_client
+    from envsync.core.clients import bigquery_client
 
     return bigquery_client(PROJECT, "US")
 
@@ -172,13 +172,13 @@ class Season:
     # ------------------------------------------------------------------ config and stores
     @property
     def config(self) -> Any:
-        from envsync.config import load_config
+        from envsync.core.config import load_config
 
         return load_config(self.config_path)
 
     def store(self) -> Any:
-        from envsync.clients import storage_client
-        from envsync.manifest import ManifestStore
+        from envsync.core.clients import storage_client
+        from envsync.core.manifest import ManifestStore
 
         return ManifestStore(storage_client(PROJECT), BUCKET)
 
@@ -189,7 +189,7 @@ class Season:
         return found
 
     def ledger_files(self) -> tuple[Any, Any]:
-        from envsync.migrations import load_migrations, read_ledger
+        from envsync.migrations.ledger import load_migrations, read_ledger
 
         return load_migrations(self.config), read_ledger(self.config, client())
 
@@ -228,7 +228,7 @@ class Season:
     def check_no_leftovers(self) -> None:
         """No rehearsal dataset, stage table or restore scratch table anywhere in the project (one
         query of the region's INFORMATION_SCHEMA.TABLES)."""
-        from envsync.plan import STAGE_SUFFIX
+        from envsync.sync.plan import STAGE_SUFFIX
 
         names = dataset_ids()
         assert not [d for d in names if "migcheck" in d], names
@@ -290,7 +290,7 @@ class Season:
 
     def check_staging_cut(self, dag_run: Any) -> None:
         """staging holds qa's tables (qa has not changed since the cut) and qa's migration versions."""
-        from envsync.migrations import applied
+        from envsync.migrations.ledger import applied
 
         for dataset in self.config.prod.datasets:
             for table, kind in table_kinds(NS.ds(f"qa_{dataset}")).items():
@@ -351,7 +351,7 @@ class Season:
         they hold and prod does not (pending), minus what migrations prod holds and they do not yet
         add (a hotfix that skipped qa); test environments: prod's schema as of their creation. Every
         seeded table with its seed's rows."""
-        from envsync.migrations import applied
+        from envsync.migrations.ledger import applied
 
         files, ledger = self.ledger_files()
         by_version = files.by_version()
@@ -392,7 +392,7 @@ class Season:
 @pytest.fixture
 def season_stack(make_stack: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """Emulators of their own on a virtual clock, used by this test's clients and DAG runs."""
-    from envsync import devstack
+    from envsync.dev import devstack
 
     stack = make_stack(clock_file=tmp_path / "clock")
     devstack.up(stack, timeout=120)
@@ -422,7 +422,7 @@ def seed_counts(seeds: Path) -> dict[str, int]:
 def test_a_season_of_the_schedule_keeps_every_invariant_after_every_run(
         season_stack: Any, run_dag: Any, config_file: Any, migrations_dir: Path, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    from envsync.demo import create_demo_prod
+    from envsync.dev.demo import create_demo_prod
 
     began = time.monotonic()
     monkeypatch.setenv("ENVSYNC_MASKING_SALT", SALT)

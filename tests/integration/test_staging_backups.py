@@ -61,7 +61,7 @@ def cfg(tmp_path: Path) -> Path:
 
 
 def test_a_staging_ladder_run_snapshots_into_backup_staging(staging: None, run_dag: Any, cfg: Path) -> None:
-    from envsync.ladder import snapshot_name
+    from envsync.backups.ladder import snapshot_name
 
     hour = run_time()
     dag_run = run_dag("backup_ladder", hour, {}, config_path=cfg)

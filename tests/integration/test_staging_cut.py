@@ -84,7 +84,7 @@ def test_a_cut_copies_qa_to_staging_with_identical_fingerprints(envs: None, run_
 
 
 def test_a_cut_that_fails_verification_leaves_staging_unchanged(envs: None, run_dag: Any, cfg: Path) -> None:
-    from envsync.cut import CutSync
+    from envsync.environments.cut import CutSync
 
     before = staging_state()
     build = CutSync._build
@@ -109,7 +109,7 @@ def test_a_cut_that_fails_verification_leaves_staging_unchanged(envs: None, run_
 
 
 def test_a_cut_that_fails_while_publishing_is_rolled_back_from_the_pins(envs: None, run_dag: Any, cfg: Path) -> None:
-    from envsync.cut import CutSync
+    from envsync.environments.cut import CutSync
 
     before = staging_state()
     publish = CutSync.publish_table
@@ -151,10 +151,10 @@ create table shop.hotfix_notes (id int64, note string);
 
 def apply_migrations(cfg: Path, directory: Path, env: str, versions: list[int]) -> Any:
     """Apply migrations `versions` of `directory` to `env` through the library, as promote_schema does."""
-    from envsync.config import load_config
-    from envsync.guard import GuardedBigQuery, WriteGuard
-    from envsync.jobs import JobRunner
-    from envsync.migrations import apply, load_migrations, read_ledger
+    from envsync.core.config import load_config
+    from envsync.core.guard import GuardedBigQuery, WriteGuard
+    from envsync.bigquery.jobs import JobRunner
+    from envsync.migrations.ledger import apply, load_migrations, read_ledger
 
     config = load_config(cfg)
     runner = JobRunner(GuardedBigQuery(client(), WriteGuard.from_config(config), config.location),
@@ -166,7 +166,7 @@ def apply_migrations(cfg: Path, directory: Path, env: str, versions: list[int]) 
 
 
 def staging_ledger(config: Any) -> list[tuple[int, str, str | None, str | None]]:
-    from envsync.migrations import read_ledger
+    from envsync.migrations.ledger import read_ledger
 
     return [(r.version, r.status, r.dag_id, r.run_id) for r in read_ledger(config, client()) if r.environment == "staging"]
 
@@ -188,8 +188,8 @@ def cuts_report() -> list[dict[str, Any]]:
 
 @pytest.mark.slow
 def test_a_cut_carries_qas_migrations_over_as_stagings(envs: None, run_dag: Any, cfg: Path, migrations: Path) -> None:
-    from envsync.migrations import REVERTED, SYNCED, applied, load_migrations, read_ledger
-    from envsync.promote import check_gates
+    from envsync.migrations.ledger import REVERTED, SYNCED, applied, load_migrations, read_ledger
+    from envsync.migrations.promote import check_gates
 
     config = apply_migrations(cfg, migrations, "qa", [1])          # promoted to qa: qa_shop.customers.email
     apply_migrations(cfg, migrations, "staging", [2])               # a hotfix on staging that skipped qa
@@ -230,7 +230,7 @@ def test_a_cut_carries_qas_migrations_over_as_stagings(envs: None, run_dag: Any,
 @pytest.mark.slow
 def test_a_failed_cut_records_nothing_in_the_migration_ledger(envs: None, run_dag: Any, cfg: Path,
                                                               migrations: Path) -> None:
-    from envsync.cut import CutSync
+    from envsync.environments.cut import CutSync
 
     config = apply_migrations(cfg, migrations, "qa", [1])
     apply_migrations(cfg, migrations, "staging", [2])

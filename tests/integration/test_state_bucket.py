@@ -15,8 +15,8 @@ pytestmark = pytest.mark.integration
 
 
 def store_for(name: str) -> Any:
-    from envsync.clients import storage_client
-    from envsync.manifest import ManifestStore
+    from envsync.core.clients import storage_client
+    from envsync.core.manifest import ManifestStore
 
     return ManifestStore(storage_client(PROJECT), name)
 
@@ -24,7 +24,7 @@ def store_for(name: str) -> Any:
 def drop_bucket(name: str) -> None:
     from google.api_core.exceptions import NotFound
 
-    from envsync.clients import storage_client
+    from envsync.core.clients import storage_client
 
     try:
         storage_client(PROJECT).bucket(name).delete(force=True)
@@ -33,7 +33,7 @@ def drop_bucket(name: str) -> None:
 
 
 def test_a_missing_state_bucket_is_created_marked_and_reused(emulators: Any) -> None:
-    from envsync.manifest import MARKER
+    from envsync.core.manifest import MARKER
 
     name = NS.bucket("envsync-bucket-probe")
     drop_bucket(name)
@@ -50,8 +50,8 @@ def test_a_missing_state_bucket_is_created_marked_and_reused(emulators: Any) -> 
 
 
 def test_a_bucket_another_projects_envsync_uses_is_refused_naming_it(emulators: Any) -> None:
-    from envsync.clients import storage_client
-    from envsync.manifest import MARKER, StateBucketError
+    from envsync.core.clients import storage_client
+    from envsync.core.manifest import MARKER, StateBucketError
 
     name = NS.bucket("envsync-bucket-foreign")
     drop_bucket(name)

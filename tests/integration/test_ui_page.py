@@ -19,8 +19,8 @@ def ui_env(emulators: Any, config_file: Any) -> dict[str, Any]:
     import uikit
     from google.cloud import bigquery
 
-    from envsync.clients import bigquery_client, storage_client
-    from envsync.config import load_config
+    from envsync.core.clients import bigquery_client, storage_client
+    from envsync.core.config import load_config
 
     config = load_config(config_file(project=UI_PROJECT, prod__datasets=["sales"], state__bucket=BUCKET))
     client = bigquery_client(UI_PROJECT, "US")
@@ -40,7 +40,7 @@ def ui_env(emulators: Any, config_file: Any) -> dict[str, Any]:
 
 
 def _reader(env: dict[str, Any]) -> Any:
-    from envsync.manifest import ManifestStore
+    from envsync.core.manifest import ManifestStore
     from envsync.ui.data import DashboardReader
 
     return DashboardReader(env["config"], env["client"], ManifestStore(env["storage"], BUCKET))
@@ -102,7 +102,7 @@ def test_figures_match_the_audit_rows_snapshots_and_ledgers(ui_env: dict[str, An
 def test_time_travel_narrowed_shows_the_gap_between_snapshots(ui_env: dict[str, Any], config_file: Any) -> None:
     import uikit
 
-    from envsync.config import load_config
+    from envsync.core.config import load_config
 
     config = load_config(config_file(project=UI_PROJECT, prod__datasets=["sales"], state__bucket=BUCKET,
                                      backups__restore_time_travel_hours=0))

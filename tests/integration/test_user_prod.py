@@ -25,13 +25,13 @@ LAST_EVENT = dt.date(2026, 11, 27)
 
 
 def _client() -> Any:
-    from envsync.clients import bigquery_client
+    from envsync.core.clients import bigquery_client
 
     return bigquery_client(USER_PROJECT, "US")
 
 
 def _rows(sql: str, **params: Any) -> list[dict[str, Any]]:
-    from envsync.guard import to_query_parameters
+    from envsync.core.guard import to_query_parameters
     from google.cloud import bigquery
 
     config = bigquery.QueryJobConfig(query_parameters=to_query_parameters(params))

@@ -76,13 +76,13 @@ PROD_SQL = [
 
 
 def bq_client():  # type: ignore[no-untyped-def]
-    from envsync.clients import bigquery_client
+    from envsync.core.clients import bigquery_client
 
     return bigquery_client(PROJECT, "US")
 
 
 def query(sql: str, **params: Any) -> list[dict[str, Any]]:
-    from envsync.guard import to_query_parameters
+    from envsync.core.guard import to_query_parameters
     from google.cloud import bigquery
 
     client = bq_client()
@@ -104,7 +104,7 @@ def drop_environment_datasets() -> None:
 
 
 def clear_manifests(bucket: str = BUCKET) -> None:
-    from envsync.clients import storage_client
+    from envsync.core.clients import storage_client
     from google.api_core.exceptions import NotFound
 
     client = storage_client(PROJECT)
@@ -123,9 +123,9 @@ def states(dag_run: Any) -> dict[str, str]:
 
 
 def create_demo_prod_in(ns: Any, rows: int = 400) -> dict[str, Any]:
-    """The demo prod (envsync.demo) in a kit's own project, its datasets carrying the kit's prefix."""
-    from envsync.clients import bigquery_client
-    from envsync.demo import create_demo_prod
+    """The demo prod (envsync.dev.demo) in a kit's own project, its datasets carrying the kit's prefix."""
+    from envsync.core.clients import bigquery_client
+    from envsync.dev.demo import create_demo_prod
 
     return create_demo_prod(bigquery_client(ns.project, "US"), ns.project, "US", rows, dataset_prefix=ns.prefix)
 

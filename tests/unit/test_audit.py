@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from envsync.audit import ACTION_COLUMNS, RUN_COLUMNS, environment_of, insert_rows, run_rows
-from envsync.guard import TableRef, Typed
+from envsync.observe.audit import ACTION_COLUMNS, RUN_COLUMNS, environment_of, insert_rows, run_rows
+from envsync.core.guard import TableRef, Typed
 
 UTC = dt.timezone.utc
 NOW = dt.datetime(2026, 11, 21, 2, 30, tzinfo=UTC)
@@ -79,7 +79,7 @@ def test_insert_binds_every_value_as_a_typed_parameter() -> None:
 
 def test_insert_of_5000_actions_is_batched_under_the_parameter_limit() -> None:
     """BigQuery binds at most 10,000 parameters per query (quotas: query jobs): every row still lands."""
-    from envsync.audit import MAX_QUERY_PARAMETERS
+    from envsync.observe.audit import MAX_QUERY_PARAMETERS
 
     runner = Recorder()
     table = TableRef("acme-data", "envsync_audit", "table_actions")

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from envsync.config import parse_config
-from envsync.discovery import DatasetInfo, TableInfo
-from envsync.plan import plan_dataset
-from envsync.window import quarter_window
+from envsync.core.config import parse_config
+from envsync.bigquery.discovery import DatasetInfo, TableInfo
+from envsync.sync.plan import plan_dataset
+from envsync.core.window import quarter_window
 
 REPO = Path(__file__).resolve().parents[2]
 PROJECT = "envsync-demo"

@@ -7,7 +7,7 @@ from unittest import mock
 
 import pytest
 
-from envsync import clients
+from envsync.core import clients
 
 
 def test_emulator_env_vars_give_anonymous_clients_on_those_endpoints(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,4 +1,4 @@
-"""Loading and validating config/envsync.yaml (envsync.config): one readable ConfigError per bad file."""
+"""Loading and validating config/envsync.yaml (envsync.core.config): one readable ConfigError per bad file."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from envsync.config import (
+from envsync.core.config import (
     CONFIG_ENV_VAR,
     DEFAULT_CONFIG_PATH,
     ConfigError,

@@ -8,8 +8,8 @@ from unittest import mock
 from google.api_core.exceptions import NotFound
 from google.cloud import bigquery
 
-from envsync.datasets import default_kms_key, ensure_env_dataset, recreate_env_dataset
-from envsync.guard import GuardedBigQuery, WriteGuard
+from envsync.bigquery.datasets import default_kms_key, ensure_env_dataset, recreate_env_dataset
+from envsync.core.guard import GuardedBigQuery, WriteGuard
 
 KEY = "projects/kms-proj/locations/us/keyRings/envsync/cryptoKeys/prod"
 

@@ -15,8 +15,8 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from envsync import demo
-from envsync.guard import IdentifierError
+from envsync.dev import demo
+from envsync.core.identifiers import IdentifierError
 
 PROJECT = "envsync-demo"
 SQL_FILES = sorted(demo.SQL_DIR.glob("*.sql"))

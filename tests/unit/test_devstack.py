@@ -15,8 +15,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from envsync import devstack
-from envsync.devstack import DevstackError, Stack
+from envsync.dev import devstack
+from envsync.dev.devstack import DevstackError, Stack
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -165,7 +165,7 @@ def test_cli_prints_one_line_per_service_and_fails_cleanly(
 ) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "plugins")}
     env.pop("ENVSYNC_EMULATOR_VENV", None)
-    base = [sys.executable, "-m", "envsync.devstack"]
+    base = [sys.executable, "-m", "envsync.dev.devstack"]
     ports = ["--bq-port", str(devstack.free_port()), "--grpc-port", str(devstack.free_port())]
 
     status = subprocess.run(

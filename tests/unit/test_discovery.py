@@ -7,7 +7,7 @@ from unittest import mock
 
 from google.cloud import bigquery
 
-from envsync.discovery import discover_dataset, list_row_access_policies
+from envsync.bigquery.discovery import discover_dataset, list_row_access_policies
 
 
 def policy(name: str) -> dict[str, object]:

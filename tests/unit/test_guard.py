@@ -1,4 +1,4 @@
-"""The prod write guard (envsync.guard): identifiers, write targets of SQL, and the guarded client.
+"""The prod write guard (envsync.core.guard): identifiers, write targets of SQL, and the guarded client.
 
 No BigQuery: the client is a `Mock(spec=bigquery.Client)`, and the point of most tests is that a
 refused write never reaches it.
@@ -12,18 +12,8 @@ from unittest import mock
 import pytest
 from google.cloud import bigquery
 
-from envsync.guard import (
-    GuardedBigQuery,
-    IdentifierError,
-    ProdWriteRefused,
-    TableRef,
-    WriteGuard,
-    WriteTarget,
-    quote,
-    quote_column,
-    to_query_parameters,
-    validate_identifier,
-)
+from envsync.core.guard import GuardedBigQuery, ProdWriteRefused, TableRef, WriteGuard, WriteTarget, to_query_parameters
+from envsync.core.identifiers import IdentifierError, quote, quote_column, validate_identifier
 
 PROJECT = "envsync-demo"
 PROD = ("sales", "marketing")

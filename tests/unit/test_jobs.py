@@ -8,8 +8,8 @@ from unittest import mock
 import pytest
 from google.api_core.exceptions import BadRequest, Conflict, ServiceUnavailable
 
-from envsync.guard import GuardedBigQuery, WriteGuard
-from envsync.jobs import JobRunner, JobStats, label_value
+from envsync.core.guard import GuardedBigQuery, WriteGuard
+from envsync.bigquery.jobs import JobRunner, JobStats, label_value
 
 
 def runner_with(client: Any) -> JobRunner:
@@ -114,7 +114,7 @@ def test_cancel_all_cancels_jobs_in_flight() -> None:
 )
 def test_a_bigquery_400_fails_its_object_without_retries(error: Exception, retryable: bool) -> None:
     """A 400 that BigQuery answers for the request itself fails the same way on every retry."""
-    from envsync.jobs import run_recorded
+    from envsync.bigquery.jobs import run_recorded
 
     def work(stats: Any) -> None:
         raise error
@@ -132,7 +132,7 @@ import random  # noqa: E402
 
 from google.api_core.exceptions import Forbidden, InternalServerError, NotFound, TooManyRequests  # noqa: E402
 
-from envsync.jobs import JobTimeoutError, RetryPolicy, is_transient_job_error, run_recorded  # noqa: E402
+from envsync.bigquery.jobs import JobTimeoutError, RetryPolicy, is_transient_job_error, run_recorded  # noqa: E402
 
 TABLE_UPDATES = Forbidden("Exceeded rate limits: too many table update operations for this table",
                           errors=[{"reason": "rateLimitExceeded",
@@ -274,7 +274,7 @@ def test_a_job_the_worker_stops_waiting_for_is_cancelled() -> None:
 def test_load_jobs_carry_the_server_side_timeout() -> None:
     from google.cloud import bigquery
 
-    from envsync.guard import TableRef
+    from envsync.core.guard import TableRef
 
     client = mock.Mock()
     bq = GuardedBigQuery(client, WriteGuard("envsync-demo", ["sales"], ["dev_"]), "US")

@@ -1,4 +1,4 @@
-"""The backup ladder planner (envsync.ladder): take/skip decisions, thinning, names. Pure, no I/O.
+"""The backup ladder planner (envsync.backups.ladder): take/skip decisions, thinning, names. Pure, no I/O.
 
 The expected kept sets are recomputed here from the rule in the module docstring, in epoch seconds
 and from the full, never-thinned history, not by calling `keep`: equality also proves that thinning
@@ -14,20 +14,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from envsync.ladder import (
-    Backup,
-    Ladder,
-    SnapshotDecision,
-    daily_snapshot_budget,
-    keep,
-    parse_duration,
-    parse_snapshot_name,
-    plan_snapshot,
-    restore_points,
-    snapshot_expiry,
-    snapshot_name,
-    thin,
-)
+from envsync.backups.ladder import Backup, SnapshotDecision, daily_snapshot_budget, keep, parse_snapshot_name, plan_snapshot, restore_points, snapshot_expiry, snapshot_name, thin
+from envsync.core.rungs import Ladder, parse_duration
 
 UTC = dt.timezone.utc
 H = dt.timedelta(hours=1)

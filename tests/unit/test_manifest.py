@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from google.api_core.exceptions import Conflict, Forbidden, NotFound, PreconditionFailed
 
-from envsync.manifest import MARKER, ManifestStore, StateBucketError
+from envsync.core.manifest import MARKER, ManifestStore, StateBucketError
 
 OURS, THEIRS = "envsync-demo", "someone-else"
 

@@ -1,4 +1,4 @@
-"""Masks outside prod samples (envsync.masking and its use by config, plan, verify, report, audit,
+"""Masks outside prod samples (envsync.privacy.masking and its use by config, plan, verify, report, audit,
 alerts): which columns are masked where, what is refused and why, and what the dry run says. Pure."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import sqlglot
 
-from envsync.config import ConfigError, EnvsyncConfig, parse_config
-from envsync.discovery import DatasetInfo, TableInfo
-from envsync.masking import (
+from envsync.core.config import ConfigError, EnvsyncConfig, parse_config
+from envsync.bigquery.discovery import DatasetInfo, TableInfo
+from envsync.privacy.masking import (
     ColumnMask,
     MaskError,
     column_masks,
@@ -19,8 +19,8 @@ from envsync.masking import (
     masks_from_dicts,
     unmasked_tagged,
 )
-from envsync.plan import MIN_BYTES_BILLED_PER_TABLE, PlanError, plan_dataset
-from envsync.window import quarter_window
+from envsync.sync.plan import MIN_BYTES_BILLED_PER_TABLE, PlanError, plan_dataset
+from envsync.core.window import quarter_window
 
 UTC = dt.timezone.utc
 SALT_ENV = "ENVSYNC_MASKING_SALT"
@@ -247,9 +247,10 @@ def test_every_column_masked_needs_a_key_and_the_key_must_exist() -> None:
 
 
 def test_privacy_report_audit_rows_and_slack_warning() -> None:
-    from envsync.alerts import build_message
-    from envsync.audit import masked_column_rows
-    from envsync.report import privacy_entries, privacy_report, privacy_table
+    from envsync.observe.alerts import build_message
+    from envsync.observe.audit import masked_column_rows
+    from envsync.observe.report import privacy_report, privacy_table
+    from envsync.sync.summary import privacy_entries
 
     plan = plan_dataset(make_config(MASKED, privacy=PRIVACY), dataset(contacts()), existing=None, window=WINDOW)
     entries = privacy_entries([plan])
@@ -280,7 +281,7 @@ def test_privacy_report_audit_rows_and_slack_warning() -> None:
 
 
 def test_check_salt_only_for_planned_hash_or_fake(monkeypatch: pytest.MonkeyPatch) -> None:
-    from envsync.sync import check_salt
+    from envsync.sync.run import check_salt
 
     monkeypatch.delenv(SALT_ENV, raising=False)
     nulls = make_config({"crm.contacts": {"mask": {"email": "null"}}})
@@ -291,7 +292,7 @@ def test_check_salt_only_for_planned_hash_or_fake(monkeypatch: pytest.MonkeyPatc
 
 
 def test_the_verification_matches_rows_on_the_key_or_a_hash_of_the_unmasked_columns() -> None:
-    from envsync.verify import match_key_sql
+    from envsync.bigquery.verify import match_key_sql
 
     assert match_key_sql(contacts(), ["contact_id"], {"email"}) == "to_json_string(struct(`contact_id`))"
     assert match_key_sql(contacts(), [], {"email", "name", "phone"}) == (
@@ -299,7 +300,7 @@ def test_the_verification_matches_rows_on_the_key_or_a_hash_of_the_unmasked_colu
 
 
 def test_reseed_privacy_lists_the_masks_of_prod_samples_per_environment() -> None:
-    from envsync.reseed import ReseedUnit, TableSource, reseed_privacy
+    from envsync.environments.reseed import ReseedUnit, TableSource, reseed_privacy
 
     config = make_config({"crm.contacts": {"source": "prod_sample", "sample": {"key": "contact_id", "modulo": 4},
                                            "mask": {"email": "hash"}}},
@@ -315,7 +316,7 @@ def test_reseed_privacy_lists_the_masks_of_prod_samples_per_environment() -> Non
 
 
 def test_the_run_notifier_sends_privacy_warnings_and_refuses_unknown_kinds() -> None:
-    from envsync.alerts import EnvsyncSlackNotifier
+    from envsync.observe.alerts import EnvsyncSlackNotifier
 
     assert EnvsyncSlackNotifier(kind="privacy", slack_webhook_conn_id="slack_envsync").kind == "privacy"
     with pytest.raises(ValueError, match="'drift'"):

@@ -14,9 +14,9 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from envsync.config import EnvsyncConfig, parse_config
-from envsync.guard import ProdWriteRefused, WriteGuard, WriteTarget, migration_confirmation_phrase
-from envsync.migrations import (
+from envsync.core.config import EnvsyncConfig, parse_config
+from envsync.core.guard import ProdWriteRefused, WriteGuard, WriteTarget, migration_confirmation_phrase
+from envsync.migrations.ledger import (
     APPLIED,
     FAILED,
     REVERTED,
@@ -355,7 +355,7 @@ def test_prod_tables_are_writable_only_with_the_exact_phrase_naming_the_versions
 
 
 def test_additions_and_what_an_environment_is_behind_on(tmp_path: Path, config: EnvsyncConfig) -> None:
-    from envsync.migrations import ahead_of
+    from envsync.migrations.ledger import ahead_of
 
     migrations = three(tmp_path, config)
     assert migrations[0].additions() == ["sales.customers.email"]
@@ -368,7 +368,7 @@ def test_additions_and_what_an_environment_is_behind_on(tmp_path: Path, config: 
 
 def test_the_seed_contract_names_the_migrated_schema_and_tolerates_columns_the_env_is_behind_on() -> None:
     from envsync.operators.reseed import contract_groups
-    from envsync.reseed import schema_contract
+    from envsync.environments.reseed import schema_contract
 
     migrated = [{"name": "customer_id", "type": "INT64"}, {"name": "email", "type": "STRING"}]
     seed = [{"name": "customer_id", "type": "INTEGER"}]

@@ -9,27 +9,13 @@ from typing import Any
 
 import pytest
 
-from envsync.alerts import parity_message
-from envsync.config import EnvsyncConfig, parse_config
-from envsync.discovery import DatasetInfo, TableInfo
-from envsync.guard import ProdWriteRefused, WriteGuard, WriteTarget
-from envsync.migrations import load_migrations
-from envsync.parity import (
-    DRIFT,
-    EXPECTED,
-    OK,
-    UNKNOWN,
-    Expectations,
-    Finding,
-    ParityResult,
-    Refresh,
-    check_environments_param,
-    compare_dataset,
-    findings_table,
-    freshness,
-    refresh_failures,
-    refreshes,
-)
+from envsync.observe.alerts import parity_message
+from envsync.core.config import EnvsyncConfig, parse_config
+from envsync.bigquery.discovery import DatasetInfo, TableInfo
+from envsync.core.guard import ProdWriteRefused, WriteGuard, WriteTarget
+from envsync.migrations.ledger import load_migrations
+from envsync.environments.parity import DRIFT, EXPECTED, OK, UNKNOWN, Expectations, Finding, ParityResult, Refresh, compare_dataset, findings_table, freshness, refresh_failures, refreshes
+from envsync.operators.params import check_environments_param
 
 UTC = dt.timezone.utc
 NOW = dt.datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -261,7 +247,7 @@ def test_a_refresh_run_checks_the_environments_its_manifest_names() -> None:
 
 
 def test_the_run_report_summary_counts_per_environment() -> None:
-    from envsync.report import parity_summary_text
+    from envsync.observe.report import parity_summary_text
 
     findings = [Finding("dev", "sales", "dev_sales", "sales.t", "missing_object", DRIFT, "table sales.t is missing"),
                 Finding("dev", "sales", "dev_sales", "sales.t", "rows", UNKNOWN, "past time travel"),

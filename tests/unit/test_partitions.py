@@ -1,5 +1,5 @@
-"""Chunking into jobs of at most 4,000 partitions (envsync.partitions), the DDL of column options and
-ingestion-time tables (envsync.ddl), and the plan's job counts (envsync.plan). Pure.
+"""Chunking into jobs of at most 4,000 partitions (envsync.bigquery.partitions), the DDL of column options and
+ingestion-time tables (envsync.bigquery.ddl), and the plan's job counts (envsync.sync.plan). Pure.
 
 https://cloud.google.com/bigquery/quotas#partitioned_tables: each query or load job can modify at
 most 4,000 partitions.
@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from envsync.config import parse_config
-from envsync.ddl import carried_schema, column_def, column_type_sql, partition_clause
-from envsync.discovery import DatasetInfo, TableInfo
-from envsync.partitions import (
+from envsync.core.config import parse_config
+from envsync.bigquery.ddl import carried_schema, column_def, column_type_sql, partition_clause
+from envsync.bigquery.discovery import DatasetInfo, TableInfo
+from envsync.bigquery.partitions import (
     MAX_PARTITIONS_PER_JOB,
     Chunk,
     Spec,
@@ -27,8 +27,8 @@ from envsync.partitions import (
     partitions_between,
     window_chunks,
 )
-from envsync.plan import plan_dataset
-from envsync.window import quarter_window
+from envsync.sync.plan import plan_dataset
+from envsync.core.window import quarter_window
 
 UTC = dt.timezone.utc
 HOURLY = Spec("ts", "TIMESTAMP", "HOUR")
@@ -155,7 +155,7 @@ def test_the_plan_counts_two_delete_jobs_for_an_hourly_table_of_a_year() -> None
 
 
 def test_a_clone_with_few_partitions_outside_the_window_is_trimmed_without_listing_them() -> None:
-    from envsync.plan import single_trim
+    from envsync.sync.plan import single_trim
 
     a = _plan(_hourly("daily", "DAY"), ids={"daily": [f"2026{m:02d}01" for m in range(1, 13)]})["daily"]
     assert single_trim(a) and a.trim_partitions is not None and a.trim_partitions < 12
@@ -221,8 +221,8 @@ CREATED = [{"name": "email", "type": "STRING", "mode": "NULLABLE"}, {"name": "st
 
 
 def test_carry_column_options_applies_prod_options() -> None:
-    from envsync.ddl import carry_column_options
-    from envsync.guard import TableRef
+    from envsync.bigquery.ddl import carry_column_options
+    from envsync.core.guard import TableRef
 
     bq = _BQ(CREATED, keeps_tags=True)
     carry_column_options(bq, TableRef("envsync-demo", "dev_core", "t"), PROD_TAGGED)  # type: ignore[arg-type]
@@ -232,8 +232,8 @@ def test_carry_column_options_applies_prod_options() -> None:
 
 
 def test_a_derived_table_that_would_lose_its_policy_tags_fails() -> None:
-    from envsync.ddl import ColumnOptionsError, carry_column_options
-    from envsync.guard import TableRef
+    from envsync.bigquery.ddl import ColumnOptionsError, carry_column_options
+    from envsync.core.guard import TableRef
 
     bq = _BQ(CREATED, keeps_tags=False)
     with pytest.raises(ColumnOptionsError, match="dev_core.t.*policy tags of prod were not applied.*email"):

@@ -1,4 +1,4 @@
-"""The dev-sync planner (envsync.plan): prod metadata in, per-table actions out. Pure, no BigQuery."""
+"""The dev-sync planner (envsync.sync.plan): prod metadata in, per-table actions out. Pure, no BigQuery."""
 
 from __future__ import annotations
 
@@ -9,18 +9,10 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from envsync.config import EnvsyncConfig, parse_config
-from envsync.discovery import DatasetInfo, TableInfo
-from envsync.plan import (
-    MIN_BYTES_BILLED_PER_TABLE,
-    STAGE_SUFFIX,
-    Action,
-    DatasetPlan,
-    PlanError,
-    check_table_filter,
-    order_views,
-    plan_dataset,
-)
+from envsync.core.config import EnvsyncConfig, parse_config
+from envsync.bigquery.discovery import DatasetInfo, TableInfo
+from envsync.sync.plan import MIN_BYTES_BILLED_PER_TABLE, STAGE_SUFFIX, DatasetPlan, PlanError, check_table_filter, order_views, plan_dataset
+from envsync.bigquery.actions import Action
 
 PROJECT = "envsync-demo"
 GB = 1024**3

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from envsync.config import EnvsyncConfig, parse_config
-from envsync.guard import ProdWriteRefused, WriteGuard, WriteTarget
-from envsync.migrations import APPLIED, FAILED, LedgerRow, Migration, MigrationError, carry_over, load_migrations
-from envsync.promote import (
+from envsync.core.config import EnvsyncConfig, parse_config
+from envsync.core.guard import ProdWriteRefused, WriteGuard, WriteTarget
+from envsync.migrations.ledger import APPLIED, FAILED, LedgerRow, Migration, MigrationError, carry_over, load_migrations
+from envsync.migrations.promote import (
     Expected,
     PromotionError,
     check_gates,

@@ -19,24 +19,15 @@ import pytest
 import sqlglot
 from pydantic import ValidationError
 
-from envsync.config import ConfigError, EnvsyncConfig, FixedMask, parse_config
-from envsync.config import TestEnvConfig as TtlConfig  # aliased: pytest would try to collect Test*
-from envsync.discovery import DatasetInfo, TableInfo
-from envsync.guard import GuardedBigQuery, WriteGuard
-from envsync.params import validate_reseed_params
-from envsync.reseed import ContractError, Reseeder, _not_null_columns, schema_contract, units_for
-from envsync.seeds import (
-    SeedError,
-    find_seeds,
-    load_seed,
-    mask_expr,
-    masking_salt,
-    sample_predicate,
-    sample_select,
-    sample_spec,
-    seed_version,
-)
-from envsync.testenvs import delete_expired, expired_test_datasets
+from envsync.core.config import ConfigError, EnvsyncConfig, FixedMask, parse_config
+from envsync.core.config import TestEnvConfig as TtlConfig  # aliased: pytest would try to collect Test*
+from envsync.bigquery.discovery import DatasetInfo, TableInfo
+from envsync.core.guard import GuardedBigQuery, WriteGuard
+from envsync.operators.params import validate_reseed_params
+from envsync.environments.reseed import ContractError, Reseeder, _not_null_columns, schema_contract, units_for
+from envsync.environments.seeds import SeedError, find_seeds, load_seed, masking_salt, sample_predicate, sample_select, sample_spec, seed_version
+from envsync.privacy.masking import mask_expr
+from envsync.environments.testenvs import delete_expired, expired_test_datasets
 
 PROJECT = "envsync-demo"
 SALT_ENV = "ENVSYNC_MASKING_SALT"

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from envsync.backups import Snapshot
-from envsync.config import ConfigError, parse_config
-from envsync.guard import ProdWriteRefused, WriteGuard, WriteTarget, confirmation_phrase
-from envsync.restore import CreatedAfterT, ExportCandidate, RestoreError, choose_source, parse_point_in_time
+from envsync.backups.snapshots import Snapshot
+from envsync.core.config import ConfigError, parse_config
+from envsync.core.guard import ProdWriteRefused, WriteGuard, WriteTarget, confirmation_phrase
+from envsync.backups.restore import CreatedAfterT, ExportCandidate, RestoreError, choose_source, parse_point_in_time
 
 UTC = dt.timezone.utc
 NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -191,7 +191,7 @@ class FakeCatalog:
 def test_plan_skips_new_tables_and_restores_recreated_ones_from_their_snapshot() -> None:
     from unittest import mock
 
-    from envsync.restore import RestoreEngine
+    from envsync.backups.restore import RestoreEngine
 
     point = NOW - dt.timedelta(hours=5)
     config = parse_config(BASE)
@@ -223,7 +223,7 @@ def table(kind: str = "TABLE", field: str | None = "d") -> Any:
 
 
 def test_publish_truncates_an_existing_table_and_creates_a_missing_one() -> None:
-    from envsync.restore import publish_disposition
+    from envsync.backups.restore import publish_disposition
 
     assert publish_disposition("sales.orders", table(), table()) == "WRITE_TRUNCATE"
     assert publish_disposition("sales.orders", None, table()) == "WRITE_EMPTY"

@@ -13,8 +13,8 @@ import pytest
 from google.api_core.exceptions import Conflict
 from google.cloud import bigquery
 
-from envsync.guard import GuardedBigQuery, ProdWriteRefused, TableRef, WriteGuard
-from envsync.jobs import JobRunner, JobStats
+from envsync.core.guard import GuardedBigQuery, ProdWriteRefused, TableRef, WriteGuard
+from envsync.bigquery.jobs import JobRunner, JobStats
 
 PROJECT = "acme-data"
 STAGE = TableRef(PROJECT, "sales", "orders__restore")
@@ -84,8 +84,8 @@ def test_run_job_reattaches_to_a_running_job_and_skips_finished_ids() -> None:
 
 
 def test_avro_export_uses_logical_types() -> None:
-    from envsync.backups import BackupCatalog, BackupEngine
-    from envsync.config import parse_config
+    from envsync.backups.snapshots import BackupCatalog, BackupEngine
+    from envsync.core.config import parse_config
 
     client = mock.Mock(spec=bigquery.Client)
     store = mock.Mock()
@@ -107,13 +107,13 @@ def test_avro_export_uses_logical_types() -> None:
 
 
 def test_parquet_export_has_no_avro_option() -> None:
-    from envsync.backups import export_job_config
+    from envsync.backups.snapshots import export_job_config
 
     assert export_job_config("PARQUET", {})._properties["extract"] == {"destinationFormat": "PARQUET"}
 
 
 def test_an_export_is_loaded_by_one_wildcard_uri_and_avro_with_logical_types() -> None:
-    from envsync.restore import export_load
+    from envsync.backups.restore import export_load
 
     files = [f"gs://acme-exports/backups/sales/orders/2026-11-20/part-{i:012d}.avro" for i in range(12_000)]
     manifest = {"files": files, "format": "AVRO",

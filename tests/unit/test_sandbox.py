@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 import sandbox
-from envsync.config import PREFIX_RE, parse_config
+from envsync.core.config import PREFIX_RE, parse_config
 
 RUN = "envsynct202611221530a1b2c3"
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from envsync.alerts import build_message
-from envsync.audit import environment_of, run_rows
-from envsync.config import ConfigError, parse_config
-from envsync.params import check_backup_environments, check_environment
+from envsync.observe.alerts import build_message
+from envsync.observe.audit import environment_of, run_rows
+from envsync.core.config import ConfigError, parse_config
+from envsync.operators.params import check_backup_environments, check_environment
 
 
 def config(**backups: Any) -> Any:
@@ -132,8 +132,9 @@ class FakeClient:
 def test_a_retried_publish_finds_what_an_earlier_try_published(labels: dict[str, str], published: bool) -> None:
     from google.api_core.exceptions import NotFound
 
-    from envsync.cut import CutSync
-    from envsync.plan import Action, DatasetPlan
+    from envsync.environments.cut import CutSync
+    from envsync.sync.plan import DatasetPlan
+    from envsync.bigquery.actions import Action
 
     cfg = config(environments=["staging"])
     bq = type("Bq", (), {"client": FakeClient(labels)})()

@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 
-from envsync.config import ConfigError, parse_config
-from envsync.ladder import Ladder, plan_snapshot
-from envsync.prodcopy import AsOfError, check_as_of
-from envsync.timetravel import (
+from envsync.core.config import ConfigError, parse_config
+from envsync.backups.ladder import plan_snapshot
+from envsync.core.rungs import Ladder
+from envsync.sync.prodcopy import AsOfError, check_as_of
+from envsync.bigquery.timetravel import (
     DEFAULT_HOURS,
     created_after,
     effective_window,
@@ -26,7 +27,7 @@ from envsync.timetravel import (
     restore_window_hours,
     schema_changes,
 )
-from envsync.verify import compare_schema
+from envsync.bigquery.verify import compare_schema
 
 UTC = dt.timezone.utc
 NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=UTC)

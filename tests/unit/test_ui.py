@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from envsync.ladder import Backup, Ladder, keep, rungs_served, snapshot_name
+from envsync.backups.ladder import Backup, keep, rungs_served, snapshot_name
+from envsync.core.rungs import Ladder
 from envsync.ui import data
 from envsync.ui.data import (
     Dashboard,

@@ -1,4 +1,4 @@
-"""Verification checks (envsync.verify), DDL helpers (envsync.sync), reports and run params. Pure."""
+"""Verification checks (envsync.bigquery.verify), DDL helpers (envsync.sync.run), reports and run params. Pure."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from envsync.config import EnvsyncConfig, parse_config
-from envsync.discovery import TableInfo
-from envsync.guard import IdentifierError
-from envsync.params import validate_params
-from envsync.report import human_bytes, render_table
-from envsync.ddl import cluster_clause, column_def, column_type_sql, partition_clause
-from envsync.verify import bucket_expr, compare_counts, compare_schema, window_filter
+from envsync.core.config import EnvsyncConfig, parse_config
+from envsync.bigquery.discovery import TableInfo
+from envsync.core.identifiers import IdentifierError
+from envsync.operators.params import validate_params
+from envsync.observe.report import human_bytes, render_table
+from envsync.bigquery.ddl import cluster_clause, column_def, column_type_sql, partition_clause
+from envsync.bigquery.verify import bucket_expr, compare_counts, compare_schema, window_filter
 
 
 @pytest.fixture
@@ -395,8 +395,8 @@ def test_duplicate_datasets_are_rejected_or_merged(config: EnvsyncConfig) -> Non
 def test_partition_filter_keeps_every_row_on_the_partitioning_column() -> None:
     """Tables with require_partition_filter are read with a predicate on the partitioning column only
     (https://cloud.google.com/bigquery/docs/querying-partitioned-tables); other tables with `true`."""
-    from envsync.discovery import TableInfo
-    from envsync.verify import partition_filter
+    from envsync.bigquery.discovery import TableInfo
+    from envsync.bigquery.verify import partition_filter
 
     schema = [{"name": "d", "type": "DATE"}, {"name": "ts", "type": "TIMESTAMP"}, {"name": "n", "type": "INTEGER"}]
     day = TableInfo("s", "t", "TABLE", schema=schema, partitioning={"type": "DAY", "field": "d"},

@@ -1,4 +1,4 @@
-"""Rewriting view SQL onto an environment's datasets (envsync.views), checked by re-parsing the output."""
+"""Rewriting view SQL onto an environment's datasets (envsync.bigquery.views), checked by re-parsing the output."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from envsync.views import rewrite_view_sql, view_dependencies
+from envsync.bigquery.views import rewrite_view_sql, view_dependencies
 
 PROJECT = "envsync-demo"
 DEV = {"sales": "dev_sales", "marketing": "dev_marketing"}

@@ -1,4 +1,4 @@
-"""Quarter windows, typed bounds and the run anchor (envsync.window): pure, no I/O."""
+"""Quarter windows, typed bounds and the run anchor (envsync.core.window): pure, no I/O."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from envsync.window import Window, anchor_from_context, quarter_window
+from envsync.core.window import Window, anchor_from_context, quarter_window
 
 UTC = dt.timezone.utc
 A = dt.datetime(2026, 11, 21, 2, 0, tzinfo=UTC)  # the ARCHITECTURE.md example: a Saturday 02:00 UTC

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from envsync.clients import DEFAULT_CONN_ID
+from envsync.core.clients import DEFAULT_CONN_ID
 from envsync.operators.common import DatasetUnitOperator, manifest_store, recorded_cut, run_prefix
 
 if TYPE_CHECKING:
@@ -42,9 +42,9 @@ class PlanBackupOperator(BaseOperator):
     def execute(self, context: Context) -> list[dict[str, str]]:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from envsync.config import ConfigError
-        from envsync.discovery import DiscoveryError
-        from envsync.prodcopy import AsOfError
+        from envsync.core.config import ConfigError
+        from envsync.bigquery.discovery import DiscoveryError
+        from envsync.sync.prodcopy import AsOfError
 
         try:
             return self._plan(context)
@@ -52,16 +52,16 @@ class PlanBackupOperator(BaseOperator):
             raise AirflowFailException(str(error)) from error
 
     def _plan(self, context: Context) -> list[dict[str, str]]:
-        from envsync.backups import BackupCatalog
-        from envsync.clients import bigquery_client
-        from envsync.config import load_config
-        from envsync.discovery import base_tables
-        from envsync.ladder import plan_snapshot, restore_points, snapshot_expiry, snapshot_name
-        from envsync.params import check_backup_environments, validate_backup_params
-        from envsync.prodcopy import check_as_of
-        from envsync.report import render_table, result_row
-        from envsync.timetravel import prod_windows
-        from envsync.window import anchor_from_context
+        from envsync.backups.snapshots import BackupCatalog
+        from envsync.core.clients import bigquery_client
+        from envsync.core.config import load_config
+        from envsync.bigquery.discovery import base_tables
+        from envsync.backups.ladder import plan_snapshot, restore_points, snapshot_expiry, snapshot_name
+        from envsync.operators.params import check_backup_environments, validate_backup_params
+        from envsync.sync.prodcopy import check_as_of
+        from envsync.observe.report import render_table, result_row
+        from envsync.bigquery.timetravel import prod_windows
+        from envsync.core.window import anchor_from_context
 
         config = load_config()
         datasets, reason, expiry_days = validate_backup_params(config, self.datasets, self.reason, self.expiry_days)
@@ -122,7 +122,7 @@ class PlanBackupOperator(BaseOperator):
 def backup_units(config: Any, client: Any, environments: list[str], datasets: list[str]) -> list[str]:
     """The datasets a ladder run backs up: prod's `<ds>` and, for staging, `staging_<ds>` (its snapshots go
     to `backup_staging_<ds>`). A staging dataset that does not exist (never seeded) is skipped, logged."""
-    from envsync.discovery import list_existing
+    from envsync.bigquery.discovery import list_existing
 
     log = logging.getLogger(__name__)
     units = []
@@ -140,10 +140,10 @@ class BackupDatasetOperator(DatasetUnitOperator):
     """Take the planned snapshots of one dataset, record their manifests, export the daily rung, thin."""
 
     def run_unit(self, config: Any, manifest: dict[str, Any], runner: Any, context: Context) -> Any:
-        from envsync.backups import BackupCatalog, BackupEngine
-        from envsync.guard import ProdWriteRefused
-        from envsync.jobs import run_recorded
-        from envsync.report import result_row
+        from envsync.backups.snapshots import BackupCatalog, BackupEngine
+        from envsync.core.guard import ProdWriteRefused
+        from envsync.bigquery.jobs import run_recorded
+        from envsync.observe.report import result_row
 
         dataset = self.dataset_ref["dataset"]
         store = manifest_store(config, self.gcp_conn_id)

@@ -13,20 +13,20 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from envsync.clients import DEFAULT_CONN_ID
+from envsync.core.clients import DEFAULT_CONN_ID
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from envsync.config import EnvsyncConfig
-    from envsync.jobs import JobRunner
-    from envsync.manifest import ManifestStore
+    from envsync.core.config import EnvsyncConfig
+    from envsync.bigquery.jobs import JobRunner
+    from envsync.core.manifest import ManifestStore
 
 
 def manifest_store(config: EnvsyncConfig, conn_id: str, bucket: str | None = None) -> ManifestStore:
     """The JSON store in `bucket` (default: the state bucket; backup exports use config.export_bucket)."""
-    from envsync.clients import storage_client
-    from envsync.manifest import ManifestStore
+    from envsync.core.clients import storage_client
+    from envsync.core.manifest import ManifestStore
 
     return ManifestStore(storage_client(config.project, conn_id), bucket or config.state.bucket)
 
@@ -38,9 +38,9 @@ def run_prefix(store: ManifestStore, context: Context) -> str:
 def guarded_runner(config: EnvsyncConfig, conn_id: str, context: Context, task_id: str,
                    location: str | None = None) -> JobRunner:
     """A JobRunner whose every write passes the prod write guard, labelled with this run and task."""
-    from envsync.clients import bigquery_client
-    from envsync.guard import GuardedBigQuery, WriteGuard
-    from envsync.jobs import JobRunner
+    from envsync.core.clients import bigquery_client
+    from envsync.core.guard import GuardedBigQuery, WriteGuard
+    from envsync.bigquery.jobs import JobRunner
 
     client = bigquery_client(config.project, config.location, conn_id)
     bq = GuardedBigQuery(client, WriteGuard.from_config(config), location or config.location)
@@ -66,8 +66,8 @@ def read_plan(store: ManifestStore, prefix: str) -> dict[str, Any]:
 def record_run_audit(config: EnvsyncConfig, conn_id: str, context: Context, task_id: str,
                      manifest: dict[str, Any] | None, results: list[dict[str, Any]], error: BaseException | None,
                      manifest_uri: str | None = None) -> None:
-    """Append this DAG run's summary and its table actions to the audit tables (envsync.audit)."""
-    from envsync.audit import masked_column_rows, record_run, run_rows
+    """Append this DAG run's summary and its table actions to the audit tables (envsync.observe.audit)."""
+    from envsync.observe.audit import masked_column_rows, record_run, run_rows
 
     dag_run = context["dag_run"]
     run_type = getattr(dag_run, "run_type", None)
@@ -89,7 +89,7 @@ def send_privacy_alert(config: EnvsyncConfig, context: Context) -> None:
     """The Slack warning that policy-tagged columns reached dev unmasked (best effort, like every alert)."""
     if not config.alerts.enabled:
         return
-    from envsync.alerts import EnvsyncSlackNotifier
+    from envsync.observe.alerts import EnvsyncSlackNotifier
 
     EnvsyncSlackNotifier(kind="privacy", slack_webhook_conn_id=config.alerts.slack_conn_id).notify(context)
 
@@ -116,9 +116,9 @@ class UnitOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from envsync.config import load_config
-        from envsync.report import results_table
-        from envsync.sync import SyncError, failures
+        from envsync.core.config import load_config
+        from envsync.observe.report import results_table
+        from envsync.sync.run import SyncError, failures
 
         config = load_config()
         store = manifest_store(config, self.gcp_conn_id)
@@ -178,7 +178,7 @@ class RunReportOperator(BaseOperator):
     def audit(self, context: Context, error: BaseException | None) -> None:
         """Append the run's summary and table actions to the audit tables; a failure here is only logged."""
         try:
-            from envsync.config import load_config
+            from envsync.core.config import load_config
 
             config = load_config()
             store = manifest_store(config, self.gcp_conn_id)
@@ -192,9 +192,9 @@ class RunReportOperator(BaseOperator):
     def report(self, context: Context) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from envsync.config import load_config
-        from envsync.report import human_bytes, privacy_report, privacy_table, results_table, summarise
-        from envsync.window import Window
+        from envsync.core.config import load_config
+        from envsync.observe.report import human_bytes, privacy_report, privacy_table, results_table, summarise
+        from envsync.core.window import Window
 
         config = load_config()
         store = manifest_store(config, self.gcp_conn_id)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from envsync.clients import DEFAULT_CONN_ID
+from envsync.core.clients import DEFAULT_CONN_ID
 from envsync.operators.common import (
     DatasetUnitOperator,
     RunReportOperator,
@@ -17,7 +17,7 @@ from envsync.operators.common import (
     recorded_cut,
     run_prefix,
 )
-from envsync.params import validate_params
+from envsync.operators.params import validate_params
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -55,10 +55,10 @@ class PlanDevSyncOperator(BaseOperator):
     def execute(self, context: Context) -> list[dict[str, str]]:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from envsync.config import ConfigError
-        from envsync.discovery import DiscoveryError
-        from envsync.guard import IdentifierError
-        from envsync.plan import PlanError
+        from envsync.core.config import ConfigError
+        from envsync.bigquery.discovery import DiscoveryError
+        from envsync.core.identifiers import IdentifierError
+        from envsync.sync.plan import PlanError
 
         try:
             return self._plan(context)
@@ -67,11 +67,12 @@ class PlanDevSyncOperator(BaseOperator):
             raise AirflowFailException(str(error)) from error
 
     def _plan(self, context: Context) -> list[dict[str, str]]:
-        from envsync.clients import bigquery_client
-        from envsync.config import load_config
-        from envsync.report import plan_table, privacy_table, quota_summary
-        from envsync.sync import build_plans
-        from envsync.window import anchor_from_context, new_cut, quarter_window
+        from envsync.core.clients import bigquery_client
+        from envsync.core.config import load_config
+        from envsync.observe.report import privacy_table
+        from envsync.sync.summary import plan_table, quota_summary
+        from envsync.sync.run import build_plans
+        from envsync.core.window import anchor_from_context, new_cut, quarter_window
 
         config = load_config()
         datasets, tables, quarters, dry_run = validate_params(
@@ -118,12 +119,12 @@ class SyncDatasetOperator(DatasetUnitOperator):
     """Execute, verify and publish one dataset's plan (mapped: one task instance per dataset)."""
 
     def run_unit(self, config: Any, manifest: dict[str, Any], runner: Any, context: Context) -> Any:
-        from envsync.plan import DatasetPlan
-        from envsync.sync import DatasetSync
+        from envsync.sync.plan import DatasetPlan
+        from envsync.sync.run import DatasetSync
 
         from airflow.sdk.exceptions import AirflowFailException
 
-        from envsync.masking import MaskError
+        from envsync.privacy.masking import MaskError
 
         dataset = self.dataset_ref["dataset"]
         plan = DatasetPlan.from_dict(next(p for p in manifest["plans"] if p["dataset"] == dataset))
@@ -135,8 +136,8 @@ class SyncDatasetOperator(DatasetUnitOperator):
 
 def run_info(manifest: dict[str, Any], context: Context, task_id: str) -> Any:
     """The run's recorded cut T and window, as the executing tasks need them."""
-    from envsync.sync import RunInfo
-    from envsync.window import Window
+    from envsync.sync.run import RunInfo
+    from envsync.core.window import Window
 
     window = manifest.get("window")
     return RunInfo(context["dag"].dag_id, context["run_id"], task_id, dt.datetime.fromisoformat(manifest["cut"]),
@@ -148,8 +149,8 @@ def run_info(manifest: dict[str, Any], context: Context, task_id: str) -> Any:
 def check_plan_salt(config: Any, plans: list[Any], *, dry_run: bool, log: Any) -> None:
     """A run whose hash/fake masks have no salt fails in its plan task, before anything is written;
     a dry run (which writes nothing) says so in its log."""
-    from envsync.masking import MaskError
-    from envsync.sync import check_salt
+    from envsync.privacy.masking import MaskError
+    from envsync.sync.run import check_salt
 
     try:
         check_salt(config, plans)
@@ -162,7 +163,7 @@ def check_plan_salt(config: Any, plans: list[Any], *, dry_run: bool, log: Any) -
 def plan_entries(plans: list[Any]) -> dict[str, Any]:
     """The manifest entries that sync_dataset, sync_views and report read: plans, units, planned rows,
     and the privacy report (masked columns, policy-tagged columns copied unmasked)."""
-    from envsync.report import privacy_entries
+    from envsync.sync.summary import privacy_entries
 
     return {
         "privacy": privacy_entries(plans),
@@ -174,7 +175,7 @@ def plan_entries(plans: list[Any]) -> dict[str, Any]:
 
 def planned_row(unit: str, action: Any) -> dict[str, Any]:
     """The report row of an action that has not run (yet): dry runs, and units whose task failed."""
-    from envsync.report import result_row
+    from envsync.observe.report import result_row
 
     return {**result_row(action.key, f"{action.target_dataset}.{action.table}", action.action, action.reason,
                          est_bytes_billed=action.est_bytes_billed), "unit": unit, "status": "planned"}
@@ -188,8 +189,8 @@ class SyncViewsOperator(UnitOperator):
         super().__init__(**kwargs)
 
     def run_unit(self, config: Any, manifest: dict[str, Any], runner: Any, context: Context) -> Any:
-        from envsync.plan import DatasetPlan
-        from envsync.sync import sync_views
+        from envsync.sync.plan import DatasetPlan
+        from envsync.sync.run import sync_views
 
         if manifest["params"]["dry_run"]:
             self.log.info("dry run: no views are re-created")
@@ -205,7 +206,7 @@ class SyncMigrateOperator(UnitOperator):
     def run_unit(self, config: Any, manifest: dict[str, Any], runner: Any, context: Context) -> Any:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from envsync.migrations import MigrationError, load_migrations, pending, read_ledger, reapply
+        from envsync.migrations.ledger import MigrationError, load_migrations, pending, read_ledger, reapply
 
         params = manifest["params"]
         if params["dry_run"]:

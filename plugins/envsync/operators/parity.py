@@ -8,20 +8,20 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from envsync.clients import DEFAULT_CONN_ID
+from envsync.core.clients import DEFAULT_CONN_ID
 from envsync.operators.common import guarded_runner, manifest_store, record_run_audit, run_prefix
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from envsync.parity import ParityResult
+    from envsync.environments.parity import ParityResult
 
 
 def _publish(operator: BaseOperator, config: Any, context: Context, result: ParityResult) -> dict[str, Any]:
     """Log the findings and the summary, add the summary to the run's report, alert on drift."""
-    from envsync.alerts import alert_parity
-    from envsync.parity import findings_table
-    from envsync.report import parity_summary_text
+    from envsync.observe.alerts import alert_parity
+    from envsync.environments.parity import findings_table
+    from envsync.observe.report import parity_summary_text
 
     summary = result.summary()
     operator.log.info("parity of %s against prod:\n%s", ", ".join(result.environments) or "no environment",
@@ -38,7 +38,7 @@ def _publish(operator: BaseOperator, config: Any, context: Context, result: Pari
 
 
 def _merge(results: Sequence[ParityResult]) -> ParityResult:
-    from envsync.parity import ParityResult
+    from envsync.environments.parity import ParityResult
 
     return ParityResult(results[0].checked_at, [e for r in results for e in r.environments],
                         sorted({d for r in results for d in r.datasets}), [f for r in results for f in r.findings])
@@ -64,10 +64,11 @@ class ParityOperator(_ParityBase):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from envsync.config import ConfigError, load_config
-        from envsync.discovery import DiscoveryError
-        from envsync.params import check_datasets
-        from envsync.parity import audit_runner, check, check_environments_param, record
+        from envsync.core.config import ConfigError, load_config
+        from envsync.bigquery.discovery import DiscoveryError
+        from envsync.operators.params import check_datasets
+        from envsync.environments.parity import audit_runner, check, record
+        from envsync.operators.params import check_environments_param
 
         config = load_config()
         try:
@@ -116,7 +117,7 @@ def refreshed_environments(dag_id: str, manifest: dict[str, Any]) -> list[tuple[
         return [(str(manifest["env"]), None)]
     if params.get("environments"):
         return [(str(env), None) for env in params["environments"]]
-    from envsync.audit import DAG_ENVIRONMENTS
+    from envsync.observe.audit import DAG_ENVIRONMENTS
 
     env = DAG_ENVIRONMENTS.get(dag_id)
     return [(env, None)] if env else []
@@ -133,7 +134,7 @@ class RefreshParityOperator(_ParityBase):
     those the run's manifest names. `datasets`: default those of the run's params."""
 
     def _targets(self, manifest: dict[str, Any], dag_id: str) -> list[tuple[str, str | None]]:
-        from envsync.parity import ENVIRONMENTS
+        from envsync.environments.parity import ENVIRONMENTS
 
         chosen = self.environments
         if chosen in (None, "", []):
@@ -150,9 +151,9 @@ class RefreshParityOperator(_ParityBase):
     def execute(self, context: Context) -> dict[str, Any] | None:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from envsync.config import load_config
-        from envsync.params import check_datasets
-        from envsync.parity import check_refreshed, refresh_failures
+        from envsync.core.config import load_config
+        from envsync.operators.params import check_datasets
+        from envsync.environments.parity import check_refreshed, refresh_failures
 
         config = load_config()
         store = manifest_store(config, self.gcp_conn_id)

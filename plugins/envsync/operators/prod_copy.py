@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from envsync.clients import DEFAULT_CONN_ID
+from envsync.core.clients import DEFAULT_CONN_ID
 from envsync.operators.common import manifest_store, recorded_cut, run_prefix
 from envsync.operators.dev_sync import check_plan_salt, plan_entries
 
@@ -36,14 +36,15 @@ class PlanProdCopyOperator(BaseOperator):
     def execute(self, context: Context) -> list[dict[str, str]]:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from envsync.clients import bigquery_client
-        from envsync.config import ConfigError, load_config
-        from envsync.discovery import DiscoveryError
-        from envsync.params import check_datasets
-        from envsync.prodcopy import CURRENT, AsOfError, check_as_of, parse_as_of, pin_plans_to_cut
-        from envsync.report import plan_table, privacy_table
-        from envsync.sync import build_plans
-        from envsync.timetravel import prod_windows
+        from envsync.core.clients import bigquery_client
+        from envsync.core.config import ConfigError, load_config
+        from envsync.bigquery.discovery import DiscoveryError
+        from envsync.operators.params import check_datasets
+        from envsync.sync.prodcopy import CURRENT, AsOfError, check_as_of, parse_as_of, pin_plans_to_cut
+        from envsync.observe.report import privacy_table
+        from envsync.sync.summary import plan_table
+        from envsync.sync.run import build_plans
+        from envsync.bigquery.timetravel import prod_windows
 
         try:
             config = load_config()

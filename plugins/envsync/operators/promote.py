@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from envsync.clients import DEFAULT_CONN_ID
+from envsync.core.clients import DEFAULT_CONN_ID
 from envsync.operators.common import (
     RunReportOperator,
     UnitOperator,
@@ -45,12 +45,12 @@ class PlanPromotionOperator(BaseOperator):
     def execute(self, context: Context) -> list[dict[str, str]]:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from envsync.config import ConfigError, load_config
-        from envsync.discovery import DiscoveryError
-        from envsync.guard import ProdWriteRefused
-        from envsync.migrations import MigrationError
-        from envsync.promote import validate_promote_params
-        from envsync.reseed import ContractError
+        from envsync.core.config import ConfigError, load_config
+        from envsync.bigquery.discovery import DiscoveryError
+        from envsync.core.guard import ProdWriteRefused
+        from envsync.migrations.ledger import MigrationError
+        from envsync.migrations.promote import validate_promote_params
+        from envsync.environments.reseed import ContractError
 
         try:
             config = load_config()
@@ -78,9 +78,9 @@ class PlanPromotionOperator(BaseOperator):
 
     def _plan(self, context: Context, config: Any, params: Any, store: Any, prefix: str,
               manifest: dict[str, Any]) -> list[dict[str, str]]:
-        from envsync.guard import WriteGuard, migration_confirmation_phrase
-        from envsync.migrations import load_migrations, read_ledger, validate
-        from envsync.promote import (
+        from envsync.core.guard import WriteGuard, migration_confirmation_phrase
+        from envsync.migrations.ledger import load_migrations, read_ledger, validate
+        from envsync.migrations.promote import (
             PromotionError,
             check_gates,
             contract_readers,
@@ -92,7 +92,7 @@ class PlanPromotionOperator(BaseOperator):
             staging_problems,
             written_tables,
         )
-        from envsync.report import result_row
+        from envsync.observe.report import result_row
 
         runner = guarded_runner(config, self.gcp_conn_id, context, self.task_id)
         client = runner.bq.client
@@ -143,7 +143,7 @@ class PlanPromotionOperator(BaseOperator):
 
 class PromoteOperator(UnitOperator):
     """Apply the planned migrations to the target: qa/staging through migrations.apply; prod with a
-    pinned backup, a schema check after each migration and rollback (envsync.promote.ProdPromotion)."""
+    pinned backup, a schema check after each migration and rollback (envsync.migrations.promote.ProdPromotion)."""
 
     template_fields: Sequence[str] = ("confirm",)
 
@@ -152,9 +152,9 @@ class PromoteOperator(UnitOperator):
         self.confirm = confirm
 
     def run_unit(self, config: Any, manifest: dict[str, Any], runner: Any, context: Context) -> Any:
-        from envsync.guard import ProdWriteRefused
-        from envsync.migrations import MigrationError, apply, load_migrations, read_ledger
-        from envsync.promote import ProdPromotion, PromotionError
+        from envsync.core.guard import ProdWriteRefused
+        from envsync.migrations.ledger import MigrationError, apply, load_migrations, read_ledger
+        from envsync.migrations.promote import ProdPromotion, PromotionError
 
         if manifest["params"]["dry_run"] or not manifest["units"]:
             self.log.info("dry run: nothing is applied")
@@ -216,7 +216,7 @@ class PromoteReportOperator(RunReportOperator):
     def report(self, context: Context) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from envsync.config import load_config
+        from envsync.core.config import load_config
 
         config = load_config()
         store = manifest_store(config, self.gcp_conn_id)

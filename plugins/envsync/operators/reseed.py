@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from envsync.clients import DEFAULT_CONN_ID
+from envsync.core.clients import DEFAULT_CONN_ID
 from envsync.operators.common import (
     RunReportOperator,
     UnitOperator,
@@ -45,12 +45,12 @@ class PlanReseedOperator(BaseOperator):
     def execute(self, context: Context) -> list[dict[str, str]]:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from envsync.config import ConfigError, load_config
-        from envsync.discovery import DiscoveryError
-        from envsync.migrations import MigrationError
-        from envsync.params import validate_reseed_params
-        from envsync.reseed import ContractError
-        from envsync.seeds import SeedError
+        from envsync.core.config import ConfigError, load_config
+        from envsync.bigquery.discovery import DiscoveryError
+        from envsync.migrations.ledger import MigrationError
+        from envsync.operators.params import validate_reseed_params
+        from envsync.environments.reseed import ContractError
+        from envsync.environments.seeds import SeedError
 
         try:
             config = load_config()
@@ -65,13 +65,13 @@ class PlanReseedOperator(BaseOperator):
 
     def _plan(self, context: Context, config: Any, envs: list[str], datasets: list[str], test_name: str | None,
               ttl: int) -> list[dict[str, str]]:
-        from envsync.discovery import discover_dataset
-        from envsync.jobs import JobStats
-        from envsync.report import result_row
-        from envsync.report import privacy_table
-        from envsync.reseed import ContractError, Reseeder, reseed_privacy, sources_to_dict, units_for
-        from envsync.seeds import seed_version
-        from envsync.window import new_cut
+        from envsync.bigquery.discovery import discover_dataset
+        from envsync.bigquery.jobs import JobStats
+        from envsync.observe.report import result_row
+        from envsync.observe.report import privacy_table
+        from envsync.environments.reseed import ContractError, Reseeder, reseed_privacy, sources_to_dict, units_for
+        from envsync.environments.seeds import seed_version
+        from envsync.core.window import new_cut
 
         store = manifest_store(config, self.gcp_conn_id)
         store.ensure_bucket(config.location)
@@ -133,7 +133,7 @@ class PlanReseedOperator(BaseOperator):
 def schema_migrations(config: Any, runner: Any, envs: list[str], log: Any) -> dict[str, dict[str, Any]]:
     """Per environment: its pending migrations (promoted to it, not in prod), validated against prod's
     schema as a rebuild leaves it, the migrated schemas, and what migrations it lacks add."""
-    from envsync.migrations import ahead_of, load_migrations, pending, read_ledger, validate
+    from envsync.migrations.ledger import ahead_of, load_migrations, pending, read_ledger, validate
 
     migrations = load_migrations(config)
     ledger = read_ledger(config, runner.bq.client)
@@ -170,8 +170,8 @@ class ReseedDatasetOperator(UnitOperator):
         self.unit_ref = unit_ref
 
     def run_unit(self, config: Any, manifest: dict[str, Any], runner: Any, context: Context) -> Any:
-        from envsync.discovery import DatasetInfo
-        from envsync.reseed import Reseeder, ReseedUnit, sources_from_dict
+        from envsync.bigquery.discovery import DatasetInfo
+        from envsync.environments.reseed import Reseeder, ReseedUnit, sources_from_dict
 
         name = self.unit_ref["unit"]
         unit = ReseedUnit(**next(u for u in manifest["unit_specs"] if u["target_dataset"] == name))
@@ -193,7 +193,7 @@ class ReseedViewsOperator(UnitOperator):
         super().__init__(**kwargs)
 
     def run_unit(self, config: Any, manifest: dict[str, Any], runner: Any, context: Context) -> Any:
-        from envsync.reseed import Reseeder, ReseedUnit, sources_from_dict
+        from envsync.environments.reseed import Reseeder, ReseedUnit, sources_from_dict
 
         work = [(ReseedUnit(**spec), sources_from_dict(manifest["sources"][spec["dataset"]]))
                 for spec in manifest["unit_specs"]]
@@ -207,8 +207,8 @@ class ReseedMigrateOperator(UnitOperator):
     def run_unit(self, config: Any, manifest: dict[str, Any], runner: Any, context: Context) -> Any:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from envsync.migrations import MigrationError, load_migrations, read_ledger, reapply
-        from envsync.reseed import Reseeder, ReseedUnit, sources_from_dict
+        from envsync.migrations.ledger import MigrationError, load_migrations, read_ledger, reapply
+        from envsync.environments.reseed import Reseeder, ReseedUnit, sources_from_dict
 
         if manifest["params"].get("test_env"):
             return None
@@ -247,10 +247,10 @@ class CleanupTestEnvironmentsOperator(BaseOperator):
         self.gcp_conn_id = gcp_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from envsync.config import load_config
-        from envsync.report import result_row
-        from envsync.testenvs import delete_expired
-        from envsync.window import anchor_from_context
+        from envsync.core.config import load_config
+        from envsync.observe.report import result_row
+        from envsync.environments.testenvs import delete_expired
+        from envsync.core.window import anchor_from_context
 
         config = load_config()
         runner = guarded_runner(config, self.gcp_conn_id, context, self.task_id)

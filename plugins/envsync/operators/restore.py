@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from envsync.clients import DEFAULT_CONN_ID
+from envsync.core.clients import DEFAULT_CONN_ID
 from envsync.operators.common import (
     DatasetUnitOperator,
     RunReportOperator,
@@ -37,7 +37,7 @@ DRILL_LAG = dt.timedelta(days=1)
 def restore_guard(config: Any, target: str, dataset: str, point_in_time: dt.datetime, confirm: Any) -> Any:
     """The write guard of a restore into `target`: the config's, or - for a prod target - the one a
     confirmed restore of that dataset allows. Raises ProdWriteRefused before any write otherwise."""
-    from envsync.guard import ProdWriteRefused, WriteGuard, WriteTarget
+    from envsync.core.guard import ProdWriteRefused, WriteGuard, WriteTarget
 
     guard = WriteGuard.from_config(config)
     if target in config.prod.datasets:
@@ -73,10 +73,11 @@ class PlanRestoreOperator(BaseOperator):
     def execute(self, context: Context) -> list[dict[str, str]]:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from envsync.config import ConfigError
-        from envsync.discovery import DiscoveryError
-        from envsync.guard import IdentifierError, ProdWriteRefused
-        from envsync.restore import RestoreError
+        from envsync.core.config import ConfigError
+        from envsync.bigquery.discovery import DiscoveryError
+        from envsync.core.guard import ProdWriteRefused
+        from envsync.core.identifiers import IdentifierError
+        from envsync.backups.restore import RestoreError
 
         try:
             return self._plan(context)
@@ -86,10 +87,10 @@ class PlanRestoreOperator(BaseOperator):
     def _inputs(self, config: Any, context: Context, now: dt.datetime, source: str) -> tuple[list[str], list[str], dt.datetime, dict[str, str]]:
         """The datasets restored (prod's `<ds>`, or `staging_<ds>` for source staging), their tables, T
         and the target of each (default: its own drill dataset, `drill_<ds>` or `drill_staging_<ds>`)."""
-        from envsync.guard import validate_identifier
-        from envsync.params import check_datasets
-        from envsync.restore import parse_point_in_time
-        from envsync.window import anchor_from_context
+        from envsync.core.identifiers import validate_identifier
+        from envsync.operators.params import check_datasets
+        from envsync.backups.restore import parse_point_in_time
+        from envsync.core.window import anchor_from_context
 
         if self.mode == "drill":
             datasets = [config.source_dataset(source, d) for d in check_datasets(config, self.datasets)]
@@ -108,15 +109,15 @@ class PlanRestoreOperator(BaseOperator):
         return [dataset], tables, point, {dataset: target}
 
     def _plan(self, context: Context) -> list[dict[str, str]]:
-        from envsync.backups import BackupCatalog
-        from envsync.clients import bigquery_client
-        from envsync.config import load_config
-        from envsync.guard import GuardedBigQuery
-        from envsync.jobs import JobRunner
-        from envsync.report import render_table, result_row
-        from envsync.restore import BACKUP_SOURCES, SOURCES, RestoreEngine, Source
+        from envsync.backups.snapshots import BackupCatalog
+        from envsync.core.clients import bigquery_client
+        from envsync.core.config import load_config
+        from envsync.core.guard import GuardedBigQuery
+        from envsync.bigquery.jobs import JobRunner
+        from envsync.observe.report import render_table, result_row
+        from envsync.backups.restore import BACKUP_SOURCES, SOURCES, RestoreEngine, Source
 
-        from envsync.params import check_environment
+        from envsync.operators.params import check_environment
 
         config = load_config()
         now = dt.datetime.now(UTC)
@@ -189,12 +190,12 @@ class RestoreDatasetOperator(DatasetUnitOperator):
         self.confirm = confirm
 
     def run_unit(self, config: Any, manifest: dict[str, Any], runner: Any, context: Context) -> Any:
-        from envsync.backups import BackupCatalog, BackupEngine
-        from envsync.datasets import default_kms_key, ensure_env_dataset, env_labels, recreate_env_dataset
-        from envsync.guard import GuardedBigQuery
-        from envsync.jobs import JobRunner
-        from envsync.report import result_row
-        from envsync.restore import RestoreEngine, Source
+        from envsync.backups.snapshots import BackupCatalog, BackupEngine
+        from envsync.bigquery.datasets import default_kms_key, ensure_env_dataset, env_labels, recreate_env_dataset
+        from envsync.core.guard import GuardedBigQuery
+        from envsync.bigquery.jobs import JobRunner
+        from envsync.observe.report import result_row
+        from envsync.backups.restore import RestoreEngine, Source
 
         dataset = self.dataset_ref["dataset"]
         target = manifest["targets"][dataset]
@@ -262,8 +263,8 @@ class RestoreReportOperator(RunReportOperator):
             self.log.warning("could not record the drill in %s: %s", "recovery_drills", failure)
 
     def _audit_drill(self, context: Context) -> None:
-        from envsync.audit import RECOVERY_DRILL_COLUMNS, RECOVERY_DRILLS, ensure_audit_table, insert_rows
-        from envsync.config import load_config
+        from envsync.observe.audit import RECOVERY_DRILL_COLUMNS, RECOVERY_DRILLS, ensure_audit_table, insert_rows
+        from envsync.core.config import load_config
         from envsync.operators.common import guarded_runner
 
         config = load_config()

@@ -1,6 +1,6 @@
 """Operators of staging_cut: plan, pin (one task), stage (mapped per dataset), publish (one task), report.
 
-See envsync.cut for the steps and why a failed cut leaves staging as it was.
+See envsync.environments.cut for the steps and why a failed cut leaves staging as it was.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from envsync.clients import DEFAULT_CONN_ID
+from envsync.core.clients import DEFAULT_CONN_ID
 from envsync.operators.common import (
     DatasetUnitOperator,
     RunReportOperator,
@@ -31,13 +31,13 @@ PUBLISH_UNIT = "publish"
 
 
 def _plans(manifest: dict[str, Any]) -> list[Any]:
-    from envsync.plan import DatasetPlan
+    from envsync.sync.plan import DatasetPlan
 
     return [DatasetPlan.from_dict(p) for p in manifest["plans"]]
 
 
 def _source(manifest: dict[str, Any]) -> Any:
-    from envsync.cut import CutSource
+    from envsync.environments.cut import CutSource
 
     record = manifest["staging_cut"]
     return CutSource(dt.datetime.fromisoformat(record["cut"]), record["seed_version"], record["migration_version"])
@@ -58,10 +58,10 @@ class PlanStagingCutOperator(BaseOperator):
     def execute(self, context: Context) -> list[dict[str, str]]:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from envsync.config import ConfigError
-        from envsync.cut import CutError
-        from envsync.discovery import DiscoveryError
-        from envsync.prodcopy import AsOfError
+        from envsync.core.config import ConfigError
+        from envsync.environments.cut import CutError
+        from envsync.bigquery.discovery import DiscoveryError
+        from envsync.sync.prodcopy import AsOfError
 
         try:
             return self._plan(context)
@@ -69,14 +69,15 @@ class PlanStagingCutOperator(BaseOperator):
             raise AirflowFailException(str(error)) from error
 
     def _plan(self, context: Context) -> list[dict[str, str]]:
-        from envsync.clients import bigquery_client
-        from envsync.config import load_config
-        from envsync.cut import migration_version, plan_cut, seed_version
-        from envsync.params import check_datasets
-        from envsync.prodcopy import check_as_of
-        from envsync.report import plan_table, result_row
-        from envsync.timetravel import dataset_hours, effective_window
-        from envsync.window import new_cut
+        from envsync.core.clients import bigquery_client
+        from envsync.core.config import load_config
+        from envsync.environments.cut import migration_version, plan_cut, seed_version
+        from envsync.operators.params import check_datasets
+        from envsync.sync.prodcopy import check_as_of
+        from envsync.observe.report import result_row
+        from envsync.sync.summary import plan_table
+        from envsync.bigquery.timetravel import dataset_hours, effective_window
+        from envsync.core.window import new_cut
 
         config = load_config()
         datasets = check_datasets(config, self.datasets)
@@ -116,9 +117,9 @@ class PinStagingOperator(UnitOperator):
     """Pinned backups of every staging table before anything of the cut is written (a retry reuses them)."""
 
     def run_unit(self, config: Any, manifest: dict[str, Any], runner: Any, context: Context) -> Any:
-        from envsync.backups import BackupCatalog, BackupEngine
-        from envsync.cut import pin_staging
-        from envsync.report import result_row
+        from envsync.backups.snapshots import BackupCatalog, BackupEngine
+        from envsync.environments.cut import pin_staging
+        from envsync.observe.report import result_row
 
         store = manifest_store(config, self.gcp_conn_id)
         path = f"{run_prefix(store, context)}/pins.json"
@@ -141,7 +142,7 @@ class StageCutOperator(DatasetUnitOperator):
     """Clone one qa dataset's tables as of T into stages in staging and verify them (staging untouched)."""
 
     def run_unit(self, config: Any, manifest: dict[str, Any], runner: Any, context: Context) -> Any:
-        from envsync.cut import CutSync
+        from envsync.environments.cut import CutSync
 
         dataset = self.dataset_ref["dataset"]
         plan = next(p for p in _plans(manifest) if p.dataset == dataset)
@@ -159,8 +160,8 @@ class PublishCutOperator(UnitOperator):
         super().__init__(**kwargs)
 
     def run_unit(self, config: Any, manifest: dict[str, Any], runner: Any, context: Context) -> Any:
-        from envsync.cut import CutSync, carry_migrations
-        from envsync.report import result_row
+        from envsync.environments.cut import CutSync, carry_migrations
+        from envsync.observe.report import result_row
 
         store = manifest_store(config, self.gcp_conn_id)
         prefix = run_prefix(store, context)
@@ -210,8 +211,8 @@ class StagingCutReportOperator(RunReportOperator):
     migration version); every cut, failed or not, gets a row in the audit table staging_cuts."""
 
     def report(self, context: Context) -> dict[str, Any]:
-        from envsync.config import load_config
-        from envsync.cut import CURRENT
+        from envsync.core.config import load_config
+        from envsync.environments.cut import CURRENT
 
         brief = super().report(context)
         config = load_config()
@@ -234,8 +235,8 @@ class StagingCutReportOperator(RunReportOperator):
             self.log.warning("could not record the cut in staging_cuts: %s", failure)
 
     def _audit_cut(self, context: Context, error: BaseException | None) -> None:
-        from envsync.audit import STAGING_CUT_COLUMNS, STAGING_CUTS, ensure_audit_table, insert_rows
-        from envsync.config import load_config
+        from envsync.observe.audit import STAGING_CUT_COLUMNS, STAGING_CUTS, ensure_audit_table, insert_rows
+        from envsync.core.config import load_config
         from envsync.operators.common import guarded_runner
 
         config = load_config()

@@ -6,7 +6,7 @@
 
 Both need a signed-in Airflow user (the UI's `_token` cookie or an `Authorization: Bearer` JWT,
 checked by Airflow's own auth dependency: access to the website). Figures are read through envsync's
-client factory (envsync.clients) with the config of ENVSYNC_CONFIG, and kept for a minute.
+client factory (envsync.core.clients) with the config of ENVSYNC_CONFIG, and kept for a minute.
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ def read_dashboard() -> Dashboard:
     """Read the page's figures with the configured clients (no cache)."""
     import os
 
-    from envsync.clients import DEFAULT_CONN_ID, bigquery_client, storage_client
-    from envsync.config import load_config
-    from envsync.manifest import ManifestStore
+    from envsync.core.clients import DEFAULT_CONN_ID, bigquery_client, storage_client
+    from envsync.core.config import load_config
+    from envsync.core.manifest import ManifestStore
 
     config = load_config()
     conn_id = os.environ.get(CONN_ID_ENV) or DEFAULT_CONN_ID

@@ -27,23 +27,24 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from envsync.audit import RECOVERY_DRILLS, RUNS, TABLE_ACTIONS
-from envsync.backups import BackupCatalog
-from envsync.guard import quote, quote_dataset, statement_write_targets, to_query_parameters
-from envsync.ladder import (
+from envsync.observe.audit import RECOVERY_DRILLS, RUNS, TABLE_ACTIONS
+from envsync.backups.snapshots import BackupCatalog
+from envsync.core.guard import statement_write_targets, to_query_parameters
+from envsync.core.identifiers import quote, quote_dataset
+from envsync.backups.ladder import (
     SNAPSHOT_JOBS_PER_TABLE_PER_DAY,
     Backup,
     parse_snapshot_name,
     rungs_served,
     snapshot_name,
 )
-from envsync.sqltemplates import render
+from envsync.core.sqltemplates import render
 
 if TYPE_CHECKING:
     from google.cloud import bigquery
 
-    from envsync.config import EnvsyncConfig
-    from envsync.manifest import ManifestStore
+    from envsync.core.config import EnvsyncConfig
+    from envsync.core.manifest import ManifestStore
 
 log = logging.getLogger(__name__)
 
@@ -446,7 +447,7 @@ class DashboardReader:
     def _time_travel_hours(self, dataset: str) -> int:
         from google.api_core.exceptions import NotFound
 
-        from envsync.timetravel import restore_window_hours
+        from envsync.bigquery.timetravel import restore_window_hours
 
         try:
             return restore_window_hours(self.config, self.client, dataset)

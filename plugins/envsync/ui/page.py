@@ -12,7 +12,7 @@ import datetime as dt
 from html import escape
 from urllib.parse import quote
 
-from envsync.report import human_bytes
+from envsync.observe.report import human_bytes
 from envsync.ui.data import (
     CACHE_SECONDS,
     COVERAGE_DAYS,

@@ -1,0 +1,612 @@
+"""Load and validate envsync's one config file (config/envsync.yaml, or the path in ENVSYNC_CONFIG).
+
+Every problem is reported as a single ConfigError whose message names the offending key, the bad
+value and what is allowed, so a DAG that cannot load its config shows one readable import error.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator, model_validator
+
+from envsync.core.identifiers import DATASET_RE, PROJECT_RE, TABLE_RE, IdentifierError, validate_identifier
+from envsync.core.rungs import DEFAULT_DAILY_DAYS, DEFAULT_RUNGS, Ladder
+
+CONFIG_ENV_VAR = "ENVSYNC_CONFIG"
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[3] / "config" / "envsync.yaml"
+
+PREFIX_RE = re.compile(r"^[a-z][a-z0-9]*_$")
+MIN_WINDOW_QUARTERS = 1
+MAX_WINDOW_QUARTERS = 8
+STRATEGIES = ("auto", "clone_window", "ctas_window", "full_clone")
+
+
+class ConfigError(ValueError):
+    """The config file is missing, unreadable or invalid. The message names the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_prefix(value: str) -> str:
+    if not PREFIX_RE.match(value):
+        raise ValueError(
+            f"{value!r} is not a valid prefix: use lowercase letters and digits, starting with a "
+            "letter and ending with '_' (for example 'dev_')"
+        )
+    return value
+
+
+class EnvironmentConfig(_Strict):
+    prefix: str
+
+    _prefix = field_validator("prefix")(classmethod(lambda cls, v: _check_prefix(v)))
+
+
+class DevConfig(EnvironmentConfig):
+    prefix: str = "dev_"
+    window_quarters: Annotated[StrictInt, Field(ge=MIN_WINDOW_QUARTERS, le=MAX_WINDOW_QUARTERS)] = 2
+    keep: list[str] = Field(default_factory=list)
+
+    @field_validator("keep")
+    @classmethod
+    def _keep_names(cls, names: list[str]) -> list[str]:
+        for name in names:
+            dataset, dot, table = name.rpartition(".")
+            if dot:
+                validate_identifier("dataset", dataset)
+            validate_identifier("table", table)
+        return names
+
+
+class TestEnvConfig(EnvironmentConfig):
+    """On-demand test environments: datasets test_<name>_<ds>, deleted after their time-to-live."""
+
+    prefix: str = "test_"
+    default_ttl_days: Annotated[StrictInt, Field(ge=1, le=365)] = 7
+    max_ttl_days: Annotated[StrictInt, Field(ge=1, le=365)] = 30
+
+    @model_validator(mode="after")
+    def _ttl_order(self) -> TestEnvConfig:
+        if self.default_ttl_days > self.max_ttl_days:
+            raise ValueError(
+                f"default_ttl_days {self.default_ttl_days} is more than max_ttl_days {self.max_ttl_days}"
+            )
+        return self
+
+
+class ProdCopyConfig(EnvironmentConfig):
+    """A full copy of prod as of a chosen time T (prodcopy_<ds>); optional cron schedule."""
+
+    prefix: str = "prodcopy_"
+    schedule: str | None = None
+
+
+class StagingConfig(EnvironmentConfig):
+    """staging_<ds>: seeded like qa, replaced by QA's state at a sprint's end (the staging_cut DAG)."""
+
+    prefix: str = "staging_"
+    cut_schedule: str | None = None   # optional cron schedule of staging_cut (default: manual only)
+
+
+class BackupEnvConfig(EnvironmentConfig):
+    """Where the backup ladder keeps its snapshots: backup_<ds>."""
+
+    prefix: str = "backup_"
+
+
+class DrillConfig(EnvironmentConfig):
+    """Scratch datasets drill_<ds> that restores and recovery drills write; tables expire on their own."""
+
+    prefix: str = "drill_"
+    table_expiration_days: Annotated[StrictInt, Field(ge=1, le=365)] = 7
+
+
+class Environments(_Strict):
+    dev: DevConfig = DevConfig()
+    qa: EnvironmentConfig = EnvironmentConfig(prefix="qa_")
+    staging: StagingConfig = StagingConfig()
+    test: TestEnvConfig = TestEnvConfig()
+    prodcopy: ProdCopyConfig = ProdCopyConfig()
+    backup: BackupEnvConfig = BackupEnvConfig()
+    drill: DrillConfig = DrillConfig()
+
+    @model_validator(mode="after")
+    def _distinct_prefixes(self) -> Environments:
+        prefixes = [self.dev.prefix, self.qa.prefix, self.staging.prefix, self.test.prefix, self.prodcopy.prefix,
+                    self.backup.prefix, self.drill.prefix]
+        for i, prefix in enumerate(prefixes):
+            for other in prefixes[i + 1 :]:
+                if prefix.startswith(other) or other.startswith(prefix):
+                    raise ValueError(
+                        f"environment prefixes must not overlap: {prefix!r} and {other!r}"
+                    )
+        return self
+
+
+TIME_TRAVEL_HOURS = tuple(range(48, 169, 24))   # what BigQuery allows for a dataset's max_time_travel_hours
+
+
+class ProdConfig(_Strict):
+    datasets: Annotated[list[str], Field(min_length=1)]
+    # None: each prod dataset's own max_time_travel_hours, read from BigQuery; a number may only narrow
+    # it (envsync.bigquery.timetravel): reads AS OF T must fall inside the narrower window
+    time_travel_hours: StrictInt | None = None
+
+    @field_validator("time_travel_hours")
+    @classmethod
+    def _time_travel_hours(cls, value: int | None) -> int | None:
+        if value is not None and value not in TIME_TRAVEL_HOURS:
+            raise ValueError(
+                f"{value} is not a time-travel window BigQuery allows: use a multiple of 24 from 48 to 168 "
+                f"({', '.join(map(str, TIME_TRAVEL_HOURS))}), or null for each prod dataset's own "
+                "max_time_travel_hours"
+            )
+        return value
+
+    @field_validator("datasets")
+    @classmethod
+    def _datasets(cls, names: list[str]) -> list[str]:
+        for name in names:
+            validate_identifier("dataset", name)
+        if len(set(names)) != len(names):
+            raise ValueError(f"datasets are listed twice: {sorted(names)}")
+        return names
+
+
+MASK_RULES = ("hash", "null", "fake")   # and {fixed: value}
+# where masks apply: the environments whose tables are derived from prod's rows
+MASKABLE_ENVS = ("dev", "qa", "staging", "test", "prodcopy")
+DEFAULT_MASKED_ENVS = ("dev", "qa", "staging", "test")
+# a policy tag (projects/p/locations/l/taxonomies/t/policyTags/x) or a whole taxonomy (…/taxonomies/t)
+POLICY_TAG_RE = re.compile(
+    r"^projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/locations/[a-z0-9-]+/taxonomies/[0-9]+(/policyTags/[0-9]+)?$")
+
+
+class SampleConfig(_Strict):
+    """Deterministic sample: rows whose `key` hashes to 0 modulo `modulo` (about 1 in `modulo`)."""
+
+    key: str
+    modulo: Annotated[StrictInt, Field(ge=1, le=1_000_000)]
+
+    _key = field_validator("key")(classmethod(lambda cls, v: validate_identifier("column", v)))
+
+
+class ParentConfig(_Strict):
+    """Child rows follow the sampled rows of a parent table: `column` references the parent's sample key."""
+
+    table: str          # <dataset>.<table> of the parent (itself sampled)
+    column: str         # the foreign key column in this (child) table
+
+    @field_validator("table")
+    @classmethod
+    def _table(cls, value: str) -> str:
+        dataset, dot, table = value.partition(".")
+        if not dot:
+            raise ValueError(f"{value!r} must be written <dataset>.<table>")
+        validate_identifier("dataset", dataset)
+        validate_identifier("table", table)
+        return value
+
+    _column = field_validator("column")(classmethod(lambda cls, v: validate_identifier("column", v)))
+
+
+class FixedMask(_Strict):
+    fixed: str | int | float | bool
+
+
+class TableOverride(_Strict):
+    exclude: bool = False
+    date_column: str | None = None
+    strategy: Literal["auto", "clone_window", "ctas_window", "full_clone"] = "auto"
+    # qa/staging/test seeding: from the versioned seed (default) or a masked, deterministic prod sample
+    source: Literal["seed", "prod_sample"] = "seed"
+    sample: SampleConfig | None = None
+    parent: ParentConfig | None = None
+    # masks of columns, applied wherever privacy.environments says (dev sync, prod samples, prod-copy)
+    mask: dict[str, Literal["hash", "null", "fake"] | FixedMask] = Field(default_factory=dict)
+    # columns that identify a row: the verification of masked columns joins copy and prod on them
+    # (default: on a hash of the unmasked columns)
+    key: list[str] = Field(default_factory=list)
+
+    @field_validator("mask", mode="before")
+    @classmethod
+    def _yaml_null_mask(cls, masks: Any) -> Any:
+        """`{phone: null}`: YAML reads an unquoted null as no value; as a mask it means the `null` mask."""
+        if isinstance(masks, dict):
+            return {column: "null" if rule is None else rule for column, rule in masks.items()}
+        return masks
+
+    @field_validator("key")
+    @classmethod
+    def _key_columns(cls, names: list[str]) -> list[str]:
+        for name in names:
+            validate_identifier("column", name)
+        return names
+
+    @field_validator("date_column")
+    @classmethod
+    def _column(cls, value: str | None) -> str | None:
+        if value is not None:
+            validate_identifier("column", value)
+        return value
+
+    @field_validator("mask")
+    @classmethod
+    def _mask_columns(cls, mask: dict[str, Any]) -> dict[str, Any]:
+        for column in mask:
+            validate_identifier("column", column)
+        return mask
+
+    @model_validator(mode="after")
+    def _sampling(self) -> TableOverride:
+        if self.source == "prod_sample":
+            if (self.sample is None) == (self.parent is None):
+                raise ValueError("source prod_sample needs exactly one of sample (key, modulo) or parent (table, column)")
+            keys = {self.sample.key} if self.sample else {self.parent.column}  # type: ignore[union-attr]
+            masked_keys = keys & set(self.mask)
+            if masked_keys:
+                raise ValueError(f"mask: {sorted(masked_keys)} sample/parent keys cannot be masked (joins would break)")
+        elif self.sample or self.parent:
+            raise ValueError("sample and parent apply only with source: prod_sample")
+        if self.date_column and self.date_column in self.mask:
+            raise ValueError(
+                f"mask: column {self.date_column!r} is the date_column, which windows the copy and partitions "
+                "or filters the table; a masked value would move rows between partitions and out of the window")
+        masked_keys = sorted(set(self.key) & set(self.mask))
+        if masked_keys:
+            raise ValueError(f"mask: key columns {masked_keys} cannot be masked: verification matches rows on them")
+        return self
+
+
+class PrivacySettings(_Strict):
+    """Where masks apply, which BigQuery policy tags mark columns masked everywhere they apply, and the salt."""
+
+    # environments whose copies of prod rows are masked; prodcopy reproduces prod exactly unless listed
+    environments: list[Literal["dev", "qa", "staging", "test", "prodcopy"]] = Field(
+        default_factory=lambda: list(DEFAULT_MASKED_ENVS))
+    # policy tag (or taxonomy) resource names: a column carrying one is masked with policy_tag_mask
+    policy_tags: list[str] = Field(default_factory=list)
+    policy_tag_mask: Literal["hash", "null", "fake"] = "hash"
+    # environment variable holding the salt of hash/fake masks (null: seeds.salt_env)
+    salt_env: str | None = None
+
+    @field_validator("policy_tag_mask", mode="before")
+    @classmethod
+    def _yaml_null_mask(cls, rule: Any) -> Any:
+        return "null" if rule is None else rule   # `policy_tag_mask: null` (YAML's null) is the null mask
+
+    @field_validator("policy_tags")
+    @classmethod
+    def _tags(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not POLICY_TAG_RE.match(name):
+                raise ValueError(
+                    f"{name!r} is not a policy tag or taxonomy resource name: write "
+                    "projects/<project>/locations/<location>/taxonomies/<id>[/policyTags/<id>]")
+        if len(set(names)) != len(names):
+            raise ValueError(f"policy tags are listed twice: {sorted(names)}")
+        return names
+
+    @field_validator("environments")
+    @classmethod
+    def _envs(cls, names: list[str]) -> list[str]:
+        if len(set(names)) != len(names):
+            raise ValueError(f"environments are listed twice: {names}")
+        return names
+
+    @field_validator("salt_env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        return value if value is None else _check_env_name(value)
+
+
+class SyncSettings(_Strict):
+    max_concurrent_jobs: Annotated[int, Field(ge=1, le=50)] = 4
+    verify_partitioning: Literal["error", "warn"] = "error"
+    job_timeout_seconds: Annotated[int, Field(ge=10, le=86_400)] = 3_600
+
+
+class SeedSettings(_Strict):
+    dir: str = "sql/seeds"          # relative to the repository root, or absolute
+    salt_env: str = "ENVSYNC_MASKING_SALT"   # environment variable holding the masking salt
+
+    _salt_env = field_validator("salt_env")(classmethod(lambda cls, v: _check_env_name(v)))
+
+
+def _check_env_name(value: str) -> str:
+    if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", value):
+        raise ValueError(f"{value!r} is not an environment variable name (A-Z, 0-9, _)")
+    return value
+
+
+def _check_bucket(value: str) -> str:
+    if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]", value):
+        raise ValueError(
+            f"{value!r} is not a valid GCS bucket name: 3-63 lowercase letters, digits, '-', "
+            "'_' or '.', starting and ending with a letter or digit"
+        )
+    return value
+
+
+class StateSettings(_Strict):
+    bucket: str
+
+    _bucket = field_validator("bucket")(classmethod(lambda cls, v: _check_bucket(v)))
+
+
+class ExportSettings(_Strict):
+    """Export of the daily backup rung to gs://<bucket>/backups/<ds>/<table>/<date>/ (retention past time travel)."""
+
+    enabled: bool = False
+    format: Literal["PARQUET", "AVRO"] = "PARQUET"
+    bucket: str | None = None   # default: state.bucket
+
+    _bucket = field_validator("bucket")(classmethod(lambda cls, v: v if v is None else _check_bucket(v)))
+
+
+BACKUP_ENVIRONMENTS = ("prod", "staging")   # environments the backup ladder can protect
+
+
+class BackupSettings(_Strict):
+    """The exponential backup ladder (see envsync.backups.ladder), manual pins, exports and restores."""
+
+    # prod's tables go to backup_<ds>; staging's to backup_staging_<ds> (its own rungs, pins and ledger)
+    environments: Annotated[list[Literal["prod", "staging"]], Field(min_length=1)] = Field(
+        default_factory=lambda: ["prod"])
+    rungs: Annotated[list[str], Field(min_length=1)] = Field(default_factory=lambda: list(DEFAULT_RUNGS))
+    daily_days: Annotated[StrictInt, Field(ge=0, le=366)] = DEFAULT_DAILY_DAYS
+    pinned_expiry_days: Annotated[StrictInt, Field(ge=1, le=3650)] = 90
+    # restores read prod by time travel only when T is this recent (default: the prod dataset's window,
+    # see prod.time_travel_hours); it can only narrow that window; 0 makes every restore use a backup
+    restore_time_travel_hours: Annotated[StrictInt, Field(ge=0, le=168)] | None = None
+    export: ExportSettings = ExportSettings()
+
+    @field_validator("environments")
+    @classmethod
+    def _environments_once(cls, names: list[str]) -> list[str]:
+        if len(set(names)) != len(names):
+            raise ValueError(f"environments are listed twice: {names}")
+        return names
+
+    @model_validator(mode="after")
+    def _ladder(self) -> BackupSettings:
+        self.ladder()  # raises ValueError naming the bad rung
+        return self
+
+    def ladder(self) -> Ladder:
+        return Ladder.from_strings(self.rungs, daily_days=self.daily_days)
+
+
+class AuditSettings(_Strict):
+    """The dataset of envsync's audit tables (run summaries, recovery drills)."""
+
+    dataset: str = "envsync_audit"
+
+    _dataset = field_validator("dataset")(classmethod(lambda cls, v: validate_identifier("dataset", v)))
+
+
+class AlertSettings(_Strict):
+    """Slack alerts through the Airflow Slack provider's webhook notifier."""
+
+    enabled: bool = True
+    slack_conn_id: str = "slack_envsync"   # an Airflow connection of type slackwebhook
+
+    @field_validator("slack_conn_id")
+    @classmethod
+    def _conn_id(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,250}", value):
+            raise ValueError(f"{value!r} is not an Airflow connection id (letters, digits, '_', '.', '-')")
+        return value
+
+
+class EnvsyncConfig(_Strict):
+    project: str
+    location: str = "US"
+    prod: ProdConfig
+    environments: Environments = Environments()
+    tables: dict[str, TableOverride] = Field(default_factory=dict)
+    sync: SyncSettings = SyncSettings()
+    seeds: SeedSettings = SeedSettings()
+    state: StateSettings
+    backups: BackupSettings = BackupSettings()
+    audit: AuditSettings = AuditSettings()
+    alerts: AlertSettings = AlertSettings()
+    privacy: PrivacySettings = PrivacySettings()
+
+    @field_validator("project")
+    @classmethod
+    def _project(cls, value: str) -> str:
+        validate_identifier("project", value)
+        return value
+
+    @field_validator("location")
+    @classmethod
+    def _location(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z]+(-[a-z]+[0-9]*)?", value):
+            raise ValueError(f"{value!r} is not a BigQuery location (for example US, EU, europe-west1)")
+        return value
+
+    @field_validator("tables")
+    @classmethod
+    def _table_keys(cls, tables: dict[str, TableOverride]) -> dict[str, TableOverride]:
+        for key in tables:
+            dataset, _, table = key.partition(".")
+            if not table:
+                raise ValueError(f"{key!r} must be written <dataset>.<table>")
+            validate_identifier("dataset", dataset)
+            validate_identifier("table", table)
+        return tables
+
+    @model_validator(mode="after")
+    def _prod_datasets_are_not_environments(self) -> EnvsyncConfig:
+        for dataset in self.prod.datasets:
+            for env, prefix in self.env_prefixes().items():
+                if dataset.startswith(prefix):
+                    raise ValueError(
+                        f"prod.datasets: {dataset!r} starts with the {env} prefix {prefix!r}; a prod "
+                        "dataset cannot look like an environment dataset"
+                    )
+        return self
+
+    @model_validator(mode="after")
+    def _backup_settings_fit_prod(self) -> EnvsyncConfig:
+        hours = self.backups.restore_time_travel_hours
+        if hours is not None and self.prod.time_travel_hours is not None and hours > self.prod.time_travel_hours:
+            raise ValueError(
+                f"backups.restore_time_travel_hours {hours} is more than prod.time_travel_hours "
+                f"{self.prod.time_travel_hours}: restores cannot read further back than time travel keeps"
+            )
+        audit = self.audit.dataset
+        if audit in self.prod.datasets or any(audit.startswith(p) for p in self.env_prefixes().values()):
+            raise ValueError(f"audit.dataset {audit!r} must be neither a prod dataset nor an environment dataset")
+        return self
+
+    @model_validator(mode="after")
+    def _overrides_name_prod_datasets(self) -> EnvsyncConfig:
+        for key, override in self.tables.items():
+            dataset = key.split(".", 1)[0]
+            if dataset not in self.prod.datasets:
+                raise ValueError(
+                    f"tables.{key}: dataset {dataset!r} is not one of prod.datasets {self.prod.datasets}"
+                )
+            if override.parent is not None:
+                parent = self.tables.get(override.parent.table)
+                if parent is None or parent.sample is None:
+                    raise ValueError(
+                        f"tables.{key}.parent: {override.parent.table!r} must itself be configured with "
+                        "source: prod_sample and a sample (key, modulo)"
+                    )
+        return self
+
+    # ----- helpers used across the package -------------------------------------------------
+    @property
+    def salt_env(self) -> str:
+        """The environment variable holding the salt of hash/fake masks."""
+        return self.privacy.salt_env or self.seeds.salt_env
+
+    def masks_apply(self, env: str) -> bool:
+        """Are masks (per-table and policy-tag masks) applied to the copies of prod rows in `env`?"""
+        return env in self.privacy.environments
+
+    def override(self, dataset: str, table: str) -> TableOverride:
+        return self.tables.get(f"{dataset}.{table}", TableOverride())
+
+    def env_prefixes(self) -> dict[str, str]:
+        envs = self.environments
+        return {"dev": envs.dev.prefix, "qa": envs.qa.prefix, "staging": envs.staging.prefix,
+                "test": envs.test.prefix, "prodcopy": envs.prodcopy.prefix, "backup": envs.backup.prefix,
+                "drill": envs.drill.prefix}
+
+    def restore_time_travel_hours(self) -> int:
+        """How recent T must be, by the config, for a restore to read prod by time travel (0: never).
+
+        The prod dataset's own window bounds it further (envsync.bigquery.timetravel.restore_window_hours).
+        """
+        hours = self.backups.restore_time_travel_hours
+        if hours is not None:
+            return hours
+        return TIME_TRAVEL_HOURS[-1] if self.prod.time_travel_hours is None else self.prod.time_travel_hours
+
+    @property
+    def export_bucket(self) -> str:
+        return self.backups.export.bucket or self.state.bucket
+
+    def env_dataset(self, env: str, prod_dataset: str, test_name: str | None = None) -> str:
+        """The dataset of `env` derived from a prod dataset (test envs: test_<name>_<ds>)."""
+        if env == "test":
+            if not test_name:
+                raise ValueError("a test environment needs a name")
+            return f"{self.environments.test.prefix}{test_name}_{prod_dataset}"
+        return self.env_prefixes()[env] + prod_dataset
+
+    def source_dataset(self, env: str, prod_dataset: str) -> str:
+        """The dataset a backup or restore of environment `env` (prod or staging) reads: `<ds>` or
+        `staging_<ds>`. Its backups live in `backup_` + this name, its drills in `drill_` + this name."""
+        if env == "prod":
+            return prod_dataset
+        if env == "staging":
+            return self.env_dataset("staging", prod_dataset)
+        raise ValueError(f"environment {env!r} has no backups; allowed: {list(BACKUP_ENVIRONMENTS)}")
+
+    def dev_dataset(self, prod_dataset: str) -> str:
+        return self.environments.dev.prefix + prod_dataset
+
+
+def _format_validation_error(error: ValidationError, path: str) -> str:
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif item["type"] == "missing":
+            message = "required key is missing"
+        value = item.get("input")
+        shown = "" if item["type"] in ("missing",) or isinstance(value, dict) else f" (got {value!r})"
+        lines.append(f"{key}: {message}{shown}")
+    return f"invalid envsync config {path}: " + "; ".join(lines)
+
+
+def parse_config(data: Any, source: str = "<config>") -> EnvsyncConfig:
+    """Validate already-parsed YAML; raise ConfigError naming every bad key."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid envsync config {source}: the top level must be a mapping of keys")
+    try:
+        return EnvsyncConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(_format_validation_error(error, source)) from None
+    except IdentifierError as error:  # raised directly by nested validators
+        raise ConfigError(f"invalid envsync config {source}: {error}") from None
+
+
+def config_path(path: str | os.PathLike[str] | None = None) -> Path:
+    return Path(path or os.environ.get(CONFIG_ENV_VAR) or DEFAULT_CONFIG_PATH)
+
+
+@lru_cache(maxsize=8)
+def _load_cached(path: str, mtime_ns: int) -> EnvsyncConfig:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"cannot read envsync config {path}: {error.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"envsync config {path} is not valid YAML: {error}") from None
+    return parse_config(data, path)
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> EnvsyncConfig:
+    """Load the config named by `path`, ENVSYNC_CONFIG, or config/envsync.yaml (cached by mtime)."""
+    resolved = config_path(path)
+    try:
+        mtime = resolved.stat().st_mtime_ns
+    except OSError:
+        raise ConfigError(
+            f"envsync config {resolved} does not exist (set {CONFIG_ENV_VAR} to another path)"
+        ) from None
+    return _load_cached(str(resolved), mtime)
+
+
+__all__ = [
+    "CONFIG_ENV_VAR",
+    "ConfigError",
+    "DATASET_RE",
+    "EnvsyncConfig",
+    "MAX_WINDOW_QUARTERS",
+    "MIN_WINDOW_QUARTERS",
+    "PROJECT_RE",
+    "STRATEGIES",
+    "TABLE_RE",
+    "TableOverride",
+    "load_config",
+    "parse_config",
+]
