@@ -26,7 +26,7 @@ from envsync.core.guard import GuardedBigQuery, WriteGuard
 from envsync.operators.params import validate_reseed_params
 from envsync.environments.reseed import ContractError, Reseeder, _not_null_columns, schema_contract, units_for
 from envsync.environments.seeds import SeedError, find_seeds, load_seed, masking_salt, sample_predicate, sample_select, sample_spec, seed_version
-from envsync.privacy.masking import mask_expr
+from envsync.privacy.masking import MaskError, mask_expr
 from envsync.environments.testenvs import delete_expired, expired_test_datasets
 
 PROJECT = "envsync-demo"
@@ -258,7 +258,7 @@ def test_hash_masks_strings_with_the_salt_parameter() -> None:
 
 @pytest.mark.parametrize("kind", ["INT64", "INTEGER", "FLOAT64", "NUMERIC", "DATE", "TIMESTAMP", "BOOL", "BYTES"])
 def test_hash_rejects_non_string_columns_naming_the_column(kind: str) -> None:
-    with pytest.raises(SeedError) as info:
+    with pytest.raises(MaskError) as info:
         mask_expr(col("secret", kind), "hash", "mask_1")
     assert "secret" in str(info.value) and "hash applies to STRING" in str(info.value)
 
@@ -268,7 +268,7 @@ def test_null_mask_casts_to_the_column_type_and_rejects_required() -> None:
     assert params == {}
     assert parses(expr).find(sqlglot.exp.Null) is not None
     assert "INT64" in expr.upper()
-    with pytest.raises(SeedError, match=r"phone.*REQUIRED"):
+    with pytest.raises(MaskError, match=r"phone.*REQUIRED"):
         mask_expr(col("phone", "STRING", "REQUIRED"), "null", "mask_1")
 
 
@@ -284,7 +284,7 @@ def test_fake_produces_parseable_sql_for_each_type(kind: str) -> None:
 
 @pytest.mark.parametrize("kind", ["GEOGRAPHY", "BYTES"])
 def test_fake_rejects_types_without_fakes(kind: str) -> None:
-    with pytest.raises(SeedError, match=rf"location.*{kind}|fake values are not available for {kind}"):
+    with pytest.raises(MaskError, match=rf"location.*{kind}|fake values are not available for {kind}"):
         mask_expr(col("location", kind), "fake", "mask_1")
 
 
@@ -309,7 +309,7 @@ def test_fixed_binds_a_parameter_of_the_column_type(kind: str, value: Any) -> No
      ("NUMERIC", False), ("DATE", "2026-01-01"), ("TIMESTAMP", 0)],
 )
 def test_fixed_rejects_a_mismatched_value(kind: str, value: Any) -> None:
-    with pytest.raises(SeedError) as info:
+    with pytest.raises(MaskError) as info:
         mask_expr(col("value", kind), FixedMask(fixed=value), "mask_3")
     assert "value" in str(info.value) and repr(value) in str(info.value)
 
@@ -318,13 +318,13 @@ def test_fixed_rejects_a_mismatched_value(kind: str, value: Any) -> None:
 @pytest.mark.parametrize("field", [col("tags", "STRING", "REPEATED"), col("address", "RECORD", fields=[col("city")]),
                                    col("address", "STRUCT", fields=[col("city")])])
 def test_repeated_and_struct_columns_cannot_be_masked(field: dict[str, Any], rule: Any) -> None:
-    with pytest.raises(SeedError, match="repeated and STRUCT columns cannot be masked") as info:
+    with pytest.raises(MaskError, match="repeated and STRUCT columns cannot be masked") as info:
         mask_expr(field, rule, "mask_1")
     assert field["name"] in str(info.value)
 
 
 def test_unknown_rule_is_rejected() -> None:
-    with pytest.raises(SeedError, match="unknown rule 'scramble'"):
+    with pytest.raises(MaskError, match="unknown rule 'scramble'"):
         mask_expr(col("email"), "scramble", "mask_1")
 
 

@@ -16,6 +16,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# BigQuery's legacy names of column types (the API's schema) -> the standard SQL names
+TYPE_ALIASES = {"INTEGER": "INT64", "FLOAT": "FLOAT64", "BOOLEAN": "BOOL", "RECORD": "STRUCT"}
+
 
 class DiscoveryError(RuntimeError):
     """Prod is not what the config says (for example, a configured dataset does not exist)."""

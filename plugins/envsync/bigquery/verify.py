@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from envsync.bigquery.discovery import TYPE_ALIASES
 from envsync.core.guard import TableRef
 from envsync.core.identifiers import quote_column
 from envsync.core.sqltemplates import render
@@ -20,7 +21,6 @@ if TYPE_CHECKING:
     from envsync.bigquery.actions import Action
     from envsync.core.window import Window
 
-TYPE_ALIASES = {"INTEGER": "INT64", "FLOAT": "FLOAT64", "BOOLEAN": "BOOL", "RECORD": "STRUCT"}
 GRANULARITIES = ("HOUR", "DAY", "MONTH", "YEAR")
 
 

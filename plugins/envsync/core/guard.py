@@ -1,4 +1,4 @@
-"""The prod write guard and identifier validation: the one place that decides what envsync may write.
+"""The prod write guard: the one place that decides what envsync may write.
 
 Every write envsync makes (DDL/DML jobs, dataset and table API calls) goes through `GuardedBigQuery`,
 which asks `WriteGuard` first. The guard refuses, before any API call:
@@ -13,64 +13,26 @@ which asks `WriteGuard` first. The guard refuses, before any API call:
     envsync's audit dataset);
   * any write to another project;
   * any statement whose write targets it cannot determine (fail closed).
-Read-only statements (SELECT/WITH) pass. Identifiers are validated here and quoted with backticks.
+Read-only statements (SELECT/WITH) pass. Identifiers are validated and backtick-quoted with the rules of
+envsync.core.identifiers.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from envsync.core.identifiers import quote, validate_identifier
 
 if TYPE_CHECKING:
     from google.cloud import bigquery
 
     from envsync.core.config import EnvsyncConfig
 
-PROJECT_RE = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
-DATASET_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,1023}$")
-TABLE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,1023}$")
-COLUMN_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,299}$")
-
-_RULES = {
-    "project": (PROJECT_RE, "6-30 lowercase letters, digits or '-', starting with a letter"),
-    "dataset": (DATASET_RE, "letters, digits and '_', starting with a letter or '_', at most 1024"),
-    "table": (TABLE_RE, "letters, digits, '_' and '-', at most 1024"),
-    "column": (COLUMN_RE, "letters, digits and '_', starting with a letter or '_', at most 300"),
-}
-
-
-class IdentifierError(ValueError):
-    """An identifier does not match BigQuery's naming rules (and so could not be safely quoted)."""
-
 
 class ProdWriteRefused(PermissionError):
     """A write aimed at prod, or at a dataset that is not a derived environment, was refused."""
-
-
-def validate_identifier(kind: str, value: object) -> str:
-    pattern, allowed = _RULES[kind]
-    if not isinstance(value, str) or not pattern.fullmatch(value):
-        raise IdentifierError(f"illegal {kind} name {value!r}: allowed are {allowed}")
-    return value
-
-
-def quote(*parts: str) -> str:
-    """Backtick-quote a validated `project.dataset.table` path (each part validated by position)."""
-    kinds = {1: ("table",), 2: ("dataset", "table"), 3: ("project", "dataset", "table")}[len(parts)]
-    for kind, part in zip(kinds, parts):
-        validate_identifier(kind, part)
-    return "`" + ".".join(parts) + "`"
-
-
-def quote_dataset(project: str, dataset: str) -> str:
-    """`project.dataset`, validated and quoted, e.g. for <dataset>.INFORMATION_SCHEMA views."""
-    return f"`{validate_identifier('project', project)}.{validate_identifier('dataset', dataset)}`"
-
-
-def quote_column(name: str) -> str:
-    return "`" + validate_identifier("column", name) + "`"
 
 
 @dataclass(frozen=True, order=True)

@@ -476,13 +476,6 @@ def targets(config: EnvsyncConfig, client: bigquery.Client, environments: Sequen
     return out
 
 
-def check_environments_param(environments: Any) -> list[str]:
-    """The `environments` param: default all; each one of ENVIRONMENTS (names the bad value)."""
-    from envsync.operators.params import check_environments
-
-    return check_environments(environments, ENVIRONMENTS, "parity checks")
-
-
 # ------------------------------------------------------------------------------ the check
 
 

@@ -20,10 +20,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from envsync.core.identifiers import quote_column, validate_identifier
-from envsync.bigquery.discovery import TYPE_ALIASES
 
 if TYPE_CHECKING:
-    from envsync.core.config import EnvsyncConfig, FixedMask, TableOverride
+    from envsync.core.config import EnvsyncConfig, TableOverride
     from envsync.bigquery.discovery import TableInfo
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -116,53 +115,6 @@ def sample_spec(config: EnvsyncConfig, override: TableOverride) -> SampleSpec:
 def sample_predicate(column: str) -> str:
     """Same hash on the same key values: a child's foreign key picks exactly the sampled parents."""
     return f"mod(abs(farm_fingerprint(cast({quote_column(column)} as string))), @sample_modulo) = 0"
-
-
-def _type(field: dict[str, Any]) -> str:
-    kind = field["type"].upper()
-    return TYPE_ALIASES.get(kind, kind)
-
-
-def mask_expr(field: dict[str, Any], rule: str | FixedMask, param: str) -> tuple[str, dict[str, Any]]:
-    """SQL expression that replaces a column's value, and the query parameters it binds."""
-    name = field["name"]
-    col = quote_column(name)
-    kind = _type(field)
-    mode = (field.get("mode") or "NULLABLE").upper()
-    where = f"mask of column {name} ({kind})"
-    if mode == "REPEATED" or kind == "STRUCT":
-        raise SeedError(f"{where}: repeated and STRUCT columns cannot be masked; mask their parent row instead")
-    digest = f"farm_fingerprint(concat(@mask_salt, cast({col} as string)))"
-    if not isinstance(rule, str):
-        value = rule.fixed
-        allowed = {"STRING": (str,), "INT64": (int,), "FLOAT64": (int, float), "NUMERIC": (int, float),
-                   "BOOL": (bool,)}.get(kind)
-        if allowed is None or not isinstance(value, allowed) or (isinstance(value, bool) and kind != "BOOL"):
-            raise SeedError(f"{where}: fixed value {value!r} does not fit the column's type")
-        expr = f"@{param}" if kind not in ("NUMERIC",) else f"cast(@{param} as numeric)"
-        return f"if({col} is null, null, {expr})", {param: value}
-    if rule == "null":
-        if mode == "REQUIRED":
-            raise SeedError(f"{where}: the column is REQUIRED and cannot be set to null")
-        return f"cast(null as {kind})", {}
-    if rule == "hash":
-        if kind != "STRING":
-            raise SeedError(f"{where}: hash applies to STRING columns (use fake or fixed)")
-        return f"to_hex(sha256(concat(@mask_salt, {col})))", {}
-    if rule == "fake":
-        fakes = {
-            "STRING": f"concat('{name}-', substr(to_hex(sha256(concat(@mask_salt, {col}))), 1, 12))",
-            "INT64": f"1000000000 + mod(abs({digest}), 1000000000)",
-            "FLOAT64": f"cast(mod(abs({digest}), 1000000) as float64) / 100 + 0.005",
-            "NUMERIC": f"cast(mod(abs({digest}), 1000000) as numeric) / 100 + 0.005",
-            "DATE": f"date_add(date '1900-01-01', interval mod(abs({digest}), 3650) day)",
-            "TIMESTAMP": f"timestamp_add(timestamp '1900-01-01 00:00:00+00', interval mod(abs({digest}), 315360000) second)",
-            "BOOL": f"mod(abs({digest}), 2) = 0",
-        }
-        if kind not in fakes:
-            raise SeedError(f"{where}: fake values are not available for {kind}")
-        return f"if({col} is null, null, {fakes[kind]})", {}
-    raise SeedError(f"{where}: unknown rule {rule!r} (allowed: hash, null, fake, fixed)")
 
 
 def masking_salt(config: EnvsyncConfig) -> str | None:

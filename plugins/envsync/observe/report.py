@@ -6,14 +6,7 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
-from envsync.sync.plan import DatasetPlan
 from envsync.core.window import Window
-
-# BigQuery limits a run is measured against (https://cloud.google.com/bigquery/quotas).
-TABLE_OPERATIONS_PER_TABLE_PER_DAY = 1_500
-DATASET_METADATA_UPDATES_PER_10S = 5
-CONCURRENT_INTERACTIVE_QUERIES = 100
-
 
 # rows of a run that record a step around the copies (a cut's pins, publishing, rollback and migration
 # ledger), not copied objects: the counts of tables and rows in alerts and audit leave them out (their
@@ -42,7 +35,7 @@ def human_bytes(value: int | None) -> str:
     return f"{value} B"
 
 
-def _fmt_rows(value: Any) -> str:
+def format_rows(value: Any) -> str:
     return "-" if value is None else f"{int(value):,}"
 
 
@@ -59,31 +52,12 @@ def results_table(results: list[dict[str, Any]]) -> str:
     return render_table(
         ["table", "action", "rows", "est. bytes billed", "seconds", "status"],
         [
-            [r["table"], r["action"], _fmt_rows(r.get("rows")), human_bytes(r.get("est_bytes_billed")),
+            [r["table"], r["action"], format_rows(r.get("rows")), human_bytes(r.get("est_bytes_billed")),
              f"{r.get('seconds') or 0:.1f}", r["status"] + (f": {r['error']}" if r.get("error") else
                                                             f": {r['reason']}" if r["status"] == "skipped" and r.get("reason") else "")]
             for r in results
         ],
     )
-
-
-def plan_table(plans: list[DatasetPlan]) -> str:
-    rows = []
-    for plan in plans:
-        for a in plan.actions:
-            rows.append([a.key, a.action, _fmt_rows(a.source_rows) if a.action not in ("view", "drop") else "-",
-                         human_bytes(a.est_bytes_billed), str(a.est_jobs),
-                         a.reason + (f"; {a.billing_note}" if getattr(a, "billing_note", "") else "")])
-        for name in plan.excluded:
-            rows.append([f"{plan.dataset}.{name}", "exclude", "-", human_bytes(0), "0", "exclude: true in config"])
-    return render_table(["table", "action", "prod rows", "est. bytes billed", "jobs", "why"], rows)
-
-
-def privacy_entries(plans: list[DatasetPlan]) -> dict[str, Any]:
-    """The plan's privacy report: per environment, the masked columns (and their mask and origin: the
-    table's config or a policy tag of privacy.policy_tags) and the policy-tagged columns copied unmasked."""
-    return merge_privacy([privacy_of(plan.env, a.key, f"{a.target_dataset}.{a.table}", a.masks, a.unmasked_tagged)
-                          for plan in plans for a in plan.actions])
 
 
 def privacy_of(env: str, table: str, target: str, masks: list[dict[str, Any]],
@@ -133,19 +107,6 @@ def privacy_table(privacy: dict[str, Any], results: list[dict[str, Any]] | None 
         lines.append(f"WARNING: {row['target']}.{row['column']} carries policy tag(s) {row['policy_tags']} and "
                      f"reaches {row['env']} unmasked")
     return "\n".join(lines)
-
-
-def quota_summary(plans: list[DatasetPlan]) -> str:
-    actions = [a for p in plans for a in p.actions]
-    jobs = sum(a.est_jobs for a in actions)
-    table_ops = max((a.est_jobs for a in actions if a.action != "view"), default=0)
-    dataset_updates = 2 * len(plans)
-    return (
-        f"BigQuery operations for this run: {jobs} query jobs "
-        f"(up to the configured concurrency at once; interactive concurrency limit {CONCURRENT_INTERACTIVE_QUERIES}); "
-        f"at most {table_ops} table operations per dev table (daily limit {TABLE_OPERATIONS_PER_TABLE_PER_DAY} per table); "
-        f"{dataset_updates} dataset metadata updates (limit {DATASET_METADATA_UPDATES_PER_10S} per dataset per 10 s)"
-    )
 
 
 def summarise(results: list[dict[str, Any]], *, cut: dt.datetime, window: Window | None) -> dict[str, Any]:

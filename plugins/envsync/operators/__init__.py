@@ -1,1 +1,2 @@
-"""Airflow operators of envsync: thin wrappers that call the package's plan/execute/verify code."""
+"""Airflow glue: the operators (thin wrappers that call a capability), the DAGs' defaults and the trigger
+form's params."""

@@ -38,6 +38,14 @@ def check_environments(environments: Any, allowed: Sequence[str], what: str) -> 
     return list(dict.fromkeys(environments))
 
 
+def check_environments_param(environments: Any) -> list[str]:
+    """The parity DAG's `environments` param: default all; each one of the environments parity checks
+    (envsync.environments.parity.ENVIRONMENTS; names the bad value)."""
+    from envsync.environments.parity import ENVIRONMENTS
+
+    return check_environments(environments, ENVIRONMENTS, "parity checks")
+
+
 def whole_number(name: str, value: Any, *, default: int, low: int, high: int, empty: tuple[Any, ...] = (None,),
                  kind: str = "an integer", note: str = "") -> int:
     """An integer param (the form sends ints; a REST conf may send digits as text) within [low, high]."""

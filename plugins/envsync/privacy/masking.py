@@ -3,7 +3,7 @@
 A column is masked in an environment listed in `privacy.environments` when the table's config masks it
 (`tables.<ds>.<table>.mask`) or when it carries one of the BigQuery policy tags (or a tag of one of
 the taxonomies) listed in `privacy.policy_tags`; those get `privacy.policy_tag_mask`. The masks
-themselves are seeds.mask_expr: the same expressions for prod samples, the dev sync and prod-copy.
+themselves are `mask_expr`: the same expressions for prod samples, the dev sync and prod-copy.
 `hash` and `fake` are salted SHA-256 / FARM_FINGERPRINT of the value, so equal values stay equal across
 tables (joins still work) for one salt; the salt is read from the environment variable
 `privacy.salt_env` (default `seeds.salt_env`) when a job is built, never stored in a manifest.
@@ -18,11 +18,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from envsync.bigquery.discovery import TYPE_ALIASES
 from envsync.core.identifiers import quote_column
-from envsync.environments.seeds import SeedError
 
 if TYPE_CHECKING:
-    from envsync.core.config import EnvsyncConfig
+    from envsync.core.config import EnvsyncConfig, FixedMask
     from envsync.bigquery.discovery import TableInfo
 
 SALTED_RULES = ("hash", "fake")
@@ -45,6 +45,53 @@ class ColumnMask:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _type(field: dict[str, Any]) -> str:
+    kind = field["type"].upper()
+    return TYPE_ALIASES.get(kind, kind)
+
+
+def mask_expr(field: dict[str, Any], rule: str | FixedMask, param: str) -> tuple[str, dict[str, Any]]:
+    """SQL expression that replaces a column's value, and the query parameters it binds."""
+    name = field["name"]
+    col = quote_column(name)
+    kind = _type(field)
+    mode = (field.get("mode") or "NULLABLE").upper()
+    where = f"mask of column {name} ({kind})"
+    if mode == "REPEATED" or kind == "STRUCT":
+        raise MaskError(f"{where}: repeated and STRUCT columns cannot be masked; mask their parent row instead")
+    digest = f"farm_fingerprint(concat(@mask_salt, cast({col} as string)))"
+    if not isinstance(rule, str):
+        value = rule.fixed
+        allowed = {"STRING": (str,), "INT64": (int,), "FLOAT64": (int, float), "NUMERIC": (int, float),
+                   "BOOL": (bool,)}.get(kind)
+        if allowed is None or not isinstance(value, allowed) or (isinstance(value, bool) and kind != "BOOL"):
+            raise MaskError(f"{where}: fixed value {value!r} does not fit the column's type")
+        expr = f"@{param}" if kind not in ("NUMERIC",) else f"cast(@{param} as numeric)"
+        return f"if({col} is null, null, {expr})", {param: value}
+    if rule == "null":
+        if mode == "REQUIRED":
+            raise MaskError(f"{where}: the column is REQUIRED and cannot be set to null")
+        return f"cast(null as {kind})", {}
+    if rule == "hash":
+        if kind != "STRING":
+            raise MaskError(f"{where}: hash applies to STRING columns (use fake or fixed)")
+        return f"to_hex(sha256(concat(@mask_salt, {col})))", {}
+    if rule == "fake":
+        fakes = {
+            "STRING": f"concat('{name}-', substr(to_hex(sha256(concat(@mask_salt, {col}))), 1, 12))",
+            "INT64": f"1000000000 + mod(abs({digest}), 1000000000)",
+            "FLOAT64": f"cast(mod(abs({digest}), 1000000) as float64) / 100 + 0.005",
+            "NUMERIC": f"cast(mod(abs({digest}), 1000000) as numeric) / 100 + 0.005",
+            "DATE": f"date_add(date '1900-01-01', interval mod(abs({digest}), 3650) day)",
+            "TIMESTAMP": f"timestamp_add(timestamp '1900-01-01 00:00:00+00', interval mod(abs({digest}), 315360000) second)",
+            "BOOL": f"mod(abs({digest}), 2) = 0",
+        }
+        if kind not in fakes:
+            raise MaskError(f"{where}: fake values are not available for {kind}")
+        return f"if({col} is null, null, {fakes[kind]})", {}
+    raise MaskError(f"{where}: unknown rule {rule!r} (allowed: hash, null, fake, fixed)")
 
 
 def _rule(rule: Any) -> Any:
@@ -130,7 +177,7 @@ def column_masks(config: EnvsyncConfig, info: TableInfo, env: str) -> list[Colum
                             "would move rows between partitions and out of the window, and break the clustering")
         try:
             mask_expr(by_name[mask.column.lower()], _expr_rule(mask.rule), "mask_check")
-        except SeedError as error:
+        except MaskError as error:
             raise MaskError(f"{where}: {error}") from None
     return masks
 
@@ -175,7 +222,7 @@ def masked_select(config: EnvsyncConfig, info: TableInfo, masks: list[ColumnMask
             continue
         try:
             expr, extra = mask_expr(f, _expr_rule(mask.rule), f"mask_{index}")
-        except SeedError as error:
+        except MaskError as error:
             raise MaskError(f"{info.dataset}.{info.table}: {error}") from None
         params.update(extra)
         columns.append(f"{expr} as {quote_column(f['name'])}")

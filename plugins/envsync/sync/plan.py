@@ -24,9 +24,10 @@ https://cloud.google.com/bigquery/docs/using-row-level-security-with-features ("
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from envsync.bigquery.actions import Action
 from envsync.bigquery.discovery import DatasetInfo, TableInfo
 from envsync.privacy.masking import ColumnMask, column_masks, unmasked_tagged
 from envsync.bigquery.partitions import (
@@ -54,37 +55,6 @@ BYTES_PER_DATE_VALUE = 8
 
 class PlanError(ValueError):
     """The run's inputs do not fit prod (for example a `tables` filter naming an unknown table)."""
-
-
-@dataclass
-class Action:
-    dataset: str               # prod dataset
-    table: str
-    target_dataset: str        # dev dataset
-    action: str                # clone_window | ctas_window | full_clone | view | skip | drop
-    reason: str
-    date_column: str | None = None
-    column_type: str | None = None     # DATE | DATETIME | TIMESTAMP of date_column
-    granularity: str = "DAY"           # partition granularity used to count rows per partition
-    view_sql: str | None = None
-    est_bytes_billed: int = 0
-    est_jobs: int = 0
-    billing_note: str = ""             # why the estimate bills more than it seems (partial partitions)
-    source_rows: int = 0
-    depends_on: list[str] = field(default_factory=list)
-    row_access_policies: list[str] = field(default_factory=list)   # of the prod table
-    # clone_window: prod's partitions outside the window when planned (None: not known, list the clone's)
-    trim_partitions: int | None = None
-    # masked_ctas: the masked columns (envsync.privacy.masking.ColumnMask as dicts) and the columns that match
-    # copy and prod rows in the verification (empty: a hash of the unmasked columns)
-    masks: list[dict[str, Any]] = field(default_factory=list)
-    match_key: list[str] = field(default_factory=list)
-    # policy-tagged columns (and nested fields) copied unmasked: column path -> tags
-    unmasked_tagged: dict[str, list[str]] = field(default_factory=dict)
-
-    @property
-    def key(self) -> str:
-        return f"{self.dataset}.{self.table}"
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""Backups: the ladder planner, snapshots and exports, restores and recovery drills."""

@@ -1,0 +1,1 @@
+"""Schema migrations: the migration files and their ledger, and promotion qa -> staging -> prod."""

@@ -1,0 +1,1 @@
+"""What envsync records and tells: the audit tables, alerts, and run reports."""

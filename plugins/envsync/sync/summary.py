@@ -1,0 +1,49 @@
+"""A sync plan as text for the task log, and its privacy entries (the dev sync, prod-copy and the cut).
+
+These read the planner's DatasetPlan, so they live with the planner; the run report's shared pieces
+(tables, byte counts, privacy entries) come from envsync.observe.report.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from envsync.observe.report import format_rows, human_bytes, merge_privacy, privacy_of, render_table
+from envsync.sync.plan import DatasetPlan
+
+# BigQuery limits a run is measured against (https://cloud.google.com/bigquery/quotas).
+TABLE_OPERATIONS_PER_TABLE_PER_DAY = 1_500
+DATASET_METADATA_UPDATES_PER_10S = 5
+CONCURRENT_INTERACTIVE_QUERIES = 100
+
+
+def plan_table(plans: list[DatasetPlan]) -> str:
+    rows = []
+    for plan in plans:
+        for a in plan.actions:
+            rows.append([a.key, a.action, format_rows(a.source_rows) if a.action not in ("view", "drop") else "-",
+                         human_bytes(a.est_bytes_billed), str(a.est_jobs),
+                         a.reason + (f"; {a.billing_note}" if getattr(a, "billing_note", "") else "")])
+        for name in plan.excluded:
+            rows.append([f"{plan.dataset}.{name}", "exclude", "-", human_bytes(0), "0", "exclude: true in config"])
+    return render_table(["table", "action", "prod rows", "est. bytes billed", "jobs", "why"], rows)
+
+
+def privacy_entries(plans: list[DatasetPlan]) -> dict[str, Any]:
+    """The plan's privacy report: per environment, the masked columns (and their mask and origin: the
+    table's config or a policy tag of privacy.policy_tags) and the policy-tagged columns copied unmasked."""
+    return merge_privacy([privacy_of(plan.env, a.key, f"{a.target_dataset}.{a.table}", a.masks, a.unmasked_tagged)
+                          for plan in plans for a in plan.actions])
+
+
+def quota_summary(plans: list[DatasetPlan]) -> str:
+    actions = [a for p in plans for a in p.actions]
+    jobs = sum(a.est_jobs for a in actions)
+    table_ops = max((a.est_jobs for a in actions if a.action != "view"), default=0)
+    dataset_updates = 2 * len(plans)
+    return (
+        f"BigQuery operations for this run: {jobs} query jobs "
+        f"(up to the configured concurrency at once; interactive concurrency limit {CONCURRENT_INTERACTIVE_QUERIES}); "
+        f"at most {table_ops} table operations per dev table (daily limit {TABLE_OPERATIONS_PER_TABLE_PER_DAY} per table); "
+        f"{dataset_updates} dataset metadata updates (limit {DATASET_METADATA_UPDATES_PER_10S} per dataset per 10 s)"
+    )
