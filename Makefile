@@ -34,7 +34,7 @@ export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__PARALLELISM := 4
 
-.PHONY: help install lock up down stop status check-sql test test-gcp demo
+.PHONY: help install lock up down stop status check-sql lint test test-gcp demo
 
 help: ## List the targets
 	@echo "envsync targets:"
@@ -100,7 +100,17 @@ check-sql: install ## Analyze the seeds (sql/seeds) and migrations (sql/migratio
 	PYTHONPATH=$(CURDIR)/emulators $(EMU_VENV)/bin/python -m bqfidelity.checksql \
 	  --schemas "$$schemas" --cache .devstack/zetasql $(CHECK_SQL_PATHS)
 
-test: install check-sql ## Run check-sql, then the test suite (pass arguments with PYTEST_ARGS=...)
+# Each check runs even when an earlier one fails, so one run lists every problem; any failure fails lint.
+lint: install ## Lint (ruff check), formatting (ruff format --check), import contracts (lint-imports), types (mypy)
+	@status=0; \
+	echo "ruff check"; $(VENV)/bin/ruff check --quiet . || status=1; \
+	echo "ruff format --check"; $(VENV)/bin/ruff format --check --quiet . || status=1; \
+	echo "lint-imports"; PYTHONPATH=$(CURDIR)/plugins $(VENV)/bin/lint-imports --no-logo \
+	  --cache-dir .devstack/import-linter || status=1; \
+	echo "mypy"; $(VENV)/bin/mypy || status=1; \
+	exit $$status
+
+test: install check-sql lint ## Run check-sql and lint, then the test suite (pass arguments with PYTEST_ARGS=...)
 	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 # The integration suite on a real GCP sandbox project (README: "Trying envsync on real GCP").

@@ -48,8 +48,9 @@ def main() -> int:
     for path in files:
         times = []
         for _ in range(args.repeat):
-            proc = subprocess.run([sys.executable, "-c", SCRIPT, str(path)], env=env, cwd=ROOT,
-                                  capture_output=True, text=True, check=True)
+            proc = subprocess.run(
+                [sys.executable, "-c", SCRIPT, str(path)], env=env, cwd=ROOT, capture_output=True, text=True, check=True
+            )
             times.append(json.loads(proc.stdout.strip().splitlines()[-1])["seconds"])
         median = statistics.median(times)
         flag = "" if median < BUDGET_SECONDS else "  OVER"

@@ -53,12 +53,12 @@ for _path in (PLUGINS, BENCH_DIR):
 from bench_sync import PeakRss, _table  # noqa: E402  (the sibling benchmark: RSS sampler, text tables)
 
 RESULT_MARKER = "BENCH_RESULT "
-UTC = dt.timezone.utc
+UTC = dt.UTC
 DEFAULT_ANCHOR = dt.datetime(2026, 11, 21, 2, tzinfo=UTC)
 DATASET_PREFIX = "scale_"
 BENCH_LABEL = ("envsync_bench", "scale")
-ROWS_PER_TABLE = 40            # DAY / DATE rows per table, one every DAY_STEP days back from the anchor
-DAY_STEP = 17                  # 40 rows x 17 days: about two years, 9 of them inside a two-quarter window
+ROWS_PER_TABLE = 40  # DAY / DATE rows per table, one every DAY_STEP days back from the anchor
+DAY_STEP = 17  # 40 rows x 17 days: about two years, 9 of them inside a two-quarter window
 # "Each job operation (query or load) can affect up to 4,000 partitions."
 # https://cloud.google.com/bigquery/quotas#partitioned_tables : an HOUR table is filled in slices of
 # at most this many hours (one row per hour), as BigQuery (and the fidelity layer) refuse more per job.
@@ -91,8 +91,8 @@ class BenchError(RuntimeError):
 class ObjectSpec:
     dataset: str
     name: str
-    kind: str                          # one of KINDS
-    reads: tuple[str, ...] = ()        # views: the "dataset.table" objects they read
+    kind: str  # one of KINDS
+    reads: tuple[str, ...] = ()  # views: the "dataset.table" objects they read
 
     @property
     def key(self) -> str:
@@ -150,8 +150,9 @@ def hour_span_default(window: Any) -> int:
     return (end - window.start.date()).days
 
 
-def create_statements(spec: ObjectSpec, project: str, *, hour_start: dt.datetime, hour_span_days: int,
-                      ref_date: dt.date) -> list[tuple[str, dict[str, Any]]]:
+def create_statements(
+    spec: ObjectSpec, project: str, *, hour_start: dt.datetime, hour_span_days: int, ref_date: dt.date
+) -> list[tuple[str, dict[str, Any]]]:
     """The statements (SQL, query parameters) that build one prod object server-side.
 
     Only validated, backtick-quoted identifiers go into the SQL text; values are query parameters."""
@@ -170,23 +171,30 @@ def create_statements(spec: ObjectSpec, project: str, *, hour_start: dt.datetime
     if spec.kind == "flat_date":
         return [(f"create or replace table {target}\nas\n{select_day}", rows)]
     if spec.kind == "flat":
-        sql = (f"create or replace table {target}\nas\nselect id, concat('row ', cast(id as string)) as label,\n"
-               "    cast(id as float64) * 1.5 as amount\nfrom unnest(generate_array(0, @rows - 1)) as id")
+        sql = (
+            f"create or replace table {target}\nas\nselect id, concat('row ', cast(id as string)) as label,\n"
+            "    cast(id as float64) * 1.5 as amount\nfrom unnest(generate_array(0, @rows - 1)) as id"
+        )
         return [(sql, {"rows": ROWS_PER_TABLE})]
     if spec.kind == "hour":
-        statements: list[tuple[str, dict[str, Any]]] = [(
-            f"create or replace table {target} (id int64, label string, event_at timestamp)\n"
-            "partition by timestamp_trunc(event_at, hour)", {},
-        )]
+        statements: list[tuple[str, dict[str, Any]]] = [
+            (
+                f"create or replace table {target} (id int64, label string, event_at timestamp)\n"
+                "partition by timestamp_trunc(event_at, hour)",
+                {},
+            )
+        ]
         hours = hour_span_days * 24
         for first in range(0, hours, MAX_PARTITIONS_PER_JOB):
             last = min(first + MAX_PARTITIONS_PER_JOB, hours) - 1
-            statements.append((
-                f"insert into {target} (id, label, event_at)\n"
-                "select h, concat('hour ', cast(h as string)), timestamp_add(@start, interval h hour)\n"
-                "from unnest(generate_array(@first, @last)) as h",
-                {"start": hour_start, "first": first, "last": last},
-            ))
+            statements.append(
+                (
+                    f"insert into {target} (id, label, event_at)\n"
+                    "select h, concat('hour ', cast(h as string)), timestamp_add(@start, interval h hour)\n"
+                    "from unnest(generate_array(@first, @last)) as h",
+                    {"start": hour_start, "first": first, "last": last},
+                )
+            )
         return statements
     if spec.kind == "view":
         # Two reference forms on purpose: `project.dataset.table` and `dataset.table`.
@@ -274,12 +282,12 @@ def worker(anchor: dt.datetime, window_quarters: int | None, workers: int, run_i
     """Runs in the child process: imports, baseline, plan, sync (as the DAG's tasks do), measure."""
     from google.cloud import bigquery  # noqa: F401
 
+    from envsync.bigquery.jobs import JobRunner
     from envsync.core.clients import bigquery_client
     from envsync.core.config import load_config
     from envsync.core.guard import GuardedBigQuery, WriteGuard
-    from envsync.bigquery.jobs import JobRunner
-    from envsync.sync.run import RunInfo, build_plans, sync_dataset, sync_views
     from envsync.core.window import new_cut, quarter_window
+    from envsync.sync.run import RunInfo, build_plans, sync_dataset, sync_views
 
     config = load_config()
     client = bigquery_client(config.project, config.location)
@@ -307,8 +315,9 @@ def worker(anchor: dt.datetime, window_quarters: int | None, workers: int, run_i
             out["tables_seconds"] = round(time.monotonic() - started, 3)
             views_started = time.monotonic()
             bq = GuardedBigQuery(client, WriteGuard.from_config(config), config.location)
-            runner = JobRunner(bq, dag_id=run.dag_id, run_id=run.run_id, task_id="sync_views",
-                               timeout=config.sync.job_timeout_seconds)
+            runner = JobRunner(
+                bq, dag_id=run.dag_id, run_id=run.run_id, task_id="sync_views", timeout=config.sync.job_timeout_seconds
+            )
             views = sync_views(config, bq, runner, run, plans)
             out["views_seconds"] = round(time.monotonic() - views_started, 3)
             out["sync_seconds"] = round(time.monotonic() - started, 3)
@@ -338,8 +347,9 @@ def _start_emulator(devstack: Any) -> tuple[Any, Path]:
         (root / "home" / ".duckdb").symlink_to(shared / "home" / ".duckdb", target_is_directory=True)
     if any((shared / "zetasql").glob("zetasql-*.cwasm")):  # reuse the compiled analyzer (25 s, 1 GB)
         (root / "zetasql").symlink_to((shared / "zetasql").resolve(), target_is_directory=True)
-    stack = devstack.Stack(root=root, bq_port=devstack.free_port(), grpc_port=devstack.free_port(),
-                           gcs_port=devstack.free_port())
+    stack = devstack.Stack(
+        root=root, bq_port=devstack.free_port(), grpc_port=devstack.free_port(), gcs_port=devstack.free_port()
+    )
     print(f"   starting a fresh BigQuery emulator on {stack.bq_url} (data in {root}) ...", flush=True)
     try:
         devstack.up(stack, timeout=120)
@@ -375,8 +385,13 @@ def _ducklake_figures(stack: Any, since: dt.datetime) -> dict[str, Any]:
     end (every schema version makes the emulator rebuild that catalog: bench/README.md)."""
     path = stack.root / "bigquery" / f"{stack.project}.ducklake"
     try:
-        done = subprocess.run([str(stack.venv / "bin" / "python"), "-c", _DUCKLAKE_FIGURES, str(path),
-                               since.isoformat()], capture_output=True, text=True, timeout=300, check=True)
+        done = subprocess.run(
+            [str(stack.venv / "bin" / "python"), "-c", _DUCKLAKE_FIGURES, str(path), since.isoformat()],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
+        )
         return json.loads(done.stdout)
     except (OSError, subprocess.SubprocessError, ValueError) as error:
         print(f"   (no DuckLake figures: {error})", flush=True)
@@ -419,12 +434,22 @@ def _ensure_prod_dataset(client: Any, project: str, dataset: str, location: str)
         client.create_dataset(new)
         return
     if existing.labels.get(BENCH_LABEL[0]) != BENCH_LABEL[1] and list(client.list_tables(ref, max_results=1)):
-        raise BenchError(f"refusing to write into {ref}: it holds tables and has no label "
-                         f"{BENCH_LABEL[0]}={BENCH_LABEL[1]} (not created by this bench)")
+        raise BenchError(
+            f"refusing to write into {ref}: it holds tables and has no label "
+            f"{BENCH_LABEL[0]}={BENCH_LABEL[1]} (not created by this bench)"
+        )
 
 
-def build_prod(client: Any, config: Any, specs: list[ObjectSpec], *, hour_start: dt.datetime,
-               hour_span_days: int, ref_date: dt.date, threads: int) -> None:
+def build_prod(
+    client: Any,
+    config: Any,
+    specs: list[ObjectSpec],
+    *,
+    hour_start: dt.datetime,
+    hour_span_days: int,
+    ref_date: dt.date,
+    threads: int,
+) -> None:
     """Create every prod object server-side: tables in parallel, then the views (they read the tables)."""
     from google.cloud import bigquery
 
@@ -434,13 +459,20 @@ def build_prod(client: Any, config: Any, specs: list[ObjectSpec], *, hour_start:
         _ensure_prod_dataset(client, config.project, dataset, config.location)
 
     def create(spec: ObjectSpec) -> None:
-        for sql, params in create_statements(spec, config.project, hour_start=hour_start,
-                                             hour_span_days=hour_span_days, ref_date=ref_date):
-            job_config = bigquery.QueryJobConfig(query_parameters=to_query_parameters(params),
-                                                 labels={BENCH_LABEL[0]: BENCH_LABEL[1]})
+        for sql, params in create_statements(
+            spec, config.project, hour_start=hour_start, hour_span_days=hour_span_days, ref_date=ref_date
+        ):
+            job_config = bigquery.QueryJobConfig(
+                query_parameters=to_query_parameters(params), labels={BENCH_LABEL[0]: BENCH_LABEL[1]}
+            )
             try:
-                client.query(sql, job_config=job_config, location=config.location, job_retry=None,
-                             retry=bigquery.DEFAULT_RETRY.with_deadline(120)).result()
+                client.query(
+                    sql,
+                    job_config=job_config,
+                    location=config.location,
+                    job_retry=None,
+                    retry=bigquery.DEFAULT_RETRY.with_deadline(120),
+                ).result()
             except Exception as error:
                 raise BenchError(f"creating prod {spec.kind} {spec.key} failed: {error}") from error
 
@@ -456,22 +488,33 @@ def _dev_objects(client: Any, config: Any) -> set[str]:
     found = set()
     for dataset in config.prod.datasets:
         try:
-            found |= {f"{dataset}.{t.table_id}" for t in client.list_tables(f"{config.project}.{config.dev_dataset(dataset)}")}
+            found |= {
+                f"{dataset}.{t.table_id}" for t in client.list_tables(f"{config.project}.{config.dev_dataset(dataset)}")
+            }
         except NotFound:
             continue
     return found
 
 
 def _run_worker(args: argparse.Namespace, anchor: dt.datetime, run_id: str, env: dict[str, str]) -> dict[str, Any]:
-    command = [sys.executable, str(Path(__file__).resolve()), "--worker", "--anchor", anchor.isoformat(),
-               "--run-id", run_id, "--workers", str(args.workers)]
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        "--anchor",
+        anchor.isoformat(),
+        "--run-id",
+        run_id,
+        "--workers",
+        str(args.workers),
+    ]
     if args.window_quarters:
         command += ["--window-quarters", str(args.window_quarters)]
     started = time.monotonic()
     proc = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith(RESULT_MARKER):
-            result = json.loads(line[len(RESULT_MARKER):])
+            result = json.loads(line[len(RESULT_MARKER) :])
             result["process_seconds"] = round(time.monotonic() - started, 3)
             return result
     tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
@@ -499,8 +542,14 @@ def _uptime() -> str:
         return f"load average: {load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f}"
 
 
-def run_size(size: int, args: argparse.Namespace, base_config: dict[str, Any], anchor: dt.datetime,
-             ref_date: dt.date, devstack: Any) -> dict[str, Any]:
+def run_size(
+    size: int,
+    args: argparse.Namespace,
+    base_config: dict[str, Any],
+    anchor: dt.datetime,
+    ref_date: dt.date,
+    devstack: Any,
+) -> dict[str, Any]:
     import yaml
 
     from envsync.core.clients import bigquery_client
@@ -520,22 +569,40 @@ def run_size(size: int, args: argparse.Namespace, base_config: dict[str, Any], a
     window = quarter_window(anchor, quarters)
     hour_span_days = args.hour_span_days or hour_span_default(window)
     kinds = collections.Counter(s.kind for s in specs)
-    out: dict[str, Any] = {"size": size, "datasets": args.datasets, "kinds": dict(kinds),
-                           "hour_span_days": hour_span_days, "uptime_before": _uptime()}
+    out: dict[str, Any] = {
+        "size": size,
+        "datasets": args.datasets,
+        "kinds": dict(kinds),
+        "hour_span_days": hour_span_days,
+        "uptime_before": _uptime(),
+    }
     stack = root = sync_started = None
     try:
         if devstack is not None:
             stack, root = _start_emulator(devstack)
         client = bigquery_client(config.project, config.location)
-        print(f"   building prod: {size:,} objects in {args.datasets} datasets "
-              f"({', '.join(f'{kinds[k]} {k}' for k in KINDS)}; HOUR tables span {hour_span_days} days = "
-              f"{hour_span_days * 24:,} hourly partitions) ...", flush=True)
+        print(
+            f"   building prod: {size:,} objects in {args.datasets} datasets "
+            f"({', '.join(f'{kinds[k]} {k}' for k in KINDS)}; HOUR tables span {hour_span_days} days = "
+            f"{hour_span_days * 24:,} hourly partitions) ...",
+            flush=True,
+        )
         started = time.monotonic()
-        build_prod(client, config, specs, hour_start=window.start, hour_span_days=hour_span_days,
-                   ref_date=anchor.date(), threads=args.setup_threads)
+        build_prod(
+            client,
+            config,
+            specs,
+            hour_start=window.start,
+            hour_span_days=hour_span_days,
+            ref_date=anchor.date(),
+            threads=args.setup_threads,
+        )
         out["setup_seconds"] = round(time.monotonic() - started, 3)
-        print(f"   prod built in {out['setup_seconds']:.1f} s; syncing prod -> dev in a fresh process "
-              f"({args.workers} dataset(s) at a time) ...", flush=True)
+        print(
+            f"   prod built in {out['setup_seconds']:.1f} s; syncing prod -> dev in a fresh process "
+            f"({args.workers} dataset(s) at a time) ...",
+            flush=True,
+        )
         out["tables_get_ms"] = _lookup_latency(client, config.project, specs[0])
         emulator = _emulator_process(stack) if stack is not None else None
         cpu_before = _cpu_seconds(emulator)
@@ -544,8 +611,9 @@ def run_size(size: int, args: argparse.Namespace, base_config: dict[str, Any], a
         run_id = f"bench_scale_{size}_{sync_started:%Y%m%dT%H%M%S%f}"
         result = _run_worker(args, anchor, run_id, env)
         cpu_after = _cpu_seconds(emulator)
-        out["emulator_cpu_seconds"] = (round(cpu_after - cpu_before, 1)
-                                       if cpu_before is not None and cpu_after is not None else None)
+        out["emulator_cpu_seconds"] = (
+            round(cpu_after - cpu_before, 1) if cpu_before is not None and cpu_after is not None else None
+        )
         if emulator is not None:
             try:
                 out["emulator_rss"] = emulator.memory_info().rss
@@ -607,30 +675,63 @@ def report(results: list[dict[str, Any]], details: bool, *, growth_lines: bool =
         f = figures(r)
         good = not r.get("error") and not f["failed"] and f["synced"] == r["size"] and not r.get("missing_in_dev")
         ok &= good
-        rows.append([
-            f"{r['size']:,}", f"{r['datasets']}", _fmt(r.get("setup_seconds"), ".1f"), _fmt(f["plan_seconds"], ".2f"),
-            _fmt(f["sync_seconds"], ".1f"), _fmt(f["plan_requests_per_object"], ".2f"),
-            _fmt(f["sync_requests_per_object"], ".2f"),
-            "-" if f["jobs_per_object"] is None else f"{f['jobs_per_object']:.2f} ({f['jobs_min_max'][0]}-{f['jobs_min_max'][1]})",
-            _mb(f["plan_peak_increase"]), _mb(f["peak_increase"]), _fmt(r.get("emulator_cpu_seconds"), ".0f"),
-            f"{f['ok']:,}/{r['size']:,}", "ok" if good else "FAILED",
-        ])
+        rows.append(
+            [
+                f"{r['size']:,}",
+                f"{r['datasets']}",
+                _fmt(r.get("setup_seconds"), ".1f"),
+                _fmt(f["plan_seconds"], ".2f"),
+                _fmt(f["sync_seconds"], ".1f"),
+                _fmt(f["plan_requests_per_object"], ".2f"),
+                _fmt(f["sync_requests_per_object"], ".2f"),
+                "-"
+                if f["jobs_per_object"] is None
+                else f"{f['jobs_per_object']:.2f} ({f['jobs_min_max'][0]}-{f['jobs_min_max'][1]})",
+                _mb(f["plan_peak_increase"]),
+                _mb(f["peak_increase"]),
+                _fmt(r.get("emulator_cpu_seconds"), ".0f"),
+                f"{f['ok']:,}/{r['size']:,}",
+                "ok" if good else "FAILED",
+            ]
+        )
     print()
-    print(_table(["objects", "datasets", "setup s", "plan s", "sync wall s", "plan req/obj", "sync req/obj",
-                  "jobs/obj avg (min-max)", "plan peak +MB", "peak +MB", "emulator CPU s", "ok", "status"],
-                 rows, right=set(range(12))))
+    print(
+        _table(
+            [
+                "objects",
+                "datasets",
+                "setup s",
+                "plan s",
+                "sync wall s",
+                "plan req/obj",
+                "sync req/obj",
+                "jobs/obj avg (min-max)",
+                "plan peak +MB",
+                "peak +MB",
+                "emulator CPU s",
+                "ok",
+                "status",
+            ],
+            rows,
+            right=set(range(12)),
+        )
+    )
     for r in results:
-        print(f"\n{r['size']:,} objects: HOUR span {r['hour_span_days']} days; "
-              f"tables {r.get('tables_seconds', '-')} s + views {r.get('views_seconds', '-')} s; "
-              f"plan JSON {(r.get('plan_json_bytes') or 0) / 1024:,.0f} KB; emulator tables.get "
-              f"{r.get('tables_get_ms', '-')} ms (median, idle, after setup); RSS after imports "
-              f"{_mb(r.get('rss_after_imports'))} MB; emulator RSS {_mb(r.get('emulator_rss'))} MB")
+        print(
+            f"\n{r['size']:,} objects: HOUR span {r['hour_span_days']} days; "
+            f"tables {r.get('tables_seconds', '-')} s + views {r.get('views_seconds', '-')} s; "
+            f"plan JSON {(r.get('plan_json_bytes') or 0) / 1024:,.0f} KB; emulator tables.get "
+            f"{r.get('tables_get_ms', '-')} ms (median, idle, after setup); RSS after imports "
+            f"{_mb(r.get('rss_after_imports'))} MB; emulator RSS {_mb(r.get('emulator_rss'))} MB"
+        )
         if lake := r.get("ducklake"):
             jobs = figures(r)["jobs"]
-            print(f"   emulator's DuckLake catalog: {lake['schema_versions_in_sync']:,} schema versions made by "
-                  f"the sync ({lake['schema_versions_in_sync'] / jobs if jobs else 0:.2f} per job; "
-                  f"{lake['schema_versions_before_sync']:,} before it), {lake['live_tables']:,} live and "
-                  f"{lake['dropped_tables']:,} dropped tables at the end")
+            print(
+                f"   emulator's DuckLake catalog: {lake['schema_versions_in_sync']:,} schema versions made by "
+                f"the sync ({lake['schema_versions_in_sync'] / jobs if jobs else 0:.2f} per job; "
+                f"{lake['schema_versions_before_sync']:,} before it), {lake['live_tables']:,} live and "
+                f"{lake['dropped_tables']:,} dropped tables at the end"
+            )
         print(f"   uptime before: {r['uptime_before']}\n   uptime after:  {r['uptime_after']}")
         if r.get("error"):
             print(f"   ERROR: {r['error']}")
@@ -640,14 +741,18 @@ def report(results: list[dict[str, Any]], details: bool, *, growth_lines: bool =
             print(f"   MISSING in dev: {r['missing_in_dev'][:20]}{' ...' if len(r['missing_in_dev']) > 20 else ''}")
         if details and r.get("requests_by_method"):
             for phase, methods in r["requests_by_method"].items():
-                print(f"   {phase} requests per object: "
-                      + ", ".join(f"{m} {n / r['size']:.2f}" for m, n in methods.items()))
+                print(
+                    f"   {phase} requests per object: "
+                    + ", ".join(f"{m} {n / r['size']:.2f}" for m, n in methods.items())
+                )
             by_action: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
             for t in r.get("tables", []):
                 by_action[t.get("action")].append(t)
             for action, items in sorted(by_action.items()):
-                print(f"   {action}: {len(items)} objects, jobs {sum(int(t.get('jobs') or 0) for t in items) / len(items):.2f}"
-                      f" each, {sum(float(t.get('seconds') or 0) for t in items) / len(items):.2f} s each")
+                print(
+                    f"   {action}: {len(items)} objects, jobs {sum(int(t.get('jobs') or 0) for t in items) / len(items):.2f}"
+                    f" each, {sum(float(t.get('seconds') or 0) for t in items) / len(items):.2f} s each"
+                )
     if growth_lines:
         growth(results)
     return ok
@@ -667,9 +772,11 @@ def growth(results: list[dict[str, Any]]) -> None:
             return
         print(f"   {name:<28} {a:10.2f} -> {b:10.2f}  ({b / a if a else float('inf'):.2f}x)  {verdict}")
 
-    for key, name in (("plan_requests_per_object", "plan API requests / object"),
-                      ("sync_requests_per_object", "sync API requests / object"),
-                      ("jobs_per_object", "jobs / object")):
+    for key, name in (
+        ("plan_requests_per_object", "plan API requests / object"),
+        ("sync_requests_per_object", "sync API requests / object"),
+        ("jobs_per_object", "jobs / object"),
+    ):
         a, b = small[key], large[key]
         if a is not None and b is not None:
             line(name, a, b, "constant: met" if b <= a * 1.05 else "constant: MISSED")
@@ -678,27 +785,53 @@ def growth(results: list[dict[str, Any]]) -> None:
     line("plan s", small["plan_seconds"], large["plan_seconds"], "")
     a, b = small["peak_increase"], large["peak_increase"]
     if a is not None and b is not None:
-        print(f"   {'worker peak increase MB':<28} {a / 2**20:10.0f} -> {b / 2**20:10.0f}  "
-              f"(+{(b - a) / 2**20:.0f} MB)  <= +100 MB: {'met' if b <= 100 * 2**20 else 'MISSED'}")
+        print(
+            f"   {'worker peak increase MB':<28} {a / 2**20:10.0f} -> {b / 2**20:10.0f}  "
+            f"(+{(b - a) / 2**20:.0f} MB)  <= +100 MB: {'met' if b <= 100 * 2**20 else 'MISSED'}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000],
-                        help="prod objects (tables and views) per run, one run per size (default: %(default)s)")
-    parser.add_argument("--datasets", type=int, default=20, help="prod datasets the objects spread over (default: %(default)s)")
-    parser.add_argument("--workers", type=int, default=2,
-                        help="dataset syncs at a time, like the DAG's mapped sync_dataset tasks "
-                        "(max_active_tis_per_dagrun=2; default: %(default)s)")
-    parser.add_argument("--setup-threads", type=int, default=4, help="threads creating the prod objects (default: %(default)s)")
-    parser.add_argument("--hour-span-days", type=int, default=None,
-                        help="days of hourly rows in each HOUR table from the window's start "
-                        "(default: the window's quarters in full, 184 days = 4,416 partitions for two quarters)")
-    parser.add_argument("--anchor", type=dt.datetime.fromisoformat, default=DEFAULT_ANCHOR,
-                        help="anchor A of the window, ISO with time zone (default: %(default)s)")
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=[100, 1000],
+        help="prod objects (tables and views) per run, one run per size (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--datasets", type=int, default=20, help="prod datasets the objects spread over (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="dataset syncs at a time, like the DAG's mapped sync_dataset tasks "
+        "(max_active_tis_per_dagrun=2; default: %(default)s)",
+    )
+    parser.add_argument(
+        "--setup-threads", type=int, default=4, help="threads creating the prod objects (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--hour-span-days",
+        type=int,
+        default=None,
+        help="days of hourly rows in each HOUR table from the window's start "
+        "(default: the window's quarters in full, 184 days = 4,416 partitions for two quarters)",
+    )
+    parser.add_argument(
+        "--anchor",
+        type=dt.datetime.fromisoformat,
+        default=DEFAULT_ANCHOR,
+        help="anchor A of the window, ISO with time zone (default: %(default)s)",
+    )
     parser.add_argument("--window-quarters", type=int, default=None, help="default: the config's dev window")
-    parser.add_argument("--no-emulator", action="store_true",
-                        help="do not start emulators; use BIGQUERY_EMULATOR_HOST (one prod for all sizes)")
+    parser.add_argument(
+        "--no-emulator",
+        action="store_true",
+        help="do not start emulators; use BIGQUERY_EMULATOR_HOST (one prod for all sizes)",
+    )
     parser.add_argument("--details", action="store_true", help="requests per REST method, jobs and seconds per action")
     parser.add_argument("--json", type=Path, default=None, help="write every figure to this JSON file")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -735,8 +868,11 @@ def main(argv: list[str] | None = None) -> int:
             devstack = None
     if devstack is None:
         if not os.environ.get("BIGQUERY_EMULATOR_HOST"):
-            print("error: no emulator: envsync.dev.devstack is missing and BIGQUERY_EMULATOR_HOST is not set "
-                  "(this bench creates hundreds of prod tables; it does not run on real BigQuery)", file=sys.stderr)
+            print(
+                "error: no emulator: envsync.dev.devstack is missing and BIGQUERY_EMULATOR_HOST is not set "
+                "(this bench creates hundreds of prod tables; it does not run on real BigQuery)",
+                file=sys.stderr,
+            )
             return 2
         if len(args.sizes) > 1:
             print("error: --no-emulator runs one size only (the prods of several sizes would mix)", file=sys.stderr)
@@ -749,8 +885,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n== {size:,} objects", flush=True)
             results.append(run_size(size, args, base, args.anchor, args.anchor.date(), devstack))
             r = results[-1]
-            print(f"   {r.get('error') or 'sync done'}: plan {r.get('plan_seconds', '-')} s, "
-                  f"sync {r.get('sync_seconds', '-')} s", flush=True)
+            print(
+                f"   {r.get('error') or 'sync done'}: plan {r.get('plan_seconds', '-')} s, "
+                f"sync {r.get('sync_seconds', '-')} s",
+                flush=True,
+            )
             if len(args.sizes) > 1:  # a long run keeps the figures of the sizes already done
                 report([r], args.details, growth_lines=False)
             if args.json:

@@ -41,7 +41,7 @@ if str(PLUGINS) not in sys.path:
 
 RESULT_MARKER = "BENCH_RESULT "
 APPROACHES = ("envsync", "naive")
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 class BenchError(RuntimeError):
@@ -139,9 +139,9 @@ def naive_sync(config: Any, client: Any, window: Any) -> list[dict[str, Any]]:
                         column = table.time_partitioning.field
                     if column is None and len(_date_columns(table)) == 1:
                         column = _date_columns(table)[0][0]
-                    frame = client.query(
-                        f"select * from {quote(project, dataset, name)}", job_retry=None
-                    ).to_dataframe(create_bqstorage_client=False)
+                    frame = client.query(f"select * from {quote(project, dataset, name)}", job_retry=None).to_dataframe(
+                        create_bqstorage_client=False
+                    )
                     row["jobs"] += 1
                     if column is not None:
                         kind = next(f.field_type for f in table.schema if f.name == column)
@@ -218,8 +218,7 @@ def worker(approach: str, anchor: dt.datetime, window_quarters: int | None, run_
         peak_rss_sampled=rss.peak,
         ru_maxrss=PeakRss.ru_maxrss(),
         tables=[
-            {k: t.get(k) for k in ("table", "action", "rows", "jobs", "status", "seconds", "error")}
-            for t in tables
+            {k: t.get(k) for k in ("table", "action", "rows", "jobs", "status", "seconds", "error")} for t in tables
         ],
     )
     return out
@@ -264,8 +263,14 @@ def _start_emulator(use_env: bool) -> tuple[Any, Any, Path | None]:
 
 def _run_worker(approach: str, args: argparse.Namespace, anchor: dt.datetime, run_id: str) -> dict[str, Any]:
     command = [
-        sys.executable, str(Path(__file__).resolve()), "--worker", approach,
-        "--anchor", anchor.isoformat(), "--run-id", run_id,
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        approach,
+        "--anchor",
+        anchor.isoformat(),
+        "--run-id",
+        run_id,
     ]
     if args.window_quarters:
         command += ["--window-quarters", str(args.window_quarters)]
@@ -275,7 +280,7 @@ def _run_worker(approach: str, args: argparse.Namespace, anchor: dt.datetime, ru
     wall = time.monotonic() - started
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith(RESULT_MARKER):
-            result = json.loads(line[len(RESULT_MARKER):])
+            result = json.loads(line[len(RESULT_MARKER) :])
             result["process_seconds"] = round(wall, 3)
             return result
     tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
@@ -334,7 +339,9 @@ def _table(headers: list[str], rows: list[list[str]], right: set[int]) -> str:
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
 
     def fmt(cells: list[str]) -> str:
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+        return "  ".join(
+            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))
+        ).rstrip()
 
     return "\n".join([fmt(headers), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows])
 
@@ -355,25 +362,51 @@ def _summary_rows(size: int, results: dict[str, dict[str, Any]]) -> list[list[st
         if approach == "naive" and envsync_seconds:
             ratio = f"{r['seconds'] / envsync_seconds:.1f}x"
         status = "ok" if not r.get("error") and ok == len(copied) else "FAILED"
-        rows.append([
-            f"{size:,}", approach, f"{r['seconds']:.2f}", _mb(r.get("rss_after_imports")), _mb(increase),
-            _jobs_summary(r["tables"]), f"{ok}/{len(copied)}", f"{rows_in_dev:,}", ratio, status,
-        ])
+        rows.append(
+            [
+                f"{size:,}",
+                approach,
+                f"{r['seconds']:.2f}",
+                _mb(r.get("rss_after_imports")),
+                _mb(increase),
+                _jobs_summary(r["tables"]),
+                f"{ok}/{len(copied)}",
+                f"{rows_in_dev:,}",
+                ratio,
+                status,
+            ]
+        )
     return rows
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000],
-                        help="demo prod sizes (rows of sales.orders), one run per size (default: %(default)s)")
-    parser.add_argument("--ref-date", type=dt.date.fromisoformat, default=None,
-                        help="last day of the demo data (default: envsync.dev.demo's 2026-11-21)")
-    parser.add_argument("--anchor", type=dt.datetime.fromisoformat, default=None,
-                        help="anchor A of the window, ISO with time zone (default: ref date 02:00 UTC)")
+    parser.add_argument(
+        "--rows",
+        type=int,
+        nargs="+",
+        default=[100_000, 1_000_000],
+        help="demo prod sizes (rows of sales.orders), one run per size (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--ref-date",
+        type=dt.date.fromisoformat,
+        default=None,
+        help="last day of the demo data (default: envsync.dev.demo's 2026-11-21)",
+    )
+    parser.add_argument(
+        "--anchor",
+        type=dt.datetime.fromisoformat,
+        default=None,
+        help="anchor A of the window, ISO with time zone (default: ref date 02:00 UTC)",
+    )
     parser.add_argument("--window-quarters", type=int, default=None, help="default: the config's dev window")
     parser.add_argument("--approaches", nargs="+", choices=APPROACHES, default=list(APPROACHES))
-    parser.add_argument("--no-emulator", action="store_true",
-                        help="do not start an emulator; use BIGQUERY_EMULATOR_HOST or real BigQuery")
+    parser.add_argument(
+        "--no-emulator",
+        action="store_true",
+        help="do not start an emulator; use BIGQUERY_EMULATOR_HOST or real BigQuery",
+    )
     parser.add_argument("--details", action="store_true", help="also print a per-table table")
     parser.add_argument("--json", type=Path, default=None, help="write all results to this JSON file")
     parser.add_argument("--worker", choices=APPROACHES, help=argparse.SUPPRESS)
@@ -388,9 +421,9 @@ def main(argv: list[str] | None = None) -> int:
         print(RESULT_MARKER + json.dumps(result, default=str), flush=True)
         return 0
 
-    from envsync.dev import demo
     from envsync.core.clients import bigquery_client
     from envsync.core.config import ConfigError, load_config
+    from envsync.dev import demo
 
     try:
         sizes = [demo.validate_rows(n) for n in args.rows]
@@ -417,8 +450,11 @@ def main(argv: list[str] | None = None) -> int:
             started = time.monotonic()
             created = demo.create_demo_prod(client, config.project, config.location, size, ref_date)
             generate_seconds = time.monotonic() - started
-            print(f"   generated {sum(v for k, v in created.items()) :,} rows in {len(created)} objects "
-                  f"in {generate_seconds:.1f} s", flush=True)
+            print(
+                f"   generated {sum(v for k, v in created.items()):,} rows in {len(created)} objects "
+                f"in {generate_seconds:.1f} s",
+                flush=True,
+            )
             results: dict[str, dict[str, Any]] = {}
             dev_rows: dict[str, dict[str, int | None]] = {}
             for approach in args.approaches:
@@ -446,12 +482,21 @@ def main(argv: list[str] | None = None) -> int:
             summary.extend(_summary_rows(size, results))
             for approach, r in results.items():
                 for t in r["tables"]:
-                    details.append([f"{size:,}", approach, t["table"], str(t.get("action")),
-                                    "-" if t.get("rows") is None else f"{t['rows']:,}", str(t.get("jobs")),
-                                    f"{t.get('seconds') or 0:.2f}",
-                                    str(t.get("status")) + (f": {t['error']}" if t.get("error") else "")])
-            all_results.append({"rows": size, "generate_seconds": round(generate_seconds, 3),
-                                "demo_rows": created, "results": results})
+                    details.append(
+                        [
+                            f"{size:,}",
+                            approach,
+                            t["table"],
+                            str(t.get("action")),
+                            "-" if t.get("rows") is None else f"{t['rows']:,}",
+                            str(t.get("jobs")),
+                            f"{t.get('seconds') or 0:.2f}",
+                            str(t.get("status")) + (f": {t['error']}" if t.get("error") else ""),
+                        ]
+                    )
+            all_results.append(
+                {"rows": size, "generate_seconds": round(generate_seconds, 3), "demo_rows": created, "results": results}
+            )
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
@@ -466,15 +511,33 @@ def main(argv: list[str] | None = None) -> int:
 
     window = next((r["window"] for s in all_results for r in s["results"].values() if r.get("window")), None)
     print(f"\nwindow: {window}  anchor: {anchor.isoformat()}\n")
-    print(_table(
-        ["size", "approach", "wall s", "RSS after imports MB", "peak increase MB", "jobs/table avg (min-max)",
-         "tables ok", "rows in dev", "naive/envsync", "status"],
-        summary, right={0, 2, 3, 4, 7, 8},
-    ))
+    print(
+        _table(
+            [
+                "size",
+                "approach",
+                "wall s",
+                "RSS after imports MB",
+                "peak increase MB",
+                "jobs/table avg (min-max)",
+                "tables ok",
+                "rows in dev",
+                "naive/envsync",
+                "status",
+            ],
+            summary,
+            right={0, 2, 3, 4, 7, 8},
+        )
+    )
     if args.details:
         print()
-        print(_table(["size", "approach", "table", "action", "rows", "jobs", "seconds", "status"],
-                     details, right={0, 4, 5, 6}))
+        print(
+            _table(
+                ["size", "approach", "table", "action", "rows", "jobs", "seconds", "status"],
+                details,
+                right={0, 4, 5, 6},
+            )
+        )
     if args.json:
         args.json.write_text(json.dumps(all_results, indent=2, default=str))
         print(f"\nresults written to {args.json}")

@@ -44,6 +44,7 @@ BUCKET = "envsync-benchui-state"
 def _start_emulator() -> tuple[Any, Path]:
     """A fresh private emulator (the sibling benchmark's start, sharing the installed extensions)."""
     from bench_scale import _start_emulator as start
+
     from envsync.dev import devstack
 
     return start(devstack)
@@ -65,9 +66,9 @@ def build(args: argparse.Namespace, now: dt.datetime) -> dict[str, Any]:
     import uikit
     from google.cloud import bigquery
 
+    from envsync.backups.ladder import snapshot_name
     from envsync.core.clients import bigquery_client, storage_client
     from envsync.core.identifiers import quote
-    from envsync.backups.ladder import snapshot_name
 
     client, storage = bigquery_client(PROJECT, "US"), storage_client(PROJECT)
     figures: dict[str, Any] = {}
@@ -87,14 +88,17 @@ def build(args: argparse.Namespace, now: dt.datetime) -> dict[str, Any]:
     hour = now.replace(minute=0, second=0, microsecond=0)
     stamps = [hour - dt.timedelta(days=d) for d in range(args.snapshots)]
     names = [snapshot_name(f"t{t:05d}", at) for t in range(args.tables) for at in stamps]
-    for start in range(0, len(names), 200):   # a script of CREATE TABLE statements per 200 snapshots
-        script = ";\n".join(f"create table {quote(PROJECT, 'backup_sales', n)} (id int64)" for n in names[start:start + 200])
+    for start in range(0, len(names), 200):  # a script of CREATE TABLE statements per 200 snapshots
+        script = ";\n".join(
+            f"create table {quote(PROJECT, 'backup_sales', n)} (id int64)" for n in names[start : start + 200]
+        )
         client.query(script, job_retry=None).result()
     figures["snapshot_tables"] = len(names)
     figures["snapshot_seconds"] = time.monotonic() - started
     print(f"backup_sales: {len(names):,} snapshot tables in {figures['snapshot_seconds']:.1f}s", flush=True)
     storage.bucket(BUCKET).blob(f"backup_jobs/sales/{now.date().isoformat()}.json").upload_from_string(
-        json.dumps({f"t{t:05d}": 1 + t % 30 for t in range(args.tables)}), content_type="application/json")
+        json.dumps({f"t{t:05d}": 1 + t % 30 for t in range(args.tables)}), content_type="application/json"
+    )
     return figures
 
 
@@ -130,10 +134,15 @@ def measure(args: argparse.Namespace, config_path: Path) -> dict[str, Any]:
         served.append(time.monotonic() - started)
         assert response.status_code == 200, response.text[:500]
     figures = {
-        "tables_shown": len(board.coverage), "drill_runs": len(board.drills),
-        "environments": len(board.environments), "html_bytes": len(html.encode()),
+        "tables_shown": len(board.coverage),
+        "drill_runs": len(board.drills),
+        "environments": len(board.environments),
+        "html_bytes": len(html.encode()),
         "html_all_bytes": len(html_all.encode()),
-        "read_seconds": reads, "query_seconds": per_query, "render_seconds": renders, "served_cached_seconds": served[1:],
+        "read_seconds": reads,
+        "query_seconds": per_query,
+        "render_seconds": renders,
+        "served_cached_seconds": served[1:],
         "served_first_seconds": served[0],
     }
     from browser import browser, chromium_missing
@@ -162,41 +171,60 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tables", type=int, default=1000, help="prod tables (default: %(default)s)")
     parser.add_argument("--days", type=int, default=90, help="days of audit history (default: %(default)s)")
-    parser.add_argument("--snapshots", type=int, default=1, help="snapshots per table in backup_sales (default: %(default)s)")
+    parser.add_argument(
+        "--snapshots", type=int, default=1, help="snapshots per table in backup_sales (default: %(default)s)"
+    )
     parser.add_argument("--repeat", type=int, default=5, help="reads and page loads measured (default: %(default)s)")
     parser.add_argument("--json", type=Path, default=None, help="write every figure to this JSON file")
     args = parser.parse_args(argv)
 
     from envsync.dev import devstack
 
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     stack, root = _start_emulator()
     try:
         import os
 
         os.environ["ENVSYNC_CONFIG"] = str(_config(root))
-        figures = {"tables": args.tables, "days": args.days, "snapshots_per_table": args.snapshots,
-                   "date": now.date().isoformat(), **build(args, now)}
+        figures = {
+            "tables": args.tables,
+            "days": args.days,
+            "snapshots_per_table": args.snapshots,
+            "date": now.date().isoformat(),
+            **build(args, now),
+        }
         figures.update(measure(args, Path(os.environ["ENVSYNC_CONFIG"])))
     finally:
         devstack.down(stack)
         shutil.rmtree(root, ignore_errors=True)
-    print(f"\nenvsync page, {args.tables:,} tables, {args.days} days of audit rows "
-          f"({sum(figures['audit_rows'].values()):,} rows), {figures['snapshot_tables']:,} snapshots:")
+    print(
+        f"\nenvsync page, {args.tables:,} tables, {args.days} days of audit rows "
+        f"({sum(figures['audit_rows'].values()):,} rows), {figures['snapshot_tables']:,} snapshots:"
+    )
     print(f"  figures read (queries, no cache):   {_stat(figures['read_seconds'])}")
     queries = figures["query_seconds"]
-    print("  of which each query (median):       " + ", ".join(
-        f"{name} {statistics.median(q[name] for q in queries):.2f}s" for name in queries[0]))
-    print(f"  HTML rendered:                      {_stat(figures['render_seconds'])} ({figures['html_bytes'] / 1024:.0f} KB)")
+    print(
+        "  of which each query (median):       "
+        + ", ".join(f"{name} {statistics.median(q[name] for q in queries):.2f}s" for name in queries[0])
+    )
+    print(
+        f"  HTML rendered:                      {_stat(figures['render_seconds'])} ({figures['html_bytes'] / 1024:.0f} KB)"
+    )
     print(f"  GET / first (cache empty):          {figures['served_first_seconds']:.3f}s")
     print(f"  GET / cached:                       {_stat(figures['served_cached_seconds'])}")
     if "browser_load_seconds" in figures:
-        print(f"  chromium load of the page:          {_stat(figures['browser_load_seconds'])} "
-              f"(the {COVERAGE_ROWS} tables with the largest gaps drawn)")
-        print(f"  chromium load, every table drawn:   {_stat(figures['browser_load_all_seconds'])} "
-              f"({figures['html_all_bytes'] / 1024:.0f} KB, ?tables=all)")
-    print(f"  shown: {figures['tables_shown']:,} tables, {figures['drill_runs']} drill runs, "
-          f"{figures['environments']} environments")
+        print(
+            f"  chromium load of the page:          {_stat(figures['browser_load_seconds'])} "
+            f"(the {COVERAGE_ROWS} tables with the largest gaps drawn)"
+        )
+        print(
+            f"  chromium load, every table drawn:   {_stat(figures['browser_load_all_seconds'])} "
+            f"({figures['html_all_bytes'] / 1024:.0f} KB, ?tables=all)"
+        )
+    print(
+        f"  shown: {figures['tables_shown']:,} tables, {figures['drill_runs']} drill runs, "
+        f"{figures['environments']} environments"
+    )
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
     return 0

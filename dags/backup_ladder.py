@@ -41,16 +41,16 @@ import datetime as dt
 from airflow.sdk import DAG, Param
 
 from envsync.core.config import load_config
-from envsync.operators.dag_defaults import alert_callbacks, datasets_param, default_args
 from envsync.operators.backups import BackupDatasetOperator, PlanBackupOperator
 from envsync.operators.common import RunReportOperator
+from envsync.operators.dag_defaults import alert_callbacks, datasets_param, default_args
 
 config = load_config()
 
 with DAG(
     dag_id="backup_ladder",
     schedule="0 * * * *",
-    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     catchup=False,
     max_active_runs=1,
     doc_md=__doc__,
@@ -59,23 +59,45 @@ with DAG(
     default_args=default_args(retry_delay=dt.timedelta(minutes=2), execution_timeout=dt.timedelta(minutes=50)),
     **alert_callbacks(config, on_success=False),
     params={
-        "reason": Param("", type="string", maxLength=500, title="Reason (manual pinned backup)",
-                        description="Leave empty for a ladder run. Any text takes a pinned snapshot of every "
-                        "selected table now, never thinned, kept for expiry_days; the text is recorded with it."),
-        "expiry_days": Param(config.backups.pinned_expiry_days, type="integer", minimum=1, maximum=3650,
-                             title="Pinned backup expiry (days)",
-                             description="How long a pinned manual backup is kept. Ignored by ladder runs."),
+        "reason": Param(
+            "",
+            type="string",
+            maxLength=500,
+            title="Reason (manual pinned backup)",
+            description="Leave empty for a ladder run. Any text takes a pinned snapshot of every "
+            "selected table now, never thinned, kept for expiry_days; the text is recorded with it.",
+        ),
+        "expiry_days": Param(
+            config.backups.pinned_expiry_days,
+            type="integer",
+            minimum=1,
+            maximum=3650,
+            title="Pinned backup expiry (days)",
+            description="How long a pinned manual backup is kept. Ignored by ladder runs.",
+        ),
         "datasets": datasets_param(config, "Prod datasets to back up (default: every configured dataset)."),
-        "environments": Param(list(config.backups.environments), type="array", minItems=1, uniqueItems=True,
-                              items={"type": "string", "enum": ["prod", "staging"]}, examples=["prod", "staging"],
-                              title="Environments",
-                              description="Whose tables are backed up: prod (into backup_<ds>) and/or staging "
-                              "(staging_<ds> into backup_staging_<ds>). Default: backups.environments."),
+        "environments": Param(
+            list(config.backups.environments),
+            type="array",
+            minItems=1,
+            uniqueItems=True,
+            items={"type": "string", "enum": ["prod", "staging"]},
+            examples=["prod", "staging"],
+            title="Environments",
+            description="Whose tables are backed up: prod (into backup_<ds>) and/or staging "
+            "(staging_<ds> into backup_staging_<ds>). Default: backups.environments.",
+        ),
     },
 ) as dag:
-    plan = PlanBackupOperator(task_id="plan", datasets="{{ params.datasets }}", reason="{{ params.reason }}",
-                              expiry_days="{{ params.expiry_days }}", environments="{{ params.environments }}")
+    plan = PlanBackupOperator(
+        task_id="plan",
+        datasets="{{ params.datasets }}",
+        reason="{{ params.reason }}",
+        expiry_days="{{ params.expiry_days }}",
+        environments="{{ params.environments }}",
+    )
     backup = BackupDatasetOperator.partial(task_id="backup", max_active_tis_per_dagrun=2).expand(
-        dataset_ref=plan.output)
+        dataset_ref=plan.output
+    )
     report = RunReportOperator(task_id="report")
     plan >> backup >> report

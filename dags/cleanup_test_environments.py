@@ -27,7 +27,7 @@ config = load_config()
 with DAG(
     dag_id="cleanup_test_environments",
     schedule="0 4 * * *",
-    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     catchup=False,
     max_active_runs=1,
     doc_md=__doc__,

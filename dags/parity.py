@@ -32,16 +32,16 @@ import datetime as dt
 from airflow.sdk import DAG
 
 from envsync.core.config import load_config
+from envsync.environments.parity import ENVIRONMENTS
 from envsync.operators.dag_defaults import alert_callbacks, datasets_param, default_args, environments_param
 from envsync.operators.parity import ParityOperator
-from envsync.environments.parity import ENVIRONMENTS
 
 config = load_config()
 
 with DAG(
     dag_id="parity",
     schedule="0 6 * * *",
-    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     catchup=False,
     max_active_runs=1,
     doc_md=__doc__,

@@ -34,8 +34,8 @@ from airflow.sdk import DAG, Param
 
 from envsync.core.config import load_config
 from envsync.operators.dag_defaults import alert_callbacks, datasets_param, default_args
-from envsync.operators.parity import RefreshParityOperator
 from envsync.operators.dev_sync import DevSyncReportOperator, SyncDatasetOperator, SyncViewsOperator
+from envsync.operators.parity import RefreshParityOperator
 from envsync.operators.prod_copy import MODES, PlanProdCopyOperator
 
 config = load_config()
@@ -43,7 +43,7 @@ config = load_config()
 with DAG(
     dag_id="prod_copy",
     schedule=config.environments.prodcopy.schedule,
-    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     catchup=False,
     max_active_runs=1,
     doc_md=__doc__,
@@ -52,18 +52,29 @@ with DAG(
     default_args=default_args(retry_delay=dt.timedelta(minutes=2), execution_timeout=dt.timedelta(hours=3)),
     **alert_callbacks(config, on_success=False),
     params={
-        "mode": Param("copy", type="string", enum=list(MODES), title="Mode",
-                      description="copy: a new copy as of as_of; reset: re-create prod-copy from the recorded T."),
-        "as_of": Param("", type="string", title="As of",
-                       description="ISO-8601 instant with a time zone (e.g. 2026-11-20T08:00:00+00:00); "
-                       "empty = now. Must be inside prod's time-travel window. Ignored by reset."),
+        "mode": Param(
+            "copy",
+            type="string",
+            enum=list(MODES),
+            title="Mode",
+            description="copy: a new copy as of as_of; reset: re-create prod-copy from the recorded T.",
+        ),
+        "as_of": Param(
+            "",
+            type="string",
+            title="As of",
+            description="ISO-8601 instant with a time zone (e.g. 2026-11-20T08:00:00+00:00); "
+            "empty = now. Must be inside prod's time-travel window. Ignored by reset.",
+        ),
         "datasets": datasets_param(config, "Prod datasets to copy (default: every configured dataset)."),
     },
 ) as dag:
-    plan = PlanProdCopyOperator(task_id="plan", mode="{{ params.mode }}", as_of="{{ params.as_of }}",
-                                datasets="{{ params.datasets }}")
+    plan = PlanProdCopyOperator(
+        task_id="plan", mode="{{ params.mode }}", as_of="{{ params.as_of }}", datasets="{{ params.datasets }}"
+    )
     copy = SyncDatasetOperator.partial(task_id="sync_dataset", max_active_tis_per_dagrun=2).expand(
-        dataset_ref=plan.output)
+        dataset_ref=plan.output
+    )
     views = SyncViewsOperator(task_id="sync_views")
     report = DevSyncReportOperator(task_id="report")
     parity = RefreshParityOperator(task_id="parity")

@@ -42,7 +42,6 @@ from airflow.sdk import DAG, Param
 
 from envsync.core.config import MAX_WINDOW_QUARTERS, MIN_WINDOW_QUARTERS, load_config
 from envsync.operators.dag_defaults import alert_callbacks, datasets_param, default_args
-from envsync.operators.parity import RefreshParityOperator
 from envsync.operators.dev_sync import (
     DevSyncReportOperator,
     PlanDevSyncOperator,
@@ -50,13 +49,14 @@ from envsync.operators.dev_sync import (
     SyncMigrateOperator,
     SyncViewsOperator,
 )
+from envsync.operators.parity import RefreshParityOperator
 
 config = load_config()
 
 with DAG(
     dag_id="prod_to_dev_sync",
     schedule="0 2 * * 6",
-    start_date=dt.datetime(2026, 1, 3, tzinfo=dt.timezone.utc),
+    start_date=dt.datetime(2026, 1, 3, tzinfo=dt.UTC),
     catchup=False,
     max_active_runs=1,
     doc_md=__doc__,

@@ -53,7 +53,7 @@ config = load_config()
 with DAG(
     dag_id="promote_schema",
     schedule=None,
-    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     catchup=False,
     max_active_runs=1,
     doc_md=__doc__,
@@ -62,23 +62,51 @@ with DAG(
     default_args=default_args(retry_delay=dt.timedelta(minutes=2), execution_timeout=dt.timedelta(hours=2)),
     **alert_callbacks(config, on_success=True),
     params={
-        "target": Param("qa", type="string", enum=["qa", "staging", "prod"], title="Target environment",
-                        description="Where the migrations go: qa, then staging, then prod."),
-        "through": Param("", type="string", pattern=r"^([0-9]{1,9})?$", title="Through version",
-                         description="The last migration version to promote, e.g. 3; empty: every pending one."),
-        "lane": Param("normal", type="string", enum=["normal", "hotfix"], title="Lane",
-                      description="normal: qa, then staging, then prod. hotfix: may skip qa (never staging); "
-                      "the report and the alert say so."),
-        "dry_run": Param(False, type="boolean", title="Dry run",
-                         description="Only log the plan (migrations, tables, rewritten SQL); write nothing."),
-        "confirm": Param("", type="string", title="Confirmation (prod only)",
-                         description="Only for prod: exactly 'apply schema migrations <versions> to prod', e.g. "
-                         "'apply schema migrations 3, 4 to prod' (a dry run shows the versions)."),
+        "target": Param(
+            "qa",
+            type="string",
+            enum=["qa", "staging", "prod"],
+            title="Target environment",
+            description="Where the migrations go: qa, then staging, then prod.",
+        ),
+        "through": Param(
+            "",
+            type="string",
+            pattern=r"^([0-9]{1,9})?$",
+            title="Through version",
+            description="The last migration version to promote, e.g. 3; empty: every pending one.",
+        ),
+        "lane": Param(
+            "normal",
+            type="string",
+            enum=["normal", "hotfix"],
+            title="Lane",
+            description="normal: qa, then staging, then prod. hotfix: may skip qa (never staging); "
+            "the report and the alert say so.",
+        ),
+        "dry_run": Param(
+            False,
+            type="boolean",
+            title="Dry run",
+            description="Only log the plan (migrations, tables, rewritten SQL); write nothing.",
+        ),
+        "confirm": Param(
+            "",
+            type="string",
+            title="Confirmation (prod only)",
+            description="Only for prod: exactly 'apply schema migrations <versions> to prod', e.g. "
+            "'apply schema migrations 3, 4 to prod' (a dry run shows the versions).",
+        ),
     },
 ) as dag:
-    plan = PlanPromotionOperator(task_id="plan", target="{{ params.target }}", through="{{ params.through }}",
-                                 lane="{{ params.lane }}", dry_run="{{ params.dry_run }}",
-                                 confirm="{{ params.confirm }}")
+    plan = PlanPromotionOperator(
+        task_id="plan",
+        target="{{ params.target }}",
+        through="{{ params.through }}",
+        lane="{{ params.lane }}",
+        dry_run="{{ params.dry_run }}",
+        confirm="{{ params.confirm }}",
+    )
     promote = PromoteOperator(task_id="promote", confirm="{{ params.confirm }}")
     report = PromoteReportOperator(task_id="report")
     parity = RefreshParityOperator(task_id="parity")

@@ -41,7 +41,7 @@ config = load_config()
 with DAG(
     dag_id="recovery_drill",
     schedule="@daily",
-    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     catchup=False,
     max_active_runs=1,
     doc_md=__doc__,
@@ -51,14 +51,21 @@ with DAG(
     **alert_callbacks(config, on_success=True),
     params={
         "datasets": datasets_param(config, "Prod datasets to drill (default: every configured dataset)."),
-        "source": Param("prod", type="string", enum=["prod", "staging"], title="Source environment",
-                        description="prod: drill prod's backups into drill_<ds>; staging: drill staging's "
-                        "backups (backup_staging_<ds>) into drill_staging_<ds>."),
+        "source": Param(
+            "prod",
+            type="string",
+            enum=["prod", "staging"],
+            title="Source environment",
+            description="prod: drill prod's backups into drill_<ds>; staging: drill staging's "
+            "backups (backup_staging_<ds>) into drill_staging_<ds>.",
+        ),
     },
 ) as dag:
-    plan = PlanRestoreOperator(task_id="plan", mode="drill", datasets="{{ params.datasets }}",
-                               source="{{ params.source }}")
+    plan = PlanRestoreOperator(
+        task_id="plan", mode="drill", datasets="{{ params.datasets }}", source="{{ params.source }}"
+    )
     restore = RestoreDatasetOperator.partial(task_id="restore", max_active_tis_per_dagrun=1).expand(
-        dataset_ref=plan.output)
+        dataset_ref=plan.output
+    )
     report = RestoreReportOperator(task_id="report")
     plan >> restore >> report

@@ -44,6 +44,7 @@ from airflow.sdk import DAG, Param
 
 from envsync.core.config import load_config
 from envsync.operators.dag_defaults import alert_callbacks, datasets_param, default_args, environments_param
+from envsync.operators.params import RESEED_ENVIRONMENTS
 from envsync.operators.parity import RefreshParityOperator
 from envsync.operators.reseed import (
     PlanReseedOperator,
@@ -52,7 +53,6 @@ from envsync.operators.reseed import (
     ReseedReportOperator,
     ReseedViewsOperator,
 )
-from envsync.operators.params import RESEED_ENVIRONMENTS
 
 config = load_config()
 test_env = config.environments.test
@@ -60,7 +60,7 @@ test_env = config.environments.test
 with DAG(
     dag_id="reseed_environments",
     schedule="0 3 * * 0",
-    start_date=dt.datetime(2026, 1, 4, tzinfo=dt.timezone.utc),
+    start_date=dt.datetime(2026, 1, 4, tzinfo=dt.UTC),
     catchup=False,
     max_active_runs=1,
     doc_md=__doc__,
@@ -101,12 +101,9 @@ with DAG(
         test_env="{{ params.test_env }}",
         ttl_days="{{ params.ttl_days }}",
     )
-    reseed = ReseedDatasetOperator.partial(task_id="reseed", max_active_tis_per_dagrun=2).expand(
-        unit_ref=plan.output
-    )
+    reseed = ReseedDatasetOperator.partial(task_id="reseed", max_active_tis_per_dagrun=2).expand(unit_ref=plan.output)
     views = ReseedViewsOperator(task_id="views")
     migrate = ReseedMigrateOperator(task_id="migrate")
     report = ReseedReportOperator(task_id="report")
     parity = RefreshParityOperator(task_id="parity")
     plan >> reseed >> views >> migrate >> report >> parity
-

@@ -50,7 +50,7 @@ config = load_config()
 with DAG(
     dag_id="restore",
     schedule=None,
-    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     catchup=False,
     max_active_runs=1,
     doc_md=__doc__,
@@ -59,33 +59,66 @@ with DAG(
     default_args=default_args(retry_delay=dt.timedelta(minutes=2), execution_timeout=dt.timedelta(hours=3)),
     **alert_callbacks(config, on_success=False),
     params={
-        "dataset": Param(config.prod.datasets[0], type="string", enum=list(config.prod.datasets), title="Dataset",
-                         description="The prod dataset whose tables are restored."),
-        "tables": Param([], type="array", items={"type": "string", "pattern": r"^[A-Za-z0-9_][A-Za-z0-9_-]*$"},
-                        uniqueItems=True, title="Tables",
-                        description="Table names to restore (default: every table of the dataset and every "
-                        "backed-up one)."),
-        "point_in_time": Param("", type="string", title="Point in time (T)",
-                               description="ISO-8601 instant with a time zone, e.g. 2026-11-20T08:00:00+00:00; "
-                               "empty = now."),
-        "target": Param("", type="string", pattern=r"^([A-Za-z_][A-Za-z0-9_]*)?$", title="Target dataset",
-                        description="Dataset to restore into; default drill_<dataset>. The prod dataset itself "
-                        "needs the confirmation phrase."),
-        "source": Param("prod", type="string", enum=["prod", "staging"], title="Source environment",
-                        description="prod: restore prod dataset <dataset>; staging: restore staging_<dataset> "
-                        "from its own backups (backup_staging_<dataset>), by default into "
-                        "drill_staging_<dataset>. staging_<dataset> itself needs no confirmation (its current "
-                        "state is pinned first)."),
-        "confirm": Param("", type="string", title="Confirmation (prod only)",
-                         description="Only to overwrite prod: exactly 'restore prod dataset <dataset> to "
-                         "<T as ISO-8601 UTC>', e.g. 'restore prod dataset sales to 2026-11-20T08:00:00+00:00'."),
+        "dataset": Param(
+            config.prod.datasets[0],
+            type="string",
+            enum=list(config.prod.datasets),
+            title="Dataset",
+            description="The prod dataset whose tables are restored.",
+        ),
+        "tables": Param(
+            [],
+            type="array",
+            items={"type": "string", "pattern": r"^[A-Za-z0-9_][A-Za-z0-9_-]*$"},
+            uniqueItems=True,
+            title="Tables",
+            description="Table names to restore (default: every table of the dataset and every backed-up one).",
+        ),
+        "point_in_time": Param(
+            "",
+            type="string",
+            title="Point in time (T)",
+            description="ISO-8601 instant with a time zone, e.g. 2026-11-20T08:00:00+00:00; empty = now.",
+        ),
+        "target": Param(
+            "",
+            type="string",
+            pattern=r"^([A-Za-z_][A-Za-z0-9_]*)?$",
+            title="Target dataset",
+            description="Dataset to restore into; default drill_<dataset>. The prod dataset itself "
+            "needs the confirmation phrase.",
+        ),
+        "source": Param(
+            "prod",
+            type="string",
+            enum=["prod", "staging"],
+            title="Source environment",
+            description="prod: restore prod dataset <dataset>; staging: restore staging_<dataset> "
+            "from its own backups (backup_staging_<dataset>), by default into "
+            "drill_staging_<dataset>. staging_<dataset> itself needs no confirmation (its current "
+            "state is pinned first).",
+        ),
+        "confirm": Param(
+            "",
+            type="string",
+            title="Confirmation (prod only)",
+            description="Only to overwrite prod: exactly 'restore prod dataset <dataset> to "
+            "<T as ISO-8601 UTC>', e.g. 'restore prod dataset sales to 2026-11-20T08:00:00+00:00'.",
+        ),
     },
 ) as dag:
-    plan = PlanRestoreOperator(task_id="plan", mode="restore", datasets="{{ params.dataset }}",
-                               tables="{{ params.tables }}", point_in_time="{{ params.point_in_time }}",
-                               target="{{ params.target }}", confirm="{{ params.confirm }}",
-                               source="{{ params.source }}")
+    plan = PlanRestoreOperator(
+        task_id="plan",
+        mode="restore",
+        datasets="{{ params.dataset }}",
+        tables="{{ params.tables }}",
+        point_in_time="{{ params.point_in_time }}",
+        target="{{ params.target }}",
+        confirm="{{ params.confirm }}",
+        source="{{ params.source }}",
+    )
     restore = RestoreDatasetOperator.partial(task_id="restore", confirm="{{ params.confirm }}").expand(
-        dataset_ref=plan.output)
+        dataset_ref=plan.output
+    )
     report = RestoreReportOperator(task_id="report")
     plan >> restore >> report

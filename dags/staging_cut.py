@@ -46,7 +46,7 @@ config = load_config()
 with DAG(
     dag_id="staging_cut",
     schedule=config.environments.staging.cut_schedule,
-    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     catchup=False,
     max_active_runs=1,
     doc_md=__doc__,

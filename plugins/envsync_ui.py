@@ -15,10 +15,12 @@ from envsync.ui.app import URL_PREFIX, create_app
 class EnvsyncUIPlugin(AirflowPlugin):
     name = "envsync"
     fastapi_apps = [{"app": create_app(), "url_prefix": URL_PREFIX, "name": "envsync"}]
-    external_views = [{
-        "name": "envsync",
-        "href": URL_PREFIX.lstrip("/") + "/",   # relative to the UI's base URL
-        "url_route": "envsync",                  # shown inside the UI at <base>/plugin/envsync
-        "destination": "nav",
-        "category": "browse",
-    }]
+    external_views = [
+        {
+            "name": "envsync",
+            "href": URL_PREFIX.lstrip("/") + "/",  # relative to the UI's base URL
+            "url_route": "envsync",  # shown inside the UI at <base>/plugin/envsync
+            "destination": "nav",
+            "category": "browse",
+        }
+    ]

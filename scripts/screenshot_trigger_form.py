@@ -45,8 +45,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="PNG to write (default: %(default)s)")
     parser.add_argument("--dag-id", default=DEFAULT_DAG_ID)
-    parser.add_argument("--timeout", type=float, default=90.0,
-                        help="seconds for the DAG to appear and, again, for the browser steps (default: %(default)s)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=90.0,
+        help="seconds for the DAG to appear and, again, for the browser steps (default: %(default)s)",
+    )
     parser.add_argument("--keep-home", action="store_true", help="keep the cluster's AIRFLOW_HOME (its logs)")
     args = parser.parse_args(argv)
 

@@ -46,6 +46,7 @@ os.environ.update(
 )
 
 import sandbox  # noqa: E402  (tests/ is on sys.path: this conftest's folder)
+
 from envsync.dev import devstack  # noqa: E402  (plugins/ is on sys.path via pytest.ini)
 
 
@@ -60,7 +61,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(error)) from None
     import signal
 
-    def _interrupt(signum: int, frame: Any) -> None:   # SIGTERM unwinds like Ctrl-C: clean-up still runs
+    def _interrupt(signum: int, frame: Any) -> None:  # SIGTERM unwinds like Ctrl-C: clean-up still runs
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, _interrupt)
@@ -68,8 +69,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_report_header(config: pytest.Config) -> str | None:
     if sandbox.ON_GCP:
-        return (f"test-gcp: project {sandbox.sandbox_project()}, run prefix {sandbox.RUN_PREFIX} (every dataset "
-                "and bucket of this run starts with it and is deleted at the end)")
+        return (
+            f"test-gcp: project {sandbox.sandbox_project()}, run prefix {sandbox.RUN_PREFIX} (every dataset "
+            "and bucket of this run starts with it and is deleted at the end)"
+        )
     if sandbox.NAMESPACED:
         return f"emulators, run prefix {sandbox.RUN_PREFIX} in project {sandbox.EMULATOR_SANDBOX_PROJECT}"
     return None
@@ -123,7 +126,13 @@ def _link_shared_extensions(root: Path) -> None:
 def analyzer_totals(paths: list[Path]) -> dict[str, Any] | None:
     """The GoogleSQL analyzer's counters summed over the emulators' counter files (None: none ran)."""
     totals: dict[str, Any] = {
-        "analyzed": 0, "refused": 0, "not_found": 0, "passed": 0, "distinct": set(), "ms": 0.0, "cpu_ms": 0.0,
+        "analyzed": 0,
+        "refused": 0,
+        "not_found": 0,
+        "passed": 0,
+        "distinct": set(),
+        "ms": 0.0,
+        "cpu_ms": 0.0,
     }
     found = False
     for path in dict.fromkeys(paths):
@@ -169,8 +178,13 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         with contextlib.suppress(OSError, ValueError):
             base = terminalreporter.config._tmp_path_factory.getbasetemp()
             # resolved: pytest also links each temp directory as <name>current
-            paths = sorted({p.resolve() for pattern in ("*/emulators*/run/analyzer.json", "*/devstack*/run/analyzer.json")
-                            for p in base.glob(pattern)})
+            paths = sorted(
+                {
+                    p.resolve()
+                    for pattern in ("*/emulators*/run/analyzer.json", "*/devstack*/run/analyzer.json")
+                    for p in base.glob(pattern)
+                }
+            )
     totals = analyzer_totals(paths)
     if totals is None:
         return

@@ -43,9 +43,9 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-TARGET_ENV = "ENVSYNC_TEST_TARGET"          # "gcp": set by `make test-gcp`
-PROJECT_ENV = "ENVSYNC_TEST_GCP_PROJECT"    # the sandbox project
-PREFIXED_ENV = "ENVSYNC_TEST_RUN_PREFIX"    # "1": run prefixes on the emulators (a rehearsal of test-gcp)
+TARGET_ENV = "ENVSYNC_TEST_TARGET"  # "gcp": set by `make test-gcp`
+PROJECT_ENV = "ENVSYNC_TEST_GCP_PROJECT"  # the sandbox project
+PREFIXED_ENV = "ENVSYNC_TEST_RUN_PREFIX"  # "1": run prefixes on the emulators (a rehearsal of test-gcp)
 
 SKIP_MESSAGE = (
     f"test-gcp skipped: set {PROJECT_ENV}=<sandbox project id> (and application default credentials or "
@@ -57,8 +57,15 @@ NAMESPACED = ON_GCP or os.environ.get(PREFIXED_ENV) == "1"
 EMULATOR_SANDBOX_PROJECT = "envsync-sandbox"
 
 RUN_FAMILY_RE = re.compile(r"^envsynct[0-9]{12}[0-9a-f]{6}")
-ENV_PREFIXES = {"dev": "dev_", "qa": "qa_", "staging": "staging_", "test": "test_", "prodcopy": "prodcopy_",
-                "backup": "backup_", "drill": "drill_"}
+ENV_PREFIXES = {
+    "dev": "dev_",
+    "qa": "qa_",
+    "staging": "staging_",
+    "test": "test_",
+    "prodcopy": "prodcopy_",
+    "backup": "backup_",
+    "drill": "drill_",
+}
 AUDIT_DATASET = "envsync_audit"
 
 # Google's defaults wait up to 3 x 3 s for a GCE metadata server and retry API calls for up to 600 s;
@@ -72,7 +79,7 @@ if ON_GCP:
 def new_run_prefix(now: dt.datetime | None = None) -> str:
     """``envsynct<yyyymmddhhmm><6 hex>``: lowercase letters and digits only, so that ``<prefix>dev_``
     is still a valid envsync environment prefix."""
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     return f"envsynct{now:%Y%m%d%H%M}{secrets.token_hex(3)}"
 
 
@@ -96,8 +103,10 @@ def checked_project() -> str:
     from envsync.core.identifiers import PROJECT_RE
 
     if not PROJECT_RE.fullmatch(project):
-        raise SandboxError(f"test-gcp: {PROJECT_ENV}={project!r} is not a GCP project id (6-30 lowercase "
-                           "letters, digits or '-', starting with a letter). Nothing was created.")
+        raise SandboxError(
+            f"test-gcp: {PROJECT_ENV}={project!r} is not a GCP project id (6-30 lowercase "
+            "letters, digits or '-', starting with a letter). Nothing was created."
+        )
     return project
 
 
@@ -108,8 +117,8 @@ def checked_project() -> str:
 class Namespace:
     """One test kit's datasets and buckets: plain names on the emulators, run-prefixed on a sandbox."""
 
-    virtual_project: str   # the kit's own project on the emulators
-    tag: str               # its part of the prefix on a shared project
+    virtual_project: str  # the kit's own project on the emulators
+    tag: str  # its part of the prefix on a shared project
     bare: tuple[str, ...]  # dataset names its SQL may use without a project (mapped by sql())
 
     @property
@@ -128,8 +137,8 @@ class Namespace:
             return name
         for env_prefix in ENV_PREFIXES.values():
             if name.startswith(env_prefix):
-                rest = name[len(env_prefix):]
-                if env_prefix == ENV_PREFIXES["test"]:   # test_<name>_<ds>: the name has no '_'
+                rest = name[len(env_prefix) :]
+                if env_prefix == ENV_PREFIXES["test"]:  # test_<name>_<ds>: the name has no '_'
                     test_name, _, dataset = rest.partition("_")
                     return f"{prefix}{env_prefix}{test_name}_{prefix}{dataset}"
                 return f"{prefix}{env_prefix}{prefix}{rest}"
@@ -161,8 +170,9 @@ class Namespace:
         if not self.prefix:
             return text
         project = re.escape(self.project)
-        text = re.sub(rf"`{project}\.([A-Za-z_][A-Za-z0-9_]*)\.",
-                      lambda m: f"`{self.project}.{self.ds(m.group(1))}.", text)
+        text = re.sub(
+            rf"`{project}\.([A-Za-z_][A-Za-z0-9_]*)\.", lambda m: f"`{self.project}.{self.ds(m.group(1))}.", text
+        )
         names = "|".join(re.escape(n) for n in self.bare)
         return re.sub(rf"(?<![\w.-])({names})\.(?=[A-Za-z_`])", lambda m: f"{self.ds(m.group(1))}.", text)
 
@@ -258,26 +268,27 @@ class Session:
 
     project: str
     run_prefix: str
-    before: set[str]                       # dataset ids present at preflight
+    before: set[str]  # dataset ids present at preflight
     bq: Any = field(repr=False)
     gcs: Any = field(repr=False)
     done: bool = False
     deleted_datasets: list[str] = field(default_factory=list)
     deleted_buckets: list[str] = field(default_factory=list)
-    leaked: list[str] = field(default_factory=list)     # new datasets without the run prefix
-    left: list[str] = field(default_factory=list)       # run-prefixed objects that could not be deleted
+    leaked: list[str] = field(default_factory=list)  # new datasets without the run prefix
+    left: list[str] = field(default_factory=list)  # run-prefixed objects that could not be deleted
 
     def owns(self, dataset_id: str) -> bool:
         return dataset_id.startswith(self.run_prefix) and dataset_id not in self.before
 
     def summary(self) -> str:
-        text = (f"test-gcp clean-up of run {self.run_prefix} in {self.project}: deleted "
-                f"{len(self.deleted_datasets)} datasets and {len(self.deleted_buckets)} buckets")
+        text = (
+            f"test-gcp clean-up of run {self.run_prefix} in {self.project}: deleted "
+            f"{len(self.deleted_datasets)} datasets and {len(self.deleted_buckets)} buckets"
+        )
         if self.left:
             text += "; COULD NOT DELETE " + ", ".join(self.left)
         if self.leaked:
-            text += ("; LEAKED (created during the run without the run prefix, left in place): "
-                     + ", ".join(self.leaked))
+            text += "; LEAKED (created during the run without the run prefix, left in place): " + ", ".join(self.leaked)
         return text
 
 
@@ -287,19 +298,20 @@ def _dataset_ids(bq: Any, project: str) -> list[str]:
 
 def _bucket_names(gcs: Any, prefix: str) -> list[str]:
     names = [b.name for b in gcs.list_buckets(prefix=prefix, retry=None, timeout=API_TIMEOUT)]
-    return [name for name in names if name.startswith(prefix)]   # never trust a server-side filter to delete
+    return [name for name in names if name.startswith(prefix)]  # never trust a server-side filter to delete
 
 
 def foreign_objects(datasets: Iterable[str], buckets: Iterable[str]) -> tuple[list[str], list[str]]:
     """Datasets and buckets of the run-prefix family: left by another run, never this one's."""
-    return (sorted(d for d in datasets if RUN_FAMILY_RE.match(d)),
-            sorted(b for b in buckets if RUN_FAMILY_RE.match(b)))
+    return (sorted(d for d in datasets if RUN_FAMILY_RE.match(d)), sorted(b for b in buckets if RUN_FAMILY_RE.match(b)))
 
 
 def refusal(project: str, datasets: list[str], buckets: list[str]) -> str:
-    lines = [f"test-gcp: refusing to start on project {project!r}: it holds datasets or buckets named like "
-             "test-gcp's run prefixes (envsynct<yyyymmddhhmm><6 hex>...) that this run did not create, most "
-             "likely left by a run that was killed. Check and delete them, then run again:"]
+    lines = [
+        f"test-gcp: refusing to start on project {project!r}: it holds datasets or buckets named like "
+        "test-gcp's run prefixes (envsynct<yyyymmddhhmm><6 hex>...) that this run did not create, most "
+        "likely left by a run that was killed. Check and delete them, then run again:"
+    ]
     lines += [f"  bq rm -r -f -d {project}:{d}" for d in datasets]
     lines += [f"  gcloud storage rm -r gs://{b}" for b in buckets]
     lines.append("Nothing was created.")
@@ -326,13 +338,15 @@ def cleanup(session: Session) -> Session:
         now = _dataset_ids(bq, session.project)
     except Exception as error:  # report it (the run then fails) instead of crashing the session's end
         now = []
-        session.left.append(f"every dataset named {session.run_prefix}... (listing failed: {type(error).__name__}: "
-                            f"{error})")
+        session.left.append(
+            f"every dataset named {session.run_prefix}... (listing failed: {type(error).__name__}: {error})"
+        )
     for dataset_id in sorted(now):
         if session.owns(dataset_id):
             try:
-                bq.delete_dataset(f"{session.project}.{dataset_id}", delete_contents=True, not_found_ok=True,
-                                  timeout=API_TIMEOUT * 3)
+                bq.delete_dataset(
+                    f"{session.project}.{dataset_id}", delete_contents=True, not_found_ok=True, timeout=API_TIMEOUT * 3
+                )
                 session.deleted_datasets.append(dataset_id)
             except Exception as error:  # keep going: delete everything else, then report
                 session.left.append(f"dataset {dataset_id} ({type(error).__name__}: {error})")
@@ -342,8 +356,9 @@ def cleanup(session: Session) -> Session:
         buckets = _bucket_names(gcs, session.run_prefix)
     except Exception as error:
         buckets = []
-        session.left.append(f"every bucket named {session.run_prefix}... (listing failed: {type(error).__name__}: "
-                            f"{error})")
+        session.left.append(
+            f"every bucket named {session.run_prefix}... (listing failed: {type(error).__name__}: {error})"
+        )
     for name in buckets:
         try:
             bucket = gcs.bucket(name)
@@ -379,27 +394,32 @@ def _gcp_clients(project: str) -> tuple[Any, Any]:
 
     nothing = "Nothing was created."
     try:
-        if "AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT" not in os.environ:   # the session's own Airflow DB holds none
+        if "AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT" not in os.environ:  # the session's own Airflow DB holds none
             import google.auth
 
-            google.auth.default()   # application default credentials: fails here without importing Airflow
+            google.auth.default()  # application default credentials: fails here without importing Airflow
         bq = bigquery_client(project, "US")
     except google.auth.exceptions.DefaultCredentialsError as error:
         raise SandboxError(
             f"test-gcp: cannot use project {project!r}: no Google credentials found ({error}). Run `gcloud auth "
             "application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS=<service account key file> "
-            f"(or the Airflow connection google_cloud_default). {nothing}") from None
-    except (OSError, ValueError) as error:   # unreadable or malformed key file
-        raise SandboxError(f"test-gcp: cannot use project {project!r}: the credentials cannot be loaded: "
-                           f"{error}. {nothing}") from None
+            f"(or the Airflow connection google_cloud_default). {nothing}"
+        ) from None
+    except (OSError, ValueError) as error:  # unreadable or malformed key file
+        raise SandboxError(
+            f"test-gcp: cannot use project {project!r}: the credentials cannot be loaded: {error}. {nothing}"
+        ) from None
     try:
         bq._credentials.refresh(_Request(API_TIMEOUT))
     except google.auth.exceptions.RefreshError as error:
-        raise SandboxError(f"test-gcp: cannot use project {project!r}: Google rejected the credentials: "
-                           f"{error}. {nothing}") from None
+        raise SandboxError(
+            f"test-gcp: cannot use project {project!r}: Google rejected the credentials: {error}. {nothing}"
+        ) from None
     except google.auth.exceptions.TransportError as error:
-        raise SandboxError(f"test-gcp: cannot use project {project!r}: Google's token service is unreachable "
-                           f"(no network or a proxy/firewall?): {_short(error)}. {nothing}") from None
+        raise SandboxError(
+            f"test-gcp: cannot use project {project!r}: Google's token service is unreachable "
+            f"(no network or a proxy/firewall?): {_short(error)}. {nothing}"
+        ) from None
     return bq, storage_client(project)
 
 
@@ -425,17 +445,22 @@ def start_gcp_session() -> Session:
     try:
         session = preflight(bq, gcs, project, RUN_PREFIX)
     except api.NotFound as error:
-        raise SandboxError(f"test-gcp: project {project!r} was not found (is the id right?): {error.message}. "
-                           f"{nothing}") from None
+        raise SandboxError(
+            f"test-gcp: project {project!r} was not found (is the id right?): {error.message}. {nothing}"
+        ) from None
     except api.Forbidden as error:
-        raise SandboxError(f"test-gcp: the credentials may not use project {project!r} (it may not exist, its "
-                           "BigQuery or Cloud Storage API may be disabled, or a role is missing: see the README, "
-                           f"'Trying envsync on real GCP'): {error.message}. {nothing}") from None
+        raise SandboxError(
+            f"test-gcp: the credentials may not use project {project!r} (it may not exist, its "
+            "BigQuery or Cloud Storage API may be disabled, or a role is missing: see the README, "
+            f"'Trying envsync on real GCP'): {error.message}. {nothing}"
+        ) from None
     except api.GoogleAPICallError as error:
         raise SandboxError(f"test-gcp: project {project!r} did not answer as expected: {error}. {nothing}") from None
     except (requests.exceptions.RequestException, google.auth.exceptions.TransportError, OSError) as error:
-        raise SandboxError(f"test-gcp: cannot reach Google's APIs for project {project!r} (no network or a "
-                           f"proxy/firewall?): {_short(error)}. {nothing}") from None
+        raise SandboxError(
+            f"test-gcp: cannot reach Google's APIs for project {project!r} (no network or a "
+            f"proxy/firewall?): {_short(error)}. {nothing}"
+        ) from None
     register(session)
     atexit.register(finish)
     return session

@@ -12,13 +12,13 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from envsync.observe.audit import RECOVERY_DRILLS, RUNS, TABLE_ACTIONS
+from envsync.backups.ladder import snapshot_name
 from envsync.core.guard import to_query_parameters
 from envsync.core.identifiers import quote
-from envsync.backups.ladder import snapshot_name
 from envsync.core.sqltemplates import render
+from envsync.observe.audit import RECOVERY_DRILLS, RUNS, TABLE_ACTIONS
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 PARITY_DDL = """create table if not exists {table} (
     checked_at timestamp not null, dag_id string not null, run_id string not null, environment string not null,
     dataset string, env_dataset string, object_name string, finding string not null, status string not null,
@@ -34,8 +34,9 @@ MIGRATIONS_DDL = """create table if not exists {table} (
 def run_query(client: Any, sql: str, **params: Any) -> list[dict[str, Any]]:
     from google.cloud import bigquery
 
-    job = client.query(sql, job_config=bigquery.QueryJobConfig(query_parameters=to_query_parameters(params)),
-                       job_retry=None)
+    job = client.query(
+        sql, job_config=bigquery.QueryJobConfig(query_parameters=to_query_parameters(params)), job_retry=None
+    )
     return [dict(row.items()) for row in job.result()]
 
 
@@ -71,7 +72,7 @@ def insert(client: Any, project: str, dataset: str, table: str, rows: list[dict[
             params[f"r{i}_{column}"] = value
             names.append(f"@r{i}_{column}")
         values.append("(" + ", ".join(names) + ")")
-    sql = (f"insert into {quote(project, dataset, table)} ({', '.join(columns)}) values " + ", ".join(values))
+    sql = f"insert into {quote(project, dataset, table)} ({', '.join(columns)}) values " + ", ".join(values)
     run_query(client, sql, **params)
 
 
@@ -90,49 +91,134 @@ class Known:
     seed_version: str = "seedv1abcdef0123"
 
 
-def run_row(now: dt.datetime, dag_id: str, run_id: str, environment: str, status: str, hours_ago: float, *,
-            objects: int = 5, failed: int = 0, rows: int = 1000, est_bytes: int = 2048, manifest: str | None = None,
-            error: str | None = None) -> dict[str, Any]:
+def run_row(
+    now: dt.datetime,
+    dag_id: str,
+    run_id: str,
+    environment: str,
+    status: str,
+    hours_ago: float,
+    *,
+    objects: int = 5,
+    failed: int = 0,
+    rows: int = 1000,
+    est_bytes: int = 2048,
+    manifest: str | None = None,
+    error: str | None = None,
+) -> dict[str, Any]:
     at = now - dt.timedelta(hours=hours_ago)
-    return {"recorded_at": at, "dag_id": dag_id, "run_id": run_id, "run_type": "scheduled",
-            "environment": environment, "cut": at - dt.timedelta(minutes=10), "status": status, "started_at": at,
-            "duration_seconds": 60.0, "objects": objects, "failed": failed, "row_count": rows,
-            "est_bytes_billed": est_bytes, "manifest": manifest, "error": error}
+    return {
+        "recorded_at": at,
+        "dag_id": dag_id,
+        "run_id": run_id,
+        "run_type": "scheduled",
+        "environment": environment,
+        "cut": at - dt.timedelta(minutes=10),
+        "status": status,
+        "started_at": at,
+        "duration_seconds": 60.0,
+        "objects": objects,
+        "failed": failed,
+        "row_count": rows,
+        "est_bytes_billed": est_bytes,
+        "manifest": manifest,
+        "error": error,
+    }
 
 
-def seed_known(client: Any, storage: Any, *, project: str, audit: str, bucket: str, prod_dataset: str,
-               table: str, now: dt.datetime, dev_run: str = "scheduled__dev-sync-1") -> Known:
+def seed_known(
+    client: Any,
+    storage: Any,
+    *,
+    project: str,
+    audit: str,
+    bucket: str,
+    prod_dataset: str,
+    table: str,
+    now: dt.datetime,
+    dev_run: str = "scheduled__dev-sync-1",
+) -> Known:
     """A small history: dev synced 2 days ago, qa/staging re-seeded (manifest with a seed version), the
     last backup run failed, three drills (one failed), four snapshots of one table (one pinned)."""
     from google.cloud import bigquery
 
-    known = Known(now=now, dev_run=dev_run, dev_cut=now - dt.timedelta(hours=48, minutes=10),
-                  backup_failed_run="scheduled__backup-2")
+    known = Known(
+        now=now,
+        dev_run=dev_run,
+        dev_cut=now - dt.timedelta(hours=48, minutes=10),
+        backup_failed_run="scheduled__backup-2",
+    )
     manifest_path = "manifests/reseed_environments/scheduled__reseed-1/plan.json"
     storage.bucket(bucket).blob(manifest_path).upload_from_string(
-        json.dumps({"seed_version": {"version": known.seed_version}}), content_type="application/json")
-    insert(client, project, audit, RUNS, [
-        run_row(now, "prod_to_dev_sync", "scheduled__dev-sync-0", "dev", "failed", 30 * 24, error="boom"),
-        run_row(now, "prod_to_dev_sync", dev_run, "dev", "success", 48, objects=7, failed=0, rows=123456,
-                est_bytes=5 * 1024 ** 3),
-        run_row(now, "reseed_environments", "scheduled__reseed-1", "qa,staging", "success", 20,
-                manifest=f"gs://{bucket}/{manifest_path}"),
-        run_row(now, "backup_ladder", "scheduled__backup-1", "backup", "success", 2),
-        run_row(now, "backup_ladder", known.backup_failed_run, "backup", "failed", 1,
-                error="BackupError: sales.orders: snapshot failed"),
-    ])
+        json.dumps({"seed_version": {"version": known.seed_version}}), content_type="application/json"
+    )
+    insert(
+        client,
+        project,
+        audit,
+        RUNS,
+        [
+            run_row(now, "prod_to_dev_sync", "scheduled__dev-sync-0", "dev", "failed", 30 * 24, error="boom"),
+            run_row(
+                now,
+                "prod_to_dev_sync",
+                dev_run,
+                "dev",
+                "success",
+                48,
+                objects=7,
+                failed=0,
+                rows=123456,
+                est_bytes=5 * 1024**3,
+            ),
+            run_row(
+                now,
+                "reseed_environments",
+                "scheduled__reseed-1",
+                "qa,staging",
+                "success",
+                20,
+                manifest=f"gs://{bucket}/{manifest_path}",
+            ),
+            run_row(now, "backup_ladder", "scheduled__backup-1", "backup", "success", 2),
+            run_row(
+                now,
+                "backup_ladder",
+                known.backup_failed_run,
+                "backup",
+                "failed",
+                1,
+                error="BackupError: sales.orders: snapshot failed",
+            ),
+        ],
+    )
     drills = []
-    for i, (days, rto, rpo_h, status) in enumerate([(3, 12.5, 20.0, "ok"), (2, 30.0, 22.0, "failed"),
-                                                      (1, 8.0, 21.0, "ok")]):
+    for i, (days, rto, rpo_h, status) in enumerate(
+        [(3, 12.5, 20.0, "ok"), (2, 30.0, 22.0, "failed"), (1, 8.0, 21.0, "ok")]
+    ):
         run_id = f"scheduled__drill-{i}"
         known.drill_runs.append(run_id)
         if status == "failed":
             known.failed_drill_run = run_id
         at = now - dt.timedelta(days=days)
-        drills.append({"recorded_at": at, "dag_id": "recovery_drill", "run_id": run_id, "logical_date": at,
-                       "point_in_time": at - dt.timedelta(days=1), "dataset": prod_dataset, "table_name": table,
-                       "source_kind": "snapshot", "source": "x", "rpo_seconds": rpo_h * 3600, "rto_seconds": rto,
-                       "row_count": 10, "status": status, "error": "mismatch" if status == "failed" else None})
+        drills.append(
+            {
+                "recorded_at": at,
+                "dag_id": "recovery_drill",
+                "run_id": run_id,
+                "logical_date": at,
+                "point_in_time": at - dt.timedelta(days=1),
+                "dataset": prod_dataset,
+                "table_name": table,
+                "source_kind": "snapshot",
+                "source": "x",
+                "rpo_seconds": rpo_h * 3600,
+                "rto_seconds": rto,
+                "row_count": 10,
+                "status": status,
+                "error": "mismatch" if status == "failed" else None,
+            }
+        )
     insert(client, project, audit, RECOVERY_DRILLS, drills)
 
     backup_ds = f"backup_{prod_dataset}"
@@ -144,17 +230,36 @@ def seed_known(client: Any, storage: Any, *, project: str, audit: str, bucket: s
     known.pinned = hour - dt.timedelta(days=3)
     for taken_at in known.snapshots:
         name = snapshot_name(table, taken_at)
-        run_query(client, f"create snapshot table {quote(project, backup_ds, name)} "
-                          f"clone {quote(project, prod_dataset, table)}")
-    actions = [{"recorded_at": now - dt.timedelta(hours=1), "dag_id": "backup_ladder", "run_id": known.backup_failed_run,
-                "environment": "backup", "table_name": f"{prod_dataset}.{table}",
-                "target": f"{backup_ds}.{snapshot_name(table, hour)}", "action": "snapshot", "status": "failed"},
-               {"recorded_at": known.pinned, "dag_id": "backup_ladder", "run_id": "manual__pin-1",
-                "environment": "backup", "table_name": f"{prod_dataset}.{table}",
-                "target": f"{backup_ds}.{snapshot_name(table, known.pinned)}", "action": "pin", "status": "ok"}]
+        run_query(
+            client,
+            f"create snapshot table {quote(project, backup_ds, name)} clone {quote(project, prod_dataset, table)}",
+        )
+    actions = [
+        {
+            "recorded_at": now - dt.timedelta(hours=1),
+            "dag_id": "backup_ladder",
+            "run_id": known.backup_failed_run,
+            "environment": "backup",
+            "table_name": f"{prod_dataset}.{table}",
+            "target": f"{backup_ds}.{snapshot_name(table, hour)}",
+            "action": "snapshot",
+            "status": "failed",
+        },
+        {
+            "recorded_at": known.pinned,
+            "dag_id": "backup_ladder",
+            "run_id": "manual__pin-1",
+            "environment": "backup",
+            "table_name": f"{prod_dataset}.{table}",
+            "target": f"{backup_ds}.{snapshot_name(table, known.pinned)}",
+            "action": "pin",
+            "status": "ok",
+        },
+    ]
     insert(client, project, audit, TABLE_ACTIONS, actions)
     storage.bucket(bucket).blob(f"backup_jobs/{prod_dataset}/{now.date().isoformat()}.json").upload_from_string(
-        json.dumps({table: 7}), content_type="application/json")
+        json.dumps({table: 7}), content_type="application/json"
+    )
     return known
 
 
@@ -166,7 +271,9 @@ def seed_scale(client: Any, project: str, audit: str, *, tables: int, days: int,
     runs = quote(project, audit, RUNS)
     actions = quote(project, audit, TABLE_ACTIONS)
     drills = quote(project, audit, RECOVERY_DRILLS)
-    run_query(client, f"""
+    run_query(
+        client,
+        f"""
         insert into {runs} (recorded_at, dag_id, run_id, run_type, environment, cut, status, started_at,
                             duration_seconds, objects, failed, row_count, est_bytes_billed, jobs)
         select
@@ -188,8 +295,15 @@ def seed_scale(client: Any, project: str, audit: str, *, tables: int, days: int,
             'scheduled', 'drill', timestamp_sub(@now, interval d day), 'success', timestamp_sub(@now, interval d day),
             900.0, @tables, 0, @tables * 10, 0, @tables
         from unnest(generate_array(0, @days - 1)) as d
-    """, now=now, tables=tables, hours=hours, days=days)
-    run_query(client, f"""
+    """,
+        now=now,
+        tables=tables,
+        hours=hours,
+        days=days,
+    )
+    run_query(
+        client,
+        f"""
         insert into {actions} (recorded_at, dag_id, run_id, environment, table_name, target, action, status,
                                row_count, seconds, jobs)
         select
@@ -200,8 +314,14 @@ def seed_scale(client: Any, project: str, audit: str, *, tables: int, days: int,
             'snapshot', 'ok', 100, 1.0, 1
         from unnest(generate_array(0, @hours - 1)) as h
         cross join unnest(generate_array(0, @tables - 1)) as t
-    """, now=now, tables=tables, hours=hours)
-    run_query(client, f"""
+    """,
+        now=now,
+        tables=tables,
+        hours=hours,
+    )
+    run_query(
+        client,
+        f"""
         insert into {drills} (recorded_at, dag_id, run_id, logical_date, point_in_time, dataset, table_name,
                               source_kind, source, rpo_seconds, rto_seconds, row_count, status)
         select
@@ -211,22 +331,51 @@ def seed_scale(client: Any, project: str, audit: str, *, tables: int, days: int,
             5.0 + mod(t * 7 + d, 40), 100, if(mod(d, 30) = 7 and t = 3, 'failed', 'ok')
         from unnest(generate_array(0, @days - 1)) as d
         cross join unnest(generate_array(0, @tables - 1)) as t
-    """, now=now, tables=tables, days=days)
-    return {"runs": hours + 2 * len(range(0, days, 7)) + days, "table_actions": hours * tables,
-            "recovery_drills": days * tables}
+    """,
+        now=now,
+        tables=tables,
+        days=days,
+    )
+    return {
+        "runs": hours + 2 * len(range(0, days, 7)) + days,
+        "table_actions": hours * tables,
+        "recovery_drills": days * tables,
+    }
 
 
-def seed_drills(client: Any, project: str, audit: str, *, now: dt.datetime, days: int, failed: tuple[int, ...],
-                dataset: str = "sales", table: str = "orders") -> list[dict[str, Any]]:
+def seed_drills(
+    client: Any,
+    project: str,
+    audit: str,
+    *,
+    now: dt.datetime,
+    days: int,
+    failed: tuple[int, ...],
+    dataset: str = "sales",
+    table: str = "orders",
+) -> list[dict[str, Any]]:
     """One drill row a day for `days` days (RTO 20-69 s, RPO 20-24 h); the days in `failed` failed."""
     rows = []
     for d in range(days, 0, -1):
         at = now - dt.timedelta(days=d, hours=1)
         status = "failed" if d in failed else "ok"
-        rows.append({"recorded_at": at, "dag_id": "recovery_drill", "run_id": f"scheduled__daily-drill-{d:02d}",
-                     "logical_date": at, "point_in_time": at - dt.timedelta(days=1), "dataset": dataset,
-                     "table_name": table, "source_kind": "snapshot", "source": f"backup_{dataset}",
-                     "rpo_seconds": 3600.0 * (20 + d % 5), "rto_seconds": float(20 + (d * 37) % 50),
-                     "row_count": 10, "status": status, "error": "checksum mismatch" if status == "failed" else None})
+        rows.append(
+            {
+                "recorded_at": at,
+                "dag_id": "recovery_drill",
+                "run_id": f"scheduled__daily-drill-{d:02d}",
+                "logical_date": at,
+                "point_in_time": at - dt.timedelta(days=1),
+                "dataset": dataset,
+                "table_name": table,
+                "source_kind": "snapshot",
+                "source": f"backup_{dataset}",
+                "rpo_seconds": 3600.0 * (20 + d % 5),
+                "rto_seconds": float(20 + (d * 37) % 50),
+                "row_count": 10,
+                "status": status,
+                "error": "checksum mismatch" if status == "failed" else None,
+            }
+        )
     insert(client, project, audit, RECOVERY_DRILLS, rows)
     return rows

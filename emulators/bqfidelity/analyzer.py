@@ -94,8 +94,14 @@ class Stats:
         self.load: dict[str, Any] = {}
 
     def record(
-        self, sql: str, outcome: str, seconds: float = 0.0, kind: str = "", message: str = "",
-        parts: dict[str, float] | None = None, cpu_seconds: float = 0.0,
+        self,
+        sql: str,
+        outcome: str,
+        seconds: float = 0.0,
+        kind: str = "",
+        message: str = "",
+        parts: dict[str, float] | None = None,
+        cpu_seconds: float = 0.0,
     ) -> None:
         with self.lock:
             self.parts.update(parts or {})
@@ -130,7 +136,9 @@ class Stats:
             "distinct": list(self._distinct_sorted),
             "ms_per_statement": round(1000 * self.seconds / analyzed, 2) if analyzed else None,
             "cpu_ms_per_statement": round(1000 * self.cpu_seconds / analyzed, 2) if analyzed else None,
-            "ms_by_step": {k: round(1000 * v / self.accepted, 2) for k, v in self.parts.items()} if self.accepted else {},
+            "ms_by_step": {k: round(1000 * v / self.accepted, 2) for k, v in self.parts.items()}
+            if self.accepted
+            else {},
             "load": self.load,
             "refusals": self.refusals,
         }
@@ -188,7 +196,9 @@ def analyzer():  # noqa: ANN201 - GoogleSQL, imported lazily
                 }
                 log.info(
                     "GoogleSQL analyzer ready in %.2f s (module %s in %.2f s)",
-                    instance.start_seconds, engine.loaded_from, engine.load_seconds,
+                    instance.start_seconds,
+                    engine.loaded_from,
+                    engine.load_seconds,
                 )
                 _analyzer = instance
     return _analyzer
@@ -348,7 +358,11 @@ def check(interpreter: Any, statement: Any) -> None:
         _stats.record(sql, "analyzer_error")
         return
     _stats.record(
-        sql, "accepted", time.monotonic() - started, analysis.kind, parts=analysis.seconds,
+        sql,
+        "accepted",
+        time.monotonic() - started,
+        analysis.kind,
+        parts=analysis.seconds,
         cpu_seconds=time.thread_time() - cpu,
     )
     if statement.kind == "TEMP_FUNCTION":

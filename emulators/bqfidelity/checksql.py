@@ -196,8 +196,11 @@ class Catalog(Schemas):
         if kind in ("CreateTableStmt", "CreateTableAsSelectStmt"):
             base = statement.parent
             key = self.key(base.parent.name_path)
-            mode = base.parent.DESCRIPTOR.fields_by_name["create_mode"].enum_type.values_by_number[
-                base.parent.create_mode].name
+            mode = (
+                base.parent.DESCRIPTOR.fields_by_name["create_mode"]
+                .enum_type.values_by_number[base.parent.create_mode]
+                .name
+            )
             if key in self.tables and mode == "CREATE_IF_NOT_EXISTS":
                 return None
             if key in self.tables and mode == "CREATE_DEFAULT":
@@ -208,8 +211,9 @@ class Catalog(Schemas):
         elif kind == "CreateViewStmt":
             key = self.key(statement.parent.parent.name_path)
             if key is not None:
-                self.tables[key] = TableDef([types.schema_field(c.name, c.column.type)
-                                             for c in statement.parent.output_column_list])
+                self.tables[key] = TableDef(
+                    [types.schema_field(c.name, c.column.type) for c in statement.parent.output_column_list]
+                )
         elif kind == "DropStmt":
             key = self.key(statement.name_path)
             if key not in self.tables and not statement.is_if_exists:
@@ -221,9 +225,10 @@ class Catalog(Schemas):
                 if statement.parent.is_if_exists:
                     return None
                 return f"Not found: Table {'.'.join(statement.parent.name_path)}"
-            fields = [dict(f) if isinstance(f, dict) else
-                      {k: types.get(f, k) for k in ("name", "type", "mode", "fields")}
-                      for f in self.tables[key].fields]
+            fields = [
+                dict(f) if isinstance(f, dict) else {k: types.get(f, k) for k in ("name", "type", "mode", "fields")}
+                for f in self.tables[key].fields
+            ]
             names = {types.get(f, "name").casefold(): i for i, f in enumerate(fields)}
             for action in statement.parent.alter_action_list:
                 node = _leaf(action)
@@ -246,12 +251,18 @@ class Catalog(Schemas):
                         if node.is_if_exists:
                             continue
                         return f"Column not found: {node.name}"
-                    fields = [{**f, "name": node.new_name} if types.get(f, "name").casefold() == node.name.casefold()
-                              else f for f in fields]
+                    fields = [
+                        {**f, "name": node.new_name} if types.get(f, "name").casefold() == node.name.casefold() else f
+                        for f in fields
+                    ]
                 elif name == "ResolvedAlterColumnSetDataTypeActionProto":
                     column = node.parent.column
-                    fields = [{**types.schema_field(column, node.updated_type), "mode": types.get(f, "mode")}
-                              if types.get(f, "name").casefold() == column.casefold() else f for f in fields]
+                    fields = [
+                        {**types.schema_field(column, node.updated_type), "mode": types.get(f, "mode")}
+                        if types.get(f, "name").casefold() == column.casefold()
+                        else f
+                        for f in fields
+                    ]
                 elif name == "ResolvedRenameToActionProto":
                     dataset = key.split(".")[0]
                     new = _path_key(list(node.new_path))
@@ -278,8 +289,11 @@ def check_migrations(analyzer: GoogleSQL, schemas: Schemas, files: list[Path]) -
         text = path.read_text(encoding="utf-8")
         first = next((line.strip() for line in text.splitlines() if line.strip()), "")
         if not _PHASE.match(first):
-            return count, [Problem(path, 1, "a migration must start with '-- envsync: phase=expand' or "
-                                            "'-- envsync: phase=contract'")]
+            return count, [
+                Problem(
+                    path, 1, "a migration must start with '-- envsync: phase=expand' or '-- envsync: phase=contract'"
+                )
+            ]
         data = text.encode()
         position = 0
         while position < len(data) and data[position:].strip(b" \t\r\n;"):

@@ -121,11 +121,16 @@ def _plain_table_exists(fetch: Callable[..., list[tuple]], database_name: str, s
     except (ValueError, LookupError, TypeError):
         return False  # not a plain table scan (a view, a table function)
     return any(
-        bound == f"{d}.{s}.{t}" for d in _spellings(database_name) for s in _spellings(schema) for t in _spellings(table)
+        bound == f"{d}.{s}.{t}"
+        for d in _spellings(database_name)
+        for s in _spellings(schema)
+        for t in _spellings(table)
     )
 
 
-def _objects(database, original: Callable[..., list[tuple[str, str, int]]]) -> Callable[..., list[tuple[str, str, int]]]:
+def _objects(
+    database, original: Callable[..., list[tuple[str, str, int]]]
+) -> Callable[..., list[tuple[str, str, int]]]:
     import duckdb
 
     @functools.wraps(original)
@@ -162,8 +167,7 @@ REQUIRED_COLUMNS_SQL = (  # catalog/tables.py, columns(): the table's NOT NULL c
     "AND schema_name = ? AND table_name = ? AND NOT is_nullable"
 )
 HAS_COLUMN_SQL = (  # sql/rules/partitions.py, _hidden(): does the table have a _PARTITIONTIME column
-    "SELECT 1 FROM duckdb_columns() WHERE database_name = ? AND schema_name = ? "
-    "AND table_name = ? AND column_name = ?"
+    "SELECT 1 FROM duckdb_columns() WHERE database_name = ? AND schema_name = ? AND table_name = ? AND column_name = ?"
 )
 
 
@@ -182,7 +186,9 @@ def _ducklake_columns_sql(database_name: str, select: str, condition: str) -> st
 
 
 def _is_view(fetch: Callable[..., list[tuple]], names: list) -> bool:
-    return bool(fetch("SELECT 1 FROM duckdb_views() WHERE database_name = ? AND schema_name = ? AND view_name = ?", names))
+    return bool(
+        fetch("SELECT 1 FROM duckdb_views() WHERE database_name = ? AND schema_name = ? AND view_name = ?", names)
+    )
 
 
 def _fetch(database, original: Callable[..., list[tuple]]) -> Callable[..., list[tuple]]:
@@ -260,20 +266,29 @@ def _listed_tables(information_schema) -> Callable[[str, str | None], tuple[list
     from local_bigquery.catalog import datasets, metadata, tables
 
     def table_list(project_id: str, dataset_id: str | None) -> tuple[list, list]:
-        dataset_ids = ([dataset_id] if dataset_id
-                       else [d.datasetReference.datasetId for d in datasets.list_(project_id)])
-        listed = [summary for listing in metadata.existing(tables.list_, [(project_id, ds) for ds in dataset_ids])
-                  for summary in listing]
+        dataset_ids = [dataset_id] if dataset_id else [d.datasetReference.datasetId for d in datasets.list_(project_id)]
+        listed = [
+            summary
+            for listing in metadata.existing(tables.list_, [(project_id, ds) for ds in dataset_ids])
+            for summary in listing
+        ]
         rows = [
-            [*information_schema._identity(t),
-             information_schema.TABLE_TYPES.get(t.type, t.type),
-             "YES" if t.type == "TABLE" else "NO",
-             "NO",
-             information_schema._timestamp(t.creationTime)]
+            [
+                *information_schema._identity(t),
+                information_schema.TABLE_TYPES.get(t.type, t.type),
+                "YES" if t.type == "TABLE" else "NO",
+                "NO",
+                information_schema._timestamp(t.creationTime),
+            ]
             for t in listed
         ]
-        return [*information_schema.IDENTITY, "table_type", "is_insertable_into", "is_typed",
-                "creation_time TIMESTAMP"], rows
+        return [
+            *information_schema.IDENTITY,
+            "table_type",
+            "is_insertable_into",
+            "is_typed",
+            "creation_time TIMESTAMP",
+        ], rows
 
     return table_list
 
@@ -287,7 +302,7 @@ def _record_missing_modules(names: tuple[str, ...] = ("pandas",)) -> list[str]:
     marked = []
     for name in names:
         if name not in sys.modules and importlib.util.find_spec(name) is None:
-            sys.modules[name] = None   # type: ignore[assignment]  # "import name" raises ImportError
+            sys.modules[name] = None  # type: ignore[assignment]  # "import name" raises ImportError
             marked.append(name)
     return marked
 

@@ -44,9 +44,7 @@ def limit() -> str | None:
     if value.lower() in ("off", "default", ""):
         return None
     if not _LIMIT.match(value):
-        raise ValueError(
-            f"BQFIDELITY_MEMORY_LIMIT={value!r} is not a memory size: use e.g. 4GB, 2048MB, or off"
-        )
+        raise ValueError(f"BQFIDELITY_MEMORY_LIMIT={value!r} is not a memory size: use e.g. 4GB, 2048MB, or off")
     return value.replace(" ", "")
 
 

@@ -83,7 +83,9 @@ def chain_depth(project_id: str, dataset_id: str, table_id: str) -> int:
     """The clone/snapshot chain depth of a table (0 when it is a standard table)."""
     _chain_table()
     reference = (project_id, dataset_id, table_id)
-    rows = _database().fetch(f"SELECT depth, creation_time FROM emulator.bqfidelity_chain WHERE {_KEY}", list(reference))
+    rows = _database().fetch(
+        f"SELECT depth, creation_time FROM emulator.bqfidelity_chain WHERE {_KEY}", list(reference)
+    )
     if not rows or rows[0][1] != _creation_time(reference):
         return 0
     return int(rows[0][0])
@@ -287,7 +289,7 @@ def _patch_view_columns(tables_module) -> None:  # type: ignore[no-untyped-def]
         try:
             return columns(project_id, dataset_id, table_id)
         except duckdb.CatalogException:
-            raise   # the emulator answers NotFound for it
+            raise  # the emulator answers NotFound for it
         except duckdb.Error:
             found = tables_module._lookup(project_id, dataset_id, table_id)
             if not found or found[0] != "VIEW":

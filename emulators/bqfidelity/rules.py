@@ -49,8 +49,6 @@ import time
 from collections.abc import Callable, Iterable
 
 import duckdb
-from sqlglot import exp
-
 from local_bigquery.catalog import datasets as catalog_datasets
 from local_bigquery.catalog import ddl as catalog_ddl
 from local_bigquery.catalog import metadata, names, tables
@@ -72,12 +70,12 @@ from local_bigquery.sql import translate as sql_translate
 from local_bigquery.sql.dialect import DuckDBDialect
 from local_bigquery.sql.rules import ddl as rules_ddl
 from local_bigquery.sql.rules import tables as rules_tables
+from sqlglot import exp
 
 log = logging.getLogger("bqfidelity.rules")
 
 PARTITION_FILTER_DOC = (
-    "https://cloud.google.com/bigquery/docs/querying-partitioned-tables"
-    "#require_a_partition_filter_in_queries"
+    "https://cloud.google.com/bigquery/docs/querying-partitioned-tables#require_a_partition_filter_in_queries"
 )
 TIME_TRAVEL_DOC = "https://cloud.google.com/bigquery/docs/access-historical-data"
 TIME_TRAVEL_WINDOW_DOC = "https://cloud.google.com/bigquery/docs/time-travel#configure_the_time_travel_window"
@@ -172,9 +170,7 @@ def _eligible(predicate: exp.Expression, qualifiers: set[str], columns: set[str]
 def _scope(node: exp.Expression) -> exp.Expression | None:
     """The query block (or DML statement) in which ``node`` is read."""
     parent = node.parent
-    while parent is not None and not isinstance(
-        parent, exp.Select | exp.Delete | exp.Update | exp.Merge
-    ):
+    while parent is not None and not isinstance(parent, exp.Select | exp.Delete | exp.Update | exp.Merge):
         parent = parent.parent
     return parent
 
@@ -242,14 +238,9 @@ def _filtered(node: exp.Expression, qualifiers: set[str], columns: set[str], roo
         return _filtered(container, {alias} if alias else set(), exposed, root)
     if isinstance(container, exp.CTE):
         name = container.alias_or_name.casefold()
-        readers = [
-            table
-            for table in root.find_all(exp.Table)
-            if not table.db and table.name.casefold() == name
-        ]
+        readers = [table for table in root.find_all(exp.Table) if not table.db and table.name.casefold() == name]
         return bool(readers) and all(
-            _filtered(reader, {reader.alias_or_name.casefold(), name}, exposed, root)
-            for reader in readers
+            _filtered(reader, {reader.alias_or_name.casefold(), name}, exposed, root) for reader in readers
         )
     return False
 
@@ -530,9 +521,7 @@ def _check_schema_options(cur, tree: exp.Expression) -> None:
     if not isinstance(tree, exp.Create | exp.Alter) or (tree.args.get("kind") or "").upper() != "SCHEMA":
         return
     node = tree.args.get("properties") if isinstance(tree, exp.Create) else tree
-    found = catalog_options.options(
-        node, {"max_time_travel_hours": TIME_TRAVEL_OPTION}, query_job._evaluator(cur)
-    )
+    found = catalog_options.options(node, {"max_time_travel_hours": TIME_TRAVEL_OPTION}, query_job._evaluator(cur))
     check_time_travel_hours(found.get("maxTimeTravelHours"))
 
 
@@ -719,8 +708,7 @@ def _check_merge_partitions(cur, tree: exp.Merge, context) -> None:
         parts.append(f"SELECT {column} AS __v FROM {target_sql} JOIN {source_sql} ON {on}")
     if any(not w.args.get("matched") and w.args.get("source") for w in whens):
         parts.append(
-            f"SELECT {column} AS __v FROM {target_sql} WHERE NOT EXISTS "
-            f"(SELECT 1 FROM {source_sql} WHERE {on})"
+            f"SELECT {column} AS __v FROM {target_sql} WHERE NOT EXISTS (SELECT 1 FROM {source_sql} WHERE {on})"
         )
     for when in whens:
         action = when.args.get("then")
@@ -735,14 +723,17 @@ def _check_merge_partitions(cur, tree: exp.Merge, context) -> None:
                 continue
             value = values[listed.index(field.casefold())].sql("bigquery")
         parts.append(
-            f"SELECT {value} AS __v FROM {source_sql} WHERE NOT EXISTS "
-            f"(SELECT 1 FROM {target_sql} WHERE {on})"
+            f"SELECT {value} AS __v FROM {source_sql} WHERE NOT EXISTS (SELECT 1 FROM {target_sql} WHERE {on})"
         )
     if not parts:
         return
     try:
         select = sql_translate.parse(" UNION ALL ".join(f"({p})" for p in parts))[0]
-        read = {names.reference(t, context.project_id, context.dataset_id) for t in (target, source) if isinstance(t, exp.Table)}
+        read = {
+            names.reference(t, context.project_id, context.dataset_id)
+            for t in (target, source)
+            if isinstance(t, exp.Table)
+        }
         token = _merge_checked.set(_merge_checked.get() | read)
         try:
             sql, bound = _translated(select, context)

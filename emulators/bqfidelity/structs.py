@@ -32,8 +32,13 @@ def struct_field_names(tree: exp.Expression, context) -> exp.Expression:  # noqa
         names = [f.name for f in fields]
         if len({n.casefold() for n in names}) != len(names):
             continue
-        struct.set("expressions", [exp.PropertyEQ(this=exp.to_identifier(name), expression=field.copy())
-                                   for name, field in zip(names, fields)])
+        struct.set(
+            "expressions",
+            [
+                exp.PropertyEQ(this=exp.to_identifier(name), expression=field.copy())
+                for name, field in zip(names, fields)
+            ],
+        )
     return tree
 
 

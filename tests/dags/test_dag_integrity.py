@@ -117,8 +117,9 @@ def test_dag_policy(dagbag: Any, path: Path) -> None:
         on_failure = [c for c in (dag.on_failure_callback or []) if isinstance(c, EnvsyncSlackNotifier)]
         on_success = [c for c in (dag.on_success_callback or []) if isinstance(c, EnvsyncSlackNotifier)]
         assert [c.kind for c in on_failure] == ["failure"], f"{where}: no Slack alert on failure"
-        assert [c.kind for c in on_success] == (["success"] if dag.dag_id in SUCCESS_ALERTS else []), \
+        assert [c.kind for c in on_success] == (["success"] if dag.dag_id in SUCCESS_ALERTS else []), (
             f"{where}: Slack alert on success must be set exactly for {sorted(SUCCESS_ALERTS)}"
+        )
         assert {c.slack_webhook_conn_id for c in on_failure + on_success} == {"slack_envsync"}
         for name, param in dag.params.items():
             assert param.schema.get("title"), f"{where}: param {name} has no title"
@@ -185,7 +186,7 @@ def test_parity_flags_qa_and_staging_after_the_reseed_schedule_plus_a_day(dagbag
     from envsync.environments.parity import MAX_AGE, RESEED_SCHEDULE
 
     timetable = dagbag.dags["reseed_environments"].timetable
-    assert timetable.expression == RESEED_SCHEDULE == "0 3 * * 0"   # weekly
+    assert timetable.expression == RESEED_SCHEDULE == "0 3 * * 0"  # weekly
     assert MAX_AGE["qa"] == MAX_AGE["staging"] == dt.timedelta(days=7) + dt.timedelta(days=1)
     assert MAX_AGE["dev"] == dt.timedelta(days=8)
 
@@ -247,8 +248,13 @@ def test_prod_to_dev_sync_param_schema_rejects_bad_values(sync_dag: Any, name: s
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("window_quarters", 8), ("window_quarters", 1), ("datasets", ["marketing"]), ("tables", ["orders", "sales.orders-2"]),
-     ("dry_run", True)],
+    [
+        ("window_quarters", 8),
+        ("window_quarters", 1),
+        ("datasets", ["marketing"]),
+        ("tables", ["orders", "sales.orders-2"]),
+        ("dry_run", True),
+    ],
 )
 def test_prod_to_dev_sync_param_schema_accepts_good_values(sync_dag: Any, name: str, value: Any) -> None:
     params = copy.deepcopy(sync_dag.params)
@@ -285,7 +291,7 @@ def promote_dag(dagbag: Any) -> Any:
 
 
 def test_promote_schema_is_manual_with_plan_promote_report_parity(promote_dag: Any) -> None:
-    assert type(promote_dag.timetable).__name__ == "NullTimetable"   # schedule=None: manual only
+    assert type(promote_dag.timetable).__name__ == "NullTimetable"  # schedule=None: manual only
     assert promote_dag.max_active_runs == 1
     assert set(promote_dag.task_ids) == {"plan", "promote", "report", "parity"}
     assert promote_dag.get_task("plan").downstream_task_ids == {"promote"}
@@ -294,7 +300,7 @@ def test_promote_schema_is_manual_with_plan_promote_report_parity(promote_dag: A
     assert promote_dag.get_task("report").trigger_rule == "all_done"
     # only a promotion that succeeded is checked (a refused or failed one is reported by `report`)
     assert promote_dag.get_task("parity").trigger_rule == "all_success"
-    assert promote_dag.get_task("parity").environments is None   # the target, from the run's manifest
+    assert promote_dag.get_task("parity").environments is None  # the target, from the run's manifest
 
 
 def test_promote_schema_params(promote_dag: Any) -> None:
@@ -306,9 +312,18 @@ def test_promote_schema_params(promote_dag: Any) -> None:
     assert params.validate() == {"target": "qa", "through": "", "lane": "normal", "dry_run": False, "confirm": ""}
 
 
-@pytest.mark.parametrize(("name", "value"), [("target", "dev"), ("target", "PROD"), ("through", "3a"),
-                                             ("through", "1; drop"), ("through", 3), ("lane", "fast"),
-                                             ("dry_run", "yes")])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("target", "dev"),
+        ("target", "PROD"),
+        ("through", "3a"),
+        ("through", "1; drop"),
+        ("through", 3),
+        ("lane", "fast"),
+        ("dry_run", "yes"),
+    ],
+)
 def test_promote_schema_param_schema_rejects_bad_values(promote_dag: Any, name: str, value: Any) -> None:
     from airflow.sdk.exceptions import ParamValidationError
 
@@ -318,8 +333,16 @@ def test_promote_schema_param_schema_rejects_bad_values(promote_dag: Any, name: 
         params.validate()
 
 
-@pytest.mark.parametrize(("name", "value"), [("target", "prod"), ("through", "12"), ("lane", "hotfix"),
-                                             ("dry_run", True), ("confirm", "apply schema migrations 1 to prod")])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("target", "prod"),
+        ("through", "12"),
+        ("lane", "hotfix"),
+        ("dry_run", True),
+        ("confirm", "apply schema migrations 1 to prod"),
+    ],
+)
 def test_promote_schema_param_schema_accepts_good_values(promote_dag: Any, name: str, value: Any) -> None:
     params = copy.deepcopy(promote_dag.params)
     params[name] = value
@@ -343,7 +366,7 @@ def test_invalid_config_is_one_readable_import_error(tmp_path: Path, mutate: Any
     bag = load_dagbag(DAGS_DIR / "prod_to_dev_sync.py", config)
     assert bag.dags == {}
     assert len(bag.import_errors) == 1, bag.import_errors
-    (where, text), = bag.import_errors.items()
+    ((where, text),) = bag.import_errors.items()
     assert where.endswith("prod_to_dev_sync.py")
     assert "ConfigError" in text
     assert key in text
@@ -394,8 +417,14 @@ def parse_report() -> dict[str, list[str]]:
     env.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(DAGS_DIR))
     env.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(PLUGINS_DIR))
     env.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
-    proc = subprocess.run([sys.executable, "-c", _PARSE_SCRIPT, json.dumps(HEAVY_MODULES), *map(str, DAG_FILES)],
-                          env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", _PARSE_SCRIPT, json.dumps(HEAVY_MODULES), *map(str, DAG_FILES)],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -412,7 +441,12 @@ def test_the_parse_check_sees_a_heavy_import(tmp_path: Path) -> None:
     """The check above can fail: a DAG file importing sqlglot at parse time is reported."""
     bad = tmp_path / "bad_dag.py"
     bad.write_text("import sqlglot  # a heavy import at parse time\n")
-    proc = subprocess.run([sys.executable, "-c", _PARSE_SCRIPT, json.dumps(HEAVY_MODULES), str(bad)],
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", _PARSE_SCRIPT, json.dumps(HEAVY_MODULES), str(bad)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == {str(bad): ["sqlglot"]}

@@ -18,8 +18,20 @@ from envsync.core.config import parse_config
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 TEXT = README.read_text()
-TOP_KEYS = ("project", "location", "prod", "environments", "tables", "sync", "seeds", "privacy", "state",
-            "backups", "audit", "alerts")
+TOP_KEYS = (
+    "project",
+    "location",
+    "prod",
+    "environments",
+    "tables",
+    "sync",
+    "seeds",
+    "privacy",
+    "state",
+    "backups",
+    "audit",
+    "alerts",
+)
 PLACEHOLDERS = {"<ds>": "sales", "<dataset>": "sales", "<table>": "customers"}
 
 
@@ -82,7 +94,7 @@ def dotted_path(key: str) -> list[str]:
     for placeholder, name in PLACEHOLDERS.items():
         key = key.replace(placeholder, name)
     parts = key.split(".")
-    if parts[0] == "tables":   # tables are keyed `<dataset>.<table>`
+    if parts[0] == "tables":  # tables are keyed `<dataset>.<table>`
         return ["tables", f"{parts[1]}.{parts[2]}", *parts[3:]]
     return parts
 
@@ -115,7 +127,9 @@ def test_the_masking_example_with_a_null_mask_loads() -> None:
 
 
 def test_the_readme_has_the_examples_these_tests_read() -> None:
-    assert sum(len(t) for _, t in commented_examples()) >= 3 and len(inline_snippets()) >= 2 and len(dag_commands()) >= 10
+    assert (
+        sum(len(t) for _, t in commented_examples()) >= 3 and len(inline_snippets()) >= 2 and len(dag_commands()) >= 10
+    )
 
 
 # ------------------------------------------------------------------------------ DAG commands
@@ -150,8 +164,9 @@ def dagbag() -> Any:
 
 
 @pytest.mark.parametrize("dag_id, conf", dag_commands(), ids=lambda v: str(v)[:50])
-def test_each_dag_command_of_the_readme_is_accepted_by_the_dags_params(dagbag: Any, dag_id: str,
-                                                                       conf: dict[str, Any]) -> None:
+def test_each_dag_command_of_the_readme_is_accepted_by_the_dags_params(
+    dagbag: Any, dag_id: str, conf: dict[str, Any]
+) -> None:
     assert dag_id in dagbag.dags, f"README names DAG {dag_id!r}; DAGs: {sorted(dagbag.dags)}"
     params = copy.deepcopy(dagbag.dags[dag_id].params)
     unknown = sorted(set(conf) - set(params))

@@ -32,8 +32,11 @@ def chromium_missing() -> str | None:
 
 
 def launch_args() -> dict[str, Any]:
-    return {"executable_path": chromium_path(), "headless": True,
-            "args": ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"]}
+    return {
+        "executable_path": chromium_path(),
+        "headless": True,
+        "args": ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"],
+    }
 
 
 @contextmanager
@@ -51,8 +54,7 @@ def browser() -> Iterator[Any]:
 
 def signed_in_context(browser: Any, base_url: str, token: str, *, width: int = 1440, height: int = 1000) -> Any:
     """A browser context signed in to Airflow: the JWT as the `_token` cookie, as after a login."""
-    context = browser.new_context(viewport={"width": width, "height": height}, color_scheme="light",
-                                  base_url=base_url)
+    context = browser.new_context(viewport={"width": width, "height": height}, color_scheme="light", base_url=base_url)
     context.add_cookies([{"name": "_token", "value": token, "url": base_url}])
     return context
 
@@ -76,7 +78,7 @@ def capture_trigger_form(page: Any, dag_id: str, titles: list[str], *, timeout_m
     dialog = page.get_by_role("dialog")
     expect(dialog).to_be_visible(timeout=timeout_ms)
 
-    def label(title: str) -> Any:   # a param's label: its title, with " *" when it is required
+    def label(title: str) -> Any:  # a param's label: its title, with " *" when it is required
         return dialog.get_by_text(re.compile(rf"^\s*{re.escape(title)}\s*\*?\s*$")).first
 
     if titles and not label(titles[0]).is_visible():
@@ -87,5 +89,5 @@ def capture_trigger_form(page: Any, dag_id: str, titles: list[str], *, timeout_m
         expect(label(title)).to_be_visible(timeout=timeout_ms)
     page.evaluate("document.fonts.ready")
     page.evaluate("document.activeElement && document.activeElement.blur()")  # no focus ring in the picture
-    page.wait_for_timeout(500)   # the dialog's opening animation
+    page.wait_for_timeout(500)  # the dialog's opening animation
     return bytes(dialog.screenshot(animations="disabled"))

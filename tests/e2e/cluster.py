@@ -88,8 +88,7 @@ def drop_database(name: str, host: str = PG_HOST, port: int = PG_PORT, user: str
     try:
         with conn.cursor() as cur:
             cur.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
                 (name,),
             )
             cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
@@ -97,14 +96,16 @@ def drop_database(name: str, host: str = PG_HOST, port: int = PG_PORT, user: str
         conn.close()
 
 
-def e2e_databases(prefix: str = "envsync_e2e_", host: str = PG_HOST, port: int = PG_PORT,
-                  user: str = PG_USER) -> list[str]:
+def e2e_databases(
+    prefix: str = "envsync_e2e_", host: str = PG_HOST, port: int = PG_PORT, user: str = PG_USER
+) -> list[str]:
     """Names of the databases this harness creates (e.g. to check none is left, or clean up by hand)."""
     conn = _pg_admin(host, port, user)
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT datname FROM pg_database WHERE datname LIKE %s ORDER BY 1",
-                        (prefix.replace("_", r"\_") + "%",))
+            cur.execute(
+                "SELECT datname FROM pg_database WHERE datname LIKE %s ORDER BY 1", (prefix.replace("_", r"\_") + "%",)
+            )
             return [row[0] for row in cur.fetchall()]
     finally:
         conn.close()
@@ -112,6 +113,7 @@ def e2e_databases(prefix: str = "envsync_e2e_", host: str = PG_HOST, port: int =
 
 def _redis(*command: str | int, db: int = 0, host: str = REDIS_HOST, port: int = REDIS_PORT) -> Any:
     """Run one Redis command (after SELECT db) with a minimal RESP client; returns the decoded reply."""
+
     def encode(*parts: str | int) -> bytes:
         out = [f"*{len(parts)}\r\n".encode()]
         for part in parts:
@@ -171,7 +173,7 @@ def _starttime(pid: int) -> str | None:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return stat[stat.rindex(")") + 2:].split()[19]
+    return stat[stat.rindex(")") + 2 :].split()[19]
 
 
 def _fernet_key() -> str:
@@ -181,7 +183,7 @@ def _fernet_key() -> str:
 def _iso(value: dt.date | dt.datetime | str) -> str:
     if isinstance(value, dt.datetime):
         if value.tzinfo is None:
-            value = value.replace(tzinfo=dt.timezone.utc)
+            value = value.replace(tzinfo=dt.UTC)
         return value.isoformat()
     return value.isoformat() if isinstance(value, dt.date) else value
 
@@ -304,12 +306,23 @@ class AirflowCluster:
             if self.triggerer:
                 self._spawn("triggerer", "triggerer", "--skip-serve-logs")
             if self.executor == "CeleryExecutor":
-                self._spawn("celery-worker", "celery", "worker", "--skip-serve-logs",
-                            "--concurrency", str(self.parallelism), "--without-mingle", "--without-gossip")
+                self._spawn(
+                    "celery-worker",
+                    "celery",
+                    "worker",
+                    "--skip-serve-logs",
+                    "--concurrency",
+                    str(self.parallelism),
+                    "--without-mingle",
+                    "--without-gossip",
+                )
             self.wait_healthy(self.startup_timeout)
             if self.executor == "CeleryExecutor":
-                self.wait_for(lambda: "ready." in self.log_path("celery-worker").read_text(errors="replace")
-                               or None, self.startup_timeout, "the Celery worker to be ready")
+                self.wait_for(
+                    lambda: "ready." in self.log_path("celery-worker").read_text(errors="replace") or None,
+                    self.startup_timeout,
+                    "the Celery worker to be ready",
+                )
             self.timings["components_healthy"] = time.monotonic() - t0
         except BaseException:
             self.stop()
@@ -361,7 +374,7 @@ class AirflowCluster:
         try:
             keys = _redis_keys(f"{self.redis_prefix}*", self.redis_db)
             for start in range(0, len(keys), 500):
-                _redis("DEL", *keys[start:start + 500], db=self.redis_db)
+                _redis("DEL", *keys[start : start + 500], db=self.redis_db)
         except (OSError, ClusterError):
             pass
 
@@ -369,53 +382,58 @@ class AirflowCluster:
         # the pytest process's own Airflow settings (tests/conftest.py: SQLite home) must not leak in
         env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
         conn = f"postgresql+psycopg2://{self.pg['user']}@{self.pg['host']}:{self.pg['port']}/{self.db_name}"
-        env.update({
-            "AIRFLOW_HOME": str(self.home),
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": conn,
-            "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(self.plugins_folder),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
-            "AIRFLOW__CORE__EXECUTOR": self.executor,
-            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": str(self.dags_paused_at_creation),
-            # one set of secrets for every component (else each would generate its own)
-            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(64),
-            "AIRFLOW__CORE__FERNET_KEY": _fernet_key(),
-            "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
-            # loopback only; the task runners report to this api-server
-            "AIRFLOW__API__HOST": "127.0.0.1",
-            "AIRFLOW__API__PORT": str(self.port),
-            "AIRFLOW__API__BASE_URL": self.base_url,
-            "AIRFLOW__API__WORKERS": "1",
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base_url}/execution/",
-            # no log server is started (--skip-serve-logs), but never let one take a shared default port
-            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
-            "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
-            # fast turn-around: DAGs appear and runs are picked up within seconds
-            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
-            "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "2",
-            "AIRFLOW__DAG_PROCESSOR__PRINT_STATS_INTERVAL": "300",
-            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
-            "AIRFLOW__SCHEDULER__JOB_HEARTBEAT_SEC": "1",
-            "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
-            "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
-            "PYTHONUNBUFFERED": "1",
-        })
+        env.update(
+            {
+                "AIRFLOW_HOME": str(self.home),
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": conn,
+                "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
+                "AIRFLOW__CORE__PLUGINS_FOLDER": str(self.plugins_folder),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
+                "AIRFLOW__CORE__EXECUTOR": self.executor,
+                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": str(self.dags_paused_at_creation),
+                # one set of secrets for every component (else each would generate its own)
+                "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(64),
+                "AIRFLOW__CORE__FERNET_KEY": _fernet_key(),
+                "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
+                # loopback only; the task runners report to this api-server
+                "AIRFLOW__API__HOST": "127.0.0.1",
+                "AIRFLOW__API__PORT": str(self.port),
+                "AIRFLOW__API__BASE_URL": self.base_url,
+                "AIRFLOW__API__WORKERS": "1",
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base_url}/execution/",
+                # no log server is started (--skip-serve-logs), but never let one take a shared default port
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+                "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+                # fast turn-around: DAGs appear and runs are picked up within seconds
+                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+                "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
+                "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "2",
+                "AIRFLOW__DAG_PROCESSOR__PRINT_STATS_INTERVAL": "300",
+                "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+                "AIRFLOW__SCHEDULER__JOB_HEARTBEAT_SEC": "1",
+                "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
+                "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         if self.executor == "CeleryExecutor":
             if self.redis_db is None:
                 self.redis_db = self._pick_redis_db()
-            env.update({
-                "AIRFLOW__CELERY__BROKER_URL": f"redis://{REDIS_HOST}:{REDIS_PORT}/{self.redis_db}",
-                "AIRFLOW__CELERY__RESULT_BACKEND": (
-                    f"db+postgresql://{self.pg['user']}@{self.pg['host']}:{self.pg['port']}/{self.db_name}"),
-                "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.parallelism),
-                "AIRFLOW__CELERY__SYNC_PARALLELISM": "1",
-                # every broker key of this run carries its name: stop() deletes exactly those
-                "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX": self.redis_prefix,
-                "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": "3600",
-            })
+            env.update(
+                {
+                    "AIRFLOW__CELERY__BROKER_URL": f"redis://{REDIS_HOST}:{REDIS_PORT}/{self.redis_db}",
+                    "AIRFLOW__CELERY__RESULT_BACKEND": (
+                        f"db+postgresql://{self.pg['user']}@{self.pg['host']}:{self.pg['port']}/{self.db_name}"
+                    ),
+                    "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.parallelism),
+                    "AIRFLOW__CELERY__SYNC_PARALLELISM": "1",
+                    # every broker key of this run carries its name: stop() deletes exactly those
+                    "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX": self.redis_prefix,
+                    "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": "3600",
+                }
+            )
         env.update(self.extra_env)
         return env
 
@@ -429,7 +447,11 @@ class AirflowCluster:
         try:
             self.processes[component] = subprocess.Popen(
                 [self.python, "-m", "airflow", *args],
-                env=self.env, cwd=self.home, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                env=self.env,
+                cwd=self.home,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: stop() signals it with its children
             )
         finally:
@@ -438,8 +460,14 @@ class AirflowCluster:
     def airflow(self, *args: str, timeout: float = 120.0, check: bool = False) -> subprocess.CompletedProcess[str]:
         """Run an `airflow` CLI command with the cluster's environment; stdout and stderr combined."""
         result = subprocess.run(
-            [self.python, "-m", "airflow", *args], env=self.env, cwd=self.home, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout,
+            [self.python, "-m", "airflow", *args],
+            env=self.env,
+            cwd=self.home,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=timeout,
         )
         if check and result.returncode != 0:
             raise ClusterError(f"`airflow {' '.join(args)}` failed ({result.returncode}):\n{result.stdout[-4000:]}")
@@ -521,8 +549,9 @@ class AirflowCluster:
         if wait_until(started + grace):
             return
         left = alive()
-        self.killed.extend(name for name, pid in mains.items()
-                           if self.processes[name].poll() is None or self._tree({pid}))
+        self.killed.extend(
+            name for name, pid in mains.items() if self.processes[name].poll() is None or self._tree({pid})
+        )
         for pid in groups:
             kill(pid, signal.SIGKILL, group=True)
         for pid in left:
@@ -549,7 +578,7 @@ class AirflowCluster:
             except OSError:
                 continue
             # pid (comm) state ppid pgrp ...; comm may contain spaces and parentheses
-            fields = stat[stat.rindex(")") + 2:].split()
+            fields = stat[stat.rindex(")") + 2 :].split()
             if fields[0] in ("Z", "X") or pid == os.getpid():
                 continue
             table[pid] = (int(fields[1]), int(fields[2]), fields[19])
@@ -599,7 +628,7 @@ class AirflowCluster:
                 address_hex, port_hex = local.split(":")
                 raw = bytes.fromhex(address_hex)
                 # /proc/net/tcp* store each 32-bit word in host (little-endian) order
-                words = b"".join(raw[i:i + 4][::-1] for i in range(0, width, 4))
+                words = b"".join(raw[i : i + 4][::-1] for i in range(0, width, 4))
                 address = socket.inet_ntop(socket.AF_INET if width == 4 else socket.AF_INET6, words)
                 found.append((address, int(port_hex, 16), inodes[inode]))
         return sorted(found)
@@ -694,6 +723,7 @@ class AirflowCluster:
         """Wait until the dag-processor has serialized `dag_id`; returns its details.
 
         Fails early, with the import error, if its file cannot be imported."""
+
         def probe() -> dict[str, Any] | None:
             response = self.request("GET", f"/api/v2/dags/{dag_id}/details")
             if response.status_code == 200:
@@ -714,13 +744,21 @@ class AirflowCluster:
     def pause(self, dag_id: str) -> dict[str, Any]:
         return self.set_paused(dag_id, True)
 
-    def trigger(self, dag_id: str, conf: Mapping[str, Any] | None = None,
-                logical_date: dt.datetime | str | None = None, **fields: Any) -> dict[str, Any]:
+    def trigger(
+        self,
+        dag_id: str,
+        conf: Mapping[str, Any] | None = None,
+        logical_date: dt.datetime | str | None = None,
+        **fields: Any,
+    ) -> dict[str, Any]:
         """POST /api/v2/dags/<id>/dagRuns; returns the new run (its `dag_run_id`, `state`, ...).
 
         logical_date None makes a run without a logical date (as the UI's trigger does by default)."""
-        body = {"logical_date": _iso(logical_date) if logical_date is not None else None,
-                "conf": dict(conf or {}), **fields}
+        body = {
+            "logical_date": _iso(logical_date) if logical_date is not None else None,
+            "conf": dict(conf or {}),
+            **fields,
+        }
         return dict(self.api("POST", f"/api/v2/dags/{dag_id}/dagRuns", json=body))
 
     def dag_runs(self, dag_id: str, run_type: str | None = None) -> list[dict[str, Any]]:
@@ -730,8 +768,9 @@ class AirflowCluster:
             params["run_type"] = run_type
         return list(self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns", params=params)["dag_runs"])
 
-    def wait_for_runs(self, dag_id: str, count: int, timeout: float = 120.0,
-                      run_type: str | None = None, fail_on_retry: bool = True) -> list[dict[str, Any]]:
+    def wait_for_runs(
+        self, dag_id: str, count: int, timeout: float = 120.0, run_type: str | None = None, fail_on_retry: bool = True
+    ) -> list[dict[str, Any]]:
         """Wait until the DAG has at least `count` runs (of `run_type`) and all are success/failed.
 
         fail_on_retry: raise as soon as a task instance of a running run is up_for_retry, instead of
@@ -747,8 +786,11 @@ class AirflowCluster:
                 for run in last:
                     if run["state"] != "running":
                         continue
-                    retrying = [ti["task_id"] for ti in self.task_instances(dag_id, run["dag_run_id"])
-                                if ti["state"] == "up_for_retry"]
+                    retrying = [
+                        ti["task_id"]
+                        for ti in self.task_instances(dag_id, run["dag_run_id"])
+                        if ti["state"] == "up_for_retry"
+                    ]
                     if retrying:
                         raise ClusterError(f"{dag_id} {run['dag_run_id']}: {retrying} up_for_retry\n{self.tail_logs()}")
             return None
@@ -760,18 +802,30 @@ class AirflowCluster:
             raise ClusterError(f"{exc}\nruns seen: {states}") from None
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
-        return list(self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances",
-                             params={"limit": 100})["task_instances"])
+        return list(
+            self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 100})[
+                "task_instances"
+            ]
+        )
 
     def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
         """A task's XCom value (deserialized), e.g. an operator's return value."""
-        entry = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}",
-                         params={"deserialize": True})
+        entry = self.api(
+            "GET",
+            f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}",
+            params={"deserialize": True},
+        )
         return entry["value"]
 
-    def backfill(self, dag_id: str, from_date: dt.date | dt.datetime | str, to_date: dt.date | dt.datetime | str,
-                 conf: Mapping[str, Any] | None = None, extra_args: Sequence[str] = (),
-                 timeout: float = 120.0) -> str:
+    def backfill(
+        self,
+        dag_id: str,
+        from_date: dt.date | dt.datetime | str,
+        to_date: dt.date | dt.datetime | str,
+        conf: Mapping[str, Any] | None = None,
+        extra_args: Sequence[str] = (),
+        timeout: float = 120.0,
+    ) -> str:
         """Run the real `airflow backfill create` (it only creates the runs; the scheduler runs them).
 
         extra_args: more CLI arguments (e.g. ["--max-active-runs", "1"]). Returns the CLI output."""
@@ -802,12 +856,14 @@ class AirflowCluster:
         for component in self.processes:
             proc = self.processes[component]
             state = "running" if proc.poll() is None else f"exited {proc.returncode}"
-            parts.append(f"===== {component} ({state}): {self.log_path(component)}\n"
-                         f"{_tail(self.log_path(component), lines)}")
+            parts.append(
+                f"===== {component} ({state}): {self.log_path(component)}\n{_tail(self.log_path(component), lines)}"
+            )
         logs_dir = self.home / "logs"
         if logs_dir.is_dir():
-            task_files = sorted((p for p in logs_dir.rglob("*.log") if "dag_id=" in str(p)),
-                                key=lambda p: p.stat().st_mtime)[-task_logs:]
+            task_files = sorted(
+                (p for p in logs_dir.rglob("*.log") if "dag_id=" in str(p)), key=lambda p: p.stat().st_mtime
+            )[-task_logs:]
             for path in task_files:
                 parts.append(f"===== task log {path.relative_to(logs_dir)}\n{_tail(path, lines)}")
         return "\n".join(parts)

@@ -41,8 +41,10 @@ def make_cluster(postgres_available: None, emulators: Any) -> Iterator[Callable[
         cluster = AirflowCluster(extra_env=env, **kwargs)
         clusters.append(cluster)
         cluster.start()
-        print(f"\n[e2e] {cluster.executor} cluster {cluster.name} up at {cluster.base_url}: "
-              + ", ".join(f"{k} {v:.1f}s" for k, v in cluster.timings.items()))
+        print(
+            f"\n[e2e] {cluster.executor} cluster {cluster.name} up at {cluster.base_url}: "
+            + ", ".join(f"{k} {v:.1f}s" for k, v in cluster.timings.items())
+        )
         return cluster
 
     yield factory

@@ -33,7 +33,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300
 DAG_ID = "cleanup_test_environments"
 TASK_ID = "delete_expired"
 PROJECT = "envsync-demo"  # config/envsync.yaml
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def _bq(project: str = PROJECT) -> Any:
@@ -49,8 +49,7 @@ def _create_test_env(name: str, expires: dt.datetime, project: str = PROJECT) ->
     dataset_id = f"test_{name}_sales"
     dataset = bigquery.Dataset(f"{project}.{dataset_id}")
     dataset.location = "US"
-    dataset.labels = {"envsync-env": "test", "envsync-test-env": name,
-                      "envsync-expires": str(int(expires.timestamp()))}
+    dataset.labels = {"envsync-env": "test", "envsync-test-env": name, "envsync-expires": str(int(expires.timestamp()))}
     _bq(project).create_dataset(dataset, exists_ok=True)
     return dataset_id
 
@@ -75,7 +74,8 @@ def _assert_all_tasks_succeeded(cluster: AirflowCluster, runs: list[dict[str, An
         tis = cluster.task_instances(DAG_ID, run["dag_run_id"])
         states = {ti["task_id"]: ti["state"] for ti in tis}
         assert states and set(states.values()) == {"success"}, (
-            f"{run['dag_run_id']}: task states {states}\n{cluster.tail_logs()}")
+            f"{run['dag_run_id']}: task states {states}\n{cluster.tail_logs()}"
+        )
 
 
 def _unpause_and_run_latest_tick(cluster: AirflowCluster) -> dict[str, Any]:
@@ -99,7 +99,6 @@ SYNC_DAG = "prod_to_dev_sync"
 def _e2e_config(tmp_path: Any) -> Any:
     """The shipped config on a project of this test's own (its own demo prod and state bucket)."""
     import yaml
-
     from cluster import REPO_ROOT
 
     data = yaml.safe_load((REPO_ROOT / "config" / "envsync.yaml").read_text())
@@ -116,8 +115,9 @@ def _rows(sql: str, **params: Any) -> list[dict[str, Any]]:
     from envsync.core.guard import to_query_parameters
 
     client = bigquery_client(E2E_PROJECT, "US")
-    job = client.query(sql, job_config=bigquery.QueryJobConfig(query_parameters=to_query_parameters(params)),
-                       job_retry=None)
+    job = client.query(
+        sql, job_config=bigquery.QueryJobConfig(query_parameters=to_query_parameters(params)), job_retry=None
+    )
     return [dict(r) for r in job.result()]
 
 
@@ -130,8 +130,8 @@ def test_celery_cluster_rest_trigger_of_the_sync_then_a_two_date_backfill(
     if reason:
         pytest.skip(f"the CeleryExecutor test needs the local Redis: {reason}")
     from envsync.core.clients import bigquery_client
-    from envsync.dev.demo import create_demo_prod
     from envsync.core.window import quarter_window
+    from envsync.dev.demo import create_demo_prod
 
     started = time.monotonic()
     config = _e2e_config(tmp_path)
@@ -152,7 +152,9 @@ def test_celery_cluster_rest_trigger_of_the_sync_then_a_two_date_backfill(
     [run] = cluster.wait_for_runs(SYNC_DAG, 1, timeout=240, run_type="manual")
     sync_seconds = time.monotonic() - t0
     assert run["dag_run_id"] == triggered["dag_run_id"] and run["state"] == "success", cluster.tail_logs()
-    states = {f"{ti['task_id']}[{ti['map_index']}]": ti["state"] for ti in cluster.task_instances(SYNC_DAG, run["dag_run_id"])}
+    states = {
+        f"{ti['task_id']}[{ti['map_index']}]": ti["state"] for ti in cluster.task_instances(SYNC_DAG, run["dag_run_id"])
+    }
     assert set(states.values()) == {"success"} and "sync_dataset[0]" in states, states
     cluster.wait_for_runs(SYNC_DAG, 2, timeout=240)  # the scheduled run too, before reading dev
     cluster.pause(SYNC_DAG)
@@ -164,15 +166,22 @@ def test_celery_cluster_rest_trigger_of_the_sync_then_a_two_date_backfill(
         f"select (select count(*) from `{E2E_PROJECT}.dev_sales.orders`) as dev, "
         f"(select min(order_date) from `{E2E_PROJECT}.dev_sales.orders`) as first_day, "
         f"(select count(*) from `{E2E_PROJECT}.sales.orders` where order_date >= @start and order_date < @end) as prod",
-        start=window.start.date(), end=window.end.date() + dt.timedelta(days=1))
+        start=window.start.date(),
+        end=window.end.date() + dt.timedelta(days=1),
+    )
     assert counts["dev"] == counts["prod"] > 0 and counts["first_day"] >= window.start.date(), counts
-    assert _rows(f"select count(*) as n from `{E2E_PROJECT}.dev_sales.customers`")[0]["n"] == \
-        _rows(f"select count(*) as n from `{E2E_PROJECT}.sales.customers`")[0]["n"]
+    assert (
+        _rows(f"select count(*) as n from `{E2E_PROJECT}.dev_sales.customers`")[0]["n"]
+        == _rows(f"select count(*) as n from `{E2E_PROJECT}.sales.customers`")[0]["n"]
+    )
     # it really went through Celery: the worker ran the tasks and stored their results in the backend
     statuses = cluster.wait_for(
         lambda: (lambda s: s if s.count("SUCCESS") >= len(states) else None)(
-            [row[0] for row in cluster.query("SELECT status FROM celery_taskmeta")]),
-        30, "the Celery results of the sync's tasks")
+            [row[0] for row in cluster.query("SELECT status FROM celery_taskmeta")]
+        ),
+        30,
+        "the Celery results of the sync's tasks",
+    )
     assert "FAILURE" not in statuses
     assert cluster.redis_keys(), f"no broker keys under {cluster.redis_prefix} in Redis db {cluster.redis_db}"
 
@@ -194,5 +203,7 @@ def test_celery_cluster_rest_trigger_of_the_sync_then_a_two_date_backfill(
     assert [dt.datetime.fromisoformat(r["checked_at"]) for r in results] == [day1, day2]
     assert [r["deleted"] for r in results] == [[old], [mid]], results
     assert keep in _datasets(project=E2E_PROJECT)
-    print(f"\n[e2e] Celery: REST-triggered {SYNC_DAG} done in {sync_seconds:.1f}s (after the scheduled tick); "
-          f"test body {time.monotonic() - started:.1f}s (cluster start: {cluster.timings['start']:.1f}s)")
+    print(
+        f"\n[e2e] Celery: REST-triggered {SYNC_DAG} done in {sync_seconds:.1f}s (after the scheduled tick); "
+        f"test body {time.monotonic() - started:.1f}s (cluster start: {cluster.timings['start']:.1f}s)"
+    )

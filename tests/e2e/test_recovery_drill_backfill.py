@@ -13,8 +13,9 @@ from __future__ import annotations
 import datetime as dt
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from cluster import AirflowCluster
@@ -25,28 +26,32 @@ from backupkit import PROJECT, make_prod, query, take_backup, write_config  # no
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(420)]
 
 DAG_ID = "recovery_drill"
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def _states(cluster: AirflowCluster, run_id: str) -> dict[str, str]:
     return {f"{ti['task_id']}[{ti['map_index']}]": ti["state"] for ti in cluster.task_instances(DAG_ID, run_id)}
 
 
-def test_backfill_of_three_dates_by_a_real_scheduler(make_cluster: Callable[..., AirflowCluster],
-                                                      tmp_path: Path) -> None:
+def test_backfill_of_three_dates_by_a_real_scheduler(
+    make_cluster: Callable[..., AirflowCluster], tmp_path: Path
+) -> None:
     started = time.monotonic()
     make_prod()
     config = write_config(tmp_path / "envsync.yaml")
     today = dt.datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    dates = [today - dt.timedelta(days=n) for n in (3, 2, 1)]        # the backfill's logical dates
+    dates = [today - dt.timedelta(days=n) for n in (3, 2, 1)]  # the backfill's logical dates
     expected: dict[dt.datetime, dict[str, Any]] = {}
     for i, date in enumerate(dates):
-        point = date - dt.timedelta(days=1)                         # each drill's T
+        point = date - dt.timedelta(days=1)  # each drill's T
         query(f"delete from `{PROJECT}.shop.orders` where id > {40 - 5 * (i + 1)}")
         backups = take_backup(config, point - dt.timedelta(hours=2))
-        expected[date] = {"T": point, "orders": 40 - 5 * (i + 1),
-                          "sources": {m["table"]: m["snapshot"] for m in backups}}
-    take_backup(config, today - dt.timedelta(hours=23))          # newer than every T: never used by the backfill
+        expected[date] = {
+            "T": point,
+            "orders": 40 - 5 * (i + 1),
+            "sources": {m["table"]: m["snapshot"] for m in backups},
+        }
+    take_backup(config, today - dt.timedelta(hours=23))  # newer than every T: never used by the backfill
 
     cluster = make_cluster(extra_env={"ENVSYNC_CONFIG": str(config)})
     assert cluster.wait_for_dag(DAG_ID, timeout=90)["is_paused"] is True
@@ -69,8 +74,12 @@ def test_backfill_of_three_dates_by_a_real_scheduler(make_cluster: Callable[...,
         assert run["state"] == "success" and set(states.values()) == {"success"}, f"{states}\n{cluster.tail_logs()}"
 
     for run, date in zip(runs, dates):
-        rows = {r["table_name"]: r for r in query(
-            f"select * from `{PROJECT}.envsync_audit.recovery_drills` where run_id = @r", r=run["dag_run_id"])}
+        rows = {
+            r["table_name"]: r
+            for r in query(
+                f"select * from `{PROJECT}.envsync_audit.recovery_drills` where run_id = @r", r=run["dag_run_id"]
+            )
+        }
         assert set(rows) == {"orders", "customers"}, run["dag_run_id"]
         for table, row in rows.items():
             assert row["status"] == "ok" and row["point_in_time"] == expected[date]["T"]
@@ -80,5 +89,7 @@ def test_backfill_of_three_dates_by_a_real_scheduler(make_cluster: Callable[...,
         assert rows["orders"]["row_count"] == expected[date]["orders"] and rows["customers"]["row_count"] == 10
         [audit] = query(f"select * from `{PROJECT}.envsync_audit.runs` where run_id = @r", r=run["dag_run_id"])
         assert (audit["run_type"], audit["status"], audit["dag_id"]) == ("backfill", "success", DAG_ID)
-    print(f"\n[e2e] recovery_drill backfill of 3 dates: {backfill_seconds:.1f}s from `backfill create` to 3 "
-          f"successful runs; test {time.monotonic() - started:.1f}s (cluster start {cluster.timings['start']:.1f}s)")
+    print(
+        f"\n[e2e] recovery_drill backfill of 3 dates: {backfill_seconds:.1f}s from `backfill create` to 3 "
+        f"successful runs; test {time.monotonic() - started:.1f}s (cluster start {cluster.timings['start']:.1f}s)"
+    )

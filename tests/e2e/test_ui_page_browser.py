@@ -45,10 +45,10 @@ def _screenshot_dir(tmp_path: Path) -> Path:
 
 def test_the_envsync_page_in_the_airflow_ui(make_cluster: Any, browser: Any, tmp_path: Path) -> None:
     import uikit
+    from browser import capture_trigger_form, param_titles, signed_in_context
     from google.cloud import bigquery
     from playwright.sync_api import expect
 
-    from browser import capture_trigger_form, param_titles, signed_in_context
     from envsync.core.clients import bigquery_client, storage_client
 
     client, storage = bigquery_client(PROJECT, "US"), storage_client(PROJECT)
@@ -64,10 +64,19 @@ def test_the_envsync_page_in_the_airflow_ui(make_cluster: Any, browser: Any, tmp
 
     cluster = make_cluster(extra_env={"ENVSYNC_CONFIG": str(_config(tmp_path))})
     details = cluster.wait_for_dag("prod_to_dev_sync", timeout=180)
-    run_id = cluster.trigger("prod_to_dev_sync", conf={"dry_run": True})["dag_run_id"]   # paused: stays queued
-    now = dt.datetime.now(dt.timezone.utc)
-    known = uikit.seed_known(client, storage, project=PROJECT, audit="envsync_audit", bucket=BUCKET,
-                             prod_dataset="sales", table="orders", now=now, dev_run=run_id)
+    run_id = cluster.trigger("prod_to_dev_sync", conf={"dry_run": True})["dag_run_id"]  # paused: stays queued
+    now = dt.datetime.now(dt.UTC)
+    known = uikit.seed_known(
+        client,
+        storage,
+        project=PROJECT,
+        audit="envsync_audit",
+        bucket=BUCKET,
+        prod_dataset="sales",
+        table="orders",
+        now=now,
+        dev_run=run_id,
+    )
     drills = uikit.seed_drills(client, PROJECT, "envsync_audit", now=now, days=20, failed=FAILED_DAYS)
 
     # without a signed-in user the page is refused
@@ -95,11 +104,11 @@ def test_the_envsync_page_in_the_airflow_ui(make_cluster: Any, browser: Any, tmp
     expect(orders.locator("td.pinned")).to_have_text("1")
     expect(orders.locator("td.jobs")).to_contain_text("7/50")
     expect(orders.locator("svg.timeline rect.snapshot")).to_have_count(3)
-    failed_runs = 1 + len(FAILED_DAYS)            # seed_known's failed drill and the failed daily drills
+    failed_runs = 1 + len(FAILED_DAYS)  # seed_known's failed drill and the failed daily drills
     expect(page.locator("svg.rto .failed")).to_have_count(failed_runs)
     expect(page.locator("svg.rpo .failed")).to_have_count(failed_runs)
     expect(page.locator("svg.rto circle.ok")).to_have_count(len(known.drill_runs) + len(drills) - failed_runs)
-    expect(page.locator("#parity")).to_have_count(0)          # no parity table: the section says so
+    expect(page.locator("#parity")).to_have_count(0)  # no parity table: the section says so
     expect(page.get_by_text("shown once envsync_audit.parity exists")).to_be_visible()
 
     shots = _screenshot_dir(tmp_path)

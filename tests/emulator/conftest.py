@@ -45,4 +45,3 @@ def dataset(bq: Any) -> Iterator[Callable[..., str]]:
     yield _make
     for name in created:
         bq.delete_dataset(f"{PROJECT}.{name}", delete_contents=True, not_found_ok=True)
-

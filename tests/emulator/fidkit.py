@@ -12,10 +12,12 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
+
 def run(bq: Any, sql: str, **params: Any) -> list[dict[str, Any]]:
     """Run one query job to completion (no job retry) and return its rows as dicts."""
-    from envsync.core.guard import to_query_parameters
     from google.cloud import bigquery
+
+    from envsync.core.guard import to_query_parameters
 
     config = bigquery.QueryJobConfig(query_parameters=to_query_parameters(params))
     job = bq.query(sql, job_config=config, job_retry=None)
@@ -35,5 +37,4 @@ def in_emulator(code: str, cwd: Path, env: Mapping[str, str | None] | None = Non
             environ.pop(key, None)
         else:
             environ[key] = value
-    return subprocess.run([str(python), "-c", code], env=environ, cwd=cwd, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run([str(python), "-c", code], env=environ, cwd=cwd, capture_output=True, text=True, timeout=300)

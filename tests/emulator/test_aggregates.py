@@ -25,22 +25,28 @@ ROWS = """
 
 def test_ignore_nulls_drops_the_nulls_before_order_by_and_limit(bq: Any) -> None:
     """ARRAY_AGG_DOC, IGNORE NULLS and LIMIT: the first two n of status drift, per env; none for b."""
-    rows = fidkit.run(bq, f"""
+    rows = fidkit.run(
+        bq,
+        f"""
         with findings as ({ROWS})
         select env, array_agg(if(status = 'drift', n, null) ignore nulls order by n desc limit 2) as drift
-        from findings group by env order by env""")
+        from findings group by env order by env""",
+    )
     assert rows == [{"env": "a", "drift": [4, 3]}, {"env": "b", "drift": []}]
 
 
 def test_ignore_nulls_with_limit_keeps_the_same_values_as_without(bq: Any) -> None:
     """ARRAY_AGG_DOC: LIMIT n after IGNORE NULLS is the first n of the same array without LIMIT."""
-    rows = fidkit.run(bq, f"""
+    rows = fidkit.run(
+        bq,
+        f"""
         with findings as ({ROWS})
         select array_agg(if(status = 'ok', concat(env, cast(n as string)), null) ignore nulls order by env, n)
                    as every_ok,
                array_agg(if(status = 'ok', concat(env, cast(n as string)), null) ignore nulls order by env, n
                          limit 2) as first_ok
-        from findings""")
+        from findings""",
+    )
     assert rows == [{"every_ok": ["a2", "a5", "b1"], "first_ok": ["a2", "a5"]}]
 
 
@@ -49,6 +55,9 @@ def test_without_ignore_nulls_a_null_element_is_still_an_error(bq: Any) -> None:
     from google.api_core.exceptions import BadRequest
 
     with pytest.raises(BadRequest, match="Array cannot have a null element"):
-        fidkit.run(bq, f"""
+        fidkit.run(
+            bq,
+            f"""
             with findings as ({ROWS})
-            select array_agg(if(status = 'drift', n, null) order by n limit 2) as drift from findings""")
+            select array_agg(if(status = 'drift', n, null) order by n limit 2) as drift from findings""",
+        )

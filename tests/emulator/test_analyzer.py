@@ -12,10 +12,9 @@ import datetime as dt
 import json
 from typing import Any
 
+import fidkit
 import pytest
 from google.api_core import exceptions
-
-import fidkit
 
 pytestmark = pytest.mark.integration
 
@@ -56,8 +55,9 @@ def _orders(bq: Any, ds: str) -> str:
 
 def _refusal(bq: Any, sql: str, **params: Any) -> tuple[dict[str, Any], Any]:
     """Run a query that must fail; returns (the job's errorResult, the raised exception)."""
-    from envsync.core.guard import to_query_parameters
     from google.cloud import bigquery
+
+    from envsync.core.guard import to_query_parameters
 
     config = bigquery.QueryJobConfig(query_parameters=to_query_parameters(params))
     job = bq.query(sql, job_config=config, job_retry=None)

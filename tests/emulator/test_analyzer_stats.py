@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 
 _CHECK = textwrap.dedent(
-    '''
+    """
     import json, os, sys, tempfile
     from pathlib import Path
     from bqfidelity import analyzer
@@ -38,7 +38,7 @@ _CHECK = textwrap.dedent(
     assert written["distinct"] == sorted(written["distinct"]) and len(written["distinct"]) == 3002
     assert written["accepted"] == 3002 and written["refused"] == 1 and written["not_found"] == 1
     print("same")
-    '''
+    """
 )
 
 
@@ -49,6 +49,7 @@ def test_counter_file_reads_back_as_the_indented_encoding_did(tmp_path: Path) ->
     env = {**os.environ, "PYTHONPATH": str(REPO / "emulators")}
     for key in ("VIRTUAL_ENV", "PYTHONHOME", "BQFIDELITY_STATS"):
         env.pop(key, None)
-    done = subprocess.run([str(python), "-c", _CHECK], env=env, cwd=tmp_path, capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run(
+        [str(python), "-c", _CHECK], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0 and "same" in done.stdout, done.stdout + done.stderr[-3000:]

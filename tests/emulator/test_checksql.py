@@ -35,8 +35,16 @@ def cache() -> Path:
 
 def check_sql(cache: Path, *paths: Path, schemas: Path = SCHEMAS) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(EMULATOR_PYTHON), "-m", "bqfidelity.checksql", "--schemas", str(schemas), "--cache", str(cache),
-         *map(str, paths)],
+        [
+            str(EMULATOR_PYTHON),
+            "-m",
+            "bqfidelity.checksql",
+            "--schemas",
+            str(schemas),
+            "--cache",
+            str(cache),
+            *map(str, paths),
+        ],
         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT / "emulators")},
         capture_output=True,
         text=True,
@@ -74,21 +82,28 @@ def test_a_seed_BigQuery_would_refuse_is_reported_with_file_and_line(cache: Path
         tmp_path, "sales/customers.sql", "format('%02d', customer_id)", "format('%02d', customer_no)"
     )
     typed, typed_line = _broken_copy(
-        tmp_path, "marketing/ad_spend.sql", "from spend_ids\norder", "from spend_ids where spend_id = date '2026-01-01'\norder"
+        tmp_path,
+        "marketing/ad_spend.sql",
+        "from spend_ids\norder",
+        "from spend_ids where spend_id = date '2026-01-01'\norder",
     )
 
     result = check_sql(cache, tmp_path / "seeds")
 
     assert result.returncode == 1, result.stdout + result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].startswith(f"{typed}:{typed_line}: No matching signature for operator = for argument types: INT64, DATE")
+    assert lines[0].startswith(
+        f"{typed}:{typed_line}: No matching signature for operator = for argument types: INT64, DATE"
+    )
     assert lines[1].startswith(f"{unknown}:{unknown_line}: Unrecognized name: customer_no; Did you mean customer_id?")
     assert lines[-1].endswith("2 problems")
 
 
 def test_a_seed_whose_columns_do_not_fit_its_table_is_reported_at_the_column(cache: Path, tmp_path: Path) -> None:
     retyped, retyped_line = _broken_copy(
-        tmp_path, "sales/orders.sql", "cast(order_ids.order_id as int64) as order_id",
+        tmp_path,
+        "sales/orders.sql",
+        "cast(order_ids.order_id as int64) as order_id",
         "cast(order_ids.order_id as string) as order_id",
     )
     renamed, renamed_line = _broken_copy(tmp_path, "sales/orders_flat.sql", "as shipping_country", "as ship_country")
@@ -105,7 +120,9 @@ def test_a_seed_whose_columns_do_not_fit_its_table_is_reported_at_the_column(cac
 
 def test_nested_field_types_are_compared(cache: Path, tmp_path: Path) -> None:
     path, _ = _broken_copy(
-        tmp_path, "sales/orders.sql", "cast(1 + mod(order_id + line_number, 5) as int64) as quantity",
+        tmp_path,
+        "sales/orders.sql",
+        "cast(1 + mod(order_id + line_number, 5) as int64) as quantity",
         "cast(1 + mod(order_id + line_number, 5) as float64) as quantity",
     )
     # reported where the column is selected (`order_items.items,` in the final SELECT list)
@@ -165,16 +182,20 @@ ADD_EMAIL = (
 
 
 def test_migrations_are_analyzed_in_version_order_each_against_the_schema_the_earlier_ones_left(
-        cache: Path, tmp_path: Path) -> None:
+    cache: Path, tmp_path: Path
+) -> None:
     # 0002 reads the view and the column 0001 creates, and 0010 (after 0002, not before) reads the
     # column 0002 renames: only a catalog that follows the DDL accepts them
-    folder = _migrations(tmp_path, {
-        "0010_report.sql": "-- envsync: phase=expand\ncreate view marketing.emails as\n"
-                           "select contact_email from sales.customers;\n",
-        "0001_add_email.sql": ADD_EMAIL,
-        "0002_rename.sql": "-- envsync: phase=contract\nalter table sales.customers rename column email to contact_email;\n"
-                           "drop view marketing.customer_emails;\n",
-    })
+    folder = _migrations(
+        tmp_path,
+        {
+            "0010_report.sql": "-- envsync: phase=expand\ncreate view marketing.emails as\n"
+            "select contact_email from sales.customers;\n",
+            "0001_add_email.sql": ADD_EMAIL,
+            "0002_rename.sql": "-- envsync: phase=contract\nalter table sales.customers rename column email to contact_email;\n"
+            "drop view marketing.customer_emails;\n",
+        },
+    )
 
     result = check_sql(cache, folder)
 
@@ -182,23 +203,41 @@ def test_migrations_are_analyzed_in_version_order_each_against_the_schema_the_ea
     assert "check-sql: 3 files, 6 statements analyzed" in result.stdout
 
 
-@pytest.mark.parametrize("files, expected", [
-    ({"0001_add_email.sql": ADD_EMAIL,
-      "0002_drop_segment.sql": "-- envsync: phase=contract\nalter table sales.customers drop column segment;\n\n"
-                               "-- readers of segment break\nselect customer_id, segment\nfrom sales.customers;\n"},
-     "0002_drop_segment.sql:5: Unrecognized name: segment at [5:21]"),
-    ({"0001_add_email.sql": ADD_EMAIL,
-      "0002_again.sql": "-- envsync: phase=expand\nalter table sales.customers add column email string;\n"},
-     "0002_again.sql:2: Column already exists: email at [2:40]"),
-    ({"0001_add_email.sql": ADD_EMAIL.replace("where email is null", "where emial is null")},
-     "0001_add_email.sql:6: Unrecognized name: emial; Did you mean email? at [6:7]"),
-    ({"0001_drop.sql": "-- envsync: phase=contract\ndrop table sales.no_such_table;\n"},
-     "0001_drop.sql:2: Not found: Table sales.no_such_table"),
-    ({"0001_no_phase.sql": "alter table sales.customers add column email string;\n"},
-     "0001_no_phase.sql:1: a migration must start with '-- envsync: phase=expand' or '-- envsync: phase=contract'"),
-])
+@pytest.mark.parametrize(
+    "files, expected",
+    [
+        (
+            {
+                "0001_add_email.sql": ADD_EMAIL,
+                "0002_drop_segment.sql": "-- envsync: phase=contract\nalter table sales.customers drop column segment;\n\n"
+                "-- readers of segment break\nselect customer_id, segment\nfrom sales.customers;\n",
+            },
+            "0002_drop_segment.sql:5: Unrecognized name: segment at [5:21]",
+        ),
+        (
+            {
+                "0001_add_email.sql": ADD_EMAIL,
+                "0002_again.sql": "-- envsync: phase=expand\nalter table sales.customers add column email string;\n",
+            },
+            "0002_again.sql:2: Column already exists: email at [2:40]",
+        ),
+        (
+            {"0001_add_email.sql": ADD_EMAIL.replace("where email is null", "where emial is null")},
+            "0001_add_email.sql:6: Unrecognized name: emial; Did you mean email? at [6:7]",
+        ),
+        (
+            {"0001_drop.sql": "-- envsync: phase=contract\ndrop table sales.no_such_table;\n"},
+            "0001_drop.sql:2: Not found: Table sales.no_such_table",
+        ),
+        (
+            {"0001_no_phase.sql": "alter table sales.customers add column email string;\n"},
+            "0001_no_phase.sql:1: a migration must start with '-- envsync: phase=expand' or '-- envsync: phase=contract'",
+        ),
+    ],
+)
 def test_a_migration_BigQuery_would_refuse_is_reported_with_file_and_line(
-        cache: Path, tmp_path: Path, files: dict[str, str], expected: str) -> None:
+    cache: Path, tmp_path: Path, files: dict[str, str], expected: str
+) -> None:
     folder = _migrations(tmp_path, files)
 
     result = check_sql(cache, folder)
@@ -209,10 +248,14 @@ def test_a_migration_BigQuery_would_refuse_is_reported_with_file_and_line(
 
 
 def test_a_schema_file_in_the_plain_form_is_accepted(cache: Path, tmp_path: Path) -> None:
-    plain = {"sales.customers": [
-        {"name": "customer_id", "type": "INTEGER"}, {"name": "name", "type": "STRING"},
-        {"name": "segment", "type": "STRING"}, {"name": "country", "type": "INT64"},
-    ]}
+    plain = {
+        "sales.customers": [
+            {"name": "customer_id", "type": "INTEGER"},
+            {"name": "name", "type": "STRING"},
+            {"name": "segment", "type": "STRING"},
+            {"name": "country", "type": "INT64"},
+        ]
+    }
     (tmp_path / "schemas.json").write_text(json.dumps(plain), encoding="utf-8")
     seed = tmp_path / "seeds" / "sales" / "customers.sql"
     seed.parent.mkdir(parents=True)
@@ -227,8 +270,8 @@ def test_a_schema_file_in_the_plain_form_is_accepted(cache: Path, tmp_path: Path
 @pytest.mark.integration
 def test_the_shipped_schema_file_is_the_demo_prod_as_discovered(emulators: Any) -> None:
     """sql/schemas/prod.json is what scripts/prod_schemas.py discovers from a fresh demo prod."""
-    from envsync.dev import demo
     from envsync.core.clients import bigquery_client
+    from envsync.dev import demo
 
     sys.path.insert(0, str(REPO_ROOT / "scripts"))
     import prod_schemas

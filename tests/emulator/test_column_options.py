@@ -51,8 +51,9 @@ def test_schema_update_sets_descriptions_defaults_and_policy_tags(bq: Any, datas
 def test_create_table_keeps_a_column_collation(bq: Any, dataset: Callable[..., str]) -> None:
     """COLLATION_DOC: a column's collation specification, also on an ARRAY<STRING> and in a CTAS."""
     ds = dataset()
-    fidkit.run(bq, f"create table `{PROJECT}.{ds}.t` (a string collate 'und:ci', t array<string collate 'und:ci'>, "
-                   "b string)")
+    fidkit.run(
+        bq, f"create table `{PROJECT}.{ds}.t` (a string collate 'und:ci', t array<string collate 'und:ci'>, b string)"
+    )
     assert [f.get("collation") for f in _fields(bq, f"{PROJECT}.{ds}.t")] == ["und:ci", "und:ci", None]
     fidkit.run(bq, f"create table `{PROJECT}.{ds}.c` (a string collate 'und:ci') as select 'X' as a")
     assert _fields(bq, f"{PROJECT}.{ds}.c")[0].get("collation") == "und:ci"
@@ -65,8 +66,11 @@ def test_create_table_refuses_an_unknown_collation(bq: Any, dataset: Callable[..
         fidkit.run(bq, f"create table `{PROJECT}.{ds}.t` (a string collate 'fr:ci')")
 
 
-@pytest.mark.xfail(strict=True, reason=f"the emulator's DuckLake storage has no collations: a column created with "
-                                       f"COLLATE 'und:ci' still compares case-sensitively ({COLLATION_DOC})")
+@pytest.mark.xfail(
+    strict=True,
+    reason=f"the emulator's DuckLake storage has no collations: a column created with "
+    f"COLLATE 'und:ci' still compares case-sensitively ({COLLATION_DOC})",
+)
 def test_a_collated_column_compares_case_insensitively(bq: Any, dataset: Callable[..., str]) -> None:
     ds = dataset()
     fidkit.run(bq, f"create table `{PROJECT}.{ds}.t` (a string collate 'und:ci') as select 'X' as a")
@@ -84,8 +88,9 @@ def test_create_table_keeps_a_column_default(bq: Any, dataset: Callable[..., str
 
 def test_load_job_reads_every_object_a_wildcard_uri_matches(bq: Any, dataset: Callable[..., str]) -> None:
     """WILDCARD_DOC: one `*` in the object name loads every matching object (and nothing else)."""
-    from envsync.core.clients import storage_client
     from google.api_core.exceptions import Conflict
+
+    from envsync.core.clients import storage_client
 
     gcs = storage_client(PROJECT)
     try:
@@ -98,8 +103,9 @@ def test_load_job_reads_every_object_a_wildcard_uri_matches(bq: Any, dataset: Ca
         bucket.blob(f"{folder}/{name}").upload_from_string(body)
     ds = dataset()
     config = bigquery.LoadJobConfig(source_format="CSV", schema=[bigquery.SchemaField("n", "INTEGER")])
-    bq.load_table_from_uri(f"gs://fid-wildcard-loads/{folder}/part-*.csv", f"{PROJECT}.{ds}.t",
-                           job_config=config).result()
+    bq.load_table_from_uri(
+        f"gs://fid-wildcard-loads/{folder}/part-*.csv", f"{PROJECT}.{ds}.t", job_config=config
+    ).result()
     assert sorted(r["n"] for r in fidkit.run(bq, f"select n from `{PROJECT}.{ds}.t`")) == [1, 2, 3]
 
 
@@ -113,9 +119,12 @@ def test_ingestion_time_table_created_by_ddl_takes_partition_times(bq: Any, data
     assert bq.get_table(f"{PROJECT}.{ds}.t").time_partitioning.type_ == "DAY"
 
 
-@pytest.mark.xfail(strict=True, reason=f"local-bigquery does not know _PARTITIONTIME on an ingestion-time table "
-                                       f"created through tables.insert ({INGESTION_DOC}); tests create such prod "
-                                       "tables with DDL")
+@pytest.mark.xfail(
+    strict=True,
+    reason=f"local-bigquery does not know _PARTITIONTIME on an ingestion-time table "
+    f"created through tables.insert ({INGESTION_DOC}); tests create such prod "
+    "tables with DDL",
+)
 def test_ingestion_time_table_created_by_the_api_has_the_pseudocolumn(bq: Any, dataset: Callable[..., str]) -> None:
     ds = dataset()
     table = bigquery.Table(f"{PROJECT}.{ds}.t", schema=[bigquery.SchemaField("a", "INTEGER")])

@@ -101,13 +101,21 @@ def test_information_schema_tables_lists_names_types_and_creation_times(bq: Any,
     run(bq, f"create table `{P}.{ds}.ddl` (a int64) options (description = 'made by DDL')")
     run(bq, f"create view `{P}.{ds}.v` as select id from `{name}`")
     run(bq, f"create snapshot table `{P}.{ds}.t__20261130T0100Z` clone `{name}`")
-    bq.create_table(bigquery.Table(f"{P}.{ds}.no_schema"))   # a table without columns yet
+    bq.create_table(bigquery.Table(f"{P}.{ds}.no_schema"))  # a table without columns yet
     run(bq, f"create table `{P}.{other}.elsewhere` (a int64)")
-    expected_types = {"t": "BASE TABLE", "ddl": "BASE TABLE", "v": "VIEW", "t__20261130T0100Z": "SNAPSHOT",
-                      "no_schema": "BASE TABLE"}
+    expected_types = {
+        "t": "BASE TABLE",
+        "ddl": "BASE TABLE",
+        "v": "VIEW",
+        "t__20261130T0100Z": "SNAPSHOT",
+        "no_schema": "BASE TABLE",
+    }
 
-    rows = run(bq, f"select table_catalog, table_schema, table_name, table_type, is_insertable_into, "
-                   f"is_typed, creation_time from `{P}.{ds}.INFORMATION_SCHEMA.TABLES` order by table_name")
+    rows = run(
+        bq,
+        f"select table_catalog, table_schema, table_name, table_type, is_insertable_into, "
+        f"is_typed, creation_time from `{P}.{ds}.INFORMATION_SCHEMA.TABLES` order by table_name",
+    )
     assert [r["table_name"] for r in rows] == sorted(expected_types)
     for row in rows:
         table = bq.get_table(f"{P}.{ds}.{row['table_name']}")
@@ -117,19 +125,23 @@ def test_information_schema_tables_lists_names_types_and_creation_times(bq: Any,
         assert row["is_typed"] == "NO"
         assert row["creation_time"] == table.created, row["table_name"]
 
-    region = run(bq, f"select table_schema, table_name, table_type from `{P}.region-us.INFORMATION_SCHEMA.TABLES` "
-                     "where table_schema in unnest(@ds) order by 1, 2", ds=[ds, other])
+    region = run(
+        bq,
+        f"select table_schema, table_name, table_type from `{P}.region-us.INFORMATION_SCHEMA.TABLES` "
+        "where table_schema in unnest(@ds) order by 1, 2",
+        ds=[ds, other],
+    )
     assert [(r["table_schema"], r["table_name"]) for r in region] == (
-        [(ds, n) for n in sorted(expected_types)] + [(other, "elsewhere")])
+        [(ds, n) for n in sorted(expected_types)] + [(other, "elsewhere")]
+    )
 
     bq.delete_table(f"{P}.{ds}.ddl")
     after = run(bq, f"select table_name from `{P}.{ds}.INFORMATION_SCHEMA.TABLES` order by 1")
     assert [r["table_name"] for r in after] == sorted(set(expected_types) - {"ddl"})
 
 
-
 _EQUIVALENCE = textwrap.dedent(
-    '''
+    """
     import os, tempfile
     os.environ["DATA_DIR"] = tempfile.mkdtemp(prefix="bqfidelity-lookups-")
     os.environ["DEFAULT_PROJECT_ID"] = "envsync-demo"
@@ -217,7 +229,7 @@ _EQUIVALENCE = textwrap.dedent(
     assert not diffs, diffs
     assert not enumerations, enumerations
     print("identical")
-    '''
+    """
 )
 
 
@@ -229,7 +241,7 @@ def test_replaced_lookups_answer_exactly_as_local_bigquery_without_enumerating(t
 
 
 _IMPORTS = textwrap.dedent(
-    '''
+    """
     import collections, importlib.util, os, sys, tempfile
     os.environ["DATA_DIR"] = tempfile.mkdtemp(prefix="bqfidelity-imports-")
     os.environ["DEFAULT_PROJECT_ID"] = "envsync-demo"
@@ -258,7 +270,7 @@ _IMPORTS = textwrap.dedent(
     after = convert()
     print("searched after:", searched["pandas"])
     print("same answers:", before == after)
-    '''
+    """
 )
 
 
@@ -269,14 +281,14 @@ def test_a_module_the_emulator_lacks_is_not_searched_for_on_every_result(tmp_pat
     done = in_emulator(_IMPORTS, tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     lines = dict(line.split(": ", 1) for line in done.stdout.splitlines() if ": " in line)
-    assert int(lines["searched before"]) >= 10, done.stdout   # the cost being removed is there
+    assert int(lines["searched before"]) >= 10, done.stdout  # the cost being removed is there
     assert lines["marked"] == "['pandas']"
     assert lines["searched after"] == "0"
     assert lines["same answers"] == "True"
 
 
 _PARAMETERS = textwrap.dedent(
-    '''
+    """
     import os, tempfile
     os.environ["DATA_DIR"] = tempfile.mkdtemp(prefix="bqfidelity-params-")
     os.environ["DEFAULT_PROJECT_ID"] = "envsync-demo"
@@ -301,7 +313,7 @@ _PARAMETERS = textwrap.dedent(
     print("copy unaffected:", cached.parse_one(texts[0], dialect="duckdb") == plain[0])
     print("parsed:", len(calls))
     print("sql:", [e.sql(dialect="duckdb") for e in second] == [p.sql(dialect="duckdb") for p in plain])
-    '''
+    """
 )
 
 
@@ -313,7 +325,7 @@ def test_query_parameters_are_parsed_once_per_text_with_the_same_trees(tmp_path:
     lines = dict(line.split(": ", 1) for line in done.stdout.splitlines() if ": " in line)
     assert lines["same trees"] == "True" and lines["fresh trees"] == "True", done.stdout
     assert lines["copy unaffected"] == "True" and lines["sql"] == "True", done.stdout
-    assert lines["parsed"] == "50", done.stdout   # 100 requests, one parse per distinct text
+    assert lines["parsed"] == "50", done.stdout  # 100 requests, one parse per distinct text
 
 
 def test_many_query_parameters_bind_each_value_to_its_own_placeholder(bq: Any, dataset: Callable[..., str]) -> None:
@@ -328,6 +340,9 @@ def test_many_query_parameters_bind_each_value_to_its_own_placeholder(bq: Any, d
             params[f"r{i}_n"], params[f"r{i}_s"] = offset + i, f"v{offset + i}"
             values.append(f"(@r{i}_n, @r{i}_s)")
         run(bq, f"insert into `{P}.{ds}.p` (n, s) values " + ", ".join(values), **params)
-    rows = run(bq, f"select count(*) as c, countif(s = concat('v', cast(n as string))) as ok, "
-                   f"min(n) as lo, max(n) as hi, count(distinct n) as d from `{P}.{ds}.p`")
+    rows = run(
+        bq,
+        f"select count(*) as c, countif(s = concat('v', cast(n as string))) as ok, "
+        f"min(n) as lo, max(n) as hi, count(distinct n) as d from `{P}.{ds}.p`",
+    )
     assert rows == [{"c": 2000, "ok": 2000, "lo": 0, "hi": 1999, "d": 2000}]

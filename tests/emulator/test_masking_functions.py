@@ -21,21 +21,25 @@ STRUCT_DOC = "https://cloud.google.com/bigquery/docs/reference/standard-sql/data
 
 def test_farm_fingerprint_gives_the_documented_values(bq: Any) -> None:
     """HASH_DOC, FARM_FINGERPRINT example (prod samples and fake masks are built on it)."""
-    rows = fidkit.run(bq, """
+    rows = fidkit.run(
+        bq,
+        """
         with example as (
             select 1 as x, "foo" as y, true as z union all
             select 2 as x, "apple" as y, false as z union all
             select 3 as x, "" as y, true as z
         )
         select x, farm_fingerprint(concat(cast(x as string), y, cast(z as string))) as row_fingerprint
-        from example order by x""")
+        from example order by x""",
+    )
     assert [r["row_fingerprint"] for r in rows] == [-1541654101129638711, 2794438866806483259, -4880158226897771312]
 
 
 def test_sha256_to_hex_gives_the_standard_digest(bq: Any) -> None:
     """HASH_DOC, SHA256 (the hash mask is to_hex(sha256(concat(salt, value)))): FIPS 180-2's 'abc' vector."""
-    rows = fidkit.run(bq, "select to_hex(sha256('abc')) as h, to_hex(sha256(concat(@salt, cast(null as string)))) as n",
-                      salt="s")
+    rows = fidkit.run(
+        bq, "select to_hex(sha256('abc')) as h, to_hex(sha256(concat(@salt, cast(null as string)))) as n", salt="s"
+    )
     assert rows == [{"h": "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", "n": None}]
 
 

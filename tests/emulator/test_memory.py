@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 _SETTING = textwrap.dedent(
-    '''
+    """
     import os, sys, tempfile
     os.environ["DATA_DIR"] = tempfile.mkdtemp(prefix="bqfidelity-memory-")
     os.environ["DEFAULT_PROJECT_ID"] = "envsync-demo"
@@ -34,11 +34,11 @@ _SETTING = textwrap.dedent(
     print("limit:", db.connection().execute("SELECT current_setting('memory_limit')").fetchone()[0])
     db.reset()
     print("after reset:", db.connection().execute("SELECT current_setting('memory_limit')").fetchone()[0])
-    '''
+    """
 )
 
 _EVICTION = textwrap.dedent(
-    '''
+    """
     import os, tempfile
     os.environ["DATA_DIR"] = tempfile.mkdtemp(prefix="bqfidelity-memory-")
     os.environ["DEFAULT_PROJECT_ID"] = "envsync-demo"
@@ -65,7 +65,7 @@ _EVICTION = textwrap.dedent(
         peak = max(peak, used)
     print("answers:", answers)
     print("object cache peak MB:", peak // 2**20)
-    '''
+    """
 )
 
 
@@ -73,6 +73,7 @@ def _run(code: str, tmp_path: Path, limit: str | None) -> str:
     done = in_emulator(code, tmp_path, {"BQFIDELITY_MEMORY_LIMIT": limit})
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     return done.stdout
+
 
 def _line(output: str, key: str) -> str:
     return next(line.split(":", 1)[1].strip() for line in output.splitlines() if line.startswith(key + ":"))

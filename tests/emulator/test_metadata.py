@@ -44,17 +44,22 @@ def _base(bq: Any, ds: str, *, rpf: bool = True, range_partitioned: bool = False
     table.description = "base table"
     table.labels = {"owner": "prod"}
     bq.create_table(table)
-    run(bq, f"""insert into `{P}.{ds}.base` (id, d, ts, s, r) values
+    run(
+        bq,
+        f"""insert into `{P}.{ds}.base` (id, d, ts, s, r) values
         (1, date '2026-11-01', timestamp '2026-11-01 10:00:00+00', struct(1, 'x'), ['a']),
         (2, date '2026-11-02', null, struct(2, null), []),
-        (3, date '2026-11-03', timestamp '2026-11-03 10:00:00+00', null, ['b', 'c'])""")
+        (3, date '2026-11-03', timestamp '2026-11-03 10:00:00+00', null, ['b', 'c'])""",
+    )
     return f"{P}.{ds}.base"
 
 
 def _layout(table: Any) -> dict[str, Any]:
     props = table._properties
-    return {key: props.get(key) for key in ("schema", "timePartitioning", "rangePartitioning", "clustering",
-                                            "requirePartitionFilter")}
+    return {
+        key: props.get(key)
+        for key in ("schema", "timePartitioning", "rangePartitioning", "clustering", "requirePartitionFilter")
+    }
 
 
 def _count(bq: Any, table: str, where: str = "d is not null or d is null") -> int:
@@ -102,8 +107,7 @@ def test_clone_as_of_keeps_range_partitioning(bq: Any, dataset: Callable[..., st
 
     ds = dataset()
     base = _base(bq, ds, rpf=False, range_partitioned=True)
-    run(bq, f"create table `{P}.{ds}.clone` clone `{base}` for system_time as of @t",
-        t=dt.datetime.now(dt.timezone.utc))
+    run(bq, f"create table `{P}.{ds}.clone` clone `{base}` for system_time as of @t", t=dt.datetime.now(dt.UTC))
     clone = bq.get_table(f"{P}.{ds}.clone")
     assert clone.range_partitioning.field == "id" and clone.range_partitioning.range_.interval == 10
     assert clone.time_partitioning is None and clone.schema[1].mode == "REQUIRED"
@@ -157,7 +161,7 @@ def test_copy_truncate_keeps_the_destinations_own_settings(bq: Any, dataset: Cal
     bq.copy_table(base, f"{P}.{ds}.dest").result()
     dest = bq.get_table(f"{P}.{ds}.dest")
     dest.description, dest.labels = "my own", {"team": "dev"}
-    dest.expires = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=3)
+    dest.expires = dt.datetime.now(dt.UTC) + dt.timedelta(days=3)
     bq.update_table(dest, ["description", "labels", "expires"])
     run(bq, f"delete from `{base}` where id = 3")
 
@@ -170,7 +174,9 @@ def test_copy_truncate_keeps_the_destinations_own_settings(bq: Any, dataset: Cal
     assert _count(bq, f"{P}.{ds}.dest") == 2
 
 
-def test_copy_truncate_replaces_the_schema_and_keeps_the_destinations_options(bq: Any, dataset: Callable[..., str]) -> None:
+def test_copy_truncate_replaces_the_schema_and_keeps_the_destinations_options(
+    bq: Any, dataset: Callable[..., str]
+) -> None:
     """A restore publishes an older state into the existing table by a copy job with WRITE_TRUNCATE.
     https://cloud.google.com/bigquery/docs/reference/auditlogs/rest/Shared.Types/BigQueryAuditMetadata.WriteDisposition:
     WRITE_TRUNCATE writes the data from the beginning and need not keep the table's schema (the
@@ -191,7 +197,7 @@ def test_copy_truncate_replaces_the_schema_and_keeps_the_destinations_options(bq
     config = bigquery.CopyJobConfig(write_disposition="WRITE_TRUNCATE")
     bq.copy_table(base, f"{P}.{ds}.dest", job_config=config).result()
     after = bq.get_table(f"{P}.{ds}.dest")
-    assert [f.name for f in after.schema] == [f.name for f in bq.get_table(base).schema]   # added_later is gone
+    assert [f.name for f in after.schema] == [f.name for f in bq.get_table(base).schema]  # added_later is gone
     assert (after.friendly_name, after.require_partition_filter) == ("Destination", True)
     assert (after.time_partitioning.field, after.time_partitioning.expiration_ms) == ("d", 3650 * 86_400_000)
     assert _count(bq, f"{P}.{ds}.dest", "d is null or d >= '2000-01-01'") == 3
@@ -206,8 +212,8 @@ def test_clone_snapshot_chain_is_refused_at_the_third_link(bq: Any, dataset: Cal
 
     ds = dataset()
     base = _base(bq, ds, rpf=False)
-    run(bq, f"create snapshot table `{P}.{ds}.snap` clone `{base}`")            # depth 1
-    run(bq, f"create table `{P}.{ds}.restored` clone `{P}.{ds}.snap`")           # depth 2
+    run(bq, f"create snapshot table `{P}.{ds}.snap` clone `{base}`")  # depth 1
+    run(bq, f"create table `{P}.{ds}.restored` clone `{P}.{ds}.snap`")  # depth 2
     run(bq, f"alter table `{P}.{ds}.restored` rename to restored2")
     with pytest.raises(BadRequest, match="clone/snapshot chain"):
         run(bq, f"create snapshot table `{P}.{ds}.snap2` clone `{P}.{ds}.restored2`")
@@ -216,12 +222,12 @@ def test_clone_snapshot_chain_is_refused_at_the_third_link(bq: Any, dataset: Cal
         bq.copy_table(f"{P}.{ds}.restored2", f"{P}.{ds}.clone3", job_config=config).result()
     assert {t.table_id for t in bq.list_tables(f"{P}.{ds}")} == {"base", "snap", "restored2"}
 
-    bq.copy_table(f"{P}.{ds}.restored2", f"{P}.{ds}.copied").result()             # a new chain
+    bq.copy_table(f"{P}.{ds}.restored2", f"{P}.{ds}.copied").result()  # a new chain
     run(bq, f"create snapshot table `{P}.{ds}.snap3` clone `{P}.{ds}.copied`")
     run(bq, f"create table `{P}.{ds}.clone4` clone `{P}.{ds}.snap3`")
     assert _count(bq, f"{P}.{ds}.clone4") == 3
 
-    run(bq, f"drop table `{P}.{ds}.restored2`")                                  # a new table, a new chain
+    run(bq, f"drop table `{P}.{ds}.restored2`")  # a new table, a new chain
     run(bq, f"create table `{P}.{ds}.restored2` as select * from `{base}`")
     run(bq, f"create snapshot table `{P}.{ds}.snap5` clone `{P}.{ds}.restored2`")
 

@@ -112,9 +112,7 @@ def test_rpf_refuses_a_read_without_an_eligible_filter(bq: Any, rpf: str, query:
         ("select v from {ds}.t for system_time as of current_timestamp() where d = '2024-01-01'", [1]),
     ],
 )
-def test_rpf_accepts_a_filter_usable_for_partition_elimination(
-    bq: Any, rpf: str, query: str, rows: list[int]
-) -> None:
+def test_rpf_accepts_a_filter_usable_for_partition_elimination(bq: Any, rpf: str, query: str, rows: list[int]) -> None:
     """https://cloud.google.com/bigquery/docs/querying-partitioned-tables#require_a_partition_filter_in_queries: WHERE partition_id = "foo" and WHERE f = "bar" AND partition_id = "foo"
     satisfy the requirement; a predicate on the partitioning column alone prunes partitions."""
     found = fidkit.run(bq, query.format(ds=rpf), x=dt.date(2000, 1, 1))
@@ -146,7 +144,7 @@ def test_rpf_clone_snapshot_and_copy_jobs_are_not_queries(bq: Any, rpf: str) -> 
     fidkit.run(
         bq,
         f"create table {rpf}.c_as_of clone {rpf}.t for system_time as of @at",
-        at=dt.datetime.now(dt.timezone.utc),
+        at=dt.datetime.now(dt.UTC),
     )
     for operation in ("COPY", "CLONE", "SNAPSHOT"):
         config = bigquery.CopyJobConfig(operation_type=operation)
@@ -160,9 +158,7 @@ def test_rpf_metadata_reads_views_and_ddl_are_unaffected(bq: Any, rpf: str) -> N
     INFORMATION_SCHEMA, CREATE VIEW, ALTER and DROP are not queries over the table."""
     assert bq.get_table(f"{rpf}.t").require_partition_filter is True
     assert len(list(bq.list_rows(f"{rpf}.t"))) == 3
-    parts = fidkit.run(
-        bq, f"select partition_id from {rpf}.INFORMATION_SCHEMA.PARTITIONS where table_name = 't'"
-    )
+    parts = fidkit.run(bq, f"select partition_id from {rpf}.INFORMATION_SCHEMA.PARTITIONS where table_name = 't'")
     assert parts
     fidkit.run(bq, f"create view {rpf}.v as select * from {rpf}.t")
     fidkit.run(bq, f"alter table {rpf}.t set options (description = 'x')")
@@ -188,8 +184,7 @@ def test_rpf_ingestion_time_table_filters_on_the_pseudocolumns(bq: Any, dataset:
     ds = dataset()
     fidkit.run(
         bq,
-        f"create table {ds}.ing (v int64) partition by _PARTITIONDATE "
-        "options (require_partition_filter = true)",
+        f"create table {ds}.ing (v int64) partition by _PARTITIONDATE options (require_partition_filter = true)",
     )
     fidkit.run(bq, f"insert into {ds}.ing (v) values (1)")
     assert refused(bq, f"select v from {ds}.ing where v = 1") == no_filter(
@@ -231,7 +226,7 @@ def test_time_travel_within_the_window_reads_the_old_version(bq: Any, history: t
     """https://cloud.google.com/bigquery/docs/access-historical-data: FOR SYSTEM_TIME AS OF reads the table as it was at a point in the time travel
     window; the instant may be a literal, a parameter or a constant expression."""
     ds, _, between = history
-    at = dt.datetime.fromtimestamp(between / 1000, dt.timezone.utc)
+    at = dt.datetime.fromtimestamp(between / 1000, dt.UTC)
     forms = [
         (f"select v from {ds}.h for system_time as of timestamp_millis({between})", {}),
         (f"select v from {ds}.h for system_time as of @at", {"at": at}),
@@ -261,7 +256,7 @@ def test_time_travel_before_the_table_was_created_is_refused(
     ds, created, _ = history
     for at, params in (
         ("timestamp_sub(current_timestamp(), interval 1 hour)", {}),
-        ("@at", {"at": dt.datetime.fromtimestamp((created - 60_000) / 1000, dt.timezone.utc)}),
+        ("@at", {"at": dt.datetime.fromtimestamp((created - 60_000) / 1000, dt.UTC)}),
     ):
         parts = snapshot_error(refused(bq, statement.format(ds=ds, at=at), **params))
         assert parts["table"] == f"{PROJECT}:{ds}.h"
@@ -272,7 +267,9 @@ def test_time_travel_before_the_table_was_created_is_refused(
 def test_time_travel_in_the_future_is_refused(bq: Any, history: tuple[str, int, int]) -> None:
     """https://cloud.google.com/bigquery/docs/access-historical-data: time travel reads history; an instant after now has no version to read."""
     ds, _, _ = history
-    message = refused(bq, f"select v from {ds}.h for system_time as of timestamp_add(current_timestamp(), interval 1 hour)")
+    message = refused(
+        bq, f"select v from {ds}.h for system_time as of timestamp_add(current_timestamp(), interval 1 hour)"
+    )
     assert snapshot_error(message)["side"] == "after"
 
 
@@ -414,16 +411,15 @@ def test_partitions_per_job_dml_writes_nothing_when_refused(bq: Any, dataset: Ca
     ds = dataset()
     fidkit.run(bq, f"create table {ds}.t partition by d as {DAYS.format(n=3999)}")
     fidkit.run(bq, f"insert into {ds}.t {DAYS.format(n=0)}")  # one more row, in an existing partition
-    assert refused(bq, f"insert into {ds}.t select date_add(d, interval 1 day), 2 from {ds}.t union all select null, 3") == too_many(4001)
+    assert refused(
+        bq, f"insert into {ds}.t select date_add(d, interval 1 day), 2 from {ds}.t union all select null, 3"
+    ) == too_many(4001)
     fidkit.run(bq, f"insert into {ds}.t select date_add(d, interval 1 day), 2 from {ds}.t where d > '2000-01-01'")
     # 4,001 partitions now: 2000-01-01 .. 2000-01-01 + 4000 days
     assert refused(bq, f"delete from {ds}.t where true") == too_many(4001)
     assert refused(bq, f"update {ds}.t set v = 7 where v > 0") == too_many(4001)
     fidkit.run(bq, f"create table {ds}.src as select date '2000-01-01' as d, 5 as v")
-    merge = (
-        f"merge {ds}.t as T using (select d, 9 as v from {ds}.t) as S on false "
-        "when not matched then insert row"
-    )
+    merge = f"merge {ds}.t as T using (select d, 9 as v from {ds}.t) as S on false when not matched then insert row"
     assert refused(bq, merge) == too_many(4001)
     counts = fidkit.run(bq, f"select count(*) as n, countif(v = 7) as sevens, countif(v = 9) as nines from {ds}.t")
     assert counts == [{"n": 8000, "sevens": 0, "nines": 0}]

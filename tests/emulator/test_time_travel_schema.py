@@ -23,14 +23,14 @@ PROJECT = "envsync-demo"
 def test_a_dry_run_as_of_t_returns_the_columns_of_t_and_a_clone_as_of_t_has_them(
     bq: Any, dataset: Callable[..., str]
 ) -> None:
-    from envsync.core.guard import TableRef
     from envsync.bigquery.timetravel import schema_as_of
+    from envsync.core.guard import TableRef
 
     ds = dataset()
     fidkit.run(bq, f"create table {ds}.t (id int64 not null, name string)")
     fidkit.run(bq, f"insert into {ds}.t (id, name) values (1, 'a')")
     time.sleep(1.1)
-    cut = dt.datetime.now(dt.timezone.utc)
+    cut = dt.datetime.now(dt.UTC)
     time.sleep(1.1)
     fidkit.run(bq, f"alter table {ds}.t add column extra string")
     fidkit.run(bq, f"insert into {ds}.t (id, name, extra) values (2, 'b', 'x')")
@@ -38,8 +38,7 @@ def test_a_dry_run_as_of_t_returns_the_columns_of_t_and_a_clone_as_of_t_has_them
 
     then = schema_as_of(bq, TableRef(PROJECT, ds, "t"), cut, keep_all="true", location="US")
     assert [(f["name"], f["type"]) for f in then] == [("id", "INTEGER"), ("name", "STRING")]
-    now = schema_as_of(bq, TableRef(PROJECT, ds, "t"), dt.datetime.now(dt.timezone.utc), keep_all="true",
-                       location="US")
+    now = schema_as_of(bq, TableRef(PROJECT, ds, "t"), dt.datetime.now(dt.UTC), keep_all="true", location="US")
     assert [f["name"] for f in now] == ["id", "name", "extra"]
 
     fidkit.run(bq, f"create table {ds}.c clone {ds}.t for system_time as of @cut", cut=cut)

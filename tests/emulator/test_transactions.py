@@ -38,14 +38,18 @@ def _counts(bq: Any, a: str, b: str) -> tuple[int, int]:
 
 def test_a_transaction_over_two_datasets_commits_both(bq: Any, dataset: Callable[..., str]) -> None:
     a, b = _two_tables(bq, dataset)
-    fidkit.run(bq, f"begin transaction; insert into {a} values (1); insert into {b} values (2), (3); "
-                   "commit transaction;")
+    fidkit.run(
+        bq, f"begin transaction; insert into {a} values (1); insert into {b} values (2), (3); commit transaction;"
+    )
     assert _counts(bq, a, b) == (1, 2)
 
 
 def test_a_failed_transaction_over_two_datasets_changes_neither(bq: Any, dataset: Callable[..., str]) -> None:
     a, b = _two_tables(bq, dataset)
     with pytest.raises(exceptions.BadRequest, match="division by zero"):
-        fidkit.run(bq, f"begin transaction; insert into {a} values (1); insert into {b} values (2); "
-                       "select 1 / 0; commit transaction;")
+        fidkit.run(
+            bq,
+            f"begin transaction; insert into {a} values (1); insert into {b} values (2); "
+            "select 1 / 0; commit transaction;",
+        )
     assert _counts(bq, a, b) == (0, 0)

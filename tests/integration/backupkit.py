@@ -16,7 +16,7 @@ PROJECT = NS.project
 BUCKET = NS.bucket("envsync-backup-state")
 DATASET = "shop"
 ds, tref, fq = NS.ds, NS.tref, NS.fq
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 PROD_SQL = [
     """create or replace table `{p}.shop.orders` partition by d as
@@ -42,8 +42,9 @@ def query(sql: str, **params: Any) -> list[dict[str, Any]]:
 
     from envsync.core.guard import to_query_parameters
 
-    job = client().query(NS.sql(sql), job_config=bigquery.QueryJobConfig(query_parameters=to_query_parameters(params)),
-                         job_retry=None)
+    job = client().query(
+        NS.sql(sql), job_config=bigquery.QueryJobConfig(query_parameters=to_query_parameters(params)), job_retry=None
+    )
     return [dict(r) for r in job.result()]
 
 
@@ -98,24 +99,28 @@ def write_config(path: Path, **backups: Any) -> Path:
     import yaml
 
     data = {
-        "project": NS.virtual_project, "location": "US", "prod": {"datasets": [DATASET]},
-        "state": {"bucket": "envsync-backup-state"}, "sync": {"verify_partitioning": "warn"},
+        "project": NS.virtual_project,
+        "location": "US",
+        "prod": {"datasets": [DATASET]},
+        "state": {"bucket": "envsync-backup-state"},
+        "sync": {"verify_partitioning": "warn"},
         "backups": backups,
     }
     path.write_text(yaml.safe_dump(sandbox.real_config(data)))
     return path
 
 
-def take_backup(config_path: Path, taken_at: dt.datetime, *, pinned: bool = False,
-                dataset: str = DATASET) -> list[dict[str, Any]]:
+def take_backup(
+    config_path: Path, taken_at: dt.datetime, *, pinned: bool = False, dataset: str = DATASET
+) -> list[dict[str, Any]]:
     """Snapshot every table's current state, recorded as taken at `taken_at`, with manifests, through
     envsync's own backup engine (what a ladder run at `taken_at` would have recorded). `dataset`: prod's
     `shop`, or `staging_shop` (its backups go to backup_staging_shop)."""
     from envsync.backups.snapshots import BackupCatalog, BackupEngine
+    from envsync.bigquery.jobs import JobRunner, JobStats
     from envsync.core.clients import storage_client
     from envsync.core.config import load_config
     from envsync.core.guard import GuardedBigQuery, WriteGuard
-    from envsync.bigquery.jobs import JobRunner, JobStats
     from envsync.core.manifest import ManifestStore
 
     config = load_config(config_path)
@@ -126,9 +131,19 @@ def take_backup(config_path: Path, taken_at: dt.datetime, *, pinned: bool = Fals
     engine = BackupEngine(config, bq, runner, BackupCatalog(config, client(), store))
     engine.ensure_backup_dataset(ds(dataset), "US")
     expires = dt.datetime.now(UTC) + dt.timedelta(days=30)
-    return [engine.snapshot(ds(dataset), table, taken_at=taken_at, as_of=None, pinned=pinned, reason="test",
-                            expires=expires, stats=JobStats())
-            for table in sorted(KEYS)]
+    return [
+        engine.snapshot(
+            ds(dataset),
+            table,
+            taken_at=taken_at,
+            as_of=None,
+            pinned=pinned,
+            reason="test",
+            expires=expires,
+            stats=JobStats(),
+        )
+        for table in sorted(KEYS)
+    ]
 
 
 def tamper(snapshot: str) -> None:
@@ -137,8 +152,10 @@ def tamper(snapshot: str) -> None:
     c = client()
     source = c.get_table(fq(snapshot))
     key = KEYS[name.split("__")[0]]
-    query(f"create or replace table `{PROJECT}.{backup_ds}.tampered` as "
-          f"select * from `{PROJECT}.{snapshot}` where {key} > 1")
+    query(
+        f"create or replace table `{PROJECT}.{backup_ds}.tampered` as "
+        f"select * from `{PROJECT}.{snapshot}` where {key} > 1"
+    )
     c.delete_table(source)
     query(f"create snapshot table `{PROJECT}.{snapshot}` clone `{PROJECT}.{backup_ds}.tampered`")
     c.delete_table(fq(f"{backup_ds}.tampered"))

@@ -53,8 +53,12 @@ def clean_dev(prod: dict[str, Any]) -> Iterator[None]:
 def run_dag(airflow_db: str, emulators: Any) -> Callable[..., Any]:
     """Run a DAG through Airflow in-process (dag.test) and return the finished DagRun."""
 
-    def _run(dag_id: str, logical_date: dt.datetime | None, conf: dict[str, Any] | None = None,
-             config_path: Path | None = None) -> Any:
+    def _run(
+        dag_id: str,
+        logical_date: dt.datetime | None,
+        conf: dict[str, Any] | None = None,
+        config_path: Path | None = None,
+    ) -> Any:
         from airflow.dag_processing.dagbag import DagBag
 
         saved = os.environ.get("ENVSYNC_CONFIG")

@@ -14,7 +14,7 @@ from backupkit import ds, make_prod, take_backup, tamper, tref, write_config
 from webhookkit import Webhook, webhook  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.integration
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 @pytest.fixture
@@ -46,8 +46,10 @@ def test_success_and_failure_payloads(webhook: Webhook, drill_setup: Any, run_da
     text = webhook.posts[1]["text"]
     assert text.startswith(f":x: envsync *recovery_drill* FAILED on *drill* ({ds('shop')})")
     assert "tables: 2 (1 ok, 1 failed) | rows: " in text
-    assert (f"failed: {tref('shop.orders')} -> {tref('drill_shop.orders')}: RestoreVerificationError: "
-            f"{tref('drill_shop.orders')}: restored 39 rows") in text
+    assert (
+        f"failed: {tref('shop.orders')} -> {tref('drill_shop.orders')}: RestoreVerificationError: "
+        f"{tref('drill_shop.orders')}: restored 39 rows"
+    ) in text
     print("\nsuccess payload:", webhook.posts[0]["text"], "\nfailure payload:", text, sep="\n")
 
 
@@ -57,20 +59,27 @@ def test_a_failed_plan_names_the_failed_task(webhook: Webhook, emulators: Any, t
     dag_run = run_dag("restore", None, {"dataset": ds("shop"), "point_in_time": "not a time"}, config_path=config)
     assert str(dag_run.state) == "failed"
     text = webhook.posts[-1]["text"]
-    assert text.startswith(":x: envsync *restore* FAILED") and "no plan was recorded: the plan task failed" in text, text
+    assert text.startswith(":x: envsync *restore* FAILED") and "no plan was recorded: the plan task failed" in text, (
+        text
+    )
 
 
 @pytest.mark.parametrize("connection", [None, "broken", "unreachable"])
 def test_missing_or_broken_connection_never_fails_the_run(
-    connection: str | None, drill_setup: Any, run_dag: Any, monkeypatch: pytest.MonkeyPatch,
+    connection: str | None,
+    drill_setup: Any,
+    run_dag: Any,
+    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     config, today, _ = drill_setup
     if connection == "broken":
         monkeypatch.setenv("AIRFLOW_CONN_SLACK_ENVSYNC", json.dumps({"conn_type": "slackwebhook"}))  # no token
     elif connection == "unreachable":
-        monkeypatch.setenv("AIRFLOW_CONN_SLACK_ENVSYNC", json.dumps(
-            {"conn_type": "slackwebhook", "password": "http://127.0.0.1:9/services/T/B/X"}))
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_SLACK_ENVSYNC",
+            json.dumps({"conn_type": "slackwebhook", "password": "http://127.0.0.1:9/services/T/B/X"}),
+        )
     else:
         monkeypatch.delenv("AIRFLOW_CONN_SLACK_ENVSYNC", raising=False)
     dag_run = run_dag("recovery_drill", today, {}, config_path=config)
@@ -92,8 +101,10 @@ def test_cut_payloads(webhook: Webhook, emulators: Any, tmp_path: Path, run_dag:
     text = webhook.posts[-1]["text"]
     assert text.startswith(f":white_check_mark: envsync *staging_cut* succeeded on *staging* ({ds('shop')})")
     assert "tables: " in text and " 0 failed) | rows: " in text
-    assert (f"QA -> staging as of T = " in text
-            and f"seed version {SEED_VERSION}, migration version none (qa holds no schema migration)" in text), text
+    assert (
+        "QA -> staging as of T = " in text
+        and f"seed version {SEED_VERSION}, migration version none (qa holds no schema migration)" in text
+    ), text
 
     build = CutSync._build
 
@@ -108,7 +119,9 @@ def test_cut_payloads(webhook: Webhook, emulators: Any, tmp_path: Path, run_dag:
     assert str(failed.state) == "failed"
     text = webhook.posts[-1]["text"]
     assert text.startswith(f":x: envsync *staging_cut* FAILED on *staging* ({ds('shop')})")
-    assert (f"failed: {tref('qa_shop.customers')} -> {tref('staging_shop.customers')}: VerificationError: "
-            f"{tref('staging_shop.customers')}: ") in text, text
+    assert (
+        f"failed: {tref('qa_shop.customers')} -> {tref('staging_shop.customers')}: VerificationError: "
+        f"{tref('staging_shop.customers')}: "
+    ) in text, text
     assert f"failed: {ds('staging_shop')} -> {ds('staging_shop')}: not published, staging left as it was" in text
     print("\ncut success payload:", webhook.posts[-2]["text"], "\ncut failure payload:", text, sep="\n")

@@ -31,17 +31,17 @@ def shop(emulators: Any) -> Iterator[None]:
 
 
 def test_a_table_created_after_the_cut_is_skipped_with_the_reason(shop: None, run_dag: Any, tmp_path: Path) -> None:
-    from envsync.core.clients import storage_client
     from envsync.backups.ladder import snapshot_name
+    from envsync.core.clients import storage_client
     from envsync.core.manifest import ManifestStore
 
     time.sleep(1.1)
     now = dt.datetime.now(UTC)
-    if now.minute == 59 and now.second > 30:   # the run and the table must share their hour
+    if now.minute == 59 and now.second > 30:  # the run and the table must share their hour
         time.sleep(61 - now.second)
-    hour = dt.datetime.now(UTC).replace(microsecond=0)      # the run's logical date: its cut T
+    hour = dt.datetime.now(UTC).replace(microsecond=0)  # the run's logical date: its cut T
     time.sleep(1.1)
-    query(f"create table `{PROJECT}.shop.late` as select 1 as x")   # younger than the cut
+    query(f"create table `{PROJECT}.shop.late` as select 1 as x")  # younger than the cut
     created = client().get_table(fq("shop.late")).created
 
     run = run_dag("backup_ladder", hour, {}, config_path=write_config(tmp_path / "envsync.yaml"))
@@ -53,7 +53,9 @@ def test_a_table_created_after_the_cut_is_skipped_with_the_reason(shop: None, ru
     rows = {r["table"]: r for r in report["results"]}
     late = rows[f"{ds('shop')}.late"]
     assert (late["action"], late["status"]) == ("skip", "skipped")
-    assert late["reason"] == (f"skipped scheduled snapshot: {ds('shop')}.late was created at {created.isoformat()}, "
-                              f"after T = {hour.isoformat()}: it did not exist as of T (the next run backs it up)")
+    assert late["reason"] == (
+        f"skipped scheduled snapshot: {ds('shop')}.late was created at {created.isoformat()}, "
+        f"after T = {hour.isoformat()}: it did not exist as of T (the next run backs it up)"
+    )
     assert report["decisions"][ds("shop")]["late"]["take"] is False
     assert {rows[f"{ds('shop')}.{t}"]["status"] for t in ("orders", "customers")} == {"ok"}

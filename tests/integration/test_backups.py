@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 import sandbox
-from testkit import REPO_ROOT
 from backupkit import (
     BUCKET,
     PROJECT,
@@ -34,6 +33,7 @@ from backupkit import (
     tref,
     write_config,
 )
+from testkit import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -87,21 +87,31 @@ def test_ladder_run_snapshots_every_table_with_manifest_and_expiry(shop: None, r
         assert snap.table_type == "SNAPSHOT"
         assert snap.labels["envsync-pinned"] == "false"
         # kept while a rung or one of the 7 daily slots can still want it
-        assert snap.expires == snapshot_expiry(Ladder.default(), hour) == (
-            hour.replace(hour=0, minute=0, second=0) + dt.timedelta(days=7))
+        assert (
+            snap.expires
+            == snapshot_expiry(Ladder.default(), hour)
+            == (hour.replace(hour=0, minute=0, second=0) + dt.timedelta(days=7))
+        )
         manifest = store().read(f"backup_manifests/{ds('shop')}/{name.split('__')[0]}/{name}.json")
         assert manifest is not None, name
         table = name.split("__")[0]
-        expected = query(f"select count(*) as n, coalesce(bit_xor(farm_fingerprint(to_json_string(t))), 0) as c "
-                         f"from `{PROJECT}.shop.{table}` as t")[0]
+        expected = query(
+            f"select count(*) as n, coalesce(bit_xor(farm_fingerprint(to_json_string(t))), 0) as c "
+            f"from `{PROJECT}.shop.{table}` as t"
+        )[0]
         assert (manifest["rows"], manifest["checksum"]) == (expected["n"], str(expected["c"]))
-        assert [f["name"] for f in manifest["schema"]] == [f.name for f in client().get_table(fq(f"shop.{table}")).schema]
+        assert [f["name"] for f in manifest["schema"]] == [
+            f.name for f in client().get_table(fq(f"shop.{table}")).schema
+        ]
         assert manifest["taken_at"] == hour.isoformat() and manifest["pinned"] is False
     assert snaps[snapshot_name("orders", hour)].num_rows == 40
     plan = report("backup_ladder")
     # the sub-hour rungs are time-travel restore points: recorded, no snapshot
     assert plan["restore_points"] == [(hour - dt.timedelta(minutes=m)).isoformat() for m in (1, 2, 5, 10)]
-    assert store().read(f"backup_jobs/{ds('shop')}/{dt.datetime.now(UTC).date().isoformat()}.json") == {"orders": 1, "customers": 1}
+    assert store().read(f"backup_jobs/{ds('shop')}/{dt.datetime.now(UTC).date().isoformat()}.json") == {
+        "orders": 1,
+        "customers": 1,
+    }
 
     # a second run in the same hour takes nothing more; a manual run with a reason pins a snapshot
     again = run_dag("backup_ladder", now_utc(), {}, config_path=config)
@@ -177,8 +187,8 @@ def test_restore_by_time_travel_gives_the_state_at_t(shop: None, run_dag: Any, c
     dag_run = run_dag("restore", None, {"dataset": ds("shop"), "point_in_time": point.isoformat()}, config_path=config)
     assert str(dag_run.state) == "success", states(dag_run)
     for table in ("orders", "customers"):
-        assert contents(f"drill_shop.{table}") == at_t[table], table    # row by row, the state at T
-    assert table_names("drill_shop") == {"orders", "customers"}      # no staging tables left
+        assert contents(f"drill_shop.{table}") == at_t[table], table  # row by row, the state at T
+    assert table_names("drill_shop") == {"orders", "customers"}  # no staging tables left
     results = {r["table"]: r for r in report("restore")["results"]}
     assert {r["action"] for r in results.values()} == {"time_travel"}
     assert results[tref("shop.orders")]["rpo_seconds"] == 0
@@ -195,12 +205,20 @@ def test_restore_outside_time_travel_uses_the_newest_snapshot_before_t(shop: Non
     at_t = {t: contents(f"shop.{t}") for t in ("orders", "customers")}
     newest = take_backup(config, now - dt.timedelta(hours=2))
     query(f"update `{PROJECT}.shop.orders` set note = 'after' where id < 10")
-    take_backup(config, now - dt.timedelta(minutes=1))              # after T: must not be used
+    take_backup(config, now - dt.timedelta(minutes=1))  # after T: must not be used
     point = now - dt.timedelta(hours=1)
 
-    dag_run = run_dag("restore", None, {"dataset": ds("shop"), "tables": ["orders", "customers"],
-                                        "point_in_time": point.isoformat(), "target": ds("drill_shop")},
-                      config_path=config)
+    dag_run = run_dag(
+        "restore",
+        None,
+        {
+            "dataset": ds("shop"),
+            "tables": ["orders", "customers"],
+            "point_in_time": point.isoformat(),
+            "target": ds("drill_shop"),
+        },
+        config_path=config,
+    )
     assert str(dag_run.state) == "success", states(dag_run)
     for table in ("orders", "customers"):
         assert contents(f"drill_shop.{table}") == at_t[table], table
@@ -211,8 +229,12 @@ def test_restore_outside_time_travel_uses_the_newest_snapshot_before_t(shop: Non
     assert "time travel is off" in results[tref("shop.orders")]["reason"]
     # schema restored too: a column added in prod after T is not in the restored table
     query(f"alter table `{PROJECT}.shop.customers` add column email string")
-    again = run_dag("restore", None, {"dataset": ds("shop"), "tables": ["customers"], "point_in_time": point.isoformat()},
-                    config_path=config)
+    again = run_dag(
+        "restore",
+        None,
+        {"dataset": ds("shop"), "tables": ["customers"], "point_in_time": point.isoformat()},
+        config_path=config,
+    )
     assert str(again.state) == "success", states(again)
     assert [f.name for f in client().get_table(fq("drill_shop.customers")).schema] == ["customer_id", "name"]
 
@@ -232,15 +254,22 @@ def test_restore_falls_back_to_the_gcs_export(shop: None, run_dag: Any, cfg: Any
     assert str(restore.state) == "success", states(restore)
     results = {r["table"]: r for r in report("restore")["results"]}
     assert results[tref("shop.orders")]["action"] == "export"
-    assert results[tref("shop.orders")]["source"] == f"gs://{BUCKET}/backups/{ds('shop')}/orders/{hour.date().isoformat()}/"
+    assert (
+        results[tref("shop.orders")]["source"]
+        == f"gs://{BUCKET}/backups/{ds('shop')}/orders/{hour.date().isoformat()}/"
+    )
     for table in ("orders", "customers"):
         assert contents(f"drill_shop.{table}") == at_t[table], table
     orders = client().get_table(fq("drill_shop.orders"))
     assert orders.time_partitioning is not None and orders.time_partitioning.field == "d"
 
 
-@pytest.mark.xfail(not sandbox.ON_GCP, strict=True, reason="emulator gap: the local BigQuery emulator cannot write "
-                   "Avro (its DuckDB avro extension is not available offline); real BigQuery exports Avro")
+@pytest.mark.xfail(
+    not sandbox.ON_GCP,
+    strict=True,
+    reason="emulator gap: the local BigQuery emulator cannot write "
+    "Avro (its DuckDB avro extension is not available offline); real BigQuery exports Avro",
+)
 def test_export_as_avro(shop: None, run_dag: Any, cfg: Any) -> None:
     config = cfg(export={"enabled": True, "format": "AVRO"})
     hour = run_time()
@@ -262,25 +291,34 @@ def test_prod_restore_needs_the_exact_confirmation(shop: None, run_dag: Any, cfg
     phrase = confirmation_phrase(ds("shop"), point)
 
     for wrong in ("", "yes", phrase.replace("shop", "shop2"), phrase + " "):
-        refused = run_dag("restore", None, {"dataset": ds("shop"), "point_in_time": point.isoformat(), "target": ds("shop"),
-                                            "confirm": wrong}, config_path=config)
+        refused = run_dag(
+            "restore",
+            None,
+            {"dataset": ds("shop"), "point_in_time": point.isoformat(), "target": ds("shop"), "confirm": wrong},
+            config_path=config,
+        )
         assert str(refused.state) == "failed"
         assert states(refused)["plan[-1]"] == "failed", states(refused)
         # refused before any write: prod unchanged, no backup taken, no scratch dataset (only the
         # audit of the refused run is recorded)
         assert contents("shop.orders") == changed
         assert dataset_names() == {"shop", "envsync_audit"}
-        [audit] = query(f"select status, error from `{PROJECT}.envsync_audit.runs` where run_id = @r",
-                        r=refused.run_id)
+        [audit] = query(f"select status, error from `{PROJECT}.envsync_audit.runs` where run_id = @r", r=refused.run_id)
         assert audit["status"] == "failed"
 
     # "now" cannot be confirmed in advance: a prod restore needs an explicit point_in_time
-    implicit = run_dag("restore", None, {"dataset": ds("shop"), "target": ds("shop"), "confirm": phrase}, config_path=config)
+    implicit = run_dag(
+        "restore", None, {"dataset": ds("shop"), "target": ds("shop"), "confirm": phrase}, config_path=config
+    )
     assert str(implicit.state) == "failed" and states(implicit)["plan[-1]"] == "failed"
     assert contents("shop.orders") == changed
 
-    confirmed = run_dag("restore", None, {"dataset": ds("shop"), "point_in_time": point.isoformat(), "target": ds("shop"),
-                                          "confirm": phrase}, config_path=config)
+    confirmed = run_dag(
+        "restore",
+        None,
+        {"dataset": ds("shop"), "point_in_time": point.isoformat(), "target": ds("shop"), "confirm": phrase},
+        config_path=config,
+    )
     assert str(confirmed.state) == "success", states(confirmed)
     assert contents("shop.orders") == at_t
     assert table_names("shop") == {"orders", "customers", "big_orders"}
@@ -288,17 +326,30 @@ def test_prod_restore_needs_the_exact_confirmation(shop: None, run_dag: Any, cfg
     pins = [s for s in snapshots().values() if s.labels.get("envsync-pinned") == "true"]
     assert sorted(p.table_id.split("__")[0] for p in pins) == ["customers", "orders"]
     pinned_orders = next(p for p in pins if p.table_id.startswith("orders__"))
-    assert [r["j"] for r in query(f"select to_json_string(t) as j from `{PROJECT}.backup_shop.{pinned_orders.table_id}` "
-                                  "as t order by id")] == changed
+    assert [
+        r["j"]
+        for r in query(
+            f"select to_json_string(t) as j from `{PROJECT}.backup_shop.{pinned_orders.table_id}` as t order by id"
+        )
+    ] == changed
 
 
 def prod_restore(run_dag: Any, config: Path, point: dt.datetime, tables: list[str]) -> Any:
     """A confirmed restore of prod dataset shop itself to `point`."""
     from envsync.core.guard import confirmation_phrase
 
-    return run_dag("restore", None, {"dataset": ds("shop"), "tables": tables, "point_in_time": point.isoformat(),
-                                     "target": ds("shop"), "confirm": confirmation_phrase(ds("shop"), point)},
-                   config_path=config)
+    return run_dag(
+        "restore",
+        None,
+        {
+            "dataset": ds("shop"),
+            "tables": tables,
+            "point_in_time": point.isoformat(),
+            "target": ds("shop"),
+            "confirm": confirmation_phrase(ds("shop"), point),
+        },
+        config_path=config,
+    )
 
 
 def test_a_restored_table_starts_a_new_clone_snapshot_chain(shop: None, run_dag: Any, cfg: Any) -> None:
@@ -306,7 +357,7 @@ def test_a_restored_table_starts_a_new_clone_snapshot_chain(shop: None, run_dag:
     result of a clone or snapshot a third time. A restore published as a clone of a snapshot made the
     next snapshot of the restored table depth 3; published by a copy job, the chain starts again, so the
     hourly snapshot of a restored table and the next restore from it work."""
-    config = cfg(restore_time_travel_hours=0)     # restore from snapshots
+    config = cfg(restore_time_travel_hours=0)  # restore from snapshots
     now = now_utc()
     take_backup(config, now - dt.timedelta(hours=3))
     at_t1 = contents("shop.orders")
@@ -317,14 +368,14 @@ def test_a_restored_table_starts_a_new_clone_snapshot_chain(shop: None, run_dag:
 
     query(f"update `{PROJECT}.shop.orders` set note = 'after the first restore' where id <= 3")
     at_t2 = contents("shop.orders")
-    second_backup = take_backup(config, now - dt.timedelta(hours=1))        # a snapshot of the restored table
+    second_backup = take_backup(config, now - dt.timedelta(hours=1))  # a snapshot of the restored table
     assert next(m for m in second_backup if m["table"] == "orders")["rows"] == 40
     query(f"delete from `{PROJECT}.shop.orders` where id > 10")
     second = prod_restore(run_dag, config, now - dt.timedelta(minutes=30), ["orders"])
     assert str(second.state) == "success", states(second)
     assert contents("shop.orders") == at_t2
-    assert table_names("shop") == {"orders", "customers", "big_orders"}      # no stage left behind
-    take_backup(config, now - dt.timedelta(minutes=20))                      # and again: a standard table
+    assert table_names("shop") == {"orders", "customers", "big_orders"}  # no stage left behind
+    take_backup(config, now - dt.timedelta(minutes=20))  # and again: a standard table
     [result] = report("restore")["results"]
     assert result["action"] == "snapshot" and "copied into the existing table" in result["published"]
 
@@ -345,13 +396,16 @@ def test_a_prod_restore_keeps_the_tables_own_settings(shop: None, run_dag: Any, 
     orders.expires = expires
     orders.require_partition_filter = True
     orders.time_partitioning = bigquery_time_partitioning("d", partition_expiration_ms)
-    c.update_table(orders, ["labels", "description", "friendly_name", "expires", "require_partition_filter",
-                            "time_partitioning"])
-    every_row = "where (d is null or d >= '1900-01-01')"   # the table requires a partition filter
+    c.update_table(
+        orders, ["labels", "description", "friendly_name", "expires", "require_partition_filter", "time_partitioning"]
+    )
+    every_row = "where (d is null or d >= '1900-01-01')"  # the table requires a partition filter
 
     def rows() -> list[str]:
-        return [r["j"] for r in query(f"select to_json_string(t) as j from `{PROJECT}.shop.orders` as t "
-                                      f"{every_row} order by id")]
+        return [
+            r["j"]
+            for r in query(f"select to_json_string(t) as j from `{PROJECT}.shop.orders` as t {every_row} order by id")
+        ]
 
     now = now_utc()
     take_backup(config, now - dt.timedelta(hours=2))
@@ -370,12 +424,13 @@ def test_a_prod_restore_keeps_the_tables_own_settings(shop: None, run_dag: Any, 
     assert after.expires == expires
     assert after.require_partition_filter is True
     assert (after.time_partitioning.field, after.time_partitioning.expiration_ms) == ("d", partition_expiration_ms)
-    assert after.created == orders.created          # the same table: writers never saw it missing
+    assert after.created == orders.created  # the same table: writers never saw it missing
     assert table_names("shop") == {"orders", "customers", "big_orders"}
 
 
-def test_a_table_restored_into_prod_after_a_drop_gets_its_recorded_expiration(shop: None, run_dag: Any,
-                                                                              cfg: Any) -> None:
+def test_a_table_restored_into_prod_after_a_drop_gets_its_recorded_expiration(
+    shop: None, run_dag: Any, cfg: Any
+) -> None:
     """A table the restore has to create again in prod gets the expiration its backup recorded, not the
     prod dataset's default table expiration
     (https://cloud.google.com/bigquery/docs/updating-datasets#table-expiration)."""
@@ -412,8 +467,9 @@ def bigquery_time_partitioning(field: str, expiration_ms: int) -> Any:
 
 
 def drill_rows(run_id: str) -> list[dict[str, Any]]:
-    return query(f"select * from `{PROJECT}.envsync_audit.recovery_drills` where run_id = @r order by table_name",
-                 r=run_id)
+    return query(
+        f"select * from `{PROJECT}.envsync_audit.recovery_drills` where run_id = @r order by table_name", r=run_id
+    )
 
 
 def test_drill_records_rto_rpo_and_fails_on_a_tampered_backup(shop: None, run_dag: Any, cfg: Any) -> None:
@@ -422,7 +478,7 @@ def test_drill_records_rto_rpo_and_fails_on_a_tampered_backup(shop: None, run_da
     take_backup(config, today - dt.timedelta(days=3))
     expected = {t: contents(f"shop.{t}") for t in ("orders", "customers")}
     used = take_backup(config, today - dt.timedelta(days=1, hours=6))
-    take_backup(config, today - dt.timedelta(hours=12))         # after T = logical date - 1 day: not used
+    take_backup(config, today - dt.timedelta(hours=12))  # after T = logical date - 1 day: not used
 
     drill = run_dag("recovery_drill", today, {}, config_path=config)
     assert str(drill.state) == "success", states(drill)
@@ -446,7 +502,7 @@ def test_drill_records_rto_rpo_and_fails_on_a_tampered_backup(shop: None, run_da
     rows = {r["table_name"]: r for r in drill_rows(failed.run_id)}
     assert rows["orders"]["status"] == "failed" and "backup manifest says 40 rows" in rows["orders"]["error"]
     assert rows["customers"]["status"] == "ok"
-    assert "orders" not in table_names("drill_shop")       # a table that failed verification is not left behind
+    assert "orders" not in table_names("drill_shop")  # a table that failed verification is not left behind
 
     # the shipped report shows the latest drill per table
     latest = {r["table_name"]: r for r in query((REPO_ROOT / "sql" / "reports" / "recovery_drills.sql").read_text())}
@@ -459,7 +515,7 @@ def test_restore_without_any_source_fails_naming_the_tables(shop: None, run_dag:
     config = cfg(restore_time_travel_hours=0)
     time.sleep(1.1)
     point = now_utc()
-    take_backup(config, point + dt.timedelta(seconds=1))             # only after T
+    take_backup(config, point + dt.timedelta(seconds=1))  # only after T
     dag_run = run_dag("restore", None, {"dataset": ds("shop"), "point_in_time": point.isoformat()}, config_path=config)
     assert str(dag_run.state) == "failed"
     assert states(dag_run)["restore[0]"] == "failed"
@@ -481,7 +537,7 @@ def report_query(name: str) -> list[dict[str, Any]]:
 def test_every_run_is_audited_and_the_shipped_reports_read_it(shop: None, run_dag: Any, cfg: Any) -> None:
     config = cfg(restore_time_travel_hours=0)
     time.sleep(1.1)
-    before = now_utc()                                  # after prod was made, before any backup
+    before = now_utc()  # after prod was made, before any backup
     backup = run_dag("backup_ladder", run_time(), {}, config_path=config)
     assert str(backup.state) == "success", states(backup)
     restore = run_dag("restore", None, {"dataset": ds("shop"), "point_in_time": before.isoformat()}, config_path=config)
@@ -494,13 +550,20 @@ def test_every_run_is_audited_and_the_shipped_reports_read_it(shop: None, run_da
     assert runs["backup_ladder"]["duration_seconds"] > 0
     assert runs["restore"]["status"] == "failed" and tref("shop.orders") in runs["restore"]["error"]
     assert runs["restore"]["cut"] == before and runs["restore"]["environment"] == "drill"
-    actions = query(f"select * from `{PROJECT}.envsync_audit.table_actions` where run_id = @r order by table_name",
-                    r=restore.run_id)
-    assert [(a["table_name"], a["status"]) for a in actions] == [(tref("shop.customers"), "failed"), (tref("shop.orders"), "failed")]
+    actions = query(
+        f"select * from `{PROJECT}.envsync_audit.table_actions` where run_id = @r order by table_name", r=restore.run_id
+    )
+    assert [(a["table_name"], a["status"]) for a in actions] == [
+        (tref("shop.customers"), "failed"),
+        (tref("shop.orders"), "failed"),
+    ]
 
     latest = {r["dag_id"]: r for r in report_query("last_runs_per_environment")}
     assert latest["backup_ladder"]["status"] == "success" and latest["restore"]["status"] == "failed"
     coverage = {r["table_name"]: r for r in report_query("backup_coverage")}
     assert set(coverage) == {tref("shop.orders"), tref("shop.customers")}
-    assert coverage[tref("shop.orders")]["ladder_snapshots_7d"] == 1 and coverage[tref("shop.orders")]["minutes_since_newest_backup"] <= 5
-    assert report_query("failed_verifications") == []   # a missing backup is not a failed verification
+    assert (
+        coverage[tref("shop.orders")]["ladder_snapshots_7d"] == 1
+        and coverage[tref("shop.orders")]["minutes_since_newest_backup"] <= 5
+    )
+    assert report_query("failed_verifications") == []  # a missing backup is not a failed verification

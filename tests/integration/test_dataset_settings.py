@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 import sandbox
 from testkit import PROJECT, bq_client, ds, fq, query
 
@@ -23,8 +22,8 @@ KEY = "projects/envsync-kms/locations/us/keyRings/envsync/cryptoKeys/prod"
 def test_a_dev_dataset_gets_prods_default_encryption_key(clean_dev: None) -> None:
     from google.cloud import bigquery
 
-    from envsync.core.config import load_config
     from envsync.bigquery.datasets import ensure_env_dataset, env_labels
+    from envsync.core.config import load_config
     from envsync.core.guard import GuardedBigQuery, WriteGuard
     from envsync.sync.run import build_plans
 
@@ -39,9 +38,17 @@ def test_a_dev_dataset_gets_prods_default_encryption_key(clean_dev: None) -> Non
 
         bq = GuardedBigQuery(client, WriteGuard.from_config(config), "US")
         ref = f"{PROJECT}.{plan.target_dataset}"
-        assert ensure_env_dataset(bq, ref, location=plan.location, description=plan.description,
-                                  labels=env_labels(plan.labels, "dev", plan.dataset),
-                                  kms_key_name=plan.kms_key_name) == "created"
+        assert (
+            ensure_env_dataset(
+                bq,
+                ref,
+                location=plan.location,
+                description=plan.description,
+                labels=env_labels(plan.labels, "dev", plan.dataset),
+                kms_key_name=plan.kms_key_name,
+            )
+            == "created"
+        )
         assert client.get_dataset(ref).default_encryption_configuration.kms_key_name == KEY
     finally:
         prod = client.get_dataset(fq("marketing"))
@@ -54,7 +61,7 @@ def test_the_sync_plan_reports_row_access_policies_of_prod_tables(prod: dict[str
     from envsync.sync.run import build_plans
 
     client = bq_client()
-    logical = f"`{PROJECT}.sales.rap_probe`"          # query() maps the dataset names itself
+    logical = f"`{PROJECT}.sales.rap_probe`"  # query() maps the dataset names itself
     query(f"create or replace table {logical} as select 1 as id")
     query(f"create row access policy all_rows on {logical} grant to ('allAuthenticatedUsers') filter using (true)")
     try:

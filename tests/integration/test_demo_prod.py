@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from envsync.dev import demo
 from envsync.core.identifiers import quote
+from envsync.dev import demo
 
 # Not on a GCP sandbox (`make test-gcp`): this checks envsync.dev.demo, the stand-in prod of the local demo,
 # in projects of its own (one per test), not envsync's behaviour on BigQuery.
@@ -103,13 +103,14 @@ def test_orders_span_exactly_730_days_ending_at_ref_date(two_runs: dict[str, Any
     assert table.clustering_fields == ["customer_id"]
     items = next(f for f in table.schema if f.name == "items")
     assert items.mode == "REPEATED" and [(f.name, f.field_type) for f in items.fields] == [
-        ("sku", "STRING"), ("quantity", "INTEGER"), ("unit_price", "NUMERIC"),
+        ("sku", "STRING"),
+        ("quantity", "INTEGER"),
+        ("unit_price", "NUMERIC"),
     ]
     assert table.description and table.labels.get("envsync_demo") == "true"
     partitions = _rows(
         client,
-        "select count(*) as n from `envsync-demotest.sales.INFORMATION_SCHEMA.PARTITIONS` "
-        "where table_name = 'orders'",
+        "select count(*) as n from `envsync-demotest.sales.INFORMATION_SCHEMA.PARTITIONS` where table_name = 'orders'",
     )[0]["n"]
     assert partitions == 730
 

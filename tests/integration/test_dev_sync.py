@@ -11,10 +11,20 @@ from typing import Any
 from unittest import mock
 
 import pytest
-
-import sandbox
-from testkit import (BUCKET, FIRST_DAY, LAST_DAY, PROJECT, UTC, bq_client, dataset_names, drop_environment_datasets,
-                     ds, fq, query, tref)
+from testkit import (
+    BUCKET,
+    FIRST_DAY,
+    LAST_DAY,
+    PROJECT,
+    UTC,
+    bq_client,
+    dataset_names,
+    drop_environment_datasets,
+    ds,
+    fq,
+    query,
+    tref,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -39,9 +49,13 @@ def contents(table: str, key: str) -> list[str]:
 
 
 def dev_snapshot(only: str = "dev_") -> dict[str, list[str]]:
-    keys = {"dev_sales.orders": "order_id", "dev_sales.customers": "customer_id",
-            "dev_sales.orders_flat": "order_id", "dev_marketing.sessions": "session_id",
-            "dev_marketing.ad_spend": "spend_id"}
+    keys = {
+        "dev_sales.orders": "order_id",
+        "dev_sales.customers": "customer_id",
+        "dev_sales.orders_flat": "order_id",
+        "dev_marketing.sessions": "session_id",
+        "dev_marketing.ad_spend": "spend_id",
+    }
     return {table: contents(table, key) for table, key in keys.items() if table.startswith(only)}
 
 
@@ -85,9 +99,13 @@ def test_weekly_sync_copies_exactly_the_window(clean_dev: None, run_dag: Any) ->
     # nested and repeated fields arrive intact, row for row
     prod_rows = query(
         f"select order_id, to_json_string(struct(items, shipping)) as j from `{PROJECT}.sales.orders` "
-        "where order_date between @lo and @hi order by order_id", lo=dt.date(2026, 7, 1), hi=dt.date(2026, 11, 21))
+        "where order_date between @lo and @hi order by order_id",
+        lo=dt.date(2026, 7, 1),
+        hi=dt.date(2026, 11, 21),
+    )
     dev_rows = query(
-        f"select order_id, to_json_string(struct(items, shipping)) as j from `{PROJECT}.dev_sales.orders` order by order_id")
+        f"select order_id, to_json_string(struct(items, shipping)) as j from `{PROJECT}.dev_sales.orders` order by order_id"
+    )
     assert dev_rows == prod_rows
     assert len(query(f"select i from `{PROJECT}.dev_sales.orders`, unnest(items) as i")) == 2 * len(dev_rows)
     schema = {f.name: f for f in bq_client().get_table(fq("dev_sales.orders")).schema}
@@ -101,9 +119,14 @@ def test_weekly_sync_copies_exactly_the_window(clean_dev: None, run_dag: Any) ->
     # TIMESTAMP edges of the MONTH-partitioned table: [2026-07-01 00:00, 2026-11-21 02:00)
     edge_ids = ids("dev_marketing.sessions", "session_id") & {100000, 100001, 100002, 100003}
     assert edge_ids == {100001, 100002}
-    expected = {r["session_id"] for r in query(
-        f"select session_id from `{PROJECT}.marketing.sessions` where session_start >= @lo and session_start < @hi",
-        lo=dt.datetime(2026, 7, 1, tzinfo=UTC), hi=A)}
+    expected = {
+        r["session_id"]
+        for r in query(
+            f"select session_id from `{PROJECT}.marketing.sessions` where session_start >= @lo and session_start < @hi",
+            lo=dt.datetime(2026, 7, 1, tzinfo=UTC),
+            hi=A,
+        )
+    }
     assert ids("dev_marketing.sessions", "session_id") == expected
 
     # the dimension table is copied whole
@@ -137,7 +160,10 @@ def test_weekly_sync_copies_exactly_the_window(clean_dev: None, run_dag: Any) ->
     assert actions[tref("sales.orders")] == "clone_window" and actions[tref("sales.orders_flat")] == "ctas_window"
     assert actions[tref("sales.customers")] == "full_clone" and actions[tref("marketing.campaign_revenue")] == "view"
     assert {r["target"] for r in report["results"] if r["status"] == "dropped"} == {
-        tref("dev_sales.stale_table"), tref("dev_sales.audit_log"), tref("dev_marketing.old_view")}
+        tref("dev_sales.stale_table"),
+        tref("dev_sales.audit_log"),
+        tref("dev_marketing.old_view"),
+    }
 
     # a second run is idempotent: same objects, same contents
     before = dev_snapshot()
@@ -169,7 +195,7 @@ def test_manual_run_with_null_logical_date(clean_dev: None, run_dag: Any) -> Non
     start = dt.date(year, (quarter_first_month - 1) % 12 + 1, 1)
     last = min(anchor.date() if anchor.time() != dt.time(0) else anchor.date() - dt.timedelta(days=1), LAST_DAY)
     assert ids("dev_sales.orders", "order_id") == days(start, last)
-    assert table_names("dev_sales") == {"orders"}   # a filtered run copies only what it names
+    assert table_names("dev_sales") == {"orders"}  # a filtered run copies only what it names
 
 
 def test_failed_verification_leaves_nothing_and_a_rerun_converges(clean_dev: None, run_dag: Any) -> None:
@@ -182,8 +208,11 @@ def test_failed_verification_leaves_nothing_and_a_rerun_converges(clean_dev: Non
     def lossy_build(self: Any, action: Any, info: Any, source: Any, stage: Any, stats: Any) -> None:
         build(self, action, info, source, stage, stats)
         if action.table == "orders":
-            self.runner.run(f"delete from {stage.sql} where order_date = @day", key=("lossy", action.table),
-                            params={"day": dt.date(2026, 8, 1)})
+            self.runner.run(
+                f"delete from {stage.sql} where order_date = @day",
+                key=("lossy", action.table),
+                params={"day": dt.date(2026, 8, 1)},
+            )
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(DatasetSync, "_build", lossy_build)
@@ -198,9 +227,11 @@ def test_failed_verification_leaves_nothing_and_a_rerun_converges(clean_dev: Non
     report = query_manifest_results()
     failed_rows = [r for r in report if r["status"] == "failed"]
     assert [r["table"] for r in failed_rows] == [tref("sales.orders")]
-    assert tref("dev_sales.orders") in failed_rows[0]["error"] and "2026-08-01: prod 1, copy 0" in failed_rows[0]["error"]
+    assert (
+        tref("dev_sales.orders") in failed_rows[0]["error"] and "2026-08-01: prod 1, copy 0" in failed_rows[0]["error"]
+    )
     sync_ti = next(ti for ti in failed.get_task_instances() if ti.task_id == "sync_dataset")
-    assert sync_ti.try_number == 1   # a failed verification is not retried
+    assert sync_ti.try_number == 1  # a failed verification is not retried
 
     # rerun the same run (same run id, same recorded T) with the shipped config: converges
     rerun = run_dag("prod_to_dev_sync", A, {"datasets": [ds("sales")]})
@@ -232,7 +263,9 @@ def test_write_aimed_at_prod_is_refused_before_any_api_call(prod: dict[str, Any]
         with pytest.raises(ProdWriteRefused, match="prod dataset"):
             guarded.start_query(
                 f"create or replace table `{fq('marketing.sessions')}` clone `{fq('dev_marketing.sessions')}`",
-                job_id="y", labels={})
+                job_id="y",
+                labels={},
+            )
         with pytest.raises(ProdWriteRefused):
             guarded.delete_table(TableRef(PROJECT, ds("sales"), "customers"))
         with pytest.raises(ProdWriteRefused, match="no environment prefix"):
@@ -253,8 +286,10 @@ def test_cloned_table_keeps_prod_partitioning(clean_dev: None, run_dag: Any) -> 
 def test_ctas_table_keeps_declared_partitioning(clean_dev: None, run_dag: Any, config_file: Any) -> None:
     # Forced to ctas_window, the partitioned fact table keeps DAY partitioning and clustering, which
     # the emulator can show for CTAS.
-    cfg = config_file(tables={"sales.orders": {"strategy": "ctas_window"}, "sales.audit_log": {"exclude": True}},
-                      sync__verify_partitioning="error")
+    cfg = config_file(
+        tables={"sales.orders": {"strategy": "ctas_window"}, "sales.audit_log": {"exclude": True}},
+        sync__verify_partitioning="error",
+    )
     dag_run = run_dag("prod_to_dev_sync", A, {"datasets": [ds("sales")], "tables": ["orders"]}, config_path=cfg)
     assert str(dag_run.state) == "success", task_states(dag_run)
     table = bq_client().get_table(fq("dev_sales.orders"))
@@ -270,12 +305,14 @@ def test_missing_prod_dataset_fails_the_plan_naming_it(clean_dev: None, run_dag:
     states = task_states(dag_run)
     assert states["plan[-1]"] == "failed", states
     plan_ti = next(ti for ti in dag_run.get_task_instances() if ti.task_id == "plan")
-    assert plan_ti.try_number == 1   # not retried: the config does not match prod
+    assert plan_ti.try_number == 1  # not retried: the config does not match prod
     # nothing was written anywhere
     assert not [name for name in dataset_names() if name.startswith("dev_")]
-    from envsync.core.config import load_config
     from envsync.bigquery.discovery import DiscoveryError
+    from envsync.core.config import load_config
     from envsync.sync.run import build_plans
 
-    with pytest.raises(DiscoveryError, match=rf"prod dataset '{ds('nosuch')}' \(prod.datasets in the config\) does not exist"):
+    with pytest.raises(
+        DiscoveryError, match=rf"prod dataset '{ds('nosuch')}' \(prod.datasets in the config\) does not exist"
+    ):
         build_plans(load_config(cfg), bq_client(), datasets=[ds("sales"), ds("nosuch")], tables=[])

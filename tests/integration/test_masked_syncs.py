@@ -28,15 +28,16 @@ ds, fq = NS.ds, NS.fq
 A = dt.datetime(2026, 11, 21, 2, 0, tzinfo=UTC)
 SALT = "masking-test-salt-not-a-secret"
 TAXONOMY = "projects/envsync-demo/locations/us/taxonomies/7"
-PHONE_TAG = f"{TAXONOMY}/policyTags/71"                         # masked: its taxonomy is configured
-NOTES_TAG = "projects/envsync-demo/locations/us/taxonomies/9/policyTags/91"   # not configured
-FIRST = dt.date(2025, 11, 1)                                    # contact i signed up FIRST + i days
+PHONE_TAG = f"{TAXONOMY}/policyTags/71"  # masked: its taxonomy is configured
+NOTES_TAG = "projects/envsync-demo/locations/us/taxonomies/9/policyTags/91"  # not configured
+FIRST = dt.date(2025, 11, 1)  # contact i signed up FIRST + i days
 
 
 def rows(sql: str, **params: Any) -> list[dict[str, Any]]:
+    from google.cloud import bigquery
+
     from envsync.core.clients import bigquery_client
     from envsync.core.guard import to_query_parameters
-    from google.cloud import bigquery
 
     config = bigquery.QueryJobConfig(query_parameters=to_query_parameters(params))
     job = bigquery_client(PROJECT, "US").query(NS.sql(sql), job_config=config, job_retry=None)
@@ -50,7 +51,7 @@ def client():  # type: ignore[no-untyped-def]
 
 
 def sha(value: str) -> str:
-    return hashlib.sha256((SALT + value).encode()).hexdigest()   # TO_HEX is lower case
+    return hashlib.sha256((SALT + value).encode()).hexdigest()  # TO_HEX is lower case
 
 
 @pytest.fixture(scope="module")
@@ -103,11 +104,19 @@ def crm_config(config_file: Any, crm: None, monkeypatch: pytest.MonkeyPatch) -> 
         client().delete_dataset(fq(name), delete_contents=True, not_found_ok=True)
 
     def _make(tables: dict[str, Any] | None = None, **changes: Any) -> Path:
-        masks = {"crm.contacts": {"mask": {"email": "hash", "name": "fake"}, "key": ["contact_id"]},
-                 "crm.orders_pii": {"mask": {"email": "hash"}}}
-        return config_file(**{"prod__datasets": ["crm"], "state__bucket": BUCKET_NAME,
-                              "tables": masks if tables is None else tables,
-                              "privacy": {"policy_tags": [TAXONOMY]}, **changes})
+        masks = {
+            "crm.contacts": {"mask": {"email": "hash", "name": "fake"}, "key": ["contact_id"]},
+            "crm.orders_pii": {"mask": {"email": "hash"}},
+        }
+        return config_file(
+            **{
+                "prod__datasets": ["crm"],
+                "state__bucket": BUCKET_NAME,
+                "tables": masks if tables is None else tables,
+                "privacy": {"policy_tags": [TAXONOMY]},
+                **changes,
+            }
+        )
 
     return _make
 
@@ -136,25 +145,29 @@ def test_dev_sync_masks_personal_data_and_clones_the_rest(crm_config: Any, run_d
     assert str(dag_run.state) == "success", states(dag_run)
 
     # no raw value of prod in dev: dev and prod joined on the key, in the window
-    leaks = rows("""
+    leaks = rows(f"""
         select
             count(*) as joined,
             countif(d.email = p.email) as email, countif(d.name = p.name) as name,
             countif(d.phone = p.phone) as phone,
             countif(d.email is null or d.name is null) as null_values,
             countif(p.phone is null and d.phone is not null) as phone_invented
-        from `{p}.dev_crm.contacts` as d join `{p}.crm.contacts` as p using (contact_id)""".format(p=PROJECT))[0]
+        from `{PROJECT}.dev_crm.contacts` as d join `{PROJECT}.crm.contacts` as p using (contact_id)""")[0]
     assert leaks == {"joined": 144, "email": 0, "name": 0, "phone": 0, "null_values": 0, "phone_invented": 0}, leaks
-    sample = rows(f"select contact_id, email, name, phone from `{PROJECT}.dev_crm.contacts` "
-                  "where contact_id in (250, 251) order by contact_id")
-    assert sample[0]["email"] == sha("user250@example.com")    # salted SHA-256: the configured salt
-    assert sample[0]["phone"] is None                          # NULL stays NULL
-    assert sample[1]["phone"] == sha("+31-6-251")              # the policy tag's default mask: hash
+    sample = rows(
+        f"select contact_id, email, name, phone from `{PROJECT}.dev_crm.contacts` "
+        "where contact_id in (250, 251) order by contact_id"
+    )
+    assert sample[0]["email"] == sha("user250@example.com")  # salted SHA-256: the configured salt
+    assert sample[0]["phone"] is None  # NULL stays NULL
+    assert sample[1]["phone"] == sha("+31-6-251")  # the policy tag's default mask: hash
     assert sample[1]["name"].startswith("name-") and "251" not in sample[1]["name"]
 
     # the hashed email joins across two tables exactly as the raw one does in prod's window
-    joined_dev = rows(f"select count(*) as n from `{PROJECT}.dev_crm.orders_pii` as o "
-                      f"join `{PROJECT}.dev_crm.contacts` as c using (email)")[0]["n"]
+    joined_dev = rows(
+        f"select count(*) as n from `{PROJECT}.dev_crm.orders_pii` as o "
+        f"join `{PROJECT}.dev_crm.contacts` as c using (email)"
+    )[0]["n"]
     joined_prod = rows(f"""select count(*) as n from `{PROJECT}.crm.orders_pii` as o
                            join `{PROJECT}.crm.contacts` as c using (email)
                            where o.order_date >= '2026-07-01' and o.order_date <= '2026-11-21'
@@ -162,36 +175,63 @@ def test_dev_sync_masks_personal_data_and_clones_the_rest(crm_config: Any, run_d
     assert joined_dev == joined_prod > 0
 
     # rows per partition as prod's window: [2026-07-01, 2026-11-21 02:00) on a DATE = 07-01 .. 11-21
-    per_day = {r["d"]: r["n"] for r in rows(f"select signup_date as d, count(*) as n from `{PROJECT}.dev_crm.contacts` "
-                                            "group by d")}
+    per_day = {
+        r["d"]: r["n"]
+        for r in rows(f"select signup_date as d, count(*) as n from `{PROJECT}.dev_crm.contacts` group by d")
+    }
     expected = {dt.date(2026, 7, 1) + dt.timedelta(days=i): 1 for i in range(144)}
     assert per_day == expected
 
     # prod's definition: partitioning, clustering, description, column descriptions and policy tags
     dev, prod = client().get_table(fq("dev_crm.contacts")), client().get_table(fq("crm.contacts"))
-    assert (dev.time_partitioning.field, dev.clustering_fields, dev.description) == ("signup_date", ["contact_id"], "people")
+    assert (dev.time_partitioning.field, dev.clustering_fields, dev.description) == (
+        "signup_date",
+        ["contact_id"],
+        "people",
+    )
     assert [f.to_api_repr() for f in dev.schema] == [f.to_api_repr() for f in prod.schema]
 
     # the unmasked tables keep their cheapest path; job kinds in the report
     done = report("prod_to_dev_sync", dag_run.run_id)
     actions = {r["table"]: r["action"] for r in done["results"]}
-    assert actions == {"crm.contacts": "masked_ctas", "crm.orders_pii": "masked_ctas", "crm.events": "clone_window",
-                       "crm.regions": "full_clone"}
+    assert actions == {
+        "crm.contacts": "masked_ctas",
+        "crm.orders_pii": "masked_ctas",
+        "crm.events": "clone_window",
+        "crm.regions": "full_clone",
+    }
     assert rows(f"select count(*) as n from `{PROJECT}.dev_crm.regions`")[0]["n"] == 5
 
     # the privacy report: masked columns and why, the verification's counts, the tagged column left unmasked
-    masked = {(m["table"], m["column"]): (m["mask"], m["origin"], m["unmasked_rows"]) for m in done["privacy"]["masked"]}
-    assert masked == {("crm.contacts", "email"): ("hash", "config", 0), ("crm.contacts", "name"): ("fake", "config", 0),
-                      ("crm.contacts", "phone"): ("hash", "policy_tag", 0),
-                      ("crm.orders_pii", "email"): ("hash", "config", 0)}
-    assert done["privacy"]["unmasked_tagged"] == [{"env": "dev", "table": "crm.contacts",
-                                                   "target": f"{ds('dev_crm')}.contacts", "column": "notes",
-                                                   "policy_tags": [NOTES_TAG]}]
-    audit = rows(f"select table_name, column_name, mask, origin, unmasked_rows from `{PROJECT}.envsync_audit.masked_columns` "
-                 "where run_id = @run_id order by table_name, column_name", run_id=dag_run.run_id)
+    masked = {
+        (m["table"], m["column"]): (m["mask"], m["origin"], m["unmasked_rows"]) for m in done["privacy"]["masked"]
+    }
+    assert masked == {
+        ("crm.contacts", "email"): ("hash", "config", 0),
+        ("crm.contacts", "name"): ("fake", "config", 0),
+        ("crm.contacts", "phone"): ("hash", "policy_tag", 0),
+        ("crm.orders_pii", "email"): ("hash", "config", 0),
+    }
+    assert done["privacy"]["unmasked_tagged"] == [
+        {
+            "env": "dev",
+            "table": "crm.contacts",
+            "target": f"{ds('dev_crm')}.contacts",
+            "column": "notes",
+            "policy_tags": [NOTES_TAG],
+        }
+    ]
+    audit = rows(
+        f"select table_name, column_name, mask, origin, unmasked_rows from `{PROJECT}.envsync_audit.masked_columns` "
+        "where run_id = @run_id order by table_name, column_name",
+        run_id=dag_run.run_id,
+    )
     assert [(r["table_name"], r["column_name"], r["mask"], r["origin"], r["unmasked_rows"]) for r in audit] == [
-        ("crm.contacts", "email", "hash", "config", 0), ("crm.contacts", "name", "fake", "config", 0),
-        ("crm.contacts", "phone", "hash", "policy_tag", 0), ("crm.orders_pii", "email", "hash", "config", 0)]
+        ("crm.contacts", "email", "hash", "config", 0),
+        ("crm.contacts", "name", "fake", "config", 0),
+        ("crm.contacts", "phone", "hash", "policy_tag", 0),
+        ("crm.orders_pii", "email", "hash", "config", 0),
+    ]
     privacy_alerts = [p["text"] for p in webhook.posts if p["text"].startswith(":warning:")]
     assert len(privacy_alerts) == 1, [p["text"] for p in webhook.posts]
     assert f"unmasked: {ds('dev_crm')}.contacts.notes (policy tags: {NOTES_TAG})" in privacy_alerts[0]
@@ -205,21 +245,23 @@ def test_dry_run_shows_the_bytes_the_masked_copies_bill(crm_config: Any, run_dag
     # the masked copy reads the window's partitions (144 of 400) and the check reads copy and prod again
     assert planned["crm.contacts"]["action"] == "masked_ctas"
     assert planned["crm.contacts"]["est_bytes_billed"] > planned["crm.events"]["est_bytes_billed"]
-    assert planned["crm.regions"]["est_bytes_billed"] == planned["crm.events"]["est_bytes_billed"] == 2 * 10 * 1024 ** 2
+    assert planned["crm.regions"]["est_bytes_billed"] == planned["crm.events"]["est_bytes_billed"] == 2 * 10 * 1024**2
 
 
-def test_a_missing_salt_fails_before_anything_is_written(crm_config: Any, run_dag: Any,
-                                                         monkeypatch: pytest.MonkeyPatch,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_missing_salt_fails_before_anything_is_written(
+    crm_config: Any, run_dag: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = crm_config()
     monkeypatch.delenv("ENVSYNC_MASKING_SALT")
     dag_run = run_dag("prod_to_dev_sync", A, config_path=config)
     assert str(dag_run.state) == "failed"
     assert states(dag_run)["plan[-1]"] == "failed"
     assert not exists("dev_crm")
-    failure = capsys.readouterr().out    # the task log of dag.test
-    assert ("AirflowFailException: hash/fake masks of ['crm.contacts', 'crm.orders_pii'] need a salt in the "
-            "environment variable ENVSYNC_MASKING_SALT") in failure
+    failure = capsys.readouterr().out  # the task log of dag.test
+    assert (
+        "AirflowFailException: hash/fake masks of ['crm.contacts', 'crm.orders_pii'] need a salt in the "
+        "environment variable ENVSYNC_MASKING_SALT"
+    ) in failure
 
 
 def test_a_mask_on_the_discovered_partitioning_column_is_refused_at_plan_time(
@@ -243,21 +285,35 @@ def test_a_mask_on_the_date_column_is_refused_at_config_load(crm_config: Any) ->
 def test_prod_copy_is_exact_unless_privacy_lists_it(crm_config: Any, run_dag: Any) -> None:
     exact = run_dag("prod_copy", None, {}, config_path=crm_config())
     assert str(exact.state) == "success", states(exact)
-    raw = rows(f"select count(*) as n from `{PROJECT}.prodcopy_crm.contacts` as c join `{PROJECT}.crm.contacts` "
-               "as p using (contact_id) where c.email = p.email and c.name = p.name")
+    raw = rows(
+        f"select count(*) as n from `{PROJECT}.prodcopy_crm.contacts` as c join `{PROJECT}.crm.contacts` "
+        "as p using (contact_id) where c.email = p.email and c.name = p.name"
+    )
     assert raw == [{"n": 400}]
     done = report("prod_copy", exact.run_id)
     assert {r["action"] for r in done["results"]} == {"full_clone"}
     assert done["privacy"]["masked"] == [] and {r["column"] for r in done["privacy"]["unmasked_tagged"]} == {
-        "phone", "notes"}
+        "phone",
+        "notes",
+    }
 
-    listed = run_dag("prod_copy", None, {}, config_path=crm_config(
-        privacy={"policy_tags": [TAXONOMY], "environments": ["dev", "qa", "staging", "test", "prodcopy"]}))
+    listed = run_dag(
+        "prod_copy",
+        None,
+        {},
+        config_path=crm_config(
+            privacy={"policy_tags": [TAXONOMY], "environments": ["dev", "qa", "staging", "test", "prodcopy"]}
+        ),
+    )
     assert str(listed.state) == "success", states(listed)
     leaks = rows(f"""select count(*) as joined, countif(c.email = p.email) as email, countif(c.name = p.name) as name,
                             countif(c.phone = p.phone) as phone
                      from `{PROJECT}.prodcopy_crm.contacts` as c join `{PROJECT}.crm.contacts` as p using (contact_id)""")
     assert leaks == [{"joined": 400, "email": 0, "name": 0, "phone": 0}]
     actions = {r["table"]: r["action"] for r in report("prod_copy", listed.run_id)["results"]}
-    assert actions == {"crm.contacts": "masked_ctas", "crm.orders_pii": "masked_ctas", "crm.events": "full_clone",
-                       "crm.regions": "full_clone"}
+    assert actions == {
+        "crm.contacts": "masked_ctas",
+        "crm.orders_pii": "masked_ctas",
+        "crm.events": "full_clone",
+        "crm.regions": "full_clone",
+    }

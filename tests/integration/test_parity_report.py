@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 NS = sandbox.namespace("envsync-parity")
 PROJECT = NS.project
 ds, fq = NS.ds, NS.fq
-UTC = dt.timezone.utc
+UTC = dt.UTC
 SALT = "test-salt-not-a-secret"
 ADD_EMAIL = """-- envsync: phase=expand
 alter table sales.customers add column email string;
@@ -87,25 +87,28 @@ def setup(demo_prod: Any, config_file: Any, tmp_path: Path, monkeypatch: pytest.
     migrations.mkdir()
     monkeypatch.setenv("ENVSYNC_MIGRATIONS_DIR", str(migrations))
     monkeypatch.setenv("ENVSYNC_MASKING_SALT", SALT)
-    path = config_file(project=NS.virtual_project, state__bucket="envsync-parity-state",
-                       tables={"sales.audit_log": {"exclude": True}})
+    path = config_file(
+        project=NS.virtual_project, state__bucket="envsync-parity-state", tables={"sales.audit_log": {"exclude": True}}
+    )
     monkeypatch.setenv("ENVSYNC_CONFIG", str(path))
     yield load_config(path), path, migrations
 
 
 def runner(config: Any) -> Any:
-    from envsync.core.guard import GuardedBigQuery, WriteGuard
     from envsync.bigquery.jobs import JobRunner
+    from envsync.core.guard import GuardedBigQuery, WriteGuard
 
     bq = GuardedBigQuery(client(), WriteGuard.from_config(config), config.location)
-    return JobRunner(bq, dag_id="promote_schema", run_id=f"manual__{uuid.uuid4().hex[:8]}", task_id="apply",
-                     timeout=120)
+    return JobRunner(
+        bq, dag_id="promote_schema", run_id=f"manual__{uuid.uuid4().hex[:8]}", task_id="apply", timeout=120
+    )
 
 
 def test_parity_after_clean_refreshes_then_drift_expected_migrations_staleness_and_the_alert(
-        setup: Any, run_dag: Any, webhook: Webhook) -> None:
-    from envsync.migrations.ledger import apply, load_migrations, read_ledger, unapplied
+    setup: Any, run_dag: Any, webhook: Webhook
+) -> None:
     from envsync.environments.parity import check
+    from envsync.migrations.ledger import apply, load_migrations, read_ledger, unapplied
 
     config, path, migrations = setup
     a = dt.datetime(2026, 11, 21, 2, tzinfo=UTC)
@@ -122,8 +125,14 @@ def test_parity_after_clean_refreshes_then_drift_expected_migrations_staleness_a
     assert drift(after_reseed, "qa") == [] and drift(after_sync, "dev") == []
     assert of_status(after_sync, "dev", "expected") == [("missing_object", "sales.audit_log")]
     counted = {f["object_name"]: f for f in after_sync if f["finding"] == "rows"}
-    assert sorted(counted) == ["marketing.ad_spend", "marketing.campaigns", "marketing.sessions", "sales.customers",
-                               "sales.orders", "sales.orders_flat"]
+    assert sorted(counted) == [
+        "marketing.ad_spend",
+        "marketing.campaigns",
+        "marketing.sessions",
+        "sales.customers",
+        "sales.orders",
+        "sales.orders_flat",
+    ]
     assert all(f["status"] == "ok" and f["prod_rows"] == f["env_rows"] > 0 for f in counted.values()), counted
     fresh = [f for f in after_sync if f["finding"] == "freshness"]
     assert len(fresh) == 2 and all(f["status"] == "ok" and f["age_hours"] < 1 for f in fresh)
@@ -134,12 +143,20 @@ def test_parity_after_clean_refreshes_then_drift_expected_migrations_staleness_a
     # 2. a migration promoted to qa through the library; drift made in dev by hand
     (migrations / "0001_add_email.sql").write_text(ADD_EMAIL)
     listed = load_migrations(config)
-    apply(config, runner(config), "qa", unapplied(listed, read_ledger(config, client()), "qa"), files=listed,
-          ledger=read_ledger(config, client()))
-    for sql in (f"alter table `{PROJECT}.dev_sales.customers` drop column country",
-                f"create table `{PROJECT}.dev_marketing.notes` (note string)",
-                f"create or replace table `{PROJECT}.dev_marketing.ad_spend` as "
-                f"select * replace (cast(cost as string) as cost) from `{PROJECT}.dev_marketing.ad_spend`"):
+    apply(
+        config,
+        runner(config),
+        "qa",
+        unapplied(listed, read_ledger(config, client()), "qa"),
+        files=listed,
+        ledger=read_ledger(config, client()),
+    )
+    for sql in (
+        f"alter table `{PROJECT}.dev_sales.customers` drop column country",
+        f"create table `{PROJECT}.dev_marketing.notes` (note string)",
+        f"create or replace table `{PROJECT}.dev_marketing.ad_spend` as "
+        f"select * replace (cast(cost as string) as cost) from `{PROJECT}.dev_marketing.ad_spend`",
+    ):
         rows(sql)
 
     check_run = run_dag("parity", None, {"environments": ["dev", "qa"]}, config_path=path)
@@ -147,11 +164,16 @@ def test_parity_after_clean_refreshes_then_drift_expected_migrations_staleness_a
     assert str(check_run.state) == "success", states(check_run)
     found = findings(check_run.run_id)
     # re-created by hand, ad_spend also lost prod's description
-    assert drift(found, "dev") == [("column_type", "marketing.ad_spend.cost"), ("description", "marketing.ad_spend"),
-                                   ("extra_object", "marketing.notes"), ("missing_column", "sales.customers.country")]
+    assert drift(found, "dev") == [
+        ("column_type", "marketing.ad_spend.cost"),
+        ("description", "marketing.ad_spend"),
+        ("extra_object", "marketing.notes"),
+        ("missing_column", "sales.customers.country"),
+    ]
     assert drift(found, "qa") == []
     assert {("extra_column", "sales.customers.email"), ("extra_object", "marketing.customer_emails")} <= set(
-        of_status(found, "qa", "expected"))
+        of_status(found, "qa", "expected")
+    )
     cost = next(f for f in found if f["object_name"] == "marketing.ad_spend.cost")
     assert (cost["prod_value"], cost["env_value"]) == ("NUMERIC", "STRING")
     # the Slack alert: the count, the environments, the top findings, the link
@@ -168,15 +190,21 @@ def test_parity_after_clean_refreshes_then_drift_expected_migrations_staleness_a
     latest = {r["environment"]: r for r in rows((REPO_ROOT / "sql" / "reports" / "latest_parity.sql").read_text())}
     assert latest["dev"]["run_id"] == latest["qa"]["run_id"] == check_run.run_id
     assert (latest["dev"]["drift"], latest["qa"]["drift"]) == (4, 0) and latest["qa"]["expected"] >= 2
-    assert len(latest["dev"]["drift_findings"]) == 4     # ARRAY_AGG(IF(drift, …, NULL) IGNORE NULLS … LIMIT 20)
+    assert len(latest["dev"]["drift_findings"]) == 4  # ARRAY_AGG(IF(drift, …, NULL) IGNORE NULLS … LIMIT 20)
     assert "missing_column sales.customers.country: column country is missing" in latest["dev"]["drift_findings"]
     assert latest["qa"]["drift_findings"] == []
 
     # 3. the same dev nine days later: stale, and its rows cannot be counted as of a T past time travel
-    later = check(config, runner(config), environments=["dev"], datasets=list(config.prod.datasets),
-                  now=cut + dt.timedelta(days=9))
+    later = check(
+        config,
+        runner(config),
+        environments=["dev"],
+        datasets=list(config.prod.datasets),
+        now=cut + dt.timedelta(days=9),
+    )
     stale = [f for f in later.findings if f.finding == "stale"]
     assert len(stale) == 2 and all(f.status == "drift" and "older than 8 days" in f.detail for f in stale)
     counts = [f for f in later.findings if f.finding == "rows"]
-    assert counts and all(f.status == "unknown" and "could not be taken" in f.detail and "time-travel window"
-                          in f.detail for f in counts)
+    assert counts and all(
+        f.status == "unknown" and "could not be taken" in f.detail and "time-travel window" in f.detail for f in counts
+    )

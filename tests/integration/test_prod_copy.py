@@ -23,14 +23,19 @@ def test_prod_copy_is_whole_and_reset_discards_changes(clean_dev: None, run_dag:
     copy = run_dag("prod_copy", None, {"datasets": [ds("sales"), ds("marketing")]})
     assert str(copy.state) == "success", states(copy)
     # a full copy: every row of prod, not a window; the view reads prod-copy
-    for table, key in (("sales.orders", "order_id"), ("sales.orders_flat", "order_id"),
-                       ("sales.customers", "customer_id"), ("marketing.sessions", "session_id")):
+    for table, key in (
+        ("sales.orders", "order_id"),
+        ("sales.orders_flat", "order_id"),
+        ("sales.customers", "customer_id"),
+        ("marketing.sessions", "session_id"),
+    ):
         assert contents(f"prodcopy_{table}", key) == contents(table, key), table
     view = bq_client().get_table(fq("prodcopy_marketing.campaign_revenue"))
     assert ds("prodcopy_sales") in view.view_query and f"`{ds('sales')}." not in view.view_query
     assert bq_client().get_dataset(fq("prodcopy_sales")).labels["envsync-env"] == "prodcopy"
-    expected = {t: contents(f"prodcopy_{t}", k) for t, k in (("sales.orders", "order_id"),
-                                                            ("sales.customers", "customer_id"))}
+    expected = {
+        t: contents(f"prodcopy_{t}", k) for t, k in (("sales.orders", "order_id"), ("sales.customers", "customer_id"))
+    }
 
     # people work in prod-copy ...
     query(f"delete from `{PROJECT}.prodcopy_sales.orders` where order_id < 100")
@@ -42,8 +47,10 @@ def test_prod_copy_is_whole_and_reset_discards_changes(clean_dev: None, run_dag:
         reset = run_dag("prod_copy", None, {"mode": "reset", "datasets": [ds("sales")]})
         assert str(reset.state) == "success", states(reset)
         # back to exactly the copy as of the recorded T: changes gone, prod's later row not there
-        assert {t: contents(f"prodcopy_{t}", k) for t, k in (("sales.orders", "order_id"),
-                                                            ("sales.customers", "customer_id"))} == expected
+        assert {
+            t: contents(f"prodcopy_{t}", k)
+            for t, k in (("sales.orders", "order_id"), ("sales.customers", "customer_id"))
+        } == expected
         assert "scratch" not in {t.table_id for t in bq_client().list_tables(fq("prodcopy_sales"))}
     finally:
         query(f"delete from `{PROJECT}.sales.customers` where customer_id = 500")
@@ -65,4 +72,4 @@ def test_as_of_outside_time_travel_is_refused_before_any_write(clean_dev: None, 
         check_as_of(parse_as_of("2026-11-23T00:00:00+00:00", now), now, 168)
     with pytest.raises(AsOfError, match="no time zone"):
         parse_as_of("2026-11-20T08:00:00", now)
-    check_as_of(parse_as_of("2026-11-20T08:00:00+00:00", now), now, 168)   # inside: accepted
+    check_as_of(parse_as_of("2026-11-20T08:00:00+00:00", now), now, 168)  # inside: accepted

@@ -55,10 +55,12 @@ def test_as_of_outside_a_datasets_own_48_hour_window_is_refused_naming_it(
     dag_run = run_dag("prod_copy", None, {"as_of": as_of.isoformat(), "datasets": [ds("sales"), ds("marketing")]})
     assert str(dag_run.state) == "failed"
     assert states(dag_run)["plan[-1]"] == "failed"
-    assert not [name for name in dataset_names() if name.startswith("prodcopy_")]   # nothing written
-    failure = capsys.readouterr().out    # the task log of dag.test
-    assert (f"as_of {as_of.isoformat()} is outside BigQuery's time-travel window of 48 h of prod dataset "
-            f"{ds('marketing')!r} (its max_time_travel_hours in BigQuery)") in failure
+    assert not [name for name in dataset_names() if name.startswith("prodcopy_")]  # nothing written
+    failure = capsys.readouterr().out  # the task log of dag.test
+    assert (
+        f"as_of {as_of.isoformat()} is outside BigQuery's time-travel window of 48 h of prod dataset "
+        f"{ds('marketing')!r} (its max_time_travel_hours in BigQuery)"
+    ) in failure
 
 
 @pytest.fixture
@@ -93,13 +95,20 @@ def test_prod_copy_skips_tables_created_after_t_and_verifies_the_schema_as_of_t(
     rows = {r["table"]: r for r in report["results"]}
     late = rows[f"{ds('sales')}.tt_late"]
     assert (late["action"], late["status"]) == ("skip", "skipped")
-    assert late["reason"].startswith("created at ") and f", after T = {cut.isoformat()}: it did not exist as of T" in late["reason"]
+    assert (
+        late["reason"].startswith("created at ")
+        and f", after T = {cut.isoformat()}: it did not exist as of T" in late["reason"]
+    )
     # ... and the other tables are copied as of T, with the schema they had at T
     copied = client.get_table(fq("prodcopy_sales.tt_accounts"))
     assert [(f.name, f.field_type, f.mode) for f in copied.schema] == [
-        ("account_id", "INTEGER", "REQUIRED"), ("name", "STRING", "NULLABLE")]
-    assert [r["account_id"] for r in query(f"select account_id from `{PROJECT}.prodcopy_sales.tt_accounts` "
-                                           "order by account_id")] == [1, 2]
+        ("account_id", "INTEGER", "REQUIRED"),
+        ("name", "STRING", "NULLABLE"),
+    ]
+    assert [
+        r["account_id"]
+        for r in query(f"select account_id from `{PROJECT}.prodcopy_sales.tt_accounts` order by account_id")
+    ] == [1, 2]
     accounts = rows[f"{ds('sales')}.tt_accounts"]
     assert accounts["status"] == "ok" and "columns added since T: ['tier']" in accounts["reason"]
     assert rows[f"{ds('sales')}.orders"]["status"] == "ok"
@@ -109,9 +118,9 @@ def test_prod_copy_verification_fails_a_copy_missing_a_column_that_existed_at_t(
     clean_dev: None, late_changes: dict[str, Any], run_dag: Any
 ) -> None:
     """The verification of the run's plan (prod's schema as of T) applied to a copy without `name`."""
+    from envsync.bigquery.jobs import JobRunner, JobStats
     from envsync.core.config import load_config
     from envsync.core.guard import GuardedBigQuery, TableRef, WriteGuard
-    from envsync.bigquery.jobs import JobRunner, JobStats
     from envsync.sync.plan import DatasetPlan
     from envsync.sync.run import DatasetSync, RunInfo
 
@@ -119,8 +128,11 @@ def test_prod_copy_verification_fails_a_copy_missing_a_column_that_existed_at_t(
     copy = run_dag("prod_copy", None, {"as_of": cut.isoformat(), "datasets": [ds("sales")]})
     assert str(copy.state) == "success", states(copy)
     plan = DatasetPlan.from_dict(next(p for p in latest_report()["plans"] if p["dataset"] == ds("sales")))
-    query(f"create table `{PROJECT}.prodcopy_sales.tt_accounts_bad` (account_id int64 not null) as "
-          f"select account_id from `{PROJECT}.sales.tt_accounts` for system_time as of @cut", cut=cut)
+    query(
+        f"create table `{PROJECT}.prodcopy_sales.tt_accounts_bad` (account_id int64 not null) as "
+        f"select account_id from `{PROJECT}.sales.tt_accounts` for system_time as of @cut",
+        cut=cut,
+    )
 
     config = load_config()
     bq = GuardedBigQuery(bq_client(), WriteGuard.from_config(config), "US")

@@ -76,8 +76,10 @@ def columns(table: str) -> list[str]:
 
 def fingerprint(table: str) -> tuple[list[tuple[str, str, str]], int, str]:
     """Schema, row count and checksum of a table, computed as the backup tests do."""
-    got = rows(f"select count(*) as n, coalesce(bit_xor(farm_fingerprint(to_json_string(t))), 0) as c "
-               f"from `{PROJECT}.{table}` as t")[0]
+    got = rows(
+        f"select count(*) as n, coalesce(bit_xor(farm_fingerprint(to_json_string(t))), 0) as c "
+        f"from `{PROJECT}.{table}` as t"
+    )[0]
     return schema(table), got["n"], str(got["c"])
 
 
@@ -104,10 +106,13 @@ def parity(dag_run: Any) -> list[tuple[str, str, str, str]]:
     """(environment, finding, object, status) of the parity rows the run's `parity` task recorded."""
     from google.cloud import bigquery
 
-    config = bigquery.QueryJobConfig(query_parameters=[bigquery.ScalarQueryParameter("run_id", "STRING",
-                                                                                     dag_run.run_id)])
-    sql = NS.sql(f"select environment, finding, object_name, status from `{PROJECT}.envsync_audit.parity` "
-                 "where run_id = @run_id order by 1, 2, 3")
+    config = bigquery.QueryJobConfig(
+        query_parameters=[bigquery.ScalarQueryParameter("run_id", "STRING", dag_run.run_id)]
+    )
+    sql = NS.sql(
+        f"select environment, finding, object_name, status from `{PROJECT}.envsync_audit.parity` "
+        "where run_id = @run_id order by 1, 2, 3"
+    )
     return [tuple(r.values()) for r in client().query(sql, job_config=config, job_retry=None).result()]
 
 
@@ -137,12 +142,19 @@ def build_environment(env: str) -> None:
             if item.table_type == "VIEW":
                 views.append((name, item.table_id, c.get_table(item.reference).view_query))
             else:
-                c.copy_table(fq(f"{name}.{item.table_id}"), fq(f"{env}_{name}.{item.table_id}"),
-                             job_config=bigquery.CopyJobConfig(write_disposition="WRITE_EMPTY")).result()
+                c.copy_table(
+                    fq(f"{name}.{item.table_id}"),
+                    fq(f"{env}_{name}.{item.table_id}"),
+                    job_config=bigquery.CopyJobConfig(write_disposition="WRITE_EMPTY"),
+                ).result()
     for name, view, query in views:
-        c.query(f"create view `{fq(f'{env}_{name}.{view}')}` as {rewrite_view_sql(query, mapping, PROJECT).sql}",
-                job_retry=None).result()
-    c.query(f"delete from `{fq(f'{env}_sales.customers')}` where customer_id > {KEEP_CUSTOMERS}", job_retry=None).result()
+        c.query(
+            f"create view `{fq(f'{env}_{name}.{view}')}` as {rewrite_view_sql(query, mapping, PROJECT).sql}",
+            job_retry=None,
+        ).result()
+    c.query(
+        f"delete from `{fq(f'{env}_sales.customers')}` where customer_id > {KEEP_CUSTOMERS}", job_retry=None
+    ).result()
 
 
 @pytest.fixture(scope="module")
@@ -153,12 +165,16 @@ def demo_prod(emulators: Any) -> dict[str, Any]:
 @pytest.fixture
 def fresh(demo_prod: Any) -> Iterator[None]:
     """Prod as the demo made it, qa and staging built from it, no ledger, no backups."""
+
     def reset() -> None:
         for name in datasets():
             if name.startswith(("qa_", "staging_", "dev_", "drill_", "backup_", "envsync_audit")):
                 client().delete_dataset(fq(name), delete_contents=True, not_found_ok=True)
-        if columns("sales.customers") != ["customer_id", "name", "segment", "country"] or set(tables("marketing")) != {
-                "campaigns", "sessions", "ad_spend", "campaign_revenue"} or "loyalty" in tables("sales"):
+        if (
+            columns("sales.customers") != ["customer_id", "name", "segment", "country"]
+            or set(tables("marketing")) != {"campaigns", "sessions", "ad_spend", "campaign_revenue"}
+            or "loyalty" in tables("sales")
+        ):
             client().delete_table(fq("marketing.customer_emails"), not_found_ok=True)
             client().delete_table(fq("sales.loyalty"), not_found_ok=True)
             create_demo_prod_in(NS)
@@ -211,7 +227,8 @@ def promote(run_dag: Any, config: Any) -> Any:
 
 
 def test_an_expand_migration_goes_qa_staging_prod_and_prod_only_with_the_phrase(
-        fresh: None, migrations_dir: Path, config: Any, promote: Any, seeds_with: Any, webhook: Webhook) -> None:
+    fresh: None, migrations_dir: Path, config: Any, promote: Any, seeds_with: Any, webhook: Webhook
+) -> None:
     (migrations_dir / "0001_add_email.sql").write_text(ADD_EMAIL)
     seeds_with(email="concat('seed', cast(customer_id as string), '@example.com')")
     prod_before = fingerprint("sales.customers")
@@ -232,13 +249,15 @@ def test_an_expand_migration_goes_qa_staging_prod_and_prod_only_with_the_phrase(
     assert str(dag_run.state) == "success", states(dag_run)
     plan = report(dag_run)["plan"]
     assert "  prod     holds -; would run 1" in plan and "  staging  holds 1" in plan
-    assert "migration 1 (0001_add_email.sql, expand) on prod: touches marketing.customer_emails, sales.customers" in plan
+    assert (
+        "migration 1 (0001_add_email.sql, expand) on prod: touches marketing.customer_emails, sales.customers" in plan
+    )
     assert "    alter table sales.customers add column email string" in plan
     assert plan.endswith("to apply, set confirm to exactly: apply schema migrations 1 to prod")
     assert [r["status"] for r in report(dag_run)["results"]] == ["planned"]
     assert (datasets(), ledger(config), tables("sales"), tables("marketing")) == before
     assert fingerprint("sales.customers") == prod_before
-    assert states(dag_run)["parity[-1]"] == "success" and parity(dag_run) == []   # skipped: nothing promoted
+    assert states(dag_run)["parity[-1]"] == "success" and parity(dag_run) == []  # skipped: nothing promoted
 
     # the wrong phrase is refused before any write
     dag_run = promote("prod", confirm="apply schema migrations 2 to prod")
@@ -268,7 +287,8 @@ def test_an_expand_migration_goes_qa_staging_prod_and_prod_only_with_the_phrase(
 
 
 def test_a_staging_promotion_is_refused_while_qa_lacks_it(
-        fresh: None, migrations_dir: Path, config: Any, promote: Any, webhook: Webhook) -> None:
+    fresh: None, migrations_dir: Path, config: Any, promote: Any, webhook: Webhook
+) -> None:
     (migrations_dir / "0001_add_email.sql").write_text(ADD_EMAIL)
     before = fingerprint("staging_sales.customers")
 
@@ -287,7 +307,8 @@ def test_a_staging_promotion_is_refused_while_qa_lacks_it(
 
 
 def test_a_hotfix_goes_to_staging_and_prod_skipping_qa(
-        fresh: None, migrations_dir: Path, config: Any, promote: Any, seeds_with: Any, webhook: Webhook) -> None:
+    fresh: None, migrations_dir: Path, config: Any, promote: Any, seeds_with: Any, webhook: Webhook
+) -> None:
     (migrations_dir / "0001_add_email.sql").write_text(ADD_EMAIL)
     seeds_with(email="concat('seed', cast(customer_id as string), '@example.com')")
 
@@ -319,8 +340,7 @@ def test_a_hotfix_goes_to_staging_and_prod_skipping_qa(
     assert "schema migrations 1 -> prod, lane hotfix; hotfix lane: 1 skipped qa" in text
 
 
-def test_an_edited_applied_migration_is_refused(
-        fresh: None, migrations_dir: Path, config: Any, promote: Any) -> None:
+def test_an_edited_applied_migration_is_refused(fresh: None, migrations_dir: Path, config: Any, promote: Any) -> None:
     (migrations_dir / "0001_add_email.sql").write_text(ADD_EMAIL)
     assert str(promote("qa").state) == "success"
     (migrations_dir / "0001_add_email.sql").write_text(ADD_EMAIL.replace("@example.com", "@example.org"))
@@ -335,7 +355,8 @@ def test_an_edited_applied_migration_is_refused(
 
 
 def test_a_failing_prod_migration_is_rolled_back_from_the_pinned_backup(
-        fresh: None, migrations_dir: Path, config: Any, promote: Any, seeds_with: Any, webhook: Webhook) -> None:
+    fresh: None, migrations_dir: Path, config: Any, promote: Any, seeds_with: Any, webhook: Webhook
+) -> None:
     (migrations_dir / "0001_loyalty.sql").write_text(LOYALTY)
     seeds_with(score="cast(null as int64)")
     for env in ("qa", "staging"):
@@ -362,7 +383,8 @@ def test_a_failing_prod_migration_is_rolled_back_from_the_pinned_backup(
 
 
 def test_a_contract_migration_is_refused_while_a_view_reads_the_dropped_column(
-        fresh: None, migrations_dir: Path, config: Any, promote: Any) -> None:
+    fresh: None, migrations_dir: Path, config: Any, promote: Any
+) -> None:
     (migrations_dir / "0001_drop_segment.sql").write_text(DROP_SEGMENT)
     for env in ("qa", "staging"):
         dag_run = promote(env)
@@ -375,8 +397,10 @@ def test_a_contract_migration_is_refused_while_a_view_reads_the_dropped_column(
     assert str(dag_run.state) == "failed"
     assert states(dag_run)["plan[-1]"] == "failed"
     refused = report(dag_run)["refused"]
-    assert ("0001_drop_segment.sql removes sales.customers.segment, but view marketing.campaign_revenue of prod "
-            "still reads it") in refused
+    assert (
+        "0001_drop_segment.sql removes sales.customers.segment, but view marketing.campaign_revenue of prod "
+        "still reads it"
+    ) in refused
     assert fingerprint("sales.customers") == before
     assert not {d for d in datasets() if d.startswith("backup_")}
     assert ledger(config) == [("qa", 1, "applied"), ("staging", 1, "applied")]
@@ -388,7 +412,8 @@ alter table sales.orders add column note string;
 
 
 def test_a_later_migration_is_promoted_where_an_earlier_one_is_held_also_through_the_hotfix_lane(
-        fresh: None, migrations_dir: Path, config: Any, promote: Any, seeds_with: Any) -> None:
+    fresh: None, migrations_dir: Path, config: Any, promote: Any, seeds_with: Any
+) -> None:
     """qa and staging hold version 1; version 2 goes to staging as a hotfix, then to qa. What each
     environment already holds is checked against every migration file, not only those about to run."""
     (migrations_dir / "0001_add_email.sql").write_text(ADD_EMAIL)
@@ -406,5 +431,9 @@ def test_a_later_migration_is_promoted_where_an_earlier_one_is_held_also_through
         assert columns(f"{env}_sales.orders")[-1] == "note"
         assert columns(f"{env}_sales.customers")[-1] == "email"
     assert "note" not in columns("sales.orders")
-    assert ledger(config) == [("qa", 1, "applied"), ("staging", 1, "applied"), ("staging", 2, "applied"),
-                              ("qa", 2, "applied")]
+    assert ledger(config) == [
+        ("qa", 1, "applied"),
+        ("staging", 1, "applied"),
+        ("staging", 2, "applied"),
+        ("qa", 2, "applied"),
+    ]

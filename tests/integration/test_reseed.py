@@ -18,7 +18,7 @@ from testkit import REPO_ROOT, UTC, create_demo_prod_in, states
 
 pytestmark = pytest.mark.integration
 
-NS = sandbox.namespace("envsync-reseed")   # logical names here; on a GCP sandbox they are run-prefixed
+NS = sandbox.namespace("envsync-reseed")  # logical names here; on a GCP sandbox they are run-prefixed
 PROJECT = NS.project
 BUCKET = NS.bucket("envsync-reseed-state")
 ds, tref, fq = NS.ds, NS.tref, NS.fq
@@ -51,7 +51,9 @@ def schema(table: str) -> list[tuple[str, str, str]]:
     def flat(fields: Any, prefix: str = "") -> list[tuple[str, str, str]]:
         out = []
         for f in fields:
-            kind = {"INTEGER": "INT64", "FLOAT": "FLOAT64", "BOOLEAN": "BOOL", "RECORD": "STRUCT"}.get(f.field_type, f.field_type)
+            kind = {"INTEGER": "INT64", "FLOAT": "FLOAT64", "BOOLEAN": "BOOL", "RECORD": "STRUCT"}.get(
+                f.field_type, f.field_type
+            )
             out.append((prefix + f.name, kind, f.mode))
             out += flat(f.fields, prefix + f.name + ".")
         return out
@@ -137,7 +139,7 @@ def test_reseed_gives_seed_rows_on_prod_schema_and_is_reproducible(
     labels = datasets()["qa_sales"]
     assert labels["envsync-env"] == "qa" and labels["envsync-seed-version"] == first["seed_version"]["version"]
     checksums = {r["target"]: r["checksum"] for r in first["results"] if r["checksum"] is not None}
-    assert len(checksums) == 2 * (6 + 1)   # 6 seeded + audit_log, in qa and staging
+    assert len(checksums) == 2 * (6 + 1)  # 6 seeded + audit_log, in qa and staging
 
     # a second reseed: identical checksums, same seed version
     again = run_dag("reseed_environments", None, {}, config_path=cfg)
@@ -154,23 +156,29 @@ def test_prod_column_rename_fails_the_contract_and_changes_nothing(
     cfg = reseed_config()
     assert str(run_dag("reseed_environments", None, {}, config_path=cfg).state) == "success"
     before_sets, before = datasets(), snapshot()
-    client().query(NS.sql(f"alter table `{PROJECT}.sales.customers` rename column country to customer_country"),
-                   job_retry=None).result()
+    client().query(
+        NS.sql(f"alter table `{PROJECT}.sales.customers` rename column country to customer_country"), job_retry=None
+    ).result()
     try:
         failed = run_dag("reseed_environments", None, {}, config_path=cfg)
         assert str(failed.state) == "failed"
         st = states(failed)
         assert st["plan[-1]"] == "failed", st
         assert not any(v == "success" for k, v in st.items() if k.startswith("reseed")), st
-        from envsync.core.config import load_config
         from envsync.bigquery.discovery import discover_dataset
-        from envsync.core.guard import GuardedBigQuery, WriteGuard
         from envsync.bigquery.jobs import JobRunner, JobStats
+        from envsync.core.config import load_config
+        from envsync.core.guard import GuardedBigQuery, WriteGuard
         from envsync.environments.reseed import Reseeder
 
         config = load_config(cfg)
-        runner = JobRunner(GuardedBigQuery(client(), WriteGuard.from_config(config), "US"), dag_id="t",
-                           run_id="contract", task_id="t", timeout=60)
+        runner = JobRunner(
+            GuardedBigQuery(client(), WriteGuard.from_config(config), "US"),
+            dag_id="t",
+            run_id="contract",
+            task_id="t",
+            timeout=60,
+        )
         reseeder = Reseeder(config, runner, dt.datetime.now(UTC))
         info = discover_dataset(client(), PROJECT, ds("sales"))
         problems = reseeder.check_contract(info, reseeder.sources(info), JobStats())
@@ -178,19 +186,26 @@ def test_prod_column_rename_fails_the_contract_and_changes_nothing(
         assert any("customer_country" in p for p in problems), problems
         assert datasets() == before_sets and snapshot() == before
     finally:
-        client().query(NS.sql(f"alter table `{PROJECT}.sales.customers` rename column customer_country to country"),
-                       job_retry=None).result()
+        client().query(
+            NS.sql(f"alter table `{PROJECT}.sales.customers` rename column customer_country to country"), job_retry=None
+        ).result()
 
 
-def test_prod_sample_is_masked_and_children_follow_parents(
-    clean_envs: None, run_dag: Any, reseed_config: Any
-) -> None:
-    cfg = reseed_config(tables={
-        "sales.customers": {"source": "prod_sample", "sample": {"key": "customer_id", "modulo": 3},
-                            "mask": {"name": "fake", "country": {"fixed": "ZZ"}}},
-        "sales.orders": {"source": "prod_sample", "parent": {"table": "sales.customers", "column": "customer_id"},
-                         "mask": {"status": "hash"}},
-    })
+def test_prod_sample_is_masked_and_children_follow_parents(clean_envs: None, run_dag: Any, reseed_config: Any) -> None:
+    cfg = reseed_config(
+        tables={
+            "sales.customers": {
+                "source": "prod_sample",
+                "sample": {"key": "customer_id", "modulo": 3},
+                "mask": {"name": "fake", "country": {"fixed": "ZZ"}},
+            },
+            "sales.orders": {
+                "source": "prod_sample",
+                "parent": {"table": "sales.customers", "column": "customer_id"},
+                "mask": {"status": "hash"},
+            },
+        }
+    )
     dag_run = run_dag("reseed_environments", None, {"environments": ["qa"], "datasets": [ds("sales")]}, config_path=cfg)
     assert str(dag_run.state) == "success", states(dag_run)
     prod_names = {r["name"] for r in rows(f"select name from `{PROJECT}.sales.customers`")}
@@ -199,7 +214,7 @@ def test_prod_sample_is_masked_and_children_follow_parents(
     sampled = rows(f"select customer_id, name, country from `{PROJECT}.qa_sales.customers`")
     total = rows(f"select count(*) as n from `{PROJECT}.sales.customers`")[0]["n"]
     assert 0 < len(sampled) < total
-    assert not ({r["name"] for r in sampled} & prod_names)          # every row, no original value
+    assert not ({r["name"] for r in sampled} & prod_names)  # every row, no original value
     assert {r["country"] for r in sampled} == {"ZZ"} and "ZZ" not in prod_countries
     children = rows(f"select customer_id, status from `{PROJECT}.qa_sales.orders`")
     assert children and {r["customer_id"] for r in children} <= {r["customer_id"] for r in sampled}
@@ -207,12 +222,19 @@ def test_prod_sample_is_masked_and_children_follow_parents(
     # every prod order of a sampled customer is there (the sample is by key, not by row)
     expected = rows(
         f"select count(*) as n from `{PROJECT}.sales.orders` where customer_id in "
-        f"(select customer_id from `{PROJECT}.qa_sales.customers`)")[0]["n"]
+        f"(select customer_id from `{PROJECT}.qa_sales.customers`)"
+    )[0]["n"]
     assert len(children) == expected
     # same config, same prod: the sample is deterministic
     first = contents("qa_sales.customers")
-    assert str(run_dag("reseed_environments", None, {"environments": ["qa"], "datasets": [ds("sales")]},
-                       config_path=cfg).state) == "success"
+    assert (
+        str(
+            run_dag(
+                "reseed_environments", None, {"environments": ["qa"], "datasets": [ds("sales")]}, config_path=cfg
+            ).state
+        )
+        == "success"
+    )
     assert contents("qa_sales.customers") == first
 
 
@@ -222,11 +244,13 @@ def test_test_environment_expires_and_cleanup_removes_only_expired(
     cfg = reseed_config()
     assert str(run_dag("reseed_environments", None, {"datasets": [ds("sales")]}, config_path=cfg).state) == "success"
     client().create_dataset(fq("dev_sales"), exists_ok=True)
-    short = run_dag("reseed_environments", None, {"test_env": "short", "ttl_days": 1, "datasets": [ds("sales")]},
-                    config_path=cfg)
+    short = run_dag(
+        "reseed_environments", None, {"test_env": "short", "ttl_days": 1, "datasets": [ds("sales")]}, config_path=cfg
+    )
     assert str(short.state) == "success", states(short)
-    long = run_dag("reseed_environments", None, {"test_env": "long", "ttl_days": 20, "datasets": [ds("sales")]},
-                   config_path=cfg)
+    long = run_dag(
+        "reseed_environments", None, {"test_env": "long", "ttl_days": 20, "datasets": [ds("sales")]}, config_path=cfg
+    )
     assert str(long.state) == "success", states(long)
     labels = datasets()
     expires = dt.datetime.fromtimestamp(int(labels["test_short_sales"]["envsync-expires"]), UTC)
@@ -268,7 +292,7 @@ def test_bad_params_are_rejected_before_any_bigquery_call(conf: dict[str, Any], 
 
     dag = DagBag(dag_folder=str(REPO_ROOT / "dags")).dags["reseed_environments"]
     params = copy.deepcopy(dag.params)
-    with pytest.raises(ParamValidationError):   # the trigger form / REST API refuse it
+    with pytest.raises(ParamValidationError):  # the trigger form / REST API refuse it
         for key, value in conf.items():
             params[key] = value
         params.validate()
@@ -276,7 +300,10 @@ def test_bad_params_are_rejected_before_any_bigquery_call(conf: dict[str, Any], 
     # and the task refuses it too (a conf that bypassed the form), before building any client
     values = {"environments": None, "datasets": None, "test_env": None, "ttl_days": None, **conf}
     op = PlanReseedOperator(task_id="plan_check", **values)
-    with mock.patch("envsync.core.clients.bigquery_client") as bq, mock.patch("envsync.core.clients.storage_client") as gcs:
+    with (
+        mock.patch("envsync.core.clients.bigquery_client") as bq,
+        mock.patch("envsync.core.clients.storage_client") as gcs,
+    ):
         with pytest.raises(AirflowFailException, match=message):
             op.execute({"dag": dag, "run_id": "r"})
         bq.assert_not_called()

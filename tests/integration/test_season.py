@@ -42,7 +42,7 @@ NS = sandbox.namespace("envsync-season")
 PROJECT = NS.project
 BUCKET = "envsync-season-state"
 SALT = "season-salt-not-a-secret"
-UTC = dt.timezone.utc
+UTC = dt.UTC
 WEEKS = int(__import__("os").environ.get("ENVSYNC_SEASON_WEEKS", "3"))
 
 ADD_EMAIL = """-- envsync: phase=expand
@@ -82,7 +82,7 @@ class VirtualClock:
         if self.now is not None and when < self.now:
             raise AssertionError(f"the season's clock only moves forward: {when} is before {self.now}")
         real = real_time()
-        offset = math.ceil(when.timestamp() - real)   # never before `when`: a scheduled run's logical date is past
+        offset = math.ceil(when.timestamp() - real)  # never before `when`: a scheduled run's logical date is past
         self.path.write_text(f"+{offset}\n")
         if self.traveller is not None:
             self.traveller.stop()
@@ -123,9 +123,14 @@ def client() -> Any:
 def rows(sql: str, **params: Any) -> list[dict[str, Any]]:
     from google.cloud import bigquery
 
-    config = bigquery.QueryJobConfig(query_parameters=[
-        bigquery.ScalarQueryParameter(k, "TIMESTAMP" if isinstance(v, dt.datetime) else
-                                      "DATE" if isinstance(v, dt.date) else "STRING", v) for k, v in params.items()])
+    config = bigquery.QueryJobConfig(
+        query_parameters=[
+            bigquery.ScalarQueryParameter(
+                k, "TIMESTAMP" if isinstance(v, dt.datetime) else "DATE" if isinstance(v, dt.date) else "STRING", v
+            )
+            for k, v in params.items()
+        ]
+    )
     return [dict(r) for r in client().query(sql, job_config=config, job_retry=None).result()]
 
 
@@ -133,8 +138,11 @@ def fingerprint(table: str, *, as_of: dt.datetime | None = None, where: str = "t
     """(rows, bit_xor of farm_fingerprint of every row's JSON) of `project.table`, optionally as of T."""
     clause = " for system_time as of @t" if as_of else ""
     params = {"t": as_of} if as_of else {}
-    got = rows(f"select count(*) as n, coalesce(bit_xor(farm_fingerprint(to_json_string(t))), 0) as c "
-               f"from `{PROJECT}.{table}` as t{clause} where {where}", **params)[0]
+    got = rows(
+        f"select count(*) as n, coalesce(bit_xor(farm_fingerprint(to_json_string(t))), 0) as c "
+        f"from `{PROJECT}.{table}` as t{clause} where {where}",
+        **params,
+    )[0]
     return int(got["n"]), str(got["c"])
 
 
@@ -163,7 +171,7 @@ class Season:
     run_dag: Callable[..., Any]
     clock: VirtualClock
     seeds: Path
-    runs: list[tuple[str, str, str]] = field(default_factory=list)   # (when, dag_id, state)
+    runs: list[tuple[str, str, str]] = field(default_factory=list)  # (when, dag_id, state)
     checks: int = 0
     # prod fingerprints at each backup instant: (dataset, table, taken_at) -> (snapshot, fingerprint)
     backed_up: dict[tuple[str, str, dt.datetime], tuple[str, tuple[int, str]]] = field(default_factory=dict)
@@ -197,8 +205,7 @@ class Season:
     def at(self, when: dt.datetime) -> None:
         self.clock.to(when)
 
-    def run(self, when: dt.datetime, dag_id: str, conf: dict[str, Any] | None = None, *,
-            scheduled: bool = True) -> Any:
+    def run(self, when: dt.datetime, dag_id: str, conf: dict[str, Any] | None = None, *, scheduled: bool = True) -> Any:
         """Run `dag_id` at `when` (a scheduled run has `when` as its logical date; a manual one none),
         require it green, and check every invariant."""
         self.at(when)
@@ -220,8 +227,9 @@ class Season:
 
     def check_audited(self, dag_id: str, run_id: str) -> None:
         audit = self.config.audit.dataset
-        found = rows(f"select status from `{PROJECT}.{NS.ds(audit)}.runs` where dag_id = @d and run_id = @r",
-                     d=dag_id, r=run_id)
+        found = rows(
+            f"select status from `{PROJECT}.{NS.ds(audit)}.runs` where dag_id = @d and run_id = @r", d=dag_id, r=run_id
+        )
         assert [r["status"] for r in found] == ["success"], (dag_id, run_id, found)
         self.ok()
 
@@ -233,8 +241,11 @@ class Season:
         names = dataset_ids()
         assert not [d for d in names if "migcheck" in d], names
         self.ok()
-        left = rows(f"select table_schema, table_name from `{PROJECT}.region-us.INFORMATION_SCHEMA.TABLES` "
-                    f"where ends_with(table_name, @stage) or ends_with(table_name, '__load')", stage=STAGE_SUFFIX)
+        left = rows(
+            f"select table_schema, table_name from `{PROJECT}.region-us.INFORMATION_SCHEMA.TABLES` "
+            f"where ends_with(table_name, @stage) or ends_with(table_name, '__load')",
+            stage=STAGE_SUFFIX,
+        )
         assert not left, left
         self.ok()
 
@@ -261,9 +272,15 @@ class Season:
                 column, kind = action.get("date_column"), action.get("column_type")
                 where = "true"
                 if action["action"] != "full_clone" and column:
-                    bound = f"date('{start.date()}')" if kind == "DATE" else (
-                        f"datetime('{start.replace(tzinfo=None).isoformat()}')" if kind == "DATETIME"
-                        else f"timestamp('{start.isoformat()}')")
+                    bound = (
+                        f"date('{start.date()}')"
+                        if kind == "DATE"
+                        else (
+                            f"datetime('{start.replace(tzinfo=None).isoformat()}')"
+                            if kind == "DATETIME"
+                            else f"timestamp('{start.isoformat()}')"
+                        )
+                    )
                     where = f"`{column}` >= {bound}"
                 expected = fingerprint(f"{dataset}.{action['table']}", as_of=cut, where=where)
                 got = fingerprint(f"{target}.{action['table']}")
@@ -283,8 +300,10 @@ class Season:
             self.ok()
         for row in report["results"]:
             if row.get("checksum") and row["status"] == "ok" and row["action"] in ("seed", "empty", "prod_sample"):
-                got = rows(f"select count(*) as n, coalesce(bit_xor(farm_fingerprint(to_json_string(t))), 0) as c "
-                           f"from `{PROJECT}.{row['target']}` as t")[0]
+                got = rows(
+                    f"select count(*) as n, coalesce(bit_xor(farm_fingerprint(to_json_string(t))), 0) as c "
+                    f"from `{PROJECT}.{row['target']}` as t"
+                )[0]
                 assert (int(got["n"]), str(got["c"])) == (int(row["rows"]), str(row["checksum"])), row
                 self.ok()
 
@@ -317,23 +336,31 @@ class Season:
 
     def expected_at(self, dataset: str, table: str, instant: dt.datetime) -> tuple[dt.datetime, tuple[int, str]]:
         """The newest snapshot of `table` taken by `instant` that the ladder kept, and prod's fingerprint then."""
-        kept = {f"{self.config.env_dataset('backup', dataset)}.{name}"
-                for name in table_kinds(self.config.env_dataset("backup", dataset))}
-        taken = [t for (d, n, t), (snap, _) in self.backed_up.items()
-                 if d == dataset and n == table and t <= instant and snap in kept]
+        kept = {
+            f"{self.config.env_dataset('backup', dataset)}.{name}"
+            for name in table_kinds(self.config.env_dataset("backup", dataset))
+        }
+        taken = [
+            t
+            for (d, n, t), (snap, _) in self.backed_up.items()
+            if d == dataset and n == table and t <= instant and snap in kept
+        ]
         assert taken, (dataset, table, instant)
         return max(taken), self.backed_up[(dataset, table, max(taken))][1]
 
     def check_recovery_drill(self, dag_run: Any) -> None:
         audit = self.config.audit.dataset
-        drilled = rows(f"select dataset, table_name, target, point_in_time, backup_taken_at, status "
-                       f"from `{PROJECT}.{NS.ds(audit)}.recovery_drills` where run_id = @r", r=dag_run.run_id)
+        drilled = rows(
+            f"select dataset, table_name, target, point_in_time, backup_taken_at, status "
+            f"from `{PROJECT}.{NS.ds(audit)}.recovery_drills` where run_id = @r",
+            r=dag_run.run_id,
+        )
         assert drilled and {r["status"] for r in drilled} == {"ok"}, drilled
         for row in drilled:
             dataset = NS.logical(row["dataset"]) or row["dataset"]
             taken, expected = self.expected_at(dataset, row["table_name"], row["point_in_time"])
             assert row["backup_taken_at"] == taken, row
-            target = ".".join(row["target"].split(".")[-2:])   # [project.]dataset.table
+            target = ".".join(row["target"].split(".")[-2:])  # [project.]dataset.table
             assert fingerprint(target) == expected, row
             self.ok()
 
@@ -371,7 +398,8 @@ class Season:
                         continue
                     prefix = f"{dataset}.{table}."
                     expected = [c for c in columns(f"{NS.ds(dataset)}.{table}") if prefix + c not in behind] + sorted(
-                        a.split(".")[2] for a in ahead if a.startswith(prefix) and a.count(".") == 2)
+                        a.split(".")[2] for a in ahead if a.startswith(prefix) and a.count(".") == 2
+                    )
                     assert columns(f"{NS.ds(target)}.{table}") == expected, (env, table, sorted(held), sorted(in_prod))
                     self.ok()
                     if table in self.seed_rows:
@@ -420,8 +448,14 @@ def seed_counts(seeds: Path) -> dict[str, int]:
 
 
 def test_a_season_of_the_schedule_keeps_every_invariant_after_every_run(
-        season_stack: Any, run_dag: Any, config_file: Any, migrations_dir: Path, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    season_stack: Any,
+    run_dag: Any,
+    config_file: Any,
+    migrations_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     from envsync.dev.demo import create_demo_prod
 
     began = time.monotonic()
@@ -429,8 +463,13 @@ def test_a_season_of_the_schedule_keeps_every_invariant_after_every_run(
     clock = VirtualClock(season_stack.clock_file)
     start = next_saturday(dt.datetime.fromtimestamp(real_time(), UTC))
     seeds = season_seeds(tmp_path)
-    path = config_file(project=NS.virtual_project, state__bucket=BUCKET, seeds__dir=str(seeds),
-                       alerts__enabled=False, backups__restore_time_travel_hours=0)
+    path = config_file(
+        project=NS.virtual_project,
+        state__bucket=BUCKET,
+        seeds__dir=str(seeds),
+        alerts__enabled=False,
+        backups__restore_time_travel_hours=0,
+    )
     monkeypatch.setenv("ENVSYNC_CONFIG", str(path))
     season = Season(path, run_dag, clock, seeds)
     try:
@@ -441,15 +480,20 @@ def test_a_season_of_the_schedule_keeps_every_invariant_after_every_run(
     finally:
         clock.stop()
     seconds = time.monotonic() - began
-    summary = (f"season: {WEEKS} simulated weeks ({start:%Y-%m-%d} to {clock.now:%Y-%m-%d}), {len(season.runs)} DAG "
-               f"runs of {len({d for _, d, _ in season.runs})} DAGs, {season.checks} invariants checked, all green, "
-               f"in {seconds:.0f} s")
+    summary = (
+        f"season: {WEEKS} simulated weeks ({start:%Y-%m-%d} to {clock.now:%Y-%m-%d}), {len(season.runs)} DAG "
+        f"runs of {len({d for _, d, _ in season.runs})} DAGs, {season.checks} invariants checked, all green, "
+        f"in {seconds:.0f} s"
+    )
     with capsys.disabled():
         print("\n" + summary)
-    figure = REPO_ROOT / ".devstack" / "season.json"   # shown in pytest's summary (tests/conftest.py)
+    figure = REPO_ROOT / ".devstack" / "season.json"  # shown in pytest's summary (tests/conftest.py)
     figure.parent.mkdir(exist_ok=True)
-    figure.write_text(json.dumps(
-        {"summary": summary, "runs": season.runs, "checks": season.checks, "seconds": round(seconds)}, indent=1))
+    figure.write_text(
+        json.dumps(
+            {"summary": summary, "runs": season.runs, "checks": season.checks, "seconds": round(seconds)}, indent=1
+        )
+    )
     assert len(season.runs) >= 8 * WEEKS and season.checks > 50 * WEEKS
 
 
@@ -473,14 +517,17 @@ def play(season: Season, start: dt.datetime, migrations: Path) -> None:
             (migrations / "0001_add_email.sql").write_text(ADD_EMAIL)
             add_customer_seed_columns(season.seeds, email="concat('seed', cast(customer_id as string), '@example.com')")
             season.run(mon + 10 * hour, "promote_schema", {"target": "qa"}, scheduled=False)
-            season.run(tue + 10 * hour, "reseed_environments", {"test_env": "feature1", "ttl_days": 3},
-                       scheduled=False)
+            season.run(tue + 10 * hour, "reseed_environments", {"test_env": "feature1", "ttl_days": 3}, scheduled=False)
             season.run(wed + 10 * hour, "promote_schema", {"target": "staging"}, scheduled=False)
             prod_gets_rows(season, thu + 9 * hour)
             season.run(thu + 10 * hour, "backup_ladder")
             # migration 1 reaches prod: the next two weekly syncs and the reseeds build on it
-            season.run(fri + 10 * hour, "promote_schema",
-                       {"target": "prod", "confirm": "apply schema migrations 1 to prod"}, scheduled=False)
+            season.run(
+                fri + 10 * hour,
+                "promote_schema",
+                {"target": "prod", "confirm": "apply schema migrations 1 to prod"},
+                scheduled=False,
+            )
         elif week == 1:
             # a hotfix goes staging -> prod skipping qa, then to qa; prod's team adds a table and drops
             # one (and its seed); prod's sales tables are restored into drill as of Saturday's ladder
@@ -488,13 +535,20 @@ def play(season: Season, start: dt.datetime, migrations: Path) -> None:
             (migrations / "0002_add_channel.sql").write_text(ADD_CHANNEL)
             add_seed_columns(season.seeds, "sales/orders_flat", channel="'web'")
             season.run(tue + 10 * hour, "promote_schema", {"target": "staging", "lane": "hotfix"}, scheduled=False)
-            season.run(tue + 11 * hour, "promote_schema",
-                       {"target": "prod", "lane": "hotfix", "confirm": "apply schema migrations 2 to prod"},
-                       scheduled=False)
+            season.run(
+                tue + 11 * hour,
+                "promote_schema",
+                {"target": "prod", "lane": "hotfix", "confirm": "apply schema migrations 2 to prod"},
+                scheduled=False,
+            )
             prod_changes_tables(season, wed + 9 * hour)
             point = sat + 1 * hour + dt.timedelta(minutes=30)
-            season.run(wed + 10 * hour, "restore", {"dataset": "sales", "tables": ["orders", "customers"],
-                                                     "point_in_time": point.isoformat()}, scheduled=False)
+            season.run(
+                wed + 10 * hour,
+                "restore",
+                {"dataset": "sales", "tables": ["orders", "customers"], "point_in_time": point.isoformat()},
+                scheduled=False,
+            )
             season.run(thu + 10 * hour, "promote_schema", {"target": "qa"}, scheduled=False)
             season.run(fri + 16 * hour, "staging_cut", scheduled=False)
             season.run(fri + 17 * hour, "parity", scheduled=False)
@@ -506,12 +560,17 @@ def prod_gets_rows(season: Season, when: dt.datetime) -> None:
     """Prod's application writes: new orders and sessions of the last days."""
     season.at(when)
     day = when.date()
-    rows(f"insert into `{PROJECT}.{NS.ds('sales')}.orders` (order_id, customer_id, order_date) "
-         f"select 100000 + id, 1 + mod(id, 10), date_sub(@day, interval mod(id, 3) day) "
-         f"from unnest(generate_array(1, 25)) as id", day=day)
-    rows(f"insert into `{PROJECT}.{NS.ds('marketing')}.sessions` (session_id, session_start) "
-         f"select 900000 + id, timestamp_sub(@t, interval id hour) from unnest(generate_array(1, 12)) as id",
-         t=when)
+    rows(
+        f"insert into `{PROJECT}.{NS.ds('sales')}.orders` (order_id, customer_id, order_date) "
+        f"select 100000 + id, 1 + mod(id, 10), date_sub(@day, interval mod(id, 3) day) "
+        f"from unnest(generate_array(1, 25)) as id",
+        day=day,
+    )
+    rows(
+        f"insert into `{PROJECT}.{NS.ds('marketing')}.sessions` (session_id, session_start) "
+        f"select 900000 + id, timestamp_sub(@t, interval id hour) from unnest(generate_array(1, 12)) as id",
+        t=when,
+    )
 
 
 def prod_changes_tables(season: Season, when: dt.datetime) -> None:

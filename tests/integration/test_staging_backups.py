@@ -13,8 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from testkit import REPO_ROOT
-from cutkit import TABLES, fingerprints, make_staging
 from backupkit import (
     PROJECT,
     UTC,
@@ -32,6 +30,8 @@ from backupkit import (
     tref,
     write_config,
 )
+from cutkit import TABLES, fingerprints, make_staging
+from testkit import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -84,8 +84,9 @@ def test_a_staging_ladder_run_snapshots_into_backup_staging(staging: None, run_d
     assert units == {ds("shop"), ds("staging_shop")}
 
     # a pin of staging only: the ladder's pinned backups, in staging's backup dataset
-    pin = run_dag("backup_ladder", None, {"reason": "before the rollback rehearsal", "environments": ["staging"]},
-                  config_path=cfg)
+    pin = run_dag(
+        "backup_ladder", None, {"reason": "before the rollback rehearsal", "environments": ["staging"]}, config_path=cfg
+    )
     assert str(pin.state) == "success", states(pin)
     pinned = [t for t in client().list_tables(fq("backup_staging_shop")) if t.labels.get("envsync-pinned") == "true"]
     assert sorted(t.table_id.split("__")[0] for t in pinned) == ["customers", "orders"]
@@ -101,16 +102,17 @@ def test_reseeding_staging_keeps_its_backups_and_a_restore_gives_the_earlier_fin
     ladder = run_dag("backup_ladder", hour, {}, config_path=cfg)
     assert str(ladder.state) == "success", states(ladder)
     time.sleep(1.1)
-    point = now_utc()                          # T: after the snapshot, before the reseed
+    point = now_utc()  # T: after the snapshot, before the reseed
     time.sleep(1.1)
 
     # the reseed destroys staging_shop and re-creates it (no seed for shop's tables: they come back empty)
-    reseed = run_dag("reseed_environments", None, {"environments": ["staging"], "datasets": [ds("shop")]},
-                     config_path=cfg)
+    reseed = run_dag(
+        "reseed_environments", None, {"environments": ["staging"], "datasets": [ds("shop")]}, config_path=cfg
+    )
     assert str(reseed.state) == "success", states(reseed)
     assert fingerprints("staging_shop") == {t: (0, 0) for t in TABLES}
     kept = table_names("backup_staging_shop")
-    assert len(kept) == 2                       # the backups are in another dataset: kept
+    assert len(kept) == 2  # the backups are in another dataset: kept
 
     # the ladder treats the reseed as a new base: a snapshot in the same hour, beside the older one
     again = run_dag("backup_ladder", None, {"environments": ["staging"]}, config_path=cfg)
@@ -122,18 +124,23 @@ def test_reseeding_staging_keeps_its_backups_and_a_restore_gives_the_earlier_fin
 
     # staging restored into itself to T, before the reseed: no confirmation phrase, from the snapshots
     # (time travel cannot read the re-created tables as of T)
-    restore = run_dag("restore", None, {"source": "staging", "dataset": ds("shop"), "point_in_time": point.isoformat(),
-                                        "target": ds("staging_shop")}, config_path=cfg)
+    restore = run_dag(
+        "restore",
+        None,
+        {"source": "staging", "dataset": ds("shop"), "point_in_time": point.isoformat(), "target": ds("staging_shop")},
+        config_path=cfg,
+    )
     assert str(restore.state) == "success", states(restore)
     assert fingerprints("staging_shop") == before
     assert {t: contents(f"staging_shop.{t}") for t in TABLES} == rows_before
-    assert table_names("staging_shop") == {*TABLES, "big_orders"}   # no stage left (the view came with the reseed)
+    assert table_names("staging_shop") == {*TABLES, "big_orders"}  # no stage left (the view came with the reseed)
     results = {r["table"]: r for r in report("restore")["results"]}
     assert {r["action"] for r in results.values()} == {"snapshot"}
     assert "created at" in results[tref("staging_shop.orders")]["reason"]
     # audited like any restore, as staging; the state it overwrote was pinned first
-    [audit] = query(f"select environment, status, datasets from `{PROJECT}.envsync_audit.runs` where run_id = @r",
-                    r=restore.run_id)
+    [audit] = query(
+        f"select environment, status, datasets from `{PROJECT}.envsync_audit.runs` where run_id = @r", r=restore.run_id
+    )
     assert (audit["environment"], audit["status"], audit["datasets"]) == ("staging", "success", ds("staging_shop"))
     pins = [t for t in client().list_tables(fq("backup_staging_shop")) if t.labels.get("envsync-pinned") == "true"]
     assert sorted(t.table_id.split("__")[0] for t in pins) == ["customers", "orders"]
@@ -148,17 +155,22 @@ def test_a_staging_restore_by_time_travel_to_an_earlier_t(staging: None, run_dag
     query(f"update `{PROJECT}.staging_shop.customers` set name = 'changed' where customer_id < 4")
     assert fingerprints("staging_shop") != before
 
-    restore = run_dag("restore", None, {"source": "staging", "dataset": ds("shop"), "point_in_time": point.isoformat()},
-                      config_path=cfg)
+    restore = run_dag(
+        "restore",
+        None,
+        {"source": "staging", "dataset": ds("shop"), "point_in_time": point.isoformat()},
+        config_path=cfg,
+    )
     assert str(restore.state) == "success", states(restore)
-    assert fingerprints("drill_staging_shop") == before     # the default target: staging's own drill dataset
+    assert fingerprints("drill_staging_shop") == before  # the default target: staging's own drill dataset
     assert {r["action"] for r in report("restore")["results"]} == {"time_travel"}
-    assert len(contents("staging_shop.orders")) == 10        # staging itself untouched
+    assert len(contents("staging_shop.orders")) == 10  # staging itself untouched
 
 
 def test_a_prod_target_is_refused_for_a_staging_restore(staging: None, run_dag: Any, cfg: Path) -> None:
-    refused = run_dag("restore", None, {"source": "staging", "dataset": ds("shop"), "target": ds("shop")},
-                      config_path=cfg)
+    refused = run_dag(
+        "restore", None, {"source": "staging", "dataset": ds("shop"), "target": ds("shop")}, config_path=cfg
+    )
     assert str(refused.state) == "failed" and states(refused)["plan[-1]"] == "failed"
     assert "drill_staging_shop" not in {d.dataset_id for d in client().list_datasets()}
 
@@ -171,8 +183,9 @@ def test_a_staging_drill_records_rto_and_rpo_per_environment(staging: None, run_
     drill = run_dag("recovery_drill", today, {"source": "staging"}, config_path=cfg)
     assert str(drill.state) == "success", states(drill)
     assert fingerprints("drill_staging_shop") == expected
-    rows = query(f"select * from `{PROJECT}.envsync_audit.recovery_drills` where run_id = @r order by table_name",
-                 r=drill.run_id)
+    rows = query(
+        f"select * from `{PROJECT}.envsync_audit.recovery_drills` where run_id = @r order by table_name", r=drill.run_id
+    )
     assert [r["table_name"] for r in rows] == ["customers", "orders"]
     for row in rows:
         assert row["environment"] == "staging" and row["dataset"] == ds("staging_shop")
@@ -182,5 +195,5 @@ def test_a_staging_drill_records_rto_and_rpo_per_environment(staging: None, run_
     assert {r["source"] for r in rows} == {m["snapshot"] for m in used}
     [run] = query(f"select environment from `{PROJECT}.envsync_audit.runs` where run_id = @r", r=drill.run_id)
     assert run["environment"] == "staging"
-    latest = query((REPO_ROOT / "sql" / "reports" / "recovery_drills.sql").read_text())   # the shipped report
+    latest = query((REPO_ROOT / "sql" / "reports" / "recovery_drills.sql").read_text())  # the shipped report
     assert {(r["environment"], r["table_name"]) for r in latest} == {("staging", "customers"), ("staging", "orders")}

@@ -16,7 +16,7 @@ from cutkit import SEED_VERSION, fingerprints, make_qa, make_staging, views
 from testkit import REPO_ROOT
 
 pytestmark = pytest.mark.integration
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 @pytest.fixture
@@ -25,8 +25,10 @@ def envs(emulators: Any) -> None:
     make_qa()
     make_staging()
     # staging's own view and a staging-only table: what the cut replaces and drops
-    query(f"create or replace view `{PROJECT}.staging_shop.big_orders` as "
-          f"select * from `{PROJECT}.staging_shop.orders` where amount > 80")
+    query(
+        f"create or replace view `{PROJECT}.staging_shop.big_orders` as "
+        f"select * from `{PROJECT}.staging_shop.orders` where amount > 80"
+    )
     query(f"create table `{PROJECT}.staging_shop.notes` as select 1 as id, 'staging only' as note")
 
 
@@ -36,8 +38,12 @@ def cfg(tmp_path: Path) -> Path:
 
 
 def staging_state() -> dict[str, Any]:
-    return {"fingerprints": fingerprints("staging_shop"), "notes": fingerprints("staging_shop", ("notes",)),
-            "tables": table_names("staging_shop"), "views": views("staging_shop")}
+    return {
+        "fingerprints": fingerprints("staging_shop"),
+        "notes": fingerprints("staging_shop", ("notes",)),
+        "tables": table_names("staging_shop"),
+        "views": views("staging_shop"),
+    }
 
 
 def test_a_cut_copies_qa_to_staging_with_identical_fingerprints(envs: None, run_dag: Any, cfg: Path) -> None:
@@ -47,7 +53,7 @@ def test_a_cut_copies_qa_to_staging_with_identical_fingerprints(envs: None, run_
     assert str(dag_run.state) == "success", states(dag_run)
 
     assert fingerprints("staging_shop") == qa
-    assert table_names("staging_shop") == {"orders", "customers", "big_orders"}   # notes dropped, no stage left
+    assert table_names("staging_shop") == {"orders", "customers", "big_orders"}  # notes dropped, no stage left
     view = views("staging_shop")["big_orders"]
     assert ds("staging_shop") in view and ds("qa_shop") not in view and "amount > 50" in view
     assert [r["amount"] > 50 for r in query(f"select amount from `{PROJECT}.staging_shop.big_orders`")] != []
@@ -91,7 +97,7 @@ def test_a_cut_that_fails_verification_leaves_staging_unchanged(envs: None, run_
 
     def lossy_build(self: Any, action: Any, info: Any, source: Any, stage: Any, stats: Any) -> None:
         build(self, action, info, source, stage, stats)
-        if action.table == "orders":   # a stage that lost a row (a faulty copy)
+        if action.table == "orders":  # a stage that lost a row (a faulty copy)
             self.runner.run(f"delete from {stage.sql} where id = 20", key=("lossy", action.table))
 
     with pytest.MonkeyPatch.context() as patch:
@@ -99,7 +105,7 @@ def test_a_cut_that_fails_verification_leaves_staging_unchanged(envs: None, run_
         failed = run_dag("staging_cut", None, {}, config_path=cfg)
     assert str(failed.state) == "failed"
     assert states(failed)["stage[0]"] == "failed" and states(failed)["publish[-1]"] == "failed", states(failed)
-    assert staging_state() == before                    # fingerprints, tables, views: as they were
+    assert staging_state() == before  # fingerprints, tables, views: as they were
     rows = {r["table"]: r for r in report("staging_cut")["results"]}
     assert "qa as of T has 35 rows" in rows[tref("qa_shop.orders")]["error"]
     assert "not published, staging left as it was" in rows[ds("staging_shop")]["error"]
@@ -115,7 +121,7 @@ def test_a_cut_that_fails_while_publishing_is_rolled_back_from_the_pins(envs: No
     publish = CutSync.publish_table
 
     def failing_publish(self: Any, plan: Any, action: Any, stats: Any) -> str:
-        if action.table == "orders":   # customers is already published when this fails
+        if action.table == "orders":  # customers is already published when this fails
             raise RuntimeError("injected: the copy job of orders failed")
         return publish(self, plan, action, stats)
 
@@ -151,14 +157,19 @@ create table shop.hotfix_notes (id int64, note string);
 
 def apply_migrations(cfg: Path, directory: Path, env: str, versions: list[int]) -> Any:
     """Apply migrations `versions` of `directory` to `env` through the library, as promote_schema does."""
+    from envsync.bigquery.jobs import JobRunner
     from envsync.core.config import load_config
     from envsync.core.guard import GuardedBigQuery, WriteGuard
-    from envsync.bigquery.jobs import JobRunner
     from envsync.migrations.ledger import apply, load_migrations, read_ledger
 
     config = load_config(cfg)
-    runner = JobRunner(GuardedBigQuery(client(), WriteGuard.from_config(config), config.location),
-                       dag_id="promote_schema", run_id=f"manual__{uuid.uuid4().hex[:8]}", task_id="apply", timeout=120)
+    runner = JobRunner(
+        GuardedBigQuery(client(), WriteGuard.from_config(config), config.location),
+        dag_id="promote_schema",
+        run_id=f"manual__{uuid.uuid4().hex[:8]}",
+        task_id="apply",
+        timeout=120,
+    )
     files = load_migrations(config, directory)
     todo = [m for m in files if m.version in versions]
     apply(config, runner, env, todo, files=files, ledger=read_ledger(config, client()))
@@ -168,7 +179,9 @@ def apply_migrations(cfg: Path, directory: Path, env: str, versions: list[int]) 
 def staging_ledger(config: Any) -> list[tuple[int, str, str | None, str | None]]:
     from envsync.migrations.ledger import read_ledger
 
-    return [(r.version, r.status, r.dag_id, r.run_id) for r in read_ledger(config, client()) if r.environment == "staging"]
+    return [
+        (r.version, r.status, r.dag_id, r.run_id) for r in read_ledger(config, client()) if r.environment == "staging"
+    ]
 
 
 @pytest.fixture
@@ -191,8 +204,8 @@ def test_a_cut_carries_qas_migrations_over_as_stagings(envs: None, run_dag: Any,
     from envsync.migrations.ledger import REVERTED, SYNCED, applied, load_migrations, read_ledger
     from envsync.migrations.promote import check_gates
 
-    config = apply_migrations(cfg, migrations, "qa", [1])          # promoted to qa: qa_shop.customers.email
-    apply_migrations(cfg, migrations, "staging", [2])               # a hotfix on staging that skipped qa
+    config = apply_migrations(cfg, migrations, "qa", [1])  # promoted to qa: qa_shop.customers.email
+    apply_migrations(cfg, migrations, "staging", [2])  # a hotfix on staging that skipped qa
     assert "hotfix_notes" in table_names("staging_shop")
     m1, m2 = load_migrations(config, migrations)
     # before the cut, promote_schema's gate refuses 1 for prod: staging does not hold it
@@ -212,8 +225,14 @@ def test_a_cut_carries_qas_migrations_over_as_stagings(envs: None, run_dag: Any,
     [audit] = query(f"select * from `{PROJECT}.envsync_audit.staging_cuts` where run_id = @r", r=dag_run.run_id)
     assert (audit["status"], audit["migration_version"]) == ("success", "1")
     [latest] = cuts_report()
-    assert (latest["run_id"], latest["t"], latest["seed_version"], latest["migration_version"], latest["status"],
-            latest["is_latest_success"]) == (dag_run.run_id, audit["cut"], SEED_VERSION, "1", "success", True)
+    assert (
+        latest["run_id"],
+        latest["t"],
+        latest["seed_version"],
+        latest["migration_version"],
+        latest["status"],
+        latest["is_latest_success"],
+    ) == (dag_run.run_id, audit["cut"], SEED_VERSION, "1", "success", True)
     # the ledger: 1 synced into staging by this cut, the hotfix 2 reverted there
     ledger = read_ledger(config, client())
     cut_rows = [(v, s) for v, s, dag, run in staging_ledger(config) if (dag, run) == ("staging_cut", dag_run.run_id)]
@@ -228,8 +247,9 @@ def test_a_cut_carries_qas_migrations_over_as_stagings(envs: None, run_dag: Any,
 
 
 @pytest.mark.slow
-def test_a_failed_cut_records_nothing_in_the_migration_ledger(envs: None, run_dag: Any, cfg: Path,
-                                                              migrations: Path) -> None:
+def test_a_failed_cut_records_nothing_in_the_migration_ledger(
+    envs: None, run_dag: Any, cfg: Path, migrations: Path
+) -> None:
     from envsync.environments.cut import CutSync
 
     config = apply_migrations(cfg, migrations, "qa", [1])
@@ -247,8 +267,8 @@ def test_a_failed_cut_records_nothing_in_the_migration_ledger(envs: None, run_da
         patch.setattr(CutSync, "publish_table", failing_publish)
         failed = run_dag("staging_cut", None, {}, config_path=cfg)
     assert str(failed.state) == "failed" and states(failed)["publish[-1]"] == "failed", states(failed)
-    assert "hotfix_notes" in table_names("staging_shop")            # rolled back: staging as it was
-    assert staging_ledger(config) == before                          # and its ledger untouched
+    assert "hotfix_notes" in table_names("staging_shop")  # rolled back: staging as it was
+    assert staging_ledger(config) == before  # and its ledger untouched
     assert not [r for r in report("staging_cut")["results"] if r["action"] == "migrations"]
     [audit] = query(f"select * from `{PROJECT}.envsync_audit.staging_cuts` where run_id = @r", r=failed.run_id)
     assert (audit["status"], audit["migration_version"]) == ("failed", "1")

@@ -8,7 +8,6 @@ import json
 from typing import Any
 
 import pytest
-
 from testkit import NS, PROJECT
 
 pytestmark = pytest.mark.integration
@@ -43,7 +42,7 @@ def test_a_missing_state_bucket_is_created_marked_and_reused(emulators: Any) -> 
         marker = store.read(MARKER)
         assert marker is not None and marker["project"] == PROJECT
         store.write("manifests/x/plan.json", {"cut": "2026-11-21T02:00:00+00:00"})
-        store_for(name).ensure_bucket("US")                     # existing and ours: used as it is
+        store_for(name).ensure_bucket("US")  # existing and ours: used as it is
         assert store.read("manifests/x/plan.json") == {"cut": "2026-11-21T02:00:00+00:00"}
     finally:
         drop_bucket(name)
@@ -61,6 +60,6 @@ def test_a_bucket_another_projects_envsync_uses_is_refused_naming_it(emulators: 
         client.bucket(name).blob(MARKER).upload_from_string(json.dumps({"project": "another-project"}))
         with pytest.raises(StateBucketError, match=f"gs://{name} .*another-project"):
             store_for(name).ensure_bucket("US")
-        assert [b.name for b in client.list_blobs(name)] == [MARKER]   # nothing was written into it
+        assert [b.name for b in client.list_blobs(name)] == [MARKER]  # nothing was written into it
     finally:
         drop_bucket(name)

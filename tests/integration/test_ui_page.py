@@ -60,17 +60,30 @@ def test_figures_match_the_audit_rows_snapshots_and_ledgers(ui_env: dict[str, An
     from envsync.ui.page import render_page
 
     client, config = ui_env["client"], ui_env["config"]
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     uikit.create_audit(client, UI_PROJECT, config.audit.dataset)
-    known = uikit.seed_known(client, ui_env["storage"], project=UI_PROJECT, audit=config.audit.dataset,
-                             bucket=BUCKET, prod_dataset="sales", table="orders", now=now)
+    known = uikit.seed_known(
+        client,
+        ui_env["storage"],
+        project=UI_PROJECT,
+        audit=config.audit.dataset,
+        bucket=BUCKET,
+        prod_dataset="sales",
+        table="orders",
+        now=now,
+    )
     board = _reader(ui_env).read(now)
     envs = {e.name: e for e in board.environments}
 
     dev = envs["dev"]
     assert (dev.state, dev.ok_run.run_id, dev.tables_ok, dev.tables_failed, dev.rows) == (
-        "green", known.dev_run, 7, 0, 123456)
-    assert dev.est_bytes_billed == 5 * 1024 ** 3 and (dev.runs, dev.failed_runs) == (2, 1)
+        "green",
+        known.dev_run,
+        7,
+        0,
+        123456,
+    )
+    assert dev.est_bytes_billed == 5 * 1024**3 and (dev.runs, dev.failed_runs) == (2, 1)
     assert abs((dev.cut - known.dev_cut).total_seconds()) < 1
     assert envs["qa"].seed_version == envs["staging"].seed_version == known.seed_version
     assert envs["qa"].state == "green"
@@ -96,7 +109,7 @@ def test_figures_match_the_audit_rows_snapshots_and_ledgers(ui_env: dict[str, An
 
     html = render_page(board, ui_root="")
     assert f'href="/dags/prod_to_dev_sync/runs/{known.dev_run}"' in html
-    assert html.count('class="failed"') == 2      # the failed drill on both plots
+    assert html.count('class="failed"') == 2  # the failed drill on both plots
 
 
 def test_time_travel_narrowed_shows_the_gap_between_snapshots(ui_env: dict[str, Any], config_file: Any) -> None:
@@ -104,13 +117,24 @@ def test_time_travel_narrowed_shows_the_gap_between_snapshots(ui_env: dict[str, 
 
     from envsync.core.config import load_config
 
-    config = load_config(config_file(project=UI_PROJECT, prod__datasets=["sales"], state__bucket=BUCKET,
-                                     backups__restore_time_travel_hours=0))
+    config = load_config(
+        config_file(
+            project=UI_PROJECT, prod__datasets=["sales"], state__bucket=BUCKET, backups__restore_time_travel_hours=0
+        )
+    )
     ui_env = {**ui_env, "config": config}
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     uikit.create_audit(ui_env["client"], UI_PROJECT, config.audit.dataset)
-    known = uikit.seed_known(ui_env["client"], ui_env["storage"], project=UI_PROJECT, audit=config.audit.dataset,
-                             bucket=BUCKET, prod_dataset="sales", table="orders", now=now)
+    known = uikit.seed_known(
+        ui_env["client"],
+        ui_env["storage"],
+        project=UI_PROJECT,
+        audit=config.audit.dataset,
+        bucket=BUCKET,
+        prod_dataset="sales",
+        table="orders",
+        now=now,
+    )
     [cov] = _reader(ui_env).read(now).coverage
     assert cov.gap
     # the largest stretch without a restore point: from the 3-days-old pinned backup to the 1-hour-old snapshot
@@ -122,36 +146,113 @@ def test_parity_and_migrations_appear_when_their_tables_exist(ui_env: dict[str, 
 
     client, config = ui_env["client"], ui_env["config"]
     audit = config.audit.dataset
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     uikit.create_audit(client, UI_PROJECT, audit, parity=True, migrations=True)
-    uikit.seed_known(client, ui_env["storage"], project=UI_PROJECT, audit=audit, bucket=BUCKET,
-                     prod_dataset="sales", table="orders", now=now)
+    uikit.seed_known(
+        client,
+        ui_env["storage"],
+        project=UI_PROJECT,
+        audit=audit,
+        bucket=BUCKET,
+        prod_dataset="sales",
+        table="orders",
+        now=now,
+    )
     old = now - dt.timedelta(days=2)
-    parity_row = {"dag_id": "parity", "environment": "dev", "dataset": "sales", "env_dataset": "dev_sales",
-                  "detail": None}
-    uikit.insert(client, UI_PROJECT, audit, "parity", [
-        {**parity_row, "checked_at": old, "run_id": "scheduled__parity-0", "object_name": "orders",
-         "finding": "column note missing", "status": "drift"},
-        {**parity_row, "checked_at": now, "run_id": "scheduled__parity-1", "object_name": "orders",
-         "finding": "column amount: NUMERIC in prod, FLOAT64 here", "status": "drift"},
-        {**parity_row, "checked_at": now, "run_id": "scheduled__parity-1", "object_name": "extra",
-         "finding": "table only in dev", "status": "drift"},
-        {**parity_row, "checked_at": now, "run_id": "scheduled__parity-1", "object_name": "orders",
-         "finding": "column flag added by migration 2", "status": "expected"},
-        {**parity_row, "checked_at": now, "run_id": "scheduled__parity-1", "object_name": "customers",
-         "finding": "rows as of T", "status": "ok"},
-    ])
-    uikit.insert(client, UI_PROJECT, audit, "migrations", [
-        {"applied_at": old, "environment": "qa", "version": 1, "name": "add_note", "phase": "expand",
-         "checksum": "a", "dag_id": "promote_schema", "run_id": "manual__m1", "status": "applied", "error": None},
-        {"applied_at": now, "environment": "qa", "version": 2, "name": "add_flag", "phase": "expand",
-         "checksum": "b", "dag_id": "promote_schema", "run_id": "manual__m2", "status": "failed", "error": "bad"},
-    ])
+    parity_row = {
+        "dag_id": "parity",
+        "environment": "dev",
+        "dataset": "sales",
+        "env_dataset": "dev_sales",
+        "detail": None,
+    }
+    uikit.insert(
+        client,
+        UI_PROJECT,
+        audit,
+        "parity",
+        [
+            {
+                **parity_row,
+                "checked_at": old,
+                "run_id": "scheduled__parity-0",
+                "object_name": "orders",
+                "finding": "column note missing",
+                "status": "drift",
+            },
+            {
+                **parity_row,
+                "checked_at": now,
+                "run_id": "scheduled__parity-1",
+                "object_name": "orders",
+                "finding": "column amount: NUMERIC in prod, FLOAT64 here",
+                "status": "drift",
+            },
+            {
+                **parity_row,
+                "checked_at": now,
+                "run_id": "scheduled__parity-1",
+                "object_name": "extra",
+                "finding": "table only in dev",
+                "status": "drift",
+            },
+            {
+                **parity_row,
+                "checked_at": now,
+                "run_id": "scheduled__parity-1",
+                "object_name": "orders",
+                "finding": "column flag added by migration 2",
+                "status": "expected",
+            },
+            {
+                **parity_row,
+                "checked_at": now,
+                "run_id": "scheduled__parity-1",
+                "object_name": "customers",
+                "finding": "rows as of T",
+                "status": "ok",
+            },
+        ],
+    )
+    uikit.insert(
+        client,
+        UI_PROJECT,
+        audit,
+        "migrations",
+        [
+            {
+                "applied_at": old,
+                "environment": "qa",
+                "version": 1,
+                "name": "add_note",
+                "phase": "expand",
+                "checksum": "a",
+                "dag_id": "promote_schema",
+                "run_id": "manual__m1",
+                "status": "applied",
+                "error": None,
+            },
+            {
+                "applied_at": now,
+                "environment": "qa",
+                "version": 2,
+                "name": "add_flag",
+                "phase": "expand",
+                "checksum": "b",
+                "dag_id": "promote_schema",
+                "run_id": "manual__m2",
+                "status": "failed",
+                "error": "bad",
+            },
+        ],
+    )
     board = _reader(ui_env).read(now)
     assert board.parity.present and board.migrations.present
     assert sorted((f.status, f.finding) for f in board.parity_findings) == [
-        ("drift", "column amount: NUMERIC in prod, FLOAT64 here"), ("drift", "table only in dev"),
-        ("expected", "column flag added by migration 2")]
+        ("drift", "column amount: NUMERIC in prod, FLOAT64 here"),
+        ("drift", "table only in dev"),
+        ("expected", "column flag added by migration 2"),
+    ]
     envs = {e.name: e for e in board.environments}
     assert envs["dev"].state == "amber"
     assert "drifted: 2 parity findings not explained by a migration" in envs["dev"].reasons

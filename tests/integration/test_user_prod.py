@@ -18,9 +18,9 @@ from testkit import UTC, clear_manifests
 pytestmark = [pytest.mark.integration, pytest.mark.gcp_incompatible]
 
 USER_PROJECT = "envsync-userprod"
-A = dt.datetime(2026, 11, 28, 2, 0, tzinfo=UTC)       # window [2026-07-01, 2026-11-28 02:00)
+A = dt.datetime(2026, 11, 28, 2, 0, tzinfo=UTC)  # window [2026-07-01, 2026-11-28 02:00)
 WINDOW_START = dt.date(2026, 7, 1)
-FIRST = dt.date(2026, 3, 1)                            # events from FIRST to LAST_EVENT, one a day
+FIRST = dt.date(2026, 3, 1)  # events from FIRST to LAST_EVENT, one a day
 LAST_EVENT = dt.date(2026, 11, 27)
 
 
@@ -31,8 +31,9 @@ def _client() -> Any:
 
 
 def _rows(sql: str, **params: Any) -> list[dict[str, Any]]:
-    from envsync.core.guard import to_query_parameters
     from google.cloud import bigquery
+
+    from envsync.core.guard import to_query_parameters
 
     config = bigquery.QueryJobConfig(query_parameters=to_query_parameters(params))
     return [dict(r) for r in _client().query(sql, job_config=config, job_retry=None).result()]
@@ -57,28 +58,57 @@ def _create_user_prod() -> None:
         client.create_table(t)
 
     item = F("items", "RECORD", "REPEATED", fields=[F("sku", "STRING", "REQUIRED"), F("qty", "INTEGER")])
-    table("events", [F("event_id", "INTEGER", "REQUIRED"), F("account_id", "INTEGER", "REQUIRED"),
-                     F("event_date", "DATE", "REQUIRED", description="day of the event"),
-                     F("device", "RECORD", fields=[F("os", "STRING", "REQUIRED"), F("version", "STRING")]),
-                     item, F("tags", "STRING", "REPEATED")],
-          time_partitioning=bigquery.TimePartitioning(field="event_date"), clustering_fields=["account_id"],
-          require_partition_filter=True, description="one event a day")
-    table("pageviews", [F("view_id", "INTEGER", "REQUIRED"), F("ts", "TIMESTAMP", "REQUIRED"),
-                        F("url", "STRING")],
-          time_partitioning=bigquery.TimePartitioning(field="ts", type_="DAY"), require_partition_filter=True)
-    table("refunds", [F("refund_id", "INTEGER", "REQUIRED"), F("refund_date", "DATE")],
-          time_partitioning=bigquery.TimePartitioning(field="refund_date"))
-    table("accounts", [F("account_id", "INTEGER", "REQUIRED"), F("name", "STRING", "REQUIRED"),
-                       F("address", "RECORD", fields=[F("city", "STRING"), F("zip", "STRING")])])
-    table("buckets", [F("bucket_id", "INTEGER", "REQUIRED"), F("label", "STRING")],
-          range_partitioning=bigquery.RangePartitioning(field="bucket_id",
-                                                        range_=bigquery.PartitionRange(start=0, end=100, interval=10)),
-          require_partition_filter=True)
+    table(
+        "events",
+        [
+            F("event_id", "INTEGER", "REQUIRED"),
+            F("account_id", "INTEGER", "REQUIRED"),
+            F("event_date", "DATE", "REQUIRED", description="day of the event"),
+            F("device", "RECORD", fields=[F("os", "STRING", "REQUIRED"), F("version", "STRING")]),
+            item,
+            F("tags", "STRING", "REPEATED"),
+        ],
+        time_partitioning=bigquery.TimePartitioning(field="event_date"),
+        clustering_fields=["account_id"],
+        require_partition_filter=True,
+        description="one event a day",
+    )
+    table(
+        "pageviews",
+        [F("view_id", "INTEGER", "REQUIRED"), F("ts", "TIMESTAMP", "REQUIRED"), F("url", "STRING")],
+        time_partitioning=bigquery.TimePartitioning(field="ts", type_="DAY"),
+        require_partition_filter=True,
+    )
+    table(
+        "refunds",
+        [F("refund_id", "INTEGER", "REQUIRED"), F("refund_date", "DATE")],
+        time_partitioning=bigquery.TimePartitioning(field="refund_date"),
+    )
+    table(
+        "accounts",
+        [
+            F("account_id", "INTEGER", "REQUIRED"),
+            F("name", "STRING", "REQUIRED"),
+            F("address", "RECORD", fields=[F("city", "STRING"), F("zip", "STRING")]),
+        ],
+    )
+    table(
+        "buckets",
+        [F("bucket_id", "INTEGER", "REQUIRED"), F("label", "STRING")],
+        range_partitioning=bigquery.RangePartitioning(
+            field="bucket_id", range_=bigquery.PartitionRange(start=0, end=100, interval=10)
+        ),
+        require_partition_filter=True,
+    )
 
-    _rows(f"""insert into `{USER_PROJECT}.core.events` (event_id, account_id, event_date, device, items, tags)
+    _rows(
+        f"""insert into `{USER_PROJECT}.core.events` (event_id, account_id, event_date, device, items, tags)
         select id, mod(id, 5), d, struct(if(mod(id, 2) = 0, 'linux', 'mac') as os, cast(null as string) as version),
                [struct(concat('sku-', cast(id as string)) as sku, id as qty)], ['a', 'b']
-        from unnest(generate_date_array(@first, @last)) as d with offset as id""", first=FIRST, last=LAST_EVENT)
+        from unnest(generate_date_array(@first, @last)) as d with offset as id""",
+        first=FIRST,
+        last=LAST_EVENT,
+    )
     _rows(f"""insert into `{USER_PROJECT}.core.pageviews` (view_id, ts, url)
         select id, timestamp_add(timestamp '2026-05-01 12:00:00+00', interval 36 * id hour), 'https://x/'
         from unnest(generate_array(0, 139)) as id""")
@@ -106,8 +136,10 @@ def user_prod(emulators: Any, config_file: Callable[..., Any]) -> Any:
 
 def _layout(table: Any) -> dict[str, Any]:
     props = table._properties
-    return {key: props.get(key) for key in ("schema", "timePartitioning", "rangePartitioning", "clustering",
-                                            "requirePartitionFilter")}
+    return {
+        key: props.get(key)
+        for key in ("schema", "timePartitioning", "rangePartitioning", "clustering", "requirePartitionFilter")
+    }
 
 
 def test_a_user_prod_syncs_with_the_default_config(user_prod: Any, run_dag: Any) -> None:
@@ -121,20 +153,32 @@ def test_a_user_prod_syncs_with_the_default_config(user_prod: Any, run_dag: Any)
         assert _layout(dev) == _layout(prod), name
 
     # windowed tables hold exactly prod's rows in [2026-07-01, A); the others all of prod's rows
-    events = _rows(f"select min(event_date) as lo, max(event_date) as hi, count(*) as n "
-                   f"from `{USER_PROJECT}.dev_core.events` where event_date is null or event_date >= '2000-01-01'")[0]
+    events = _rows(
+        f"select min(event_date) as lo, max(event_date) as hi, count(*) as n "
+        f"from `{USER_PROJECT}.dev_core.events` where event_date is null or event_date >= '2000-01-01'"
+    )[0]
     assert (events["lo"], events["hi"], events["n"]) == (WINDOW_START, LAST_EVENT, (LAST_EVENT - WINDOW_START).days + 1)
-    expected_views = _rows(f"select count(*) as n from `{USER_PROJECT}.core.pageviews` "
-                           "where ts >= timestamp '2026-07-01' and ts < @a", a=A)[0]["n"]
-    got_views = _rows(f"select count(*) as n from `{USER_PROJECT}.dev_core.pageviews` "
-                      "where ts is null or ts >= timestamp '2000-01-01'")[0]["n"]
+    expected_views = _rows(
+        f"select count(*) as n from `{USER_PROJECT}.core.pageviews` where ts >= timestamp '2026-07-01' and ts < @a", a=A
+    )[0]["n"]
+    got_views = _rows(
+        f"select count(*) as n from `{USER_PROJECT}.dev_core.pageviews` "
+        "where ts is null or ts >= timestamp '2000-01-01'"
+    )[0]["n"]
     assert got_views == expected_views > 0
     assert client.get_table(f"{USER_PROJECT}.dev_core.refunds").num_rows == 0
     assert _rows(f"select count(*) as n from `{USER_PROJECT}.dev_core.buckets` where bucket_id >= 0")[0]["n"] == 20
-    nested = _rows(f"select device.os, items[offset(0)].sku as sku, array_length(tags) as tags "
-                   f"from `{USER_PROJECT}.dev_core.events` where event_date = '2026-07-01'")
-    assert nested == [{"os": "linux" if (WINDOW_START - FIRST).days % 2 == 0 else "mac",
-                       "sku": f"sku-{(WINDOW_START - FIRST).days}", "tags": 2}]
+    nested = _rows(
+        f"select device.os, items[offset(0)].sku as sku, array_length(tags) as tags "
+        f"from `{USER_PROJECT}.dev_core.events` where event_date = '2026-07-01'"
+    )
+    assert nested == [
+        {
+            "os": "linux" if (WINDOW_START - FIRST).days % 2 == 0 else "mac",
+            "sku": f"sku-{(WINDOW_START - FIRST).days}",
+            "tags": 2,
+        }
+    ]
 
     # the views read dev, across datasets, and resolve
     view = client.get_table(f"{USER_PROJECT}.dev_web.events_per_account")
@@ -150,8 +194,9 @@ def test_backup_and_restore_of_tables_that_require_a_partition_filter(
     """Checksums of snapshots, of prod as of T and of the restored stage all read tables that require a
     partition filter (https://cloud.google.com/bigquery/docs/querying-partitioned-tables): each carries
     a keep-every-row filter on the partitioning column."""
-    config = config_file(project=USER_PROJECT, prod__datasets=["core", "web"], tables={},
-                         backups__restore_time_travel_hours=0)   # restore from the snapshot, not time travel
+    config = config_file(
+        project=USER_PROJECT, prod__datasets=["core", "web"], tables={}, backups__restore_time_travel_hours=0
+    )  # restore from the snapshot, not time travel
     client = _client()
     client.delete_dataset(f"{USER_PROJECT}.backup_core", delete_contents=True, not_found_ok=True)
     client.delete_dataset(f"{USER_PROJECT}.drill_core", delete_contents=True, not_found_ok=True)
@@ -160,12 +205,18 @@ def test_backup_and_restore_of_tables_that_require_a_partition_filter(
     snaps = {t.table_id.split("__")[0] for t in client.list_tables(f"{USER_PROJECT}.backup_core")}
     assert {"events", "pageviews", "buckets", "accounts", "refunds"} <= snaps
 
-    point = dt.datetime.now(UTC).replace(microsecond=0)   # after the pinned backup, not in the future
-    restored = run_dag("restore", None, {"dataset": "core", "tables": ["events", "buckets"],
-                                         "point_in_time": point.isoformat()}, config_path=config)
+    point = dt.datetime.now(UTC).replace(microsecond=0)  # after the pinned backup, not in the future
+    restored = run_dag(
+        "restore",
+        None,
+        {"dataset": "core", "tables": ["events", "buckets"], "point_in_time": point.isoformat()},
+        config_path=config,
+    )
     assert str(restored.state) == "success", {ti.task_id: str(ti.state) for ti in restored.get_task_instances()}
-    checksum = ("select count(*) as n, coalesce(bit_xor(farm_fingerprint(to_json_string(t))), 0) as c "
-                "from `{}` as t where {} is null or {} >= {}")
+    checksum = (
+        "select count(*) as n, coalesce(bit_xor(farm_fingerprint(to_json_string(t))), 0) as c "
+        "from `{}` as t where {} is null or {} >= {}"
+    )
     for table, column, low in (("events", "event_date", "'0001-01-01'"), ("buckets", "bucket_id", "-1000")):
         prod = _rows(checksum.format(f"{USER_PROJECT}.core.{table}", column, column, low))
         drill = _rows(checksum.format(f"{USER_PROJECT}.drill_core.{table}", column, column, low))

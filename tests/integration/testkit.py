@@ -16,9 +16,9 @@ import sandbox
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NS = sandbox.namespace("envsync-demo")
 PROJECT = NS.project
-BUCKET = NS.bucket("envsync-demo-state")   # the shipped config's state bucket
+BUCKET = NS.bucket("envsync-demo-state")  # the shipped config's state bucket
 ds, tref, fq = NS.ds, NS.tref, NS.fq
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 # One order per day from FIRST_DAY to LAST_DAY; order_id = days since FIRST_DAY.
 FIRST_DAY = dt.date(2025, 11, 1)
@@ -82,12 +82,14 @@ def bq_client():  # type: ignore[no-untyped-def]
 
 
 def query(sql: str, **params: Any) -> list[dict[str, Any]]:
-    from envsync.core.guard import to_query_parameters
     from google.cloud import bigquery
 
+    from envsync.core.guard import to_query_parameters
+
     client = bq_client()
-    job = client.query(NS.sql(sql), job_config=bigquery.QueryJobConfig(query_parameters=to_query_parameters(params)),
-                       job_retry=None)
+    job = client.query(
+        NS.sql(sql), job_config=bigquery.QueryJobConfig(query_parameters=to_query_parameters(params)), job_retry=None
+    )
     return [dict(row) for row in job.result()]
 
 
@@ -104,8 +106,9 @@ def drop_environment_datasets() -> None:
 
 
 def clear_manifests(bucket: str = BUCKET) -> None:
-    from envsync.core.clients import storage_client
     from google.api_core.exceptions import NotFound
+
+    from envsync.core.clients import storage_client
 
     client = storage_client(PROJECT)
     try:
@@ -113,8 +116,6 @@ def clear_manifests(bucket: str = BUCKET) -> None:
             blob.delete()
     except NotFound:
         pass
-
-
 
 
 def states(dag_run: Any) -> dict[str, str]:

@@ -45,7 +45,9 @@ class Webhook:
 def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[Webhook]:
     hook = Webhook()
     # the connection the config names (alerts.slack_conn_id: slack_envsync), pointing at the local server
-    monkeypatch.setenv("AIRFLOW_CONN_SLACK_ENVSYNC", json.dumps(
-        {"conn_type": "slackwebhook", "password": f"{hook.url}/services/T000/B000/XXXX"}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SLACK_ENVSYNC",
+        json.dumps({"conn_type": "slackwebhook", "password": f"{hook.url}/services/T000/B000/XXXX"}),
+    )
     yield hook
     hook.stop()

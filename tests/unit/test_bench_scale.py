@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from envsync.core.config import parse_config
 from envsync.bigquery.discovery import DatasetInfo, TableInfo
-from envsync.sync.plan import plan_dataset
+from envsync.core.config import parse_config
 from envsync.core.window import quarter_window
+from envsync.sync.plan import plan_dataset
 
 REPO = Path(__file__).resolve().parents[2]
 PROJECT = "envsync-demo"
-ANCHOR = dt.datetime(2026, 11, 21, 2, tzinfo=dt.timezone.utc)
+ANCHOR = dt.datetime(2026, 11, 21, 2, tzinfo=dt.UTC)
 
 
 def _load_bench():
@@ -44,18 +44,26 @@ COLUMNS = {
 def table_info(spec, view_query: str | None) -> TableInfo:
     kind = spec.kind
     columns = COLUMNS["hour" if kind == "hour" else "flat" if kind == "flat" else "day"]
-    partitioning = {"day": {"type": "DAY", "field": "event_date"}, "day_rpf": {"type": "DAY", "field": "event_date"},
-                    "hour": {"type": "HOUR", "field": "event_at"}}.get(kind)
+    partitioning = {
+        "day": {"type": "DAY", "field": "event_date"},
+        "day_rpf": {"type": "DAY", "field": "event_date"},
+        "hour": {"type": "HOUR", "field": "event_at"},
+    }.get(kind)
     return TableInfo(
-        dataset=spec.dataset, table=spec.name, kind="VIEW" if kind == "view" else "TABLE",
+        dataset=spec.dataset,
+        table=spec.name,
+        kind="VIEW" if kind == "view" else "TABLE",
         schema=[] if kind == "view" else [{"name": n, "type": t, "mode": "NULLABLE"} for n, t in columns],
-        partitioning=partitioning, require_partition_filter=kind == "day_rpf", view_query=view_query,
+        partitioning=partitioning,
+        require_partition_filter=kind == "day_rpf",
+        view_query=view_query,
     )
 
 
 def statements(spec, hour_span_days: int = 184):
-    return bench.create_statements(spec, PROJECT, hour_start=quarter_window(ANCHOR, 2).start,
-                                   hour_span_days=hour_span_days, ref_date=ANCHOR.date())
+    return bench.create_statements(
+        spec, PROJECT, hour_start=quarter_window(ANCHOR, 2).start, hour_span_days=hour_span_days, ref_date=ANCHOR.date()
+    )
 
 
 @pytest.mark.parametrize("size", [100, 1000])
@@ -80,8 +88,10 @@ def test_every_view_reads_existing_tables_of_two_datasets_that_need_no_partition
     for view in views:
         assert len(view.reads) == 2, view
         assert {by_key[r].kind for r in view.reads} <= {"day", "hour", "flat_date", "flat"}
-        assert {r.split(".")[0] for r in view.reads} == {view.dataset, bench.dataset_names(20)[
-            (bench.dataset_names(20).index(view.dataset) + 1) % 20]}
+        assert {r.split(".")[0] for r in view.reads} == {
+            view.dataset,
+            bench.dataset_names(20)[(bench.dataset_names(20).index(view.dataset) + 1) % 20],
+        }
 
 
 @pytest.mark.parametrize("size", [100, 1000])
@@ -124,8 +134,8 @@ def test_hour_tables_are_filled_in_slices_of_at_most_4000_partitions_covering_th
 
 
 def test_the_default_hour_span_is_the_window_quarters_in_full() -> None:
-    assert bench.hour_span_default(quarter_window(ANCHOR, 2)) == 184   # 2026-07-01 .. 2027-01-01
-    assert bench.hour_span_default(quarter_window(ANCHOR, 1)) == 92    # 2026-10-01 .. 2027-01-01
+    assert bench.hour_span_default(quarter_window(ANCHOR, 2)) == 184  # 2026-07-01 .. 2027-01-01
+    assert bench.hour_span_default(quarter_window(ANCHOR, 1)) == 92  # 2026-10-01 .. 2027-01-01
 
 
 def test_sizes_that_cannot_fill_the_datasets_are_refused_with_the_fix() -> None:
@@ -133,17 +143,20 @@ def test_sizes_that_cannot_fill_the_datasets_are_refused_with_the_fix() -> None:
         bench.table_mix(10, 20)
 
 
-@pytest.mark.parametrize("method, url, expected", [
-    ("POST", "http://h/bigquery/v2/projects/p/jobs?prettyPrint=false", "jobs.insert"),
-    ("GET", "http://h/bigquery/v2/projects/p/jobs/envsync_x_0?location=US", "jobs.get"),
-    ("GET", "http://h/bigquery/v2/projects/p/queries/envsync_x_0", "jobs.getQueryResults"),
-    ("GET", "http://h/bigquery/v2/projects/p/datasets/d", "datasets.get"),
-    ("POST", "http://h/bigquery/v2/projects/p/datasets", "datasets.insert"),
-    ("GET", "http://h/bigquery/v2/projects/p/datasets/d/tables", "tables.list"),
-    ("GET", "http://h/bigquery/v2/projects/p/datasets/d/tables/t", "tables.get"),
-    ("PATCH", "http://h/bigquery/v2/projects/p/datasets/d/tables/t", "tables.patch"),
-    ("DELETE", "http://h/bigquery/v2/projects/p/datasets/d/tables/t", "tables.delete"),
-    ("GET", "http://h/bigquery/v2/projects/p/datasets/d/tables/t/data", "tabledata.list"),
-])
+@pytest.mark.parametrize(
+    "method, url, expected",
+    [
+        ("POST", "http://h/bigquery/v2/projects/p/jobs?prettyPrint=false", "jobs.insert"),
+        ("GET", "http://h/bigquery/v2/projects/p/jobs/envsync_x_0?location=US", "jobs.get"),
+        ("GET", "http://h/bigquery/v2/projects/p/queries/envsync_x_0", "jobs.getQueryResults"),
+        ("GET", "http://h/bigquery/v2/projects/p/datasets/d", "datasets.get"),
+        ("POST", "http://h/bigquery/v2/projects/p/datasets", "datasets.insert"),
+        ("GET", "http://h/bigquery/v2/projects/p/datasets/d/tables", "tables.list"),
+        ("GET", "http://h/bigquery/v2/projects/p/datasets/d/tables/t", "tables.get"),
+        ("PATCH", "http://h/bigquery/v2/projects/p/datasets/d/tables/t", "tables.patch"),
+        ("DELETE", "http://h/bigquery/v2/projects/p/datasets/d/tables/t", "tables.delete"),
+        ("GET", "http://h/bigquery/v2/projects/p/datasets/d/tables/t/data", "tabledata.list"),
+    ],
+)
 def test_requests_are_named_by_their_rest_method(method: str, url: str, expected: str) -> None:
     assert bench.api_method(method, url) == expected

@@ -18,9 +18,9 @@ def test_emulator_env_vars_give_anonymous_clients_on_those_endpoints(monkeypatch
     with mock.patch.object(clients, "_connection_fields") as conn:
         bq = clients.bigquery_client("envsync-demo", "US")
         gcs = clients.storage_client("envsync-demo")
-    conn.assert_not_called()   # the Airflow connection is not consulted
+    conn.assert_not_called()  # the Airflow connection is not consulted
     assert isinstance(bq._credentials, AnonymousCredentials)
-    assert bq._connection.API_BASE_URL == "http://127.0.0.1:9050"   # host:port gets a scheme
+    assert bq._connection.API_BASE_URL == "http://127.0.0.1:9050"  # host:port gets a scheme
     assert bq.project == "envsync-demo" and bq.location == "US"
     assert gcs._connection.API_BASE_URL == "http://127.0.0.1:9023"
 
@@ -29,23 +29,32 @@ def test_connection_key_json_and_project_are_used(monkeypatch: pytest.MonkeyPatc
     monkeypatch.delenv("BIGQUERY_EMULATOR_HOST", raising=False)
     fields = {"project": "conn-project", "keyfile_dict": json.dumps({"type": "service_account"})}
     fake = mock.Mock(project_id="key-project")
-    with mock.patch.object(clients, "_connection_fields", return_value=fields), mock.patch(
-        "google.oauth2.service_account.Credentials.from_service_account_info", return_value=fake
-    ) as from_info, mock.patch("google.cloud.bigquery.Client") as client:
+    with (
+        mock.patch.object(clients, "_connection_fields", return_value=fields),
+        mock.patch(
+            "google.oauth2.service_account.Credentials.from_service_account_info", return_value=fake
+        ) as from_info,
+        mock.patch("google.cloud.bigquery.Client") as client,
+    ):
         clients.bigquery_client("config-project", "EU")
     from_info.assert_called_once_with({"type": "service_account"}, scopes=clients._SCOPES)
     client.assert_called_once_with(project="conn-project", location="EU", credentials=fake)
 
 
 def test_legacy_prefixed_extras_and_key_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    conn = mock.Mock(extra_dejson={"extra__google_cloud_platform__key_path": "/keys/sa.json",
-                                   "extra__google_cloud_platform__scope": "a, b"})
+    conn = mock.Mock(
+        extra_dejson={
+            "extra__google_cloud_platform__key_path": "/keys/sa.json",
+            "extra__google_cloud_platform__scope": "a, b",
+        }
+    )
     with mock.patch("airflow.sdk.BaseHook.get_connection", return_value=conn):
         fields = clients._connection_fields("google_cloud_default")
     assert fields == {"key_path": "/keys/sa.json", "scope": "a, b"}
     fake = mock.Mock(project_id="p")
-    with mock.patch("google.oauth2.service_account.Credentials.from_service_account_file",
-                    return_value=fake) as from_file:
+    with mock.patch(
+        "google.oauth2.service_account.Credentials.from_service_account_file", return_value=fake
+    ) as from_file:
         assert clients._credentials(fields) == (fake, "p")
     from_file.assert_called_once_with("/keys/sa.json", scopes=["a", "b"])
 

@@ -373,9 +373,7 @@ def test_every_interpolation_has_a_default_or_is_required(compose: dict[str, Any
     required: dict[str, str] = {}
     for text in set(_strings(compose)):
         for var, op, arg in _interpolations(text):
-            assert op in (":-", ":?"), (
-                f"${{{var}}} in {text!r} has neither a default (:-) nor a required marker (:?)"
-            )
+            assert op in (":-", ":?"), f"${{{var}}} in {text!r} has neither a default (:-) nor a required marker (:?)"
             if op == ":?":
                 assert arg.strip(), f"${{{var}:?}} needs a message telling the user what to set"
                 required[var] = arg

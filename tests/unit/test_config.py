@@ -57,8 +57,15 @@ def test_shipped_config_loads(monkeypatch: pytest.MonkeyPatch) -> None:
     assert isinstance(config, EnvsyncConfig)
     assert config.project == "envsync-demo"
     assert config.prod.datasets == ["sales", "marketing"]
-    assert config.env_prefixes() == {"dev": "dev_", "qa": "qa_", "staging": "staging_", "test": "test_",
-                                     "prodcopy": "prodcopy_", "backup": "backup_", "drill": "drill_"}
+    assert config.env_prefixes() == {
+        "dev": "dev_",
+        "qa": "qa_",
+        "staging": "staging_",
+        "test": "test_",
+        "prodcopy": "prodcopy_",
+        "backup": "backup_",
+        "drill": "drill_",
+    }
     assert config.environments.dev.window_quarters == 2
     assert config.dev_dataset("sales") == "dev_sales"
     assert config.override("sales", "orders_flat").date_column == "order_date"

@@ -21,8 +21,12 @@ def guarded(client: mock.Mock) -> GuardedBigQuery:
 def test_a_new_environment_dataset_gets_prods_default_key() -> None:
     client = mock.Mock()
     client.get_dataset.side_effect = NotFound("no dataset")
-    assert ensure_env_dataset(guarded(client), "envsync-demo.dev_sales", location="US", description=None,
-                              labels={}, kms_key_name=KEY) == "created"
+    assert (
+        ensure_env_dataset(
+            guarded(client), "envsync-demo.dev_sales", location="US", description=None, labels={}, kms_key_name=KEY
+        )
+        == "created"
+    )
     created = client.create_dataset.call_args.args[0]
     assert created.default_encryption_configuration.kms_key_name == KEY
     assert created.to_api_repr()["defaultEncryptionConfiguration"] == {"kmsKeyName": KEY}
@@ -33,8 +37,12 @@ def test_an_existing_environment_dataset_is_brought_to_prods_key() -> None:
     existing = bigquery.Dataset("envsync-demo.dev_sales")
     existing.location, existing.max_time_travel_hours = "US", 48
     client.get_dataset.return_value = existing
-    assert ensure_env_dataset(guarded(client), "envsync-demo.dev_sales", location="US", description=None,
-                              labels={}, kms_key_name=KEY) == "updated"
+    assert (
+        ensure_env_dataset(
+            guarded(client), "envsync-demo.dev_sales", location="US", description=None, labels={}, kms_key_name=KEY
+        )
+        == "updated"
+    )
     dataset, fields = client.update_dataset.call_args.args
     assert fields == ["default_encryption_configuration"]
     assert dataset.default_encryption_configuration.kms_key_name == KEY
@@ -49,8 +57,9 @@ def test_without_a_prod_key_no_encryption_is_set() -> None:
 
 def test_a_recreated_dataset_gets_prods_default_key() -> None:
     client = mock.Mock()
-    recreate_env_dataset(guarded(client), "envsync-demo.dev_sales", location="US", description=None, labels={},
-                         kms_key_name=KEY)
+    recreate_env_dataset(
+        guarded(client), "envsync-demo.dev_sales", location="US", description=None, labels={}, kms_key_name=KEY
+    )
     assert client.create_dataset.call_args.args[0].default_encryption_configuration.kms_key_name == KEY
 
 

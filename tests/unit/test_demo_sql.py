@@ -15,8 +15,8 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from envsync.dev import demo
 from envsync.core.identifiers import IdentifierError
+from envsync.dev import demo
 
 PROJECT = "envsync-demo"
 SQL_FILES = sorted(demo.SQL_DIR.glob("*.sql"))
@@ -69,8 +69,11 @@ def test_size_and_dates_come_from_query_parameters(obj):
 
 def _is_date_literal(node: exp.Expression) -> bool:
     if isinstance(node, exp.Cast):
-        return node.to.this in (exp.DataType.Type.DATE, exp.DataType.Type.TIMESTAMP, exp.DataType.Type.DATETIME) \
-            and isinstance(node.this, exp.Literal)
+        return node.to.this in (
+            exp.DataType.Type.DATE,
+            exp.DataType.Type.TIMESTAMP,
+            exp.DataType.Type.DATETIME,
+        ) and isinstance(node.this, exp.Literal)
     return bool(node.is_string and re.fullmatch(r"\d{4}-\d{2}-\d{2}.*", node.this))
 
 
@@ -89,8 +92,11 @@ def test_dimensions_have_no_date_or_time_expression():
             continue
         tree = sqlglot.parse_one(demo.render(obj, PROJECT), read="bigquery")
         assert "ref_date" not in demo.used_parameters(demo.sql_template(obj))
-        timely = [n.sql("bigquery") for n in tree.find_all(exp.Func)
-                  if type(n).__name__.startswith(("Date", "Time", "CurrentDate", "CurrentTimestamp"))]
+        timely = [
+            n.sql("bigquery")
+            for n in tree.find_all(exp.Func)
+            if type(n).__name__.startswith(("Date", "Time", "CurrentDate", "CurrentTimestamp"))
+        ]
         assert not timely, f"{obj.sql_file}: {timely}"
 
 

@@ -125,7 +125,7 @@ def test_server_exiting_at_start_reports_its_log_and_stops_the_other(
 ) -> None:
     venv = _fake_venv(
         tmp_path,
-        bigquery='echo $$ > fake-bigquery.pid; exec sleep 60',
+        bigquery="echo $$ > fake-bigquery.pid; exec sleep 60",
         # exit a moment after start, so the fake BigQuery has written its pid file
         gcs='sleep 1; echo "boom: cannot open storage base" >&2; exit 3',
     )
@@ -160,9 +160,7 @@ def test_free_port_hands_out_distinct_bindable_ports() -> None:
     assert all(_can_bind(port) for port in ports)
 
 
-def test_cli_prints_one_line_per_service_and_fails_cleanly(
-    tmp_path: Path, listening_socket: socket.socket
-) -> None:
+def test_cli_prints_one_line_per_service_and_fails_cleanly(tmp_path: Path, listening_socket: socket.socket) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "plugins")}
     env.pop("ENVSYNC_EMULATOR_VENV", None)
     base = [sys.executable, "-m", "envsync.dev.devstack"]
@@ -194,7 +192,7 @@ def test_a_stack_on_a_virtual_clock_runs_both_emulators_with_libfaketime_on_its_
         assert Path(env["LD_PRELOAD"]).is_file() and env["LD_PRELOAD"].endswith("libfaketime.so.1")
         assert env["FAKETIME_TIMESTAMP_FILE"] == str(clock) and env["FAKETIME_NO_CACHE"] == "1"
         assert env["FAKETIME_DONT_FAKE_MONOTONIC"] == "1"
-    assert clock.read_text() == "+0\n"   # the real time until the clock is moved
+    assert clock.read_text() == "+0\n"  # the real time until the clock is moved
     _, env = devstack._command(Stack(root=tmp_path), "bigquery")
     assert "LD_PRELOAD" not in env and "FAKETIME_TIMESTAMP_FILE" not in env
 
@@ -202,16 +200,25 @@ def test_a_stack_on_a_virtual_clock_runs_both_emulators_with_libfaketime_on_its_
 def test_libfaketime_moves_a_processs_wall_clock_by_the_files_offset_and_follows_changes(tmp_path: Path) -> None:
     clock = tmp_path / "clock"
     clock.write_text("+86400\n")
-    code = ("import time, pathlib, sys\n"
-            "a = time.time() - time.monotonic()\n"
-            "pathlib.Path(sys.argv[1]).write_text('+172800\\n')\n"
-            "b = time.time() - time.monotonic()\n"
-            "print(round(b - a))")
+    code = (
+        "import time, pathlib, sys\n"
+        "a = time.time() - time.monotonic()\n"
+        "pathlib.Path(sys.argv[1]).write_text('+172800\\n')\n"
+        "b = time.time() - time.monotonic()\n"
+        "print(round(b - a))"
+    )
     env = {**os.environ, **devstack.clock_env(clock)}
     before = time.time() - time.monotonic()
-    out = subprocess.run([sys.executable, "-c", code, str(clock)], env=env, capture_output=True, text=True,
-                         timeout=60, check=True).stdout
-    assert out.strip() == "86400"   # the second reading follows the file's new offset
-    first = subprocess.run([sys.executable, "-c", "import time; print(time.time() - time.monotonic())"],
-                           env=env, capture_output=True, text=True, timeout=60, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(clock)], env=env, capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    assert out.strip() == "86400"  # the second reading follows the file's new offset
+    first = subprocess.run(
+        [sys.executable, "-c", "import time; print(time.time() - time.monotonic())"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
     assert round(float(first) - before) == 172800

@@ -43,5 +43,5 @@ def test_discovery_lists_policies_of_base_tables_only_and_reads_the_default_key(
     assert client._connection.api_request.call_count == 1
     assert info.kms_key_name == "projects/k/x"
     client._connection.api_request.reset_mock()
-    discover_dataset(client, "envsync-demo", "sales")              # reseed's discovery: no policy calls
+    discover_dataset(client, "envsync-demo", "sales")  # reseed's discovery: no policy calls
     client._connection.api_request.assert_not_called()

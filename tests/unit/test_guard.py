@@ -194,12 +194,21 @@ ALLOWED = [
         "clone `envsync-demo.sales.orders`\n    for system_time as of @cut",
         ["envsync-demo.dev_sales.orders__envsync_stage"],
     ),
-    ("CREATE OR REPLACE TABLE dev_sales.orders CLONE sales.orders FOR SYSTEM_TIME AS OF @t", ["envsync-demo.dev_sales.orders"]),
-    ("create or replace table `envsync-demo`.dev_sales.x clone `envsync-demo`.sales.x for system_time as of @t", ["envsync-demo.dev_sales.x"]),
+    (
+        "CREATE OR REPLACE TABLE dev_sales.orders CLONE sales.orders FOR SYSTEM_TIME AS OF @t",
+        ["envsync-demo.dev_sales.orders"],
+    ),
+    (
+        "create or replace table `envsync-demo`.dev_sales.x clone `envsync-demo`.sales.x for system_time as of @t",
+        ["envsync-demo.dev_sales.x"],
+    ),
     ("delete from `envsync-demo.dev_sales.orders` where order_date < @window_start", ["envsync-demo.dev_sales.orders"]),
     ("drop table if exists `envsync-demo.dev_sales.orders`", ["envsync-demo.dev_sales.orders"]),
     ("drop schema dev_sales cascade", ["envsync-demo.dev_sales"]),
-    ("alter table `envsync-demo.dev_sales.orders__envsync_stage` rename to `orders`", ["envsync-demo.dev_sales.orders__envsync_stage"]),
+    (
+        "alter table `envsync-demo.dev_sales.orders__envsync_stage` rename to `orders`",
+        ["envsync-demo.dev_sales.orders__envsync_stage"],
+    ),
     ("insert into dev_sales.orders select * from sales.orders", ["envsync-demo.dev_sales.orders"]),
     (
         "merge dev_sales.orders t using sales.orders s on t.id = s.id when matched then update set a = s.a",
@@ -334,7 +343,7 @@ def test_refused_query_never_reaches_the_client(bq: GuardedBigQuery, client: moc
     with pytest.raises(ProdWriteRefused):
         bq.start_query(
             "delete from `envsync-demo.sales.orders` where true",
-            params={"cut": dt.datetime(2026, 11, 21, tzinfo=dt.timezone.utc)},
+            params={"cut": dt.datetime(2026, 11, 21, tzinfo=dt.UTC)},
             job_id="envsync_x",
             labels={"envsync-dag": "prod_to_dev_sync"},
         )
@@ -379,7 +388,7 @@ def test_refused_delete_table_never_reaches_the_client(bq: GuardedBigQuery, clie
 def test_dev_query_reaches_the_client_once_with_job_id_labels_and_typed_parameters(
     bq: GuardedBigQuery, client: mock.Mock
 ) -> None:
-    cut = dt.datetime(2026, 11, 21, 2, 5, 0, 123456, tzinfo=dt.timezone.utc)
+    cut = dt.datetime(2026, 11, 21, 2, 5, 0, 123456, tzinfo=dt.UTC)
     sql = "delete from `envsync-demo.dev_sales.orders` where d < @window_start or d >= @window_end"
     labels = {"envsync-dag": "prod_to_dev_sync", "envsync-task": "sync_dataset", "envsync-run": "r1"}
     job = bq.start_query(
@@ -439,7 +448,7 @@ def test_to_query_parameters_types() -> None:
             "b": False,
             "i": 0,
             "f": 1.5,
-            "ts": dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+            "ts": dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
             "dt": dt.datetime(2026, 1, 1),
             "d": dt.date(2026, 1, 1),
             "s": "x'; drop table sales.orders; --",

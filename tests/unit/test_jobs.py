@@ -8,15 +8,16 @@ from unittest import mock
 import pytest
 from google.api_core.exceptions import BadRequest, Conflict, ServiceUnavailable
 
-from envsync.core.guard import GuardedBigQuery, WriteGuard
 from envsync.bigquery.jobs import JobRunner, JobStats, label_value
+from envsync.core.guard import GuardedBigQuery, WriteGuard
 
 
 def runner_with(client: Any) -> JobRunner:
     guard = WriteGuard("envsync-demo", ["sales"], ["dev_"])
     bq = GuardedBigQuery(client, guard, "US")
-    return JobRunner(bq, dag_id="prod_to_dev_sync", run_id="scheduled__2026-11-21T02:00:00+00:00",
-                     task_id="sync_dataset", timeout=30)
+    return JobRunner(
+        bq, dag_id="prod_to_dev_sync", run_id="scheduled__2026-11-21T02:00:00+00:00", task_id="sync_dataset", timeout=30
+    )
 
 
 def fake_job(state: str = "DONE", billed: int = 0) -> mock.Mock:
@@ -64,9 +65,9 @@ def test_a_retried_task_reattaches_to_its_running_job() -> None:
     client.get_job.return_value = running
     runner = runner_with(client)
     runner.run(SQL, key=("sales", "orders", "trim"))
-    client.query.assert_called_once()                       # no second job was started
+    client.query.assert_called_once()  # no second job was started
     client.get_job.assert_called_once_with(runner.job_id_base("sales", "orders", "trim") + "_0", location="US")
-    running.result.assert_called_once_with(timeout=30)     # it waited for the running job
+    running.result.assert_called_once_with(timeout=30)  # it waited for the running job
 
 
 def test_a_finished_job_with_the_same_id_makes_the_next_attempt() -> None:
@@ -93,7 +94,7 @@ def test_cancel_all_cancels_jobs_in_flight() -> None:
     job = fake_job()
 
     def result(timeout: float) -> None:
-        runner.cancel_all()   # as on_kill would, while the job runs
+        runner.cancel_all()  # as on_kill would, while the job runs
 
     job.result.side_effect = result
     client.query.return_value = job
@@ -134,17 +135,30 @@ from google.api_core.exceptions import Forbidden, InternalServerError, NotFound,
 
 from envsync.bigquery.jobs import JobTimeoutError, RetryPolicy, is_transient_job_error, run_recorded  # noqa: E402
 
-TABLE_UPDATES = Forbidden("Exceeded rate limits: too many table update operations for this table",
-                          errors=[{"reason": "rateLimitExceeded",
-                                   "message": "Exceeded rate limits: too many table update operations for this table"}])
+TABLE_UPDATES = Forbidden(
+    "Exceeded rate limits: too many table update operations for this table",
+    errors=[
+        {
+            "reason": "rateLimitExceeded",
+            "message": "Exceeded rate limits: too many table update operations for this table",
+        }
+    ],
+)
 
 
 def backoff_runner(client: Any, **policy: Any) -> tuple[JobRunner, list[float]]:
     sleeps: list[float] = []
     guard = WriteGuard("envsync-demo", ["sales"], ["dev_"])
-    runner = JobRunner(GuardedBigQuery(client, guard, "US"), dag_id="prod_to_dev_sync", run_id="manual__1",
-                       task_id="sync_dataset", timeout=30, retry=RetryPolicy(**policy), sleep=sleeps.append,
-                       rng=random.Random(7))
+    runner = JobRunner(
+        GuardedBigQuery(client, guard, "US"),
+        dag_id="prod_to_dev_sync",
+        run_id="manual__1",
+        task_id="sync_dataset",
+        timeout=30,
+        retry=RetryPolicy(**policy),
+        sleep=sleeps.append,
+        rng=random.Random(7),
+    )
     return runner, sleeps
 
 
@@ -160,10 +174,20 @@ def attempt_numbers(client: Any) -> list[str]:
         (InternalServerError("backend", errors=[{"reason": "backendError", "message": "m"}]), True),
         (InternalServerError("internal", errors=[{"reason": "internalError", "message": "m"}]), True),
         (BadRequest("table unavailable", errors=[{"reason": "tableUnavailable", "message": "m"}]), True),
-        (BadRequest("Resources exceeded", errors=[{"reason": "resourcesExceeded",
-                                                   "message": "Resources exceeded: transient, try again later"}]), True),
-        (BadRequest("Resources exceeded during query execution: The query could not be executed in the "
-                    "allotted memory", errors=[{"reason": "resourcesExceeded", "message": "allotted memory"}]), False),
+        (
+            BadRequest(
+                "Resources exceeded",
+                errors=[{"reason": "resourcesExceeded", "message": "Resources exceeded: transient, try again later"}],
+            ),
+            True,
+        ),
+        (
+            BadRequest(
+                "Resources exceeded during query execution: The query could not be executed in the allotted memory",
+                errors=[{"reason": "resourcesExceeded", "message": "allotted memory"}],
+            ),
+            False,
+        ),
         (BadRequest("bad", errors=[{"reason": "invalidQuery", "message": "Syntax error"}]), False),
         (Forbidden("quota", errors=[{"reason": "quotaExceeded", "message": "Quota exceeded: daily"}]), False),
         (RuntimeError("not an API error"), False),
@@ -182,7 +206,7 @@ def test_a_finished_job_that_hit_too_many_table_updates_is_retried_with_backoff_
     stats = JobStats()
     assert runner.run(SQL, key=("sales", "orders", "trim"), stats=stats) is ok
     assert attempt_numbers(client) == ["0", "1", "2"]
-    assert len(sleeps) == 2 and 0.5 <= sleeps[0] <= 1.0 and 1.0 <= sleeps[1] <= 2.0   # 1 s, 2 s, with jitter
+    assert len(sleeps) == 2 and 0.5 <= sleeps[0] <= 1.0 and 1.0 <= sleeps[1] <= 2.0  # 1 s, 2 s, with jitter
     assert stats.jobs == 1 and stats.job_ids[0].endswith("_2")
 
 
@@ -218,7 +242,7 @@ def test_retries_stop_at_the_budget_and_the_table_fails_as_retryable() -> None:
 
     result = run_recorded({"target": "dev_sales.orders"}, work, deterministic=())
     assert client.query.call_count == 4 and len(sleeps) == 3
-    assert all(b > a for a, b in zip(sleeps, sleeps[1:]))             # exponential
+    assert all(b > a for a, b in zip(sleeps, sleeps[1:]))  # exponential
     assert result["status"] == "failed" and result["retryable"] is True
     assert "too many table update operations" in result["error"]
 
@@ -240,8 +264,9 @@ def test_a_deterministic_error_is_not_retried() -> None:
     failed.result.side_effect = BadRequest("Syntax error", errors=[{"reason": "invalidQuery", "message": "m"}])
     client.query.return_value = failed
     runner, sleeps = backoff_runner(client)
-    result = run_recorded({"target": "dev_sales.orders"},
-                          lambda stats: runner.run(SQL, key=("x",), stats=stats), deterministic=())
+    result = run_recorded(
+        {"target": "dev_sales.orders"}, lambda stats: runner.run(SQL, key=("x",), stats=stats), deterministic=()
+    )
     assert client.query.call_count == 1 and sleeps == []
     assert result["retryable"] is False
 
@@ -279,6 +304,7 @@ def test_load_jobs_carry_the_server_side_timeout() -> None:
     client = mock.Mock()
     bq = GuardedBigQuery(client, WriteGuard("envsync-demo", ["sales"], ["dev_"]), "US")
     config = bigquery.LoadJobConfig(source_format="PARQUET")
-    bq.load_table_from_uri(["gs://b/x"], TableRef("envsync-demo", "dev_sales", "orders"), config, job_id="j",
-                           job_timeout_ms=60_000)
+    bq.load_table_from_uri(
+        ["gs://b/x"], TableRef("envsync-demo", "dev_sales", "orders"), config, job_id="j", job_timeout_ms=60_000
+    )
     assert client.load_table_from_uri.call_args.kwargs["job_config"].to_api_repr()["jobTimeoutMs"] == "60000"

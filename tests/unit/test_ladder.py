@@ -14,10 +14,21 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from envsync.backups.ladder import Backup, SnapshotDecision, daily_snapshot_budget, keep, parse_snapshot_name, plan_snapshot, restore_points, snapshot_expiry, snapshot_name, thin
+from envsync.backups.ladder import (
+    Backup,
+    SnapshotDecision,
+    daily_snapshot_budget,
+    keep,
+    parse_snapshot_name,
+    plan_snapshot,
+    restore_points,
+    snapshot_expiry,
+    snapshot_name,
+    thin,
+)
 from envsync.core.rungs import Ladder, parse_duration
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 H = dt.timedelta(hours=1)
 MIN = dt.timedelta(minutes=1)
 TABLE = "sales.orders"
@@ -62,10 +73,10 @@ class Table:
     """One table's simulated backup dataset and its snapshot-job bookkeeping."""
 
     ladder: Ladder
-    store: dict[str, Backup] = field(default_factory=dict)   # what exists now
-    history: list[Backup] = field(default_factory=list)      # every ladder snapshot ever taken
+    store: dict[str, Backup] = field(default_factory=dict)  # what exists now
+    history: list[Backup] = field(default_factory=list)  # every ladder snapshot ever taken
     pins: set[str] = field(default_factory=set)
-    jobs: Counter[dt.date] = field(default_factory=Counter)       # snapshot jobs per UTC day
+    jobs: Counter[dt.date] = field(default_factory=Counter)  # snapshot jobs per UTC day
     scheduled: Counter[dt.date] = field(default_factory=Counter)  # of which scheduled
 
     def newest(self) -> dt.datetime | None:
@@ -222,7 +233,9 @@ def test_a_table_re_created_since_its_newest_snapshot_is_a_new_base() -> None:
     now = utc(2026, 11, 22, 13, 30)
     base = plan_snapshot(ladder, 5, now, table=TABLE, newest=newest, created=reseeded)
     assert base.take
-    assert "of a new base: sales.orders was created at 2026-11-22T13:20:00+00:00, after its newest snapshot" in base.reason
+    assert (
+        "of a new base: sales.orders was created at 2026-11-22T13:20:00+00:00, after its newest snapshot" in base.reason
+    )
     # not re-created since: the slot rule holds
     assert not plan_snapshot(ladder, 5, now, table=TABLE, newest=newest, created=utc(2026, 11, 1)).take
     assert not plan_snapshot(ladder, 50, now, table=TABLE, newest=newest, created=reseeded).take
@@ -231,9 +244,7 @@ def test_a_table_re_created_since_its_newest_snapshot_is_a_new_base() -> None:
 
 
 @pytest.mark.parametrize(("rungs", "budget"), [(["1h", "1d"], 24), (["3h"], 8), (["7h"], 5), (["2d"], 1)])
-def test_daily_snapshot_budget_bounds_what_the_schedule_takes_in_any_utc_day(
-    rungs: list[str], budget: int
-) -> None:
+def test_daily_snapshot_budget_bounds_what_the_schedule_takes_in_any_utc_day(rungs: list[str], budget: int) -> None:
     ladder = Ladder.from_strings(rungs)
     assert daily_snapshot_budget(ladder) == budget
     rnd = random.Random(42)
@@ -252,8 +263,15 @@ def test_daily_snapshot_budget_bounds_what_the_schedule_takes_in_any_utc_day(
 
 @pytest.mark.parametrize(
     ("text", "value"),
-    [("90s", dt.timedelta(seconds=90)), ("1m", MIN), ("60m", H), ("2h", 2 * H), ("1d", dt.timedelta(days=1)),
-     ("7d", dt.timedelta(days=7)), (" 3h ", 3 * H)],
+    [
+        ("90s", dt.timedelta(seconds=90)),
+        ("1m", MIN),
+        ("60m", H),
+        ("2h", 2 * H),
+        ("1d", dt.timedelta(days=1)),
+        ("7d", dt.timedelta(days=7)),
+        (" 3h ", 3 * H),
+    ],
 )
 def test_parse_duration(text: str, value: dt.timedelta) -> None:
     assert parse_duration(text) == value

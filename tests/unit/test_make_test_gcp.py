@@ -14,23 +14,38 @@ import time
 from pathlib import Path
 
 import pytest
-
 import sandbox
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CLOSED = "127.0.0.1:9"   # discard port: nothing listens there, connections are refused at once
+CLOSED = "127.0.0.1:9"  # discard port: nothing listens there, connections are refused at once
 
 pytestmark = pytest.mark.slow
 
 
 def make_test_gcp(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess[str], float]:
-    clean = {k: v for k, v in os.environ.items()
-             if not k.startswith(("ENVSYNC_", "GOOGLE_", "GCE_", "CLOUDSDK_", "AIRFLOW_CONN_", "MAKE", "MFLAGS"))}
-    clean.update({"HOME": str(tmp_path), "CLOUDSDK_CONFIG": str(tmp_path / "gcloud"),
-                  "GCE_METADATA_HOST": CLOSED, "GCE_METADATA_IP": CLOSED, **env})
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("ENVSYNC_", "GOOGLE_", "GCE_", "CLOUDSDK_", "AIRFLOW_CONN_", "MAKE", "MFLAGS"))
+    }
+    clean.update(
+        {
+            "HOME": str(tmp_path),
+            "CLOUDSDK_CONFIG": str(tmp_path / "gcloud"),
+            "GCE_METADATA_HOST": CLOSED,
+            "GCE_METADATA_IP": CLOSED,
+            **env,
+        }
+    )
     start = time.monotonic()
-    done = subprocess.run(["make", "--no-print-directory", "-s", "test-gcp"], cwd=REPO_ROOT, env=clean,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        ["make", "--no-print-directory", "-s", "test-gcp"],
+        cwd=REPO_ROOT,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     return done, time.monotonic() - start
 
 
@@ -47,10 +62,11 @@ def test_without_credentials_it_fails_fast_naming_project_and_cause(tmp_path: Pa
     assert done.returncode != 0
     error = [line for line in done.stderr.splitlines() if line.startswith("ERROR: ")]
     assert len(error) == 1, done.stderr
-    assert error[0].startswith("ERROR: test-gcp: cannot use project 'envsync-no-such-project': "
-                               "no Google credentials found")
+    assert error[0].startswith(
+        "ERROR: test-gcp: cannot use project 'envsync-no-such-project': no Google credentials found"
+    )
     assert "GOOGLE_APPLICATION_CREDENTIALS" in error[0] and error[0].endswith("Nothing was created.")
-    assert "collected" not in done.stdout and "passed" not in done.stdout   # no test ran
+    assert "collected" not in done.stdout and "passed" not in done.stdout  # no test ran
     assert seconds < 60, seconds
     print(f"\n{seconds:.1f} s: {error[0]}")
 
@@ -60,21 +76,32 @@ def test_with_an_unusable_key_it_fails_fast_without_retrying(tmp_path: Path) -> 
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption()).decode()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
     key_file = tmp_path / "key.json"
-    key_file.write_text(json.dumps({
-        "type": "service_account", "project_id": "envsync-no-such-project", "private_key_id": "0",
-        "private_key": pem, "client_email": "envsync-test@envsync-no-such-project.iam.gserviceaccount.com",
-        "client_id": "0", "token_uri": f"http://{CLOSED}/token",
-    }))
-    done, seconds = make_test_gcp(tmp_path, ENVSYNC_TEST_GCP_PROJECT="envsync-no-such-project",
-                                  GOOGLE_APPLICATION_CREDENTIALS=str(key_file))
+    key_file.write_text(
+        json.dumps(
+            {
+                "type": "service_account",
+                "project_id": "envsync-no-such-project",
+                "private_key_id": "0",
+                "private_key": pem,
+                "client_email": "envsync-test@envsync-no-such-project.iam.gserviceaccount.com",
+                "client_id": "0",
+                "token_uri": f"http://{CLOSED}/token",
+            }
+        )
+    )
+    done, seconds = make_test_gcp(
+        tmp_path, ENVSYNC_TEST_GCP_PROJECT="envsync-no-such-project", GOOGLE_APPLICATION_CREDENTIALS=str(key_file)
+    )
     assert done.returncode != 0
     error = [line for line in done.stderr.splitlines() if line.startswith("ERROR: ")]
     assert len(error) == 1, done.stderr
-    assert error[0].startswith("ERROR: test-gcp: cannot use project 'envsync-no-such-project': "
-                               "Google's token service is unreachable")
+    assert error[0].startswith(
+        "ERROR: test-gcp: cannot use project 'envsync-no-such-project': Google's token service is unreachable"
+    )
     assert error[0].endswith("Nothing was created.")
     assert seconds < 60, seconds
 

@@ -74,7 +74,7 @@ class FakeGCS:
         self.calls.append("objects.list")
         return [FakeBlob(self, name, n) for n in sorted(self.objects(name))][:max_results]
 
-    def get_bucket(self, name: str) -> Any:   # must not be used: needs storage.buckets.get
+    def get_bucket(self, name: str) -> Any:  # must not be used: needs storage.buckets.get
         raise AssertionError("ensure_bucket must not call buckets.get through get_bucket")
 
     def create_bucket(self, name: str, location: str) -> FakeBucket:

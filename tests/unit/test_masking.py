@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 import sqlglot
 
-from envsync.core.config import ConfigError, EnvsyncConfig, parse_config
 from envsync.bigquery.discovery import DatasetInfo, TableInfo
+from envsync.core.config import ConfigError, EnvsyncConfig, parse_config
+from envsync.core.window import quarter_window
 from envsync.privacy.masking import (
     ColumnMask,
     MaskError,
@@ -20,9 +21,8 @@ from envsync.privacy.masking import (
     unmasked_tagged,
 )
 from envsync.sync.plan import MIN_BYTES_BILLED_PER_TABLE, PlanError, plan_dataset
-from envsync.core.window import quarter_window
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 SALT_ENV = "ENVSYNC_MASKING_SALT"
 TAXONOMY = "projects/acme-data/locations/us/taxonomies/7"
 PHONE_TAG = f"{TAXONOMY}/policyTags/71"
@@ -31,8 +31,15 @@ WINDOW = quarter_window(dt.datetime(2026, 11, 21, 2, tzinfo=UTC), 2)
 
 
 def make_config(tables: dict[str, Any] | None = None, **extra: Any) -> EnvsyncConfig:
-    return parse_config({"project": "acme-data", "prod": {"datasets": ["crm"]}, "tables": tables or {},
-                         "state": {"bucket": "acme-state"}, **extra})
+    return parse_config(
+        {
+            "project": "acme-data",
+            "prod": {"datasets": ["crm"]},
+            "tables": tables or {},
+            "state": {"bucket": "acme-state"},
+            **extra,
+        }
+    )
 
 
 def config_error(**extra: Any) -> str:
@@ -41,8 +48,13 @@ def config_error(**extra: Any) -> str:
     return str(info.value)
 
 
-def col(name: str, kind: str = "STRING", mode: str = "NULLABLE", tags: list[str] | None = None,
-        fields: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def col(
+    name: str,
+    kind: str = "STRING",
+    mode: str = "NULLABLE",
+    tags: list[str] | None = None,
+    fields: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     out: dict[str, Any] = {"name": name, "type": kind, "mode": mode}
     if tags:
         out["policyTags"] = {"names": tags}
@@ -52,10 +64,20 @@ def col(name: str, kind: str = "STRING", mode: str = "NULLABLE", tags: list[str]
 
 
 def contacts(**kw: Any) -> TableInfo:
-    schema = [col("contact_id", "INTEGER", "REQUIRED"), col("email"), col("name"), col("phone", tags=[PHONE_TAG]),
-              col("notes", tags=[OTHER_TAG]), col("signup_date", "DATE")]
-    defaults = dict(partitioning={"type": "DAY", "field": "signup_date"}, clustering=["contact_id"],
-                    num_rows=400, num_bytes=400 * 1024 ** 2)
+    schema = [
+        col("contact_id", "INTEGER", "REQUIRED"),
+        col("email"),
+        col("name"),
+        col("phone", tags=[PHONE_TAG]),
+        col("notes", tags=[OTHER_TAG]),
+        col("signup_date", "DATE"),
+    ]
+    defaults = dict(
+        partitioning={"type": "DAY", "field": "signup_date"},
+        clustering=["contact_id"],
+        num_rows=400,
+        num_bytes=400 * 1024**2,
+    )
     return TableInfo(dataset="crm", table="contacts", kind="TABLE", schema=schema, **{**defaults, **kw})
 
 
@@ -74,12 +96,18 @@ def test_privacy_defaults_mask_dev_and_samples_but_not_prod_copy() -> None:
     assert make_config(privacy={"salt_env": "OTHER_SALT"}).salt_env == "OTHER_SALT"
 
 
-@pytest.mark.parametrize("privacy, expected", [
-    ({"policy_tags": ["pii"]}, "privacy.policy_tags: 'pii' is not a policy tag or taxonomy resource name"),
-    ({"environments": ["dev", "backup"]}, "privacy.environments.1: Input should be 'dev', 'qa', 'staging', 'test' or 'prodcopy'"),
-    ({"policy_tag_mask": "scramble"}, "privacy.policy_tag_mask: Input should be 'hash', 'null' or 'fake'"),
-    ({"salt_env": "my-salt"}, "privacy.salt_env: 'my-salt' is not an environment variable name"),
-])
+@pytest.mark.parametrize(
+    "privacy, expected",
+    [
+        ({"policy_tags": ["pii"]}, "privacy.policy_tags: 'pii' is not a policy tag or taxonomy resource name"),
+        (
+            {"environments": ["dev", "backup"]},
+            "privacy.environments.1: Input should be 'dev', 'qa', 'staging', 'test' or 'prodcopy'",
+        ),
+        ({"policy_tag_mask": "scramble"}, "privacy.policy_tag_mask: Input should be 'hash', 'null' or 'fake'"),
+        ({"salt_env": "my-salt"}, "privacy.salt_env: 'my-salt' is not an environment variable name"),
+    ],
+)
 def test_bad_privacy_settings_name_the_key(privacy: dict[str, Any], expected: str) -> None:
     assert expected in config_error(privacy=privacy)
 
@@ -102,7 +130,10 @@ def test_config_masks_and_configured_policy_tags_in_prod_column_order() -> None:
     config = make_config(MASKED, privacy=PRIVACY)
     masks = column_masks(config, contacts(), "dev")
     assert [(m.column, m.kind, m.origin) for m in masks] == [
-        ("email", "hash", "config"), ("name", "fake", "config"), ("phone", "hash", "policy_tag")]
+        ("email", "hash", "config"),
+        ("name", "fake", "config"),
+        ("phone", "hash", "policy_tag"),
+    ]
     assert masks[2].policy_tags == [PHONE_TAG]
     # the other taxonomy's column is copied unmasked, and reported
     assert unmasked_tagged(contacts(), masks) == {"notes": [OTHER_TAG]}
@@ -126,8 +157,9 @@ def test_masks_apply_only_where_privacy_says() -> None:
     assert len(column_masks(listed, contacts(), "prodcopy")) == 3 and column_masks(listed, contacts(), "dev") == []
 
 
-@pytest.mark.parametrize("column, why", [("signup_date", "the partitioning column"),
-                                         ("contact_id", "a clustering column")])
+@pytest.mark.parametrize(
+    "column, why", [("signup_date", "the partitioning column"), ("contact_id", "a clustering column")]
+)
 def test_a_mask_on_a_discovered_partitioning_or_clustering_column_is_refused(column: str, why: str) -> None:
     config = make_config({"crm.contacts": {"mask": {column: "null" if column == "signup_date" else "fake"}}})
     with pytest.raises(MaskError, match=f"crm.contacts: column {column} is {why} and cannot be masked"):
@@ -148,18 +180,21 @@ def test_a_tagged_nested_field_is_refused_and_an_untagged_taxonomy_is_only_repor
         column_masks(make_config(privacy=PRIVACY), info, "dev")
     info.schema[-1]["fields"][0]["policyTags"] = {"names": [OTHER_TAG]}
     assert unmasked_tagged(info, column_masks(make_config(privacy=PRIVACY), info, "dev")) == {
-        "notes": [OTHER_TAG], "address.street": [OTHER_TAG]}
+        "notes": [OTHER_TAG],
+        "address.street": [OTHER_TAG],
+    }
 
 
 def test_missing_columns_and_rules_that_do_not_fit_the_type_are_refused_at_plan_time() -> None:
     with pytest.raises(MaskError, match=r"tables.crm.contacts.mask: column\(s\) \['mail'\] do not exist"):
         column_masks(make_config({"crm.contacts": {"mask": {"mail": "hash"}}}), contacts(), "dev")
     with pytest.raises(MaskError, match="crm.contacts: mask of column contact_id .*hash applies to STRING"):
-        column_masks(make_config({"crm.contacts": {"mask": {"contact_id": "hash"}}}),
-                     contacts(clustering=None), "dev")
+        column_masks(make_config({"crm.contacts": {"mask": {"contact_id": "hash"}}}), contacts(clustering=None), "dev")
 
 
-def test_masked_select_binds_the_salt_and_names_the_variable_when_it_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_masked_select_binds_the_salt_and_names_the_variable_when_it_is_missing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     config = make_config(MASKED, privacy=PRIVACY)
     masks = column_masks(config, contacts(), "dev")
     monkeypatch.delenv(SALT_ENV, raising=False)
@@ -193,15 +228,17 @@ def dataset(*tables: TableInfo) -> DatasetInfo:
 
 
 def regions() -> TableInfo:
-    return TableInfo(dataset="crm", table="regions", kind="TABLE", schema=[col("region_id", "INTEGER")], num_rows=5,
-                     num_bytes=100)
+    return TableInfo(
+        dataset="crm", table="regions", kind="TABLE", schema=[col("region_id", "INTEGER")], num_rows=5, num_bytes=100
+    )
 
 
 def test_dev_plan_masks_by_a_windowed_ctas_and_keeps_clones_for_the_rest() -> None:
     config = make_config(MASKED, privacy=PRIVACY)
     ids = [(dt.date(2025, 11, 1) + dt.timedelta(days=i)).strftime("%Y%m%d") for i in range(400)]
-    plan = plan_dataset(config, dataset(contacts(), regions()), existing=None, window=WINDOW,
-                        partition_ids={"contacts": ids})
+    plan = plan_dataset(
+        config, dataset(contacts(), regions()), existing=None, window=WINDOW, partition_ids={"contacts": ids}
+    )
     masked, clone = plan.actions
     assert (masked.action, masked.date_column, masked.match_key) == ("masked_ctas", "signup_date", ["contact_id"])
     assert [m["column"] for m in masked.masks] == ["email", "name", "phone"]
@@ -209,7 +246,7 @@ def test_dev_plan_masks_by_a_windowed_ctas_and_keeps_clones_for_the_rest() -> No
     assert "masked columns email (hash), name (fake), phone (hash, policy tag)" in masked.reason
     assert "instead of clone_window" in masked.reason
     # the masked copy bills the 144 of 400 daily partitions in the window, plus verification and the mask check
-    read = 400 * 1024 ** 2 * 144 // 400
+    read = 400 * 1024**2 * 144 // 400
     verify = 2 * MIN_BYTES_BILLED_PER_TABLE
     assert masked.est_bytes_billed == read + verify + 2 * read
     assert masked.est_jobs == 4 and "masked copy: bills what it reads of prod" in masked.billing_note
@@ -228,7 +265,9 @@ def test_a_masked_table_without_a_date_column_is_copied_whole() -> None:
 def test_prod_copy_is_exact_unless_listed() -> None:
     exact = plan_dataset(make_config(MASKED, privacy=PRIVACY), dataset(contacts()), existing=None, env="prodcopy")
     assert exact.actions[0].action == "full_clone" and exact.actions[0].unmasked_tagged == {
-        "phone": [PHONE_TAG], "notes": [OTHER_TAG]}
+        "phone": [PHONE_TAG],
+        "notes": [OTHER_TAG],
+    }
     listed = make_config(MASKED, privacy={**PRIVACY, "environments": ["dev", "prodcopy"]})
     action = plan_dataset(listed, dataset(contacts()), existing=None, env="prodcopy").actions[0]
     assert (action.action, action.date_column) == ("masked_ctas", None)
@@ -239,8 +278,11 @@ def test_every_column_masked_needs_a_key_and_the_key_must_exist() -> None:
     with pytest.raises(PlanError, match="crm.emails: every column is masked; set tables.crm.emails.key"):
         plan_dataset(make_config({"crm.emails": {"mask": {"email": "hash"}}}), dataset(info), existing=None)
     with pytest.raises(PlanError, match=r"tables.crm.contacts.key: column\(s\) \['id'\] do not exist"):
-        plan_dataset(make_config({"crm.contacts": {"mask": {"email": "hash"}, "key": ["id"]}}), dataset(contacts()),
-                     existing=None)
+        plan_dataset(
+            make_config({"crm.contacts": {"mask": {"email": "hash"}, "key": ["id"]}}),
+            dataset(contacts()),
+            existing=None,
+        )
 
 
 # ------------------------------------------------------------------- report, audit, alerts
@@ -255,28 +297,55 @@ def test_privacy_report_audit_rows_and_slack_warning() -> None:
     plan = plan_dataset(make_config(MASKED, privacy=PRIVACY), dataset(contacts()), existing=None, window=WINDOW)
     entries = privacy_entries([plan])
     assert [(m["column"], m["mask"], m["origin"]) for m in entries["masked"]] == [
-        ("email", "hash", "config"), ("name", "fake", "config"), ("phone", "hash", "policy_tag")]
-    assert entries["unmasked_tagged"] == [{"env": "dev", "table": "crm.contacts", "target": "dev_crm.contacts",
-                                           "column": "notes", "policy_tags": [OTHER_TAG]}]
-    results = [{"table": "crm.contacts", "status": "ok", "masked": [{"column": "email", "unmasked_rows": 0},
-                                                                   {"column": "name", "unmasked_rows": 2}]}]
+        ("email", "hash", "config"),
+        ("name", "fake", "config"),
+        ("phone", "hash", "policy_tag"),
+    ]
+    assert entries["unmasked_tagged"] == [
+        {
+            "env": "dev",
+            "table": "crm.contacts",
+            "target": "dev_crm.contacts",
+            "column": "notes",
+            "policy_tags": [OTHER_TAG],
+        }
+    ]
+    results = [
+        {
+            "table": "crm.contacts",
+            "status": "ok",
+            "masked": [{"column": "email", "unmasked_rows": 0}, {"column": "name", "unmasked_rows": 2}],
+        }
+    ]
     report = privacy_report(entries, results)
     assert [(m["column"], m["unmasked_rows"], m["status"]) for m in report["masked"]] == [
-        ("email", 0, "ok"), ("name", 2, "ok"), ("phone", None, "ok")]
+        ("email", 0, "ok"),
+        ("name", 2, "ok"),
+        ("phone", None, "ok"),
+    ]
     text = privacy_table(report, results)
     assert "policy tag 71" in text and "WARNING: dev_crm.contacts.notes carries policy tag(s)" in text
 
     now = dt.datetime(2026, 11, 21, 3, tzinfo=UTC)
     rows = masked_column_rows(dag_id="prod_to_dev_sync", run_id="r1", privacy=report, now=now)
     assert [(r["column_name"], r["mask"], r["origin"], r["policy_tags"], r["unmasked_rows"]) for r in rows] == [
-        ("email", "hash", "config", None, 0), ("name", "fake", "config", None, 2),
-        ("phone", "hash", "policy_tag", PHONE_TAG, None)]
+        ("email", "hash", "config", None, 0),
+        ("name", "fake", "config", None, 2),
+        ("phone", "hash", "policy_tag", PHONE_TAG, None),
+    ]
 
-    message = build_message(kind="privacy", dag_id="prod_to_dev_sync", run_id="r1",
-                            report={"privacy": report, "params": {"datasets": ["crm"]}}, duration=None,
-                            url="http://airflow/x", failed_tasks=[])
-    assert message["text"].startswith(":warning: envsync *prod_to_dev_sync* copied 1 policy-tagged column(s) "
-                                      "UNMASKED to *dev*")
+    message = build_message(
+        kind="privacy",
+        dag_id="prod_to_dev_sync",
+        run_id="r1",
+        report={"privacy": report, "params": {"datasets": ["crm"]}},
+        duration=None,
+        url="http://airflow/x",
+        failed_tasks=[],
+    )
+    assert message["text"].startswith(
+        ":warning: envsync *prod_to_dev_sync* copied 1 policy-tagged column(s) UNMASKED to *dev*"
+    )
     assert f"unmasked: dev_crm.contacts.notes (policy tags: {OTHER_TAG})" in message["text"]
 
 
@@ -296,23 +365,36 @@ def test_the_verification_matches_rows_on_the_key_or_a_hash_of_the_unmasked_colu
 
     assert match_key_sql(contacts(), ["contact_id"], {"email"}) == "to_json_string(struct(`contact_id`))"
     assert match_key_sql(contacts(), [], {"email", "name", "phone"}) == (
-        "farm_fingerprint(to_json_string(struct(`contact_id`, `notes`, `signup_date`)))")
+        "farm_fingerprint(to_json_string(struct(`contact_id`, `notes`, `signup_date`)))"
+    )
 
 
 def test_reseed_privacy_lists_the_masks_of_prod_samples_per_environment() -> None:
     from envsync.environments.reseed import ReseedUnit, TableSource, reseed_privacy
 
-    config = make_config({"crm.contacts": {"source": "prod_sample", "sample": {"key": "contact_id", "modulo": 4},
-                                           "mask": {"email": "hash"}}},
-                         privacy={**PRIVACY, "environments": ["qa"]})
+    config = make_config(
+        {
+            "crm.contacts": {
+                "source": "prod_sample",
+                "sample": {"key": "contact_id", "modulo": 4},
+                "mask": {"email": "hash"},
+            }
+        },
+        privacy={**PRIVACY, "environments": ["qa"]},
+    )
     units = [ReseedUnit("qa", "crm", "qa_crm"), ReseedUnit("staging", "crm", "staging_crm")]
     sources = {"crm": [TableSource("contacts", "prod_sample"), TableSource("regions", "seed")]}
     report = reseed_privacy(config, units, {"crm": dataset(contacts(), regions())}, sources)
     assert [(m["env"], m["target"], m["column"], m["origin"]) for m in report["masked"]] == [
-        ("qa", "qa_crm.contacts", "email", "config"), ("qa", "qa_crm.contacts", "phone", "policy_tag")]
+        ("qa", "qa_crm.contacts", "email", "config"),
+        ("qa", "qa_crm.contacts", "phone", "policy_tag"),
+    ]
     # staging is not in privacy.environments: its sample is unmasked, and its tagged columns are reported
     assert [(u["env"], u["column"]) for u in report["unmasked_tagged"]] == [
-        ("qa", "notes"), ("staging", "notes"), ("staging", "phone")]
+        ("qa", "notes"),
+        ("staging", "notes"),
+        ("staging", "phone"),
+    ]
 
 
 def test_the_run_notifier_sends_privacy_warnings_and_refuses_unknown_kinds() -> None:

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from envsync.core.config import parse_config
 from envsync.bigquery.ddl import carried_schema, column_def, column_type_sql, partition_clause
 from envsync.bigquery.discovery import DatasetInfo, TableInfo
 from envsync.bigquery.partitions import (
@@ -27,10 +26,11 @@ from envsync.bigquery.partitions import (
     partitions_between,
     window_chunks,
 )
-from envsync.sync.plan import plan_dataset
+from envsync.core.config import parse_config
 from envsync.core.window import quarter_window
+from envsync.sync.plan import plan_dataset
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 HOURLY = Spec("ts", "TIMESTAMP", "HOUR")
 
 
@@ -59,11 +59,14 @@ def test_date_window_chunks_are_typed_dates() -> None:
     assert sum(c.partitions for c in chunks) == (dt.date(2026, 1, 1) - dt.date(2000, 1, 1)).days
 
 
-@pytest.mark.parametrize("unit,lo,hi,count", [
-    ("MONTH", dt.datetime(2026, 7, 1), dt.datetime(2026, 11, 21, 2), 5),
-    ("YEAR", dt.datetime(2026, 7, 1), dt.datetime(2027, 1, 1), 1),
-    ("DAY", dt.datetime(2026, 7, 1), dt.datetime(2026, 7, 1), 0),
-])
+@pytest.mark.parametrize(
+    "unit,lo,hi,count",
+    [
+        ("MONTH", dt.datetime(2026, 7, 1), dt.datetime(2026, 11, 21, 2), 5),
+        ("YEAR", dt.datetime(2026, 7, 1), dt.datetime(2027, 1, 1), 1),
+        ("DAY", dt.datetime(2026, 7, 1), dt.datetime(2026, 7, 1), 0),
+    ],
+)
 def test_partitions_between(unit: str, lo: dt.datetime, hi: dt.datetime, count: int) -> None:
     assert partitions_between(lo, hi, unit) == count
 
@@ -72,7 +75,7 @@ def test_delete_trim_chunks_from_the_partitions_outside_the_window() -> None:
     ids = hour_ids(dt.datetime(2026, 1, 1), 8758) + ["__NULL__"]
     keep = outside_window(HOURLY, dt.datetime(2026, 7, 1, tzinfo=UTC), dt.datetime(2026, 12, 31, 22, tzinfo=UTC))
     chunks = id_chunks(ids, HOURLY, keep=keep)
-    assert [c.partitions for c in chunks] == [4000, 345]        # 4,344 hours before July + __NULL__
+    assert [c.partitions for c in chunks] == [4000, 345]  # 4,344 hours before July + __NULL__
     assert chunks[0].lo is None and chunks[1].hi is None
     assert chunks[1].lo == dt.datetime(2026, 1, 1, tzinfo=UTC) + dt.timedelta(hours=3999)
     assert chunk_predicate("ts", chunks[0]) == "(`ts` is null or `ts` < @chunk_hi)"
@@ -106,29 +109,44 @@ def test_range_columns_render_their_element_type() -> None:
 
 def test_collation_is_part_of_the_column_definition_and_validated() -> None:
     assert column_def({"name": "email", "type": "STRING", "collation": "und:ci"}) == "`email` STRING COLLATE 'und:ci'"
-    assert column_def({"name": "tags", "type": "STRING", "mode": "REPEATED", "collation": "und:ci"}) == \
-        "`tags` ARRAY<STRING COLLATE 'und:ci'>"
-    with pytest.raises(ValueError, match="collation \"x'\""):
+    assert (
+        column_def({"name": "tags", "type": "STRING", "mode": "REPEATED", "collation": "und:ci"})
+        == "`tags` ARRAY<STRING COLLATE 'und:ci'>"
+    )
+    with pytest.raises(ValueError, match='collation "x\'"'):
         column_def({"name": "email", "type": "STRING", "collation": "x'"})
 
 
 def test_carried_schema_copies_descriptions_defaults_and_policy_tags_also_nested() -> None:
-    prod = [{"name": "email", "type": "STRING", "description": "it's", "policyTags": {"names": ["t1"]}},
-            {"name": "status", "type": "STRING", "defaultValueExpression": "'new'"},
-            {"name": "addr", "type": "RECORD", "fields": [{"name": "zip", "type": "STRING", "policyTags": {"names": ["t2"]}}]}]
-    created = [{"name": "email", "type": "STRING"}, {"name": "status", "type": "STRING"},
-               {"name": "addr", "type": "RECORD", "fields": [{"name": "zip", "type": "STRING"}]}]
+    prod = [
+        {"name": "email", "type": "STRING", "description": "it's", "policyTags": {"names": ["t1"]}},
+        {"name": "status", "type": "STRING", "defaultValueExpression": "'new'"},
+        {
+            "name": "addr",
+            "type": "RECORD",
+            "fields": [{"name": "zip", "type": "STRING", "policyTags": {"names": ["t2"]}}],
+        },
+    ]
+    created = [
+        {"name": "email", "type": "STRING"},
+        {"name": "status", "type": "STRING"},
+        {"name": "addr", "type": "RECORD", "fields": [{"name": "zip", "type": "STRING"}]},
+    ]
     assert carried_schema(prod, created) == prod
 
 
-@pytest.mark.parametrize("unit,clause", [
-    ("DAY", "partition by _PARTITIONDATE"),
-    ("HOUR", "partition by timestamp_trunc(_PARTITIONTIME, HOUR)"),
-    ("MONTH", "partition by date_trunc(_PARTITIONDATE, MONTH)"),
-])
+@pytest.mark.parametrize(
+    "unit,clause",
+    [
+        ("DAY", "partition by _PARTITIONDATE"),
+        ("HOUR", "partition by timestamp_trunc(_PARTITIONTIME, HOUR)"),
+        ("MONTH", "partition by date_trunc(_PARTITIONDATE, MONTH)"),
+    ],
+)
 def test_ingestion_time_partitioning_is_created(unit: str, clause: str) -> None:
-    info = TableInfo("core", "t", "TABLE", schema=[{"name": "id", "type": "INTEGER"}],
-                     partitioning={"type": unit, "field": None})
+    info = TableInfo(
+        "core", "t", "TABLE", schema=[{"name": "id", "type": "INTEGER"}], partitioning={"type": unit, "field": None}
+    )
     assert partition_clause(info) == clause
 
 
@@ -136,8 +154,14 @@ def test_ingestion_time_partitioning_is_created(unit: str, clause: str) -> None:
 
 
 def _plan(*tables: TableInfo, ids: dict[str, list[str]] | None = None, **overrides: Any) -> dict[str, Any]:
-    config = parse_config({"project": "envsync-demo", "prod": {"datasets": ["core"]}, "tables": overrides,
-                           "state": {"bucket": "envsync-test-state"}})
+    config = parse_config(
+        {
+            "project": "envsync-demo",
+            "prod": {"datasets": ["core"]},
+            "tables": overrides,
+            "state": {"bucket": "envsync-test-state"},
+        }
+    )
     info = DatasetInfo("core", "US", None, {}, list(tables))
     window = quarter_window(dt.datetime(2026, 12, 31, 22, tzinfo=UTC), 2)
     plan = plan_dataset(config, info, existing=None, window=window, partition_ids=ids)
@@ -145,13 +169,20 @@ def _plan(*tables: TableInfo, ids: dict[str, list[str]] | None = None, **overrid
 
 
 def _hourly(name: str = "hourly", unit: str = "HOUR") -> TableInfo:
-    return TableInfo("core", name, "TABLE", schema=[{"name": "id", "type": "INTEGER"}, {"name": "ts", "type": "TIMESTAMP"}],
-                     partitioning={"type": unit, "field": "ts"}, num_bytes=8758 * 16, num_rows=8758)
+    return TableInfo(
+        "core",
+        name,
+        "TABLE",
+        schema=[{"name": "id", "type": "INTEGER"}, {"name": "ts", "type": "TIMESTAMP"}],
+        partitioning={"type": unit, "field": "ts"},
+        num_bytes=8758 * 16,
+        num_rows=8758,
+    )
 
 
 def test_the_plan_counts_two_delete_jobs_for_an_hourly_table_of_a_year() -> None:
     a = _plan(_hourly(), ids={"hourly": hour_ids(dt.datetime(2026, 1, 1), 8758)})["hourly"]
-    assert (a.action, a.est_jobs) == ("clone_window", 6)   # clone, partitions, 2 DELETEs, verify, swap
+    assert (a.action, a.est_jobs) == ("clone_window", 6)  # clone, partitions, 2 DELETEs, verify, swap
 
 
 def test_a_clone_with_few_partitions_outside_the_window_is_trimmed_without_listing_them() -> None:
@@ -159,16 +190,16 @@ def test_a_clone_with_few_partitions_outside_the_window_is_trimmed_without_listi
 
     a = _plan(_hourly("daily", "DAY"), ids={"daily": [f"2026{m:02d}01" for m in range(1, 13)]})["daily"]
     assert single_trim(a) and a.trim_partitions is not None and a.trim_partitions < 12
-    assert (a.action, a.est_jobs) == ("clone_window", 4)   # clone, 1 DELETE, verify, swap: no listing
+    assert (a.action, a.est_jobs) == ("clone_window", 4)  # clone, 1 DELETE, verify, swap: no listing
     year = _plan(_hourly(), ids={"hourly": hour_ids(dt.datetime(2026, 1, 1), 8758)})["hourly"]
     assert not single_trim(year) and year.trim_partitions is not None and year.trim_partitions > 4000
-    unknown = _plan(_hourly("daily", "DAY"))["daily"]      # no partition ids: the clone's are listed
+    unknown = _plan(_hourly("daily", "DAY"))["daily"]  # no partition ids: the clone's are listed
     assert unknown.trim_partitions is None and not single_trim(unknown)
 
 
 def test_the_plan_counts_two_insert_jobs_for_a_ctas_of_two_hourly_quarters() -> None:
     a = _plan(_hourly(), **{"core.hourly": {"strategy": "ctas_window"}})["hourly"]
-    assert (a.action, a.est_jobs) == ("ctas_window", 5)    # CREATE, 2 INSERTs, verify, swap
+    assert (a.action, a.est_jobs) == ("ctas_window", 5)  # CREATE, 2 INSERTs, verify, swap
 
 
 def test_the_plan_bills_the_partition_a_mid_day_window_end_falls_in() -> None:
@@ -214,10 +245,20 @@ class _BQ:
         self.client.stored = [bigquery.SchemaField.from_api_repr(f) for f in reprs]
 
 
-PROD_TAGGED = [{"name": "email", "type": "STRING", "mode": "NULLABLE", "description": "e-mail",
-                "policyTags": {"names": ["projects/p/locations/us/taxonomies/1/policyTags/2"]}},
-               {"name": "status", "type": "STRING", "mode": "NULLABLE", "defaultValueExpression": "'new'"}]
-CREATED = [{"name": "email", "type": "STRING", "mode": "NULLABLE"}, {"name": "status", "type": "STRING", "mode": "NULLABLE"}]
+PROD_TAGGED = [
+    {
+        "name": "email",
+        "type": "STRING",
+        "mode": "NULLABLE",
+        "description": "e-mail",
+        "policyTags": {"names": ["projects/p/locations/us/taxonomies/1/policyTags/2"]},
+    },
+    {"name": "status", "type": "STRING", "mode": "NULLABLE", "defaultValueExpression": "'new'"},
+]
+CREATED = [
+    {"name": "email", "type": "STRING", "mode": "NULLABLE"},
+    {"name": "status", "type": "STRING", "mode": "NULLABLE"},
+]
 
 
 def test_carry_column_options_applies_prod_options() -> None:

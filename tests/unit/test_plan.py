@@ -9,10 +9,18 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from envsync.core.config import EnvsyncConfig, parse_config
-from envsync.bigquery.discovery import DatasetInfo, TableInfo
-from envsync.sync.plan import MIN_BYTES_BILLED_PER_TABLE, STAGE_SUFFIX, DatasetPlan, PlanError, check_table_filter, order_views, plan_dataset
 from envsync.bigquery.actions import Action
+from envsync.bigquery.discovery import DatasetInfo, TableInfo
+from envsync.core.config import EnvsyncConfig, parse_config
+from envsync.sync.plan import (
+    MIN_BYTES_BILLED_PER_TABLE,
+    STAGE_SUFFIX,
+    DatasetPlan,
+    PlanError,
+    check_table_filter,
+    order_views,
+    plan_dataset,
+)
 
 PROJECT = "envsync-demo"
 GB = 1024**3
@@ -46,7 +54,9 @@ def view(name: str, sql: str, dataset: str = "sales") -> TableInfo:
 
 
 def dataset(*tables: TableInfo, name: str = "sales") -> DatasetInfo:
-    return DatasetInfo(dataset=name, location="US", description="prod " + name, labels={"team": "x"}, tables=list(tables))
+    return DatasetInfo(
+        dataset=name, location="US", description="prod " + name, labels={"team": "x"}, tables=list(tables)
+    )
 
 
 def plan(config: EnvsyncConfig, *tables: TableInfo, existing: list[str] | None = None, **kw: Any) -> DatasetPlan:
@@ -67,7 +77,9 @@ def datasets_read(sql: str) -> set[str]:
 
 
 def test_day_partitioned_on_a_date_column_is_cloned_and_trimmed() -> None:
-    t = table("orders", col("id", "INTEGER"), col("order_date", "DATE"), partitioning={"type": "DAY", "field": "order_date"})
+    t = table(
+        "orders", col("id", "INTEGER"), col("order_date", "DATE"), partitioning={"type": "DAY", "field": "order_date"}
+    )
     a = only(plan(make_config(), t), "orders")
     assert (a.action, a.date_column, a.column_type, a.granularity) == ("clone_window", "order_date", "DATE", "DAY")
     assert a.target_dataset == "dev_sales"
@@ -83,7 +95,12 @@ def test_month_partitioned_timestamp_uses_month_granularity() -> None:
 def test_ingestion_time_partitioned_is_windowed_on_partitiontime() -> None:
     t = table("raw", col("payload", "STRING"), col("d", "DATE"), partitioning={"type": "DAY", "field": None})
     a = only(plan(make_config(), t), "raw")
-    assert (a.action, a.date_column, a.column_type, a.granularity) == ("clone_window", "_PARTITIONTIME", "TIMESTAMP", "DAY")
+    assert (a.action, a.date_column, a.column_type, a.granularity) == (
+        "clone_window",
+        "_PARTITIONTIME",
+        "TIMESTAMP",
+        "DAY",
+    )
 
 
 def test_unpartitioned_with_exactly_one_date_column_is_ctas_windowed() -> None:
@@ -110,7 +127,12 @@ def test_two_date_columns_with_a_configured_date_column() -> None:
 
 def test_configured_date_column_that_is_the_partition_column_is_cloned() -> None:
     config = make_config({"sales.orders": {"date_column": "order_date"}})
-    t = table("orders", col("order_date", "DATE"), col("ts", "TIMESTAMP"), partitioning={"type": "MONTH", "field": "order_date"})
+    t = table(
+        "orders",
+        col("order_date", "DATE"),
+        col("ts", "TIMESTAMP"),
+        partitioning={"type": "MONTH", "field": "order_date"},
+    )
     a = only(plan(config, t), "orders")
     assert (a.action, a.date_column, a.granularity) == ("clone_window", "order_date", "MONTH")
 
@@ -186,8 +208,12 @@ def test_date_column_naming_a_repeated_date_column() -> None:
 
 def test_excluded_table_is_not_planned_and_is_dropped_from_dev() -> None:
     config = make_config({"sales.audit_log": {"exclude": True}})
-    p = plan(config, table("orders", col("id", "INTEGER")), table("audit_log", col("d", "DATE")),
-             existing=["orders", "audit_log"])
+    p = plan(
+        config,
+        table("orders", col("id", "INTEGER")),
+        table("audit_log", col("d", "DATE")),
+        existing=["orders", "audit_log"],
+    )
     assert p.excluded == ["audit_log"]
     assert [(a.table, a.action) for a in p.actions] == [("orders", "full_clone"), ("audit_log", "drop")]
     assert only(p, "audit_log").reason == "excluded in config"
@@ -202,8 +228,9 @@ def test_excluded_table_absent_from_dev_is_only_listed() -> None:
 
 def test_dev_only_objects_are_dropped_except_kept_ones() -> None:
     config = make_config(keep=["scratch", "sales.notes", "marketing.sandbox"])
-    p = plan(config, table("orders", col("id", "INTEGER")),
-             existing=["orders", "old_table", "scratch", "notes", "sandbox"])
+    p = plan(
+        config, table("orders", col("id", "INTEGER")), existing=["orders", "old_table", "scratch", "notes", "sandbox"]
+    )
     drops = {a.table: a for a in p.actions if a.action == "drop"}
     # marketing.sandbox is kept in marketing only, so sales' dev-only "sandbox" is dropped
     assert set(drops) == {"old_table", "sandbox"}
@@ -220,14 +247,21 @@ def test_leftover_staging_table_is_dropped_with_the_staging_reason() -> None:
 
 
 def test_a_table_filter_never_drops() -> None:
-    p = plan(make_config(), table("orders", col("id", "INTEGER")), table("items", col("id", "INTEGER")),
-             existing=["orders", "old_table"], tables_filter=["orders"])
+    p = plan(
+        make_config(),
+        table("orders", col("id", "INTEGER")),
+        table("items", col("id", "INTEGER")),
+        existing=["orders", "old_table"],
+        tables_filter=["orders"],
+    )
     assert [(a.table, a.action) for a in p.actions] == [("orders", "full_clone")]
 
 
 def test_table_filter_accepts_dataset_qualified_names() -> None:
     tables = [table("orders", col("id", "INTEGER")), table("items", col("id", "INTEGER"))]
-    assert [a.table for a in plan(make_config(), *tables, existing=None, tables_filter=["sales.items"]).actions] == ["items"]
+    assert [a.table for a in plan(make_config(), *tables, existing=None, tables_filter=["sales.items"]).actions] == [
+        "items"
+    ]
     assert plan(make_config(), *tables, existing=None, tables_filter=["marketing.items"]).actions == []
 
 
@@ -273,19 +307,31 @@ def test_view_depends_on_everything_it_reads_in_dev() -> None:
     )
     assert only(p, "top").depends_on == ["dev_sales.base", "dev_sales.orders"]
     assert only(p, "base").depends_on == ["dev_sales.orders"]
-    assert only(p, "other").depends_on == ["dev_marketing.base"]   # ordered across datasets too
+    assert only(p, "other").depends_on == ["dev_marketing.base"]  # ordered across datasets too
     assert [v.table for v in order_views(p.by_action("view"))].index("base") < [
-        v.table for v in order_views(p.by_action("view"))].index("top")
+        v.table for v in order_views(p.by_action("view"))
+    ].index("top")
 
 
 def _view_action(name: str, *deps: str, dataset: str = "sales") -> Action:
-    return Action(dataset=dataset, table=name, target_dataset=f"dev_{dataset}", action="view", reason="",
-                  depends_on=[d if "." in d else f"dev_{dataset}.{d}" for d in deps])
+    return Action(
+        dataset=dataset,
+        table=name,
+        target_dataset=f"dev_{dataset}",
+        action="view",
+        reason="",
+        depends_on=[d if "." in d else f"dev_{dataset}.{d}" for d in deps],
+    )
 
 
 def test_order_views_puts_dependencies_first() -> None:
-    views = [_view_action("a_top", "m_mid"), _view_action("m_mid", "z_base"), _view_action("z_base"),
-             _view_action("b_free"), _view_action("c_outside", "not_a_view")]
+    views = [
+        _view_action("a_top", "m_mid"),
+        _view_action("m_mid", "z_base"),
+        _view_action("z_base"),
+        _view_action("b_free"),
+        _view_action("c_outside", "not_a_view"),
+    ]
     ordered = [v.table for v in order_views(views)]
     assert sorted(ordered) == sorted(v.table for v in views)
     assert ordered.index("z_base") < ordered.index("m_mid") < ordered.index("a_top")
@@ -330,7 +376,13 @@ def test_ctas_window_bills_at_least_the_table_bytes() -> None:
 @pytest.mark.parametrize(
     "t",
     [
-        table("part", col("d", "DATE"), partitioning={"type": "DAY", "field": "d"}, num_rows=50_000_000, num_bytes=200 * GB),
+        table(
+            "part",
+            col("d", "DATE"),
+            partitioning={"type": "DAY", "field": "d"},
+            num_rows=50_000_000,
+            num_bytes=200 * GB,
+        ),
         table("whole", col("id", "INTEGER"), num_rows=50_000_000, num_bytes=200 * GB),
     ],
     ids=["clone_window", "full_clone"],
@@ -348,7 +400,9 @@ def test_small_clone_bills_the_minimum_twice() -> None:
 
 
 def test_clone_window_estimate_shrinks_with_the_window_fraction() -> None:
-    t = table("part", col("d", "DATE"), partitioning={"type": "DAY", "field": "d"}, num_rows=100_000_000, num_bytes=400 * GB)
+    t = table(
+        "part", col("d", "DATE"), partitioning={"type": "DAY", "field": "d"}, num_rows=100_000_000, num_bytes=400 * GB
+    )
     whole = only(plan(make_config(), t, window_fraction=1.0), "part").est_bytes_billed
     part = only(plan(make_config(), t, window_fraction=0.25), "part").est_bytes_billed
     assert part < whole
@@ -359,8 +413,13 @@ def test_clone_window_estimate_shrinks_with_the_window_fraction() -> None:
 
 def test_plan_round_trips_through_json() -> None:
     config = make_config({"sales.audit_log": {"exclude": True}})
-    p = plan(config, table("orders", col("d", "DATE"), partitioning={"type": "DAY", "field": "d"}, num_rows=5),
-             view("v", "select * from sales.orders"), table("audit_log"), existing=["old"])
+    p = plan(
+        config,
+        table("orders", col("d", "DATE"), partitioning={"type": "DAY", "field": "d"}, num_rows=5),
+        view("v", "select * from sales.orders"),
+        table("audit_log"),
+        existing=["old"],
+    )
     again = DatasetPlan.from_dict(json.loads(json.dumps(p.to_dict())))
     assert again == p
     assert again.tables["orders"].partitioning == {"type": "DAY", "field": "d"}
@@ -373,16 +432,26 @@ def test_plan_round_trips_through_json() -> None:
 
 
 def test_row_access_policies_are_reported_and_travel_with_clones() -> None:
-    p = plan(make_config(), table("orders", col("order_date", "DATE"), partitioning={"type": "DAY", "field": "order_date"},
-                                  row_access_policies=["eu_only", "sales_team"]),
-             table("customers", col("id", "INT64"), row_access_policies=["eu_only"]),
-             table("plain", col("id", "INT64")))
+    p = plan(
+        make_config(),
+        table(
+            "orders",
+            col("order_date", "DATE"),
+            partitioning={"type": "DAY", "field": "order_date"},
+            row_access_policies=["eu_only", "sales_team"],
+        ),
+        table("customers", col("id", "INT64"), row_access_policies=["eu_only"]),
+        table("plain", col("id", "INT64")),
+    )
     orders, customers, plain = only(p, "orders"), only(p, "customers"), only(p, "plain")
     assert orders.action == "clone_window" and orders.row_access_policies == ["eu_only", "sales_team"]
     assert "row access policies (eu_only, sales_team) travel with the clone" in orders.reason
     assert customers.action == "full_clone" and "travel with the clone" in customers.reason
     assert plain.row_access_policies == [] and "row access" not in plain.reason
-    assert DatasetPlan.from_dict(json.loads(json.dumps(p.to_dict()))).actions[0].row_access_policies == ["eu_only", "sales_team"]
+    assert DatasetPlan.from_dict(json.loads(json.dumps(p.to_dict()))).actions[0].row_access_policies == [
+        "eu_only",
+        "sales_team",
+    ]
 
 
 def test_a_ctas_copy_is_reported_as_not_carrying_row_access_policies() -> None:

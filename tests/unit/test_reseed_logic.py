@@ -19,20 +19,29 @@ import pytest
 import sqlglot
 from pydantic import ValidationError
 
+from envsync.bigquery.discovery import DatasetInfo, TableInfo
 from envsync.core.config import ConfigError, EnvsyncConfig, FixedMask, parse_config
 from envsync.core.config import TestEnvConfig as TtlConfig  # aliased: pytest would try to collect Test*
-from envsync.bigquery.discovery import DatasetInfo, TableInfo
 from envsync.core.guard import GuardedBigQuery, WriteGuard
-from envsync.operators.params import validate_reseed_params
 from envsync.environments.reseed import ContractError, Reseeder, _not_null_columns, schema_contract, units_for
-from envsync.environments.seeds import SeedError, find_seeds, load_seed, masking_salt, sample_predicate, sample_select, sample_spec, seed_version
-from envsync.privacy.masking import MaskError, mask_expr
+from envsync.environments.seeds import (
+    SeedError,
+    find_seeds,
+    load_seed,
+    masking_salt,
+    sample_predicate,
+    sample_select,
+    sample_spec,
+    seed_version,
+)
 from envsync.environments.testenvs import delete_expired, expired_test_datasets
+from envsync.operators.params import validate_reseed_params
+from envsync.privacy.masking import MaskError, mask_expr
 
 PROJECT = "envsync-demo"
 SALT_ENV = "ENVSYNC_MASKING_SALT"
 SALT = "s3cr3t-salt-value"
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -52,7 +61,9 @@ def make_config(**extra: Any) -> EnvsyncConfig:
     return parse_config(base(**extra))
 
 
-def col(name: str, kind: str = "STRING", mode: str = "NULLABLE", fields: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def col(
+    name: str, kind: str = "STRING", mode: str = "NULLABLE", fields: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     field: dict[str, Any] = {"name": name, "type": kind, "mode": mode}
     if fields is not None:
         field["fields"] = fields
@@ -171,7 +182,9 @@ def test_load_seed_rejects_anything_but_one_select(tmp_path: Path, sql: str) -> 
     ],
 )
 def test_load_seed_rejects_non_deterministic_functions_naming_them(tmp_path: Path, call_sql: str, name: str) -> None:
-    path = write(tmp_path / "sales" / "orders.sql", f"select id, {call_sql} as v from unnest(generate_array(1, 3)) as id")
+    path = write(
+        tmp_path / "sales" / "orders.sql", f"select id, {call_sql} as v from unnest(generate_array(1, 3)) as id"
+    )
     with pytest.raises(SeedError) as info:
         load_seed(path)
     message = str(info.value)
@@ -272,8 +285,9 @@ def test_null_mask_casts_to_the_column_type_and_rejects_required() -> None:
         mask_expr(col("phone", "STRING", "REQUIRED"), "null", "mask_1")
 
 
-@pytest.mark.parametrize("kind", ["STRING", "INT64", "INTEGER", "FLOAT64", "FLOAT", "NUMERIC", "DATE", "TIMESTAMP",
-                                  "BOOL", "BOOLEAN"])
+@pytest.mark.parametrize(
+    "kind", ["STRING", "INT64", "INTEGER", "FLOAT64", "FLOAT", "NUMERIC", "DATE", "TIMESTAMP", "BOOL", "BOOLEAN"]
+)
 def test_fake_produces_parseable_sql_for_each_type(kind: str) -> None:
     expr, params = mask_expr(col("value", kind), "fake", "mask_1")
     assert params == {}
@@ -290,8 +304,15 @@ def test_fake_rejects_types_without_fakes(kind: str) -> None:
 
 @pytest.mark.parametrize(
     ("kind", "value"),
-    [("STRING", "redacted"), ("INT64", 7), ("INTEGER", 0), ("FLOAT64", 2.5), ("NUMERIC", 1.25), ("BOOL", True),
-     ("BOOLEAN", False)],
+    [
+        ("STRING", "redacted"),
+        ("INT64", 7),
+        ("INTEGER", 0),
+        ("FLOAT64", 2.5),
+        ("NUMERIC", 1.25),
+        ("BOOL", True),
+        ("BOOLEAN", False),
+    ],
 )
 def test_fixed_binds_a_parameter_of_the_column_type(kind: str, value: Any) -> None:
     expr, params = mask_expr(col("value", kind), FixedMask(fixed=value), "mask_3")
@@ -305,8 +326,17 @@ def test_fixed_binds_a_parameter_of_the_column_type(kind: str, value: Any) -> No
 
 @pytest.mark.parametrize(
     ("kind", "value"),
-    [("INT64", "x"), ("INT64", True), ("INT64", 1.5), ("STRING", 3), ("BOOL", 1), ("FLOAT64", "1.5"),
-     ("NUMERIC", False), ("DATE", "2026-01-01"), ("TIMESTAMP", 0)],
+    [
+        ("INT64", "x"),
+        ("INT64", True),
+        ("INT64", 1.5),
+        ("STRING", 3),
+        ("BOOL", 1),
+        ("FLOAT64", "1.5"),
+        ("NUMERIC", False),
+        ("DATE", "2026-01-01"),
+        ("TIMESTAMP", 0),
+    ],
 )
 def test_fixed_rejects_a_mismatched_value(kind: str, value: Any) -> None:
     with pytest.raises(MaskError) as info:
@@ -315,8 +345,14 @@ def test_fixed_rejects_a_mismatched_value(kind: str, value: Any) -> None:
 
 
 @pytest.mark.parametrize("rule", ["hash", "null", "fake", FixedMask(fixed="x")])
-@pytest.mark.parametrize("field", [col("tags", "STRING", "REPEATED"), col("address", "RECORD", fields=[col("city")]),
-                                   col("address", "STRUCT", fields=[col("city")])])
+@pytest.mark.parametrize(
+    "field",
+    [
+        col("tags", "STRING", "REPEATED"),
+        col("address", "RECORD", fields=[col("city")]),
+        col("address", "STRUCT", fields=[col("city")]),
+    ],
+)
 def test_repeated_and_struct_columns_cannot_be_masked(field: dict[str, Any], rule: Any) -> None:
     with pytest.raises(MaskError, match="repeated and STRUCT columns cannot be masked") as info:
         mask_expr(field, rule, "mask_1")
@@ -356,10 +392,15 @@ def test_sample_select_keeps_prod_column_order_and_masks(monkeypatch: pytest.Mon
 
 def test_sample_select_without_hash_or_fake_needs_no_salt(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(SALT_ENV, raising=False)
-    config = make_config(tables={
-        "sales.customers": {"source": "prod_sample", "sample": {"key": "customer_id", "modulo": 4},
-                            "mask": {"phone": "null", "email": {"fixed": "x@example.com"}}},
-    })
+    config = make_config(
+        tables={
+            "sales.customers": {
+                "source": "prod_sample",
+                "sample": {"key": "customer_id", "modulo": 4},
+                "mask": {"phone": "null", "email": {"fixed": "x@example.com"}},
+            },
+        }
+    )
     select, params = sample_select(config, CUSTOMERS, config.override("sales", "customers"))
     assert params == {"sample_modulo": 4, "mask_1": "x@example.com"}
     assert "mask_salt" not in select
@@ -389,10 +430,15 @@ def test_sample_select_uses_the_configured_salt_env(monkeypatch: pytest.MonkeyPa
 
 def test_sample_select_rejects_unknown_masked_and_missing_sample_columns(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(SALT_ENV, SALT)
-    config = make_config(tables={
-        "sales.customers": {"source": "prod_sample", "sample": {"key": "client_id", "modulo": 10},
-                            "mask": {"e_mail": "hash"}},
-    })
+    config = make_config(
+        tables={
+            "sales.customers": {
+                "source": "prod_sample",
+                "sample": {"key": "client_id", "modulo": 10},
+                "mask": {"e_mail": "hash"},
+            },
+        }
+    )
     with pytest.raises(SeedError) as info:
         sample_select(config, CUSTOMERS, config.override("sales", "customers"))
     message = str(info.value)
@@ -403,10 +449,15 @@ def test_sample_select_rejects_unknown_masked_and_missing_sample_columns(monkeyp
 
 def test_sample_select_names_the_table_when_a_mask_does_not_fit(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(SALT_ENV, SALT)
-    config = make_config(tables={
-        "sales.customers": {"source": "prod_sample", "sample": {"key": "customer_id", "modulo": 10},
-                            "mask": {"signup_date": "hash"}},
-    })
+    config = make_config(
+        tables={
+            "sales.customers": {
+                "source": "prod_sample",
+                "sample": {"key": "customer_id", "modulo": 10},
+                "mask": {"signup_date": "hash"},
+            },
+        }
+    )
     with pytest.raises(SeedError, match=r"^sales\.customers: mask of column signup_date \(DATE\)"):
         sample_select(config, CUSTOMERS, config.override("sales", "customers"))
 
@@ -432,10 +483,12 @@ def test_child_follows_parent_sample(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_child_with_other_fk_name_uses_its_own_column_and_parent_modulo() -> None:
-    config = make_config(tables={
-        "sales.customers": {"source": "prod_sample", "sample": {"key": "customer_id", "modulo": 25}},
-        "sales.orders": {"source": "prod_sample", "parent": {"table": "sales.customers", "column": "buyer_id"}},
-    })
+    config = make_config(
+        tables={
+            "sales.customers": {"source": "prod_sample", "sample": {"key": "customer_id", "modulo": 25}},
+            "sales.orders": {"source": "prod_sample", "parent": {"table": "sales.customers", "column": "buyer_id"}},
+        }
+    )
     spec = sample_spec(config, config.override("sales", "orders"))
     assert (spec.column, spec.modulo) == ("buyer_id", 25)
     with pytest.raises(SeedError, match=r"sales\.orders: sample column buyer_id does not exist"):
@@ -464,8 +517,12 @@ def test_equal_schemas_have_no_problems() -> None:
 
 
 def test_renamed_column_is_missing_and_extra() -> None:
-    seed = [col("order_id", "INT64"), col("state"), col("tags", "STRING", "REPEATED"),
-            col("address", "RECORD", fields=[col("city"), col("zip", "INT64")])]
+    seed = [
+        col("order_id", "INT64"),
+        col("state"),
+        col("tags", "STRING", "REPEATED"),
+        col("address", "RECORD", fields=[col("city"), col("zip", "INT64")]),
+    ]
     problems = schema_contract("sales", "orders", PROD_SCHEMA, seed)
     assert problems == [
         "sales.orders: column status is in prod but not in the seed",
@@ -493,10 +550,10 @@ def test_repeated_against_scalar_is_a_problem() -> None:
 @pytest.mark.parametrize(
     "seed_fields",
     [
-        [col("city")],                                          # a nested field missing
-        [col("city"), col("zip", "STRING")],                    # a nested type changed
-        [col("city"), col("postcode", "INT64")],                # a nested field renamed
-        [col("city"), col("zip", "INT64"), col("country")],     # an extra nested field
+        [col("city")],  # a nested field missing
+        [col("city"), col("zip", "STRING")],  # a nested type changed
+        [col("city"), col("postcode", "INT64")],  # a nested field renamed
+        [col("city"), col("zip", "INT64"), col("country")],  # an extra nested field
     ],
 )
 def test_nested_field_difference_is_a_problem(seed_fields: list[dict[str, Any]]) -> None:
@@ -506,14 +563,19 @@ def test_nested_field_difference_is_a_problem(seed_fields: list[dict[str, Any]])
 
 
 def test_not_null_columns_are_required_ones_plus_the_partition_column() -> None:
-    info = TableInfo(dataset="sales", table="orders", kind="TABLE",
-                     schema=[col("order_id", "INT64", "REQUIRED"), col("order_date", "DATE"), col("note")],
-                     partitioning={"type": "DAY", "field": "order_date"})
+    info = TableInfo(
+        dataset="sales",
+        table="orders",
+        kind="TABLE",
+        schema=[col("order_id", "INT64", "REQUIRED"), col("order_date", "DATE"), col("note")],
+        partitioning={"type": "DAY", "field": "order_date"},
+    )
     assert _not_null_columns(info) == ["order_id", "order_date"]
     info.schema[1]["mode"] = "REQUIRED"
     assert _not_null_columns(info) == ["order_id", "order_date"]  # not twice
-    ingestion = TableInfo(dataset="sales", table="events", kind="TABLE", schema=[col("note")],
-                          partitioning={"type": "DAY", "field": None})
+    ingestion = TableInfo(
+        dataset="sales", table="events", kind="TABLE", schema=[col("note")], partitioning={"type": "DAY", "field": None}
+    )
     assert _not_null_columns(ingestion) == []
 
 
@@ -538,13 +600,22 @@ def test_sources_per_table(tmp_path: Path) -> None:
     write(tmp_path / "sales" / "orders.sql", "-- orders\nselect id from unnest(generate_array(1, 3)) as id\n")
     write(tmp_path / "sales" / "customers.sql", "select 1 as customer_id, 'a' as email")
     write(tmp_path / "sales" / "archive.sql", "select 1 as id")
-    config = seeds_config(tmp_path, tables={
-        "sales.archive": {"exclude": True},
-        "sales.customers": {"source": "prod_sample", "sample": {"key": "customer_id", "modulo": 10}},
-    })
+    config = seeds_config(
+        tmp_path,
+        tables={
+            "sales.archive": {"exclude": True},
+            "sales.customers": {"source": "prod_sample", "sample": {"key": "customer_id", "modulo": 10}},
+        },
+    )
     view_sql = "select id from `envsync-demo.sales.orders`"
-    info = sales_info(table("orders"), table("returns"), table("archive"), table("customers"),
-                      table("orders_view", "VIEW", view_query=view_sql), table("snap", "SNAPSHOT"))
+    info = sales_info(
+        table("orders"),
+        table("returns"),
+        table("archive"),
+        table("customers"),
+        table("orders_view", "VIEW", view_query=view_sql),
+        table("snap", "SNAPSHOT"),
+    )
     reseeder = make_reseeder(config)
     sources = {s.table: s for s in reseeder.sources(info)}
 
@@ -561,9 +632,12 @@ def test_sources_per_table(tmp_path: Path) -> None:
 
 
 def test_prod_sample_without_seed_file_does_not_claim_config_wins(tmp_path: Path) -> None:
-    config = seeds_config(tmp_path, tables={
-        "sales.customers": {"source": "prod_sample", "sample": {"key": "customer_id", "modulo": 10}},
-    })
+    config = seeds_config(
+        tmp_path,
+        tables={
+            "sales.customers": {"source": "prod_sample", "sample": {"key": "customer_id", "modulo": 10}},
+        },
+    )
     (source,) = make_reseeder(config).sources(sales_info(table("customers")))
     assert source.source == "prod_sample" and "config wins" not in source.reason
 
@@ -612,14 +686,20 @@ def test_units_for_a_test_env() -> None:
 
 def test_reseed_params_defaults() -> None:
     config = make_config(environments={"test": {"default_ttl_days": 3, "max_ttl_days": 10}})
-    assert validate_reseed_params(config, None, None, None, None) == (["qa", "staging"], ["sales", "marketing"], None, 3)
+    assert validate_reseed_params(config, None, None, None, None) == (
+        ["qa", "staging"],
+        ["sales", "marketing"],
+        None,
+        3,
+    )
     assert validate_reseed_params(config, [], [], "", "") == (["qa", "staging"], ["sales", "marketing"], None, 3)
 
 
 def test_reseed_params_accept_and_normalise() -> None:
     config = make_config(environments={"test": {"default_ttl_days": 3, "max_ttl_days": 10}})
     envs, datasets, test, ttl = validate_reseed_params(
-        config, ["staging", "qa", "staging"], ["marketing", "marketing"], "abc1", "5")
+        config, ["staging", "qa", "staging"], ["marketing", "marketing"], "abc1", "5"
+    )
     assert (envs, datasets, test, ttl) == (["staging", "qa"], ["marketing"], "abc1", 5)
     assert validate_reseed_params(config, ["qa"], ["sales"], "a" * 20, 10)[2:] == ("a" * 20, 10)
     assert validate_reseed_params(config, ["qa"], ["sales"], None, 1)[3] == 1
@@ -692,8 +772,8 @@ def listed() -> list[SimpleNamespace]:
         ds("test_emptylabel_sales", {**test, "envsync-expires": ""}),
         ds("test_qa_sales", {"envsync-env": "qa", "envsync-expires": ts(past)}),
         ds("test_nolabels_sales", None),
-        ds("qa_sales", {**test, "envsync-expires": ts(past)}),          # not a test_ dataset
-        ds("sales", {**test, "envsync-expires": ts(past)}),             # prod
+        ds("qa_sales", {**test, "envsync-expires": ts(past)}),  # not a test_ dataset
+        ds("sales", {**test, "envsync-expires": ts(past)}),  # prod
     ]
 
 
@@ -766,25 +846,40 @@ def config_error(**extra: Any) -> str:
 def test_prod_sample_needs_exactly_one_of_sample_or_parent() -> None:
     neither = config_error(tables={"sales.orders": {"source": "prod_sample"}})
     assert "tables.sales.orders" in neither and "exactly one of sample" in neither
-    both = config_error(tables={
-        "sales.customers": {"source": "prod_sample", "sample": {"key": "customer_id", "modulo": 10}},
-        "sales.orders": {"source": "prod_sample", "sample": {"key": "order_id", "modulo": 10},
-                         "parent": {"table": "sales.customers", "column": "customer_id"}},
-    })
+    both = config_error(
+        tables={
+            "sales.customers": {"source": "prod_sample", "sample": {"key": "customer_id", "modulo": 10}},
+            "sales.orders": {
+                "source": "prod_sample",
+                "sample": {"key": "order_id", "modulo": 10},
+                "parent": {"table": "sales.customers", "column": "customer_id"},
+            },
+        }
+    )
     assert "tables.sales.orders" in both and "exactly one of sample" in both
 
 
 def test_sample_keys_cannot_be_masked() -> None:
-    message = config_error(tables={
-        "sales.customers": {"source": "prod_sample", "sample": {"key": "customer_id", "modulo": 10},
-                            "mask": {"customer_id": "hash"}},
-    })
+    message = config_error(
+        tables={
+            "sales.customers": {
+                "source": "prod_sample",
+                "sample": {"key": "customer_id", "modulo": 10},
+                "mask": {"customer_id": "hash"},
+            },
+        }
+    )
     assert "tables.sales.customers" in message and "customer_id" in message and "cannot be masked" in message
-    message = config_error(tables={
-        "sales.customers": {"source": "prod_sample", "sample": {"key": "customer_id", "modulo": 10}},
-        "sales.orders": {"source": "prod_sample", "parent": {"table": "sales.customers", "column": "customer_id"},
-                         "mask": {"customer_id": "fake"}},
-    })
+    message = config_error(
+        tables={
+            "sales.customers": {"source": "prod_sample", "sample": {"key": "customer_id", "modulo": 10}},
+            "sales.orders": {
+                "source": "prod_sample",
+                "parent": {"table": "sales.customers", "column": "customer_id"},
+                "mask": {"customer_id": "fake"},
+            },
+        }
+    )
     assert "tables.sales.orders" in message and "customer_id" in message and "cannot be masked" in message
 
 
@@ -797,41 +892,65 @@ def test_sample_keys_cannot_be_masked() -> None:
     ids=["sample", "parent"],
 )
 def test_sample_and_parent_need_prod_sample(override: dict[str, Any]) -> None:
-    message = config_error(tables={
-        "sales.customers": {"source": "prod_sample", "sample": {"key": "customer_id", "modulo": 10}},
-        "sales.orders": override,
-    })
+    message = config_error(
+        tables={
+            "sales.customers": {"source": "prod_sample", "sample": {"key": "customer_id", "modulo": 10}},
+            "sales.orders": override,
+        }
+    )
     assert "tables.sales.orders" in message and "only with source: prod_sample" in message
 
 
 def test_a_mask_applies_without_prod_sample_too() -> None:
     """Masks also apply to the dev sync (and prod-copy when privacy lists it), not only to prod samples."""
-    config = make_config(tables={"sales.orders": {"mask": {"email": "hash"}},
-                                 "sales.customers": {"source": "seed", "mask": {"email": {"fixed": "x"}}}})
+    config = make_config(
+        tables={
+            "sales.orders": {"mask": {"email": "hash"}},
+            "sales.customers": {"source": "seed", "mask": {"email": {"fixed": "x"}}},
+        }
+    )
     assert config.override("sales", "orders").mask == {"email": "hash"}
 
 
 def test_parent_must_itself_be_sampled() -> None:
-    missing = config_error(tables={
-        "sales.orders": {"source": "prod_sample", "parent": {"table": "sales.customers", "column": "customer_id"}},
-    })
+    missing = config_error(
+        tables={
+            "sales.orders": {"source": "prod_sample", "parent": {"table": "sales.customers", "column": "customer_id"}},
+        }
+    )
     assert "tables.sales.orders.parent" in missing and "sales.customers" in missing
-    chained = config_error(tables={
-        "sales.customers": {"source": "prod_sample", "sample": {"key": "customer_id", "modulo": 10}},
-        "sales.orders": {"source": "prod_sample", "parent": {"table": "sales.customers", "column": "customer_id"}},
-        "sales.items": {"source": "prod_sample", "parent": {"table": "sales.orders", "column": "order_id"}},
-    })
+    chained = config_error(
+        tables={
+            "sales.customers": {"source": "prod_sample", "sample": {"key": "customer_id", "modulo": 10}},
+            "sales.orders": {"source": "prod_sample", "parent": {"table": "sales.customers", "column": "customer_id"}},
+            "sales.items": {"source": "prod_sample", "parent": {"table": "sales.orders", "column": "order_id"}},
+        }
+    )
     assert "tables.sales.items.parent" in chained and "sales.orders" in chained
 
 
 def test_sample_and_fixed_mask_values_are_validated() -> None:
     assert "modulo" in config_error(tables={"sales.c": {"source": "prod_sample", "sample": {"key": "id", "modulo": 0}}})
-    assert "modulo" in config_error(tables={"sales.c": {"source": "prod_sample", "sample": {"key": "id", "modulo": "5"}}})
-    assert "key" in config_error(tables={"sales.c": {"source": "prod_sample", "sample": {"key": "bad key", "modulo": 5}}})
-    assert "mask" in config_error(tables={"sales.c": {"source": "prod_sample", "sample": {"key": "id", "modulo": 5},
-                                                     "mask": {"email": "scramble"}}})
-    ok = make_config(tables={"sales.c": {"source": "prod_sample", "sample": {"key": "id", "modulo": 5},
-                                         "mask": {"a": {"fixed": True}, "b": {"fixed": 3}, "c": {"fixed": "x"}}}})
+    assert "modulo" in config_error(
+        tables={"sales.c": {"source": "prod_sample", "sample": {"key": "id", "modulo": "5"}}}
+    )
+    assert "key" in config_error(
+        tables={"sales.c": {"source": "prod_sample", "sample": {"key": "bad key", "modulo": 5}}}
+    )
+    assert "mask" in config_error(
+        tables={
+            "sales.c": {"source": "prod_sample", "sample": {"key": "id", "modulo": 5}, "mask": {"email": "scramble"}}
+        }
+    )
+    ok = make_config(
+        tables={
+            "sales.c": {
+                "source": "prod_sample",
+                "sample": {"key": "id", "modulo": 5},
+                "mask": {"a": {"fixed": True}, "b": {"fixed": 3}, "c": {"fixed": "x"}},
+            }
+        }
+    )
     fixed = {k: v.fixed for k, v in ok.override("sales", "c").mask.items()}  # type: ignore[union-attr]
     assert fixed == {"a": True, "b": 3, "c": "x"}
     assert [type(v) for v in fixed.values()] == [bool, int, str]

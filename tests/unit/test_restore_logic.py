@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
+from envsync.backups.restore import CreatedAfterT, ExportCandidate, RestoreError, choose_source, parse_point_in_time
 from envsync.backups.snapshots import Snapshot
 from envsync.core.config import ConfigError, parse_config
 from envsync.core.guard import ProdWriteRefused, WriteGuard, WriteTarget, confirmation_phrase
-from envsync.backups.restore import CreatedAfterT, ExportCandidate, RestoreError, choose_source, parse_point_in_time
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 
@@ -36,26 +36,31 @@ def test_time_travel_inside_the_window() -> None:
     assert "inside the 168 h time-travel window" in source.reason
 
 
-@pytest.mark.parametrize("kw, why", [
-    ({"time_travel_hours": 0}, "time travel is off"),
-    ({"time_travel_hours": 48}, "outside the 48 h time-travel window"),
-    ({"in_prod": False}, "no longer exists in prod"),
-    ({"allowed": ("snapshot", "export")}, "backups only"),
-])
+@pytest.mark.parametrize(
+    "kw, why",
+    [
+        ({"time_travel_hours": 0}, "time travel is off"),
+        ({"time_travel_hours": 48}, "outside the 48 h time-travel window"),
+        ({"in_prod": False}, "no longer exists in prod"),
+        ({"allowed": ("snapshot", "export")}, "backups only"),
+    ],
+)
 def test_newest_snapshot_at_or_before_t_otherwise(kw: dict, why: str) -> None:
     point = NOW - dt.timedelta(hours=60)
     snapshots = [snap(80), snap(62), snap(61, pinned=True), snap(59), snap(1)]
     source = choose(point, snapshots=snapshots, **kw)
     assert source.kind == "snapshot"
-    assert source.ref == str(snapshots[2]) and source.taken_at == NOW - dt.timedelta(hours=61)   # pinned count too
+    assert source.ref == str(snapshots[2]) and source.taken_at == NOW - dt.timedelta(hours=61)  # pinned count too
     assert source.rpo_seconds(point) == 3600
     assert why in source.reason and "newest snapshot at or before T" in source.reason
 
 
 def test_export_when_no_snapshot_is_old_enough() -> None:
     point = NOW - dt.timedelta(days=20)
-    exports = [ExportCandidate(NOW - dt.timedelta(days=19), "gs://b/backups/sales/orders/2026-11-03/"),
-               ExportCandidate(NOW - dt.timedelta(days=21), "gs://b/backups/sales/orders/2026-11-01/")]
+    exports = [
+        ExportCandidate(NOW - dt.timedelta(days=19), "gs://b/backups/sales/orders/2026-11-03/"),
+        ExportCandidate(NOW - dt.timedelta(days=21), "gs://b/backups/sales/orders/2026-11-01/"),
+    ]
     source = choose(point, snapshots=[snap(24)], exports=exports)
     assert source.kind == "export" and source.ref.endswith("2026-11-01/")
     assert "no snapshot at or before T (oldest kept: " in source.reason
@@ -74,14 +79,19 @@ def test_parse_point_in_time() -> None:
     assert parse_point_in_time("", NOW) == NOW
     assert parse_point_in_time("2026-11-20T08:00:00+01:00", NOW) == dt.datetime(2026, 11, 20, 7, tzinfo=UTC)
     assert parse_point_in_time("2026-11-20T08:00:00Z", NOW) == dt.datetime(2026, 11, 20, 8, tzinfo=UTC)
-    for bad, message in (("yesterday", "not an ISO-8601 instant"), ("2026-11-20T08:00:00", "no time zone"),
-                         ("2026-12-20T08:00:00+00:00", "in the future")):
+    for bad, message in (
+        ("yesterday", "not an ISO-8601 instant"),
+        ("2026-11-20T08:00:00", "no time zone"),
+        ("2026-12-20T08:00:00+00:00", "in the future"),
+    ):
         with pytest.raises(ValueError, match=message):
             parse_point_in_time(bad, NOW)
 
 
 def guard() -> WriteGuard:
-    return WriteGuard("acme-data", ["sales", "marketing"], ["dev_", "backup_", "drill_"], allowed_datasets=["envsync_audit"])
+    return WriteGuard(
+        "acme-data", ["sales", "marketing"], ["dev_", "backup_", "drill_"], allowed_datasets=["envsync_audit"]
+    )
 
 
 def test_prod_restore_needs_the_exact_phrase_and_opens_only_that_datasets_tables() -> None:
@@ -91,15 +101,24 @@ def test_prod_restore_needs_the_exact_phrase_and_opens_only_that_datasets_tables
     base = guard()
     with pytest.raises(ProdWriteRefused):
         base.check(WriteTarget("acme-data", "sales", "orders"), "write")
-    for wrong in (None, "", "yes", phrase.upper(), phrase + " ", confirmation_phrase("sales", point + dt.timedelta(seconds=1))):
+    for wrong in (
+        None,
+        "",
+        "yes",
+        phrase.upper(),
+        phrase + " ",
+        confirmation_phrase("sales", point + dt.timedelta(seconds=1)),
+    ):
         with pytest.raises(ProdWriteRefused, match=re.escape("set the confirm param to exactly: " + phrase)):
             base.for_prod_restore("sales", point, wrong)
     opened = base.for_prod_restore("sales", point, phrase)
     opened.check(WriteTarget("acme-data", "sales", "orders"), "write")
     opened.check_statement("create or replace table `acme-data.sales.orders__restore` clone `acme-data.backup_sales.s`")
-    for target, action in ((WriteTarget("acme-data", "sales"), "delete dataset"),
-                           (WriteTarget("acme-data", "marketing", "t"), "write"),
-                           (WriteTarget("other-proj", "sales", "t"), "write")):
+    for target, action in (
+        (WriteTarget("acme-data", "sales"), "delete dataset"),
+        (WriteTarget("acme-data", "marketing", "t"), "write"),
+        (WriteTarget("other-proj", "sales", "t"), "write"),
+    ):
         with pytest.raises(ProdWriteRefused):
             opened.check(target, action)
     with pytest.raises(ProdWriteRefused, match="not a prod dataset"):
@@ -121,7 +140,10 @@ def test_backup_config_defaults_and_errors() -> None:
     config = parse_config(BASE)
     assert config.backups.ladder().max_kept == 16
     assert config.restore_time_travel_hours() == 168 and config.export_bucket == "acme-state"
-    assert config.env_dataset("backup", "sales") == "backup_sales" and config.env_dataset("drill", "sales") == "drill_sales"
+    assert (
+        config.env_dataset("backup", "sales") == "backup_sales"
+        and config.env_dataset("drill", "sales") == "drill_sales"
+    )
     for backups, message in (
         ({"rungs": ["1m", "2x"]}, "backups: bad duration '2x'"),
         ({"rungs": ["5m", "10m"]}, "at least one snapshot rung of 1h or more"),
@@ -133,8 +155,13 @@ def test_backup_config_defaults_and_errors() -> None:
         with pytest.raises(ConfigError, match=message):
             parse_config({**BASE, "backups": backups})
     with pytest.raises(ConfigError, match="more than prod.time_travel_hours 48"):
-        parse_config({**BASE, "prod": {"datasets": ["sales"], "time_travel_hours": 48},
-                      "backups": {"restore_time_travel_hours": 72}})
+        parse_config(
+            {
+                **BASE,
+                "prod": {"datasets": ["sales"], "time_travel_hours": 48},
+                "backups": {"restore_time_travel_hours": 72},
+            }
+        )
     with pytest.raises(ConfigError, match="audit.dataset 'sales' must be neither"):
         parse_config({**BASE, "audit": {"dataset": "sales"}})
     with pytest.raises(ConfigError, match="prefixes must not overlap"):
@@ -196,15 +223,17 @@ def test_plan_skips_new_tables_and_restores_recreated_ones_from_their_snapshot()
     point = NOW - dt.timedelta(hours=5)
     config = parse_config(BASE)
     bq = mock.Mock()
-    bq.client.get_dataset.return_value.max_time_travel_hours = 168   # the dataset's own window (the default)
+    bq.client.get_dataset.return_value.max_time_travel_hours = 168  # the dataset's own window (the default)
     engine = RestoreEngine(config, bq, mock.Mock(), FakeCatalog({"orders": [snap(6)]}))  # type: ignore[arg-type]
-    created = {"orders": NOW - dt.timedelta(hours=2),      # dropped and created again after T
-               "events": NOW - dt.timedelta(hours=1),      # new since T
-               "customers": NOW - dt.timedelta(days=30)}   # older than T
+    created = {
+        "orders": NOW - dt.timedelta(hours=2),  # dropped and created again after T
+        "events": NOW - dt.timedelta(hours=1),  # new since T
+        "customers": NOW - dt.timedelta(days=30),
+    }  # older than T
     with mock.patch.object(RestoreEngine, "prod_tables", return_value=created):
         chosen, skipped = engine.plan("sales", None, point, NOW, ("time_travel", "snapshot", "export"))
-    assert chosen["orders"].kind == "snapshot"              # type: ignore[union-attr]
-    assert chosen["customers"].kind == "time_travel"        # type: ignore[union-attr]
+    assert chosen["orders"].kind == "snapshot"  # type: ignore[union-attr]
+    assert chosen["customers"].kind == "time_travel"  # type: ignore[union-attr]
     assert set(skipped) == {"events"} and "events" not in chosen
     assert skipped["events"].startswith("created after T: cannot restore sales.events")
 

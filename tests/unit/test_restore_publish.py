@@ -13,8 +13,8 @@ import pytest
 from google.api_core.exceptions import Conflict
 from google.cloud import bigquery
 
-from envsync.core.guard import GuardedBigQuery, ProdWriteRefused, TableRef, WriteGuard
 from envsync.bigquery.jobs import JobRunner, JobStats
+from envsync.core.guard import GuardedBigQuery, ProdWriteRefused, TableRef, WriteGuard
 
 PROJECT = "acme-data"
 STAGE = TableRef(PROJECT, "sales", "orders__restore")
@@ -24,7 +24,7 @@ TARGET = TableRef(PROJECT, "sales", "orders")
 def guarded(client: Any, prod_restore: bool = False) -> GuardedBigQuery:
     guard = WriteGuard(PROJECT, ["sales"], ["drill_", "backup_"])
     if prod_restore:
-        point = dt.datetime(2026, 11, 20, 8, tzinfo=dt.timezone.utc)
+        point = dt.datetime(2026, 11, 20, 8, tzinfo=dt.UTC)
         guard = guard.for_prod_restore("sales", point, "restore prod dataset sales to 2026-11-20T08:00:00+00:00")
     return GuardedBigQuery(client, guard, "US")
 
@@ -42,26 +42,33 @@ def test_copy_into_prod_is_refused_without_the_confirmed_restore() -> None:
 
 def test_copy_is_a_copy_operation_with_the_disposition_labels_and_location() -> None:
     client = mock.Mock(spec=bigquery.Client)
-    guarded(client, prod_restore=True).copy_table(STAGE, TARGET, write_disposition="WRITE_TRUNCATE", job_id="j1",
-                                                  labels={"envsync-dag": "restore"})
+    guarded(client, prod_restore=True).copy_table(
+        STAGE, TARGET, write_disposition="WRITE_TRUNCATE", job_id="j1", labels={"envsync-dag": "restore"}
+    )
     client.copy_table.assert_called_once()
     args, kwargs = client.copy_table.call_args
     assert args == ("acme-data.sales.orders__restore", "acme-data.sales.orders")
     assert (kwargs["job_id"], kwargs["location"]) == ("j1", "US")
     config = kwargs["job_config"]
     # COPY (not CLONE/SNAPSHOT): a standard table, the clone/snapshot chain starts again
-    assert config.to_api_repr() == {"copy": {"operationType": "COPY", "writeDisposition": "WRITE_TRUNCATE",
-                                             "createDisposition": "CREATE_IF_NEEDED"},
-                                    "labels": {"envsync-dag": "restore"}}
+    assert config.to_api_repr() == {
+        "copy": {
+            "operationType": "COPY",
+            "writeDisposition": "WRITE_TRUNCATE",
+            "createDisposition": "CREATE_IF_NEEDED",
+        },
+        "labels": {"envsync-dag": "restore"},
+    }
     with pytest.raises(ValueError, match="WRITE_APPEND"):
-        guarded(client, prod_restore=True).copy_table(STAGE, TARGET, write_disposition="WRITE_APPEND",
-                                                      job_id="j", labels={})
+        guarded(client, prod_restore=True).copy_table(
+            STAGE, TARGET, write_disposition="WRITE_APPEND", job_id="j", labels={}
+        )
 
 
 def job(state: str) -> mock.Mock:
     found = mock.Mock()
     found.state = state
-    found.total_bytes_billed = None   # copy jobs bill nothing
+    found.total_bytes_billed = None  # copy jobs bill nothing
     return found
 
 
@@ -69,7 +76,9 @@ def test_run_job_reattaches_to_a_running_job_and_skips_finished_ids() -> None:
     client = mock.Mock(spec=bigquery.Client)
     r = runner(guarded(client))
     base = r.job_id_base("restore", "sales", "orders", "publish")
-    client.get_job.side_effect = lambda job_id, location: {f"{base}_0": job("DONE"), f"{base}_1": job("RUNNING")}[job_id]
+    client.get_job.side_effect = lambda job_id, location: {f"{base}_0": job("DONE"), f"{base}_1": job("RUNNING")}[
+        job_id
+    ]
     start = mock.Mock(side_effect=Conflict("exists"))
     stats = JobStats()
     attached = r.run_job(("restore", "sales", "orders", "publish"), start, stats=stats)
@@ -91,17 +100,30 @@ def test_avro_export_uses_logical_types() -> None:
     store = mock.Mock()
     store.bucket_name = "acme-state"
     store.list.side_effect = [[], ["backups/sales/orders/2026-11-20/part-000.avro"]]
-    config = parse_config({"project": PROJECT, "prod": {"datasets": ["sales"]}, "state": {"bucket": "acme-state"},
-                           "backups": {"export": {"enabled": True, "format": "AVRO"}}})
+    config = parse_config(
+        {
+            "project": PROJECT,
+            "prod": {"datasets": ["sales"]},
+            "state": {"bucket": "acme-state"},
+            "backups": {"export": {"enabled": True, "format": "AVRO"}},
+        }
+    )
     bq = guarded(client)
     engine = BackupEngine(config, bq, runner(bq), BackupCatalog(config, client, store))
-    manifest = {"dataset": "sales", "table": "orders", "snapshot": "backup_sales.orders__20261120T0800Z",
-                "name": "orders__20261120T0800Z", "taken_at": "2026-11-20T08:00:00+00:00"}
+    manifest = {
+        "dataset": "sales",
+        "table": "orders",
+        "snapshot": "backup_sales.orders__20261120T0800Z",
+        "name": "orders__20261120T0800Z",
+        "taken_at": "2026-11-20T08:00:00+00:00",
+    }
     exported = engine.export(manifest, JobStats())
     client.extract_table.assert_called_once()
     args, kwargs = client.extract_table.call_args
-    assert args == ("acme-data.backup_sales.orders__20261120T0800Z",
-                    "gs://acme-state/backups/sales/orders/2026-11-20/part-*.avro")
+    assert args == (
+        "acme-data.backup_sales.orders__20261120T0800Z",
+        "gs://acme-state/backups/sales/orders/2026-11-20/part-*.avro",
+    )
     assert kwargs["job_config"].to_api_repr()["extract"] == {"destinationFormat": "AVRO", "useAvroLogicalTypes": True}
     assert exported["format"] == "AVRO"
 
@@ -116,10 +138,13 @@ def test_an_export_is_loaded_by_one_wildcard_uri_and_avro_with_logical_types() -
     from envsync.backups.restore import export_load
 
     files = [f"gs://acme-exports/backups/sales/orders/2026-11-20/part-{i:012d}.avro" for i in range(12_000)]
-    manifest = {"files": files, "format": "AVRO",
-                "schema": [{"name": "order_date", "type": "DATE", "mode": "NULLABLE"}]}
+    manifest = {
+        "files": files,
+        "format": "AVRO",
+        "schema": [{"name": "order_date", "type": "DATE", "mode": "NULLABLE"}],
+    }
     uri, config = export_load(manifest, {"envsync-dag": "restore"})
-    assert uri == "gs://acme-exports/backups/sales/orders/2026-11-20/part-*.avro"   # not 12,000 URIs
+    assert uri == "gs://acme-exports/backups/sales/orders/2026-11-20/part-*.avro"  # not 12,000 URIs
     load = config.to_api_repr()["load"]
     assert load["useAvroLogicalTypes"] is True and load["sourceFormat"] == "AVRO"
     assert load["writeDisposition"] == "WRITE_TRUNCATE"

@@ -7,9 +7,9 @@ import re
 from pathlib import Path
 
 import pytest
+import sandbox
 import yaml
 
-import sandbox
 from envsync.core.config import PREFIX_RE, parse_config
 
 RUN = "envsynct202611221530a1b2c3"
@@ -25,7 +25,7 @@ def namespaced(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_run_prefix_is_of_the_family_and_makes_valid_environment_prefixes() -> None:
     import datetime as dt
 
-    prefix = sandbox.new_run_prefix(dt.datetime(2026, 11, 22, 15, 30, tzinfo=dt.timezone.utc))
+    prefix = sandbox.new_run_prefix(dt.datetime(2026, 11, 22, 15, 30, tzinfo=dt.UTC))
     assert re.fullmatch(r"envsynct202611221530[0-9a-f]{6}", prefix)
     assert sandbox.RUN_FAMILY_RE.match(prefix) and sandbox.RUN_FAMILY_RE.match(prefix + "mainsales")
     assert PREFIX_RE.match(prefix + "maindev_")
@@ -34,10 +34,14 @@ def test_run_prefix_is_of_the_family_and_makes_valid_environment_prefixes() -> N
 
 
 def test_on_the_emulators_names_are_unchanged() -> None:
-    assert not sandbox.NAMESPACED   # the unit tests run without ENVSYNC_TEST_TARGET / ENVSYNC_TEST_RUN_PREFIX
+    assert not sandbox.NAMESPACED  # the unit tests run without ENVSYNC_TEST_TARGET / ENVSYNC_TEST_RUN_PREFIX
     ns = sandbox.namespace("envsync-demo")
     assert ns.project == "envsync-demo" and ns.prefix == ""
-    assert [ns.ds("sales"), ns.ds("dev_sales"), ns.tref("dev_sales.orders")] == ["sales", "dev_sales", "dev_sales.orders"]
+    assert [ns.ds("sales"), ns.ds("dev_sales"), ns.tref("dev_sales.orders")] == [
+        "sales",
+        "dev_sales",
+        "dev_sales.orders",
+    ]
     assert ns.bucket("envsync-demo-state") == "envsync-demo-state"
     sql = "select * from `envsync-demo.sales.orders` join sales.customers using (x)"
     assert ns.sql(sql) == sql
@@ -60,11 +64,11 @@ def test_logical_names_map_to_run_prefixed_ones_and_back() -> None:
     }
     for logical, real in cases.items():
         assert ns.ds(logical) == real
-        assert ns.ds(real) == real                      # real names stay as they are
+        assert ns.ds(real) == real  # real names stay as they are
         assert ns.logical(real) == logical
     assert ns.tref("dev_sales.orders") == f"{p}dev_{p}sales.orders"
     assert ns.fq("sales.orders") == f"{sandbox.EMULATOR_SANDBOX_PROJECT}.{p}sales.orders"
-    assert ns.logical("sales") is None and ns.logical(f"{RUN}bkpshop") is None   # not this namespace's
+    assert ns.logical("sales") is None and ns.logical(f"{RUN}bkpshop") is None  # not this namespace's
     assert sandbox.namespace("envsync-backup").logical(f"{RUN}bkpshop") == "shop"
     bucket = ns.bucket("envsync-demo-state")
     assert bucket.startswith(RUN + "-main-") and len(bucket) <= 63
@@ -75,9 +79,11 @@ def test_logical_names_map_to_run_prefixed_ones_and_back() -> None:
 def test_sql_gets_its_datasets_mapped_once() -> None:
     ns = sandbox.namespace("envsync-demo")
     p, project = RUN + "main", sandbox.EMULATOR_SANDBOX_PROJECT
-    sql = (f"create or replace view `{project}.marketing.v` as select * from `{project}.sales.orders` as o "
-           "join sales.customers as c using (customer_id) join marketing.ad_spend as a on a.d = o.d "
-           f"where o.x in (select x from envsync_audit.runs) and c.segment = 'sales.x'")
+    sql = (
+        f"create or replace view `{project}.marketing.v` as select * from `{project}.sales.orders` as o "
+        "join sales.customers as c using (customer_id) join marketing.ad_spend as a on a.d = o.d "
+        f"where o.x in (select x from envsync_audit.runs) and c.segment = 'sales.x'"
+    )
     mapped = ns.sql(sql)
     assert f"`{project}.{p}marketing.v`" in mapped and f"`{project}.{p}sales.orders`" in mapped
     assert f"join {p}sales.customers as c" in mapped and f"join {p}marketing.ad_spend" in mapped
@@ -93,7 +99,7 @@ def test_the_shipped_config_made_real_is_valid_and_names_the_same_datasets() -> 
     data = yaml.safe_load((REPO_ROOT / "config" / "envsync.yaml").read_text())
     data["environments"]["dev"]["keep"] = ["sales.keep_me", "scratch"]
     real = sandbox.real_config(data)
-    assert data["project"] == "envsync-demo"          # the input is not changed
+    assert data["project"] == "envsync-demo"  # the input is not changed
     config = parse_config(real, "real")
     assert config.project == sandbox.EMULATOR_SANDBOX_PROJECT
     assert config.prod.datasets == [ns.ds("sales"), ns.ds("marketing")]
@@ -108,17 +114,21 @@ def test_the_shipped_config_made_real_is_valid_and_names_the_same_datasets() -> 
     assert all(name.startswith(RUN) for name in every)
     seeds = Path(config.seeds.dir)
     assert sorted(p.name for p in (seeds / ns.ds("sales")).glob("*.sql")) == sorted(
-        p.name for p in (REPO_ROOT / "sql" / "seeds" / "sales").glob("*.sql"))
+        p.name for p in (REPO_ROOT / "sql" / "seeds" / "sales").glob("*.sql")
+    )
 
 
 @pytest.mark.usefixtures("namespaced")
 def test_sampled_and_exported_settings_are_made_real_too() -> None:
     ns = sandbox.namespace("envsync-reseed")
     data = {
-        "project": "envsync-reseed", "prod": {"datasets": ["sales", "marketing"]}, "state": {"bucket": "x-state"},
-        "tables": {"sales.customers": {"source": "prod_sample", "sample": {"key": "customer_id", "modulo": 3}},
-                   "sales.orders": {"source": "prod_sample",
-                                    "parent": {"table": "sales.customers", "column": "customer_id"}}},
+        "project": "envsync-reseed",
+        "prod": {"datasets": ["sales", "marketing"]},
+        "state": {"bucket": "x-state"},
+        "tables": {
+            "sales.customers": {"source": "prod_sample", "sample": {"key": "customer_id", "modulo": 3}},
+            "sales.orders": {"source": "prod_sample", "parent": {"table": "sales.customers", "column": "customer_id"}},
+        },
         "backups": {"export": {"enabled": True, "bucket": "x-exports"}},
     }
     config = parse_config(sandbox.real_config(data), "real")

@@ -111,9 +111,7 @@ def test_uses_no_non_deterministic_function(path):
     tree = _parse(path)
     found = [node.sql("bigquery") for node in tree.find_all(*NON_DETERMINISTIC_NODES)]
     found += [
-        node.sql("bigquery")
-        for node in tree.find_all(exp.Anonymous)
-        if str(node.name).lower() in NON_DETERMINISTIC
+        node.sql("bigquery") for node in tree.find_all(exp.Anonymous) if str(node.name).lower() in NON_DETERMINISTIC
     ]
     # bare keywords (`current_date` without parentheses) may also come back as plain columns
     found += [

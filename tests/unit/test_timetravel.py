@@ -15,10 +15,7 @@ from typing import Any
 
 import pytest
 
-from envsync.core.config import ConfigError, parse_config
 from envsync.backups.ladder import plan_snapshot
-from envsync.core.rungs import Ladder
-from envsync.sync.prodcopy import AsOfError, check_as_of
 from envsync.bigquery.timetravel import (
     DEFAULT_HOURS,
     created_after,
@@ -28,8 +25,11 @@ from envsync.bigquery.timetravel import (
     schema_changes,
 )
 from envsync.bigquery.verify import compare_schema
+from envsync.core.config import ConfigError, parse_config
+from envsync.core.rungs import Ladder
+from envsync.sync.prodcopy import AsOfError, check_as_of
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 BASE = {"project": "acme-data", "prod": {"datasets": ["sales"]}, "state": {"bucket": "acme-state"}}
 
@@ -75,8 +75,10 @@ def test_as_of_outside_the_datasets_own_window_names_the_dataset_and_where_the_n
         check_as_of(three_days_ago, NOW, window)
     message = str(caught.value)
     assert "time-travel window of 48 h of prod dataset 'sales' (its max_time_travel_hours in BigQuery)" in message
-    assert f"oldest instant that can be read now is {(NOW - dt.timedelta(hours=48, minutes=-30)).isoformat()}" in message
-    check_as_of(NOW - dt.timedelta(hours=47), NOW, window)                       # inside: accepted
+    assert (
+        f"oldest instant that can be read now is {(NOW - dt.timedelta(hours=48, minutes=-30)).isoformat()}" in message
+    )
+    check_as_of(NOW - dt.timedelta(hours=47), NOW, window)  # inside: accepted
     with pytest.raises(AsOfError, match="prod.time_travel_hours in the config"):
         check_as_of(three_days_ago, NOW, effective_window("sales", 168, 48))
 
@@ -92,19 +94,25 @@ class _Client:
         return SimpleNamespace(max_time_travel_hours=self.hours)
 
 
-@pytest.mark.parametrize(("dataset_hours", "prod_hours", "restore_hours", "expected"), [
-    ("48", None, None, 48),       # the dataset's own window, not the config's 168
-    (None, None, None, 168),      # unset: BigQuery's default
-    ("168", 96, None, 96),        # prod.time_travel_hours narrows
-    ("72", None, 120, 72),        # restore_time_travel_hours cannot widen the dataset's window
-    ("168", None, 24, 24),        # ... but narrows it
-    ("48", None, 0, 0),           # 0: never time travel
-])
+@pytest.mark.parametrize(
+    ("dataset_hours", "prod_hours", "restore_hours", "expected"),
+    [
+        ("48", None, None, 48),  # the dataset's own window, not the config's 168
+        (None, None, None, 168),  # unset: BigQuery's default
+        ("168", 96, None, 96),  # prod.time_travel_hours narrows
+        ("72", None, 120, 72),  # restore_time_travel_hours cannot widen the dataset's window
+        ("168", None, 24, 24),  # ... but narrows it
+        ("48", None, 0, 0),  # 0: never time travel
+    ],
+)
 def test_restores_use_the_datasets_window_narrowed_by_the_config(
     dataset_hours: str | None, prod_hours: int | None, restore_hours: int | None, expected: int
 ) -> None:
-    data: dict[str, Any] = {**BASE, "prod": {"datasets": ["sales"], "time_travel_hours": prod_hours},
-                            "backups": {"restore_time_travel_hours": restore_hours}}
+    data: dict[str, Any] = {
+        **BASE,
+        "prod": {"datasets": ["sales"], "time_travel_hours": prod_hours},
+        "backups": {"restore_time_travel_hours": restore_hours},
+    }
     assert restore_window_hours(parse_config(data), _Client(dataset_hours), "sales") == expected  # type: ignore[arg-type]
 
 
@@ -113,8 +121,15 @@ def test_restores_use_the_datasets_window_narrowed_by_the_config(
 ID = {"name": "id", "type": "INTEGER", "mode": "REQUIRED"}
 NAME = {"name": "name", "type": "STRING", "mode": "NULLABLE"}
 EXTRA = {"name": "extra", "type": "STRING", "mode": "NULLABLE"}
-ADDR = {"name": "addr", "type": "RECORD", "mode": "NULLABLE",
-        "fields": [{"name": "city", "type": "STRING", "mode": "REQUIRED"}, {"name": "zip", "type": "STRING", "mode": "NULLABLE"}]}
+ADDR = {
+    "name": "addr",
+    "type": "RECORD",
+    "mode": "NULLABLE",
+    "fields": [
+        {"name": "city", "type": "STRING", "mode": "REQUIRED"},
+        {"name": "zip", "type": "STRING", "mode": "NULLABLE"},
+    ],
+}
 
 
 def nullable(field: dict[str, Any]) -> dict[str, Any]:
@@ -126,10 +141,10 @@ def nullable(field: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_schema_as_of_t_takes_the_columns_of_t_and_the_modes_of_the_table() -> None:
-    addr_at_t = {**nullable(ADDR), "fields": [nullable(ADDR["fields"][0])]}     # zip added after T
-    dropped = {"name": "legacy", "type": "INTEGER", "mode": "NULLABLE"}         # dropped after T
+    addr_at_t = {**nullable(ADDR), "fields": [nullable(ADDR["fields"][0])]}  # zip added after T
+    dropped = {"name": "legacy", "type": "INTEGER", "mode": "NULLABLE"}  # dropped after T
     as_of = [nullable(ID), nullable(NAME), addr_at_t, dropped]
-    current = [ID, NAME, ADDR, EXTRA]                                            # extra added after T
+    current = [ID, NAME, ADDR, EXTRA]  # extra added after T
     then = merge_schema(as_of, current)
     assert then == [ID, NAME, {**ADDR, "fields": [ADDR["fields"][0]]}, dropped]
     assert schema_changes(then, current) == "columns added since T: ['extra']; columns dropped since T: ['legacy']"
@@ -143,10 +158,12 @@ def test_verification_against_the_schema_as_of_t() -> None:
     assert compare_schema("prodcopy_sales.orders", then, copy_as_of_t) == []
     # against prod's current schema (what the verification used) the same good copy failed
     assert compare_schema("prodcopy_sales.orders", [ID, NAME, EXTRA], copy_as_of_t) == [
-        "prodcopy_sales.orders: schema differs from prod: column extra is missing"]
+        "prodcopy_sales.orders: schema differs from prod: column extra is missing"
+    ]
     # a copy missing a column that existed at T fails
     assert compare_schema("prodcopy_sales.orders", then, [ID]) == [
-        "prodcopy_sales.orders: schema differs from prod: column name is missing"]
+        "prodcopy_sales.orders: schema differs from prod: column name is missing"
+    ]
 
 
 # ---------------------------------------------------------------------------------- created after T
@@ -164,8 +181,10 @@ def test_the_backup_ladder_skips_a_table_created_after_the_cut_with_the_reason()
     young = cut + dt.timedelta(minutes=20)
     decision = plan_snapshot(ladder, 0, cut, table="sales.late", created=young)
     assert not decision.take
-    assert decision.reason == (f"skipped scheduled snapshot: sales.late was created at {young.isoformat()}, "
-                               f"after T = {cut.isoformat()}: it did not exist as of T (the next run backs it up)")
+    assert decision.reason == (
+        f"skipped scheduled snapshot: sales.late was created at {young.isoformat()}, "
+        f"after T = {cut.isoformat()}: it did not exist as of T (the next run backs it up)"
+    )
     pinned = plan_snapshot(ladder, 0, cut, table="sales.late", created=young, pinned=True)
     assert not pinned.take and "skipped manual pinned snapshot" in pinned.reason
     # created before T (or at T): taken as usual

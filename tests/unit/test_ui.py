@@ -25,7 +25,7 @@ from envsync.ui.data import (
 from envsync.ui.page import render_page, run_href
 from envsync.ui.svg import Mark, Point, line_chart, timeline
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 NOW = dt.datetime(2026, 11, 30, 12, 30, tzinfo=UTC)
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -36,25 +36,36 @@ def _assess(env: str, **kw: Any) -> tuple[str, list[str]]:
     return assess(env, **args)
 
 
-@pytest.mark.parametrize(("env", "ok_age", "state", "reason"), [
-    ("dev", dt.timedelta(days=2), "green", "fresh: last success 2 d ago"),
-    ("dev", dt.timedelta(days=8, hours=1), "amber", "stale: last success 8 d 1 h ago, expected every 7 d"),
-    ("dev", dt.timedelta(days=16), "red", "stale: last success 16 d ago, expected every 7 d"),
-    ("backup", dt.timedelta(hours=2, minutes=5), "amber", "stale: last success 2 h ago, expected every 60 min"),
-    ("backup", dt.timedelta(hours=4), "red", "stale: last success 4 h ago, expected every 60 min"),
-    ("prodcopy", dt.timedelta(days=60), "green", "fresh: last success 60 d ago"),
-    ("test_alice", dt.timedelta(days=60), "green", "fresh: last success 60 d ago"),
-])
+@pytest.mark.parametrize(
+    ("env", "ok_age", "state", "reason"),
+    [
+        ("dev", dt.timedelta(days=2), "green", "fresh: last success 2 d ago"),
+        ("dev", dt.timedelta(days=8, hours=1), "amber", "stale: last success 8 d 1 h ago, expected every 7 d"),
+        ("dev", dt.timedelta(days=16), "red", "stale: last success 16 d ago, expected every 7 d"),
+        ("backup", dt.timedelta(hours=2, minutes=5), "amber", "stale: last success 2 h ago, expected every 60 min"),
+        ("backup", dt.timedelta(hours=4), "red", "stale: last success 4 h ago, expected every 60 min"),
+        ("prodcopy", dt.timedelta(days=60), "green", "fresh: last success 60 d ago"),
+        ("test_alice", dt.timedelta(days=60), "green", "fresh: last success 60 d ago"),
+    ],
+)
 def test_staleness_follows_each_environments_schedule(env: str, ok_age: dt.timedelta, state: str, reason: str) -> None:
     assert _assess(env, ok_at=NOW - ok_age, last_at=NOW - ok_age) == (state, [reason])
 
 
 def test_a_failed_last_run_is_red_with_its_error_and_drift_is_amber() -> None:
-    state, reasons = _assess("qa", last_status="failed", last_error="BadRequest: no\nmore", drift_findings=3,
-                             last_at=NOW - dt.timedelta(hours=1), ok_at=NOW - dt.timedelta(days=1))
+    state, reasons = _assess(
+        "qa",
+        last_status="failed",
+        last_error="BadRequest: no\nmore",
+        drift_findings=3,
+        last_at=NOW - dt.timedelta(hours=1),
+        ok_at=NOW - dt.timedelta(days=1),
+    )
     assert state == "red"
-    assert reasons == ["failed: the last run (60 min ago) ended failed: BadRequest: no",
-                       "drifted: 3 parity findings not explained by a migration"]
+    assert reasons == [
+        "failed: the last run (60 min ago) ended failed: BadRequest: no",
+        "drifted: 3 parity findings not explained by a migration",
+    ]
     assert _assess("qa", drift_findings=1) == ("amber", ["drifted: 1 parity finding not explained by a migration"])
     assert _assess("dev", ok_at=None, last_status="failed")[1][-1] == "no successful run in the last 90 days"
     assert _assess("dev", last_at=None, ok_at=None) == ("grey", ["no run recorded in the last 90 days"])
@@ -62,7 +73,12 @@ def test_a_failed_last_run_is_red_with_its_error_and_drift_is_amber() -> None:
 
 def test_human_age() -> None:
     assert [human_age(s) for s in (5, 600, 7200, 86400 * 3, 86400 * 3 + 7200)] == [
-        "5 s", "10 min", "2 h", "3 d", "3 d 2 h"]
+        "5 s",
+        "10 min",
+        "2 h",
+        "3 d",
+        "3 d 2 h",
+    ]
 
 
 def test_largest_gap_counts_time_travel_as_covered() -> None:
@@ -84,16 +100,26 @@ def test_rungs_served_name_the_rungs_keep_keeps() -> None:
     served = rungs_served(ladder, backups, NOW)
     newest = max(backups, key=lambda b: b.taken_at).name
     assert set(served) | {newest} == keep(ladder, backups, NOW)
-    assert "daily" in served[f"t{NOW.hour:03d}"]          # today's midnight snapshot: today's daily slot
+    assert "daily" in served[f"t{NOW.hour:03d}"]  # today's midnight snapshot: today's daily slot
     assert all(label in ("1h", "3h", "6h", "1d", "daily") for labels in served.values() for label in labels)
 
 
 def test_table_coverage_labels_rungs_pins_and_exports() -> None:
     hour = NOW.replace(minute=0)
-    snaps = [Backup(hour - dt.timedelta(days=2), snapshot_name("orders", hour - dt.timedelta(days=2)), pinned=True),
-             Backup(hour, snapshot_name("orders", hour))]
-    cov = table_coverage("sales.orders", snaps, [NOW.date() - dt.timedelta(days=1)], ladder=Ladder.default(),
-                         time_travel_hours=0, jobs_today=3, now=NOW, start=NOW - dt.timedelta(days=7))
+    snaps = [
+        Backup(hour - dt.timedelta(days=2), snapshot_name("orders", hour - dt.timedelta(days=2)), pinned=True),
+        Backup(hour, snapshot_name("orders", hour)),
+    ]
+    cov = table_coverage(
+        "sales.orders",
+        snaps,
+        [NOW.date() - dt.timedelta(days=1)],
+        ladder=Ladder.default(),
+        time_travel_hours=0,
+        jobs_today=3,
+        now=NOW,
+        start=NOW - dt.timedelta(days=7),
+    )
     assert [p.kind for p in cov.points] == ["pinned", "export", "snapshot"]
     assert cov.points[0].label.endswith("(pinned)") and "1h" in cov.points[2].label
     assert cov.gap and cov.gap_from == NOW - dt.timedelta(days=7)
@@ -105,10 +131,21 @@ def _parse(svg: str) -> ET.Element:
 
 def test_timeline_draws_every_restore_point_in_the_window_with_a_tooltip() -> None:
     start = NOW - dt.timedelta(days=7)
-    marks = [Mark(NOW - dt.timedelta(days=1), "snapshot", "s1"), Mark(NOW - dt.timedelta(days=2), "pinned", "p <1>"),
-             Mark(NOW - dt.timedelta(days=3), "export", "e1"), Mark(NOW - dt.timedelta(days=9), "snapshot", "old")]
-    root = _parse(timeline(marks, start, NOW, NOW - dt.timedelta(hours=48),
-                           gap=(NOW - dt.timedelta(days=7), NOW - dt.timedelta(days=3))))
+    marks = [
+        Mark(NOW - dt.timedelta(days=1), "snapshot", "s1"),
+        Mark(NOW - dt.timedelta(days=2), "pinned", "p <1>"),
+        Mark(NOW - dt.timedelta(days=3), "export", "e1"),
+        Mark(NOW - dt.timedelta(days=9), "snapshot", "old"),
+    ]
+    root = _parse(
+        timeline(
+            marks,
+            start,
+            NOW,
+            NOW - dt.timedelta(hours=48),
+            gap=(NOW - dt.timedelta(days=7), NOW - dt.timedelta(days=3)),
+        )
+    )
     kinds = [el.get("class") for el in root.iter() if el.get("class")]
     assert kinds.count("snapshot") == 1 and kinds.count("pinned") == 1 and kinds.count("export") == 1
     assert "time-travel" in kinds and "gap" in kinds
@@ -116,34 +153,50 @@ def test_timeline_draws_every_restore_point_in_the_window_with_a_tooltip() -> No
 
 
 def test_line_chart_marks_failed_points_and_links_each_run() -> None:
-    points = [Point(NOW - dt.timedelta(days=d), v, failed, f"run {d}", f"/dags/recovery_drill/runs/r{d}")
-              for d, v, failed in [(3, 10.0, False), (2, 40.0, True), (1, None, True), (0, 5.0, False)]]
+    points = [
+        Point(NOW - dt.timedelta(days=d), v, failed, f"run {d}", f"/dags/recovery_drill/runs/r{d}")
+        for d, v, failed in [(3, 10.0, False), (2, 40.0, True), (1, None, True), (0, 5.0, False)]
+    ]
     root = _parse(line_chart(points, label="RTO", unit="seconds"))
     links = [a.get("href") for a in root.iter(f"{SVG}a")]
     assert links == [f"/dags/recovery_drill/runs/r{d}" for d in (3, 2, 1, 0)]
     assert len([el for el in root.iter() if el.get("class") == "failed"]) == 2
     assert len(list(root.iter(f"{SVG}circle"))) == 2
     [line] = root.iter(f"{SVG}polyline")
-    assert len(line.get("points").split()) == 3            # the unmeasured point is not on the line
+    assert len(line.get("points").split()) == 3  # the unmeasured point is not on the line
     assert "no drill recorded yet" in line_chart([], label="RTO", unit="s")
 
 
 def _board(**changes: Any) -> Dashboard:
-    env = data.EnvironmentStatus("dev", "green", ["fresh"], ok_run=data.RunLink("prod_to_dev_sync", "manual__a b/c"),
-                                 ok_at=NOW, rows=1234)
-    values = dict(project="p", audit_dataset="envsync_audit", generated_at=NOW, seconds=0.1, environments=[env],
-                  coverage=[], coverage_from=NOW - dt.timedelta(days=7), snapshot_job_limit=50, drills=[],
-                  parity=OptionalSection("envsync_audit.parity"), parity_findings=[],
-                  migrations=OptionalSection("envsync_audit.migrations", missing_columns=["version"]),
-                  migration_status=[], notes=[])
+    env = data.EnvironmentStatus(
+        "dev", "green", ["fresh"], ok_run=data.RunLink("prod_to_dev_sync", "manual__a b/c"), ok_at=NOW, rows=1234
+    )
+    values = dict(
+        project="p",
+        audit_dataset="envsync_audit",
+        generated_at=NOW,
+        seconds=0.1,
+        environments=[env],
+        coverage=[],
+        coverage_from=NOW - dt.timedelta(days=7),
+        snapshot_job_limit=50,
+        drills=[],
+        parity=OptionalSection("envsync_audit.parity"),
+        parity_findings=[],
+        migrations=OptionalSection("envsync_audit.migrations", missing_columns=["version"]),
+        migration_status=[],
+        notes=[],
+    )
     values.update(changes)
     return Dashboard(**values)
 
 
 def test_page_links_runs_in_the_top_window_and_says_what_is_absent() -> None:
     html = render_page(_board(), ui_root="/airflow")
-    assert run_href("/airflow", data.RunLink("prod_to_dev_sync", "manual__a b/c")) == \
-        "/airflow/dags/prod_to_dev_sync/runs/manual__a%20b%2Fc"
+    assert (
+        run_href("/airflow", data.RunLink("prod_to_dev_sync", "manual__a b/c"))
+        == "/airflow/dags/prod_to_dev_sync/runs/manual__a%20b%2Fc"
+    )
     assert 'href="/airflow/dags/prod_to_dev_sync/runs/manual__a%20b%2Fc" target="_top"' in html
     assert "shown once envsync_audit.parity exists" in html
     assert "envsync_audit.migrations exists but lacks the columns version" in html
@@ -161,13 +214,13 @@ def test_cache_reads_once_a_minute_and_serves_stale_figures_while_reading_again(
     first = cache.get("k", load)
     clock[0] = 59.0
     assert cache.get("k", load) is first and len(calls) == 1
-    clock[0] = 61.0                                   # stale: served at once, one background read started
+    clock[0] = 61.0  # stale: served at once, one background read started
     assert cache.get("k", load) is first and cache.get("k", load) is first
     assert len(pending) == 1 and len(calls) == 1
     pending.pop()()
     second = cache.get("k", load)
     assert second is not first and len(calls) == 2
-    clock[0] = 61.0 + 601                             # too old to serve: the request waits for a read
+    clock[0] = 61.0 + 601  # too old to serve: the request waits for a read
     assert cache.get("k", load) is not second and len(calls) == 3
 
 
@@ -218,7 +271,7 @@ def test_app_serves_the_page_and_json_behind_the_access_check() -> None:
     assert page.status_code == 200 and "<h1>envsync" in page.text
     assert 'href="/dags/prod_to_dev_sync/runs/' in page.text
     assert client.get("/data.json").json()["environments"][0]["rows"] == 1234
-    assert len(loads) == 1                                     # cached
+    assert len(loads) == 1  # cached
     allowed["yes"] = False
     assert client.get("/").status_code == 401
 
@@ -246,9 +299,22 @@ def test_the_plugins_folder_holds_one_plugin_the_envsync_page() -> None:
 
 def test_the_coverage_section_draws_the_tables_with_the_largest_gaps_first() -> None:
     start = NOW - dt.timedelta(days=7)
-    coverage = sorted((table_coverage(f"sales.t{i}", [], [], ladder=Ladder.default(), time_travel_hours=24 * i,
-                                      jobs_today=0, now=NOW, start=start) for i in range(1, 6)),
-                      key=lambda c: (-c.largest_gap_seconds, c.table))
+    coverage = sorted(
+        (
+            table_coverage(
+                f"sales.t{i}",
+                [],
+                [],
+                ladder=Ladder.default(),
+                time_travel_hours=24 * i,
+                jobs_today=0,
+                now=NOW,
+                start=start,
+            )
+            for i in range(1, 6)
+        ),
+        key=lambda c: (-c.largest_gap_seconds, c.table),
+    )
     board = _board(coverage=coverage)
     html = render_page(board, coverage_limit=2)
     assert html.count('class="cov"') == 2 and 'data-table="sales.t1"' in html and 'data-table="sales.t5"' not in html
@@ -258,12 +324,14 @@ def test_the_coverage_section_draws_the_tables_with_the_largest_gaps_first() -> 
 
 def test_line_chart_title_stays_above_the_highest_tick_label() -> None:
     """The chart's title (top left) and the label of its highest tick (left axis) do not overlap."""
-    points = [Point(dt.datetime(2026, 11, d, tzinfo=dt.timezone.utc), float(d), False, f"run {d}", None)
-              for d in (1, 2, 3)]
+    points = [Point(dt.datetime(2026, 11, d, tzinfo=dt.UTC), float(d), False, f"run {d}", None) for d in (1, 2, 3)]
     root = _parse(line_chart(points, label="RPO: T minus the backup's time", unit="hours"))
     texts = [t for t in root.iter() if t.tag.endswith("text")]
     title_baseline = float(texts[0].get("y"))
-    tick_baselines = [float(t.get("y")) for t in texts[1:] if t.get("text-anchor") == "end" and t.text
-                      and t.text.replace(".", "").isdigit()]
+    tick_baselines = [
+        float(t.get("y"))
+        for t in texts[1:]
+        if t.get("text-anchor") == "end" and t.text and t.text.replace(".", "").isdigit()
+    ]
     # a tick label (font size 10) reaches about 10 px above its baseline: that must be below the title's baseline
     assert min(tick_baselines) - 10 >= title_baseline, (title_baseline, sorted(tick_baselines)[:2])

@@ -8,13 +8,13 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from envsync.core.config import EnvsyncConfig, parse_config
-from envsync.bigquery.discovery import TableInfo
-from envsync.core.identifiers import IdentifierError
-from envsync.operators.params import validate_params
-from envsync.observe.report import human_bytes, render_table
 from envsync.bigquery.ddl import cluster_clause, column_def, column_type_sql, partition_clause
+from envsync.bigquery.discovery import TableInfo
 from envsync.bigquery.verify import bucket_expr, compare_counts, compare_schema, window_filter
+from envsync.core.config import EnvsyncConfig, parse_config
+from envsync.core.identifiers import IdentifierError
+from envsync.observe.report import human_bytes, render_table
+from envsync.operators.params import validate_params
 
 
 @pytest.fixture
@@ -203,7 +203,10 @@ def test_column_def_for_a_repeated_struct_with_required_fields() -> None:
 @pytest.mark.parametrize(
     ("field", "expected"),
     [
-        ({"name": "n", "type": "NUMERIC", "precision": "38", "scale": "9", "mode": "REQUIRED"}, "`n` NUMERIC(38, 9) NOT NULL"),
+        (
+            {"name": "n", "type": "NUMERIC", "precision": "38", "scale": "9", "mode": "REQUIRED"},
+            "`n` NUMERIC(38, 9) NOT NULL",
+        ),
         ({"name": "n", "type": "NUMERIC", "precision": "10"}, "`n` NUMERIC(10, 0)"),
         ({"name": "n", "type": "BIGNUMERIC", "precision": "50", "scale": "20"}, "`n` BIGNUMERIC(50, 20)"),
         ({"name": "n", "type": "NUMERIC"}, "`n` NUMERIC"),
@@ -218,7 +221,10 @@ def test_column_def_scalars(field: dict[str, Any], expected: str) -> None:
 
 
 def test_column_type_sql_of_a_record() -> None:
-    assert column_type_sql({"name": "r", "type": "RECORD", "fields": [{"name": "a", "type": "INTEGER"}]}) == "STRUCT<`a` INT64>"
+    assert (
+        column_type_sql({"name": "r", "type": "RECORD", "fields": [{"name": "a", "type": "INTEGER"}]})
+        == "STRUCT<`a` INT64>"
+    )
 
 
 def test_column_def_rejects_an_illegal_column_name() -> None:
@@ -233,8 +239,14 @@ def test_produced_ddl_parses_as_bigquery() -> None:
         {"name": "amount", "type": "NUMERIC", "precision": "10", "scale": "2", "mode": "REQUIRED"},
         {"name": "order_date", "type": "DATE"},
     ]
-    info = TableInfo("sales", "orders", "TABLE", schema=fields, partitioning={"type": "DAY", "field": "order_date"},
-                     clustering=["id"])
+    info = TableInfo(
+        "sales",
+        "orders",
+        "TABLE",
+        schema=fields,
+        partitioning={"type": "DAY", "field": "order_date"},
+        clustering=["id"],
+    )
     ddl = (
         "create or replace table `envsync-demo.dev_sales.orders` (\n    "
         + ",\n    ".join(column_def(f) for f in fields)
@@ -258,19 +270,58 @@ def test_produced_ddl_parses_as_bigquery() -> None:
 @pytest.mark.parametrize(
     ("info", "expected"),
     [
-        (TableInfo("s", "t", "TABLE", schema=[{"name": "d", "type": "DATE"}], partitioning={"type": "DAY", "field": "d"}),
-         "partition by `d`"),
-        (TableInfo("s", "t", "TABLE", schema=[{"name": "d", "type": "DATE"}], partitioning={"type": "MONTH", "field": "d"}),
-         "partition by date_trunc(`d`, MONTH)"),
-        (TableInfo("s", "t", "TABLE", schema=[{"name": "ts", "type": "TIMESTAMP"}], partitioning={"type": "MONTH", "field": "ts"}),
-         "partition by timestamp_trunc(`ts`, MONTH)"),
-        (TableInfo("s", "t", "TABLE", schema=[{"name": "ts", "type": "TIMESTAMP"}], partitioning={"type": "DAY", "field": "ts"}),
-         "partition by timestamp_trunc(`ts`, DAY)"),
-        (TableInfo("s", "t", "TABLE", schema=[{"name": "dt", "type": "DATETIME"}], partitioning={"type": "HOUR", "field": "dt"}),
-         "partition by datetime_trunc(`dt`, HOUR)"),
-        (TableInfo("s", "t", "TABLE", schema=[{"name": "n", "type": "INTEGER"}],
-                   range_partitioning={"field": "n", "start": 0, "end": 100, "interval": 10}),
-         "partition by range_bucket(`n`, generate_array(0, 100, 10))"),
+        (
+            TableInfo(
+                "s", "t", "TABLE", schema=[{"name": "d", "type": "DATE"}], partitioning={"type": "DAY", "field": "d"}
+            ),
+            "partition by `d`",
+        ),
+        (
+            TableInfo(
+                "s", "t", "TABLE", schema=[{"name": "d", "type": "DATE"}], partitioning={"type": "MONTH", "field": "d"}
+            ),
+            "partition by date_trunc(`d`, MONTH)",
+        ),
+        (
+            TableInfo(
+                "s",
+                "t",
+                "TABLE",
+                schema=[{"name": "ts", "type": "TIMESTAMP"}],
+                partitioning={"type": "MONTH", "field": "ts"},
+            ),
+            "partition by timestamp_trunc(`ts`, MONTH)",
+        ),
+        (
+            TableInfo(
+                "s",
+                "t",
+                "TABLE",
+                schema=[{"name": "ts", "type": "TIMESTAMP"}],
+                partitioning={"type": "DAY", "field": "ts"},
+            ),
+            "partition by timestamp_trunc(`ts`, DAY)",
+        ),
+        (
+            TableInfo(
+                "s",
+                "t",
+                "TABLE",
+                schema=[{"name": "dt", "type": "DATETIME"}],
+                partitioning={"type": "HOUR", "field": "dt"},
+            ),
+            "partition by datetime_trunc(`dt`, HOUR)",
+        ),
+        (
+            TableInfo(
+                "s",
+                "t",
+                "TABLE",
+                schema=[{"name": "n", "type": "INTEGER"}],
+                range_partitioning={"field": "n", "start": 0, "end": 100, "interval": 10},
+            ),
+            "partition by range_bucket(`n`, generate_array(0, 100, 10))",
+        ),
         (TableInfo("s", "t", "TABLE", schema=[{"name": "n", "type": "INTEGER"}]), ""),
     ],
     ids=["date-day", "date-month", "timestamp-month", "timestamp-day", "datetime-hour", "range", "none"],
@@ -378,7 +429,9 @@ def test_window_from_a_rendered_template_string(config: EnvsyncConfig, raw: obje
     assert validate_params(config, ["sales"], [], raw, False)[2] == value
 
 
-@pytest.mark.parametrize(("raw", "value"), [("true", True), ("False", False), ("1", True), (False, False), (True, True)])
+@pytest.mark.parametrize(
+    ("raw", "value"), [("true", True), ("False", False), ("1", True), (False, False), (True, True)]
+)
 def test_dry_run_from_a_rendered_template_string(config: EnvsyncConfig, raw: object, value: bool) -> None:
     assert validate_params(config, ["sales"], [], 2, raw)[3] is value
 
@@ -399,16 +452,28 @@ def test_partition_filter_keeps_every_row_on_the_partitioning_column() -> None:
     from envsync.bigquery.verify import partition_filter
 
     schema = [{"name": "d", "type": "DATE"}, {"name": "ts", "type": "TIMESTAMP"}, {"name": "n", "type": "INTEGER"}]
-    day = TableInfo("s", "t", "TABLE", schema=schema, partitioning={"type": "DAY", "field": "d"},
-                    require_partition_filter=True)
+    day = TableInfo(
+        "s", "t", "TABLE", schema=schema, partitioning={"type": "DAY", "field": "d"}, require_partition_filter=True
+    )
     assert partition_filter(day) == "(`d` is null or `d` >= date '0001-01-01')"
-    hour = TableInfo("s", "t", "TABLE", schema=schema, partitioning={"type": "HOUR", "field": "ts"},
-                     require_partition_filter=True)
+    hour = TableInfo(
+        "s", "t", "TABLE", schema=schema, partitioning={"type": "HOUR", "field": "ts"}, require_partition_filter=True
+    )
     assert partition_filter(hour) == "(`ts` is null or `ts` >= timestamp '0001-01-01 00:00:00+00')"
-    ranged = TableInfo("s", "t", "TABLE", schema=schema, require_partition_filter=True,
-                       range_partitioning={"field": "n", "start": 0, "end": 100, "interval": 10})
+    ranged = TableInfo(
+        "s",
+        "t",
+        "TABLE",
+        schema=schema,
+        require_partition_filter=True,
+        range_partitioning={"field": "n", "start": 0, "end": 100, "interval": 10},
+    )
     assert partition_filter(ranged) == "(`n` is null or `n` >= -9223372036854775807 - 1)"
-    ingestion = TableInfo("s", "t", "TABLE", schema=schema, partitioning={"type": "DAY", "field": None},
-                          require_partition_filter=True)
+    ingestion = TableInfo(
+        "s", "t", "TABLE", schema=schema, partitioning={"type": "DAY", "field": None}, require_partition_filter=True
+    )
     assert "_PARTITIONTIME is null or _PARTITIONTIME >=" in partition_filter(ingestion)
-    assert partition_filter(TableInfo("s", "t", "TABLE", schema=schema, partitioning={"type": "DAY", "field": "d"})) == "true"
+    assert (
+        partition_filter(TableInfo("s", "t", "TABLE", schema=schema, partitioning={"type": "DAY", "field": "d"}))
+        == "true"
+    )

@@ -161,6 +161,8 @@ def test_unparseable_view_sql_raises_value_error() -> None:
 
 
 def test_view_dependencies_lists_every_dataset_table_read() -> None:
-    sql = ("with x as (select * from dev_sales.orders) select * from `envsync-demo.dev_sales.base` "
-           "join x using (id) join dev_marketing.base using (id)")
+    sql = (
+        "with x as (select * from dev_sales.orders) select * from `envsync-demo.dev_sales.base` "
+        "join x using (id) join dev_marketing.base using (id)"
+    )
     assert view_dependencies(sql) == {"dev_sales.base", "dev_sales.orders", "dev_marketing.base"}

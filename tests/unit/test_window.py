@@ -9,7 +9,7 @@ import pytest
 
 from envsync.core.window import Window, anchor_from_context, quarter_window
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 A = dt.datetime(2026, 11, 21, 2, 0, tzinfo=UTC)  # the ARCHITECTURE.md example: a Saturday 02:00 UTC
 
 
@@ -127,9 +127,7 @@ def test_bounds_accept_lowercase_types_and_reject_non_date_types() -> None:
 def test_window_as_dict_round_trips_through_isoformat() -> None:
     window = quarter_window(A, 2)
     data = window.as_dict()
-    again = Window(
-        dt.datetime.fromisoformat(data["start"]), dt.datetime.fromisoformat(data["end"]), data["quarters"]
-    )
+    again = Window(dt.datetime.fromisoformat(data["start"]), dt.datetime.fromisoformat(data["end"]), data["quarters"])
     assert again == window
 
 

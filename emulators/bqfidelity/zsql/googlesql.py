@@ -123,8 +123,15 @@ class Analysis:
 class AnalysisError(Exception):
     """GoogleSQL refused the statement. ``message`` is BigQuery-shaped (``... at [line:column]``)."""
 
-    def __init__(self, message: str, line: int | None = None, column: int | None = None, *,
-                 missing_tables: Sequence[str] = (), detail: str = "") -> None:
+    def __init__(
+        self,
+        message: str,
+        line: int | None = None,
+        column: int | None = None,
+        *,
+        missing_tables: Sequence[str] = (),
+        detail: str = "",
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.detail = detail  # ZetaSQL's further lines (e.g. the signatures that did not match)
@@ -371,8 +378,7 @@ class GoogleSQL:
                 raise _error(error, missing) from None
             seconds["analyze"] = time.monotonic() - clock
         statement = _leaf(response.resolved_statement)
-        analysis = Analysis(kind=_kind(response.resolved_statement), tables=names, seconds=seconds,
-                            resolved=statement)
+        analysis = Analysis(kind=_kind(response.resolved_statement), tables=names, seconds=seconds, resolved=statement)
         if start is not None:
             analysis.next_position = response.resume_byte_position
         if analysis.kind == "QueryStmt":

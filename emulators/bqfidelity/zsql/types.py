@@ -140,9 +140,17 @@ def schema_field(name: str, proto: tp.TypeProto) -> dict[str, Any]:
     if proto.type_kind == tp.TYPE_ARRAY:
         mode, proto = "REPEATED", proto.array_type.element_type
     if proto.type_kind == tp.TYPE_STRUCT:
-        return {"name": name, "type": "RECORD", "mode": mode,
-                "fields": [schema_field(member.field_name, member.field_type) for member in proto.struct_type.field]}
+        return {
+            "name": name,
+            "type": "RECORD",
+            "mode": mode,
+            "fields": [schema_field(member.field_name, member.field_type) for member in proto.struct_type.field],
+        }
     if proto.type_kind == tp.TYPE_RANGE:
-        return {"name": name, "type": "RANGE", "mode": mode,
-                "rangeElementType": {"type": type_name(proto.range_type.element_type)}}
+        return {
+            "name": name,
+            "type": "RANGE",
+            "mode": mode,
+            "rangeElementType": {"type": type_name(proto.range_type.element_type)},
+        }
     return {"name": name, "type": type_name(proto), "mode": mode}

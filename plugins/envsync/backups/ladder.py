@@ -61,7 +61,7 @@ from envsync.core.window import plain_utc
 
 log = logging.getLogger(__name__)
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
 SNAPSHOT_JOBS_PER_TABLE_PER_DAY = 50
 
@@ -170,7 +170,11 @@ def thin(ladder: Ladder, backups: Iterable[Backup], now: dt.datetime) -> list[Ba
     doomed = sorted((b for b in items if b.name not in kept), key=_order)
     log.info(
         "ladder thinning at %s: %d backups, keeping %d (%d pinned), deleting %d",
-        now, len(items), len(kept), sum(b.pinned for b in items), len(doomed),
+        now,
+        len(items),
+        len(kept),
+        sum(b.pinned for b in items),
+        len(doomed),
     )
     return doomed
 
@@ -258,14 +262,19 @@ def plan_snapshot(
             False,
             f"skipped {kind}: {table} was created at {_utc(created, 'created').isoformat()}, after T = "
             f"{now.isoformat()}: it did not exist as of T (the next run backs it up)",
-            table, used, limit,
+            table,
+            used,
+            limit,
         )
         log.info("%s", decision.reason)
         return decision
     if used >= limit:
         decision = SnapshotDecision(
-            False, f"refused {kind}: {usage}; BigQuery allows {limit} snapshot jobs per table per day",
-            table, used, limit,
+            False,
+            f"refused {kind}: {usage}; BigQuery allows {limit} snapshot jobs per table per day",
+            table,
+            used,
+            limit,
         )
         log.warning("%s", decision.reason)
         return decision
@@ -279,7 +288,9 @@ def plan_snapshot(
                 f"taking {kind} {used + 1} of a new base: {table} was created at "
                 f"{_utc(created, 'created').isoformat()}, after its newest snapshot ({newest.isoformat()}); "
                 f"{usage}",
-                table, used, limit,
+                table,
+                used,
+                limit,
             )
             log.info("%s", decision.reason)
             return decision
@@ -288,7 +299,9 @@ def plan_snapshot(
                 False,
                 f"skipped {kind}: newest snapshot of {table} ({newest.isoformat()}) is already in this "
                 f"{format_duration(ladder.cadence)} slot; {usage}",
-                table, used, limit,
+                table,
+                used,
+                limit,
             )
             log.info("%s", decision.reason)
             return decision
@@ -322,4 +335,3 @@ def parse_snapshot_name(name: str) -> tuple[str, dt.datetime] | None:
     except ValueError:
         return None
     return match.group("table"), taken_at.replace(tzinfo=UTC)
-

@@ -42,14 +42,14 @@ from typing import TYPE_CHECKING, Any
 
 from envsync.backups.snapshots import BackupCatalog, BackupEngine, Export, Snapshot, manifest_path, table_checksum
 from envsync.bigquery.discovery import base_tables
-from envsync.core.guard import ProdWriteRefused, TableRef
-from envsync.core.identifiers import validate_identifier
 from envsync.bigquery.jobs import JobRunner, JobStats, run_recorded
-from envsync.core.rungs import format_duration
-from envsync.observe.report import result_row
-from envsync.core.sqltemplates import render
 from envsync.bigquery.timetravel import restore_window_hours
 from envsync.bigquery.verify import compare_schema, table_partition_filter
+from envsync.core.guard import ProdWriteRefused, TableRef
+from envsync.core.identifiers import validate_identifier
+from envsync.core.rungs import format_duration
+from envsync.core.sqltemplates import render
+from envsync.observe.report import result_row
 
 if TYPE_CHECKING:
     from google.cloud import bigquery
@@ -59,7 +59,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 SOURCES = ("time_travel", "snapshot", "export")
 BACKUP_SOURCES = ("snapshot", "export")
 RESTORE_SUFFIX = "__restore"
@@ -84,10 +84,10 @@ class CreatedAfterT(RestoreError):
 class Source:
     """Where a table's state at T is read from."""
 
-    kind: str               # time_travel | snapshot | export
+    kind: str  # time_travel | snapshot | export
     table: str
-    taken_at: dt.datetime   # the instant of the state restored (T itself for time travel)
-    ref: str                # <ds>.<table> (time travel), <backup_ds>.<snapshot>, or gs://.../ folder
+    taken_at: dt.datetime  # the instant of the state restored (T itself for time travel)
+    ref: str  # <ds>.<table> (time travel), <backup_ds>.<snapshot>, or gs://.../ folder
     reason: str
 
     def rpo_seconds(self, point_in_time: dt.datetime) -> float:
@@ -152,21 +152,30 @@ def choose_source(
     created_after_t = in_prod and created is not None and created > point_in_time
     why_not: list[str] = []
     if created_after_t and created is not None:
-        why_not.append(f"{name} was created at {created.isoformat()}, after T (new since T, or dropped and "
-                       "created again since), so time travel cannot read it as of T")
+        why_not.append(
+            f"{name} was created at {created.isoformat()}, after T (new since T, or dropped and "
+            "created again since), so time travel cannot read it as of T"
+        )
     if "time_travel" in allowed:
         if time_travel_hours <= 0:
             why_not.append("time travel is off for restores (backups.restore_time_travel_hours is 0)")
         elif point_in_time < oldest:
-            why_not.append(f"T is outside the {time_travel_hours} h time-travel window (oldest usable instant "
-                           f"{oldest.isoformat()})")
+            why_not.append(
+                f"T is outside the {time_travel_hours} h time-travel window (oldest usable instant "
+                f"{oldest.isoformat()})"
+            )
         elif not in_prod:
             why_not.append(f"{name} no longer exists in prod, so time travel cannot read it")
         elif created_after_t:
             pass  # said above
         else:
-            return Source("time_travel", table, point_in_time, name,
-                          f"T is inside the {time_travel_hours} h time-travel window: read {name} as of T")
+            return Source(
+                "time_travel",
+                table,
+                point_in_time,
+                name,
+                f"T is inside the {time_travel_hours} h time-travel window: read {name} as of T",
+            )
     else:
         why_not.append("this run restores from backups only (no time travel)")
     if "snapshot" in allowed:
@@ -174,19 +183,31 @@ def choose_source(
         if usable:
             best = max(usable, key=lambda s: (s.taken_at, s.name))
             gap = format_duration(point_in_time.replace(microsecond=0) - best.taken_at)
-            return Source("snapshot", table, best.taken_at, str(best),
-                          "; ".join(why_not) + f"; newest snapshot at or before T: {best} "
-                          f"(taken {best.taken_at.isoformat()}, {gap} before T)")
+            return Source(
+                "snapshot",
+                table,
+                best.taken_at,
+                str(best),
+                "; ".join(why_not) + f"; newest snapshot at or before T: {best} "
+                f"(taken {best.taken_at.isoformat()}, {gap} before T)",
+            )
         oldest_kept = min((s.taken_at for s in snapshots), default=None)
-        why_not.append("no snapshot at or before T" + (
-            f" (oldest kept: {oldest_kept.isoformat()})" if oldest_kept else " (none kept)"))
+        why_not.append(
+            "no snapshot at or before T"
+            + (f" (oldest kept: {oldest_kept.isoformat()})" if oldest_kept else " (none kept)")
+        )
     if "export" in allowed:
         usable_exports = [e for e in exports if e.taken_at <= point_in_time]
         if usable_exports:
             best_export = max(usable_exports, key=lambda e: e.taken_at)
-            return Source("export", table, best_export.taken_at, best_export.uri,
-                          "; ".join(why_not) + f"; newest export at or before T: {best_export.uri} "
-                          f"(taken {best_export.taken_at.isoformat()})")
+            return Source(
+                "export",
+                table,
+                best_export.taken_at,
+                best_export.uri,
+                "; ".join(why_not) + f"; newest export at or before T: {best_export.uri} "
+                f"(taken {best_export.taken_at.isoformat()})",
+            )
         why_not.append("no GCS export at or before T")
     error = CreatedAfterT if created_after_t else RestoreError
     raise error(f"cannot restore {name} to {point_in_time.isoformat()}: " + "; ".join(why_not))
@@ -195,7 +216,7 @@ def choose_source(
 def _layout(table: bigquery.Table) -> str:
     if table.range_partitioning is not None:
         rng = table.range_partitioning
-        return (f"integer range on {rng.field} ({rng.range_.start}, {rng.range_.end}, {rng.range_.interval})")
+        return f"integer range on {rng.field} ({rng.range_.start}, {rng.range_.end}, {rng.range_.interval})"
     if table.time_partitioning is not None:
         return f"{table.time_partitioning.type_} on {table.time_partitioning.field or '_PARTITIONTIME'}"
     return "unpartitioned"
@@ -213,12 +234,16 @@ def publish_disposition(target: str, existing: bigquery.Table | None, stage: big
         return "WRITE_EMPTY"
     kind = (existing.table_type or "TABLE").upper()
     if kind != "TABLE":
-        raise RestoreError(f"cannot restore into {target}: it is a {kind}, and a restore only overwrites "
-                           "tables; drop or rename it, or restore into another dataset (nothing was written)")
+        raise RestoreError(
+            f"cannot restore into {target}: it is a {kind}, and a restore only overwrites "
+            "tables; drop or rename it, or restore into another dataset (nothing was written)"
+        )
     if _layout(existing) != _layout(stage):
-        raise RestoreError(f"cannot restore into {target}: its partitioning is {_layout(existing)}, the state "
-                           f"restored has {_layout(stage)}, and a copy into an existing table cannot change its "
-                           "partitioning; drop or rename it, or restore into another dataset (nothing was written)")
+        raise RestoreError(
+            f"cannot restore into {target}: its partitioning is {_layout(existing)}, the state "
+            f"restored has {_layout(stage)}, and a copy into an existing table cannot change its "
+            "partitioning; drop or rename it, or restore into another dataset (nothing was written)"
+        )
     return "WRITE_TRUNCATE"
 
 
@@ -267,8 +292,14 @@ class RestoreEngine:
                 found.append(ExportCandidate(dt.datetime.fromisoformat(manifest["taken_at"]), export.uri))
         return found
 
-    def plan(self, dataset: str, tables: list[str] | None, point_in_time: dt.datetime, now: dt.datetime,
-             allowed: Iterable[str]) -> tuple[dict[str, Source | str], dict[str, str]]:
+    def plan(
+        self,
+        dataset: str,
+        tables: list[str] | None,
+        point_in_time: dt.datetime,
+        now: dt.datetime,
+        allowed: Iterable[str],
+    ) -> tuple[dict[str, Source | str], dict[str, str]]:
         """Per table: its Source, or the reason it cannot be restored; plus the tables skipped, with the
         reason, because the prod table was created after T and no backup at or before T exists.
         Default tables: prod's tables and every backed-up one."""
@@ -282,8 +313,10 @@ class RestoreEngine:
                 validate_identifier("table", table)
             unknown = [t for t in tables if t not in prod and t not in snapshots and t not in exported]
             if unknown:
-                raise ValueError(f"param tables: {unknown} are neither tables of prod dataset {dataset!r} nor "
-                                 f"backed up; known: {sorted(set(prod) | set(snapshots) | exported)}")
+                raise ValueError(
+                    f"param tables: {unknown} are neither tables of prod dataset {dataset!r} nor "
+                    f"backed up; known: {sorted(set(prod) | set(snapshots) | exported)}"
+                )
             selected = list(dict.fromkeys(tables))
         else:
             selected = sorted(set(prod) | set(snapshots) | exported)
@@ -292,12 +325,21 @@ class RestoreEngine:
         skipped: dict[str, str] = {}
         for table in selected:
             try:
-                candidates = (self.export_candidates(exports.get(table, []), point_in_time)
-                              if "export" in allowed else [])
+                candidates = (
+                    self.export_candidates(exports.get(table, []), point_in_time) if "export" in allowed else []
+                )
                 chosen[table] = choose_source(
-                    table, point_in_time, now, time_travel_hours=hours, in_prod=table in prod,
-                    snapshots=snapshots.get(table, []), exports=candidates, allowed=allowed, dataset=dataset,
-                    created=prod.get(table))
+                    table,
+                    point_in_time,
+                    now,
+                    time_travel_hours=hours,
+                    in_prod=table in prod,
+                    snapshots=snapshots.get(table, []),
+                    exports=candidates,
+                    allowed=allowed,
+                    dataset=dataset,
+                    created=prod.get(table),
+                )
             except CreatedAfterT as error:
                 skipped[table] = f"created after T: {error}"
             except RestoreError as error:
@@ -305,13 +347,20 @@ class RestoreEngine:
         return chosen, skipped
 
     # execution ---------------------------------------------------------------------------------
-    def expected(self, dataset: str, source: Source, point_in_time: dt.datetime,
-                 key: tuple[str, ...], stats: JobStats) -> dict[str, Any]:
+    def expected(
+        self, dataset: str, source: Source, point_in_time: dt.datetime, key: tuple[str, ...], stats: JobStats
+    ) -> dict[str, Any]:
         """What the restored table must hold: {"rows", "checksum", "schema" (None for time travel)}."""
         if source.kind == "time_travel":
             ref = TableRef(self.project, dataset, source.table)
-            counted = table_checksum(self.runner, ref, key + ("expected",), stats, as_of=point_in_time,
-                                     keep_all=table_partition_filter(self.bq.client, ref))
+            counted = table_checksum(
+                self.runner,
+                ref,
+                key + ("expected",),
+                stats,
+                as_of=point_in_time,
+                keep_all=table_partition_filter(self.bq.client, ref),
+            )
             return {**counted, "schema": None}
         if source.kind == "snapshot":
             path = manifest_path(dataset, source.table, source.ref.split(".", 1)[1])
@@ -319,19 +368,33 @@ class RestoreEngine:
         else:
             manifest, where = self.catalog.export_manifest_at(source.ref)
         if manifest is None:
-            raise RestoreVerificationError(f"{dataset}.{source.table}: the backup {source.ref} has no manifest "
-                                           f"({where}); it cannot be verified")
+            raise RestoreVerificationError(
+                f"{dataset}.{source.table}: the backup {source.ref} has no manifest ({where}); it cannot be verified"
+            )
         return manifest
 
-    def _build(self, dataset: str, source: Source, stage: TableRef, point_in_time: dt.datetime,
-               manifest: dict[str, Any], key: tuple[str, ...], stats: JobStats) -> None:
+    def _build(
+        self,
+        dataset: str,
+        source: Source,
+        stage: TableRef,
+        point_in_time: dt.datetime,
+        manifest: dict[str, Any],
+        key: tuple[str, ...],
+        stats: JobStats,
+    ) -> None:
         if source.kind == "time_travel":
-            sql = render("restore/clone_as_of", target=stage.sql, source=TableRef(self.project, dataset, source.table).sql)
+            sql = render(
+                "restore/clone_as_of", target=stage.sql, source=TableRef(self.project, dataset, source.table).sql
+            )
             self.runner.run(sql, key=key + ("clone",), params={"as_of": point_in_time}, stats=stats)
         elif source.kind == "snapshot":
             snapshot = TableRef(self.project, *source.ref.split(".", 1))
-            self.runner.run(render("restore/clone_snapshot", target=stage.sql, source=snapshot.sql),
-                            key=key + ("clone",), stats=stats)
+            self.runner.run(
+                render("restore/clone_snapshot", target=stage.sql, source=snapshot.sql),
+                key=key + ("clone",),
+                stats=stats,
+            )
         else:
             self._load_export(manifest, stage, key, stats)
 
@@ -348,17 +411,35 @@ class RestoreEngine:
 
         from envsync.bigquery.ddl import cluster_clause, column_list, columns_sql, partition_clause
         from envsync.bigquery.discovery import TableInfo
-        from envsync.bigquery.partitions import chunk_params, chunk_predicate, describe, id_chunks, partition_id_sql, spec_of
+        from envsync.bigquery.partitions import (
+            chunk_params,
+            chunk_predicate,
+            describe,
+            id_chunks,
+            partition_id_sql,
+            spec_of,
+        )
 
         def load(target: TableRef, part: tuple[str, ...]) -> None:
-            self.runner.run_job(part, lambda job_id: self.bq.load_table_from_uri(
-                [uri], target, config, job_id=job_id, job_timeout_ms=self.runner.job_timeout_ms), stats=stats)
+            self.runner.run_job(
+                part,
+                lambda job_id: self.bq.load_table_from_uri(
+                    [uri], target, config, job_id=job_id, job_timeout_ms=self.runner.job_timeout_ms
+                ),
+                stats=stats,
+            )
 
         uri, config = export_load(manifest, self.runner.labels)
         part = manifest.get("partitioning") or None
-        info = TableInfo(stage.dataset, stage.table, "TABLE", schema=manifest["schema"], partitioning=part,
-                         range_partitioning=manifest.get("range_partitioning") or None,
-                         clustering=manifest.get("clustering") or None)
+        info = TableInfo(
+            stage.dataset,
+            stage.table,
+            "TABLE",
+            schema=manifest["schema"],
+            partitioning=part,
+            range_partitioning=manifest.get("range_partitioning") or None,
+            clustering=manifest.get("clustering") or None,
+        )
         spec = spec_of(info)
         direct = spec is None or spec.ingestion_time
         if direct:
@@ -371,33 +452,65 @@ class RestoreEngine:
         scratch = TableRef(stage.project, stage.dataset, stage.table + "__load")
         try:
             load(scratch, key + ("load",))
-            ids = [row["partition_id"] for row in self.runner.run(
-                render("restore/export_partition_ids", source=scratch.sql,
-                       partition_id=partition_id_sql(spec)),
-                key=key + ("partitions",), stats=stats).result()]
+            ids = [
+                row["partition_id"]
+                for row in self.runner.run(
+                    render("restore/export_partition_ids", source=scratch.sql, partition_id=partition_id_sql(spec)),
+                    key=key + ("partitions",),
+                    stats=stats,
+                ).result()
+            ]
             chunks = id_chunks(ids, spec)
-            ddl = dict(target=stage.sql, columns=columns_sql(info), partition_by=partition_clause(info),
-                       cluster_by=cluster_clause(info))
-            log.info("%s: copying the export's %d partitions from %s in %d job(s): %s", stage, len(ids), scratch,
-                     len(chunks), describe(chunks))
+            ddl = dict(
+                target=stage.sql,
+                columns=columns_sql(info),
+                partition_by=partition_clause(info),
+                cluster_by=cluster_clause(info),
+            )
+            log.info(
+                "%s: copying the export's %d partitions from %s in %d job(s): %s",
+                stage,
+                len(ids),
+                scratch,
+                len(chunks),
+                describe(chunks),
+            )
             self.runner.run(render("sync/create_table", **ddl), key=key + ("create",), stats=stats)
             for index, chunk in enumerate(chunks):
-                self.runner.run(render("restore/insert_chunk", target=stage.sql, source=scratch.sql,
-                                       columns=column_list(info), chunk=chunk_predicate(spec.column, chunk)),
-                                key=key + ("insert", str(index)), params=chunk_params(chunk), stats=stats)
+                self.runner.run(
+                    render(
+                        "restore/insert_chunk",
+                        target=stage.sql,
+                        source=scratch.sql,
+                        columns=column_list(info),
+                        chunk=chunk_predicate(spec.column, chunk),
+                    ),
+                    key=key + ("insert", str(index)),
+                    params=chunk_params(chunk),
+                    stats=stats,
+                )
         finally:
             self._discard(scratch)
 
-    def restore_table(self, dataset: str, source: Source, target_dataset: str,
-                      point_in_time: dt.datetime) -> dict[str, Any]:
+    def restore_table(
+        self, dataset: str, source: Source, target_dataset: str, point_in_time: dt.datetime
+    ) -> dict[str, Any]:
         """Restore one table into `target_dataset`, verified, under its own name; returns its result row."""
         target = TableRef(self.project, target_dataset, source.table)
         stage = TableRef(self.project, target_dataset, source.table + RESTORE_SUFFIX)
         key = ("restore", dataset, source.table, target_dataset)
-        result = result_row(f"{dataset}.{source.table}", str(target), source.kind, source.reason,
-                            source=source.ref, backup_taken_at=source.taken_at.isoformat(),
-                            rpo_seconds=source.rpo_seconds(point_in_time), rto_seconds=None,
-                            checksum=None, expected_checksum=None)
+        result = result_row(
+            f"{dataset}.{source.table}",
+            str(target),
+            source.kind,
+            source.reason,
+            source=source.ref,
+            backup_taken_at=source.taken_at.isoformat(),
+            rpo_seconds=source.rpo_seconds(point_in_time),
+            rto_seconds=None,
+            checksum=None,
+            expected_checksum=None,
+        )
 
         def work(stats: JobStats) -> dict[str, Any]:
             start = time.monotonic()
@@ -408,27 +521,42 @@ class RestoreEngine:
             name = f"{target_dataset}.{source.table}"
             problems = []
             if (actual["rows"], actual["checksum"]) != (int(expected["rows"]), str(expected["checksum"])):
-                problems.append(f"{name}: restored {actual['rows']} rows with checksum {actual['checksum']}, the "
-                                f"{'state at T' if source.kind == 'time_travel' else 'backup manifest'} says "
-                                f"{expected['rows']} rows with checksum {expected['checksum']} "
-                                "(the backup was changed or is incomplete)")
+                problems.append(
+                    f"{name}: restored {actual['rows']} rows with checksum {actual['checksum']}, the "
+                    f"{'state at T' if source.kind == 'time_travel' else 'backup manifest'} says "
+                    f"{expected['rows']} rows with checksum {expected['checksum']} "
+                    "(the backup was changed or is incomplete)"
+                )
             if expected.get("schema") is not None:
                 restored = [f.to_api_repr() for f in self.bq.client.get_table(stage.api).schema]
                 problems += compare_schema(name, expected["schema"], restored)
             if problems:
                 raise RestoreVerificationError("; ".join(problems))
             published = self._publish(stage, target, expected, key, stats)
-            log.info("restored %s from %s %s: %d rows, checksum %s verified; %s", target, source.kind, source.ref,
-                     actual["rows"], actual["checksum"], published)
-            return {"rows": actual["rows"], "checksum": actual["checksum"],
-                    "expected_checksum": str(expected["checksum"]), "published": published,
-                    "rto_seconds": JobRunner.elapsed(start)}
+            log.info(
+                "restored %s from %s %s: %d rows, checksum %s verified; %s",
+                target,
+                source.kind,
+                source.ref,
+                actual["rows"],
+                actual["checksum"],
+                published,
+            )
+            return {
+                "rows": actual["rows"],
+                "checksum": actual["checksum"],
+                "expected_checksum": str(expected["checksum"]),
+                "published": published,
+                "rto_seconds": JobRunner.elapsed(start),
+            }
 
-        return run_recorded(result, work, deterministic=(RestoreError, ProdWriteRefused),
-                            on_failure=lambda: self._discard(stage))
+        return run_recorded(
+            result, work, deterministic=(RestoreError, ProdWriteRefused), on_failure=lambda: self._discard(stage)
+        )
 
-    def _publish(self, stage: TableRef, target: TableRef, expected: dict[str, Any], key: tuple[str, ...],
-                 stats: JobStats) -> str:
+    def _publish(
+        self, stage: TableRef, target: TableRef, expected: dict[str, Any], key: tuple[str, ...], stats: JobStats
+    ) -> str:
         """Copy the verified stage into `target` (see the module doc), drop the stage; says what was done."""
         from google.api_core.exceptions import NotFound
 
@@ -437,14 +565,23 @@ class RestoreEngine:
         except NotFound:
             existing = None
         disposition = publish_disposition(str(target), existing, self.bq.client.get_table(stage.api))
-        self.runner.run_job(key + ("publish",),
-                            lambda job_id: self.bq.copy_table(stage, target, write_disposition=disposition,
-                                                              job_id=job_id, labels=self.runner.labels,
-                                                              job_timeout_ms=self.runner.job_timeout_ms),
-                            stats=stats)
+        self.runner.run_job(
+            key + ("publish",),
+            lambda job_id: self.bq.copy_table(
+                stage,
+                target,
+                write_disposition=disposition,
+                job_id=job_id,
+                labels=self.runner.labels,
+                job_timeout_ms=self.runner.job_timeout_ms,
+            ),
+            stats=stats,
+        )
         if disposition == "WRITE_TRUNCATE":
-            done = (f"copied into the existing table {target} (WRITE_TRUNCATE: data and schema replaced; its "
-                    "settings, labels, expirations and access kept)")
+            done = (
+                f"copied into the existing table {target} (WRITE_TRUNCATE: data and schema replaced; its "
+                "settings, labels, expirations and access kept)"
+            )
         else:
             done = f"copied into the new table {target}"
             if target.dataset in self.config.prod.datasets:
@@ -463,8 +600,10 @@ class RestoreEngine:
             return f"expiration {expires.isoformat() if expires else 'none'} as recorded"
         table.expires = expires
         self.bq.update_table(table, ["expires"])
-        return (f"expiration set to {expires.isoformat() if expires else 'none'} (recorded by the backup) "
-                "instead of the dataset's default table expiration")
+        return (
+            f"expiration set to {expires.isoformat() if expires else 'none'} (recorded by the backup) "
+            "instead of the dataset's default table expiration"
+        )
 
     def _discard(self, ref: TableRef) -> None:
         try:
@@ -472,8 +611,9 @@ class RestoreEngine:
         except Exception as error:  # keep reporting the original failure
             log.error("could not drop %s after a failure: %s", ref, error)
 
-    def pin_current(self, dataset: str, tables: Iterable[str], reason: str, expires: dt.datetime,
-                    backups: BackupEngine) -> list[dict[str, Any]]:
+    def pin_current(
+        self, dataset: str, tables: Iterable[str], reason: str, expires: dt.datetime, backups: BackupEngine
+    ) -> list[dict[str, Any]]:
         """Pinned snapshots of the current state of prod tables (taken before a restore overwrites them)."""
         now = dt.datetime.now(UTC).replace(microsecond=0)
         prod = self.prod_tables(dataset)
@@ -483,6 +623,9 @@ class RestoreEngine:
             if table not in prod:
                 continue  # nothing to lose: the table does not exist in prod now
             stats = JobStats()
-            manifests.append(backups.snapshot(dataset, table, taken_at=now, as_of=None, pinned=True, reason=reason,
-                                              expires=expires, stats=stats))
+            manifests.append(
+                backups.snapshot(
+                    dataset, table, taken_at=now, as_of=None, pinned=True, reason=reason, expires=expires, stats=stats
+                )
+            )
         return manifests

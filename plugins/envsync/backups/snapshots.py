@@ -20,24 +20,24 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from envsync.bigquery.datasets import default_kms_key, ensure_env_dataset, env_labels
-from envsync.core.guard import TableRef
-from envsync.bigquery.jobs import JobStats, label_value
 from envsync.backups.ladder import Backup, parse_snapshot_name, snapshot_expiry, snapshot_name, thin
-from envsync.core.sqltemplates import render
+from envsync.bigquery.datasets import default_kms_key, ensure_env_dataset, env_labels
+from envsync.bigquery.jobs import JobStats, label_value
 from envsync.bigquery.verify import partition_filter
+from envsync.core.guard import TableRef
+from envsync.core.sqltemplates import render
 
 if TYPE_CHECKING:
     from google.cloud import bigquery
 
+    from envsync.bigquery.jobs import JobRunner
     from envsync.core.config import EnvsyncConfig
     from envsync.core.guard import GuardedBigQuery
-    from envsync.bigquery.jobs import JobRunner
     from envsync.core.manifest import ManifestStore
 
 log = logging.getLogger(__name__)
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 PINNED_LABEL = "envsync-pinned"
 EXPORT_MANIFEST = "_manifest.json"
 EXPORT_EXTENSIONS = {"PARQUET": "parquet", "AVRO": "avro"}
@@ -75,7 +75,7 @@ class Export:
     dataset: str
     table: str
     day: dt.date
-    folder: str          # backups/<ds>/<table>/<date>/
+    folder: str  # backups/<ds>/<table>/<date>/
     bucket: str
 
     @property
@@ -100,8 +100,15 @@ def checksum_row(row: Any) -> dict[str, Any]:
     return {"rows": int(row["row_count"]), "checksum": str(row["checksum"])}
 
 
-def table_checksum(runner: JobRunner, ref: TableRef, key: tuple[str, ...], stats: JobStats, *,
-                   as_of: dt.datetime | None = None, keep_all: str = "true") -> dict[str, Any]:
+def table_checksum(
+    runner: JobRunner,
+    ref: TableRef,
+    key: tuple[str, ...],
+    stats: JobStats,
+    *,
+    as_of: dt.datetime | None = None,
+    keep_all: str = "true",
+) -> dict[str, Any]:
     """{"rows", "checksum"} of table `ref` (as of T when `as_of` is given), computed in BigQuery by one
     query job under the job key `key`: what a backup's manifest records and what a restore verifies.
 
@@ -117,7 +124,9 @@ def table_checksum(runner: JobRunner, ref: TableRef, key: tuple[str, ...], stats
     return checksum_row(next(iter(job.result())))
 
 
-def export_job_config(fmt: str, labels: dict[str, str], *, job_timeout_ms: int | None = None) -> bigquery.ExtractJobConfig:
+def export_job_config(
+    fmt: str, labels: dict[str, str], *, job_timeout_ms: int | None = None
+) -> bigquery.ExtractJobConfig:
     """The extract job of a backup export. Avro keeps DATE, TIME, DATETIME, TIMESTAMP and NUMERIC as
     Avro logical types (`use_avro_logical_types`), so that a load of the export gives those types back
     instead of STRING/INT64 (useAvroLogicalTypes of JobConfigurationExtract,
@@ -136,8 +145,9 @@ def export_job_config(fmt: str, labels: dict[str, str], *, job_timeout_ms: int |
 class BackupCatalog:
     """What backups exist: snapshots listed from `backup_<ds>`, manifests and exports from GCS."""
 
-    def __init__(self, config: EnvsyncConfig, client: bigquery.Client, store: ManifestStore,
-                 exports: ManifestStore | None = None):
+    def __init__(
+        self, config: EnvsyncConfig, client: bigquery.Client, store: ManifestStore, exports: ManifestStore | None = None
+    ):
         self.config = config
         self.client = client
         self.store = store
@@ -175,7 +185,7 @@ class BackupCatalog:
         one listing of gs://<export bucket>/backups/<ds>/."""
         found: dict[str, list[Export]] = {}
         for name in self.exports_store.list(f"backups/{dataset}/"):
-            parts = name.split("/")   # backups/<ds>/<table>/<date>/<file>
+            parts = name.split("/")  # backups/<ds>/<table>/<date>/<file>
             if len(parts) != 5 or parts[4] != EXPORT_MANIFEST:
                 continue
             try:
@@ -183,7 +193,8 @@ class BackupCatalog:
             except ValueError:
                 continue
             found.setdefault(parts[2], []).append(
-                Export(dataset, parts[2], day, "/".join(parts[:4]) + "/", self.exports_store.bucket_name))
+                Export(dataset, parts[2], day, "/".join(parts[:4]) + "/", self.exports_store.bucket_name)
+            )
         for items in found.values():
             items.sort(key=lambda e: e.day, reverse=True)
         return found
@@ -218,7 +229,9 @@ class BackupEngine:
     def ensure_backup_dataset(self, dataset: str, location: str) -> str:
         backup_ds = self.catalog.backup_dataset(dataset)
         ensure_env_dataset(
-            self.bq, f"{self.config.project}.{backup_ds}", location=location,
+            self.bq,
+            f"{self.config.project}.{backup_ds}",
+            location=location,
             description=f"envsync backups (table snapshots) of prod dataset {dataset}",
             labels=env_labels({}, "backup", dataset),
             kms_key_name=default_kms_key(self.bq.client, f"{self.config.project}.{dataset}"),
@@ -263,30 +276,48 @@ class BackupEngine:
             jobs = self.catalog.count_job(dataset, dt.datetime.now(UTC).date(), table)  # jobs count on the day they run
             log.info("snapshot job %d today for %s.%s -> %s", jobs, dataset, table, target)
             if as_of is None:
-                self.runner.run(render("backups/create_snapshot", target=target.sql, source=source.sql),
-                                key=key, stats=stats)
+                self.runner.run(
+                    render("backups/create_snapshot", target=target.sql, source=source.sql), key=key, stats=stats
+                )
             else:
-                self.runner.run(render("backups/create_snapshot_as_of", target=target.sql, source=source.sql),
-                                key=key, params={"as_of": as_of}, stats=stats)
+                self.runner.run(
+                    render("backups/create_snapshot_as_of", target=target.sql, source=source.sql),
+                    key=key,
+                    params={"as_of": as_of},
+                    stats=stats,
+                )
         snap = self.bq.client.get_table(target.api)
         snap.expires = expires
-        snap.description = (f"envsync {'pinned' if pinned else 'ladder'} backup of {dataset}.{table} as of "
-                            f"{taken_at.isoformat()}" + (f": {reason}" if reason else ""))
+        snap.description = (
+            f"envsync {'pinned' if pinned else 'ladder'} backup of {dataset}.{table} as of "
+            f"{taken_at.isoformat()}" + (f": {reason}" if reason else "")
+        )
         snap.labels = {
-            **env_labels({}, "backup", dataset), "envsync-table": label_value(table),
-            PINNED_LABEL: "true" if pinned else "false", "envsync-run": self.runner.labels["envsync-run"],
+            **env_labels({}, "backup", dataset),
+            "envsync-table": label_value(table),
+            PINNED_LABEL: "true" if pinned else "false",
+            "envsync-run": self.runner.labels["envsync-run"],
         }
         self.bq.update_table(snap, ["expires", "description", "labels"])
         # a snapshot keeps the base table's require_partition_filter
         counted = table_checksum(self.runner, target, key + ("checksum",), stats, keep_all=partition_filter(info))
         manifest = {
-            "dataset": dataset, "table": table, "snapshot": f"{backup_ds}.{name}", "name": name,
-            "taken_at": taken_at.isoformat(), "as_of": as_of.isoformat() if as_of else None,
-            "pinned": pinned, "reason": reason, "expires": expires.isoformat(),
-            "created_at": dt.datetime.now(UTC).isoformat(), "dag_id": self.runner.dag_id,
-            "run_id": self.runner.run_id, **counted,
+            "dataset": dataset,
+            "table": table,
+            "snapshot": f"{backup_ds}.{name}",
+            "name": name,
+            "taken_at": taken_at.isoformat(),
+            "as_of": as_of.isoformat() if as_of else None,
+            "pinned": pinned,
+            "reason": reason,
+            "expires": expires.isoformat(),
+            "created_at": dt.datetime.now(UTC).isoformat(),
+            "dag_id": self.runner.dag_id,
+            "run_id": self.runner.run_id,
+            **counted,
             "schema": [f.to_api_repr() for f in snap.schema],
-            "partitioning": info.partitioning, "range_partitioning": info.range_partitioning,
+            "partitioning": info.partitioning,
+            "range_partitioning": info.range_partitioning,
             "clustering": info.clustering,
             # a restore that has to create the table again gives it this expiration, not the dataset's default
             "table_expires": prod_table.expires.isoformat() if prod_table.expires else None,
@@ -305,17 +336,21 @@ class BackupEngine:
         snapshot = TableRef(self.config.project, *manifest["snapshot"].split("."))
         destination = f"gs://{store.bucket_name}/{folder}part-*.{EXPORT_EXTENSIONS[fmt]}"
         config = export_job_config(fmt, self.runner.labels, job_timeout_ms=self.runner.job_timeout_ms)
-        self.runner.run_job(("export", manifest["dataset"], manifest["table"], manifest["name"]),
-                            lambda job_id: self.bq.client.extract_table(snapshot.api, destination, job_config=config,
-                                                                        job_id=job_id, location=self.bq.location),
-                            stats=stats)
+        self.runner.run_job(
+            ("export", manifest["dataset"], manifest["table"], manifest["name"]),
+            lambda job_id: self.bq.client.extract_table(
+                snapshot.api, destination, job_config=config, job_id=job_id, location=self.bq.location
+            ),
+            stats=stats,
+        )
         files = [f"gs://{store.bucket_name}/{name}" for name in store.list(folder)]
         if not files:
             raise BackupError(f"export of {manifest['snapshot']} to {destination} wrote no files")
         exported = {**manifest, "format": fmt, "files": files, "exported_at": dt.datetime.now(UTC).isoformat()}
         store.write(folder + EXPORT_MANIFEST, exported)
-        log.info("exported %s to gs://%s/%s (%d files, %s)", manifest["snapshot"], store.bucket_name, folder,
-                 len(files), fmt)
+        log.info(
+            "exported %s to gs://%s/%s (%d files, %s)", manifest["snapshot"], store.bucket_name, folder, len(files), fmt
+        )
         return exported
 
     def thin(self, dataset: str, now: dt.datetime) -> list[Snapshot]:

@@ -13,21 +13,21 @@ from typing import Any
 
 @dataclass
 class Action:
-    dataset: str               # prod dataset
+    dataset: str  # prod dataset
     table: str
-    target_dataset: str        # dev dataset
-    action: str                # clone_window | ctas_window | full_clone | view | skip | drop
+    target_dataset: str  # dev dataset
+    action: str  # clone_window | ctas_window | full_clone | view | skip | drop
     reason: str
     date_column: str | None = None
-    column_type: str | None = None     # DATE | DATETIME | TIMESTAMP of date_column
-    granularity: str = "DAY"           # partition granularity used to count rows per partition
+    column_type: str | None = None  # DATE | DATETIME | TIMESTAMP of date_column
+    granularity: str = "DAY"  # partition granularity used to count rows per partition
     view_sql: str | None = None
     est_bytes_billed: int = 0
     est_jobs: int = 0
-    billing_note: str = ""             # why the estimate bills more than it seems (partial partitions)
+    billing_note: str = ""  # why the estimate bills more than it seems (partial partitions)
     source_rows: int = 0
     depends_on: list[str] = field(default_factory=list)
-    row_access_policies: list[str] = field(default_factory=list)   # of the prod table
+    row_access_policies: list[str] = field(default_factory=list)  # of the prod table
     # clone_window: prod's partitions outside the window when planned (None: not known, list the clone's)
     trim_partitions: int | None = None
     # masked_ctas: the masked columns (envsync.privacy.masking.ColumnMask as dicts) and the columns that match

@@ -47,8 +47,14 @@ def _encryption(kms_key_name: str):  # type: ignore[no-untyped-def]
     return bigquery.EncryptionConfiguration(kms_key_name=kms_key_name)
 
 
-def _new_dataset(ref: str, location: str, description: str | None, labels: dict[str, str],
-                 table_expiration_ms: int | None, kms_key_name: str | None = None):  # type: ignore[no-untyped-def]
+def _new_dataset(
+    ref: str,
+    location: str,
+    description: str | None,
+    labels: dict[str, str],
+    table_expiration_ms: int | None,
+    kms_key_name: str | None = None,
+):  # type: ignore[no-untyped-def]
     from google.cloud import bigquery
 
     dataset = bigquery.Dataset(ref)
@@ -81,8 +87,12 @@ def ensure_env_dataset(
         existing = bq.client.get_dataset(ref)
     except NotFound:
         bq.create_dataset(_new_dataset(ref, location, description, labels, None, kms_key_name))
-        log.info("created dataset %s in %s%s", ref, location,
-                 f" with prod's default encryption key {kms_key_name}" if kms_key_name else "")
+        log.info(
+            "created dataset %s in %s%s",
+            ref,
+            location,
+            f" with prod's default encryption key {kms_key_name}" if kms_key_name else "",
+        )
         return "created"
     if (existing.location or "").upper() != (location or "").upper():
         raise DatasetLocationError(

@@ -27,9 +27,8 @@ import logging
 import re
 from typing import TYPE_CHECKING, Any
 
-from envsync.bigquery.discovery import TableInfo
+from envsync.bigquery.discovery import TYPE_ALIASES, TableInfo
 from envsync.core.identifiers import quote_column
-from envsync.bigquery.discovery import TYPE_ALIASES
 
 if TYPE_CHECKING:
     from envsync.core.guard import GuardedBigQuery, TableRef
@@ -62,8 +61,10 @@ def column_type_sql(field: dict[str, Any]) -> str:
     elif kind == "RANGE":
         element = ((field.get("rangeElementType") or {}).get("type") or "").upper()
         if element not in RANGE_ELEMENT_TYPES:
-            raise ValueError(f"column {field['name']!r}: RANGE element type {element or None!r} is not one of "
-                             f"{', '.join(RANGE_ELEMENT_TYPES)}")
+            raise ValueError(
+                f"column {field['name']!r}: RANGE element type {element or None!r} is not one of "
+                f"{', '.join(RANGE_ELEMENT_TYPES)}"
+            )
         kind = f"RANGE<{element}>"
     if (field.get("mode") or "").upper() == "REPEATED":
         return f"ARRAY<{kind}>"
@@ -75,8 +76,10 @@ def collate_sql(field: dict[str, Any]) -> str:
     if not collation:
         return ""
     if not _COLLATION.match(collation):
-        raise ValueError(f"column {field['name']!r}: collation {collation!r} is not a collation specification "
-                         "(letters, digits, '_', '-' and ':')")
+        raise ValueError(
+            f"column {field['name']!r}: collation {collation!r} is not a collation specification "
+            "(letters, digits, '_', '-' and ':')"
+        )
     return f" COLLATE '{collation}'"
 
 
@@ -124,8 +127,9 @@ def _tags(fields: list[dict[str, Any]], prefix: str = "") -> dict[str, list[str]
 
 
 def needs_options(prod: list[dict[str, Any]]) -> bool:
-    return any(f.get(o) for f in prod for o in CARRIED_OPTIONS) or any(needs_options(f.get("fields") or [])
-                                                                        for f in prod)
+    return any(f.get(o) for f in prod for o in CARRIED_OPTIONS) or any(
+        needs_options(f.get("fields") or []) for f in prod
+    )
 
 
 def carry_column_options(bq: GuardedBigQuery, ref: TableRef, prod: list[dict[str, Any]]) -> None:
@@ -143,10 +147,15 @@ def carry_column_options(bq: GuardedBigQuery, ref: TableRef, prod: list[dict[str
     got = _tags([f.to_api_repr() for f in bq.client.get_table(ref.api).schema])
     missing = {name: tags for name, tags in expected.items() if got.get(name) != tags}
     if missing:
-        raise ColumnOptionsError(f"{ref}: policy tags of prod were not applied to column(s) {missing}; "
-                                 "the table is not published without them")
-    log.info("%s: carried prod's column descriptions, default values and policy tags (%d tagged column(s))",
-             ref, len(expected))
+        raise ColumnOptionsError(
+            f"{ref}: policy tags of prod were not applied to column(s) {missing}; "
+            "the table is not published without them"
+        )
+    log.info(
+        "%s: carried prod's column descriptions, default values and policy tags (%d tagged column(s))",
+        ref,
+        len(expected),
+    )
 
 
 def partition_clause(info: TableInfo) -> str:

@@ -28,8 +28,8 @@ class DiscoveryError(RuntimeError):
 class TableInfo:
     dataset: str
     table: str
-    kind: str                                   # TABLE, VIEW, MATERIALIZED_VIEW, SNAPSHOT, EXTERNAL, CLONE
-    schema: list[dict[str, Any]] = field(default_factory=list)   # BigQuery API representation
+    kind: str  # TABLE, VIEW, MATERIALIZED_VIEW, SNAPSHOT, EXTERNAL, CLONE
+    schema: list[dict[str, Any]] = field(default_factory=list)  # BigQuery API representation
     partitioning: dict[str, Any] | None = None  # {"type": DAY|HOUR|MONTH|YEAR, "field": col or None}
     range_partitioning: dict[str, Any] | None = None
     clustering: list[str] | None = None
@@ -39,7 +39,7 @@ class TableInfo:
     num_bytes: int = 0
     view_query: str | None = None
     require_partition_filter: bool = False
-    row_access_policies: list[str] = field(default_factory=list)   # ids of prod's row-level access policies
+    row_access_policies: list[str] = field(default_factory=list)  # ids of prod's row-level access policies
 
     @classmethod
     def from_api(cls, table: bigquery.Table) -> TableInfo:
@@ -79,7 +79,7 @@ class DatasetInfo:
     description: str | None
     labels: dict[str, str]
     tables: list[TableInfo]
-    kms_key_name: str | None = None             # the dataset's default CMEK key, if any
+    kms_key_name: str | None = None  # the dataset's default CMEK key, if any
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -99,8 +99,9 @@ def list_row_access_policies(client: bigquery.Client, project: str, dataset: str
     ids: list[str] = []
     token: str | None = None
     while True:
-        response = client._connection.api_request(method="GET", path=path,
-                                                  query_params={"pageToken": token} if token else None)
+        response = client._connection.api_request(
+            method="GET", path=path, query_params={"pageToken": token} if token else None
+        )
         ids += [p["rowAccessPolicyReference"]["policyId"] for p in response.get("rowAccessPolicies") or []]
         token = response.get("nextPageToken")
         if not token:
@@ -108,7 +109,11 @@ def list_row_access_policies(client: bigquery.Client, project: str, dataset: str
 
 
 def discover_dataset(
-    client: bigquery.Client, project: str, dataset: str, *, max_workers: int = 8,
+    client: bigquery.Client,
+    project: str,
+    dataset: str,
+    *,
+    max_workers: int = 8,
     row_access_policies: bool = False,
 ) -> DatasetInfo:
     """Describe every table and view of `project.dataset` (one list call, then one get per table and,
@@ -122,6 +127,7 @@ def discover_dataset(
             f"prod dataset {dataset!r} (prod.datasets in the config) does not exist in project {project!r}"
         ) from None
     items = list(client.list_tables(ds.reference))
+
     def describe(item: Any) -> TableInfo:
         info = TableInfo.from_api(client.get_table(item.reference))
         if row_access_policies and info.kind in ("TABLE", "CLONE"):

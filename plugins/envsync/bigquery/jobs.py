@@ -54,15 +54,25 @@ def label_value(value: str) -> str:
 # Reasons of a 400 that a retry may cure; every other 400 is BigQuery refusing the request itself
 # (invalidQuery, invalid, notFound in a query, resourcesExceeded of a too-big query...), and fails the
 # same way on a retry. https://cloud.google.com/bigquery/docs/error-messages
-TRANSIENT_400_REASONS = frozenset({"backendError", "jobBackendError", "jobInternalError", "internalError",
-                                   "rateLimitExceeded", "quotaExceeded", "tableUnavailable"})
+TRANSIENT_400_REASONS = frozenset(
+    {
+        "backendError",
+        "jobBackendError",
+        "jobInternalError",
+        "internalError",
+        "rateLimitExceeded",
+        "quotaExceeded",
+        "tableUnavailable",
+    }
+)
 
 # Reasons retried with backoff inside one job (https://cloud.google.com/bigquery/docs/error-messages,
 # https://cloud.google.com/bigquery/docs/troubleshoot-quotas: rateLimitExceeded is a short-term limit,
 # "retry the operation after a few seconds, use exponential backoff"). quotaExceeded is a longer-term
 # limit: not retried inside the job (the task's retries, minutes later, may still succeed).
-TRANSIENT_JOB_REASONS = frozenset({"rateLimitExceeded", "backendError", "internalError", "tableUnavailable",
-                                   "jobBackendError", "jobInternalError"})
+TRANSIENT_JOB_REASONS = frozenset(
+    {"rateLimitExceeded", "backendError", "internalError", "tableUnavailable", "jobBackendError", "jobInternalError"}
+)
 # "Exceeded rate limits: too many table update operations for this table" (table update operations per
 # table quota; https://cloud.google.com/bigquery/docs/troubleshoot-quotas) may come with any reason.
 _TRANSIENT_MESSAGE = re.compile(r"too many table update operations|exceeded rate limits", re.IGNORECASE)
@@ -72,8 +82,11 @@ _RESOURCES_TRANSIENT = re.compile(r"transient|temporar|try again|retry", re.IGNO
 
 
 def _error_details(error: BaseException) -> list[tuple[str, str]]:
-    details = [(str(e.get("reason") or ""), str(e.get("message") or ""))
-               for e in getattr(error, "errors", None) or [] if isinstance(e, dict)]
+    details = [
+        (str(e.get("reason") or ""), str(e.get("message") or ""))
+        for e in getattr(error, "errors", None) or []
+        if isinstance(e, dict)
+    ]
     return details or [("", "")]
 
 
@@ -123,7 +136,7 @@ class RetryPolicy:
     deadline: float = 300.0
 
     def delay(self, retry: int, rng: random.Random) -> float:
-        ceiling = min(self.maximum, self.initial * self.multiplier ** retry)
+        ceiling = min(self.maximum, self.initial * self.multiplier**retry)
         return ceiling * (0.5 + rng.random() / 2)
 
 
@@ -157,8 +170,11 @@ def run_recorded(
         result.update(work(stats) or {})
         result["status"] = "ok"
     except Exception as error:
-        result.update(status="failed", error=f"{type(error).__name__}: {error}",
-                      retryable=not (isinstance(error, deterministic) or rejected_by_bigquery(error)))
+        result.update(
+            status="failed",
+            error=f"{type(error).__name__}: {error}",
+            retryable=not (isinstance(error, deterministic) or rejected_by_bigquery(error)),
+        )
         log.error("%s failed: %s", result["target"], error)
         if on_failure is not None:
             on_failure()
@@ -214,12 +230,24 @@ class JobRunner:
         policy = self.retry
         delay = policy.delay(len(waits), self.rng)
         if len(waits) >= policy.max_retries or sum(waits) + delay > policy.deadline:
-            log.error("BigQuery job %s: giving up after %d retries (%.1f s of backoff): %s",
-                      job_id, len(waits), sum(waits), error)
+            log.error(
+                "BigQuery job %s: giving up after %d retries (%.1f s of backoff): %s",
+                job_id,
+                len(waits),
+                sum(waits),
+                error,
+            )
             raise error
         waits.append(delay)
-        log.warning("BigQuery job %s: %s (%s); retry %d of at most %d in %.1f s",
-                    job_id, why, error, len(waits), policy.max_retries, delay)
+        log.warning(
+            "BigQuery job %s: %s (%s); retry %d of at most %d in %.1f s",
+            job_id,
+            why,
+            error,
+            len(waits),
+            policy.max_retries,
+            delay,
+        )
         self.sleep(delay)
 
     def run(
@@ -234,8 +262,9 @@ class JobRunner:
         retry transient errors with backoff (see the module docstring)."""
         return self.run_job(
             key,
-            lambda job_id: self.bq.start_query(sql, params=params, job_id=job_id, labels=self.labels,
-                                               job_timeout_ms=self.job_timeout_ms),
+            lambda job_id: self.bq.start_query(
+                sql, params=params, job_id=job_id, labels=self.labels, job_timeout_ms=self.job_timeout_ms
+            ),
             stats=stats,
         )
 
@@ -261,7 +290,7 @@ class JobRunner:
                     job = self.bq.client.get_job(job_id, location=self.bq.location)
                 except NotFound as error:
                     self._backoff(error, job_id, waits, "exists (409) but is not visible yet")
-                    continue   # the same id: jobs.get sees the job once it has propagated
+                    continue  # the same id: jobs.get sees the job once it has propagated
                 if job.state in ("PENDING", "RUNNING"):
                     log.info("re-attaching to BigQuery job %s (%s), started by an earlier try", job_id, job.state)
                 else:
@@ -294,7 +323,7 @@ class JobRunner:
                     self._running.discard(job_id)
             if stats is not None:
                 stats.jobs += 1
-                billed = getattr(job, "total_bytes_billed", None)   # query jobs only; None until known
+                billed = getattr(job, "total_bytes_billed", None)  # query jobs only; None until known
                 stats.bytes_billed += billed if isinstance(billed, int) else 0
                 stats.job_ids.append(job_id)
             return job
@@ -316,4 +345,3 @@ class JobRunner:
     @staticmethod
     def elapsed(start: float) -> float:
         return round(time.monotonic() - start, 3)
-

@@ -23,7 +23,7 @@ from typing import Any
 
 from envsync.core.identifiers import quote_column
 
-MAX_PARTITIONS_PER_JOB = 4000   # https://cloud.google.com/bigquery/quotas#partitioned_tables
+MAX_PARTITIONS_PER_JOB = 4000  # https://cloud.google.com/bigquery/quotas#partitioned_tables
 TIME_UNITS = ("HOUR", "DAY", "MONTH", "YEAR")
 SPECIAL_IDS = ("__NULL__", "__UNPARTITIONED__", "__STREAMING_UNPARTITIONED__")
 _ID_FORMATS = {"HOUR": "%Y%m%d%H", "DAY": "%Y%m%d", "MONTH": "%Y%m", "YEAR": "%Y"}
@@ -31,19 +31,19 @@ _ID_FORMATS = {"HOUR": "%Y%m%d%H", "DAY": "%Y%m%d", "MONTH": "%Y%m", "YEAR": "%Y
 
 @dataclass(frozen=True)
 class Chunk:
-    lo: Any | None      # inclusive; None: unbounded below, NULLs included
-    hi: Any | None      # exclusive; None: unbounded above
-    partitions: int     # partitions this chunk may modify (an upper bound for window chunks)
+    lo: Any | None  # inclusive; None: unbounded below, NULLs included
+    hi: Any | None  # exclusive; None: unbounded above
+    partitions: int  # partitions this chunk may modify (an upper bound for window chunks)
 
 
 @dataclass(frozen=True)
 class Spec:
     """How a table is partitioned: a time unit on a column (or on _PARTITIONTIME), or integer ranges."""
 
-    column: str                     # the partitioning column, or _PARTITIONTIME
-    column_type: str                # DATE | DATETIME | TIMESTAMP | INT64
-    unit: str                       # HOUR | DAY | MONTH | YEAR | RANGE
-    range: tuple[int, int, int] | None = None   # start, end, interval of RANGE partitioning
+    column: str  # the partitioning column, or _PARTITIONTIME
+    column_type: str  # DATE | DATETIME | TIMESTAMP | INT64
+    unit: str  # HOUR | DAY | MONTH | YEAR | RANGE
+    range: tuple[int, int, int] | None = None  # start, end, interval of RANGE partitioning
 
     @property
     def ingestion_time(self) -> bool:
@@ -71,7 +71,7 @@ def spec_of(info: Any) -> Spec | None:
 def _naive(value: dt.date | dt.datetime) -> dt.datetime:
     if isinstance(value, dt.datetime):
         if value.tzinfo is not None:
-            value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
         return value
     return dt.datetime(value.year, value.month, value.day)
 
@@ -124,7 +124,7 @@ def typed(value: dt.datetime, column_type: str) -> Any:
         return value.date()
     if kind == "DATETIME":
         return value
-    return value.replace(tzinfo=dt.timezone.utc)
+    return value.replace(tzinfo=dt.UTC)
 
 
 def partial_partitions(lo: Any, hi: Any, unit: str) -> list[str]:
@@ -141,8 +141,13 @@ def partial_partitions(lo: Any, hi: Any, unit: str) -> list[str]:
 # ------------------------------------------------------------------------------------ chunking
 
 
-def window_chunks(lo: dt.date | dt.datetime, hi: dt.date | dt.datetime, unit: str, column_type: str,
-                  limit: int = MAX_PARTITIONS_PER_JOB) -> list[Chunk]:
+def window_chunks(
+    lo: dt.date | dt.datetime,
+    hi: dt.date | dt.datetime,
+    unit: str,
+    column_type: str,
+    limit: int = MAX_PARTITIONS_PER_JOB,
+) -> list[Chunk]:
     """[lo, hi) in contiguous chunks of at most `limit` partitions of `unit`; the first chunk starts
     unbounded and the last ends unbounded (the caller's window filter bounds them), so that the
     chunks together keep exactly the rows the window keeps. One chunk when the window fits."""
@@ -178,8 +183,13 @@ def id_start(partition_id: str, spec: Spec) -> Any:
     return typed(dt.datetime.strptime(partition_id, _ID_FORMATS[spec.unit]), spec.column_type)
 
 
-def id_chunks(partition_ids: Iterable[str], spec: Spec, *, keep: Callable[[str], bool] = lambda _: True,
-              limit: int = MAX_PARTITIONS_PER_JOB) -> list[Chunk]:
+def id_chunks(
+    partition_ids: Iterable[str],
+    spec: Spec,
+    *,
+    keep: Callable[[str], bool] = lambda _: True,
+    limit: int = MAX_PARTITIONS_PER_JOB,
+) -> list[Chunk]:
     """Chunks of at most `limit` of the partitions `keep` selects, from a table's partition ids.
 
     The special partitions (__NULL__, __UNPARTITIONED__) go to the first chunk (lo = None). Chunk
@@ -224,6 +234,7 @@ def outside_window(spec: Spec, lo: Any, hi: Any) -> Callable[[str], bool]:
             return True
         first = dt.datetime.strptime(partition_id, _ID_FORMATS[spec.unit])
         return first < start or next_start(first, spec.unit) > end
+
     return keep
 
 
@@ -248,9 +259,11 @@ def partition_id_sql(spec: Spec) -> str:
     col = quote_column(spec.column)
     if spec.unit == "RANGE":
         start, end, interval = spec.range
-        return (f"case when {col} is null then '__NULL__' when {col} < {int(start)} or {col} >= {int(end)} "
-                f"then '__UNPARTITIONED__' else cast({int(start)} + div({col} - {int(start)}, {int(interval)}) "
-                f"* {int(interval)} as string) end")
+        return (
+            f"case when {col} is null then '__NULL__' when {col} < {int(start)} or {col} >= {int(end)} "
+            f"then '__UNPARTITIONED__' else cast({int(start)} + div({col} - {int(start)}, {int(interval)}) "
+            f"* {int(interval)} as string) end"
+        )
     fmt = {"HOUR": "%Y%m%d%H", "DAY": "%Y%m%d", "MONTH": "%Y%m", "YEAR": "%Y"}[spec.unit]
     function = {"DATE": "format_date", "DATETIME": "format_datetime"}.get(spec.column_type, "format_timestamp")
     trunc = {"DATE": "date_trunc", "DATETIME": "datetime_trunc"}.get(spec.column_type, "timestamp_trunc")
@@ -262,5 +275,7 @@ def chunk_params(chunk: Chunk) -> dict[str, Any]:
 
 
 def describe(chunks: Sequence[Chunk]) -> str:
-    return ", ".join(f"[{c.lo if c.lo is not None else '-inf'}, {c.hi if c.hi is not None else '+inf'}): "
-                     f"{c.partitions} partitions" for c in chunks)
+    return ", ".join(
+        f"[{c.lo if c.lo is not None else '-inf'}, {c.hi if c.hi is not None else '+inf'}): {c.partitions} partitions"
+        for c in chunks
+    )

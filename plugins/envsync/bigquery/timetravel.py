@@ -24,9 +24,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from envsync.bigquery.discovery import TYPE_ALIASES
 from envsync.core.guard import TableRef, to_query_parameters
 from envsync.core.sqltemplates import render
-from envsync.bigquery.discovery import TYPE_ALIASES
 
 if TYPE_CHECKING:
     from google.cloud import bigquery
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DOC = "https://cloud.google.com/bigquery/docs/time-travel#configure_the_time_travel_window"
-DEFAULT_HOURS = 168   # BigQuery's window of a dataset that sets no max_time_travel_hours
+DEFAULT_HOURS = 168  # BigQuery's window of a dataset that sets no max_time_travel_hours
 
 
 @dataclass(frozen=True)
@@ -54,11 +54,17 @@ class TimeTravelWindow:
 def effective_window(dataset: str, dataset_hours: int | None, config_hours: int | None) -> TimeTravelWindow:
     """min(the dataset's own window, the config's narrowing); pure."""
     own = dataset_hours or DEFAULT_HOURS
-    own_source = ("its max_time_travel_hours in BigQuery" if dataset_hours
-                  else f"BigQuery's default {DEFAULT_HOURS} h: the dataset sets no max_time_travel_hours")
+    own_source = (
+        "its max_time_travel_hours in BigQuery"
+        if dataset_hours
+        else f"BigQuery's default {DEFAULT_HOURS} h: the dataset sets no max_time_travel_hours"
+    )
     if config_hours is not None and config_hours < own:
-        return TimeTravelWindow(dataset, config_hours, f"prod.time_travel_hours in the config, narrower than "
-                                                       f"the dataset's own {own} h ({own_source})")
+        return TimeTravelWindow(
+            dataset,
+            config_hours,
+            f"prod.time_travel_hours in the config, narrower than the dataset's own {own} h ({own_source})",
+        )
     return TimeTravelWindow(dataset, own, own_source)
 
 
@@ -81,8 +87,9 @@ def prod_windows(config: EnvsyncConfig, client: bigquery.Client, datasets: list[
     """The effective window of each prod dataset (one datasets.get each)."""
     windows = {}
     for dataset in datasets:
-        window = effective_window(dataset, dataset_hours(client, config.project, dataset),
-                                  config.prod.time_travel_hours)
+        window = effective_window(
+            dataset, dataset_hours(client, config.project, dataset), config.prod.time_travel_hours
+        )
         log.info("time travel on %s: %d h (%s)", dataset, window.hours, window.source)
         windows[dataset] = window
     return windows
@@ -105,14 +112,16 @@ def created_after(created: dt.datetime | None, cut: dt.datetime) -> bool:
     return created is not None and created > cut
 
 
-def schema_as_of(client: bigquery.Client, source: TableRef, cut: dt.datetime, *, keep_all: str,
-                 location: str) -> list[dict[str, Any]]:
+def schema_as_of(
+    client: bigquery.Client, source: TableRef, cut: dt.datetime, *, keep_all: str, location: str
+) -> list[dict[str, Any]]:
     """The columns of prod table `source` as of T (API representation), from a dry run (free)."""
     from google.cloud import bigquery
 
     sql = render("common/schema_as_of", source=source.sql, keep_all=keep_all)
-    config = bigquery.QueryJobConfig(dry_run=True, use_legacy_sql=False,
-                                     query_parameters=to_query_parameters({"cut": cut}))
+    config = bigquery.QueryJobConfig(
+        dry_run=True, use_legacy_sql=False, query_parameters=to_query_parameters({"cut": cut})
+    )
     job = client.query(sql, job_config=config, location=location, job_retry=None)
     return [field.to_api_repr() for field in job.schema or []]
 
@@ -155,10 +164,18 @@ def schema_changes(as_of: list[dict[str, Any]], current: list[dict[str, Any]]) -
     return "; ".join(parts)
 
 
-def schemas_as_of(client: bigquery.Client, refs: list[TableRef], cut: dt.datetime, *,
-                  keep_all: dict[TableRef, str], location: str, max_workers: int = 8) -> dict[TableRef, list[dict[str, Any]]]:
+def schemas_as_of(
+    client: bigquery.Client,
+    refs: list[TableRef],
+    cut: dt.datetime,
+    *,
+    keep_all: dict[TableRef, str],
+    location: str,
+    max_workers: int = 8,
+) -> dict[TableRef, list[dict[str, Any]]]:
     """`schema_as_of` of several tables, a few dry runs at a time."""
     with ThreadPoolExecutor(max_workers=max_workers) as pool:
-        found = pool.map(lambda ref: schema_as_of(client, ref, cut, keep_all=keep_all.get(ref, "true"),
-                                                  location=location), refs)
+        found = pool.map(
+            lambda ref: schema_as_of(client, ref, cut, keep_all=keep_all.get(ref, "true"), location=location), refs
+        )
         return dict(zip(refs, found))

@@ -16,9 +16,9 @@ from envsync.core.sqltemplates import render
 if TYPE_CHECKING:
     from google.cloud import bigquery
 
+    from envsync.bigquery.actions import Action
     from envsync.bigquery.discovery import TableInfo
     from envsync.bigquery.jobs import JobRunner, JobStats
-    from envsync.bigquery.actions import Action
     from envsync.core.window import Window
 
 GRANULARITIES = ("HOUR", "DAY", "MONTH", "YEAR")
@@ -175,8 +175,10 @@ def compare_schema(name: str, prod: list[dict[str, Any]], copy: list[dict[str, A
         if col not in copy_by:
             problems.append(f"column {col} is missing")
         elif prod_by[col] != copy_by[col]:
-            problems.append(f"column {col} is {_describe(copy_by[col])}, prod has {_describe(prod_by[col])}"
-                            + (" (nested fields differ)" if prod_by[col][:3] == copy_by[col][:3] else ""))
+            problems.append(
+                f"column {col} is {_describe(copy_by[col])}, prod has {_describe(prod_by[col])}"
+                + (" (nested fields differ)" if prod_by[col][:3] == copy_by[col][:3] else "")
+            )
     problems += [f"column {col} is not in prod" for col in copy_by if col not in prod_by]
     if not problems:
         problems.append("column order differs from prod")
@@ -232,7 +234,9 @@ def count_unmasked(
         keep_all=keep_all,
         counts=",\n    ".join(
             f"countif(copy_rows.{a} is not null and to_json_string(copy_rows.{a}) = to_json_string(prod_rows.{a})) "
-            f"as {a}" for a in aliases.values()),
+            f"as {a}"
+            for a in aliases.values()
+        ),
     )
     params: dict[str, Any] = {"cut": cut}
     if window is not None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 @dataclass(frozen=True)
 class ViewRewrite:
     sql: str
-    references: list[tuple[str, str, str]]   # (project or "", dataset, table) after rewriting
+    references: list[tuple[str, str, str]]  # (project or "", dataset, table) after rewriting
     unmapped: list[str] = field(default_factory=list)  # datasets referenced that are not mapped
 
 
@@ -22,9 +22,7 @@ def _parts(table) -> tuple[str, str, str]:  # type: ignore[no-untyped-def]
     return table.catalog or "", table.db or "", table.name or ""
 
 
-def rewrite_view_sql(
-    sql: str, dataset_map: Mapping[str, str], project: str
-) -> ViewRewrite:
+def rewrite_view_sql(sql: str, dataset_map: Mapping[str, str], project: str) -> ViewRewrite:
     """Rename datasets per `dataset_map` in every reference of `project` (or unqualified by project)."""
     import sqlglot
     from sqlglot import exp

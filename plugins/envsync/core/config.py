@@ -76,9 +76,7 @@ class TestEnvConfig(EnvironmentConfig):
     @model_validator(mode="after")
     def _ttl_order(self) -> TestEnvConfig:
         if self.default_ttl_days > self.max_ttl_days:
-            raise ValueError(
-                f"default_ttl_days {self.default_ttl_days} is more than max_ttl_days {self.max_ttl_days}"
-            )
+            raise ValueError(f"default_ttl_days {self.default_ttl_days} is more than max_ttl_days {self.max_ttl_days}")
         return self
 
 
@@ -93,7 +91,7 @@ class StagingConfig(EnvironmentConfig):
     """staging_<ds>: seeded like qa, replaced by QA's state at a sprint's end (the staging_cut DAG)."""
 
     prefix: str = "staging_"
-    cut_schedule: str | None = None   # optional cron schedule of staging_cut (default: manual only)
+    cut_schedule: str | None = None  # optional cron schedule of staging_cut (default: manual only)
 
 
 class BackupEnvConfig(EnvironmentConfig):
@@ -120,18 +118,23 @@ class Environments(_Strict):
 
     @model_validator(mode="after")
     def _distinct_prefixes(self) -> Environments:
-        prefixes = [self.dev.prefix, self.qa.prefix, self.staging.prefix, self.test.prefix, self.prodcopy.prefix,
-                    self.backup.prefix, self.drill.prefix]
+        prefixes = [
+            self.dev.prefix,
+            self.qa.prefix,
+            self.staging.prefix,
+            self.test.prefix,
+            self.prodcopy.prefix,
+            self.backup.prefix,
+            self.drill.prefix,
+        ]
         for i, prefix in enumerate(prefixes):
             for other in prefixes[i + 1 :]:
                 if prefix.startswith(other) or other.startswith(prefix):
-                    raise ValueError(
-                        f"environment prefixes must not overlap: {prefix!r} and {other!r}"
-                    )
+                    raise ValueError(f"environment prefixes must not overlap: {prefix!r} and {other!r}")
         return self
 
 
-TIME_TRAVEL_HOURS = tuple(range(48, 169, 24))   # what BigQuery allows for a dataset's max_time_travel_hours
+TIME_TRAVEL_HOURS = tuple(range(48, 169, 24))  # what BigQuery allows for a dataset's max_time_travel_hours
 
 
 class ProdConfig(_Strict):
@@ -161,13 +164,14 @@ class ProdConfig(_Strict):
         return names
 
 
-MASK_RULES = ("hash", "null", "fake")   # and {fixed: value}
+MASK_RULES = ("hash", "null", "fake")  # and {fixed: value}
 # where masks apply: the environments whose tables are derived from prod's rows
 MASKABLE_ENVS = ("dev", "qa", "staging", "test", "prodcopy")
 DEFAULT_MASKED_ENVS = ("dev", "qa", "staging", "test")
 # a policy tag (projects/p/locations/l/taxonomies/t/policyTags/x) or a whole taxonomy (…/taxonomies/t)
 POLICY_TAG_RE = re.compile(
-    r"^projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/locations/[a-z0-9-]+/taxonomies/[0-9]+(/policyTags/[0-9]+)?$")
+    r"^projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/locations/[a-z0-9-]+/taxonomies/[0-9]+(/policyTags/[0-9]+)?$"
+)
 
 
 class SampleConfig(_Strict):
@@ -182,8 +186,8 @@ class SampleConfig(_Strict):
 class ParentConfig(_Strict):
     """Child rows follow the sampled rows of a parent table: `column` references the parent's sample key."""
 
-    table: str          # <dataset>.<table> of the parent (itself sampled)
-    column: str         # the foreign key column in this (child) table
+    table: str  # <dataset>.<table> of the parent (itself sampled)
+    column: str  # the foreign key column in this (child) table
 
     @field_validator("table")
     @classmethod
@@ -249,7 +253,9 @@ class TableOverride(_Strict):
     def _sampling(self) -> TableOverride:
         if self.source == "prod_sample":
             if (self.sample is None) == (self.parent is None):
-                raise ValueError("source prod_sample needs exactly one of sample (key, modulo) or parent (table, column)")
+                raise ValueError(
+                    "source prod_sample needs exactly one of sample (key, modulo) or parent (table, column)"
+                )
             keys = {self.sample.key} if self.sample else {self.parent.column}  # type: ignore[union-attr]
             masked_keys = keys & set(self.mask)
             if masked_keys:
@@ -259,7 +265,8 @@ class TableOverride(_Strict):
         if self.date_column and self.date_column in self.mask:
             raise ValueError(
                 f"mask: column {self.date_column!r} is the date_column, which windows the copy and partitions "
-                "or filters the table; a masked value would move rows between partitions and out of the window")
+                "or filters the table; a masked value would move rows between partitions and out of the window"
+            )
         masked_keys = sorted(set(self.key) & set(self.mask))
         if masked_keys:
             raise ValueError(f"mask: key columns {masked_keys} cannot be masked: verification matches rows on them")
@@ -271,7 +278,8 @@ class PrivacySettings(_Strict):
 
     # environments whose copies of prod rows are masked; prodcopy reproduces prod exactly unless listed
     environments: list[Literal["dev", "qa", "staging", "test", "prodcopy"]] = Field(
-        default_factory=lambda: list(DEFAULT_MASKED_ENVS))
+        default_factory=lambda: list(DEFAULT_MASKED_ENVS)
+    )
     # policy tag (or taxonomy) resource names: a column carrying one is masked with policy_tag_mask
     policy_tags: list[str] = Field(default_factory=list)
     policy_tag_mask: Literal["hash", "null", "fake"] = "hash"
@@ -281,7 +289,7 @@ class PrivacySettings(_Strict):
     @field_validator("policy_tag_mask", mode="before")
     @classmethod
     def _yaml_null_mask(cls, rule: Any) -> Any:
-        return "null" if rule is None else rule   # `policy_tag_mask: null` (YAML's null) is the null mask
+        return "null" if rule is None else rule  # `policy_tag_mask: null` (YAML's null) is the null mask
 
     @field_validator("policy_tags")
     @classmethod
@@ -290,7 +298,8 @@ class PrivacySettings(_Strict):
             if not POLICY_TAG_RE.match(name):
                 raise ValueError(
                     f"{name!r} is not a policy tag or taxonomy resource name: write "
-                    "projects/<project>/locations/<location>/taxonomies/<id>[/policyTags/<id>]")
+                    "projects/<project>/locations/<location>/taxonomies/<id>[/policyTags/<id>]"
+                )
         if len(set(names)) != len(names):
             raise ValueError(f"policy tags are listed twice: {sorted(names)}")
         return names
@@ -315,8 +324,8 @@ class SyncSettings(_Strict):
 
 
 class SeedSettings(_Strict):
-    dir: str = "sql/seeds"          # relative to the repository root, or absolute
-    salt_env: str = "ENVSYNC_MASKING_SALT"   # environment variable holding the masking salt
+    dir: str = "sql/seeds"  # relative to the repository root, or absolute
+    salt_env: str = "ENVSYNC_MASKING_SALT"  # environment variable holding the masking salt
 
     _salt_env = field_validator("salt_env")(classmethod(lambda cls, v: _check_env_name(v)))
 
@@ -347,12 +356,12 @@ class ExportSettings(_Strict):
 
     enabled: bool = False
     format: Literal["PARQUET", "AVRO"] = "PARQUET"
-    bucket: str | None = None   # default: state.bucket
+    bucket: str | None = None  # default: state.bucket
 
     _bucket = field_validator("bucket")(classmethod(lambda cls, v: v if v is None else _check_bucket(v)))
 
 
-BACKUP_ENVIRONMENTS = ("prod", "staging")   # environments the backup ladder can protect
+BACKUP_ENVIRONMENTS = ("prod", "staging")  # environments the backup ladder can protect
 
 
 class BackupSettings(_Strict):
@@ -360,7 +369,8 @@ class BackupSettings(_Strict):
 
     # prod's tables go to backup_<ds>; staging's to backup_staging_<ds> (its own rungs, pins and ledger)
     environments: Annotated[list[Literal["prod", "staging"]], Field(min_length=1)] = Field(
-        default_factory=lambda: ["prod"])
+        default_factory=lambda: ["prod"]
+    )
     rungs: Annotated[list[str], Field(min_length=1)] = Field(default_factory=lambda: list(DEFAULT_RUNGS))
     daily_days: Annotated[StrictInt, Field(ge=0, le=366)] = DEFAULT_DAILY_DAYS
     pinned_expiry_days: Annotated[StrictInt, Field(ge=1, le=3650)] = 90
@@ -397,7 +407,7 @@ class AlertSettings(_Strict):
     """Slack alerts through the Airflow Slack provider's webhook notifier."""
 
     enabled: bool = True
-    slack_conn_id: str = "slack_envsync"   # an Airflow connection of type slackwebhook
+    slack_conn_id: str = "slack_envsync"  # an Airflow connection of type slackwebhook
 
     @field_validator("slack_conn_id")
     @classmethod
@@ -474,9 +484,7 @@ class EnvsyncConfig(_Strict):
         for key, override in self.tables.items():
             dataset = key.split(".", 1)[0]
             if dataset not in self.prod.datasets:
-                raise ValueError(
-                    f"tables.{key}: dataset {dataset!r} is not one of prod.datasets {self.prod.datasets}"
-                )
+                raise ValueError(f"tables.{key}: dataset {dataset!r} is not one of prod.datasets {self.prod.datasets}")
             if override.parent is not None:
                 parent = self.tables.get(override.parent.table)
                 if parent is None or parent.sample is None:
@@ -501,9 +509,15 @@ class EnvsyncConfig(_Strict):
 
     def env_prefixes(self) -> dict[str, str]:
         envs = self.environments
-        return {"dev": envs.dev.prefix, "qa": envs.qa.prefix, "staging": envs.staging.prefix,
-                "test": envs.test.prefix, "prodcopy": envs.prodcopy.prefix, "backup": envs.backup.prefix,
-                "drill": envs.drill.prefix}
+        return {
+            "dev": envs.dev.prefix,
+            "qa": envs.qa.prefix,
+            "staging": envs.staging.prefix,
+            "test": envs.test.prefix,
+            "prodcopy": envs.prodcopy.prefix,
+            "backup": envs.backup.prefix,
+            "drill": envs.drill.prefix,
+        }
 
     def restore_time_travel_hours(self) -> int:
         """How recent T must be, by the config, for a restore to read prod by time travel (0: never).
@@ -590,9 +604,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> EnvsyncConfig:
     try:
         mtime = resolved.stat().st_mtime_ns
     except OSError:
-        raise ConfigError(
-            f"envsync config {resolved} does not exist (set {CONFIG_ENV_VAR} to another path)"
-        ) from None
+        raise ConfigError(f"envsync config {resolved} does not exist (set {CONFIG_ENV_VAR} to another path)") from None
     return _load_cached(str(resolved), mtime)
 
 

@@ -76,7 +76,7 @@ def confirmation_phrase(dataset: str, point_in_time: Any) -> str:
 
     if not isinstance(point_in_time, dt.datetime) or point_in_time.tzinfo is None:
         raise ValueError(f"point_in_time must be a time-zone-aware datetime, got {point_in_time!r}")
-    stamp = point_in_time.astimezone(dt.timezone.utc).isoformat()
+    stamp = point_in_time.astimezone(dt.UTC).isoformat()
     return f"restore prod dataset {validate_identifier('dataset', dataset)} to {stamp}"
 
 
@@ -90,9 +90,16 @@ def migration_confirmation_phrase(versions: Sequence[int]) -> str:
 class WriteGuard:
     """Decides whether envsync may write to a dataset. Prod is read-only; only derived envs are writable."""
 
-    def __init__(self, project: str, prod_datasets: Iterable[str], allowed_prefixes: Iterable[str],
-                 allowed_datasets: Iterable[str] = (), restorable_prod_dataset: str | None = None,
-                 migrated_prod_datasets: Iterable[str] = (), migrated_prod_tables: Iterable[str] | None = None):
+    def __init__(
+        self,
+        project: str,
+        prod_datasets: Iterable[str],
+        allowed_prefixes: Iterable[str],
+        allowed_datasets: Iterable[str] = (),
+        restorable_prod_dataset: str | None = None,
+        migrated_prod_datasets: Iterable[str] = (),
+        migrated_prod_tables: Iterable[str] | None = None,
+    ):
         self.project = validate_identifier("project", project)
         self.prod_datasets = frozenset(prod_datasets)
         self.allowed_prefixes = tuple(sorted(set(allowed_prefixes)))
@@ -107,8 +114,12 @@ class WriteGuard:
 
     @classmethod
     def from_config(cls, config: EnvsyncConfig) -> WriteGuard:
-        return cls(config.project, config.prod.datasets, config.env_prefixes().values(),
-                   allowed_datasets=[config.audit.dataset])
+        return cls(
+            config.project,
+            config.prod.datasets,
+            config.env_prefixes().values(),
+            allowed_datasets=[config.audit.dataset],
+        )
 
     def audit_only(self, audit_dataset: str) -> WriteGuard:
         """A guard that lets nothing be written but the audit dataset: for checks that only read
@@ -131,11 +142,17 @@ class WriteGuard:
                 f"tables with the state at {point_in_time.isoformat()}, set the confirm param to exactly: "
                 f"{expected}"
             )
-        return WriteGuard(self.project, self.prod_datasets, self.allowed_prefixes, self.allowed_datasets,
-                          restorable_prod_dataset=dataset)
+        return WriteGuard(
+            self.project,
+            self.prod_datasets,
+            self.allowed_prefixes,
+            self.allowed_datasets,
+            restorable_prod_dataset=dataset,
+        )
 
-    def for_prod_migrations(self, versions: Sequence[int], datasets: Iterable[str], confirm: object,
-                            tables: Iterable[str] | None = None) -> WriteGuard:
+    def for_prod_migrations(
+        self, versions: Sequence[int], datasets: Iterable[str], confirm: object, tables: Iterable[str] | None = None
+    ) -> WriteGuard:
         """A guard that also lets schema migrations `versions` write the tables of prod `datasets`
         (only the `dataset.table` names in `tables`, when given: what a schema promotion touches).
 
@@ -154,25 +171,33 @@ class WriteGuard:
                 f"refused to apply schema migrations {sorted(versions)} to prod: {shown}; to change the tables "
                 f"of {', '.join(datasets)}, set the confirm param to exactly: {expected}"
             )
-        return WriteGuard(self.project, self.prod_datasets, self.allowed_prefixes, self.allowed_datasets,
-                          restorable_prod_dataset=self.restorable_prod_dataset, migrated_prod_datasets=datasets,
-                          migrated_prod_tables=tables)
+        return WriteGuard(
+            self.project,
+            self.prod_datasets,
+            self.allowed_prefixes,
+            self.allowed_datasets,
+            restorable_prod_dataset=self.restorable_prod_dataset,
+            migrated_prod_datasets=datasets,
+            migrated_prod_tables=tables,
+        )
 
     def check(self, target: WriteTarget, action: str) -> None:
         where = str(target)
         if target.project != self.project:
-            raise ProdWriteRefused(
-                f"refused to {action} {where}: envsync only writes to project {self.project!r}"
-            )
+            raise ProdWriteRefused(f"refused to {action} {where}: envsync only writes to project {self.project!r}")
         if target.dataset in self.prod_datasets:
             if target.dataset == self.restorable_prod_dataset and target.table is not None:
                 return  # a confirmed restore of this prod dataset's tables (see for_prod_restore)
-            if target.dataset in self.migrated_prod_datasets and target.table is not None and (
-                    self.migrated_prod_tables is None or f"{target.dataset}.{target.table}" in self.migrated_prod_tables):
+            if (
+                target.dataset in self.migrated_prod_datasets
+                and target.table is not None
+                and (
+                    self.migrated_prod_tables is None or f"{target.dataset}.{target.table}" in self.migrated_prod_tables
+                )
+            ):
                 return  # confirmed schema migrations of this prod dataset's tables (see for_prod_migrations)
             raise ProdWriteRefused(
-                f"refused to {action} {where}: {target.dataset!r} is a prod dataset and prod is "
-                "read-only to envsync"
+                f"refused to {action} {where}: {target.dataset!r} is a prod dataset and prod is read-only to envsync"
             )
         if target.dataset in self.allowed_datasets:
             return
@@ -328,17 +353,27 @@ class GuardedBigQuery:
         self.guard.check(WriteTarget(ref.project, ref.dataset, ref.table), "delete table")
         self.client.delete_table(ref.api, not_found_ok=True)
 
-    def load_table_from_uri(self, uris: Sequence[str], ref: TableRef, job_config: Any, *,
-                            job_id: str, job_timeout_ms: int | None = None) -> bigquery.LoadJob:
+    def load_table_from_uri(
+        self, uris: Sequence[str], ref: TableRef, job_config: Any, *, job_id: str, job_timeout_ms: int | None = None
+    ) -> bigquery.LoadJob:
         """Start a load job into `ref` (restores from exported backups) after the guard checked it."""
         self.guard.check(WriteTarget(ref.project, ref.dataset, ref.table), "load into table")
         if job_timeout_ms is not None:
             job_config.job_timeout_ms = job_timeout_ms
-        return self.client.load_table_from_uri(list(uris), ref.api, job_config=job_config, job_id=job_id,
-                                               location=self.location)
+        return self.client.load_table_from_uri(
+            list(uris), ref.api, job_config=job_config, job_id=job_id, location=self.location
+        )
 
-    def copy_table(self, source: TableRef, destination: TableRef, *, write_disposition: str, job_id: str,
-                   labels: Mapping[str, str], job_timeout_ms: int | None = None) -> bigquery.CopyJob:
+    def copy_table(
+        self,
+        source: TableRef,
+        destination: TableRef,
+        *,
+        write_disposition: str,
+        job_id: str,
+        labels: Mapping[str, str],
+        job_timeout_ms: int | None = None,
+    ) -> bigquery.CopyJob:
         """Start a copy job (operation COPY: a standard table) into `destination` after the guard checked it.
 
         WRITE_TRUNCATE replaces an existing table's data and schema and keeps its own settings;
@@ -349,12 +384,17 @@ class GuardedBigQuery:
         if write_disposition not in ("WRITE_TRUNCATE", "WRITE_EMPTY"):
             raise ValueError(f"copy write_disposition must be WRITE_TRUNCATE or WRITE_EMPTY, got {write_disposition!r}")
         self.guard.check(WriteTarget(destination.project, destination.dataset, destination.table), "copy into table")
-        config = bigquery.CopyJobConfig(operation_type="COPY", write_disposition=write_disposition,
-                                        create_disposition="CREATE_IF_NEEDED", labels=dict(labels))
+        config = bigquery.CopyJobConfig(
+            operation_type="COPY",
+            write_disposition=write_disposition,
+            create_disposition="CREATE_IF_NEEDED",
+            labels=dict(labels),
+        )
         if job_timeout_ms is not None:
             config.job_timeout_ms = job_timeout_ms
-        return self.client.copy_table(source.api, destination.api, job_config=config, job_id=job_id,
-                                      location=self.location)
+        return self.client.copy_table(
+            source.api, destination.api, job_config=config, job_id=job_id, location=self.location
+        )
 
     # jobs
     def start_query(
@@ -380,9 +420,7 @@ class GuardedBigQuery:
         )
         if job_timeout_ms is not None:
             config.job_timeout_ms = job_timeout_ms
-        return self.client.query(
-            sql, job_config=config, job_id=job_id, location=self.location, job_retry=None
-        )
+        return self.client.query(sql, job_config=config, job_id=job_id, location=self.location, job_retry=None)
 
 
 @dataclass(frozen=True)

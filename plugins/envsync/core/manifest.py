@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from google.cloud import storage
 
 log = logging.getLogger(__name__)
-MARKER = "envsync-bucket.json"   # names the project whose envsync uses the bucket
+MARKER = "envsync-bucket.json"  # names the project whose envsync uses the bucket
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.+:=-]")
 
 
@@ -52,10 +52,11 @@ class ManifestStore:
                 log.info("created bucket gs://%s in %s: it did not exist", self.bucket_name, location)
                 self._claim(getattr(created, "project_number", None))
                 return
-            except Conflict:   # created meanwhile (a parallel task) or by someone else: probe again
+            except Conflict:  # created meanwhile (a parallel task) or by someone else: probe again
                 if not self._probe():
-                    raise StateBucketError(self._foreign(
-                        "bucket creation answered 409 Conflict but the bucket is still not visible")) from None
+                    raise StateBucketError(
+                        self._foreign("bucket creation answered 409 Conflict but the bucket is still not visible")
+                    ) from None
             except Forbidden as error:
                 raise StateBucketError(
                     f"bucket gs://{self.bucket_name} does not exist and envsync may not create it ({error}); "
@@ -67,18 +68,22 @@ class ManifestStore:
             self._claim(None)
             marker = self.read(MARKER) or {}
         if marker.get("project") != self.client.project:
-            raise StateBucketError(self._foreign(
-                f"its marker gs://{self.bucket_name}/{MARKER} says it belongs to project {marker.get('project')!r}"))
+            raise StateBucketError(
+                self._foreign(
+                    f"its marker gs://{self.bucket_name}/{MARKER} says it belongs to project {marker.get('project')!r}"
+                )
+            )
         recorded_number = marker.get("project_number")
         if recorded_number:
             bucket = self.client.bucket(self.bucket_name)
             try:
-                bucket.reload()        # optional: storage.buckets.get is not needed otherwise
+                bucket.reload()  # optional: storage.buckets.get is not needed otherwise
             except (Forbidden, NotFound):
                 return
             if bucket.project_number is not None and str(bucket.project_number) != str(recorded_number):
-                raise StateBucketError(self._foreign(
-                    f"it belongs to project number {bucket.project_number}, not {recorded_number}"))
+                raise StateBucketError(
+                    self._foreign(f"it belongs to project number {bucket.project_number}, not {recorded_number}")
+                )
 
     def _probe(self) -> bool:
         """True when the bucket exists and envsync may list its objects; False when it does not exist."""
@@ -96,15 +101,19 @@ class ManifestStore:
         """Write the marker unless one exists (generation match 0: never overwrite another's marker)."""
         from google.api_core.exceptions import PreconditionFailed
 
-        data = {"project": self.client.project, "project_number": project_number,
-                "purpose": "envsync state: run manifests and backup exports"}
+        data = {
+            "project": self.client.project,
+            "project_number": project_number,
+            "purpose": "envsync state: run manifests and backup exports",
+        }
         blob = self.client.bucket(self.bucket_name).blob(MARKER)
         try:
-            blob.upload_from_string(json.dumps(data, sort_keys=True), content_type="application/json",
-                                    if_generation_match=0)
+            blob.upload_from_string(
+                json.dumps(data, sort_keys=True), content_type="application/json", if_generation_match=0
+            )
             log.info("bucket gs://%s is now used by envsync of project %s", self.bucket_name, self.client.project)
         except PreconditionFailed:
-            pass   # written meanwhile; the caller reads it
+            pass  # written meanwhile; the caller reads it
 
     def _foreign(self, why: str) -> str:
         return (
@@ -124,8 +133,9 @@ class ManifestStore:
 
     def write(self, path: str, data: dict[str, Any]) -> str:
         blob = self.client.bucket(self.bucket_name).blob(path)
-        blob.upload_from_string(json.dumps(data, indent=2, sort_keys=True, default=str),
-                                content_type="application/json")
+        blob.upload_from_string(
+            json.dumps(data, indent=2, sort_keys=True, default=str), content_type="application/json"
+        )
         return self.uri(path)
 
     def read(self, path: str) -> dict[str, Any] | None:
@@ -151,8 +161,11 @@ class ManifestStore:
                 generation, data = 0, {}
             data = change(data)
             try:
-                blob.upload_from_string(json.dumps(data, indent=2, sort_keys=True, default=str),
-                                        content_type="application/json", if_generation_match=generation)
+                blob.upload_from_string(
+                    json.dumps(data, indent=2, sort_keys=True, default=str),
+                    content_type="application/json",
+                    if_generation_match=generation,
+                )
                 return data
             except PreconditionFailed:
                 log.info("gs://%s/%s changed while updating it; retrying", self.bucket_name, path)
@@ -171,8 +184,11 @@ class ManifestStore:
 
     def latest_report(self, dag_id: str) -> dict[str, Any] | None:
         """The newest report.json of a DAG (by upload time)."""
-        blobs = [b for b in self.client.list_blobs(self.bucket_name, prefix=f"manifests/{dag_id}/")
-                 if b.name.endswith("/report.json")]
+        blobs = [
+            b
+            for b in self.client.list_blobs(self.bucket_name, prefix=f"manifests/{dag_id}/")
+            if b.name.endswith("/report.json")
+        ]
         if not blobs:
             return None
         newest = max(blobs, key=lambda b: b.updated)

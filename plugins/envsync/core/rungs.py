@@ -26,8 +26,7 @@ def parse_duration(text: str) -> dt.timedelta:
     match = _DURATION_RE.fullmatch(text.strip()) if isinstance(text, str) else None
     if match is None:
         raise ValueError(
-            f"bad duration {text!r}: expected a whole number and one unit of s, m, h, d "
-            "(like '90s', '1m', '2h', '7d')"
+            f"bad duration {text!r}: expected a whole number and one unit of s, m, h, d (like '90s', '1m', '2h', '7d')"
         )
     return int(match.group(1)) * _UNITS[match.group(2)]
 

@@ -12,7 +12,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def _utc(value: dt.datetime) -> dt.datetime:
@@ -25,8 +25,9 @@ def plain_utc(value: dt.datetime) -> dt.datetime:
     """An aware instant as a plain datetime in UTC (Airflow hands out pendulum DateTimes, whose
     arithmetic with timedeltas differs)."""
     value = value.astimezone(UTC)
-    return dt.datetime(value.year, value.month, value.day, value.hour, value.minute, value.second,
-                       value.microsecond, tzinfo=UTC)
+    return dt.datetime(
+        value.year, value.month, value.day, value.hour, value.minute, value.second, value.microsecond, tzinfo=UTC
+    )
 
 
 def quarter_start(day: dt.date) -> dt.date:

@@ -249,8 +249,12 @@ def create_demo_prod(
         except Exception as error:  # name the object: a bare API error says little
             raise DemoError(f"creating {obj.kind} {target} failed: {error}") from error
         if obj.kind == "view":
-            result = _query(client, f"select count(*) as n from {quote(project, dataset_prefix + obj.dataset, obj.name)}",
-                            {}, location)
+            result = _query(
+                client,
+                f"select count(*) as n from {quote(project, dataset_prefix + obj.dataset, obj.name)}",
+                {},
+                location,
+            )
             counts[obj.key] = int(next(iter(result))["n"])
         else:
             counts[obj.key] = int(client.get_table(target).num_rows or 0)
@@ -325,9 +329,7 @@ def format_table(rows: list[dict[str, Any]], columns: list[str], right: tuple[st
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
 
     def line(values: list[str]) -> str:
-        return "  ".join(
-            v.rjust(w) if c in right else v.ljust(w) for v, w, c in zip(values, widths, columns)
-        ).rstrip()
+        return "  ".join(v.rjust(w) if c in right else v.ljust(w) for v, w, c in zip(values, widths, columns)).rstrip()
 
     return "\n".join([line(columns), line(["-" * w for w in widths])] + [line(row) for row in cells])
 
@@ -337,8 +339,12 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m envsync.dev.demo",
         description="Create the deterministic demo prod (datasets sales, marketing) server-side.",
     )
-    parser.add_argument("--rows", type=_rows_arg, required=True, help=f"size of sales.orders ({MIN_ROWS}..{MAX_ROWS:,})")
-    parser.add_argument("--ref-date", type=_date_arg, default=DEFAULT_REF_DATE, help="last day of data (default %(default)s)")
+    parser.add_argument(
+        "--rows", type=_rows_arg, required=True, help=f"size of sales.orders ({MIN_ROWS}..{MAX_ROWS:,})"
+    )
+    parser.add_argument(
+        "--ref-date", type=_date_arg, default=DEFAULT_REF_DATE, help="last day of data (default %(default)s)"
+    )
     args = parser.parse_args(argv)
 
     from envsync.core.clients import bigquery_client

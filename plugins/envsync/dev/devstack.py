@@ -263,10 +263,7 @@ def ensure_extensions(stack: Stack) -> None:
     if extensions_present(stack):
         return
     stack.home.mkdir(parents=True, exist_ok=True)
-    code = (
-        "from duckdb_extensions import import_extension as i\n"
-        f"for name in {EXTENSIONS!r}:\n    i(name)\n"
-    )
+    code = f"from duckdb_extensions import import_extension as i\nfor name in {EXTENSIONS!r}:\n    i(name)\n"
     env = _child_env({"HOME": str(stack.home)})
     log.info("Installing DuckDB extensions into %s", stack.home)
     result = subprocess.run(
@@ -279,8 +276,7 @@ def ensure_extensions(stack: Stack) -> None:
     if result.returncode != 0 or not extensions_present(stack):
         tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
         raise DevstackError(
-            f"installing the DuckDB extensions into {stack.home} failed "
-            f"(exit {result.returncode}):\n{tail}"
+            f"installing the DuckDB extensions into {stack.home} failed (exit {result.returncode}):\n{tail}"
         )
 
 
@@ -592,9 +588,7 @@ def _wait_until_answering(
             details = []
             for service in pending:
                 offset = started[service][1] if service in started else 0
-                details.append(
-                    f"--- end of {stack.log_file(service)}:\n{_log_tail(stack.log_file(service), offset)}"
-                )
+                details.append(f"--- end of {stack.log_file(service)}:\n{_log_tail(stack.log_file(service), offset)}")
             raise DevstackError(
                 f"{' and '.join(pending)} emulator did not answer within {timeout:g}s "
                 f"({', '.join(_ready_url(stack, s) for s in pending)})\n" + "\n".join(details)

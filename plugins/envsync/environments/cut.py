@@ -37,17 +37,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from envsync.backups.snapshots import table_checksum
+from envsync.bigquery.actions import Action
 from envsync.bigquery.datasets import ensure_env_dataset, env_labels
 from envsync.bigquery.discovery import discover_dataset, list_existing
-from envsync.core.guard import TableRef
 from envsync.bigquery.jobs import JobRunner, JobStats, run_recorded
-from envsync.sync.plan import STAGE_SUFFIX, DatasetPlan, order_views
-from envsync.bigquery.actions import Action
-from envsync.observe.report import result_row
-from envsync.sync.run import DETERMINISTIC_ERRORS, DatasetSync, VerificationError, create_view
 from envsync.bigquery.timetravel import created_after, creation_times
 from envsync.bigquery.verify import partition_filter
 from envsync.bigquery.views import rewrite_view_sql, view_dependencies
+from envsync.core.guard import TableRef
+from envsync.observe.report import result_row
+from envsync.sync.plan import STAGE_SUFFIX, DatasetPlan, order_views
+from envsync.sync.run import DETERMINISTIC_ERRORS, DatasetSync, VerificationError, create_view
 
 if TYPE_CHECKING:
     from google.cloud import bigquery
@@ -56,8 +56,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CURRENT = "staging_cut/current.json"    # the last successful cut: T, seed version, migration version
-MIGRATION_LEDGER = "migrations"         # envsync_audit.migrations, the ledger of promoted migrations
+CURRENT = "staging_cut/current.json"  # the last successful cut: T, seed version, migration version
+MIGRATION_LEDGER = "migrations"  # envsync_audit.migrations, the ledger of promoted migrations
 SEED_LABEL = "envsync-seed-version"
 
 
@@ -74,8 +74,9 @@ class CutSource:
     migration_version: str | None
 
 
-def migration_version(config: EnvsyncConfig, client: bigquery.Client, env: str,
-                      as_of: dt.datetime | None = None) -> str | None:
+def migration_version(
+    config: EnvsyncConfig, client: bigquery.Client, env: str, as_of: dt.datetime | None = None
+) -> str | None:
     """The newest migration version `env` holds per the ledger (`<audit dataset>.migrations`; with
     `as_of`, per the rows recorded up to that instant): what a cut carries over from qa to staging.
     None when there is no ledger or `env` holds no version (a read only)."""
@@ -83,8 +84,12 @@ def migration_version(config: EnvsyncConfig, client: bigquery.Client, env: str,
 
     held = applied(read_ledger(config, client), env, as_of)
     if not held:
-        log.info("%s holds no schema migration (ledger %s.%s): the cut records a null migration version", env,
-                 config.audit.dataset, MIGRATION_LEDGER)
+        log.info(
+            "%s holds no schema migration (ledger %s.%s): the cut records a null migration version",
+            env,
+            config.audit.dataset,
+            MIGRATION_LEDGER,
+        )
         return None
     return str(max(held))
 
@@ -96,12 +101,21 @@ def carry_migrations(config: EnvsyncConfig, runner: JobRunner, source: CutSource
     from envsync.migrations.ledger import read_ledger, record_carried
 
     ledger = read_ledger(config, runner.bq.client)
-    row = result_row(f"{config.audit.dataset}.{MIGRATION_LEDGER}", f"staging as of qa at T = {source.cut.isoformat()}",
-                     "migrations", "staging's migrations become qa's (the cut copied qa's tables)")
+    row = result_row(
+        f"{config.audit.dataset}.{MIGRATION_LEDGER}",
+        f"staging as of qa at T = {source.cut.isoformat()}",
+        "migrations",
+        "staging's migrations become qa's (the cut copied qa's tables)",
+    )
     synced, reverted = record_carried(config, runner, "qa", "staging", ledger, as_of=source.cut)
     row.update(status="ok", synced=synced, reverted=reverted, rows=len(synced) + len(reverted))
-    log.info("staging's migration ledger now matches qa's as of T = %s (version %s): synced %s, reverted %s",
-             source.cut.isoformat(), source.migration_version, synced or "none", reverted or "none")
+    log.info(
+        "staging's migration ledger now matches qa's as of T = %s (version %s): synced %s, reverted %s",
+        source.cut.isoformat(),
+        source.migration_version,
+        synced or "none",
+        reverted or "none",
+    )
     return row
 
 
@@ -115,13 +129,16 @@ def seed_version(config: EnvsyncConfig, client: bigquery.Client, qa_datasets: li
         versions[name] = labels.get(SEED_LABEL)
     found = set(versions.values())
     if len(found) > 1:
-        raise CutError(f"qa's datasets were seeded with different seed versions {versions}: re-seed qa "
-                       "(reseed_environments, environments [qa]) before cutting it over to staging")
+        raise CutError(
+            f"qa's datasets were seeded with different seed versions {versions}: re-seed qa "
+            "(reseed_environments, environments [qa]) before cutting it over to staging"
+        )
     return found.pop() if found else None
 
 
-def plan_cut(config: EnvsyncConfig, client: bigquery.Client, datasets: list[str],
-             cut: dt.datetime) -> tuple[list[DatasetPlan], dict[str, Any]]:
+def plan_cut(
+    config: EnvsyncConfig, client: bigquery.Client, datasets: list[str], cut: dt.datetime
+) -> tuple[list[DatasetPlan], dict[str, Any]]:
     """One plan per prod dataset: qa_<ds> as of T into staging_<ds>; and what staging holds before the
     cut (its tables and its views' SQL, for a rollback). CutError when a qa dataset does not exist."""
     project = config.project
@@ -132,8 +149,10 @@ def plan_cut(config: EnvsyncConfig, client: bigquery.Client, datasets: list[str]
     for ds in datasets:
         qa, staging = qa_of[ds], staging_of[ds]
         if list_existing(client, project, qa) is None:
-            raise CutError(f"qa dataset {qa!r} does not exist in project {project!r}: seed qa "
-                           "(reseed_environments) before cutting it over to staging")
+            raise CutError(
+                f"qa dataset {qa!r} does not exist in project {project!r}: seed qa "
+                "(reseed_environments) before cutting it over to staging"
+            )
         info = discover_dataset(client, project, qa)
         created = creation_times(client, project, qa)
         existing = list_existing(client, project, staging)
@@ -141,34 +160,61 @@ def plan_cut(config: EnvsyncConfig, client: bigquery.Client, datasets: list[str]
             where = client.get_dataset(f"{project}.{staging}").location
             if (where or "").lower() != (info.location or "").lower():
                 # a clone (and a copy) must stay in its base table's region (table-clones-create, Limitations)
-                raise CutError(f"staging dataset {staging!r} is in {where}, qa dataset {qa!r} in {info.location}: a "
-                               "clone cannot cross regions (https://cloud.google.com/bigquery/docs/table-clones-create)")
+                raise CutError(
+                    f"staging dataset {staging!r} is in {where}, qa dataset {qa!r} in {info.location}: a "
+                    "clone cannot cross regions (https://cloud.google.com/bigquery/docs/table-clones-create)"
+                )
         before[staging] = staging_state(client, project, staging, existing)
         actions = []
         for table in info.tables:
             base = dict(dataset=qa, table=table.table, target_dataset=staging, source_rows=table.num_rows)
             if table.kind == "VIEW":
                 rewrite = rewrite_view_sql(table.view_query or "", mapping, project)
-                actions.append(Action(**base, action="view", reason="re-created on staging, reading staging",
-                                      view_sql=rewrite.sql, depends_on=sorted(view_dependencies(rewrite.sql))))
+                actions.append(
+                    Action(
+                        **base,
+                        action="view",
+                        reason="re-created on staging, reading staging",
+                        view_sql=rewrite.sql,
+                        depends_on=sorted(view_dependencies(rewrite.sql)),
+                    )
+                )
             elif table.kind not in ("TABLE", "CLONE"):
                 actions.append(Action(**base, action="skip", reason=f"{table.kind.lower()} objects are not copied"))
             elif created_after(created.get(table.table), cut):
-                actions.append(Action(**base, action="skip", reason=(
-                    f"created at {created[table.table].isoformat()}, after T = {cut.isoformat()}: it did not "
-                    "exist as of T")))
+                actions.append(
+                    Action(
+                        **base,
+                        action="skip",
+                        reason=(
+                            f"created at {created[table.table].isoformat()}, after T = {cut.isoformat()}: it did not "
+                            "exist as of T"
+                        ),
+                    )
+                )
             else:
                 actions.append(Action(**base, action="full_clone", reason="QA's table as of T", est_jobs=5))
         names = {t.table for t in info.tables}
         for name in existing or []:
             if name not in names:
                 why = "leftover stage of an earlier run" if name.endswith(STAGE_SUFFIX) else "exists only in staging"
-                actions.append(Action(dataset=qa, table=name, target_dataset=staging, action="drop", reason=why,
-                                      est_jobs=1))
-        plans.append(DatasetPlan(dataset=qa, target_dataset=staging, location=info.location,
-                                 description=info.description, labels=dict(info.labels), actions=actions,
-                                 excluded=[], tables={t.table: t for t in info.tables}, env="staging",
-                                 kms_key_name=info.kms_key_name))
+                actions.append(
+                    Action(dataset=qa, table=name, target_dataset=staging, action="drop", reason=why, est_jobs=1)
+                )
+        plans.append(
+            DatasetPlan(
+                dataset=qa,
+                target_dataset=staging,
+                location=info.location,
+                description=info.description,
+                labels=dict(info.labels),
+                actions=actions,
+                excluded=[],
+                tables={t.table: t for t in info.tables},
+                env="staging",
+                kms_key_name=info.kms_key_name,
+            )
+        )
     return plans, before
 
 
@@ -194,14 +240,15 @@ def stage_name(table: str) -> str:
     return table + STAGE_SUFFIX
 
 
-def pin_staging(config: EnvsyncConfig, engine: Any, before: dict[str, Any], *, reason: str,
-                expires: dt.datetime) -> list[dict[str, Any]]:
+def pin_staging(
+    config: EnvsyncConfig, engine: Any, before: dict[str, Any], *, reason: str, expires: dt.datetime
+) -> list[dict[str, Any]]:
     """Pinned backups of every staging table as it is before the cut (the ladder's pinned snapshots in
     `backup_staging_<ds>`); their manifests. CutError, before any snapshot, when a table has used its
     50 snapshot jobs today: without its pin the cut could not be rolled back."""
     from envsync.backups.ladder import plan_snapshot
 
-    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     refused = []
     for dataset, state in before.items():
         used = engine.catalog.jobs_today(dataset, now.date())
@@ -218,8 +265,18 @@ def pin_staging(config: EnvsyncConfig, engine: Any, before: dict[str, Any], *, r
         location = engine.bq.client.get_dataset(f"{config.project}.{dataset}").location
         engine.ensure_backup_dataset(dataset, location)
         for table in state["tables"]:
-            pins.append(engine.snapshot(dataset, table, taken_at=now, as_of=None, pinned=True, reason=reason,
-                                        expires=expires, stats=JobStats()))
+            pins.append(
+                engine.snapshot(
+                    dataset,
+                    table,
+                    taken_at=now,
+                    as_of=None,
+                    pinned=True,
+                    reason=reason,
+                    expires=expires,
+                    stats=JobStats(),
+                )
+            )
     return pins
 
 
@@ -237,8 +294,14 @@ class CutSync(DatasetSync):
         """Clone qa's table as of T under its stage name in staging and verify it; a failure drops the stage."""
         plan_info = self._infos[action.target_dataset][action.table]
         source, _, stage = self._refs(action)
-        result = result_row(action.key, f"{action.target_dataset}.{action.table}", "stage", action.reason,
-                            checksum=None, expected_checksum=None)
+        result = result_row(
+            action.key,
+            f"{action.target_dataset}.{action.table}",
+            "stage",
+            action.reason,
+            checksum=None,
+            expected_checksum=None,
+        )
         name = f"{action.target_dataset}.{action.table}"
 
         def work(stats: JobStats) -> dict[str, Any]:
@@ -246,16 +309,23 @@ class CutSync(DatasetSync):
             rows, problems, warnings = self._verify(action, plan_info, source, stage, stats)
             keep_all = partition_filter(plan_info)
             key = (action.dataset, action.table)
-            want = table_checksum(self.runner, source, key + ("checksum_qa",), stats, as_of=self.run.cut,
-                                  keep_all=keep_all)
+            want = table_checksum(
+                self.runner, source, key + ("checksum_qa",), stats, as_of=self.run.cut, keep_all=keep_all
+            )
             got = table_checksum(self.runner, stage, key + ("checksum",), stats, keep_all=keep_all)
             if (got["rows"], got["checksum"]) != (want["rows"], want["checksum"]):
-                problems.append(f"{name}: staged {got['rows']} rows with checksum {got['checksum']}, qa as of T "
-                                f"has {want['rows']} rows with checksum {want['checksum']}")
+                problems.append(
+                    f"{name}: staged {got['rows']} rows with checksum {got['checksum']}, qa as of T "
+                    f"has {want['rows']} rows with checksum {want['checksum']}"
+                )
             if problems:
                 raise VerificationError("; ".join(problems))
-            return {"rows": rows, "warnings": warnings, "checksum": got["checksum"],
-                    "expected_checksum": want["checksum"]}
+            return {
+                "rows": rows,
+                "warnings": warnings,
+                "checksum": got["checksum"],
+                "expected_checksum": want["checksum"],
+            }
 
         return run_recorded(result, work, deterministic=DETERMINISTIC_ERRORS, on_failure=lambda: self._discard(stage))
 
@@ -264,16 +334,25 @@ class CutSync(DatasetSync):
         from concurrent.futures import ThreadPoolExecutor
 
         if list_existing(self.bq.client, self.project, plan.target_dataset) is None:
-            self.ensure_dataset(plan)   # an existing staging dataset is left alone until publish
+            self.ensure_dataset(plan)  # an existing staging dataset is left alone until publish
         self._infos = {plan.target_dataset: plan.tables}
         tables = plan.by_action("full_clone")
-        log.info("staging %d tables of %s as of T = %s into %s", len(tables), plan.dataset, self.run.cut.isoformat(),
-                 plan.target_dataset)
+        log.info(
+            "staging %d tables of %s as of T = %s into %s",
+            len(tables),
+            plan.dataset,
+            self.run.cut.isoformat(),
+            plan.target_dataset,
+        )
         with ThreadPoolExecutor(max_workers=self.config.sync.max_concurrent_jobs) as pool:
             results = list(pool.map(self.stage_table, tables))
         for action in plan.by_action("skip"):
-            results.append({**result_row(action.key, f"{action.target_dataset}.{action.table}", "skip",
-                                         action.reason), "status": "skipped"})
+            results.append(
+                {
+                    **result_row(action.key, f"{action.target_dataset}.{action.table}", "skip", action.reason),
+                    "status": "skipped",
+                }
+            )
         return results
 
     def discard_stages(self, plans: list[DatasetPlan]) -> None:
@@ -299,11 +378,12 @@ class CutSync(DatasetSync):
         except NotFound:
             run_label = self.runner.labels["envsync-run"]
             if existing is not None and (existing.labels or {}).get("envsync-run") == run_label:
-                return "published by an earlier try of this run"   # a retry finds its work done
+                return "published by an earlier try of this run"  # a retry finds its work done
             raise
         done = "copied into the existing table (WRITE_TRUNCATE)"
-        if existing is not None and ((existing.table_type or "TABLE").upper() != "TABLE"
-                                     or _layout(existing) != _layout(staged)):
+        if existing is not None and (
+            (existing.table_type or "TABLE").upper() != "TABLE" or _layout(existing) != _layout(staged)
+        ):
             # a copy cannot change an existing table's partitioning: the table is made again
             self.bq.delete_table(target)
             existing = None
@@ -311,11 +391,18 @@ class CutSync(DatasetSync):
         disposition = "WRITE_TRUNCATE" if existing is not None else "WRITE_EMPTY"
         if existing is None and done.startswith("copied"):
             done = "created by the copy"
-        self.runner.run_job((plan.target_dataset, action.table, "publish"),
-                            lambda job_id: self.bq.copy_table(stage, target, write_disposition=disposition,
-                                                              job_id=job_id, labels=self.runner.labels,
-                                                              job_timeout_ms=self.runner.job_timeout_ms),
-                            stats=stats)
+        self.runner.run_job(
+            (plan.target_dataset, action.table, "publish"),
+            lambda job_id: self.bq.copy_table(
+                stage,
+                target,
+                write_disposition=disposition,
+                job_id=job_id,
+                labels=self.runner.labels,
+                job_timeout_ms=self.runner.job_timeout_ms,
+            ),
+            stats=stats,
+        )
         info = plan.tables[action.table]
         table = self.bq.client.get_table(target.api)
         table.description = info.description
@@ -331,10 +418,14 @@ class CutSync(DatasetSync):
         results: list[dict[str, Any]] = []
         for plan in plans:
             for action in plan.by_action("full_clone"):
-                row = result_row(action.key, f"{plan.target_dataset}.{action.table}", "publish",
-                                 "copy of the verified stage")
-                row = run_recorded(row, lambda stats, p=plan, a=action: {"published": self.publish_table(p, a, stats)},
-                                   deterministic=DETERMINISTIC_ERRORS)
+                row = result_row(
+                    action.key, f"{plan.target_dataset}.{action.table}", "publish", "copy of the verified stage"
+                )
+                row = run_recorded(
+                    row,
+                    lambda stats, p=plan, a=action: {"published": self.publish_table(p, a, stats)},
+                    deterministic=DETERMINISTIC_ERRORS,
+                )
                 results.append(row)
                 if row["status"] == "failed":
                     raise CutError(f"publishing {row['target']} failed: {row['error']}")
@@ -360,15 +451,22 @@ class CutSync(DatasetSync):
         extra = {"envsync-cut": source.cut.strftime("%Y%m%dt%H%M%Sz")}
         if source.seed_version:
             extra[SEED_LABEL] = source.seed_version
-        ensure_env_dataset(self.bq, f"{self.project}.{plan.target_dataset}", location=plan.location,
-                           description=plan.description, labels=env_labels(labels, "staging", prod_dataset, **extra),
-                           kms_key_name=plan.kms_key_name)
+        ensure_env_dataset(
+            self.bq,
+            f"{self.project}.{plan.target_dataset}",
+            location=plan.location,
+            description=plan.description,
+            labels=env_labels(labels, "staging", prod_dataset, **extra),
+            kms_key_name=plan.kms_key_name,
+        )
 
-    def rollback(self, plans: list[DatasetPlan], before: dict[str, Any], pins: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def rollback(
+        self, plans: list[DatasetPlan], before: dict[str, Any], pins: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
         """Bring staging back to its state before the cut: every pinned table restored from its pin
         (verified against the pin's manifest), tables staging did not have dropped, its views re-created."""
-        from envsync.backups.snapshots import BackupCatalog
         from envsync.backups.restore import RestoreEngine, Source, _layout
+        from envsync.backups.snapshots import BackupCatalog
 
         catalog = BackupCatalog(self.config, self.bq.client, self.store)
         engine = RestoreEngine(self.config, self.bq, self.runner, catalog)
@@ -377,15 +475,16 @@ class CutSync(DatasetSync):
             dataset, table = pin["dataset"], pin["table"]
             target = TableRef(self.project, dataset, table)
             snapshot = TableRef(self.project, *pin["snapshot"].split("."))
-            try:   # a table whose partitioning the cut changed cannot take the copy back: make it again
+            try:  # a table whose partitioning the cut changed cannot take the copy back: make it again
                 current = self.bq.client.get_table(target.api)
                 if _layout(current) != _layout(self.bq.client.get_table(snapshot.api)):
                     self.bq.delete_table(target)
             except Exception:  # noqa: BLE001 - missing: the restore creates it
                 pass
             taken = dt.datetime.fromisoformat(pin["taken_at"])
-            source = Source("snapshot", table, taken, pin["snapshot"], "rollback of a failed cut to the pin taken "
-                            "before it")
+            source = Source(
+                "snapshot", table, taken, pin["snapshot"], "rollback of a failed cut to the pin taken before it"
+            )
             row = engine.restore_table(dataset, source, dataset, taken)
             results.append({**row, "action": "rollback"})
         for plan in plans:
@@ -396,14 +495,39 @@ class CutSync(DatasetSync):
                 if name in pinned or name in state["views"] or name in state.get("others", []):
                     continue
                 self._discard(TableRef(self.project, plan.target_dataset, name))
-                results.append({**result_row(f"{plan.target_dataset}.{name}", f"{plan.target_dataset}.{name}", "drop",
-                                             "rollback: not in staging before the cut"), "status": "dropped"})
+                results.append(
+                    {
+                        **result_row(
+                            f"{plan.target_dataset}.{name}",
+                            f"{plan.target_dataset}.{name}",
+                            "drop",
+                            "rollback: not in staging before the cut",
+                        ),
+                        "status": "dropped",
+                    }
+                )
             for name, sql in state["views"].items():
-                row = result_row(f"{plan.target_dataset}.{name}", f"{plan.target_dataset}.{name}", "rollback",
-                                 "staging's view as it was before the cut")
-                results.append(run_recorded(row, lambda stats, n=name, s=sql, d=plan.target_dataset: create_view(
-                    self.runner, TableRef(self.project, d, n), s, allowed_prefix=self.config.environments.staging.prefix,
-                    env="staging", key=(d, n, "rollback"), stats=stats), deterministic=DETERMINISTIC_ERRORS))
+                row = result_row(
+                    f"{plan.target_dataset}.{name}",
+                    f"{plan.target_dataset}.{name}",
+                    "rollback",
+                    "staging's view as it was before the cut",
+                )
+                results.append(
+                    run_recorded(
+                        row,
+                        lambda stats, n=name, s=sql, d=plan.target_dataset: create_view(
+                            self.runner,
+                            TableRef(self.project, d, n),
+                            s,
+                            allowed_prefix=self.config.environments.staging.prefix,
+                            env="staging",
+                            key=(d, n, "rollback"),
+                            stats=stats,
+                        ),
+                        deterministic=DETERMINISTIC_ERRORS,
+                    )
+                )
         self.remove_new_datasets(plans, before)
         return results
 
@@ -417,8 +541,9 @@ class CutSync(DatasetSync):
         from google.api_core.exceptions import NotFound
 
         try:
-            return [(t.table_id, (t.table_type or "TABLE").upper())
-                    for t in self.bq.client.list_tables(f"{self.project}.{dataset}")]
+            return [
+                (t.table_id, (t.table_type or "TABLE").upper())
+                for t in self.bq.client.list_tables(f"{self.project}.{dataset}")
+            ]
         except NotFound:
             return []
-

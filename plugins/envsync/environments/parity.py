@@ -46,18 +46,30 @@ from envsync.core.guard import TableRef
 if TYPE_CHECKING:
     from google.cloud import bigquery
 
-    from envsync.core.config import EnvsyncConfig
     from envsync.bigquery.discovery import DatasetInfo, TableInfo
     from envsync.bigquery.jobs import JobRunner
+    from envsync.core.config import EnvsyncConfig
 
 log = logging.getLogger(__name__)
 
 PARITY = "parity"
 PARITY_COLUMNS = {
-    "checked_at": "TIMESTAMP", "dag_id": "STRING", "run_id": "STRING", "environment": "STRING",
-    "dataset": "STRING", "env_dataset": "STRING", "object_name": "STRING", "finding": "STRING",
-    "status": "STRING", "detail": "STRING", "prod_value": "STRING", "env_value": "STRING",
-    "refreshed_cut": "TIMESTAMP", "age_hours": "FLOAT64", "prod_rows": "INT64", "env_rows": "INT64",
+    "checked_at": "TIMESTAMP",
+    "dag_id": "STRING",
+    "run_id": "STRING",
+    "environment": "STRING",
+    "dataset": "STRING",
+    "env_dataset": "STRING",
+    "object_name": "STRING",
+    "finding": "STRING",
+    "status": "STRING",
+    "detail": "STRING",
+    "prod_value": "STRING",
+    "env_value": "STRING",
+    "refreshed_cut": "TIMESTAMP",
+    "age_hours": "FLOAT64",
+    "prod_rows": "INT64",
+    "env_rows": "INT64",
 }
 ENVIRONMENTS = ("dev", "qa", "staging", "prodcopy", "test")
 SEEDED = ("qa", "staging", "test")
@@ -67,12 +79,24 @@ REFRESH_DAGS = ("prod_to_dev_sync", "reseed_environments", "prod_copy", "staging
 # RESEED_SCHEDULE) plus a day. prodcopy (a copy as of a chosen T) and test environments are not flagged.
 RESEED_SCHEDULE = "0 3 * * 0"
 MAX_AGE = {"dev": dt.timedelta(days=8), "qa": dt.timedelta(days=7 + 1), "staging": dt.timedelta(days=7 + 1)}
-LOOKBACK = dt.timedelta(days=90)      # refreshes older than this are not looked for
+LOOKBACK = dt.timedelta(days=90)  # refreshes older than this are not looked for
 DRIFT, EXPECTED, OK, UNKNOWN = "drift", "expected", "ok", "unknown"
 # findings that mean the refresh just made is wrong (check_refreshed fails the run on them)
-STRUCTURAL = frozenset({"missing_dataset", "missing_object", "extra_object", "object_kind", "missing_column",
-                        "extra_column", "column_type", "column_mode", "nested_fields", "partitioning",
-                        "clustering"})
+STRUCTURAL = frozenset(
+    {
+        "missing_dataset",
+        "missing_object",
+        "extra_object",
+        "object_kind",
+        "missing_column",
+        "extra_column",
+        "column_type",
+        "column_mode",
+        "nested_fields",
+        "partitioning",
+        "clustering",
+    }
+)
 TOP_FINDINGS = 10
 
 
@@ -82,12 +106,12 @@ class ParityError(RuntimeError):
 
 @dataclass
 class Finding:
-    environment: str            # dev, qa, staging, prodcopy, test_<name>
-    dataset: str                # the prod dataset
+    environment: str  # dev, qa, staging, prodcopy, test_<name>
+    dataset: str  # the prod dataset
     env_dataset: str
-    object_name: str            # dataset.table or dataset.table.column (prod's dataset name)
-    finding: str                # missing_object, extra_column, column_type, stale, rows, ...
-    status: str                 # drift | expected | ok | unknown
+    object_name: str  # dataset.table or dataset.table.column (prod's dataset name)
+    finding: str  # missing_object, extra_column, column_type, stale, rows, ...
+    status: str  # drift | expected | ok | unknown
     detail: str
     prod_value: str | None = None
     env_value: str | None = None
@@ -107,12 +131,12 @@ class Finding:
 class Expectations:
     """What explains a difference in one environment: its pending migrations, and envsync's design."""
 
-    env_kind: str                                        # dev, qa, staging, prodcopy, test
-    adds: Mapping[str, int] = field(default_factory=dict)      # ds.t / ds.t.col -> migration version
+    env_kind: str  # dev, qa, staging, prodcopy, test
+    adds: Mapping[str, int] = field(default_factory=dict)  # ds.t / ds.t.col -> migration version
     removes: Mapping[str, int] = field(default_factory=dict)
-    alters: Mapping[str, int] = field(default_factory=dict)    # ds.t a schema-changing statement targets
-    excluded: frozenset[str] = frozenset()               # ds.t excluded in the config
-    keep: frozenset[str] = frozenset()                   # dev-only objects the config keeps
+    alters: Mapping[str, int] = field(default_factory=dict)  # ds.t a schema-changing statement targets
+    excluded: frozenset[str] = frozenset()  # ds.t excluded in the config
+    keep: frozenset[str] = frozenset()  # dev-only objects the config keeps
 
     @classmethod
     def of(cls, config: EnvsyncConfig, env_kind: str, pending: Iterable[Any] = ()) -> Expectations:
@@ -170,8 +194,9 @@ def _tags(field_: Mapping[str, Any]) -> list[str]:
     return sorted((field_.get("policyTags") or {}).get("names") or [])
 
 
-def compare_columns(prod: Sequence[Mapping[str, Any]], env: Sequence[Mapping[str, Any]], path: str,
-                    make: Any) -> list[Finding]:
+def compare_columns(
+    prod: Sequence[Mapping[str, Any]], env: Sequence[Mapping[str, Any]], path: str, make: Any
+) -> list[Finding]:
     """Column findings of one table (nested fields under `path.column.`), by name, case-insensitive."""
     out: list[Finding] = []
     prod_by = {f["name"].lower(): f for f in prod}
@@ -180,27 +205,63 @@ def compare_columns(prod: Sequence[Mapping[str, Any]], env: Sequence[Mapping[str
         name = f"{path}.{want['name']}"
         have = env_by.get(key)
         if have is None:
-            out.append(make(name, "missing_column", f"column {want['name']} is missing",
-                            f"{_type(want)} {_mode(want)}", None))
+            out.append(
+                make(name, "missing_column", f"column {want['name']} is missing", f"{_type(want)} {_mode(want)}", None)
+            )
             continue
         if _type(want) != _type(have):
-            out.append(make(name, "column_type", f"column {want['name']} is {_type(have)}, prod has {_type(want)}",
-                            _type(want), _type(have)))
+            out.append(
+                make(
+                    name,
+                    "column_type",
+                    f"column {want['name']} is {_type(have)}, prod has {_type(want)}",
+                    _type(want),
+                    _type(have),
+                )
+            )
         elif _type(want) == "STRUCT":
             out += compare_columns(want.get("fields") or [], have.get("fields") or [], name, make)
         if _mode(want) != _mode(have):
-            out.append(make(name, "column_mode", f"column {want['name']} is {_mode(have)}, prod has {_mode(want)}",
-                            _mode(want), _mode(have)))
+            out.append(
+                make(
+                    name,
+                    "column_mode",
+                    f"column {want['name']} is {_mode(have)}, prod has {_mode(want)}",
+                    _mode(want),
+                    _mode(have),
+                )
+            )
         if (want.get("description") or None) != (have.get("description") or None):
-            out.append(make(name, "column_description", f"column {want['name']} has another description",
-                            want.get("description"), have.get("description")))
+            out.append(
+                make(
+                    name,
+                    "column_description",
+                    f"column {want['name']} has another description",
+                    want.get("description"),
+                    have.get("description"),
+                )
+            )
         if _tags(want) != _tags(have):
-            out.append(make(name, "policy_tags", f"column {want['name']} has policy tags {_tags(have)}, prod has "
-                            f"{_tags(want)}", ",".join(_tags(want)), ",".join(_tags(have))))
+            out.append(
+                make(
+                    name,
+                    "policy_tags",
+                    f"column {want['name']} has policy tags {_tags(have)}, prod has {_tags(want)}",
+                    ",".join(_tags(want)),
+                    ",".join(_tags(have)),
+                )
+            )
     for key, have in env_by.items():
         if key not in prod_by:
-            out.append(make(f"{path}.{have['name']}", "extra_column", f"column {have['name']} is not in prod",
-                            None, f"{_type(have)} {_mode(have)}"))
+            out.append(
+                make(
+                    f"{path}.{have['name']}",
+                    "extra_column",
+                    f"column {have['name']} is not in prod",
+                    None,
+                    f"{_type(have)} {_mode(have)}",
+                )
+            )
     return out
 
 
@@ -217,19 +278,44 @@ def compare_table(prod: TableInfo, env: TableInfo, env_kind: str, make: Any) -> 
     """Every difference of one environment object from its prod object (pure)."""
     name = f"{prod.dataset}.{prod.table}"
     if prod.kind != env.kind and {prod.kind, env.kind} != {"TABLE", "CLONE"}:
-        return [make(name, "object_kind", f"{name} is a {env.kind.lower()}, prod has a {prod.kind.lower()}",
-                     prod.kind, env.kind)]
+        return [
+            make(
+                name,
+                "object_kind",
+                f"{name} is a {env.kind.lower()}, prod has a {prod.kind.lower()}",
+                prod.kind,
+                env.kind,
+            )
+        ]
     out = compare_columns(prod.schema, env.schema, name, make)
     if _partitioning(prod) != _partitioning(env):
-        out.append(make(name, "partitioning", f"partitioning is {_partitioning(env)}, prod has {_partitioning(prod)}",
-                        _partitioning(prod), _partitioning(env)))
+        out.append(
+            make(
+                name,
+                "partitioning",
+                f"partitioning is {_partitioning(env)}, prod has {_partitioning(prod)}",
+                _partitioning(prod),
+                _partitioning(env),
+            )
+        )
     if (prod.clustering or None) != (env.clustering or None):
-        out.append(make(name, "clustering", f"clustering is {env.clustering}, prod has {prod.clustering}",
-                        ",".join(prod.clustering or []) or None, ",".join(env.clustering or []) or None))
+        out.append(
+            make(
+                name,
+                "clustering",
+                f"clustering is {env.clustering}, prod has {prod.clustering}",
+                ",".join(prod.clustering or []) or None,
+                ",".join(env.clustering or []) or None,
+            )
+        )
     if prod.require_partition_filter != env.require_partition_filter:
-        item = make(name, "require_partition_filter", f"require_partition_filter is {env.require_partition_filter}, "
-                    f"prod has {prod.require_partition_filter}", str(prod.require_partition_filter).lower(),
-                    str(env.require_partition_filter).lower())
+        item = make(
+            name,
+            "require_partition_filter",
+            f"require_partition_filter is {env.require_partition_filter}, prod has {prod.require_partition_filter}",
+            str(prod.require_partition_filter).lower(),
+            str(env.require_partition_filter).lower(),
+        )
         if env_kind in SEEDED:
             item.status = EXPECTED
             item.detail += " (expected: seeded environments do not set it)"
@@ -242,14 +328,29 @@ def compare_table(prod: TableInfo, env: TableInfo, env_kind: str, make: Any) -> 
 COPIED_KINDS = ("TABLE", "CLONE", "VIEW")
 
 
-def compare_dataset(environment: str, env_kind: str, prod: DatasetInfo, env: DatasetInfo | None, env_dataset: str,
-                    expectations: Expectations) -> list[Finding]:
+def compare_dataset(
+    environment: str,
+    env_kind: str,
+    prod: DatasetInfo,
+    env: DatasetInfo | None,
+    env_dataset: str,
+    expectations: Expectations,
+) -> list[Finding]:
     """Every structural and metadata difference of one environment dataset from its prod dataset (pure)."""
     from envsync.sync.plan import STAGE_SUFFIX
 
     def make(name: str, finding: str, detail: str, prod_value: Any = None, env_value: Any = None) -> Finding:
-        return Finding(environment, prod.dataset, env_dataset, name, finding, DRIFT, detail,
-                       None if prod_value is None else str(prod_value), None if env_value is None else str(env_value))
+        return Finding(
+            environment,
+            prod.dataset,
+            env_dataset,
+            name,
+            finding,
+            DRIFT,
+            detail,
+            None if prod_value is None else str(prod_value),
+            None if env_value is None else str(env_value),
+        )
 
     if env is None:
         return [make(prod.dataset, "missing_dataset", f"dataset {env_dataset} does not exist")]
@@ -260,17 +361,25 @@ def compare_dataset(environment: str, env_kind: str, prod: DatasetInfo, env: Dat
         have = env_tables.get(table.table)
         if name in expectations.excluded:
             if have is None:
-                out.append(_expected(make(name, "missing_object", f"{name} is not in {env_dataset}"),
-                                     "exclude: true in the config"))
+                out.append(
+                    _expected(
+                        make(name, "missing_object", f"{name} is not in {env_dataset}"), "exclude: true in the config"
+                    )
+                )
             continue
         if table.kind not in COPIED_KINDS:
             if have is None:
-                out.append(_expected(make(name, "missing_object", f"{name} is not in {env_dataset}", table.kind),
-                                     f"{table.kind.lower()} objects are not copied"))
+                out.append(
+                    _expected(
+                        make(name, "missing_object", f"{name} is not in {env_dataset}", table.kind),
+                        f"{table.kind.lower()} objects are not copied",
+                    )
+                )
             continue
         if have is None:
-            out.append(make(name, "missing_object", f"{table.kind.lower()} {name} is missing from {env_dataset}",
-                            table.kind))
+            out.append(
+                make(name, "missing_object", f"{table.kind.lower()} {name} is missing from {env_dataset}", table.kind)
+            )
             continue
         out += compare_table(table, have, env_kind, make)
     prod_names = {t.table for t in prod.tables}
@@ -278,8 +387,9 @@ def compare_dataset(environment: str, env_kind: str, prod: DatasetInfo, env: Dat
         if table.table in prod_names:
             continue
         name = f"{prod.dataset}.{table.table}"
-        item = make(name, "extra_object", f"{table.kind.lower()} {env_dataset}.{table.table} is not in prod",
-                    None, table.kind)
+        item = make(
+            name, "extra_object", f"{table.kind.lower()} {env_dataset}.{table.table} is not in prod", None, table.kind
+        )
         if not table.table.endswith(STAGE_SUFFIX) and (table.table in expectations.keep or name in expectations.keep):
             item = _expected(item, "kept by environments.dev.keep")
         out.append(item)
@@ -325,15 +435,16 @@ def refreshes(rows: Iterable[Mapping[str, Any]]) -> tuple[dict[str, Refresh], di
     return datasets, tables
 
 
-def read_refreshes(config: EnvsyncConfig, client: bigquery.Client, now: dt.datetime
-                   ) -> tuple[dict[str, Refresh], dict[str, Refresh]]:
+def read_refreshes(
+    config: EnvsyncConfig, client: bigquery.Client, now: dt.datetime
+) -> tuple[dict[str, Refresh], dict[str, Refresh]]:
     """`refreshes` from the audit tables (one query; none yet: nothing refreshed)."""
     from google.api_core.exceptions import NotFound
     from google.cloud import bigquery as bq
 
-    from envsync.observe.audit import RUNS, TABLE_ACTIONS, audit_table
     from envsync.core.guard import to_query_parameters
     from envsync.core.sqltemplates import render
+    from envsync.observe.audit import RUNS, TABLE_ACTIONS, audit_table
 
     runs, actions = audit_table(config, RUNS), audit_table(config, TABLE_ACTIONS)
     try:
@@ -344,41 +455,78 @@ def read_refreshes(config: EnvsyncConfig, client: bigquery.Client, now: dt.datet
     sql = render("parity/refreshed_tables", runs=runs.sql, actions=actions.sql)
     params = to_query_parameters({"since": now - LOOKBACK})
     params.append(bq.ArrayQueryParameter("dag_ids", "STRING", list(REFRESH_DAGS)))
-    job = client.query(sql, job_config=bq.QueryJobConfig(query_parameters=params), location=config.location,
-                       job_retry=None)
+    job = client.query(
+        sql, job_config=bq.QueryJobConfig(query_parameters=params), location=config.location, job_retry=None
+    )
     return refreshes(dict(row) for row in job.result())
 
 
-def freshness(environment: str, env_kind: str, dataset: str, env_dataset: str, refresh: Refresh | None,
-              now: dt.datetime) -> Finding:
+def freshness(
+    environment: str, env_kind: str, dataset: str, env_dataset: str, refresh: Refresh | None, now: dt.datetime
+) -> Finding:
     """The freshness finding of one environment dataset: T of its last refresh, its age, flagged when
     older than MAX_AGE of its environment (pure)."""
     limit = MAX_AGE.get(env_kind)
     if refresh is None:
-        return Finding(environment, dataset, env_dataset, dataset, "stale", DRIFT if limit else UNKNOWN,
-                       f"no successful refresh of {env_dataset} in the last {LOOKBACK.days} days")
+        return Finding(
+            environment,
+            dataset,
+            env_dataset,
+            dataset,
+            "stale",
+            DRIFT if limit else UNKNOWN,
+            f"no successful refresh of {env_dataset} in the last {LOOKBACK.days} days",
+        )
     age = now - refresh.cut
     hours = round(age.total_seconds() / 3600, 1)
-    detail = (f"last refreshed as of T = {refresh.cut.isoformat()} by {refresh.dag_id} run {refresh.run_id}, "
-              f"{hours / 24:.1f} days ago")
+    detail = (
+        f"last refreshed as of T = {refresh.cut.isoformat()} by {refresh.dag_id} run {refresh.run_id}, "
+        f"{hours / 24:.1f} days ago"
+    )
     if limit is not None and age > limit:
-        return Finding(environment, dataset, env_dataset, dataset, "stale", DRIFT,
-                       f"{detail}: older than {limit.days} days", env_value=refresh.cut.isoformat(),
-                       refreshed_cut=refresh.cut, age_hours=hours)
-    return Finding(environment, dataset, env_dataset, dataset, "freshness", OK, detail,
-                   env_value=refresh.cut.isoformat(), refreshed_cut=refresh.cut, age_hours=hours)
+        return Finding(
+            environment,
+            dataset,
+            env_dataset,
+            dataset,
+            "stale",
+            DRIFT,
+            f"{detail}: older than {limit.days} days",
+            env_value=refresh.cut.isoformat(),
+            refreshed_cut=refresh.cut,
+            age_hours=hours,
+        )
+    return Finding(
+        environment,
+        dataset,
+        env_dataset,
+        dataset,
+        "freshness",
+        OK,
+        detail,
+        env_value=refresh.cut.isoformat(),
+        refreshed_cut=refresh.cut,
+        age_hours=hours,
+    )
 
 
-def count_dev_rows(config: EnvsyncConfig, runner: JobRunner, prod: DatasetInfo, env: DatasetInfo,
-                   tables: Mapping[str, Refresh], now: dt.datetime, windows: Mapping[str, Any],
-                   environment: str = "dev") -> list[Finding]:
+def count_dev_rows(
+    config: EnvsyncConfig,
+    runner: JobRunner,
+    prod: DatasetInfo,
+    env: DatasetInfo,
+    tables: Mapping[str, Refresh],
+    now: dt.datetime,
+    windows: Mapping[str, Any],
+    environment: str = "dev",
+) -> list[Finding]:
     """Rows of every dev table against prod's rows in the window as of the T of the run that last
     refreshed it (verify.count_rows: the sync's own verification query, one job per table)."""
     from envsync.bigquery.jobs import JobStats
-    from envsync.sync.plan import plan_dataset
     from envsync.bigquery.timetravel import created_after
     from envsync.bigquery.verify import count_rows, partition_filter
     from envsync.core.window import Window
+    from envsync.sync.plan import plan_dataset
 
     env_dataset = env.dataset
     present = {t.table for t in env.tables}
@@ -386,14 +534,23 @@ def count_dev_rows(config: EnvsyncConfig, runner: JobRunner, prod: DatasetInfo, 
     out: list[Finding] = []
     for action in plan.by_action("clone_window", "ctas_window", "full_clone"):
         if action.table not in present:
-            continue   # reported as missing_object
+            continue  # reported as missing_object
         info = plan.tables[action.table]
         name = action.key
         refresh = tables.get(f"{env_dataset}.{action.table}")
 
         def finding(status: str, detail: str, **values: Any) -> Finding:
-            return Finding(environment, prod.dataset, env_dataset, name, "rows", status, detail,
-                           refreshed_cut=refresh.cut if refresh else None, **values)  # noqa: B023
+            return Finding(
+                environment,
+                prod.dataset,
+                env_dataset,
+                name,
+                "rows",
+                status,
+                detail,
+                refreshed_cut=refresh.cut if refresh else None,
+                **values,
+            )  # noqa: B023
 
         if refresh is None:
             out.append(finding(UNKNOWN, f"no recorded refresh of {env_dataset}.{action.table}: rows not compared"))
@@ -401,35 +558,69 @@ def count_dev_rows(config: EnvsyncConfig, runner: JobRunner, prod: DatasetInfo, 
         window_hours = windows[prod.dataset].hours
         oldest = now - dt.timedelta(hours=window_hours)
         if refresh.cut < oldest:
-            out.append(finding(UNKNOWN, f"the count as of T = {refresh.cut.isoformat()} could not be taken: T is "
-                               f"past {windows[prod.dataset].describe()} (oldest readable {oldest.isoformat()})"))
+            out.append(
+                finding(
+                    UNKNOWN,
+                    f"the count as of T = {refresh.cut.isoformat()} could not be taken: T is "
+                    f"past {windows[prod.dataset].describe()} (oldest readable {oldest.isoformat()})",
+                )
+            )
             continue
         created = _created(runner, TableRef(config.project, prod.dataset, action.table))
         if created_after(created, refresh.cut):
-            out.append(finding(UNKNOWN, f"the count as of T = {refresh.cut.isoformat()} could not be taken: "
-                               f"{name} was created at {created.isoformat() if created else '?'}, after T"))
+            out.append(
+                finding(
+                    UNKNOWN,
+                    f"the count as of T = {refresh.cut.isoformat()} could not be taken: "
+                    f"{name} was created at {created.isoformat() if created else '?'}, after T",
+                )
+            )
             continue
         windowed = action.action in ("clone_window", "ctas_window") and refresh.window_start and refresh.window_end
         window = Window(refresh.window_start, refresh.window_end, 0) if windowed else None
         try:
             prod_counts, env_counts = count_rows(
-                runner, action, TableRef(config.project, prod.dataset, action.table),
-                TableRef(config.project, env_dataset, action.table), cut=refresh.cut, window=window,
-                stats=JobStats(), keep_all=partition_filter(info), key=("parity", "dev", action.dataset, action.table))
+                runner,
+                action,
+                TableRef(config.project, prod.dataset, action.table),
+                TableRef(config.project, env_dataset, action.table),
+                cut=refresh.cut,
+                window=window,
+                stats=JobStats(),
+                keep_all=partition_filter(info),
+                key=("parity", "dev", action.dataset, action.table),
+            )
         except Exception as error:  # a count that cannot be taken is reported, never fails the check
-            out.append(finding(UNKNOWN, f"the count as of T = {refresh.cut.isoformat()} could not be taken: "
-                               f"{type(error).__name__}: {error}"[:1000]))
+            out.append(
+                finding(
+                    UNKNOWN,
+                    f"the count as of T = {refresh.cut.isoformat()} could not be taken: "
+                    f"{type(error).__name__}: {error}"[:1000],
+                )
+            )
             continue
         prod_rows, env_rows = sum(prod_counts.values()), sum(env_counts.values())
         scope = "in the window " if window else ""
         if prod_counts == env_counts:
-            out.append(finding(OK, f"{env_rows:,} rows, as prod {scope}as of T = {refresh.cut.isoformat()}",
-                               prod_rows=prod_rows, env_rows=env_rows))
+            out.append(
+                finding(
+                    OK,
+                    f"{env_rows:,} rows, as prod {scope}as of T = {refresh.cut.isoformat()}",
+                    prod_rows=prod_rows,
+                    env_rows=env_rows,
+                )
+            )
         else:
             differ = sum(1 for k in set(prod_counts) | set(env_counts) if prod_counts.get(k, 0) != env_counts.get(k, 0))
-            out.append(finding(DRIFT, f"{env_rows:,} rows, prod has {prod_rows:,} {scope}as of T = "
-                               f"{refresh.cut.isoformat()} ({differ} partition(s) differ)",
-                               prod_rows=prod_rows, env_rows=env_rows))
+            out.append(
+                finding(
+                    DRIFT,
+                    f"{env_rows:,} rows, prod has {prod_rows:,} {scope}as of T = "
+                    f"{refresh.cut.isoformat()} ({differ} partition(s) differ)",
+                    prod_rows=prod_rows,
+                    env_rows=env_rows,
+                )
+            )
     return out
 
 
@@ -458,7 +649,7 @@ def live_test_environments(config: EnvsyncConfig, client: bigquery.Client, now: 
     names = set()
     for item in client.list_datasets(project=config.project, filter="labels.envsync-env:test"):
         labels = item.labels or {}
-        name = labels.get("envsync-test-env") or item.dataset_id[len(prefix):].split("_")[0]
+        name = labels.get("envsync-test-env") or item.dataset_id[len(prefix) :].split("_")[0]
         try:
             expired = int(labels.get("envsync-expires", "")) <= now.timestamp()
         except ValueError:
@@ -468,8 +659,9 @@ def live_test_environments(config: EnvsyncConfig, client: bigquery.Client, now: 
     return sorted(names)
 
 
-def targets(config: EnvsyncConfig, client: bigquery.Client, environments: Sequence[str],
-            now: dt.datetime) -> list[Target]:
+def targets(
+    config: EnvsyncConfig, client: bigquery.Client, environments: Sequence[str], now: dt.datetime
+) -> list[Target]:
     out = [Target(env, env) for env in environments if env != "test"]
     if "test" in environments:
         out += [Target(f"test_{name}", "test", name) for name in live_test_environments(config, client, now)]
@@ -496,17 +688,25 @@ class ParityResult:
             counts[item.status] += 1
         for env in self.environments:
             per_env.setdefault(env, {DRIFT: 0, EXPECTED: 0, OK: 0, UNKNOWN: 0})
-        return {"checked_at": self.checked_at.isoformat(), "datasets": self.datasets, "environments": per_env,
-                "drift": len(self.drift()), "expected": sum(1 for f in self.findings if f.status == EXPECTED),
-                "top_drift": [f"{f.environment} {f.finding} {f.object_name}: {f.detail}"
-                              for f in top_findings(self.drift())]}
+        return {
+            "checked_at": self.checked_at.isoformat(),
+            "datasets": self.datasets,
+            "environments": per_env,
+            "drift": len(self.drift()),
+            "expected": sum(1 for f in self.findings if f.status == EXPECTED),
+            "top_drift": [
+                f"{f.environment} {f.finding} {f.object_name}: {f.detail}" for f in top_findings(self.drift())
+            ],
+        }
 
 
 def top_findings(findings: Sequence[Finding], limit: int = TOP_FINDINGS) -> list[Finding]:
     """The most telling findings first: structure, then metadata, freshness, rows."""
+
     def rank(item: Finding) -> tuple[int, str, str]:
         order = 0 if item.finding in STRUCTURAL else 2 if item.finding in ("stale", "rows") else 1
         return order, item.environment, item.object_name
+
     return sorted(findings, key=rank)[:limit]
 
 
@@ -522,23 +722,31 @@ def _discover(client: bigquery.Client, project: str, dataset: str) -> DatasetInf
         return None
 
 
-def check(config: EnvsyncConfig, runner: JobRunner, *, environments: Sequence[str], datasets: Sequence[str],
-          now: dt.datetime | None = None, only: Sequence[Target] | None = None) -> ParityResult:
+def check(
+    config: EnvsyncConfig,
+    runner: JobRunner,
+    *,
+    environments: Sequence[str],
+    datasets: Sequence[str],
+    now: dt.datetime | None = None,
+    only: Sequence[Target] | None = None,
+) -> ParityResult:
     """Compare every chosen environment with prod (reads only; the row counts are query jobs of
     `runner`). `only` checks these targets instead of resolving `environments`."""
-    from envsync.migrations.ledger import load_migrations, pending, read_ledger
     from envsync.bigquery.timetravel import prod_windows
+    from envsync.migrations.ledger import load_migrations, pending, read_ledger
 
     client = runner.bq.client
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     chosen = list(only) if only is not None else targets(config, client, environments, now)
     prods = {ds: _discover(client, config.project, ds) for ds in datasets}
     missing_prod = [ds for ds, info in prods.items() if info is None]
     if missing_prod:
         from envsync.bigquery.discovery import DiscoveryError
 
-        raise DiscoveryError(f"prod datasets {missing_prod} (prod.datasets in the config) do not exist in project "
-                             f"{config.project!r}")
+        raise DiscoveryError(
+            f"prod datasets {missing_prod} (prod.datasets in the config) do not exist in project {config.project!r}"
+        )
     migrations = load_migrations(config)
     ledger = read_ledger(config, client)
     dataset_refresh, table_refresh = read_refreshes(config, client, now)
@@ -559,9 +767,12 @@ def check(config: EnvsyncConfig, runner: JobRunner, *, environments: Sequence[st
                 if target.kind == "dev":
                     found += count_dev_rows(config, runner, prod, env, table_refresh, now, windows)
             findings += found
-        log.info("%s: %d unexpected difference(s) from prod, %d expected", target.name,
-                 sum(1 for f in findings if f.environment == target.name and f.status == DRIFT),
-                 sum(1 for f in findings if f.environment == target.name and f.status == EXPECTED))
+        log.info(
+            "%s: %d unexpected difference(s) from prod, %d expected",
+            target.name,
+            sum(1 for f in findings if f.environment == target.name and f.status == DRIFT),
+            sum(1 for f in findings if f.environment == target.name and f.status == EXPECTED),
+        )
     return ParityResult(now, [t.name for t in chosen], list(datasets), findings)
 
 
@@ -573,8 +784,13 @@ def record(config: EnvsyncConfig, runner: JobRunner, result: ParityResult) -> in
         return 0
     table = ensure_audit_table(config, runner, PARITY)
     rows = [f.row(checked_at=result.checked_at, dag_id=runner.dag_id, run_id=runner.run_id) for f in result.findings]
-    return insert_rows(runner, table, PARITY_COLUMNS, rows,
-                       key=("audit", PARITY, "insert", *sorted({f.environment for f in result.findings})[:20]))
+    return insert_rows(
+        runner,
+        table,
+        PARITY_COLUMNS,
+        rows,
+        key=("audit", PARITY, "insert", *sorted({f.environment for f in result.findings})[:20]),
+    )
 
 
 def findings_table(findings: Sequence[Finding]) -> str:
@@ -583,30 +799,53 @@ def findings_table(findings: Sequence[Finding]) -> str:
 
     order = {DRIFT: 0, EXPECTED: 1, UNKNOWN: 2, OK: 3}
     rows = sorted(findings, key=lambda f: (order[f.status], f.environment, f.object_name, f.finding))
-    return render_table(["environment", "object", "finding", "status", "detail"],
-                        [[f.environment, f.object_name, f.finding, f.status, f.detail[:200]] for f in rows])
+    return render_table(
+        ["environment", "object", "finding", "status", "detail"],
+        [[f.environment, f.object_name, f.finding, f.status, f.detail[:200]] for f in rows],
+    )
 
 
 def audit_runner(config: EnvsyncConfig, runner: JobRunner) -> JobRunner:
     """A runner like `runner` whose guard lets it write the audit dataset only."""
-    from envsync.core.guard import GuardedBigQuery
     from envsync.bigquery.jobs import JobRunner as Runner
+    from envsync.core.guard import GuardedBigQuery
 
     bq = GuardedBigQuery(runner.bq.client, runner.bq.guard.audit_only(config.audit.dataset), runner.bq.location)
-    return Runner(bq, dag_id=runner.dag_id, run_id=runner.run_id, task_id=runner.task_id, timeout=runner.timeout,
-                  retry=runner.retry, sleep=runner.sleep, rng=runner.rng)
+    return Runner(
+        bq,
+        dag_id=runner.dag_id,
+        run_id=runner.run_id,
+        task_id=runner.task_id,
+        timeout=runner.timeout,
+        retry=runner.retry,
+        sleep=runner.sleep,
+        rng=runner.rng,
+    )
 
 
-def check_refreshed(config: EnvsyncConfig, runner: JobRunner, env: str, *, datasets: Sequence[str] | None = None,
-                    test_name: str | None = None, now: dt.datetime | None = None) -> ParityResult:
+def check_refreshed(
+    config: EnvsyncConfig,
+    runner: JobRunner,
+    env: str,
+    *,
+    datasets: Sequence[str] | None = None,
+    test_name: str | None = None,
+    now: dt.datetime | None = None,
+) -> ParityResult:
     """The parity of the environment a run has just refreshed (the last step of every sync, reseed,
     prod-copy and promotion run): check, record in envsync_audit.parity, log the table; returns the
     result. The caller alerts (`alerts.parity_message`) and decides, with `refresh_failures`,
     whether to fail the run."""
     readonly = audit_runner(config, runner)
     name = f"test_{test_name}" if env == "test" else env
-    result = check(config, readonly, environments=[env], datasets=list(datasets or config.prod.datasets), now=now,
-                   only=[Target(name, env, test_name)])
+    result = check(
+        config,
+        readonly,
+        environments=[env],
+        datasets=list(datasets or config.prod.datasets),
+        now=now,
+        only=[Target(name, env, test_name)],
+    )
     record(config, readonly, result)
     log.info("parity of %s after this run:\n%s", name, findings_table(result.findings))
     return result
@@ -625,5 +864,8 @@ def refresh_failures(result: ParityResult, written: Iterable[str]) -> list[Findi
         parts = item.object_name.split(".")
         return f"{item.env_dataset}.{parts[1]}" if len(parts) > 1 else item.env_dataset
 
-    return [f for f in result.drift() if f.finding in STRUCTURAL and not f.environment.startswith("prodcopy")
-            and target(f) in written]
+    return [
+        f
+        for f in result.drift()
+        if f.finding in STRUCTURAL and not f.environment.startswith("prodcopy") and target(f) in written
+    ]

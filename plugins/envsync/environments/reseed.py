@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from envsync.bigquery.actions import Action
 from envsync.bigquery.datasets import env_labels, recreate_env_dataset
 from envsync.bigquery.ddl import (
     carry_column_options,
@@ -27,20 +28,18 @@ from envsync.bigquery.ddl import (
     is_ingestion_time,
     partition_clause,
 )
-from envsync.bigquery.discovery import DatasetInfo, TableInfo
-from envsync.core.guard import TableRef
-from envsync.core.identifiers import quote_column
+from envsync.bigquery.discovery import TYPE_ALIASES, DatasetInfo, TableInfo
 from envsync.bigquery.jobs import JobRunner, JobStats, run_recorded
 from envsync.bigquery.partitions import chunk_params, chunk_predicate, describe, id_chunks, spec_of
-from envsync.sync.plan import order_views
-from envsync.bigquery.actions import Action
+from envsync.bigquery.verify import compare_schema, partition_filter
+from envsync.bigquery.views import ViewRewrite, rewrite_view_sql, view_dependencies
+from envsync.core.guard import TableRef
+from envsync.core.identifiers import quote_column
+from envsync.core.sqltemplates import render
 from envsync.environments.seeds import SeedError, find_seeds, load_seed, sample_predicate, sample_select, sample_spec
 from envsync.observe.report import result_row
-from envsync.core.sqltemplates import render
+from envsync.sync.plan import order_views
 from envsync.sync.run import DETERMINISTIC_ERRORS, create_view, partition_ids
-from envsync.bigquery.verify import compare_schema, partition_filter
-from envsync.bigquery.discovery import TYPE_ALIASES
-from envsync.bigquery.views import ViewRewrite, rewrite_view_sql, view_dependencies
 
 if TYPE_CHECKING:
     from envsync.core.config import EnvsyncConfig
@@ -60,8 +59,8 @@ DETERMINISTIC = (ContractError, SeedError, PermissionError, *DETERMINISTIC_ERROR
 
 @dataclass
 class ReseedUnit:
-    env: str                     # qa | staging | test
-    dataset: str                 # prod dataset
+    env: str  # qa | staging | test
+    dataset: str  # prod dataset
     target_dataset: str
     test_name: str | None = None
 
@@ -73,21 +72,32 @@ class ReseedUnit:
 @dataclass
 class TableSource:
     table: str
-    source: str                  # seed | prod_sample | empty | view | skip
+    source: str  # seed | prod_sample | empty | view | skip
     seed_sql: str | None = None
     reason: str = ""
     view_sql: str | None = None  # prod's view SQL (rewritten per environment at execution)
-    description: str | None = None   # prod's description of a view (tables take theirs from the DDL)
+    description: str | None = None  # prod's description of a view (tables take theirs from the DDL)
 
 
 def _normal(field_: dict[str, Any]) -> tuple[str, str, bool, tuple[Any, ...]]:
     kind = field_["type"].upper()
-    return (field_["name"].lower(), TYPE_ALIASES.get(kind, kind), (field_.get("mode") or "").upper() == "REPEATED",
-            tuple(_normal(f) for f in field_.get("fields") or []))
+    return (
+        field_["name"].lower(),
+        TYPE_ALIASES.get(kind, kind),
+        (field_.get("mode") or "").upper() == "REPEATED",
+        tuple(_normal(f) for f in field_.get("fields") or []),
+    )
 
 
-def schema_contract(dataset: str, table: str, prod: list[dict[str, Any]], seed: list[dict[str, Any]], *,
-                    schema_name: str = "prod", ahead: frozenset[str] = frozenset()) -> list[str]:
+def schema_contract(
+    dataset: str,
+    table: str,
+    prod: list[dict[str, Any]],
+    seed: list[dict[str, Any]],
+    *,
+    schema_name: str = "prod",
+    ahead: frozenset[str] = frozenset(),
+) -> list[str]:
     """Differences between prod's columns (or an environment's migrated schema, `schema_name`) and a
     seed's result columns (names, types, repeated, nested). `ahead`: columns (lowercase) that migrations
     the environment does not have yet add; a seed may already yield them (they are not inserted)."""
@@ -108,9 +118,13 @@ def schema_contract(dataset: str, table: str, prod: list[dict[str, Any]], seed: 
             )
         elif a[3] != b[3]:
             problems.append(
-                f"{where}: column {column['name']} has other nested fields in the seed than in {schema_name}")
-    problems += [f"{where}: column {seed_by[n]['name']} is in the seed but not in {schema_name}" for n in seed_by
-                 if n not in prod_by and n not in ahead]
+                f"{where}: column {column['name']} has other nested fields in the seed than in {schema_name}"
+            )
+    problems += [
+        f"{where}: column {seed_by[n]['name']} is in the seed but not in {schema_name}"
+        for n in seed_by
+        if n not in prod_by and n not in ahead
+    ]
     return problems
 
 
@@ -145,36 +159,55 @@ class Reseeder:
             )
         seeded_views = sorted(t.table for t in info.tables if t.kind != "TABLE" and t.table in seeds)
         if seeded_views:
-            raise ContractError(f"seeds {[f'{info.dataset}/{t}.sql' for t in seeded_views]} name views or other "
-                                "non-table objects of prod; only tables are seeded")
+            raise ContractError(
+                f"seeds {[f'{info.dataset}/{t}.sql' for t in seeded_views]} name views or other "
+                "non-table objects of prod; only tables are seeded"
+            )
         out = []
         for table in info.tables:
             override = self.config.override(info.dataset, table.table)
             if override.exclude:
                 out.append(TableSource(table.table, "skip", reason="exclude: true in config"))
             elif table.kind == "VIEW":
-                out.append(TableSource(table.table, "view", reason="re-created on the environment",
-                                       view_sql=table.view_query or "", description=table.description))
+                out.append(
+                    TableSource(
+                        table.table,
+                        "view",
+                        reason="re-created on the environment",
+                        view_sql=table.view_query or "",
+                        description=table.description,
+                    )
+                )
             elif table.kind not in ("TABLE", "CLONE"):
                 out.append(TableSource(table.table, "skip", reason=f"{table.kind.lower()} objects are not copied"))
             elif override.source == "prod_sample":
-                why = "masked, deterministic prod sample" + (" (config wins over the seed file)"
-                                                            if table.table in seeds else "")
+                why = "masked, deterministic prod sample" + (
+                    " (config wins over the seed file)" if table.table in seeds else ""
+                )
                 out.append(TableSource(table.table, "prod_sample", reason=why))
             elif table.table in seeds:
                 try:
                     sql = load_seed(seeds[table.table])
                 except SeedError as error:
                     raise ContractError(str(error)) from None
-                out.append(TableSource(table.table, "seed", seed_sql=sql,
-                                       reason=f"seed {info.dataset}/{table.table}.sql"))
+                out.append(
+                    TableSource(table.table, "seed", seed_sql=sql, reason=f"seed {info.dataset}/{table.table}.sql")
+                )
             else:
                 out.append(TableSource(table.table, "empty", reason="no seed: created empty with prod's schema"))
         return out
 
-    def check_contract(self, info: DatasetInfo, sources: list[TableSource], stats: JobStats, *,
-                       migrated: dict[str, list[dict[str, Any]]] | None = None, schema_name: str = "prod",
-                       ahead: frozenset[str] = frozenset(), env: str = "") -> list[str]:
+    def check_contract(
+        self,
+        info: DatasetInfo,
+        sources: list[TableSource],
+        stats: JobStats,
+        *,
+        migrated: dict[str, list[dict[str, Any]]] | None = None,
+        schema_name: str = "prod",
+        ahead: frozenset[str] = frozenset(),
+        env: str = "",
+    ) -> list[str]:
         """Every seed against prod's current schema, or against an environment's migrated schema
         (`migrated`: `dataset.table` -> fields, where migrations changed it); prod samples against
         their config. `ahead`: `dataset.table.column` that migrations env lacks add. No writes."""
@@ -194,38 +227,55 @@ class Reseeder:
             if src.source != "seed":
                 continue
             seed_schema = self._seed_schema(info.dataset, src, stats)
-            columns = frozenset(c.rpartition(".")[2].lower() for c in ahead
-                                if c.rpartition(".")[0] == f"{info.dataset}.{src.table}")
-            found = [f"{env}: {p}" if env else p for p in
-                     schema_contract(info.dataset, src.table, prod.schema, seed_schema, schema_name=schema_name,
-                                     ahead=columns)]
+            columns = frozenset(
+                c.rpartition(".")[2].lower() for c in ahead if c.rpartition(".")[0] == f"{info.dataset}.{src.table}"
+            )
+            found = [
+                f"{env}: {p}" if env else p
+                for p in schema_contract(
+                    info.dataset, src.table, prod.schema, seed_schema, schema_name=schema_name, ahead=columns
+                )
+            ]
             problems += found
             required = [c for c in _not_null_columns(prod) if c.lower() in {f["name"].lower() for f in seed_schema}]
             if required and not found:
                 checks = ", ".join(f"countif({quote_column(c)} is null) as {quote_column(c)}" for c in required)
-                row = next(iter(self.runner.run(
-                    render("reseed/seed_nulls", checks=checks, seed=src.seed_sql or ""),
-                    key=("contract_nulls", env, info.dataset, src.table), stats=stats,
-                ).result()))
+                row = next(
+                    iter(
+                        self.runner.run(
+                            render("reseed/seed_nulls", checks=checks, seed=src.seed_sql or ""),
+                            key=("contract_nulls", env, info.dataset, src.table),
+                            stats=stats,
+                        ).result()
+                    )
+                )
                 for column in required:
                     if row[column]:
-                        why = "is the partitioning column" if column == (prod.partitioning or {}).get("field") else "is REQUIRED in prod"
-                        problems.append(f"{env + ': ' if env else ''}{info.dataset}.{src.table}: column {column} "
-                                        f"{why} but the seed has {row[column]} null value(s)")
+                        why = (
+                            "is the partitioning column"
+                            if column == (prod.partitioning or {}).get("field")
+                            else "is REQUIRED in prod"
+                        )
+                        problems.append(
+                            f"{env + ': ' if env else ''}{info.dataset}.{src.table}: column {column} "
+                            f"{why} but the seed has {row[column]} null value(s)"
+                        )
         return problems
 
     def _seed_schema(self, dataset: str, src: TableSource, stats: JobStats) -> list[dict[str, Any]]:
         """The columns a seed yields (a LIMIT 0 query), once per seed and run."""
         cache = self._seed_schemas
         if src.table not in cache.setdefault(dataset, {}):
-            job = self.runner.run(render("reseed/seed_schema", seed=src.seed_sql or ""),
-                                  key=("contract", dataset, src.table), stats=stats)
+            job = self.runner.run(
+                render("reseed/seed_schema", seed=src.seed_sql or ""), key=("contract", dataset, src.table), stats=stats
+            )
             cache[dataset][src.table] = [f.to_api_repr() for f in job.result().schema]
         return cache[dataset][src.table]
 
     # ----------------------------------------------------------------------------- execution
-    def _table(self, unit: ReseedUnit, info: TableInfo, src: TableSource, stats: JobStats,
-               defer_seed: bool = False) -> None:
+    def _table(
+        self, unit: ReseedUnit, info: TableInfo, src: TableSource, stats: JobStats, defer_seed: bool = False
+    ) -> None:
         """Create the table with prod's definition and fill it. A prod sample over more than 4,000
         partitions (https://cloud.google.com/bigquery/quotas#partitioned_tables) and any table that
         is ingestion-time partitioned (CTAS cannot create one) are CREATE TABLE + INSERT(s). Prod's
@@ -233,18 +283,28 @@ class Reseeder:
         a table that cannot keep its policy tags is dropped and the table fails."""
         target = TableRef(self.project, unit.target_dataset, info.table)
         key = (unit.target_dataset, info.table)
-        ddl = dict(target=target.sql, columns=columns_sql(info), partition_by=partition_clause(info),
-                   cluster_by=cluster_clause(info))
+        ddl = dict(
+            target=target.sql,
+            columns=columns_sql(info),
+            partition_by=partition_clause(info),
+            cluster_by=cluster_clause(info),
+        )
         ingestion = is_ingestion_time(info)
         if src.source == "empty" or (src.source == "seed" and defer_seed):
             self.runner.run(render("reseed/create_empty_table", **ddl), key=key + ("create",), stats=stats)
         elif src.source == "seed" and not ingestion:
-            self.runner.run(render("reseed/create_seeded_table", **ddl, column_list=column_list(info),
-                                   seed=src.seed_sql or ""), key=key + ("seed",), stats=stats)
+            self.runner.run(
+                render("reseed/create_seeded_table", **ddl, column_list=column_list(info), seed=src.seed_sql or ""),
+                key=key + ("seed",),
+                stats=stats,
+            )
         elif src.source == "seed":
             self.runner.run(render("reseed/create_empty_table", **ddl), key=key + ("create",), stats=stats)
-            self.runner.run(render("reseed/insert_seed", target=target.sql, column_list=column_list(info),
-                                   seed=src.seed_sql or ""), key=key + ("seed",), stats=stats)
+            self.runner.run(
+                render("reseed/insert_seed", target=target.sql, column_list=column_list(info), seed=src.seed_sql or ""),
+                key=key + ("seed",),
+                stats=stats,
+            )
         else:
             self._sample(unit, info, target, ddl, stats)
         try:
@@ -260,8 +320,9 @@ class Reseeder:
         table.labels = dict(info.labels)
         self.bq.update_table(table, ["description", "labels"])
 
-    def _sample(self, unit: ReseedUnit, info: TableInfo, target: TableRef, ddl: dict[str, str],
-                stats: JobStats) -> None:
+    def _sample(
+        self, unit: ReseedUnit, info: TableInfo, target: TableRef, ddl: dict[str, str], stats: JobStats
+    ) -> None:
         key = (unit.target_dataset, info.table)
         override = self.config.override(unit.dataset, info.table)
         select, params = sample_select(self.config, info, override, unit.env)
@@ -269,26 +330,43 @@ class Reseeder:
         source = TableRef(self.project, unit.dataset, info.table)
         parts = spec_of(info)
         chunks = id_chunks(partition_ids(self.runner, source, key, stats), parts) if parts is not None else []
-        sample = dict(select_list=select, source=source.sql, sample_predicate=sample_predicate(spec.column),
-                      keep_all=partition_filter(info))
+        sample = dict(
+            select_list=select,
+            source=source.sql,
+            sample_predicate=sample_predicate(spec.column),
+            keep_all=partition_filter(info),
+        )
         params = {**params, "cut": self.cut}
         if len(chunks) <= 1 and not is_ingestion_time(info):
-            self.runner.run(render("reseed/create_sampled_table", **ddl, **sample), key=key + ("sample",),
-                            params=params, stats=stats)
+            self.runner.run(
+                render("reseed/create_sampled_table", **ddl, **sample),
+                key=key + ("sample",),
+                params=params,
+                stats=stats,
+            )
             return
         if not chunks:
             chunks = id_chunks([], parts) if parts else []
-        log.info("%s: creating the table, then sampling prod in %d INSERT job(s)%s: %s", target, max(1, len(chunks)),
-                 " (ingestion-time partitioned: CTAS cannot create it)" if is_ingestion_time(info) else "",
-                 describe(chunks))
+        log.info(
+            "%s: creating the table, then sampling prod in %d INSERT job(s)%s: %s",
+            target,
+            max(1, len(chunks)),
+            " (ingestion-time partitioned: CTAS cannot create it)" if is_ingestion_time(info) else "",
+            describe(chunks),
+        )
         self.runner.run(render("reseed/create_empty_table", **ddl), key=key + ("create",), stats=stats)
         prefix = "_PARTITIONTIME, " if is_ingestion_time(info) else ""
         for index, chunk in enumerate(chunks):
-            sql = render("reseed/insert_sample", target=target.sql, insert_columns=insert_columns(info),
-                         **{**sample, "select_list": prefix + select},
-                         chunk=chunk_predicate(parts.column, chunk) if parts else "true")
-            self.runner.run(sql, key=key + ("sample", str(index)), params={**params, **chunk_params(chunk)},
-                            stats=stats)
+            sql = render(
+                "reseed/insert_sample",
+                target=target.sql,
+                insert_columns=insert_columns(info),
+                **{**sample, "select_list": prefix + select},
+                chunk=chunk_predicate(parts.column, chunk) if parts else "true",
+            )
+            self.runner.run(
+                sql, key=key + ("sample", str(index)), params={**params, **chunk_params(chunk)}, stats=stats
+            )
 
     def _drop(self, target: TableRef) -> None:
         try:
@@ -299,13 +377,27 @@ class Reseeder:
     def checksum(self, unit: ReseedUnit, table: str, stats: JobStats) -> dict[str, Any]:
         ref = TableRef(self.project, unit.target_dataset, table)
         # reseeded tables are created by envsync's DDL without require_partition_filter: no filter needed
-        row = next(iter(self.runner.run(render("common/table_checksum", target=ref.sql, keep_all="true"),
-                                        key=(unit.target_dataset, table, "checksum"), stats=stats).result()))
+        row = next(
+            iter(
+                self.runner.run(
+                    render("common/table_checksum", target=ref.sql, keep_all="true"),
+                    key=(unit.target_dataset, table, "checksum"),
+                    stats=stats,
+                ).result()
+            )
+        )
         return {"rows": int(row["row_count"]), "checksum": str(row["checksum"])}
 
-    def execute(self, unit: ReseedUnit, info: DatasetInfo, sources: list[TableSource], *,
-                seed_version: str, expires: dt.datetime | None = None,
-                defer_seeds: bool = False) -> list[dict[str, Any]]:
+    def execute(
+        self,
+        unit: ReseedUnit,
+        info: DatasetInfo,
+        sources: list[TableSource],
+        *,
+        seed_version: str,
+        expires: dt.datetime | None = None,
+        defer_seeds: bool = False,
+    ) -> list[dict[str, Any]]:
         """Re-create one environment dataset. `defer_seeds`: the environment has pending schema
         migrations, so seeded tables are created empty with prod's definition here and filled from
         their seeds once the migrations ran (`fill_seeds`), on the migrated schema."""
@@ -314,25 +406,37 @@ class Reseeder:
         if expires is not None:
             extra["envsync-expires"] = str(int(expires.timestamp()))
             extra["envsync-test-env"] = unit.test_name or ""
-            expiration_ms = int((expires - dt.datetime.now(dt.timezone.utc)).total_seconds() * 1000)
+            expiration_ms = int((expires - dt.datetime.now(dt.UTC)).total_seconds() * 1000)
         recreate_env_dataset(
-            self.bq, f"{self.project}.{unit.target_dataset}", location=info.location,
-            description=info.description, labels=env_labels(info.labels, unit.env, info.dataset, **extra),
-            table_expiration_ms=expiration_ms, kms_key_name=info.kms_key_name,
+            self.bq,
+            f"{self.project}.{unit.target_dataset}",
+            location=info.location,
+            description=info.description,
+            labels=env_labels(info.labels, unit.env, info.dataset, **extra),
+            table_expiration_ms=expiration_ms,
+            kms_key_name=info.kms_key_name,
         )
         tables = {t.table: t for t in info.tables}
         fill = [src for src in sources if src.source in ("seed", "prod_sample", "empty")]
         with ThreadPoolExecutor(max_workers=self.config.sync.max_concurrent_jobs) as pool:
-            results = list(pool.map(
-                lambda src: self._run(unit, src, lambda s: self._fill(unit, tables[src.table], src, s,
-                                                                     defer_seeds and src.source == "seed")), fill))
+            results = list(
+                pool.map(
+                    lambda src: self._run(
+                        unit,
+                        src,
+                        lambda s: self._fill(unit, tables[src.table], src, s, defer_seeds and src.source == "seed"),
+                    ),
+                    fill,
+                )
+            )
         for src in sources:
             if src.source == "skip":
                 results.append({**self._result(unit, src), "status": "skipped"})
         return results
 
-    def _fill(self, unit: ReseedUnit, info: TableInfo, src: TableSource, stats: JobStats,
-              defer_seed: bool = False) -> dict[str, Any]:
+    def _fill(
+        self, unit: ReseedUnit, info: TableInfo, src: TableSource, stats: JobStats, defer_seed: bool = False
+    ) -> dict[str, Any]:
         self._table(unit, info, src, stats, defer_seed)
         if defer_seed:
             return {"rows": 0, "reason": f"{src.reason}: created empty, filled after the schema migrations"}
@@ -353,12 +457,16 @@ class Reseeder:
                 yielded = {f["name"].lower() for f in self._seed_schema(unit.dataset, src, stats)}
                 columns = [c for c in columns if c.lower() in yielded]
             names = ", ".join(quote_column(c) for c in columns)
-            self.runner.run(render("reseed/insert_seed", target=target.sql, column_list=names, seed=src.seed_sql or ""),
-                            key=(unit.target_dataset, src.table, "seed_migrated"), stats=stats)
+            self.runner.run(
+                render("reseed/insert_seed", target=target.sql, column_list=names, seed=src.seed_sql or ""),
+                key=(unit.target_dataset, src.table, "seed_migrated"),
+                stats=stats,
+            )
             return self.checksum(unit, src.table, stats)
 
-        return [self._run(unit, src, lambda stats, src=src: work(src, stats))
-                for src in sources if src.source == "seed"]
+        return [
+            self._run(unit, src, lambda stats, src=src: work(src, stats)) for src in sources if src.source == "seed"
+        ]
 
     def views(self, work: list[tuple[ReseedUnit, list[TableSource]]]) -> list[dict[str, Any]]:
         """Re-create every view of every unit on its environment, after all tables, in dependency order."""
@@ -370,17 +478,38 @@ class Reseeder:
                 if src.source != "view":
                     continue
                 rewrite = rewrite_view_sql(src.view_sql or "", mapping, self.project)
-                actions.append(Action(unit.dataset, src.table, unit.target_dataset, "view", src.reason,
-                                      view_sql=rewrite.sql, depends_on=sorted(view_dependencies(rewrite.sql))))
+                actions.append(
+                    Action(
+                        unit.dataset,
+                        src.table,
+                        unit.target_dataset,
+                        "view",
+                        src.reason,
+                        view_sql=rewrite.sql,
+                        depends_on=sorted(view_dependencies(rewrite.sql)),
+                    )
+                )
                 found[f"{unit.target_dataset}.{src.table}"] = (unit, src, rewrite)
         results = []
         for action in order_views(actions):
             unit, src, rewrite = found[f"{action.target_dataset}.{action.table}"]
             target = TableRef(self.project, unit.target_dataset, action.table)
-            results.append(self._run(
-                unit, src, lambda stats, u=unit, t=target, sql=rewrite.sql, d=src.description: create_view(
-                    self.runner, t, sql, allowed_prefix=self.config.env_dataset(u.env, "", u.test_name), env=u.env,
-                    key=(u.target_dataset, t.table), stats=stats, description=d)))
+            results.append(
+                self._run(
+                    unit,
+                    src,
+                    lambda stats, u=unit, t=target, sql=rewrite.sql, d=src.description: create_view(
+                        self.runner,
+                        t,
+                        sql,
+                        allowed_prefix=self.config.env_dataset(u.env, "", u.test_name),
+                        env=u.env,
+                        key=(u.target_dataset, t.table),
+                        stats=stats,
+                        description=d,
+                    ),
+                )
+            )
         return results
 
     def _result(self, unit: ReseedUnit, src: TableSource) -> dict[str, Any]:
@@ -391,12 +520,13 @@ class Reseeder:
         return run_recorded(self._result(unit, src), work, deterministic=DETERMINISTIC)
 
 
-def reseed_privacy(config: EnvsyncConfig, units: list[ReseedUnit], infos: dict[str, DatasetInfo],
-                   sources: dict[str, list[TableSource]]) -> dict[str, Any]:
+def reseed_privacy(
+    config: EnvsyncConfig, units: list[ReseedUnit], infos: dict[str, DatasetInfo], sources: dict[str, list[TableSource]]
+) -> dict[str, Any]:
     """The privacy report of a reseed: per environment, the masked columns of every prod sample and its
     policy-tagged columns that reach the environment unmasked (seeded and empty tables hold no prod rows)."""
-    from envsync.privacy.masking import MaskError, column_masks, unmasked_tagged
     from envsync.observe.report import merge_privacy, privacy_of
+    from envsync.privacy.masking import MaskError, column_masks, unmasked_tagged
 
     parts = []
     for unit in units:
@@ -410,7 +540,9 @@ def reseed_privacy(config: EnvsyncConfig, units: list[ReseedUnit], infos: dict[s
             except MaskError as error:
                 raise SeedError(str(error)) from None
             target = f"{unit.target_dataset}.{src.table}"
-            parts.append(privacy_of(unit.env, target, target, [m.to_dict() for m in masks], unmasked_tagged(info, masks)))
+            parts.append(
+                privacy_of(unit.env, target, target, [m.to_dict() for m in masks], unmasked_tagged(info, masks))
+            )
     return merge_privacy(parts)
 
 

@@ -22,12 +22,20 @@ from typing import TYPE_CHECKING, Any
 from envsync.core.identifiers import quote_column, validate_identifier
 
 if TYPE_CHECKING:
-    from envsync.core.config import EnvsyncConfig, TableOverride
     from envsync.bigquery.discovery import TableInfo
+    from envsync.core.config import EnvsyncConfig, TableOverride
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-_NON_DETERMINISTIC = ("RAND", "CURRENT_DATE", "CURRENT_TIMESTAMP", "CURRENT_DATETIME", "CURRENT_TIME",
-                      "GENERATE_UUID", "UUID", "SESSION_USER")
+_NON_DETERMINISTIC = (
+    "RAND",
+    "CURRENT_DATE",
+    "CURRENT_TIMESTAMP",
+    "CURRENT_DATETIME",
+    "CURRENT_TIME",
+    "GENERATE_UUID",
+    "UUID",
+    "SESSION_USER",
+)
 
 
 class SeedError(ValueError):
@@ -59,10 +67,25 @@ def seed_version(config: EnvsyncConfig) -> dict[str, Any]:
         digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
     git = dirty = None
     try:
-        git = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True,
-                             text=True, timeout=10, check=True).stdout.strip() or None
-        dirty = bool(subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "."],
-                                    capture_output=True, text=True, timeout=10, check=True).stdout.strip())
+        git = (
+            subprocess.run(
+                ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=True,
+            ).stdout.strip()
+            or None
+        )
+        dirty = bool(
+            subprocess.run(
+                ["git", "-C", str(root), "status", "--porcelain", "--", "."],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=True,
+            ).stdout.strip()
+        )
     except (OSError, subprocess.SubprocessError):
         pass
     return {"version": digest.hexdigest()[:16], "git": git, "dirty": dirty, "files": len(files)}
@@ -99,7 +122,7 @@ def load_seed(path: Path) -> str:
 
 @dataclass(frozen=True)
 class SampleSpec:
-    column: str        # the column the sample predicate hashes (own key, or the foreign key)
+    column: str  # the column the sample predicate hashes (own key, or the foreign key)
     modulo: int
 
 
@@ -121,8 +144,9 @@ def masking_salt(config: EnvsyncConfig) -> str | None:
     return os.environ.get(config.salt_env) or None
 
 
-def sample_select(config: EnvsyncConfig, info: TableInfo, override: TableOverride,
-                  env: str = "qa") -> tuple[str, dict[str, Any]]:
+def sample_select(
+    config: EnvsyncConfig, info: TableInfo, override: TableOverride, env: str = "qa"
+) -> tuple[str, dict[str, Any]]:
     """The SELECT list and parameters of a prod sample of `info` (columns in prod's order), masked as
     `env` requires (envsync.privacy.masking: the table's masks and privacy.policy_tags)."""
     from envsync.privacy.masking import MaskError, column_masks, masked_select
@@ -138,8 +162,10 @@ def sample_select(config: EnvsyncConfig, info: TableInfo, override: TableOverrid
     try:
         masks = column_masks(config, info, env)
         if spec.column.lower() in {m.column.lower() for m in masks}:
-            raise MaskError(f"{info.dataset}.{info.table}: sample/parent key {spec.column} carries a policy tag of "
-                            "privacy.policy_tags and cannot be masked (joins would break)")
+            raise MaskError(
+                f"{info.dataset}.{info.table}: sample/parent key {spec.column} carries a policy tag of "
+                "privacy.policy_tags and cannot be masked (joins would break)"
+            )
         select, params = masked_select(config, info, masks)
     except MaskError as error:
         raise SeedError(str(error)) from None

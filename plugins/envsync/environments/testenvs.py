@@ -28,13 +28,14 @@ def expired_test_datasets(config: EnvsyncConfig, client: bigquery.Client, now: d
         if not item.dataset_id.startswith(prefix) or labels.get("envsync-env") != "test":
             continue
         try:
-            expires = dt.datetime.fromtimestamp(int(labels.get("envsync-expires", "")), dt.timezone.utc)
+            expires = dt.datetime.fromtimestamp(int(labels.get("envsync-expires", "")), dt.UTC)
         except (ValueError, OverflowError, OSError):
             log.warning("%s has no valid envsync-expires label; leaving it alone", item.dataset_id)
             continue
         if expires <= now:
-            found.append({"dataset": item.dataset_id, "expires": expires.isoformat(),
-                          "test_env": labels.get("envsync-test-env")})
+            found.append(
+                {"dataset": item.dataset_id, "expires": expires.isoformat(), "test_env": labels.get("envsync-test-env")}
+            )
     return sorted(found, key=lambda d: d["dataset"])
 
 

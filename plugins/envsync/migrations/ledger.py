@@ -108,8 +108,8 @@ from envsync.core.identifiers import validate_identifier
 if TYPE_CHECKING:
     from google.cloud import bigquery
 
-    from envsync.core.config import EnvsyncConfig
     from envsync.bigquery.jobs import JobRunner
+    from envsync.core.config import EnvsyncConfig
 
 log = logging.getLogger(__name__)
 
@@ -128,8 +128,16 @@ HEADER_RE = re.compile(r"^--\s*envsync:\s*phase\s*=\s*(?P<phase>\S+)\s*$")
 APPLIED, FAILED, SYNCED, REVERTED = "applied", "failed", "synced", "reverted"
 HELD = (APPLIED, SYNCED)
 LEDGER_COLUMNS = {
-    "applied_at": "TIMESTAMP", "environment": "STRING", "version": "INT64", "name": "STRING", "phase": "STRING",
-    "checksum": "STRING", "dag_id": "STRING", "run_id": "STRING", "status": "STRING", "error": "STRING",
+    "applied_at": "TIMESTAMP",
+    "environment": "STRING",
+    "version": "INT64",
+    "name": "STRING",
+    "phase": "STRING",
+    "checksum": "STRING",
+    "dag_id": "STRING",
+    "run_id": "STRING",
+    "status": "STRING",
+    "error": "STRING",
 }
 SCRATCH_EXPIRATION_MS = 24 * 3600 * 1000
 SCRATCH_MARK = "migcheck_"
@@ -150,10 +158,10 @@ class MigrationValidationError(MigrationError):
 class Reference:
     """A table a statement names: its position in the statement's text and its parts as written."""
 
-    project: str          # "" when not written
+    project: str  # "" when not written
     dataset: str
     table: str
-    edits: tuple[tuple[int, int, str], ...]   # (start, end inclusive, replacement template with {dataset})
+    edits: tuple[tuple[int, int, str], ...]  # (start, end inclusive, replacement template with {dataset})
 
     @property
     def key(self) -> str:
@@ -162,23 +170,29 @@ class Reference:
 
 @dataclass(frozen=True)
 class Statement:
-    line: int              # 1-based line in the file where the statement starts
-    sql: str               # the statement's text as written (prod's names)
-    kind: str              # sqlglot's statement type, e.g. Alter, Create, Update
-    destructive: str       # why it is destructive ("drops column x of sales.t"), or ""
-    changes_schema: bool   # DDL: the rehearsal runs it, DML is only dry-run
+    line: int  # 1-based line in the file where the statement starts
+    sql: str  # the statement's text as written (prod's names)
+    kind: str  # sqlglot's statement type, e.g. Alter, Create, Update
+    destructive: str  # why it is destructive ("drops column x of sales.t"), or ""
+    changes_schema: bool  # DDL: the rehearsal runs it, DML is only dry-run
     references: tuple[Reference, ...] = ()
-    removes: tuple[str, ...] = ()   # what it removes: "sales.t" (a table or view) or "sales.t.column"
-    adds: tuple[str, ...] = ()      # what it adds: "sales.t" or "sales.t.column" (or the new name of a rename)
+    removes: tuple[str, ...] = ()  # what it removes: "sales.t" (a table or view) or "sales.t.column"
+    adds: tuple[str, ...] = ()  # what it adds: "sales.t" or "sales.t.column" (or the new name of a rename)
 
     def rewritten(self, dataset_map: Mapping[str, str]) -> str:
         """The statement with its dataset references renamed per `dataset_map` (others unchanged)."""
-        edits = sorted((e for r in self.references if r.dataset in dataset_map
-                        for e in ((s, end, text.format(dataset=dataset_map[r.dataset])) for s, end, text in r.edits)),
-                       reverse=True)
+        edits = sorted(
+            (
+                e
+                for r in self.references
+                if r.dataset in dataset_map
+                for e in ((s, end, text.format(dataset=dataset_map[r.dataset])) for s, end, text in r.edits)
+            ),
+            reverse=True,
+        )
         sql = self.sql
         for start, end, text in edits:
-            sql = sql[:start] + text + sql[end + 1:]
+            sql = sql[:start] + text + sql[end + 1 :]
         return sql
 
 
@@ -245,7 +259,8 @@ def every_file(files: object, where: str) -> MigrationFiles:
         raise TypeError(
             f"{where} needs every migration file (load_migrations(config) gives them), got "
             f"{type(files).__name__}: an environment's ledger history is checked against all the files, "
-            "never only the migrations about to run")
+            "never only the migrations about to run"
+        )
     return files
 
 
@@ -288,7 +303,8 @@ def _phase(path: Path, text: str) -> str:
         phase = match.group("phase")
         if phase not in PHASES:
             raise MigrationError(
-                f"{display_path(path)}:1: phase {phase!r} is not allowed; use one of {', '.join(PHASES)}")
+                f"{display_path(path)}:1: phase {phase!r} is not allowed; use one of {', '.join(PHASES)}"
+            )
         return phase
     raise MigrationError(
         f"{display_path(path)}: a migration must start with its phase, the line '-- envsync: phase=expand' "
@@ -322,8 +338,11 @@ def split_statements(text: str) -> list[tuple[int, int, int]]:
 def _reference_edits(sql: str, table: Any, tokens: list[Any]) -> tuple[tuple[int, int, str], ...]:
     """Where the dataset part of a table reference is written, as (start, end, template) edits that
     rename it (`{dataset}`), keeping the reference's quoting."""
-    metas = [table.args[k].meta for k in ("catalog", "db", "this") if table.args.get(k) is not None
-             and table.args[k].meta.get("start") is not None]
+    metas = [
+        table.args[k].meta
+        for k in ("catalog", "db", "this")
+        if table.args.get(k) is not None and table.args[k].meta.get("start") is not None
+    ]
     if not metas:
         return ()
     lo = min(m["start"] for m in metas)
@@ -338,7 +357,7 @@ def _reference_edits(sql: str, table: Any, tokens: list[Any]) -> tuple[tuple[int
     j = i
     while j < len(tokens) and tokens[j].end < hi:
         j += 1
-    segments: list[tuple[int, int]] = []   # (token index, segment index inside the token)
+    segments: list[tuple[int, int]] = []  # (token index, segment index inside the token)
     for k in range(i, j + 1):
         token = tokens[k]
         if token.token_type.name in ("IDENTIFIER", "VAR"):
@@ -424,8 +443,9 @@ def _additions(statement: Any, references: list[Reference]) -> tuple[str, ...]:
     return tuple(added)
 
 
-def parse_statement(path: Path, text: str, line: int, sql: str, config_datasets: Sequence[str],
-                    project: str | None) -> Statement:
+def parse_statement(
+    path: Path, text: str, line: int, sql: str, config_datasets: Sequence[str], project: str | None
+) -> Statement:
     """Parse one statement (sqlglot, BigQuery dialect, as views.py) and find its table references;
     refuse what envsync cannot rewrite safely or what names anything outside the configured datasets."""
     import sqlglot
@@ -477,9 +497,16 @@ def parse_statement(path: Path, text: str, line: int, sql: str, config_datasets:
             raise MigrationError(f"{where}: cannot locate the dataset of {db}.{name} in the statement's text")
         references.append(Reference(catalog, db, name, edits))
     destructive, removes = _destructive(statement, references)
-    return Statement(line=line, sql=sql, kind=kind, destructive=destructive,
-                     changes_schema=kind in ("Create", "Alter", "Drop"), references=tuple(references),
-                     removes=removes, adds=_additions(statement, references))
+    return Statement(
+        line=line,
+        sql=sql,
+        kind=kind,
+        destructive=destructive,
+        changes_schema=kind in ("Create", "Alter", "Drop"),
+        references=tuple(references),
+        removes=removes,
+        adds=_additions(statement, references),
+    )
 
 
 def load_migration(path: Path, config_datasets: Sequence[str], project: str | None = None) -> Migration:
@@ -495,8 +522,10 @@ def load_migration(path: Path, config_datasets: Sequence[str], project: str | No
     except UnicodeDecodeError:
         raise MigrationError(f"{display_path(path)}: not UTF-8 text") from None
     phase = _phase(path, text)
-    statements = [parse_statement(path, text, line, text[start:end], config_datasets, project)
-                  for line, start, end in split_statements(text)]
+    statements = [
+        parse_statement(path, text, line, text[start:end], config_datasets, project)
+        for line, start, end in split_statements(text)
+    ]
     if not statements:
         raise MigrationError(f"{display_path(path)}: the migration has no statement")
     if phase == "expand":
@@ -506,8 +535,9 @@ def load_migration(path: Path, config_datasets: Sequence[str], project: str | No
                     f"{display_path(path)}:{s.line}: an expand migration may only add; this statement {s.destructive}: "
                     "declare the migration '-- envsync: phase=contract'"
                 )
-    return Migration(int(match.group("version")), match.group("name"), phase, path, checksum_of(data),
-                     tuple(statements))
+    return Migration(
+        int(match.group("version")), match.group("name"), phase, path, checksum_of(data), tuple(statements)
+    )
 
 
 def load_migrations(config: EnvsyncConfig, directory: Path | None = None) -> MigrationFiles:
@@ -515,8 +545,11 @@ def load_migrations(config: EnvsyncConfig, directory: Path | None = None) -> Mig
     directory = directory or migrations_dir(config)
     if not directory.is_dir():
         return MigrationFiles()
-    found = [load_migration(p, list(config.prod.datasets), config.project)
-             for p in sorted(directory.iterdir()) if p.suffix == ".sql"]
+    found = [
+        load_migration(p, list(config.prod.datasets), config.project)
+        for p in sorted(directory.iterdir())
+        if p.suffix == ".sql"
+    ]
     by_version: dict[int, Migration] = {}
     for migration in found:
         if migration.version in by_version:
@@ -525,8 +558,9 @@ def load_migrations(config: EnvsyncConfig, directory: Path | None = None) -> Mig
                 f"{display_path(by_version[migration.version].path)}; versions must be unique"
             )
         by_version[migration.version] = migration
-    others = sorted(p.name for p in directory.iterdir()
-                    if p.is_file() and p.suffix != ".sql" and not p.name.startswith("."))
+    others = sorted(
+        p.name for p in directory.iterdir() if p.is_file() and p.suffix != ".sql" and not p.name.startswith(".")
+    )
     if others:
         log.warning("%s: ignoring files that are not migrations: %s", directory, ", ".join(others))
     return MigrationFiles(found)
@@ -565,11 +599,27 @@ def read_ledger(config: EnvsyncConfig, client: bigquery.Client) -> list[LedgerRo
         client.get_table(table.api)
     except NotFound:
         return []
-    job = client.query(render("audit/read_migrations", table=table.sql), job_config=bq.QueryJobConfig(),
-                       location=config.location, job_retry=None)
-    return [LedgerRow(applied_at=r["applied_at"], environment=r["environment"], version=int(r["version"]),
-                      name=r["name"], phase=r["phase"], checksum=r["checksum"], status=r["status"],
-                      dag_id=r["dag_id"], run_id=r["run_id"], error=r["error"]) for r in job.result()]
+    job = client.query(
+        render("audit/read_migrations", table=table.sql),
+        job_config=bq.QueryJobConfig(),
+        location=config.location,
+        job_retry=None,
+    )
+    return [
+        LedgerRow(
+            applied_at=r["applied_at"],
+            environment=r["environment"],
+            version=int(r["version"]),
+            name=r["name"],
+            phase=r["phase"],
+            checksum=r["checksum"],
+            status=r["status"],
+            dag_id=r["dag_id"],
+            run_id=r["run_id"],
+            error=r["error"],
+        )
+        for r in job.result()
+    ]
 
 
 def record(config: EnvsyncConfig, runner: JobRunner, rows: Sequence[LedgerRow]) -> None:
@@ -579,12 +629,33 @@ def record(config: EnvsyncConfig, runner: JobRunner, rows: Sequence[LedgerRow]) 
     if not rows:
         return
     table = ensure_audit_table(config, runner, LEDGER)
-    insert_rows(runner, table, LEDGER_COLUMNS, [
-        {"applied_at": r.applied_at, "environment": r.environment, "version": r.version, "name": r.name,
-         "phase": r.phase, "checksum": r.checksum, "dag_id": r.dag_id, "run_id": r.run_id, "status": r.status,
-         "error": r.error} for r in rows
-    ], key=("audit", LEDGER, "insert", *sorted({r.environment for r in rows}),
-            "_".join(str(r.version) for r in rows)[:200]))
+    insert_rows(
+        runner,
+        table,
+        LEDGER_COLUMNS,
+        [
+            {
+                "applied_at": r.applied_at,
+                "environment": r.environment,
+                "version": r.version,
+                "name": r.name,
+                "phase": r.phase,
+                "checksum": r.checksum,
+                "dag_id": r.dag_id,
+                "run_id": r.run_id,
+                "status": r.status,
+                "error": r.error,
+            }
+            for r in rows
+        ],
+        key=(
+            "audit",
+            LEDGER,
+            "insert",
+            *sorted({r.environment for r in rows}),
+            "_".join(str(r.version) for r in rows)[:200],
+        ),
+    )
 
 
 def applied(ledger: Iterable[LedgerRow], env: str, as_of: dt.datetime | None = None) -> dict[int, LedgerRow]:
@@ -593,7 +664,7 @@ def applied(ledger: Iterable[LedgerRow], env: str, as_of: dt.datetime | None = N
     newest: dict[int, LedgerRow] = {}
     for row in ledger:
         if row.environment == env and (as_of is None or row.applied_at <= as_of):
-            newest[row.version] = row   # oldest first: later rows win
+            newest[row.version] = row  # oldest first: later rows win
     return {v: r for v, r in sorted(newest.items()) if r.status in HELD}
 
 
@@ -673,13 +744,13 @@ class Rehearsal:
     views: list[str] = field(default_factory=list)
 
 
-def scratch_dataset(config: EnvsyncConfig, env: str, dataset: str, test_name: str | None = None,
-                    tag: str = "") -> str:
+def scratch_dataset(config: EnvsyncConfig, env: str, dataset: str, test_name: str | None = None, tag: str = "") -> str:
     """The scratch dataset where migrations for `env` are rehearsed:
     `<drill prefix>migcheck_<env>_<tag>_<ds>` (`tag`: the run's, so two runs never share one)."""
     env_part = f"test_{test_name}" if env == "test" else env
     return validate_identifier(
-        "dataset", f"{config.environments.drill.prefix}{SCRATCH_MARK}{env_part}_{tag + '_' if tag else ''}{dataset}")
+        "dataset", f"{config.environments.drill.prefix}{SCRATCH_MARK}{env_part}_{tag + '_' if tag else ''}{dataset}"
+    )
 
 
 def _bigquery_message(error: BaseException) -> str:
@@ -699,8 +770,15 @@ def _file_line(statement_line: int, message: str) -> int:
     return statement_line + int(match.group(1)) - 1 if match else statement_line
 
 
-def validate(config: EnvsyncConfig, runner: JobRunner, env: str, migrations: Sequence[Migration], *,
-             test_name: str | None = None, base: str | None = None) -> Rehearsal:
+def validate(
+    config: EnvsyncConfig,
+    runner: JobRunner,
+    env: str,
+    migrations: Sequence[Migration],
+    *,
+    test_name: str | None = None,
+    base: str | None = None,
+) -> Rehearsal:
     """Check every statement of `migrations` (in order) against `env`'s schema as it will be when the
     statement runs; raise MigrationValidationError (`file:line: message`) at the first refusal.
 
@@ -709,8 +787,8 @@ def validate(config: EnvsyncConfig, runner: JobRunner, env: str, migrations: Seq
     (dropped at the end), never to `env`."""
     from envsync.bigquery.datasets import env_labels, recreate_env_dataset
     from envsync.bigquery.discovery import TableInfo
-    from envsync.core.guard import ProdWriteRefused
     from envsync.bigquery.jobs import short_hash
+    from envsync.core.guard import ProdWriteRefused
 
     rehearsal = Rehearsal(env, [m.version for m in migrations])
     if not migrations:
@@ -719,22 +797,32 @@ def validate(config: EnvsyncConfig, runner: JobRunner, env: str, migrations: Seq
     base_map = dataset_map(config, base or env, test_name if base in (None, env) else None)
     tag = short_hash(runner.dag_id, runner.run_id)[:8]
     scratch = {ds: scratch_dataset(config, env, ds, test_name, tag) for ds in config.prod.datasets}
-    log.info("validating %d migration(s) for %s, starting from %s's schema: rehearsal in %s", len(migrations), env,
-             base or env, ", ".join(scratch.values()))
+    log.info(
+        "validating %d migration(s) for %s, starting from %s's schema: rehearsal in %s",
+        len(migrations),
+        env,
+        base or env,
+        ", ".join(scratch.values()),
+    )
     try:
         for ds, name in scratch.items():
-            recreate_env_dataset(runner.bq, f"{config.project}.{name}", location=config.location,
-                                 description=f"envsync: rehearsal of schema migrations for {env} (dropped after use)",
-                                 labels=env_labels({}, "drill", ds, **{"envsync-purpose": "migration-check"}),
-                                 table_expiration_ms=SCRATCH_EXPIRATION_MS)
+            recreate_env_dataset(
+                runner.bq,
+                f"{config.project}.{name}",
+                location=config.location,
+                description=f"envsync: rehearsal of schema migrations for {env} (dropped after use)",
+                labels=env_labels({}, "drill", ds, **{"envsync-purpose": "migration-check"}),
+                table_expiration_ms=SCRATCH_EXPIRATION_MS,
+            )
         _copy_objects(config, runner, migrations, base_map, scratch, env)
         for migration in migrations:
             for number, statement in enumerate(migration.statements):
                 sql = statement.rewritten(scratch)
                 key = ("migcheck", env, str(migration.version), str(number))
                 try:
-                    runner.bq.start_query(sql, job_id=runner.job_id_base(*key, "dry"), labels=runner.labels,
-                                          dry_run=True)
+                    runner.bq.start_query(
+                        sql, job_id=runner.job_id_base(*key, "dry"), labels=runner.labels, dry_run=True
+                    )
                     if statement.changes_schema:
                         runner.run(sql, key=key)
                 except Exception as error:
@@ -768,14 +856,20 @@ def _refused_by_bigquery(error: BaseException) -> bool:
     return isinstance(error, (BadRequest, NotFound))
 
 
-def _copy_objects(config: EnvsyncConfig, runner: JobRunner, migrations: Sequence[Migration],
-                  env_map: Mapping[str, str], scratch: Mapping[str, str], env: str) -> None:
+def _copy_objects(
+    config: EnvsyncConfig,
+    runner: JobRunner,
+    migrations: Sequence[Migration],
+    env_map: Mapping[str, str],
+    scratch: Mapping[str, str],
+    env: str,
+) -> None:
     """Re-create in the scratch datasets, empty, every table the migrations name (`CREATE TABLE LIKE`)
     and every view they name, with the tables and views those views read, views in dependency order."""
     from google.api_core.exceptions import NotFound
 
-    from envsync.core.sqltemplates import render
     from envsync.bigquery.views import rewrite_view_sql, view_dependencies
+    from envsync.core.sqltemplates import render
 
     client = runner.bq.client
     back = {env_ds: ds for ds, env_ds in env_map.items()}
@@ -789,17 +883,17 @@ def _copy_objects(config: EnvsyncConfig, runner: JobRunner, migrations: Sequence
         seen.add(key)
         ds, _, name = key.partition(".")
         if ds not in scratch:
-            return   # a view reading outside the configured datasets: its dry run decides
+            return  # a view reading outside the configured datasets: its dry run decides
         try:
             table = client.get_table(f"{config.project}.{env_map[ds]}.{name}")
         except NotFound:
-            return   # created by a migration, or missing: the dry run says so
+            return  # created by a migration, or missing: the dry run says so
         kind = (table.table_type or "TABLE").upper()
         if kind == "VIEW":
             for dep in sorted(view_dependencies(table.view_query or "")):
                 dep_ds, _, dep_name = dep.partition(".")
                 visit(f"{back.get(dep_ds, dep_ds)}.{dep_name}")
-            views[key] = table.view_query or ""   # after its dependencies
+            views[key] = table.view_query or ""  # after its dependencies
         elif kind in ("TABLE", "CLONE", "SNAPSHOT"):
             tables.append(key)
 
@@ -807,46 +901,92 @@ def _copy_objects(config: EnvsyncConfig, runner: JobRunner, migrations: Sequence
         visit(key)
     for key in tables:
         ds, _, name = key.partition(".")
-        runner.run(render("rehearsal/create_table_like", target=TableRef(config.project, scratch[ds], name).sql,
-                          source=TableRef(config.project, env_map[ds], name).sql),
-                   key=("migcheck", env, "like", ds, name))
+        runner.run(
+            render(
+                "rehearsal/create_table_like",
+                target=TableRef(config.project, scratch[ds], name).sql,
+                source=TableRef(config.project, env_map[ds], name).sql,
+            ),
+            key=("migcheck", env, "like", ds, name),
+        )
     env_to_scratch = {env_map[ds]: scratch[ds] for ds in scratch}
     for key, query in views.items():
         ds, _, name = key.partition(".")
-        runner.run(render("sync/create_view", target=TableRef(config.project, scratch[ds], name).sql,
-                          query=rewrite_view_sql(query, env_to_scratch, config.project).sql),
-                   key=("migcheck", env, "view", ds, name))
+        runner.run(
+            render(
+                "sync/create_view",
+                target=TableRef(config.project, scratch[ds], name).sql,
+                query=rewrite_view_sql(query, env_to_scratch, config.project).sql,
+            ),
+            key=("migcheck", env, "view", ds, name),
+        )
 
 
 # ------------------------------------------------------------------------------- applying
 
 
-def _ledger_row(migration: Migration, env: str, status: str, *, dag_id: str, run_id: str,
-                error: str | None = None, now: dt.datetime | None = None) -> LedgerRow:
-    return LedgerRow(applied_at=now or dt.datetime.now(dt.timezone.utc), environment=env, version=migration.version,
-                     name=migration.name, phase=migration.phase, checksum=migration.checksum, status=status,
-                     dag_id=dag_id, run_id=run_id, error=error)
+def _ledger_row(
+    migration: Migration,
+    env: str,
+    status: str,
+    *,
+    dag_id: str,
+    run_id: str,
+    error: str | None = None,
+    now: dt.datetime | None = None,
+) -> LedgerRow:
+    return LedgerRow(
+        applied_at=now or dt.datetime.now(dt.UTC),
+        environment=env,
+        version=migration.version,
+        name=migration.name,
+        phase=migration.phase,
+        checksum=migration.checksum,
+        status=status,
+        dag_id=dag_id,
+        run_id=run_id,
+        error=error,
+    )
 
 
-def _runner_for(config: EnvsyncConfig, runner: JobRunner, env: str, migrations: Sequence[Migration],
-                confirm: object) -> JobRunner:
+def _runner_for(
+    config: EnvsyncConfig, runner: JobRunner, env: str, migrations: Sequence[Migration], confirm: object
+) -> JobRunner:
     """The runner itself, or for prod a runner whose guard lets these confirmed migrations write the
     tables of the prod datasets they name (WriteGuard.for_prod_migrations)."""
     if env != "prod":
         return runner
-    from envsync.core.guard import GuardedBigQuery
     from envsync.bigquery.jobs import JobRunner as Runner
+    from envsync.core.guard import GuardedBigQuery
 
     datasets = sorted({ds for m in migrations for ds in m.datasets()})
     guard = runner.bq.guard.for_prod_migrations([m.version for m in migrations], datasets, confirm)
     bq = GuardedBigQuery(runner.bq.client, guard, runner.bq.location)
-    return Runner(bq, dag_id=runner.dag_id, run_id=runner.run_id, task_id=runner.task_id, timeout=runner.timeout,
-                  retry=runner.retry, sleep=runner.sleep, rng=runner.rng)
+    return Runner(
+        bq,
+        dag_id=runner.dag_id,
+        run_id=runner.run_id,
+        task_id=runner.task_id,
+        timeout=runner.timeout,
+        retry=runner.retry,
+        sleep=runner.sleep,
+        rng=runner.rng,
+    )
 
 
-def apply(config: EnvsyncConfig, runner: JobRunner, env: str, migrations: Sequence[Migration], *,
-          files: MigrationFiles, ledger: Sequence[LedgerRow], rebuild: bool = False, confirm: object = None,
-          test_name: str | None = None, validated: bool = False) -> list[dict[str, Any]]:
+def apply(
+    config: EnvsyncConfig,
+    runner: JobRunner,
+    env: str,
+    migrations: Sequence[Migration],
+    *,
+    files: MigrationFiles,
+    ledger: Sequence[LedgerRow],
+    rebuild: bool = False,
+    confirm: object = None,
+    test_name: str | None = None,
+    validated: bool = False,
+) -> list[dict[str, Any]]:
     """Apply `migrations` (in version order) to `env`, each statement one job through the write guard,
     recording each migration in the ledger; returns one report row per migration. `files`: every
     migration file, which what env already holds (its whole ledger history) is checked against;
@@ -867,8 +1007,10 @@ def apply(config: EnvsyncConfig, runner: JobRunner, env: str, migrations: Sequen
     known = files.by_version()
     strays = [m for m in migrations if known.get(m.version) != m]
     if strays:
-        raise MigrationError(f"{display_path(strays[0].path)}: version {strays[0].version} is not among the migration "
-                             f"files {files.versions()} as they are now (added, removed or edited since they were read)")
+        raise MigrationError(
+            f"{display_path(strays[0].path)}: version {strays[0].version} is not among the migration "
+            f"files {files.versions()} as they are now (added, removed or edited since they were read)"
+        )
     held = applied(ledger, env)
     if rebuild:
         done = {r.version for r in ledger if r.environment == env and r.run_id == runner.run_id and r.status == APPLIED}
@@ -880,46 +1022,69 @@ def apply(config: EnvsyncConfig, runner: JobRunner, env: str, migrations: Sequen
         again = [m for m in migrations if m.version in held]
         if again:
             raise MigrationError(
-                f"{display_path(again[0].path)}: version {again[0].version} is already applied to {env}")
+                f"{display_path(again[0].path)}: version {again[0].version} is already applied to {env}"
+            )
         check_order(migrations, ledger, env)
     if not migrations:
         return []
-    writer = _runner_for(config, runner, env, migrations, confirm)   # refuses prod without the phrase
+    writer = _runner_for(config, runner, env, migrations, confirm)  # refuses prod without the phrase
     if not validated:
         validate(config, runner, env, migrations, test_name=test_name)
     mapping = dataset_map(config, env, test_name)
     results: list[dict[str, Any]] = []
     for migration in migrations:
-        row = result_row(f"migration {migration.version}", f"{env}: {migration.label}", "migrate",
-                         f"{migration.phase}: {len(migration.statements)} statement(s)"
-                         + (" (again, after a rebuild from prod)" if rebuild else ""), env=env)
-        clock = dt.datetime.now(dt.timezone.utc)
+        row = result_row(
+            f"migration {migration.version}",
+            f"{env}: {migration.label}",
+            "migrate",
+            f"{migration.phase}: {len(migration.statements)} statement(s)"
+            + (" (again, after a rebuild from prod)" if rebuild else ""),
+            env=env,
+        )
+        clock = dt.datetime.now(dt.UTC)
         for number, statement in enumerate(migration.statements):
             try:
-                job = writer.run(statement.rewritten(mapping),
-                                 key=("migrate", env if env != "test" else f"test_{test_name}",
-                                      str(migration.version), str(number)))
+                job = writer.run(
+                    statement.rewritten(mapping),
+                    key=("migrate", env if env != "test" else f"test_{test_name}", str(migration.version), str(number)),
+                )
             except Exception as error:
                 message = _bigquery_message(error)
                 where = migration.where(_file_line(statement.line, message))
                 failure = f"{where}: {message}"
-                record(config, runner, [_ledger_row(migration, env, FAILED, dag_id=runner.dag_id,
-                                                    run_id=runner.run_id, error=failure[:2000])])
+                record(
+                    config,
+                    runner,
+                    [
+                        _ledger_row(
+                            migration, env, FAILED, dag_id=runner.dag_id, run_id=runner.run_id, error=failure[:2000]
+                        )
+                    ],
+                )
                 log.error("migration %s failed on %s: %s", migration.label, env, failure)
-                raise MigrationError(f"migration {migration.label} failed on {env} at {failure}; "
-                                     f"statements before line {statement.line} were applied") from error
+                raise MigrationError(
+                    f"migration {migration.label} failed on {env} at {failure}; "
+                    f"statements before line {statement.line} were applied"
+                ) from error
             row["jobs"] += 1
             billed = getattr(job, "total_bytes_billed", None)
             row["bytes_billed"] += billed if isinstance(billed, int) else 0
         record(config, runner, [_ledger_row(migration, env, APPLIED, dag_id=runner.dag_id, run_id=runner.run_id)])
-        row.update(status="ok", seconds=round((dt.datetime.now(dt.timezone.utc) - clock).total_seconds(), 3))
+        row.update(status="ok", seconds=round((dt.datetime.now(dt.UTC) - clock).total_seconds(), 3))
         log.info("applied migration %s to %s (%d statements)", migration.label, env, len(migration.statements))
         results.append(row)
     return results
 
 
-def synced_rows(files: MigrationFiles, ledger: Sequence[LedgerRow], env: str, *, dag_id: str,
-                run_id: str, now: dt.datetime | None = None) -> list[LedgerRow]:
+def synced_rows(
+    files: MigrationFiles,
+    ledger: Sequence[LedgerRow],
+    env: str,
+    *,
+    dag_id: str,
+    run_id: str,
+    now: dt.datetime | None = None,
+) -> list[LedgerRow]:
     """The rows that record, after `env` was rebuilt from prod, every version prod holds as `synced`
     for env: env now has it through prod's schema, whatever its ledger said before (held as `applied`
     through a promotion, `failed`, `reverted` or absent). Versions whose newest env row is already
@@ -930,12 +1095,16 @@ def synced_rows(files: MigrationFiles, ledger: Sequence[LedgerRow], env: str, *,
         if row.environment == env:
             newest[row.version] = row
     wanted = [by_version[v] for v in applied(ledger, "prod") if v in by_version]
-    return [_ledger_row(m, env, SYNCED, dag_id=dag_id, run_id=run_id, now=now) for m in wanted
-            if m.version not in newest or newest[m.version].status != SYNCED]
+    return [
+        _ledger_row(m, env, SYNCED, dag_id=dag_id, run_id=run_id, now=now)
+        for m in wanted
+        if m.version not in newest or newest[m.version].status != SYNCED
+    ]
 
 
-def record_synced(config: EnvsyncConfig, runner: JobRunner, env: str, files: MigrationFiles,
-                  ledger: Sequence[LedgerRow]) -> list[int]:
+def record_synced(
+    config: EnvsyncConfig, runner: JobRunner, env: str, files: MigrationFiles, ledger: Sequence[LedgerRow]
+) -> list[int]:
     """After `env` was rebuilt from prod, record every version prod holds as `synced` for env
     (`synced_rows`); returns the versions recorded now."""
     rows = synced_rows(files, ledger, env, dag_id=runner.dag_id, run_id=runner.run_id)
@@ -965,13 +1134,23 @@ class Reapplied:
         if self.ok:
             return ""
         held = f"prod's schema plus migrations {self.applied}" if self.applied else "prod's schema"
-        return (f"{self.env} was rebuilt from prod but its pending migrations {self.missing} could not be applied "
-                f"again: {self.error}; {self.env} now holds {held}, and the ledger records "
-                f"{self.missing} as no longer held there; promote them to {self.env} again once fixed")
+        return (
+            f"{self.env} was rebuilt from prod but its pending migrations {self.missing} could not be applied "
+            f"again: {self.error}; {self.env} now holds {held}, and the ledger records "
+            f"{self.missing} as no longer held there; promote them to {self.env} again once fixed"
+        )
 
 
-def reapply(config: EnvsyncConfig, runner: JobRunner, env: str, files: MigrationFiles, ledger: Sequence[LedgerRow],
-            versions: Sequence[int], *, validated: bool = False) -> Reapplied:
+def reapply(
+    config: EnvsyncConfig,
+    runner: JobRunner,
+    env: str,
+    files: MigrationFiles,
+    ledger: Sequence[LedgerRow],
+    versions: Sequence[int],
+    *,
+    validated: bool = False,
+) -> Reapplied:
     """After `env` was rebuilt from prod (a dev sync or a reseed): record prod's versions as `synced`
     for env, then apply env's pending `versions` again. Never raises for a migration that fails or a
     pending file that is gone: the versions env does not hold after that are recorded (the failing
@@ -1004,26 +1183,68 @@ def reapply(config: EnvsyncConfig, runner: JobRunner, env: str, files: Migration
         if row.environment == env:
             newest[row.version] = row
     note = f"{env} was rebuilt from prod by run {runner.run_id} and this migration was not applied again: {done.error}"
-    record(config, runner, [
-        LedgerRow(applied_at=dt.datetime.now(dt.timezone.utc), environment=env, version=v, name=newest[v].name,
-                  phase=newest[v].phase, checksum=newest[v].checksum, status=REVERTED, dag_id=runner.dag_id,
-                  run_id=runner.run_id, error=note[:2000])
-        for v in done.missing if v in newest and newest[v].status in HELD])
-    labels = {v: (by_version[v].label if v in by_version else newest[v].name if v in newest else str(v))
-              for v in versions}
-    done.results = [{**result_row(f"migration {v}", f"{env}: {labels[v]}", "migrate", "applied again after the "
-                                  "rebuild from prod", env=env), "status": "ok"} for v in done.applied]
-    done.results += [{**result_row(f"migration {v}", f"{env}: {labels[v]}", "migrate", "pending: to apply again after "
-                                   "the rebuild from prod", env=env), "status": "failed",
-                      "error": done.message() if i == 0 else f"not applied again: {env} lacks it (see migration "
-                                                             f"{done.missing[0]})"}
-                     for i, v in enumerate(done.missing)]
+    record(
+        config,
+        runner,
+        [
+            LedgerRow(
+                applied_at=dt.datetime.now(dt.UTC),
+                environment=env,
+                version=v,
+                name=newest[v].name,
+                phase=newest[v].phase,
+                checksum=newest[v].checksum,
+                status=REVERTED,
+                dag_id=runner.dag_id,
+                run_id=runner.run_id,
+                error=note[:2000],
+            )
+            for v in done.missing
+            if v in newest and newest[v].status in HELD
+        ],
+    )
+    labels = {
+        v: (by_version[v].label if v in by_version else newest[v].name if v in newest else str(v)) for v in versions
+    }
+    done.results = [
+        {
+            **result_row(
+                f"migration {v}", f"{env}: {labels[v]}", "migrate", "applied again after the rebuild from prod", env=env
+            ),
+            "status": "ok",
+        }
+        for v in done.applied
+    ]
+    done.results += [
+        {
+            **result_row(
+                f"migration {v}",
+                f"{env}: {labels[v]}",
+                "migrate",
+                "pending: to apply again after the rebuild from prod",
+                env=env,
+            ),
+            "status": "failed",
+            "error": done.message()
+            if i == 0
+            else f"not applied again: {env} lacks it (see migration {done.missing[0]})",
+        }
+        for i, v in enumerate(done.missing)
+    ]
     log.error("%s", done.message())
     return done
 
 
-def carry_over(ledger: Sequence[LedgerRow], source: str, target: str, *, as_of: dt.datetime | None, dag_id: str,
-               run_id: str, now: dt.datetime | None = None) -> list[LedgerRow]:
+def carry_over(
+    ledger: Sequence[LedgerRow],
+    source: str,
+    target: str,
+    *,
+    as_of: dt.datetime | None,
+    dag_id: str,
+    run_id: str,
+    now: dt.datetime | None = None,
+) -> list[LedgerRow]:
     """The ledger rows that make `target` hold exactly the versions `source` held as of `as_of`, once
     `target`'s tables were replaced by copies of `source`'s as of that instant (the QA -> staging cut):
     `target`'s schema is then `source`'s. Versions `source` held and `target` does not: `synced` (name,
@@ -1032,22 +1253,42 @@ def carry_over(ledger: Sequence[LedgerRow], source: str, target: str, *, as_of: 
     (recorded there as `synced`), so a version prod holds and `source` does not is not in `source`'s
     tables, nor in `target`'s after the copy. Empty when `target` already holds what `source` held (a
     retried cut records nothing twice). Version order."""
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     wanted = applied(ledger, source, as_of)
     held = applied(ledger, target)
 
     def row(version: int, like: LedgerRow, status: str, note: str | None) -> LedgerRow:
-        return LedgerRow(applied_at=now, environment=target, version=version, name=like.name, phase=like.phase,
-                         checksum=like.checksum, status=status, dag_id=dag_id, run_id=run_id, error=note)
+        return LedgerRow(
+            applied_at=now,
+            environment=target,
+            version=version,
+            name=like.name,
+            phase=like.phase,
+            checksum=like.checksum,
+            status=status,
+            dag_id=dag_id,
+            run_id=run_id,
+            error=note,
+        )
 
     rows = [row(v, wanted[v], SYNCED, None) for v in wanted if v not in held]
-    rows += [row(v, held[v], REVERTED, f"{target}'s tables were replaced by {source}'s, which did not hold version {v}")
-             for v in held if v not in wanted]
+    rows += [
+        row(v, held[v], REVERTED, f"{target}'s tables were replaced by {source}'s, which did not hold version {v}")
+        for v in held
+        if v not in wanted
+    ]
     return sorted(rows, key=lambda r: r.version)
 
 
-def record_carried(config: EnvsyncConfig, runner: JobRunner, source: str, target: str,
-                   ledger: Sequence[LedgerRow], *, as_of: dt.datetime | None) -> tuple[list[int], list[int]]:
+def record_carried(
+    config: EnvsyncConfig,
+    runner: JobRunner,
+    source: str,
+    target: str,
+    ledger: Sequence[LedgerRow],
+    *,
+    as_of: dt.datetime | None,
+) -> tuple[list[int], list[int]]:
     """Record `carry_over`'s rows (one batched insert); returns (synced versions, reverted versions)."""
     rows = carry_over(ledger, source, target, as_of=as_of, dag_id=runner.dag_id, run_id=runner.run_id)
     record(config, runner, rows)

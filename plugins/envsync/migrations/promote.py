@@ -58,8 +58,8 @@ from envsync.migrations.ledger import (
 )
 
 if TYPE_CHECKING:
-    from envsync.core.config import EnvsyncConfig
     from envsync.bigquery.jobs import JobRunner
+    from envsync.core.config import EnvsyncConfig
     from envsync.core.manifest import ManifestStore
 
 log = logging.getLogger(__name__)
@@ -106,8 +106,10 @@ def validate_promote_params(target: Any, through: Any, lane: Any, dry_run: Any, 
     elif isinstance(through, str) and re.fullmatch(VERSION_PATTERN, through.strip()):
         version = int(through.strip())
     else:
-        raise ValueError(f"param through must be a migration version (digits, e.g. 3) or empty for every "
-                         f"pending one, got {through!r}")
+        raise ValueError(
+            f"param through must be a migration version (digits, e.g. 3) or empty for every "
+            f"pending one, got {through!r}"
+        )
     lane = lane or "normal"
     if lane not in LANES:
         raise ValueError(f"param lane must be one of {list(LANES)}, got {lane!r}")
@@ -126,16 +128,19 @@ def validate_promote_params(target: Any, through: Any, lane: Any, dry_run: Any, 
 # ------------------------------------------------------------------------------------- gates
 
 
-def select(migrations: MigrationFiles, ledger: Sequence[LedgerRow], target: str,
-           through: int | None) -> list[Migration]:
+def select(
+    migrations: MigrationFiles, ledger: Sequence[LedgerRow], target: str, through: int | None
+) -> list[Migration]:
     """The migrations a promotion to `target` runs: not yet held there, up to `through`, in version
     order. Refuses a migration edited since it was applied to any environment (what staging and prod
     get must be what qa and staging ran), an unknown `through` and versions out of order."""
     for env in TARGETS:
         check_applied(migrations, ledger, env)
     if through is not None and through not in {m.version for m in migrations}:
-        raise PromotionError(f"param through: there is no migration with version {through}; versions are "
-                             f"{[m.version for m in migrations] or 'none (sql/migrations is empty)'}")
+        raise PromotionError(
+            f"param through: there is no migration with version {through}; versions are "
+            f"{[m.version for m in migrations] or 'none (sql/migrations is empty)'}"
+        )
     todo = [m for m in unapplied(migrations, ledger, target) if through is None or m.version <= through]
     check_order(todo, ledger, target)
     return todo
@@ -153,14 +158,16 @@ def check_gates(todo: Sequence[Migration], ledger: Sequence[LedgerRow], target: 
             raise PromotionError(
                 f"refused to promote {labels(missing_qa)} to staging: qa has not applied "
                 f"{'it' if len(missing_qa) == 1 else 'them'} (a migration reaches staging only after it succeeded "
-                "on qa); promote to qa first, or use lane hotfix to skip qa; nothing was written")
+                "on qa); promote to qa first, or use lane hotfix to skip qa; nothing was written"
+            )
     else:
         missing_staging = [m for m in todo if m.version not in applied(ledger, "staging")]
         if missing_staging:
             raise PromotionError(
                 f"refused to promote {labels(missing_staging)} to prod: staging has not applied "
                 f"{'it' if len(missing_staging) == 1 else 'them'} (a migration reaches prod only after it "
-                "succeeded on staging; the hotfix lane may skip qa, never staging); nothing was written")
+                "succeeded on staging; the hotfix lane may skip qa, never staging); nothing was written"
+            )
     if missing_qa:
         versions = ", ".join(str(m.version) for m in missing_qa)
         if lane == "hotfix":
@@ -185,15 +192,21 @@ def reads(sql: str, removal: str, project: str | None = None) -> bool:
 
     tree = _parse(sql)
     dataset, table, column = (removal.split(".") + [""])[:3]
-    names = {(t.db, t.name) for t in tree.find_all(exp.Table)
-             if t.db and (not t.catalog or project is None or t.catalog == project)}
+    names = {
+        (t.db, t.name)
+        for t in tree.find_all(exp.Table)
+        if t.db and (not t.catalog or project is None or t.catalog == project)
+    }
     if (dataset, table) not in names:
         return False
     if not column:
         return True
-    if any(isinstance(e, exp.Star) or (isinstance(e, exp.Column) and isinstance(e.this, exp.Star))
-           for select in tree.find_all(exp.Select) for e in select.expressions):
-        return True   # `select *` or `t.*` (count(*) reads no column)
+    if any(
+        isinstance(e, exp.Star) or (isinstance(e, exp.Column) and isinstance(e.this, exp.Star))
+        for select in tree.find_all(exp.Select)
+        for e in select.expressions
+    ):
+        return True  # `select *` or `t.*` (count(*) reads no column)
     return any(c.name.lower() == column.lower() for c in tree.find_all(exp.Column))
 
 
@@ -223,8 +236,12 @@ def prod_views_after(views: Mapping[str, str], migrations: Sequence[Migration]) 
     return out
 
 
-def contract_readers(todo: Sequence[Migration], views: Mapping[str, Mapping[str, str]],
-                     seeds: Mapping[str, str], project: str | None = None) -> list[str]:
+def contract_readers(
+    todo: Sequence[Migration],
+    views: Mapping[str, Mapping[str, str]],
+    seeds: Mapping[str, str],
+    project: str | None = None,
+) -> list[str]:
     """What still reads what the `contract` migrations of `todo` remove: `views` is environment ->
     {`ds.v`: SQL with prod's dataset names}, `seeds` is `ds.t` -> seed SELECT. One message per reader."""
     problems: list[str] = []
@@ -236,14 +253,13 @@ def contract_readers(todo: Sequence[Migration], views: Mapping[str, Mapping[str,
             for env, env_views in views.items():
                 for key, sql in sorted(env_views.items()):
                     if key == f"{dataset}.{table}":
-                        continue   # the removed view itself
+                        continue  # the removed view itself
                     try:
                         found = reads(sql, removal, project)
                     except Exception as error:  # a view sqlglot cannot parse: refuse rather than guess
                         found, key = True, f"{key} (its SQL cannot be parsed: {error})"
                     if found:
-                        problems.append(f"{migration.label} removes {removal}, but view {key} of {env} still "
-                                        "reads it")
+                        problems.append(f"{migration.label} removes {removal}, but view {key} of {env} still reads it")
             seed = seeds.get(f"{dataset}.{table}")
             if seed is not None and (not column or column.lower() in seed_columns(seed)):
                 what = f"yields column {column}" if column else "fills that table"
@@ -264,8 +280,14 @@ class Expected:
     columns: dict[str, str | None] | None = None
 
 
-_ALIASES = {"INTEGER": "INT64", "FLOAT": "FLOAT64", "BOOLEAN": "BOOL", "RECORD": "STRUCT", "DECIMAL": "NUMERIC",
-            "BIGDECIMAL": "BIGNUMERIC"}
+_ALIASES = {
+    "INTEGER": "INT64",
+    "FLOAT": "FLOAT64",
+    "BOOLEAN": "BOOL",
+    "RECORD": "STRUCT",
+    "DECIMAL": "NUMERIC",
+    "BIGDECIMAL": "BIGNUMERIC",
+}
 
 
 def normal_type(field_repr: Mapping[str, Any]) -> str:
@@ -279,7 +301,7 @@ def declared_type(data_type: Any) -> str:
     """A sqlglot DataType of a column definition, as `normal_type` writes it."""
     text = data_type.sql(dialect="bigquery").upper()
     if text.startswith("ARRAY<"):
-        inner = re.split(r"[<(]", text[len("ARRAY<"):], maxsplit=1)[0].rstrip(">")
+        inner = re.split(r"[<(]", text[len("ARRAY<") :], maxsplit=1)[0].rstrip(">")
         return f"ARRAY<{_ALIASES.get(inner, inner)}>"
     base = re.split(r"[<(]", text, maxsplit=1)[0].strip()
     return _ALIASES.get(base, base)
@@ -312,18 +334,20 @@ def expected_after(before: Mapping[str, Expected], migration: Migration) -> dict
             state[key] = Expected("ABSENT")
         elif isinstance(tree, exp.Create):
             if tree.args.get("exists") and current.kind != "ABSENT":
-                continue   # CREATE ... IF NOT EXISTS of an existing object leaves it as it is
+                continue  # CREATE ... IF NOT EXISTS of an existing object leaves it as it is
             if kind in ("VIEW", "MATERIALIZED VIEW"):
                 state[key] = Expected("VIEW")
             elif isinstance(tree.this, exp.Schema) and tree.this.expressions and tree.expression is None:
                 defs = [d for d in tree.this.expressions if isinstance(d, exp.ColumnDef)]
-                state[key] = Expected("TABLE", {d.name.lower(): declared_type(d.args["kind"]) if d.args.get("kind")
-                                                else None for d in defs})
+                state[key] = Expected(
+                    "TABLE",
+                    {d.name.lower(): declared_type(d.args["kind"]) if d.args.get("kind") else None for d in defs},
+                )
             else:
-                state[key] = Expected("TABLE")   # CTAS, LIKE, CLONE, COPY: the columns come from elsewhere
+                state[key] = Expected("TABLE")  # CTAS, LIKE, CLONE, COPY: the columns come from elsewhere
         elif type(tree).__name__ == "Alter":
             if current.kind == "ABSENT":
-                continue   # ALTER ... IF EXISTS of a missing table (else the statement failed)
+                continue  # ALTER ... IF EXISTS of a missing table (else the statement failed)
             columns = current.columns
             for action in tree.args.get("actions") or []:
                 name = type(action).__name__
@@ -331,7 +355,9 @@ def expected_after(before: Mapping[str, Expected], migration: Migration) -> dict
                     column = action.name.lower()
                     if action.args.get("exists") and column in columns:
                         # ADD COLUMN IF NOT EXISTS: it must now have the declared type
-                        columns[column] = declared_type(action.args["kind"]) if action.args.get("kind") else columns[column]
+                        columns[column] = (
+                            declared_type(action.args["kind"]) if action.args.get("kind") else columns[column]
+                        )
                     else:
                         columns[column] = declared_type(action.args["kind"]) if action.args.get("kind") else None
                 elif isinstance(action, exp.Drop) and columns is not None:
@@ -358,17 +384,25 @@ def compare_expected(expected: Mapping[str, Expected], actual: Mapping[str, Expe
     for key, want in sorted(expected.items()):
         got = actual.get(key, Expected("ABSENT"))
         if want.kind != got.kind:
-            problems.append(f"{key} should be {'absent' if want.kind == 'ABSENT' else 'a ' + want.kind.lower()}, "
-                            f"it is {'absent' if got.kind == 'ABSENT' else 'a ' + got.kind.lower()}")
+            problems.append(
+                f"{key} should be {'absent' if want.kind == 'ABSENT' else 'a ' + want.kind.lower()}, "
+                f"it is {'absent' if got.kind == 'ABSENT' else 'a ' + got.kind.lower()}"
+            )
             continue
         if want.kind != "TABLE" or want.columns is None or got.columns is None:
             continue
         missing = [c for c in want.columns if c not in got.columns]
         extra = [c for c in got.columns if c not in want.columns]
-        retyped = [f"{c} is {got.columns[c]}, declared {t}" for c, t in want.columns.items()
-                   if t is not None and c in got.columns and got.columns[c] != t]
-        details = ([f"column {c} is missing" for c in missing] + [f"column {c} is not declared" for c in extra]
-                   + [f"column {r}" for r in retyped])
+        retyped = [
+            f"{c} is {got.columns[c]}, declared {t}"
+            for c, t in want.columns.items()
+            if t is not None and c in got.columns and got.columns[c] != t
+        ]
+        details = (
+            [f"column {c} is missing" for c in missing]
+            + [f"column {c} is not declared" for c in extra]
+            + [f"column {r}" for r in retyped]
+        )
         if details:
             problems.append(f"{key}: " + "; ".join(details))
     return problems
@@ -385,13 +419,21 @@ def written_tables(config: EnvsyncConfig, migrations: Iterable[Migration]) -> li
     keys: set[str] = set()
     for migration in migrations:
         for statement in migration.statements:
-            keys |= {f"{t.dataset}.{t.table}" for t in statement_write_targets(statement.sql, config.project) if t.table}
+            keys |= {
+                f"{t.dataset}.{t.table}" for t in statement_write_targets(statement.sql, config.project) if t.table
+            }
         keys |= {item for item in migration.additions() if item.count(".") == 1}
     return sorted(keys)
 
 
-def plan_text(config: EnvsyncConfig, todo: Sequence[Migration], ledger: Sequence[LedgerRow], target: str,
-              lane: str, notes: Sequence[str]) -> str:
+def plan_text(
+    config: EnvsyncConfig,
+    todo: Sequence[Migration],
+    ledger: Sequence[LedgerRow],
+    target: str,
+    lane: str,
+    notes: Sequence[str],
+) -> str:
     """The promotion plan: per environment what it holds and what would run, then per migration the
     tables it touches and its statements rewritten for the target."""
     versions = {m.version for m in todo}
@@ -404,8 +446,10 @@ def plan_text(config: EnvsyncConfig, todo: Sequence[Migration], ledger: Sequence
         lines.append(line)
     lines += [f"  note: {n}" for n in notes]
     for migration in todo:
-        lines.append(f"migration {migration.version} ({migration.label}, {migration.phase}) on {target}: "
-                     f"touches {', '.join(migration.tables())}; writes {', '.join(written_tables(config, [migration]))}")
+        lines.append(
+            f"migration {migration.version} ({migration.label}, {migration.phase}) on {target}: "
+            f"touches {', '.join(migration.tables())}; writes {', '.join(written_tables(config, [migration]))}"
+        )
         for line, sql in migration.rewrite_for(config, target):
             lines.append(f"  line {line}:")
             lines += [f"    {text}" for text in sql.splitlines()]
@@ -434,7 +478,9 @@ def environment_views(config: EnvsyncConfig, client: Any, env: str) -> dict[str,
             if (item.table_type or "").upper() != "VIEW":
                 continue
             query = client.get_table(item.reference).view_query or ""
-            views[f"{ds}.{item.table_id}"] = rewrite_view_sql(query, back, config.project).sql if back != mapping else query
+            views[f"{ds}.{item.table_id}"] = (
+                rewrite_view_sql(query, back, config.project).sql if back != mapping else query
+            )
     return views
 
 
@@ -453,22 +499,23 @@ def seed_queries(config: EnvsyncConfig) -> dict[str, str]:
     return out
 
 
-def staging_problems(config: EnvsyncConfig, runner: JobRunner, migrations: MigrationFiles,
-                     ledger: Sequence[LedgerRow]) -> list[str]:
+def staging_problems(
+    config: EnvsyncConfig, runner: JobRunner, migrations: MigrationFiles, ledger: Sequence[LedgerRow]
+) -> list[str]:
     """Before prod: every view of staging resolves (read with LIMIT 0, no rows) and every seed fits
     staging's schema (the reseed's contract check). Reads only."""
     from dataclasses import replace
 
     from envsync.bigquery.discovery import discover_dataset
-    from envsync.core.guard import TableRef
     from envsync.bigquery.jobs import JobStats
-    from envsync.migrations.ledger import _bigquery_message, ahead_of
-    from envsync.environments.reseed import ContractError, Reseeder
+    from envsync.core.guard import TableRef
     from envsync.core.sqltemplates import render
+    from envsync.environments.reseed import ContractError, Reseeder
+    from envsync.migrations.ledger import _bigquery_message, ahead_of
 
     problems: list[str] = []
     client = runner.bq.client
-    reseeder = Reseeder(config, runner, dt.datetime.now(dt.timezone.utc))
+    reseeder = Reseeder(config, runner, dt.datetime.now(dt.UTC))
     ahead = frozenset(ahead_of(migrations, ledger, "staging"))
     stats = JobStats()
     for ds, env_ds in dataset_map(config, "staging").items():
@@ -477,8 +524,11 @@ def staging_problems(config: EnvsyncConfig, runner: JobRunner, migrations: Migra
             if table.kind != "VIEW":
                 continue
             try:
-                runner.run(render("sync/probe_view", target=TableRef(config.project, env_ds, table.table).sql),
-                           key=("promote_probe", env_ds, table.table), stats=stats)
+                runner.run(
+                    render("sync/probe_view", target=TableRef(config.project, env_ds, table.table).sql),
+                    key=("promote_probe", env_ds, table.table),
+                    stats=stats,
+                )
             except Exception as error:
                 from envsync.migrations.ledger import _refused_by_bigquery
 
@@ -491,8 +541,9 @@ def staging_problems(config: EnvsyncConfig, runner: JobRunner, migrations: Migra
         except ContractError as error:
             problems.append(f"seeds do not fit staging: {error}")
             continue
-        problems += reseeder.check_contract(as_prod, sources, stats, schema_name="staging's schema", ahead=ahead,
-                                            env="staging")
+        problems += reseeder.check_contract(
+            as_prod, sources, stats, schema_name="staging's schema", ahead=ahead, env="staging"
+        )
     log.info("staging checked before prod: %d view/seed problem(s), %d read-only jobs", len(problems), stats.jobs)
     return problems
 
@@ -503,11 +554,18 @@ def staging_problems(config: EnvsyncConfig, runner: JobRunner, migrations: Migra
 class ProdPromotion:
     """Applies confirmed migrations to prod with a pinned backup, schema checks and rollback."""
 
-    def __init__(self, config: EnvsyncConfig, runner: JobRunner, store: ManifestStore, prefix: str,
-                 migrations: Sequence[Migration], confirm: object):
-        from envsync.core.guard import GuardedBigQuery, WriteGuard
-        from envsync.bigquery.jobs import JobRunner as Runner
+    def __init__(
+        self,
+        config: EnvsyncConfig,
+        runner: JobRunner,
+        store: ManifestStore,
+        prefix: str,
+        migrations: Sequence[Migration],
+        confirm: object,
+    ):
         from envsync.backups.restore import RESTORE_SUFFIX
+        from envsync.bigquery.jobs import JobRunner as Runner
+        from envsync.core.guard import GuardedBigQuery, WriteGuard
 
         self.config = config
         self.migrations = list(migrations)
@@ -516,11 +574,22 @@ class ProdPromotion:
         self.written = written_tables(config, self.migrations)
         scope = set(self.written) | {f"{key}{RESTORE_SUFFIX}" for key in self.written}
         guard = WriteGuard.from_config(config).for_prod_migrations(
-            [m.version for m in self.migrations], sorted({k.split(".")[0] for k in self.written}), confirm,
-            tables=sorted(scope))   # refuses here, before any write, without the exact phrase
+            [m.version for m in self.migrations],
+            sorted({k.split(".")[0] for k in self.written}),
+            confirm,
+            tables=sorted(scope),
+        )  # refuses here, before any write, without the exact phrase
         self.bq = GuardedBigQuery(runner.bq.client, guard, runner.bq.location)
-        self.runner = Runner(self.bq, dag_id=runner.dag_id, run_id=runner.run_id, task_id=runner.task_id,
-                             timeout=runner.timeout, retry=runner.retry, sleep=runner.sleep, rng=runner.rng)
+        self.runner = Runner(
+            self.bq,
+            dag_id=runner.dag_id,
+            run_id=runner.run_id,
+            task_id=runner.task_id,
+            timeout=runner.timeout,
+            retry=runner.retry,
+            sleep=runner.sleep,
+            rng=runner.rng,
+        )
         self.ledger_runner = runner
 
     # state --------------------------------------------------------------------------------
@@ -540,12 +609,13 @@ class ProdPromotion:
         return out
 
     def _engines(self) -> tuple[Any, Any]:
-        from envsync.backups.snapshots import BackupCatalog, BackupEngine
         from envsync.backups.restore import RestoreEngine
+        from envsync.backups.snapshots import BackupCatalog, BackupEngine
 
         catalog = BackupCatalog(self.config, self.bq.client, self.store)
-        return RestoreEngine(self.config, self.bq, self.runner, catalog), BackupEngine(self.config, self.bq,
-                                                                                       self.runner, catalog)
+        return RestoreEngine(self.config, self.bq, self.runner, catalog), BackupEngine(
+            self.config, self.bq, self.runner, catalog
+        )
 
     # 1. backup ----------------------------------------------------------------------------
     def backup(self, reason: str) -> tuple[dict[str, Any], bool]:
@@ -576,19 +646,34 @@ class ProdPromotion:
                 objects[key] = {"kind": "TABLE"}
                 tables_by_ds.setdefault(ds, []).append(name)
             else:
-                raise PromotionError(f"{key} is a {kind.lower()}: migrations only change tables and views; nothing "
-                                     "was written")
+                raise PromotionError(
+                    f"{key} is a {kind.lower()}: migrations only change tables and views; nothing was written"
+                )
         restore, backups = self._engines()
-        expires = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=self.config.backups.pinned_expiry_days)
+        expires = dt.datetime.now(dt.UTC) + dt.timedelta(days=self.config.backups.pinned_expiry_days)
         for ds, names in sorted(tables_by_ds.items()):
             for manifest in restore.pin_current(ds, names, reason, expires, backups):
-                objects[f"{ds}.{manifest['table']}"].update(snapshot=manifest["snapshot"], taken_at=manifest["taken_at"],
-                                                            rows=manifest["rows"], checksum=manifest["checksum"])
-        record = {"taken_at": dt.datetime.now(dt.timezone.utc).isoformat(), "reason": reason, "status": "pinned",
-                  "versions": [m.version for m in self.migrations], "objects": objects}
+                objects[f"{ds}.{manifest['table']}"].update(
+                    snapshot=manifest["snapshot"],
+                    taken_at=manifest["taken_at"],
+                    rows=manifest["rows"],
+                    checksum=manifest["checksum"],
+                )
+        record = {
+            "taken_at": dt.datetime.now(dt.UTC).isoformat(),
+            "reason": reason,
+            "status": "pinned",
+            "versions": [m.version for m in self.migrations],
+            "objects": objects,
+        }
         self.store.write(self.path, record)
-        log.info("pinned backup of prod before the promotion: %s", ", ".join(
-            f"{k} -> {v['snapshot']}" if "snapshot" in v else f"{k} ({v['kind'].lower()})" for k, v in sorted(objects.items())))
+        log.info(
+            "pinned backup of prod before the promotion: %s",
+            ", ".join(
+                f"{k} -> {v['snapshot']}" if "snapshot" in v else f"{k} ({v['kind'].lower()})"
+                for k, v in sorted(objects.items())
+            ),
+        )
         return record, False
 
     def _mark(self, record: dict[str, Any], status: str) -> None:
@@ -602,35 +687,45 @@ class ProdPromotion:
 
         keys = sorted(set(migration.tables()) | {k for k in migration.additions() if k.count(".") == 1})
         expected = expected_after(self.describe(keys), migration)
-        row = result_row(f"migration {migration.version}", f"prod: {migration.label}", "migrate",
-                         f"{migration.phase}: {len(migration.statements)} statement(s)", env="prod")
-        clock = dt.datetime.now(dt.timezone.utc)
+        row = result_row(
+            f"migration {migration.version}",
+            f"prod: {migration.label}",
+            "migrate",
+            f"{migration.phase}: {len(migration.statements)} statement(s)",
+            env="prod",
+        )
+        clock = dt.datetime.now(dt.UTC)
         for number, (line, sql) in enumerate(migration.rewrite_for(self.config, "prod")):
             try:
                 job = self.runner.run(sql, key=("promote", "prod", str(migration.version), str(number)))
             except Exception as error:
                 message = _bigquery_message(error)
                 first = sql.strip().splitlines()[0][:200]
-                raise MigrationFailed(f"migration {migration.label} failed on prod at "
-                                      f"{migration.where(_file_line(line, message))} ({first!r}): {message}") from error
+                raise MigrationFailed(
+                    f"migration {migration.label} failed on prod at "
+                    f"{migration.where(_file_line(line, message))} ({first!r}): {message}"
+                ) from error
             row["jobs"] += 1
             billed = getattr(job, "total_bytes_billed", None)
             row["bytes_billed"] += billed if isinstance(billed, int) else 0
         problems = compare_expected(expected, self.describe(sorted(expected)))
         if problems:
-            raise MigrationFailed(f"migration {migration.label} ran on prod, but the schema it left differs from what "
-                                  f"its statements declare: {'; '.join(problems)}")
-        row.update(status="ok", seconds=round((dt.datetime.now(dt.timezone.utc) - clock).total_seconds(), 3))
-        log.info("applied %s to prod (%d statements); its schema is as declared", migration.label,
-                 len(migration.statements))
+            raise MigrationFailed(
+                f"migration {migration.label} ran on prod, but the schema it left differs from what "
+                f"its statements declare: {'; '.join(problems)}"
+            )
+        row.update(status="ok", seconds=round((dt.datetime.now(dt.UTC) - clock).total_seconds(), 3))
+        log.info(
+            "applied %s to prod (%d statements); its schema is as declared", migration.label, len(migration.statements)
+        )
         return row
 
     # 3. rollback --------------------------------------------------------------------------
     def rollback(self, record: Mapping[str, Any]) -> list[str]:
         """Bring every written table and view back to the recorded backup; returns what was done.
         Raises PromotionError naming what could not be restored."""
-        from envsync.core.guard import TableRef
         from envsync.backups.restore import RestoreError, Source, publish_disposition
+        from envsync.core.guard import TableRef
         from envsync.core.sqltemplates import render
 
         restore, _ = self._engines()
@@ -651,8 +746,9 @@ class ProdPromotion:
                 elif entry["kind"] == "VIEW":
                     if now[key].kind == "TABLE":
                         self.bq.delete_table(ref)
-                    self.runner.run(render("sync/create_view", target=ref.sql, query=entry["query"]),
-                                    key=("rollback", "view", key))
+                    self.runner.run(
+                        render("sync/create_view", target=ref.sql, query=entry["query"]), key=("rollback", "view", key)
+                    )
                     done.append(f"view {key}: its former definition")
                 else:
                     if now[key].kind != "ABSENT":
@@ -660,11 +756,12 @@ class ProdPromotion:
                         snapshot = self.bq.client.get_table(f"{self.config.project}.{entry['snapshot']}")
                         try:
                             publish_disposition(str(ref), current, snapshot)
-                        except RestoreError:   # replaced by a view or repartitioned: make room
+                        except RestoreError:  # replaced by a view or repartitioned: make room
                             self.bq.delete_table(ref)
                     taken_at = dt.datetime.fromisoformat(entry["taken_at"])
-                    source = Source("snapshot", name, taken_at, entry["snapshot"],
-                                    "pinned before the promotion (rollback)")
+                    source = Source(
+                        "snapshot", name, taken_at, entry["snapshot"], "pinned before the promotion (rollback)"
+                    )
                     result = restore.restore_table(ds, source, ds, taken_at)
                     if result["status"] != "ok":
                         raise RestoreError(str(result.get("error")))
@@ -674,8 +771,11 @@ class ProdPromotion:
         for line in done:
             log.info("rollback: %s", line)
         if failures:
-            raise PromotionError("ROLLBACK INCOMPLETE, prod may be partly migrated: " + "; ".join(failures)
-                                 + f"; the pinned backup is recorded at {self.store.uri(self.path)} (restore DAG)")
+            raise PromotionError(
+                "ROLLBACK INCOMPLETE, prod may be partly migrated: "
+                + "; ".join(failures)
+                + f"; the pinned backup is recorded at {self.store.uri(self.path)} (restore DAG)"
+            )
         return done
 
     # the whole run --------------------------------------------------------------------------
@@ -685,15 +785,18 @@ class ProdPromotion:
         from envsync.migrations.ledger import _ledger_row, record
 
         runner = self.ledger_runner
-        mine = {r.version for r in ledger if r.environment == "prod" and r.run_id == runner.run_id
-                and r.status == APPLIED}
+        mine = {
+            r.version for r in ledger if r.environment == "prod" and r.run_id == runner.run_id and r.status == APPLIED
+        }
         if mine and mine >= {m.version for m in self.migrations}:
             log.info("migrations %s were applied to prod by an earlier try of this run", sorted(mine))
             return [self._done_row(m) for m in self.migrations]
         record_, interrupted = self.backup(reason)
         if interrupted:
-            log.warning("an earlier try of this run stopped while promoting to prod: rolling back to its pinned "
-                        "backup before applying again")
+            log.warning(
+                "an earlier try of this run stopped while promoting to prod: rolling back to its pinned "
+                "backup before applying again"
+            )
             self.rollback(record_)
         rows: list[dict[str, Any]] = []
         for migration in self.migrations:
@@ -707,13 +810,25 @@ class ProdPromotion:
                     message = f"{failure}; {rollback_error}"
                 else:
                     self._mark(record_, "rolled_back")
-                    message = (f"{failure}; prod was rolled back to the pinned backup taken at {record_['taken_at']} "
-                               f"({len(undone)} object(s)); nothing was recorded as applied")
-                record(self.config, runner, [_ledger_row(migration, "prod", FAILED, dag_id=runner.dag_id,
-                                                         run_id=runner.run_id, error=message[:2000])])
+                    message = (
+                        f"{failure}; prod was rolled back to the pinned backup taken at {record_['taken_at']} "
+                        f"({len(undone)} object(s)); nothing was recorded as applied"
+                    )
+                record(
+                    self.config,
+                    runner,
+                    [
+                        _ledger_row(
+                            migration, "prod", FAILED, dag_id=runner.dag_id, run_id=runner.run_id, error=message[:2000]
+                        )
+                    ],
+                )
                 raise MigrationFailed(message) from failure
-        record(self.config, runner, [_ledger_row(m, "prod", APPLIED, dag_id=runner.dag_id, run_id=runner.run_id)
-                                     for m in self.migrations])
+        record(
+            self.config,
+            runner,
+            [_ledger_row(m, "prod", APPLIED, dag_id=runner.dag_id, run_id=runner.run_id) for m in self.migrations],
+        )
         self._mark(record_, "applied")
         return rows
 
@@ -721,5 +836,13 @@ class ProdPromotion:
     def _done_row(migration: Migration) -> dict[str, Any]:
         from envsync.observe.report import result_row
 
-        return {**result_row(f"migration {migration.version}", f"prod: {migration.label}", "migrate",
-                             "applied by an earlier try of this run", env="prod"), "status": "ok"}
+        return {
+            **result_row(
+                f"migration {migration.version}",
+                f"prod: {migration.label}",
+                "migrate",
+                "applied by an earlier try of this run",
+                env="prod",
+            ),
+            "status": "ok",
+        }

@@ -29,7 +29,7 @@ MAX_FAILURES_SHOWN = 5
 MAX_ERROR = 300
 ICONS = {"success": ":white_check_mark:", "failure": ":x:", "privacy": ":warning:", "drift": ":warning:"}
 MAX_COLUMNS_SHOWN = 10
-RUN_KINDS = ("success", "failure", "privacy")   # what EnvsyncSlackNotifier sends (drift goes through alert_parity)
+RUN_KINDS = ("success", "failure", "privacy")  # what EnvsyncSlackNotifier sends (drift goes through alert_parity)
 
 
 def _duration(seconds: float | None) -> str:
@@ -46,8 +46,17 @@ def run_url(base_url: str, dag_id: str, run_id: str) -> str:
     return f"{base_url.rstrip('/')}/dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}"
 
 
-def build_message(*, kind: str, dag_id: str, run_id: str, report: dict[str, Any] | None, duration: float | None,
-                  url: str, failed_tasks: list[str], reason: str | None = None) -> dict[str, Any]:
+def build_message(
+    *,
+    kind: str,
+    dag_id: str,
+    run_id: str,
+    report: dict[str, Any] | None,
+    duration: float | None,
+    url: str,
+    failed_tasks: list[str],
+    reason: str | None = None,
+) -> dict[str, Any]:
     """The Slack payload (`text` and `blocks`) of a run's success or failure alert (pure)."""
     from envsync.observe.audit import environment_of
     from envsync.observe.report import BOOKKEEPING_ACTIONS, human_bytes
@@ -66,23 +75,29 @@ def build_message(*, kind: str, dag_id: str, run_id: str, report: dict[str, Any]
         return _privacy_message(dag_id=dag_id, run_id=run_id, report=report, env=env, url=url)
     verb = "succeeded" if kind == "success" else "FAILED"
     headline = f"{ICONS[kind]} envsync *{dag_id}* {verb} on *{env}* ({', '.join(datasets) or 'no datasets planned'})"
-    facts = (f"tables: {len(counted)} ({len(counted) - len(failed_counted)} ok, {len(failed_counted)} failed) | "
-             f"rows: {rows:,} | "
-             f"est. bytes billed: {human_bytes(est)} | duration: {_duration(duration)}")
+    facts = (
+        f"tables: {len(counted)} ({len(counted) - len(failed_counted)} ok, {len(failed_counted)} failed) | "
+        f"rows: {rows:,} | "
+        f"est. bytes billed: {human_bytes(est)} | duration: {_duration(duration)}"
+    )
     lines = [headline, facts]
     promotion = report.get("promotion")
-    if promotion:   # promote_schema: the versions, the environment and the lane
-        lines.append(f"schema migrations {', '.join(map(str, promotion.get('versions') or [])) or 'none'} -> {env}, "
-                     f"lane {promotion.get('lane')}" + "".join(f"; {note}" for note in promotion.get("notes") or []))
+    if promotion:  # promote_schema: the versions, the environment and the lane
+        lines.append(
+            f"schema migrations {', '.join(map(str, promotion.get('versions') or [])) or 'none'} -> {env}, "
+            f"lane {promotion.get('lane')}" + "".join(f"; {note}" for note in promotion.get("notes") or [])
+        )
     if report.get("refused") and not failed:
-        lines.append(f"refused: {str(report['refused'])[:MAX_ERROR * 2]}")
+        lines.append(f"refused: {str(report['refused'])[: MAX_ERROR * 2]}")
     if report.get("cut"):
         window = report.get("window")
         lines.append(f"T = {report['cut']}" + (f", window [{window['start']}, {window['end']})" if window else ""))
     cut = report.get("staging_cut")
     if cut:
-        lines.append(f"QA -> staging as of T = {cut['cut']}: seed version {cut.get('seed_version') or 'none'}, "
-                     f"migration version {cut.get('migration_version') or 'none (qa holds no schema migration)'}")
+        lines.append(
+            f"QA -> staging as of T = {cut['cut']}: seed version {cut.get('seed_version') or 'none'}, "
+            f"migration version {cut.get('migration_version') or 'none (qa holds no schema migration)'}"
+        )
     for row in failed[:MAX_FAILURES_SHOWN]:
         lines.append(f"failed: {row.get('table')} -> {row.get('target')}: {str(row.get('error'))[:MAX_ERROR]}")
     if len(failed) > MAX_FAILURES_SHOWN:
@@ -98,8 +113,10 @@ def build_message(*, kind: str, dag_id: str, run_id: str, report: dict[str, Any]
 
 def _privacy_message(*, dag_id: str, run_id: str, report: dict[str, Any], env: str, url: str) -> dict[str, Any]:
     unmasked = [r for r in (report.get("privacy") or {}).get("unmasked_tagged") or [] if r.get("env") == env]
-    lines = [f"{ICONS['privacy']} envsync *{dag_id}* copied {len(unmasked)} policy-tagged column(s) UNMASKED to "
-             f"*{env}*: mask them (tables.<ds>.<table>.mask) or list their policy tags in privacy.policy_tags"]
+    lines = [
+        f"{ICONS['privacy']} envsync *{dag_id}* copied {len(unmasked)} policy-tagged column(s) UNMASKED to "
+        f"*{env}*: mask them (tables.<ds>.<table>.mask) or list their policy tags in privacy.policy_tags"
+    ]
     for row in unmasked[:MAX_COLUMNS_SHOWN]:
         lines.append(f"unmasked: {row['target']}.{row['column']} (policy tags: {', '.join(row['policy_tags'])})")
     if len(unmasked) > MAX_COLUMNS_SHOWN:
@@ -117,13 +134,15 @@ def post(conn_id: str, message: Any, context: Any, *, kind: str, timeout: int = 
         from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
 
         payload = message() if callable(message) else message
-        SlackWebhookNotifier(slack_webhook_conn_id=conn_id, text=payload["text"], blocks=payload["blocks"],
-                             timeout=timeout).notify(context)
+        SlackWebhookNotifier(
+            slack_webhook_conn_id=conn_id, text=payload["text"], blocks=payload["blocks"], timeout=timeout
+        ).notify(context)
         log.info("sent the Slack %s alert of %s through connection %r", kind, dag_id, conn_id)
         return True
     except Exception as error:  # an alert never fails the data work
-        log.warning("Slack %s alert of %s not sent (connection %r): %s: %s", kind, dag_id, conn_id,
-                    type(error).__name__, error)
+        log.warning(
+            "Slack %s alert of %s not sent (connection %r): %s: %s", kind, dag_id, conn_id, type(error).__name__, error
+        )
         return False
 
 
@@ -132,14 +151,20 @@ def parity_message(*, dag_id: str, run_id: str, summary: dict[str, Any], url: st
     expected differences, the top findings, the total count and a link to the run (pure)."""
     envs = summary.get("environments") or {}
     drifting = {env: c for env, c in envs.items() if c.get("drift")}
-    lines = [f"{ICONS['drift']} envsync *parity*: {summary['drift']} unexpected difference(s) from prod on "
-             f"*{', '.join(sorted(drifting)) or '-'}* ({', '.join(summary.get('datasets') or [])}), "
-             f"checked by {dag_id}",
-             " | ".join(f"{env}: {c.get('drift', 0)} drift, {c.get('expected', 0)} expected" for env, c in sorted(envs.items()))]
+    lines = [
+        f"{ICONS['drift']} envsync *parity*: {summary['drift']} unexpected difference(s) from prod on "
+        f"*{', '.join(sorted(drifting)) or '-'}* ({', '.join(summary.get('datasets') or [])}), "
+        f"checked by {dag_id}",
+        " | ".join(
+            f"{env}: {c.get('drift', 0)} drift, {c.get('expected', 0)} expected" for env, c in sorted(envs.items())
+        ),
+    ]
     top = summary.get("top_drift") or []
     lines += [f"• {line[:MAX_ERROR]}" for line in top]
     if summary["drift"] > len(top):
-        lines.append(f"... and {summary['drift'] - len(top)} more (envsync_audit.parity, sql/reports/latest_parity.sql)")
+        lines.append(
+            f"... and {summary['drift'] - len(top)} more (envsync_audit.parity, sql/reports/latest_parity.sql)"
+        )
     lines.append(f"<{url}|Open run {run_id} in Airflow>")
     text = "\n".join(lines)
     return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}
@@ -151,8 +176,12 @@ def alert_parity(config: Any, context: Any, summary: dict[str, Any]) -> bool:
         return False
     dag_id = context["dag"].dag_id
     run_id = context.get("run_id") or ""
-    return post(config.alerts.slack_conn_id, lambda: parity_message(
-        dag_id=dag_id, run_id=run_id, summary=summary, url=run_url(_base_url(), dag_id, run_id)), context, kind="drift")
+    return post(
+        config.alerts.slack_conn_id,
+        lambda: parity_message(dag_id=dag_id, run_id=run_id, summary=summary, url=run_url(_base_url(), dag_id, run_id)),
+        context,
+        kind="drift",
+    )
 
 
 class EnvsyncSlackNotifier(BaseNotifier):
@@ -196,13 +225,19 @@ class EnvsyncSlackNotifier(BaseNotifier):
         except Exception as error:  # the alert still goes out, with what is known
             log.warning("could not read the run's report for the Slack alert: %s", error)
         start = getattr(dag_run, "start_date", None)
-        end = getattr(dag_run, "end_date", None) or dt.datetime.now(dt.timezone.utc)
+        end = getattr(dag_run, "end_date", None) or dt.datetime.now(dt.UTC)
         ti = context.get("ti")  # the run's last (for a failure: the failed) task instance
         failed_tasks = [ti.task_id] if self.kind == "failure" and getattr(ti, "task_id", None) else []
-        return build_message(kind=self.kind, dag_id=dag_id, run_id=run_id, report=report,
-                             duration=(end - start).total_seconds() if start else None,
-                             url=run_url(_base_url(), dag_id, run_id), failed_tasks=failed_tasks,
-                             reason=context.get("reason"))
+        return build_message(
+            kind=self.kind,
+            dag_id=dag_id,
+            run_id=run_id,
+            report=report,
+            duration=(end - start).total_seconds() if start else None,
+            url=run_url(_base_url(), dag_id, run_id),
+            failed_tasks=failed_tasks,
+            reason=context.get("reason"),
+        )
 
 
 def _base_url() -> str:

@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Any
 from envsync.bigquery.datasets import ensure_env_dataset
 from envsync.core.guard import TableRef, Typed
 from envsync.core.identifiers import quote_column
-from envsync.observe.report import BOOKKEEPING_ACTIONS
 from envsync.core.sqltemplates import render
+from envsync.observe.report import BOOKKEEPING_ACTIONS
 
 if TYPE_CHECKING:
-    from envsync.core.config import EnvsyncConfig
     from envsync.bigquery.jobs import JobRunner
+    from envsync.core.config import EnvsyncConfig
 
 log = logging.getLogger(__name__)
 
@@ -37,34 +37,90 @@ TABLE_ACTIONS = "table_actions"
 RECOVERY_DRILLS = "recovery_drills"
 MASKED_COLUMNS = "masked_columns"
 MASKED_COLUMN_COLUMNS = {
-    "recorded_at": "TIMESTAMP", "dag_id": "STRING", "run_id": "STRING", "environment": "STRING",
-    "table_name": "STRING", "target": "STRING", "column_name": "STRING", "mask": "STRING", "origin": "STRING",
-    "policy_tags": "STRING", "unmasked_rows": "INT64", "status": "STRING",
+    "recorded_at": "TIMESTAMP",
+    "dag_id": "STRING",
+    "run_id": "STRING",
+    "environment": "STRING",
+    "table_name": "STRING",
+    "target": "STRING",
+    "column_name": "STRING",
+    "mask": "STRING",
+    "origin": "STRING",
+    "policy_tags": "STRING",
+    "unmasked_rows": "INT64",
+    "status": "STRING",
 }
 RUN_COLUMNS = {
-    "recorded_at": "TIMESTAMP", "dag_id": "STRING", "run_id": "STRING", "run_type": "STRING",
-    "environment": "STRING", "datasets": "STRING", "logical_date": "TIMESTAMP", "cut": "TIMESTAMP",
-    "window_start": "TIMESTAMP", "window_end": "TIMESTAMP", "status": "STRING", "started_at": "TIMESTAMP",
-    "duration_seconds": "FLOAT64", "objects": "INT64", "failed": "INT64", "row_count": "INT64",
-    "est_bytes_billed": "INT64", "bytes_billed": "INT64", "jobs": "INT64", "error": "STRING", "manifest": "STRING",
+    "recorded_at": "TIMESTAMP",
+    "dag_id": "STRING",
+    "run_id": "STRING",
+    "run_type": "STRING",
+    "environment": "STRING",
+    "datasets": "STRING",
+    "logical_date": "TIMESTAMP",
+    "cut": "TIMESTAMP",
+    "window_start": "TIMESTAMP",
+    "window_end": "TIMESTAMP",
+    "status": "STRING",
+    "started_at": "TIMESTAMP",
+    "duration_seconds": "FLOAT64",
+    "objects": "INT64",
+    "failed": "INT64",
+    "row_count": "INT64",
+    "est_bytes_billed": "INT64",
+    "bytes_billed": "INT64",
+    "jobs": "INT64",
+    "error": "STRING",
+    "manifest": "STRING",
 }
 ACTION_COLUMNS = {
-    "recorded_at": "TIMESTAMP", "dag_id": "STRING", "run_id": "STRING", "environment": "STRING",
-    "table_name": "STRING", "target": "STRING", "action": "STRING", "reason": "STRING", "status": "STRING",
-    "row_count": "INT64", "seconds": "FLOAT64", "est_bytes_billed": "INT64", "bytes_billed": "INT64",
-    "jobs": "INT64", "error": "STRING",
+    "recorded_at": "TIMESTAMP",
+    "dag_id": "STRING",
+    "run_id": "STRING",
+    "environment": "STRING",
+    "table_name": "STRING",
+    "target": "STRING",
+    "action": "STRING",
+    "reason": "STRING",
+    "status": "STRING",
+    "row_count": "INT64",
+    "seconds": "FLOAT64",
+    "est_bytes_billed": "INT64",
+    "bytes_billed": "INT64",
+    "jobs": "INT64",
+    "error": "STRING",
 }
 # the environment a DAG writes, when its manifest does not say
-DAG_ENVIRONMENTS = {"prod_to_dev_sync": "dev", "prod_copy": "prodcopy", "backup_ladder": "backup",
-                    "restore": "drill", "recovery_drill": "drill", "cleanup_test_environments": "test",
-                    "staging_cut": "staging"}
+DAG_ENVIRONMENTS = {
+    "prod_to_dev_sync": "dev",
+    "prod_copy": "prodcopy",
+    "backup_ladder": "backup",
+    "restore": "drill",
+    "recovery_drill": "drill",
+    "cleanup_test_environments": "test",
+    "staging_cut": "staging",
+}
 # column -> BigQuery type, in table order (see sql/audit/create_recovery_drills.sql)
 RECOVERY_DRILL_COLUMNS = {
-    "recorded_at": "TIMESTAMP", "dag_id": "STRING", "run_id": "STRING", "logical_date": "TIMESTAMP",
-    "point_in_time": "TIMESTAMP", "dataset": "STRING", "table_name": "STRING", "target": "STRING",
-    "source_kind": "STRING", "source": "STRING", "backup_taken_at": "TIMESTAMP", "rpo_seconds": "FLOAT64",
-    "rto_seconds": "FLOAT64", "row_count": "INT64", "expected_checksum": "STRING", "checksum": "STRING",
-    "status": "STRING", "error": "STRING", "environment": "STRING",
+    "recorded_at": "TIMESTAMP",
+    "dag_id": "STRING",
+    "run_id": "STRING",
+    "logical_date": "TIMESTAMP",
+    "point_in_time": "TIMESTAMP",
+    "dataset": "STRING",
+    "table_name": "STRING",
+    "target": "STRING",
+    "source_kind": "STRING",
+    "source": "STRING",
+    "backup_taken_at": "TIMESTAMP",
+    "rpo_seconds": "FLOAT64",
+    "rto_seconds": "FLOAT64",
+    "row_count": "INT64",
+    "expected_checksum": "STRING",
+    "checksum": "STRING",
+    "status": "STRING",
+    "error": "STRING",
+    "environment": "STRING",
 }
 
 
@@ -75,9 +131,16 @@ AUDIT_COLUMNS_ADDED = ("recovery_drills",)
 STAGING_CUTS = "staging_cuts"
 # one row per QA -> staging cut (sql/audit/create_staging_cuts.sql)
 STAGING_CUT_COLUMNS = {
-    "recorded_at": "TIMESTAMP", "run_id": "STRING", "cut": "TIMESTAMP", "source": "STRING",
-    "seed_version": "STRING", "migration_version": "STRING", "datasets": "STRING", "pinned_backups": "STRING",
-    "status": "STRING", "error": "STRING",
+    "recorded_at": "TIMESTAMP",
+    "run_id": "STRING",
+    "cut": "TIMESTAMP",
+    "source": "STRING",
+    "seed_version": "STRING",
+    "migration_version": "STRING",
+    "datasets": "STRING",
+    "pinned_backups": "STRING",
+    "status": "STRING",
+    "error": "STRING",
 }
 
 
@@ -88,7 +151,9 @@ def audit_table(config: EnvsyncConfig, name: str) -> TableRef:
 def ensure_audit_table(config: EnvsyncConfig, runner: JobRunner, name: str) -> TableRef:
     """Create the audit dataset and table `name` when missing (sql/audit/create_<name>.sql)."""
     ensure_env_dataset(
-        runner.bq, f"{config.project}.{config.audit.dataset}", location=config.location,
+        runner.bq,
+        f"{config.project}.{config.audit.dataset}",
+        location=config.location,
         description="envsync audit: run summaries, table actions and recovery drills",
         labels={"envsync-managed": "true", "envsync-env": "audit"},
     )
@@ -117,8 +182,9 @@ def _coerce(kind: str, value: Any) -> Any:
 MAX_QUERY_PARAMETERS = 10_000
 
 
-def insert_rows(runner: JobRunner, table: TableRef, columns: dict[str, str], rows: Sequence[dict[str, Any]],
-                key: tuple[str, ...]) -> int:
+def insert_rows(
+    runner: JobRunner, table: TableRef, columns: dict[str, str], rows: Sequence[dict[str, Any]], key: tuple[str, ...]
+) -> int:
     """Append `rows` (dicts keyed by column; missing keys are NULL) with parameterised INSERTs.
 
     One INSERT per batch of rows, each batch binding at most MAX_QUERY_PARAMETERS values.
@@ -129,7 +195,7 @@ def insert_rows(runner: JobRunner, table: TableRef, columns: dict[str, str], row
     if unknown:
         raise ValueError(f"audit table {table}: unknown columns {unknown}; columns are {list(columns)}")
     per_batch = max(1, MAX_QUERY_PARAMETERS // len(columns))
-    batches = [rows[start:start + per_batch] for start in range(0, len(rows), per_batch)]
+    batches = [rows[start : start + per_batch] for start in range(0, len(rows), per_batch)]
     for number, batch in enumerate(batches):
         params: dict[str, Any] = {}
         values = []
@@ -140,8 +206,12 @@ def insert_rows(runner: JobRunner, table: TableRef, columns: dict[str, str], row
                 params[name] = _coerce(kind, row.get(column))
                 names.append(f"@{name}")
             values.append("(" + ", ".join(names) + ")")
-        sql = render("audit/insert_rows", table=table.sql, columns=", ".join(quote_column(c) for c in columns),
-                     rows=",\n".join(values))
+        sql = render(
+            "audit/insert_rows",
+            table=table.sql,
+            columns=", ".join(quote_column(c) for c in columns),
+            rows=",\n".join(values),
+        )
         runner.run(sql, key=key if len(batches) == 1 else (*key, f"batch{number}"), params=params)
     log.info("appended %d rows to %s in %d insert(s)", len(rows), table, len(batches))
     return len(rows)
@@ -159,9 +229,19 @@ def environment_of(dag_id: str, manifest: dict[str, Any] | None) -> str:
     return DAG_ENVIRONMENTS.get(dag_id, "")
 
 
-def run_rows(*, dag_id: str, run_id: str, run_type: str | None, logical_date: Any, started_at: Any,
-             manifest: dict[str, Any] | None, results: Sequence[dict[str, Any]], status: str,
-             error: str | None, now: dt.datetime) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def run_rows(
+    *,
+    dag_id: str,
+    run_id: str,
+    run_type: str | None,
+    logical_date: Any,
+    started_at: Any,
+    manifest: dict[str, Any] | None,
+    results: Sequence[dict[str, Any]],
+    status: str,
+    error: str | None,
+    now: dt.datetime,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The `runs` row and the `table_actions` rows of one DAG run (pure)."""
     manifest = manifest or {}
     env = environment_of(dag_id, manifest)
@@ -170,41 +250,81 @@ def run_rows(*, dag_id: str, run_id: str, run_type: str | None, logical_date: An
     failed = [r for r in results if r.get("status") == "failed"]
     started = started_at if isinstance(started_at, dt.datetime) else None
     run = {
-        "recorded_at": now, "dag_id": dag_id, "run_id": run_id, "run_type": run_type, "environment": env,
+        "recorded_at": now,
+        "dag_id": dag_id,
+        "run_id": run_id,
+        "run_type": run_type,
+        "environment": env,
         "datasets": ",".join((manifest.get("params") or {}).get("datasets") or []) or None,
-        "logical_date": logical_date, "cut": manifest.get("cut"), "window_start": window.get("start"),
-        "window_end": window.get("end"), "status": status, "started_at": started,
+        "logical_date": logical_date,
+        "cut": manifest.get("cut"),
+        "window_start": window.get("start"),
+        "window_end": window.get("end"),
+        "status": status,
+        "started_at": started,
         "duration_seconds": (now - started).total_seconds() if started else None,
-        "objects": len(counted), "failed": len(failed),
+        "objects": len(counted),
+        "failed": len(failed),
         "row_count": sum(int(r.get("rows") or 0) for r in counted),
         "est_bytes_billed": sum(int(r.get("est_bytes_billed") or 0) for r in counted),
         "bytes_billed": sum(int(r.get("bytes_billed") or 0) for r in counted),
-        "jobs": sum(int(r.get("jobs") or 0) for r in results), "error": error,
+        "jobs": sum(int(r.get("jobs") or 0) for r in results),
+        "error": error,
         "manifest": manifest.get("manifest_uri"),
     }
-    actions = [{
-        "recorded_at": now, "dag_id": dag_id, "run_id": run_id, "environment": r.get("env") or env,
-        "table_name": r.get("table"), "target": r.get("target"), "action": r.get("action"),
-        "reason": r.get("reason"), "status": r.get("status"), "row_count": r.get("rows"),
-        "seconds": r.get("seconds"), "est_bytes_billed": r.get("est_bytes_billed"),
-        "bytes_billed": r.get("bytes_billed"), "jobs": r.get("jobs"), "error": r.get("error"),
-    } for r in results]
+    actions = [
+        {
+            "recorded_at": now,
+            "dag_id": dag_id,
+            "run_id": run_id,
+            "environment": r.get("env") or env,
+            "table_name": r.get("table"),
+            "target": r.get("target"),
+            "action": r.get("action"),
+            "reason": r.get("reason"),
+            "status": r.get("status"),
+            "row_count": r.get("rows"),
+            "seconds": r.get("seconds"),
+            "est_bytes_billed": r.get("est_bytes_billed"),
+            "bytes_billed": r.get("bytes_billed"),
+            "jobs": r.get("jobs"),
+            "error": r.get("error"),
+        }
+        for r in results
+    ]
     return run, actions
 
 
-def masked_column_rows(*, dag_id: str, run_id: str, privacy: dict[str, Any] | None,
-                       now: dt.datetime) -> list[dict[str, Any]]:
+def masked_column_rows(
+    *, dag_id: str, run_id: str, privacy: dict[str, Any] | None, now: dt.datetime
+) -> list[dict[str, Any]]:
     """The `masked_columns` rows of one run, from its report's privacy section (pure)."""
-    return [{
-        "recorded_at": now, "dag_id": dag_id, "run_id": run_id, "environment": m.get("env"),
-        "table_name": m["table"], "target": m.get("target"), "column_name": m["column"], "mask": m["mask"],
-        "origin": m["origin"], "policy_tags": ",".join(m.get("policy_tags") or []) or None,
-        "unmasked_rows": m.get("unmasked_rows"), "status": m.get("status"),
-    } for m in (privacy or {}).get("masked") or []]
+    return [
+        {
+            "recorded_at": now,
+            "dag_id": dag_id,
+            "run_id": run_id,
+            "environment": m.get("env"),
+            "table_name": m["table"],
+            "target": m.get("target"),
+            "column_name": m["column"],
+            "mask": m["mask"],
+            "origin": m["origin"],
+            "policy_tags": ",".join(m.get("policy_tags") or []) or None,
+            "unmasked_rows": m.get("unmasked_rows"),
+            "status": m.get("status"),
+        }
+        for m in (privacy or {}).get("masked") or []
+    ]
 
 
-def record_run(config: EnvsyncConfig, runner: JobRunner, run: dict[str, Any],
-               actions: Sequence[dict[str, Any]], masked: Sequence[dict[str, Any]] = ()) -> None:
+def record_run(
+    config: EnvsyncConfig,
+    runner: JobRunner,
+    run: dict[str, Any],
+    actions: Sequence[dict[str, Any]],
+    masked: Sequence[dict[str, Any]] = (),
+) -> None:
     """Append a run's summary, table actions and masked columns to the audit tables."""
     runs = ensure_audit_table(config, runner, RUNS)
     insert_rows(runner, runs, RUN_COLUMNS, [run], key=("audit", RUNS, "insert"))

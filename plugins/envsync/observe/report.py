@@ -14,13 +14,25 @@ from envsync.core.window import Window
 BOOKKEEPING_ACTIONS = ("drop", "skip", "exclude", "pre_cut_pin", "publish", "rollback", "migrations")
 
 
-def result_row(table: str, target: str, action: str, reason: str, *, est_bytes_billed: int = 0,
-               **extra: Any) -> dict[str, Any]:
+def result_row(
+    table: str, target: str, action: str, reason: str, *, est_bytes_billed: int = 0, **extra: Any
+) -> dict[str, Any]:
     """One object's row in a run's results and report (before it has run: status "pending")."""
     return {
-        "table": table, "target": target, "action": action, "reason": reason, "rows": None,
-        "est_bytes_billed": est_bytes_billed, "bytes_billed": 0, "jobs": 0, "seconds": 0.0,
-        "status": "pending", "error": None, "warnings": [], "retryable": False, **extra,
+        "table": table,
+        "target": target,
+        "action": action,
+        "reason": reason,
+        "rows": None,
+        "est_bytes_billed": est_bytes_billed,
+        "bytes_billed": 0,
+        "jobs": 0,
+        "seconds": 0.0,
+        "status": "pending",
+        "error": None,
+        "warnings": [],
+        "retryable": False,
+        **extra,
     }
 
 
@@ -52,28 +64,54 @@ def results_table(results: list[dict[str, Any]]) -> str:
     return render_table(
         ["table", "action", "rows", "est. bytes billed", "seconds", "status"],
         [
-            [r["table"], r["action"], format_rows(r.get("rows")), human_bytes(r.get("est_bytes_billed")),
-             f"{r.get('seconds') or 0:.1f}", r["status"] + (f": {r['error']}" if r.get("error") else
-                                                            f": {r['reason']}" if r["status"] == "skipped" and r.get("reason") else "")]
+            [
+                r["table"],
+                r["action"],
+                format_rows(r.get("rows")),
+                human_bytes(r.get("est_bytes_billed")),
+                f"{r.get('seconds') or 0:.1f}",
+                r["status"]
+                + (
+                    f": {r['error']}"
+                    if r.get("error")
+                    else f": {r['reason']}"
+                    if r["status"] == "skipped" and r.get("reason")
+                    else ""
+                ),
+            ]
             for r in results
         ],
     )
 
 
-def privacy_of(env: str, table: str, target: str, masks: list[dict[str, Any]],
-               unmasked: dict[str, list[str]]) -> dict[str, Any]:
+def privacy_of(
+    env: str, table: str, target: str, masks: list[dict[str, Any]], unmasked: dict[str, list[str]]
+) -> dict[str, Any]:
     """One copied table's privacy entries (masks as envsync.privacy.masking.ColumnMask dicts)."""
-    masked = [{"env": env, "table": table, "target": target, "column": m["column"],
-               "mask": m["rule"] if isinstance(m["rule"], str) else "fixed", "origin": m["origin"],
-               "policy_tags": m.get("policy_tags") or []} for m in masks]
-    tagged = [{"env": env, "table": table, "target": target, "column": column, "policy_tags": tags}
-              for column, tags in sorted(unmasked.items())]
+    masked = [
+        {
+            "env": env,
+            "table": table,
+            "target": target,
+            "column": m["column"],
+            "mask": m["rule"] if isinstance(m["rule"], str) else "fixed",
+            "origin": m["origin"],
+            "policy_tags": m.get("policy_tags") or [],
+        }
+        for m in masks
+    ]
+    tagged = [
+        {"env": env, "table": table, "target": target, "column": column, "policy_tags": tags}
+        for column, tags in sorted(unmasked.items())
+    ]
     return {"masked": masked, "unmasked_tagged": tagged}
 
 
 def merge_privacy(parts: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"masked": [m for p in parts for m in p["masked"]],
-            "unmasked_tagged": [u for p in parts for u in p["unmasked_tagged"]]}
+    return {
+        "masked": [m for p in parts for m in p["masked"]],
+        "unmasked_tagged": [u for p in parts for u in p["unmasked_tagged"]],
+    }
 
 
 def privacy_report(privacy: dict[str, Any] | None, results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -82,8 +120,14 @@ def privacy_report(privacy: dict[str, Any] | None, results: list[dict[str, Any]]
     privacy = privacy or {}
     by_table = {r["table"]: r for r in results}
     counts = {(r["table"], m["column"]): m.get("unmasked_rows") for r in results for m in r.get("masked") or []}
-    masked = [{**m, "unmasked_rows": counts.get((m["table"], m["column"])),
-               "status": (by_table.get(m["table"]) or {}).get("status")} for m in privacy.get("masked") or []]
+    masked = [
+        {
+            **m,
+            "unmasked_rows": counts.get((m["table"], m["column"])),
+            "status": (by_table.get(m["table"]) or {}).get("status"),
+        }
+        for m in privacy.get("masked") or []
+    ]
     return {"masked": masked, "unmasked_tagged": list(privacy.get("unmasked_tagged") or [])}
 
 
@@ -95,17 +139,33 @@ def privacy_table(privacy: dict[str, Any], results: list[dict[str, Any]] | None 
     unmasked = privacy.get("unmasked_tagged") or []
     lines = []
     if masked:
-        lines.append(render_table(
-            ["env", "table", "column", "mask", "why", "rows = prod"],
-            [[m["env"], m["target"], m["column"], m["mask"],
-              "policy tag " + ", ".join(t.rsplit("/", 1)[-1] for t in m["policy_tags"]) if m["origin"] == "policy_tag"
-              else "config", "-" if counts.get((m["table"], m["column"])) is None else str(counts[(m["table"], m["column"])])]
-             for m in masked]))
+        lines.append(
+            render_table(
+                ["env", "table", "column", "mask", "why", "rows = prod"],
+                [
+                    [
+                        m["env"],
+                        m["target"],
+                        m["column"],
+                        m["mask"],
+                        "policy tag " + ", ".join(t.rsplit("/", 1)[-1] for t in m["policy_tags"])
+                        if m["origin"] == "policy_tag"
+                        else "config",
+                        "-"
+                        if counts.get((m["table"], m["column"])) is None
+                        else str(counts[(m["table"], m["column"])]),
+                    ]
+                    for m in masked
+                ],
+            )
+        )
     else:
         lines.append("no masked columns")
     for row in unmasked:
-        lines.append(f"WARNING: {row['target']}.{row['column']} carries policy tag(s) {row['policy_tags']} and "
-                     f"reaches {row['env']} unmasked")
+        lines.append(
+            f"WARNING: {row['target']}.{row['column']} carries policy tag(s) {row['policy_tags']} and "
+            f"reaches {row['env']} unmasked"
+        )
     return "\n".join(lines)
 
 
@@ -130,8 +190,10 @@ def summarise(results: list[dict[str, Any]], *, cut: dt.datetime, window: Window
 def parity_summary_text(summary: dict[str, Any]) -> str:
     """The parity part of a run report: per environment, unexpected and expected differences."""
     envs = summary.get("environments") or {}
-    per_env = "; ".join(f"{env}: {c.get('drift', 0)} drift, {c.get('expected', 0)} expected, "
-                        f"{c.get('unknown', 0)} not checked" for env, c in sorted(envs.items()))
+    per_env = "; ".join(
+        f"{env}: {c.get('drift', 0)} drift, {c.get('expected', 0)} expected, {c.get('unknown', 0)} not checked"
+        for env, c in sorted(envs.items())
+    )
     head = f"parity with prod ({', '.join(summary.get('datasets') or [])}): {summary.get('drift', 0)} unexpected difference(s)"
     top = "".join(f"\n  {line}" for line in summary.get("top_drift") or [])
     return f"{head}; {per_env or 'no environment checked'}{top}"
@@ -152,7 +214,9 @@ def print_latest(dag_id: str = "prod_to_dev_sync") -> int:
     summary = report["summary"]
     print(f"\n{dag_id} run {report['run_id']}")
     print(f"  anchor A = {report['anchor']}   cut T = {report['cut']}")
-    print(f"  window   = [{report['window']['start']}, {report['window']['end']})  ({report['window']['quarters']} quarters)\n")
+    print(
+        f"  window   = [{report['window']['start']}, {report['window']['end']})  ({report['window']['quarters']} quarters)\n"
+    )
     print(results_table(report["results"]))
     print(
         f"\n{summary['objects']} objects: {summary['ok']} ok, {len(summary['failed'])} failed, "

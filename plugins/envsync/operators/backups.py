@@ -15,7 +15,7 @@ from envsync.operators.common import DatasetUnitOperator, manifest_store, record
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 class PlanBackupOperator(BaseOperator):
@@ -30,8 +30,16 @@ class PlanBackupOperator(BaseOperator):
     template_fields: Sequence[str] = ("datasets", "reason", "expiry_days", "environments")
     ui_color = "#e8f0fe"
 
-    def __init__(self, *, datasets: Any = None, reason: Any = "", expiry_days: Any = None, environments: Any = None,
-                 gcp_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        datasets: Any = None,
+        reason: Any = "",
+        expiry_days: Any = None,
+        environments: Any = None,
+        gcp_conn_id: str = DEFAULT_CONN_ID,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.datasets = datasets
         self.environments = environments
@@ -42,8 +50,8 @@ class PlanBackupOperator(BaseOperator):
     def execute(self, context: Context) -> list[dict[str, str]]:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from envsync.core.config import ConfigError
         from envsync.bigquery.discovery import DiscoveryError
+        from envsync.core.config import ConfigError
         from envsync.sync.prodcopy import AsOfError
 
         try:
@@ -52,16 +60,16 @@ class PlanBackupOperator(BaseOperator):
             raise AirflowFailException(str(error)) from error
 
     def _plan(self, context: Context) -> list[dict[str, str]]:
+        from envsync.backups.ladder import plan_snapshot, restore_points, snapshot_expiry, snapshot_name
         from envsync.backups.snapshots import BackupCatalog
+        from envsync.bigquery.discovery import base_tables
+        from envsync.bigquery.timetravel import prod_windows
         from envsync.core.clients import bigquery_client
         from envsync.core.config import load_config
-        from envsync.bigquery.discovery import base_tables
-        from envsync.backups.ladder import plan_snapshot, restore_points, snapshot_expiry, snapshot_name
+        from envsync.core.window import anchor_from_context
+        from envsync.observe.report import render_table, result_row
         from envsync.operators.params import check_backup_environments, validate_backup_params
         from envsync.sync.prodcopy import check_as_of
-        from envsync.observe.report import render_table, result_row
-        from envsync.bigquery.timetravel import prod_windows
-        from envsync.core.window import anchor_from_context
 
         config = load_config()
         datasets, reason, expiry_days = validate_backup_params(config, self.datasets, self.reason, self.expiry_days)
@@ -95,25 +103,59 @@ class PlanBackupOperator(BaseOperator):
             decisions[dataset] = {}
             for table in sorted(tables):
                 newest = max((s.taken_at for s in existing.get(table, []) if not s.pinned), default=None)
-                decision = plan_snapshot(ladder, used.get(table, 0), cut, table=f"{dataset}.{table}",
-                                         newest=newest, pinned=pinned, created=tables[table])
+                decision = plan_snapshot(
+                    ladder,
+                    used.get(table, 0),
+                    cut,
+                    table=f"{dataset}.{table}",
+                    newest=newest,
+                    pinned=pinned,
+                    created=tables[table],
+                )
                 name = snapshot_name(table, cut)
                 decisions[dataset][table] = {"take": decision.take, "reason": decision.reason, "name": name}
-                planned.append({**result_row(f"{dataset}.{table}", f"{backup_ds}.{name}",
-                                             ("pin" if pinned else "snapshot") if decision.take else "skip",
-                                             decision.reason), "unit": dataset, "status": "planned"})
+                planned.append(
+                    {
+                        **result_row(
+                            f"{dataset}.{table}",
+                            f"{backup_ds}.{name}",
+                            ("pin" if pinned else "snapshot") if decision.take else "skip",
+                            decision.reason,
+                        ),
+                        "unit": dataset,
+                        "status": "planned",
+                    }
+                )
         points = [p.isoformat() for p in restore_points(ladder, cut)]
         manifest = {
-            "dag_id": context["dag"].dag_id, "run_id": context["run_id"], "cut": cut.isoformat(), "env": "backup",
-            "window": None, "pinned": pinned, "reason": reason, "expires": expires.isoformat(),
-            "restore_points": points, "decisions": decisions, "units": units, "planned": planned,
-            "params": {"datasets": units, "environments": environments, "reason": reason,
-                       "expiry_days": expiry_days, "dry_run": False},
+            "dag_id": context["dag"].dag_id,
+            "run_id": context["run_id"],
+            "cut": cut.isoformat(),
+            "env": "backup",
+            "window": None,
+            "pinned": pinned,
+            "reason": reason,
+            "expires": expires.isoformat(),
+            "restore_points": points,
+            "decisions": decisions,
+            "units": units,
+            "planned": planned,
+            "params": {
+                "datasets": units,
+                "environments": environments,
+                "reason": reason,
+                "expiry_days": expiry_days,
+                "dry_run": False,
+            },
         }
         uri = store.write(f"{prefix}/plan.json", manifest)
-        self.log.info("backup %s as of T = %s (expires %s):\n%s", "pinned: " + reason if pinned else "ladder run",
-                      cut.isoformat(), expires.isoformat(),
-                      render_table(["table", "action", "why"], [[r["table"], r["action"], r["reason"]] for r in planned]))
+        self.log.info(
+            "backup %s as of T = %s (expires %s):\n%s",
+            "pinned: " + reason if pinned else "ladder run",
+            cut.isoformat(),
+            expires.isoformat(),
+            render_table(["table", "action", "why"], [[r["table"], r["action"], r["reason"]] for r in planned]),
+        )
         self.log.info("time-travel restore points (no snapshot taken): %s", ", ".join(points) or "none")
         self.log.info("manifest: %s", uri)
         return [{"dataset": d, "manifest": uri} for d in units]
@@ -141,8 +183,8 @@ class BackupDatasetOperator(DatasetUnitOperator):
 
     def run_unit(self, config: Any, manifest: dict[str, Any], runner: Any, context: Context) -> Any:
         from envsync.backups.snapshots import BackupCatalog, BackupEngine
-        from envsync.core.guard import ProdWriteRefused
         from envsync.bigquery.jobs import run_recorded
+        from envsync.core.guard import ProdWriteRefused
         from envsync.observe.report import result_row
 
         dataset = self.dataset_ref["dataset"]
@@ -158,15 +200,29 @@ class BackupDatasetOperator(DatasetUnitOperator):
         before = catalog.snapshots(dataset)  # listed once: the daily-rung check needs only earlier snapshots
         results = []
         for table, decision in sorted(manifest["decisions"][dataset].items()):
-            row = result_row(f"{dataset}.{table}", f"{backup_ds}.{decision['name']}",
-                             "pin" if pinned else "snapshot", decision["reason"], checksum=None, exported=None)
+            row = result_row(
+                f"{dataset}.{table}",
+                f"{backup_ds}.{decision['name']}",
+                "pin" if pinned else "snapshot",
+                decision["reason"],
+                checksum=None,
+                exported=None,
+            )
             if not decision["take"]:
                 results.append({**row, "action": "skip", "status": "skipped"})
                 continue
 
             def work(stats: Any, table: str = table) -> dict[str, Any]:
-                taken = engine.snapshot(dataset, table, taken_at=cut, as_of=cut, pinned=pinned,
-                                        reason=manifest["reason"], expires=expires, stats=stats)
+                taken = engine.snapshot(
+                    dataset,
+                    table,
+                    taken_at=cut,
+                    as_of=cut,
+                    pinned=pinned,
+                    reason=manifest["reason"],
+                    expires=expires,
+                    stats=stats,
+                )
                 out = {"rows": taken["rows"], "checksum": taken["checksum"]}
                 if config.backups.export.enabled and not pinned and self._first_of_day(before.get(table, []), cut):
                     out["exported"] = engine.export(taken, stats)["files"][0].rsplit("/", 1)[0] + "/"
@@ -174,13 +230,20 @@ class BackupDatasetOperator(DatasetUnitOperator):
 
             results.append(run_recorded(row, work, deterministic=(ProdWriteRefused,)))
         for snap in engine.thin(dataset, cut):
-            results.append({**result_row(f"{dataset}.{snap.table}", str(snap), "drop",
-                                         f"thinned by the ladder (taken {snap.taken_at.isoformat()})"),
-                            "status": "dropped"})
+            results.append(
+                {
+                    **result_row(
+                        f"{dataset}.{snap.table}",
+                        str(snap),
+                        "drop",
+                        f"thinned by the ladder (taken {snap.taken_at.isoformat()})",
+                    ),
+                    "status": "dropped",
+                }
+            )
         return dataset, results
 
     @staticmethod
     def _first_of_day(snapshots: list[Any], cut: dt.datetime) -> bool:
         """Is the snapshot at `cut` the table's daily rung: its first ladder snapshot of that UTC day?"""
         return not any(s.taken_at.date() == cut.date() and s.taken_at < cut and not s.pinned for s in snapshots)
-

@@ -18,8 +18,8 @@ from envsync.core.clients import DEFAULT_CONN_ID
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from envsync.core.config import EnvsyncConfig
     from envsync.bigquery.jobs import JobRunner
+    from envsync.core.config import EnvsyncConfig
     from envsync.core.manifest import ManifestStore
 
 
@@ -35,17 +35,23 @@ def run_prefix(store: ManifestStore, context: Context) -> str:
     return store.run_prefix(context["dag"].dag_id, context["run_id"])
 
 
-def guarded_runner(config: EnvsyncConfig, conn_id: str, context: Context, task_id: str,
-                   location: str | None = None) -> JobRunner:
+def guarded_runner(
+    config: EnvsyncConfig, conn_id: str, context: Context, task_id: str, location: str | None = None
+) -> JobRunner:
     """A JobRunner whose every write passes the prod write guard, labelled with this run and task."""
+    from envsync.bigquery.jobs import JobRunner
     from envsync.core.clients import bigquery_client
     from envsync.core.guard import GuardedBigQuery, WriteGuard
-    from envsync.bigquery.jobs import JobRunner
 
     client = bigquery_client(config.project, config.location, conn_id)
     bq = GuardedBigQuery(client, WriteGuard.from_config(config), location or config.location)
-    return JobRunner(bq, dag_id=context["dag"].dag_id, run_id=context["run_id"], task_id=task_id,
-                     timeout=config.sync.job_timeout_seconds)
+    return JobRunner(
+        bq,
+        dag_id=context["dag"].dag_id,
+        run_id=context["run_id"],
+        task_id=task_id,
+        timeout=config.sync.job_timeout_seconds,
+    )
 
 
 def recorded_cut(store: ManifestStore, prefix: str) -> dt.datetime | None:
@@ -63,21 +69,37 @@ def read_plan(store: ManifestStore, prefix: str) -> dict[str, Any]:
     return manifest
 
 
-def record_run_audit(config: EnvsyncConfig, conn_id: str, context: Context, task_id: str,
-                     manifest: dict[str, Any] | None, results: list[dict[str, Any]], error: BaseException | None,
-                     manifest_uri: str | None = None) -> None:
+def record_run_audit(
+    config: EnvsyncConfig,
+    conn_id: str,
+    context: Context,
+    task_id: str,
+    manifest: dict[str, Any] | None,
+    results: list[dict[str, Any]],
+    error: BaseException | None,
+    manifest_uri: str | None = None,
+) -> None:
     """Append this DAG run's summary and its table actions to the audit tables (envsync.observe.audit)."""
     from envsync.observe.audit import masked_column_rows, record_run, run_rows
 
     dag_run = context["dag_run"]
     run_type = getattr(dag_run, "run_type", None)
-    now = dt.datetime.now(dt.timezone.utc)
-    masked = [] if (manifest or {}).get("params", {}).get("dry_run") else masked_column_rows(
-        dag_id=context["dag"].dag_id, run_id=context["run_id"], privacy=(manifest or {}).get("privacy"), now=now)
+    now = dt.datetime.now(dt.UTC)
+    masked = (
+        []
+        if (manifest or {}).get("params", {}).get("dry_run")
+        else masked_column_rows(
+            dag_id=context["dag"].dag_id, run_id=context["run_id"], privacy=(manifest or {}).get("privacy"), now=now
+        )
+    )
     run, actions = run_rows(
-        dag_id=context["dag"].dag_id, run_id=context["run_id"], run_type=str(getattr(run_type, "value", run_type) or ""),
-        logical_date=context.get("logical_date"), started_at=getattr(dag_run, "start_date", None),
-        manifest={**(manifest or {}), "manifest_uri": manifest_uri}, results=results,
+        dag_id=context["dag"].dag_id,
+        run_id=context["run_id"],
+        run_type=str(getattr(run_type, "value", run_type) or ""),
+        logical_date=context.get("logical_date"),
+        started_at=getattr(dag_run, "start_date", None),
+        manifest={**(manifest or {}), "manifest_uri": manifest_uri},
+        results=results,
         status="failed" if error is not None else "success",
         error=None if error is None else f"{type(error).__name__}: {error}"[:2000],
         now=now,
@@ -109,8 +131,9 @@ class UnitOperator(BaseOperator):
         self.gcp_conn_id = gcp_conn_id
         self._runner: JobRunner | None = None
 
-    def run_unit(self, config: EnvsyncConfig, manifest: dict[str, Any], runner: JobRunner,
-                 context: Context) -> tuple[str, list[dict[str, Any]]] | None:
+    def run_unit(
+        self, config: EnvsyncConfig, manifest: dict[str, Any], runner: JobRunner, context: Context
+    ) -> tuple[str, list[dict[str, Any]]] | None:
         raise NotImplementedError
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -134,7 +157,8 @@ class UnitOperator(BaseOperator):
         failed = failures(results)
         if failed:
             message = f"{len(failed)} object(s) of {unit} failed: " + "; ".join(
-                f"{r['target']}: {r['error']}" for r in failed)
+                f"{r['target']}: {r['error']}" for r in failed
+            )
             if any(r.get("retryable") for r in failed):
                 raise SyncError(message)
             raise AirflowFailException(message)  # deterministic: a retry would fail the same way
@@ -184,8 +208,16 @@ class RunReportOperator(BaseOperator):
             store = manifest_store(config, self.gcp_conn_id)
             prefix = run_prefix(store, context)
             report = store.read(f"{prefix}/report.json") or store.read(f"{prefix}/plan.json")
-            record_run_audit(config, self.gcp_conn_id, context, self.task_id, report,
-                             (report or {}).get("results") or [], error, store.uri(f"{prefix}/report.json"))
+            record_run_audit(
+                config,
+                self.gcp_conn_id,
+                context,
+                self.task_id,
+                report,
+                (report or {}).get("results") or [],
+                error,
+                store.uri(f"{prefix}/report.json"),
+            )
         except Exception as failure:  # the audit never fails the data work
             self.log.warning("could not record this run in the audit tables: %s", failure)
 
@@ -193,8 +225,8 @@ class RunReportOperator(BaseOperator):
         from airflow.sdk.exceptions import AirflowFailException
 
         from envsync.core.config import load_config
-        from envsync.observe.report import human_bytes, privacy_report, privacy_table, results_table, summarise
         from envsync.core.window import Window
+        from envsync.observe.report import human_bytes, privacy_report, privacy_table, results_table, summarise
 
         config = load_config()
         store = manifest_store(config, self.gcp_conn_id)
@@ -213,11 +245,20 @@ class RunReportOperator(BaseOperator):
             status = "planned" if dry_run else "not run"
             results.extend({**row, "status": status} for row in manifest["planned"] if row["unit"] == unit)
         window = manifest.get("window")
-        win = (Window(dt.datetime.fromisoformat(window["start"]), dt.datetime.fromisoformat(window["end"]),
-                      window["quarters"]) if window else None)
+        win = (
+            Window(
+                dt.datetime.fromisoformat(window["start"]), dt.datetime.fromisoformat(window["end"]), window["quarters"]
+            )
+            if window
+            else None
+        )
         summary = summarise(results, cut=dt.datetime.fromisoformat(manifest["cut"]), window=win)
-        summary.update(dry_run=dry_run, anchor=manifest.get("anchor"), seed_version=manifest.get("seed_version"),
-                       manifest=store.uri(f"{prefix}/report.json"))
+        summary.update(
+            dry_run=dry_run,
+            anchor=manifest.get("anchor"),
+            seed_version=manifest.get("seed_version"),
+            manifest=store.uri(f"{prefix}/report.json"),
+        )
         privacy = privacy_report(manifest.get("privacy"), results)
         summary.update(masked_columns=len(privacy["masked"]), unmasked_tagged=len(privacy["unmasked_tagged"]))
         brief = {k: v for k, v in summary.items() if k != "tables"}
@@ -231,15 +272,26 @@ class RunReportOperator(BaseOperator):
             header.append(f"seed version {manifest['seed_version']['version']}")
         self.log.info(
             "envsync run report%s: %s\n%s\n%d objects, %d ok, %d failed, %s rows, est. %s billed, %d BigQuery jobs",
-            " (dry run)" if dry_run else "", ", ".join(header), results_table(results), summary["objects"],
-            summary["ok"], len(summary["failed"]), f"{summary['rows']:,}", human_bytes(summary["est_bytes_billed"]),
+            " (dry run)" if dry_run else "",
+            ", ".join(header),
+            results_table(results),
+            summary["objects"],
+            summary["ok"],
+            len(summary["failed"]),
+            f"{summary['rows']:,}",
+            human_bytes(summary["est_bytes_billed"]),
             summary["jobs"],
         )
         if manifest.get("privacy") is not None:
             self.log.info("privacy report:\n%s", privacy_table(privacy, results))
             for row in privacy["unmasked_tagged"]:
-                self.log.warning("%s.%s carries policy tag(s) %s and reached %s unmasked", row["target"],
-                                 row["column"], row["policy_tags"], row["env"])
+                self.log.warning(
+                    "%s.%s carries policy tag(s) %s and reached %s unmasked",
+                    row["target"],
+                    row["column"],
+                    row["policy_tags"],
+                    row["env"],
+                )
             if any(row["env"] == "dev" for row in privacy["unmasked_tagged"]) and not dry_run:
                 send_privacy_alert(config, context)
         if missing or summary["failed"]:

@@ -62,7 +62,9 @@ def alert_callbacks(config: EnvsyncConfig, *, on_success: bool) -> dict[str, Any
     from envsync.observe.alerts import EnvsyncSlackNotifier
 
     conn_id = config.alerts.slack_conn_id
-    callbacks: dict[str, Any] = {"on_failure_callback": [EnvsyncSlackNotifier(kind="failure", slack_webhook_conn_id=conn_id)]}
+    callbacks: dict[str, Any] = {
+        "on_failure_callback": [EnvsyncSlackNotifier(kind="failure", slack_webhook_conn_id=conn_id)]
+    }
     if on_success:
         callbacks["on_success_callback"] = [EnvsyncSlackNotifier(kind="success", slack_webhook_conn_id=conn_id)]
     return callbacks

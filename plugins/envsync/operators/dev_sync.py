@@ -55,8 +55,8 @@ class PlanDevSyncOperator(BaseOperator):
     def execute(self, context: Context) -> list[dict[str, str]]:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from envsync.core.config import ConfigError
         from envsync.bigquery.discovery import DiscoveryError
+        from envsync.core.config import ConfigError
         from envsync.core.identifiers import IdentifierError
         from envsync.sync.plan import PlanError
 
@@ -69,10 +69,10 @@ class PlanDevSyncOperator(BaseOperator):
     def _plan(self, context: Context) -> list[dict[str, str]]:
         from envsync.core.clients import bigquery_client
         from envsync.core.config import load_config
-        from envsync.observe.report import privacy_table
-        from envsync.sync.summary import plan_table, quota_summary
-        from envsync.sync.run import build_plans
         from envsync.core.window import anchor_from_context, new_cut, quarter_window
+        from envsync.observe.report import privacy_table
+        from envsync.sync.run import build_plans
+        from envsync.sync.summary import plan_table, quota_summary
 
         config = load_config()
         datasets, tables, quarters, dry_run = validate_params(
@@ -90,7 +90,11 @@ class PlanDevSyncOperator(BaseOperator):
         window = quarter_window(anchor, quarters)
         self.log.info(
             "anchor A = %s, cut T = %s, window of %d quarter(s) = [%s, %s)",
-            anchor.isoformat(), cut.isoformat(), quarters, window.start.isoformat(), window.end.isoformat(),
+            anchor.isoformat(),
+            cut.isoformat(),
+            quarters,
+            window.start.isoformat(),
+            window.end.isoformat(),
         )
         client = bigquery_client(config.project, config.location, self.gcp_conn_id)
         plans = build_plans(config, client, datasets=datasets, tables=tables, window=window)
@@ -119,31 +123,38 @@ class SyncDatasetOperator(DatasetUnitOperator):
     """Execute, verify and publish one dataset's plan (mapped: one task instance per dataset)."""
 
     def run_unit(self, config: Any, manifest: dict[str, Any], runner: Any, context: Context) -> Any:
-        from envsync.sync.plan import DatasetPlan
-        from envsync.sync.run import DatasetSync
-
         from airflow.sdk.exceptions import AirflowFailException
 
         from envsync.privacy.masking import MaskError
+        from envsync.sync.plan import DatasetPlan
+        from envsync.sync.run import DatasetSync
 
         dataset = self.dataset_ref["dataset"]
         plan = DatasetPlan.from_dict(next(p for p in manifest["plans"] if p["dataset"] == dataset))
         try:
-            return dataset, DatasetSync(config, runner.bq, runner, run_info(manifest, context, self.task_id)).execute(plan)
-        except MaskError as error:   # a missing salt: nothing was written, a retry would fail the same way
+            return dataset, DatasetSync(config, runner.bq, runner, run_info(manifest, context, self.task_id)).execute(
+                plan
+            )
+        except MaskError as error:  # a missing salt: nothing was written, a retry would fail the same way
             raise AirflowFailException(str(error)) from error
 
 
 def run_info(manifest: dict[str, Any], context: Context, task_id: str) -> Any:
     """The run's recorded cut T and window, as the executing tasks need them."""
-    from envsync.sync.run import RunInfo
     from envsync.core.window import Window
+    from envsync.sync.run import RunInfo
 
     window = manifest.get("window")
-    return RunInfo(context["dag"].dag_id, context["run_id"], task_id, dt.datetime.fromisoformat(manifest["cut"]),
-                   Window(dt.datetime.fromisoformat(window["start"]), dt.datetime.fromisoformat(window["end"]),
-                          window["quarters"]) if window else None,
-                   manifest.get("env", "dev"))
+    return RunInfo(
+        context["dag"].dag_id,
+        context["run_id"],
+        task_id,
+        dt.datetime.fromisoformat(manifest["cut"]),
+        Window(dt.datetime.fromisoformat(window["start"]), dt.datetime.fromisoformat(window["end"]), window["quarters"])
+        if window
+        else None,
+        manifest.get("env", "dev"),
+    )
 
 
 def check_plan_salt(config: Any, plans: list[Any], *, dry_run: bool, log: Any) -> None:
@@ -177,8 +188,17 @@ def planned_row(unit: str, action: Any) -> dict[str, Any]:
     """The report row of an action that has not run (yet): dry runs, and units whose task failed."""
     from envsync.observe.report import result_row
 
-    return {**result_row(action.key, f"{action.target_dataset}.{action.table}", action.action, action.reason,
-                         est_bytes_billed=action.est_bytes_billed), "unit": unit, "status": "planned"}
+    return {
+        **result_row(
+            action.key,
+            f"{action.target_dataset}.{action.table}",
+            action.action,
+            action.reason,
+            est_bytes_billed=action.est_bytes_billed,
+        ),
+        "unit": unit,
+        "status": "planned",
+    }
 
 
 class SyncViewsOperator(UnitOperator):
@@ -219,18 +239,25 @@ class SyncMigrateOperator(UnitOperator):
             todo = pending(migrations, ledger, env)
             if params.get("tables") or sorted(params.get("datasets") or []) != sorted(config.prod.datasets):
                 if todo:
-                    self.log.warning("a partial sync (datasets or tables chosen) rebuilt only part of %s: its pending "
-                                     "migrations %s are not applied again; run a full sync", env,
-                                     [m.version for m in todo])
+                    self.log.warning(
+                        "a partial sync (datasets or tables chosen) rebuilt only part of %s: its pending "
+                        "migrations %s are not applied again; run a full sync",
+                        env,
+                        [m.version for m in todo],
+                    )
                 return "migrate", []
-            self.log.info("%s holds prod's migrations through the sync; %d pending migration(s) to apply again%s",
-                          env, len(todo), f": {[m.version for m in todo]}" if todo else "")
+            self.log.info(
+                "%s holds prod's migrations through the sync; %d pending migration(s) to apply again%s",
+                env,
+                len(todo),
+                f": {[m.version for m in todo]}" if todo else "",
+            )
             done = reapply(config, runner, env, migrations, ledger, [m.version for m in todo])
         except MigrationError as error:
             raise AirflowFailException(str(error)) from error
         if done.synced:
             self.log.info("%s: prod's migrations %s recorded as synced", env, done.synced)
-        return "migrate", done.results   # a migration not applied again is a failed row: the task fails
+        return "migrate", done.results  # a migration not applied again is a failed row: the task fails
 
 
 class DevSyncReportOperator(RunReportOperator):

@@ -46,8 +46,17 @@ def check_environments_param(environments: Any) -> list[str]:
     return check_environments(environments, ENVIRONMENTS, "parity checks")
 
 
-def whole_number(name: str, value: Any, *, default: int, low: int, high: int, empty: tuple[Any, ...] = (None,),
-                 kind: str = "an integer", note: str = "") -> int:
+def whole_number(
+    name: str,
+    value: Any,
+    *,
+    default: int,
+    low: int,
+    high: int,
+    empty: tuple[Any, ...] = (None,),
+    kind: str = "an integer",
+    note: str = "",
+) -> int:
     """An integer param (the form sends ints; a REST conf may send digits as text) within [low, high]."""
     if value in empty:
         value = default
@@ -81,18 +90,29 @@ def check_backup_environments(config: EnvsyncConfig, environments: Any) -> list[
     return list(dict.fromkeys(check_environment("environments", e) for e in environments))
 
 
-def validate_backup_params(config: EnvsyncConfig, datasets: Any, reason: Any, expiry_days: Any) -> tuple[list[str], str, int]:
+def validate_backup_params(
+    config: EnvsyncConfig, datasets: Any, reason: Any, expiry_days: Any
+) -> tuple[list[str], str, int]:
     """The backup_ladder params, checked in the task (a REST trigger may bypass the form)."""
     datasets = check_datasets(config, datasets)
     reason = "" if reason is None else reason
     if not isinstance(reason, str) or len(reason) > MAX_REASON:
         raise ValueError(f"param reason must be text of at most {MAX_REASON} characters, got {reason!r}")
-    expiry_days = whole_number("expiry_days", expiry_days, default=config.backups.pinned_expiry_days,
-                               empty=(None, ""), low=1, high=3650, kind="a whole number of days")
+    expiry_days = whole_number(
+        "expiry_days",
+        expiry_days,
+        default=config.backups.pinned_expiry_days,
+        empty=(None, ""),
+        low=1,
+        high=3650,
+        kind="a whole number of days",
+    )
     return datasets, reason.strip(), expiry_days
 
 
-def validate_params(config: EnvsyncConfig, datasets: Any, tables: Any, window_quarters: Any, dry_run: Any) -> tuple[list[str], list[str], int, bool]:
+def validate_params(
+    config: EnvsyncConfig, datasets: Any, tables: Any, window_quarters: Any, dry_run: Any
+) -> tuple[list[str], list[str], int, bool]:
     """Check run inputs again in the task (a REST trigger may bypass the form); name the bad value."""
     from envsync.core.config import MAX_WINDOW_QUARTERS, MIN_WINDOW_QUARTERS
     from envsync.core.identifiers import IdentifierError, validate_identifier
@@ -109,9 +129,13 @@ def validate_params(config: EnvsyncConfig, datasets: Any, tables: Any, window_qu
             validate_identifier("table", table)
         except IdentifierError as error:
             raise ValueError(f"param tables: {error}") from None
-    window_quarters = whole_number("window_quarters", window_quarters,
-                                   default=config.environments.dev.window_quarters,
-                                   low=MIN_WINDOW_QUARTERS, high=MAX_WINDOW_QUARTERS)
+    window_quarters = whole_number(
+        "window_quarters",
+        window_quarters,
+        default=config.environments.dev.window_quarters,
+        low=MIN_WINDOW_QUARTERS,
+        high=MAX_WINDOW_QUARTERS,
+    )
     if isinstance(dry_run, str):
         dry_run = dry_run.strip().lower() in ("true", "1", "yes")
     return datasets, [str(t) for t in tables], window_quarters, bool(dry_run)
@@ -136,6 +160,13 @@ def validate_reseed_params(
             "digits, starting with a letter"
         )
     test = config.environments.test
-    ttl_days = whole_number("ttl_days", ttl_days, default=test.default_ttl_days, empty=(None, ""), low=1,
-                            high=test.max_ttl_days, note=" (environments.test.max_ttl_days)")
+    ttl_days = whole_number(
+        "ttl_days",
+        ttl_days,
+        default=test.default_ttl_days,
+        empty=(None, ""),
+        low=1,
+        high=test.max_ttl_days,
+        note=" (environments.test.max_ttl_days)",
+    )
     return list(dict.fromkeys(environments)), datasets, name or None, ttl_days

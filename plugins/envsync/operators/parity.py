@@ -19,13 +19,16 @@ if TYPE_CHECKING:
 
 def _publish(operator: BaseOperator, config: Any, context: Context, result: ParityResult) -> dict[str, Any]:
     """Log the findings and the summary, add the summary to the run's report, alert on drift."""
-    from envsync.observe.alerts import alert_parity
     from envsync.environments.parity import findings_table
+    from envsync.observe.alerts import alert_parity
     from envsync.observe.report import parity_summary_text
 
     summary = result.summary()
-    operator.log.info("parity of %s against prod:\n%s", ", ".join(result.environments) or "no environment",
-                      findings_table(result.findings))
+    operator.log.info(
+        "parity of %s against prod:\n%s",
+        ", ".join(result.environments) or "no environment",
+        findings_table(result.findings),
+    )
     operator.log.info("%s", parity_summary_text(summary))
     try:
         store = manifest_store(config, getattr(operator, "gcp_conn_id", DEFAULT_CONN_ID))
@@ -40,16 +43,21 @@ def _publish(operator: BaseOperator, config: Any, context: Context, result: Pari
 def _merge(results: Sequence[ParityResult]) -> ParityResult:
     from envsync.environments.parity import ParityResult
 
-    return ParityResult(results[0].checked_at, [e for r in results for e in r.environments],
-                        sorted({d for r in results for d in r.datasets}), [f for r in results for f in r.findings])
+    return ParityResult(
+        results[0].checked_at,
+        [e for r in results for e in r.environments],
+        sorted({d for r in results for d in r.datasets}),
+        [f for r in results for f in r.findings],
+    )
 
 
 class _ParityBase(BaseOperator):
     template_fields: Sequence[str] = ("environments", "datasets")
     ui_color = "#f3e8fd"
 
-    def __init__(self, *, environments: Any = None, datasets: Any = None, gcp_conn_id: str = DEFAULT_CONN_ID,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, *, environments: Any = None, datasets: Any = None, gcp_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.environments = environments
         self.datasets = datasets
@@ -64,11 +72,10 @@ class ParityOperator(_ParityBase):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from envsync.core.config import ConfigError, load_config
         from envsync.bigquery.discovery import DiscoveryError
-        from envsync.operators.params import check_datasets
+        from envsync.core.config import ConfigError, load_config
         from envsync.environments.parity import audit_runner, check, record
-        from envsync.operators.params import check_environments_param
+        from envsync.operators.params import check_datasets, check_environments_param
 
         config = load_config()
         try:
@@ -91,9 +98,11 @@ class ParityOperator(_ParityBase):
             error = failure
             raise
         finally:
-            manifest = {"cut": (result.checked_at if result else dt.datetime.now(dt.timezone.utc)).isoformat(),
-                        "env": ",".join(result.environments if result else environments),
-                        "params": {"datasets": datasets}}
+            manifest = {
+                "cut": (result.checked_at if result else dt.datetime.now(dt.UTC)).isoformat(),
+                "env": ",".join(result.environments if result else environments),
+                "params": {"datasets": datasets},
+            }
             try:
                 record_run_audit(config, self.gcp_conn_id, context, self.task_id, manifest, [], error)
             except Exception as failure:  # the audit never fails the check
@@ -143,8 +152,10 @@ class RefreshParityOperator(_ParityBase):
         for name in [chosen] if isinstance(chosen, str) else list(chosen):
             kind, _, test_name = str(name).partition("_") if str(name).startswith("test_") else (str(name), "", "")
             if kind not in ENVIRONMENTS:
-                raise ValueError(f"environments: {name!r} is not an environment parity checks; allowed: "
-                                 f"{list(ENVIRONMENTS)} or test_<name>")
+                raise ValueError(
+                    f"environments: {name!r} is not an environment parity checks; allowed: "
+                    f"{list(ENVIRONMENTS)} or test_<name>"
+                )
             out.append((kind, test_name or None))
         return out
 
@@ -152,8 +163,8 @@ class RefreshParityOperator(_ParityBase):
         from airflow.sdk.exceptions import AirflowFailException
 
         from envsync.core.config import load_config
-        from envsync.operators.params import check_datasets
         from envsync.environments.parity import check_refreshed, refresh_failures
+        from envsync.operators.params import check_datasets
 
         config = load_config()
         store = manifest_store(config, self.gcp_conn_id)
@@ -168,8 +179,9 @@ class RefreshParityOperator(_ParityBase):
         except ValueError as error:
             raise AirflowFailException(str(error)) from error
         runner = guarded_runner(config, self.gcp_conn_id, context, self.task_id)
-        results = [check_refreshed(config, runner, kind, datasets=datasets, test_name=test_name)
-                   for kind, test_name in targets]
+        results = [
+            check_refreshed(config, runner, kind, datasets=datasets, test_name=test_name) for kind, test_name in targets
+        ]
         if not results:
             self.log.info("the run refreshed no environment: no parity check")
             return None
@@ -181,5 +193,6 @@ class RefreshParityOperator(_ParityBase):
         if failing:
             raise AirflowFailException(
                 f"{len(failing)} unexpected structural difference(s) from prod after this refresh: "
-                + "; ".join(f"{f.environment} {f.object_name}: {f.detail}" for f in failing[:10]))
+                + "; ".join(f"{f.environment} {f.object_name}: {f.detail}" for f in failing[:10])
+            )
         return summary

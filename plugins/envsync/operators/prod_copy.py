@@ -25,8 +25,15 @@ class PlanProdCopyOperator(BaseOperator):
     template_fields: Sequence[str] = ("as_of", "mode", "datasets")
     ui_color = "#e8f0fe"
 
-    def __init__(self, *, as_of: Any = None, mode: Any = "copy", datasets: Any = None,
-                 gcp_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        as_of: Any = None,
+        mode: Any = "copy",
+        datasets: Any = None,
+        gcp_conn_id: str = DEFAULT_CONN_ID,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.as_of = as_of
         self.mode = mode
@@ -36,15 +43,15 @@ class PlanProdCopyOperator(BaseOperator):
     def execute(self, context: Context) -> list[dict[str, str]]:
         from airflow.sdk.exceptions import AirflowFailException
 
+        from envsync.bigquery.discovery import DiscoveryError
+        from envsync.bigquery.timetravel import prod_windows
         from envsync.core.clients import bigquery_client
         from envsync.core.config import ConfigError, load_config
-        from envsync.bigquery.discovery import DiscoveryError
+        from envsync.observe.report import privacy_table
         from envsync.operators.params import check_datasets
         from envsync.sync.prodcopy import CURRENT, AsOfError, check_as_of, parse_as_of, pin_plans_to_cut
-        from envsync.observe.report import privacy_table
-        from envsync.sync.summary import plan_table
         from envsync.sync.run import build_plans
-        from envsync.bigquery.timetravel import prod_windows
+        from envsync.sync.summary import plan_table
 
         try:
             config = load_config()
@@ -54,10 +61,10 @@ class PlanProdCopyOperator(BaseOperator):
             store = manifest_store(config, self.gcp_conn_id)
             store.ensure_bucket(config.location)
             prefix = run_prefix(store, context)
-            now = dt.datetime.now(dt.timezone.utc)
+            now = dt.datetime.now(dt.UTC)
             recorded = recorded_cut(store, prefix)
             if recorded is not None:
-                cut = recorded   # a retry of this run keeps its T
+                cut = recorded  # a retry of this run keeps its T
             elif self.mode == "reset":
                 current = store.read(CURRENT)
                 if current is None:
@@ -76,16 +83,24 @@ class PlanProdCopyOperator(BaseOperator):
         except (ConfigError, DiscoveryError, AsOfError, ValueError) as error:
             raise AirflowFailException(str(error)) from error
         manifest = {
-            "dag_id": context["dag"].dag_id, "run_id": context["run_id"], "cut": cut.isoformat(),
-            "env": "prodcopy", "mode": self.mode, "window": None,
+            "dag_id": context["dag"].dag_id,
+            "run_id": context["run_id"],
+            "cut": cut.isoformat(),
+            "env": "prodcopy",
+            "mode": self.mode,
+            "window": None,
             "params": {"datasets": datasets, "as_of": self.as_of, "mode": self.mode, "dry_run": False},
             **plan_entries(plans),
         }
         uri = store.write(f"{prefix}/plan.json", manifest)
         if self.mode == "copy":
             store.write(CURRENT, {"cut": cut.isoformat(), "run_id": context["run_id"], "datasets": datasets})
-        self.log.info("prod-copy (%s) as of T = %s:\n%s\nmanifest: %s", self.mode, cut.isoformat(),
-                      plan_table(plans), uri)
-        self.log.info("privacy report (prodcopy%s):\n%s", "" if config.masks_apply("prodcopy") else
-                      ": an exact copy, privacy.environments does not list prodcopy", privacy_table(manifest["privacy"]))
+        self.log.info(
+            "prod-copy (%s) as of T = %s:\n%s\nmanifest: %s", self.mode, cut.isoformat(), plan_table(plans), uri
+        )
+        self.log.info(
+            "privacy report (prodcopy%s):\n%s",
+            "" if config.masks_apply("prodcopy") else ": an exact copy, privacy.environments does not list prodcopy",
+            privacy_table(manifest["privacy"]),
+        )
         return [{"dataset": p.dataset, "manifest": uri} for p in plans]

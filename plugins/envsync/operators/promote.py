@@ -32,8 +32,17 @@ class PlanPromotionOperator(BaseOperator):
     template_fields: Sequence[str] = ("target", "through", "lane", "dry_run", "confirm")
     ui_color = "#e8f0fe"
 
-    def __init__(self, *, target: Any = None, through: Any = None, lane: Any = None, dry_run: Any = False,
-                 confirm: Any = None, gcp_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        target: Any = None,
+        through: Any = None,
+        lane: Any = None,
+        dry_run: Any = False,
+        confirm: Any = None,
+        gcp_conn_id: str = DEFAULT_CONN_ID,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.target = target
         self.through = through
@@ -45,26 +54,35 @@ class PlanPromotionOperator(BaseOperator):
     def execute(self, context: Context) -> list[dict[str, str]]:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from envsync.core.config import ConfigError, load_config
         from envsync.bigquery.discovery import DiscoveryError
+        from envsync.core.config import ConfigError, load_config
         from envsync.core.guard import ProdWriteRefused
+        from envsync.environments.reseed import ContractError
         from envsync.migrations.ledger import MigrationError
         from envsync.migrations.promote import validate_promote_params
-        from envsync.environments.reseed import ContractError
 
         try:
             config = load_config()
             params = validate_promote_params(self.target, self.through, self.lane, self.dry_run, self.confirm)
         except (ConfigError, ValueError) as error:
-            raise AirflowFailException(str(error)) from error   # before any BigQuery call
+            raise AirflowFailException(str(error)) from error  # before any BigQuery call
         store = manifest_store(config, self.gcp_conn_id)
         store.ensure_bucket(config.location)
         prefix = run_prefix(store, context)
         manifest: dict[str, Any] = {
-            "dag_id": context["dag"].dag_id, "run_id": context["run_id"], "env": params.target,
-            "cut": dt.datetime.now(dt.timezone.utc).isoformat(), "units": [], "planned": [],
-            "params": {"target": params.target, "through": params.through, "lane": params.lane,
-                       "dry_run": params.dry_run, "datasets": []},
+            "dag_id": context["dag"].dag_id,
+            "run_id": context["run_id"],
+            "env": params.target,
+            "cut": dt.datetime.now(dt.UTC).isoformat(),
+            "units": [],
+            "planned": [],
+            "params": {
+                "target": params.target,
+                "through": params.through,
+                "lane": params.lane,
+                "dry_run": params.dry_run,
+                "datasets": [],
+            },
             "promotion": {"versions": [], "lane": params.lane, "notes": []},
         }
         try:
@@ -76,8 +94,9 @@ class PlanPromotionOperator(BaseOperator):
             store.write(f"{prefix}/plan.json", manifest)
             raise AirflowFailException(refused) from error
 
-    def _plan(self, context: Context, config: Any, params: Any, store: Any, prefix: str,
-              manifest: dict[str, Any]) -> list[dict[str, str]]:
+    def _plan(
+        self, context: Context, config: Any, params: Any, store: Any, prefix: str, manifest: dict[str, Any]
+    ) -> list[dict[str, str]]:
         from envsync.core.guard import WriteGuard, migration_confirmation_phrase
         from envsync.migrations.ledger import load_migrations, read_ledger, validate
         from envsync.migrations.promote import (
@@ -100,13 +119,23 @@ class PlanPromotionOperator(BaseOperator):
         ledger = read_ledger(config, client)
         todo = select(migrations, ledger, params.target, params.through)
         manifest["params"]["datasets"] = sorted({ds for m in todo for ds in m.datasets()})
-        manifest["promotion"].update(versions=[m.version for m in todo],
-                                     checksums={str(m.version): m.checksum for m in todo})
+        manifest["promotion"].update(
+            versions=[m.version for m in todo], checksums={str(m.version): m.checksum for m in todo}
+        )
         manifest["planned"] = [
-            {**result_row(f"migration {m.version}", f"{params.target}: {m.label}", "migrate",
-                          f"{m.phase}: {len(m.statements)} statement(s); writes "
-                          f"{', '.join(written_tables(config, [m]))}", env=params.target),
-             "unit": UNIT, "status": "planned"} for m in todo]
+            {
+                **result_row(
+                    f"migration {m.version}",
+                    f"{params.target}: {m.label}",
+                    "migrate",
+                    f"{m.phase}: {len(m.statements)} statement(s); writes {', '.join(written_tables(config, [m]))}",
+                    env=params.target,
+                ),
+                "unit": UNIT,
+                "status": "planned",
+            }
+            for m in todo
+        ]
         notes = check_gates(todo, ledger, params.target, params.lane)
         manifest["promotion"]["notes"] = notes
         for note in notes:
@@ -115,20 +144,27 @@ class PlanPromotionOperator(BaseOperator):
             versions = [m.version for m in todo]
             if not params.dry_run:
                 # the exact phrase, checked before any write (the promote task's guard checks it again)
-                WriteGuard.from_config(config).for_prod_migrations(versions, manifest["params"]["datasets"],
-                                                                   params.confirm)
-            views = {"prod": prod_views_after(environment_views(config, client, "prod"), todo),
-                     "qa": environment_views(config, client, "qa"),
-                     "staging": environment_views(config, client, "staging")}
+                WriteGuard.from_config(config).for_prod_migrations(
+                    versions, manifest["params"]["datasets"], params.confirm
+                )
+            views = {
+                "prod": prod_views_after(environment_views(config, client, "prod"), todo),
+                "qa": environment_views(config, client, "qa"),
+                "staging": environment_views(config, client, "staging"),
+            }
             readers = contract_readers(todo, views, seed_queries(config), config.project)
             if readers:
-                raise PromotionError("refused to promote a contract migration to prod while something still reads "
-                                     "what it removes: " + "; ".join(readers) + "; change or drop those readers first "
-                                     "(an expand migration), then promote again; nothing was written")
+                raise PromotionError(
+                    "refused to promote a contract migration to prod while something still reads "
+                    "what it removes: " + "; ".join(readers) + "; change or drop those readers first "
+                    "(an expand migration), then promote again; nothing was written"
+                )
             problems = staging_problems(config, runner, migrations, ledger)
             if problems:
-                raise PromotionError("refused to promote to prod: staging's views and seeds must still resolve on the "
-                                     "promoted schema: " + "; ".join(problems) + "; nothing was written")
+                raise PromotionError(
+                    "refused to promote to prod: staging's views and seeds must still resolve on the "
+                    "promoted schema: " + "; ".join(problems) + "; nothing was written"
+                )
         text = plan_text(config, todo, ledger, params.target, params.lane, notes)
         if params.target == "prod" and todo:
             text += f"\nto apply, set confirm to exactly: {migration_confirmation_phrase([m.version for m in todo])}"
@@ -166,30 +202,59 @@ class PromoteOperator(UnitOperator):
             files = load_migrations(config)
             by_version = files.by_version()
             todo = [by_version[v] for v in promotion["versions"] if v in by_version]
-            changed = [v for v in promotion["versions"]
-                       if v not in by_version or by_version[v].checksum != promotion["checksums"][str(v)]]
+            changed = [
+                v
+                for v in promotion["versions"]
+                if v not in by_version or by_version[v].checksum != promotion["checksums"][str(v)]
+            ]
             if changed:
-                raise PromotionError(f"migrations {changed} changed or disappeared since the plan; nothing was "
-                                     "written: trigger the promotion again")
+                raise PromotionError(
+                    f"migrations {changed} changed or disappeared since the plan; nothing was "
+                    "written: trigger the promotion again"
+                )
             ledger = read_ledger(config, runner.bq.client)
             if target == "prod":
-                run = ProdPromotion(config, runner, manifest_store(config, self.gcp_conn_id),
-                                    run_prefix(manifest_store(config, self.gcp_conn_id), context), todo, self.confirm)
-                reason = (f"before schema migrations {promotion['versions']} on prod (run {manifest['run_id']}, "
-                          f"lane {promotion['lane']})")
+                run = ProdPromotion(
+                    config,
+                    runner,
+                    manifest_store(config, self.gcp_conn_id),
+                    run_prefix(manifest_store(config, self.gcp_conn_id), context),
+                    todo,
+                    self.confirm,
+                )
+                reason = (
+                    f"before schema migrations {promotion['versions']} on prod (run {manifest['run_id']}, "
+                    f"lane {promotion['lane']})"
+                )
                 results = run.run(ledger, reason)
             else:
-                mine = {r.version for r in ledger if r.environment == target and r.run_id == runner.run_id
-                        and r.status == "applied"}   # a retried task: what its earlier try applied
-                results = [{**planned[f"migration {v}"], "status": "ok", "reason": "applied by an earlier try of this run"}
-                           for v in promotion["versions"] if v in mine]
-                results += apply(config, runner, target, [m for m in todo if m.version not in mine], files=files,
-                                 ledger=ledger, validated=True)
+                mine = {
+                    r.version
+                    for r in ledger
+                    if r.environment == target and r.run_id == runner.run_id and r.status == "applied"
+                }  # a retried task: what its earlier try applied
+                results = [
+                    {**planned[f"migration {v}"], "status": "ok", "reason": "applied by an earlier try of this run"}
+                    for v in promotion["versions"]
+                    if v in mine
+                ]
+                results += apply(
+                    config,
+                    runner,
+                    target,
+                    [m for m in todo if m.version not in mine],
+                    files=files,
+                    ledger=ledger,
+                    validated=True,
+                )
         except (MigrationError, ProdWriteRefused) as error:
             self.log.error("%s", error)
             # qa/staging keep the migrations applied before the failing one (recorded by this run)
-            done = {r.version for r in read_ledger(config, runner.bq.client)
-                    if r.environment == target and r.run_id == runner.run_id and r.status == "applied"}
+            done = {
+                r.version
+                for r in read_ledger(config, runner.bq.client)
+                if r.environment == target and r.run_id == runner.run_id and r.status == "applied"
+            }
             failing = _failing_row(str(error), planned)
             results = []
             for row in planned.values():
@@ -223,11 +288,18 @@ class PromoteReportOperator(RunReportOperator):
         prefix = run_prefix(store, context)
         manifest = read_plan(store, prefix)
         if manifest.get("refused"):
-            store.write(f"{prefix}/report.json", {**manifest, "results": manifest["planned"],
-                                                  "summary": {"refused": manifest["refused"]}})
+            store.write(
+                f"{prefix}/report.json",
+                {**manifest, "results": manifest["planned"], "summary": {"refused": manifest["refused"]}},
+            )
             self.log.error("promotion to %s refused: %s", manifest["env"], manifest["refused"])
             raise AirflowFailException(f"promotion to {manifest['env']} refused: {manifest['refused']}")
         promotion = manifest["promotion"]
-        self.log.info("promotion of %s to %s, lane %s%s", promotion["versions"] or "nothing", manifest["env"],
-                      promotion["lane"], "".join(f"; {n}" for n in promotion["notes"]))
+        self.log.info(
+            "promotion of %s to %s, lane %s%s",
+            promotion["versions"] or "nothing",
+            manifest["env"],
+            promotion["lane"],
+            "".join(f"; {n}" for n in promotion["notes"]),
+        )
         return super().report(context)

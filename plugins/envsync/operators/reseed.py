@@ -33,8 +33,16 @@ class PlanReseedOperator(BaseOperator):
     template_fields: Sequence[str] = ("environments", "datasets", "test_env", "ttl_days")
     ui_color = "#e8f0fe"
 
-    def __init__(self, *, environments: Any = None, datasets: Any = None, test_env: Any = None,
-                 ttl_days: Any = None, gcp_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        environments: Any = None,
+        datasets: Any = None,
+        test_env: Any = None,
+        ttl_days: Any = None,
+        gcp_conn_id: str = DEFAULT_CONN_ID,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.environments = environments
         self.datasets = datasets
@@ -45,17 +53,18 @@ class PlanReseedOperator(BaseOperator):
     def execute(self, context: Context) -> list[dict[str, str]]:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from envsync.core.config import ConfigError, load_config
         from envsync.bigquery.discovery import DiscoveryError
-        from envsync.migrations.ledger import MigrationError
-        from envsync.operators.params import validate_reseed_params
+        from envsync.core.config import ConfigError, load_config
         from envsync.environments.reseed import ContractError
         from envsync.environments.seeds import SeedError
+        from envsync.migrations.ledger import MigrationError
+        from envsync.operators.params import validate_reseed_params
 
         try:
             config = load_config()
             envs, datasets, test_name, ttl = validate_reseed_params(
-                config, self.environments, self.datasets, self.test_env, self.ttl_days)
+                config, self.environments, self.datasets, self.test_env, self.ttl_days
+            )
         except (ConfigError, ValueError) as error:
             raise AirflowFailException(str(error)) from error  # before any BigQuery call
         try:
@@ -63,23 +72,29 @@ class PlanReseedOperator(BaseOperator):
         except (ContractError, SeedError, DiscoveryError, MigrationError) as error:
             raise AirflowFailException(str(error)) from error
 
-    def _plan(self, context: Context, config: Any, envs: list[str], datasets: list[str], test_name: str | None,
-              ttl: int) -> list[dict[str, str]]:
+    def _plan(
+        self, context: Context, config: Any, envs: list[str], datasets: list[str], test_name: str | None, ttl: int
+    ) -> list[dict[str, str]]:
         from envsync.bigquery.discovery import discover_dataset
         from envsync.bigquery.jobs import JobStats
-        from envsync.observe.report import result_row
-        from envsync.observe.report import privacy_table
+        from envsync.core.window import new_cut
         from envsync.environments.reseed import ContractError, Reseeder, reseed_privacy, sources_to_dict, units_for
         from envsync.environments.seeds import seed_version
-        from envsync.core.window import new_cut
+        from envsync.observe.report import privacy_table, result_row
 
         store = manifest_store(config, self.gcp_conn_id)
         store.ensure_bucket(config.location)
         prefix = run_prefix(store, context)
         cut = recorded_cut(store, prefix) or new_cut()
         version = seed_version(config)
-        self.log.info("seed version %s (git %s%s, %d files); cut T = %s", version["version"], version["git"],
-                      ", uncommitted changes" if version["dirty"] else "", version["files"], cut.isoformat())
+        self.log.info(
+            "seed version %s (git %s%s, %d files); cut T = %s",
+            version["version"],
+            version["git"],
+            ", uncommitted changes" if version["dirty"] else "",
+            version["files"],
+            cut.isoformat(),
+        )
         runner = guarded_runner(config, self.gcp_conn_id, context, self.task_id)
         reseeder = Reseeder(config, runner, cut)
         stats = JobStats()
@@ -89,24 +104,45 @@ class PlanReseedOperator(BaseOperator):
         problems: list[str] = []
         for group in contract_groups(migrations):
             label = ", ".join(group["envs"]) if group["versions"] else ""
-            name = (f"{label}'s schema (prod + migrations {', '.join(map(str, group['versions']))})"
-                    if group["versions"] else "prod")
+            name = (
+                f"{label}'s schema (prod + migrations {', '.join(map(str, group['versions']))})"
+                if group["versions"]
+                else "prod"
+            )
             for ds, info in infos.items():
-                problems += reseeder.check_contract(info, sources[ds], stats, migrated=group["schemas"],
-                                                    schema_name=name, ahead=frozenset(group["ahead"]), env=label)
+                problems += reseeder.check_contract(
+                    info,
+                    sources[ds],
+                    stats,
+                    migrated=group["schemas"],
+                    schema_name=name,
+                    ahead=frozenset(group["ahead"]),
+                    env=label,
+                )
         problems = list(dict.fromkeys(problems))
         if problems:
             raise ContractError("seeds do not match the schema they fill; nothing was dropped: " + "; ".join(problems))
-        self.log.info("contract check passed for %d seeded tables (%d jobs)",
-                      sum(1 for s in sources.values() for t in s if t.source == "seed"), stats.jobs)
+        self.log.info(
+            "contract check passed for %d seeded tables (%d jobs)",
+            sum(1 for s in sources.values() for t in s if t.source == "seed"),
+            stats.jobs,
+        )
         units = units_for(config, envs, datasets, test_name)
         pending_by_env = {env: spec["versions"] for env, spec in migrations.items() if env != "prod"}
         expires = (cut + dt.timedelta(days=ttl)).isoformat() if test_name else None
         manifest = {
-            "dag_id": context["dag"].dag_id, "run_id": context["run_id"], "cut": cut.isoformat(),
-            "seed_version": version, "expires": expires,
-            "params": {"environments": envs, "datasets": datasets, "test_env": test_name, "ttl_days": ttl,
-                       "dry_run": False},
+            "dag_id": context["dag"].dag_id,
+            "run_id": context["run_id"],
+            "cut": cut.isoformat(),
+            "seed_version": version,
+            "expires": expires,
+            "params": {
+                "environments": envs,
+                "datasets": datasets,
+                "test_env": test_name,
+                "ttl_days": ttl,
+                "dry_run": False,
+            },
             "datasets": {ds: info.to_dict() for ds, info in infos.items()},
             "sources": {ds: sources_to_dict(s) for ds, s in sources.items()},
             "unit_specs": [u.__dict__ for u in units],
@@ -114,14 +150,30 @@ class PlanReseedOperator(BaseOperator):
             "units": [u.name for u in units] + ["views"] + ([] if test_name else ["migrate"]),
             "migrations": pending_by_env,
             "planned": [
-                {**result_row(f"{u.target_dataset}.{s.table}", f"{u.target_dataset}.{s.table}", s.source, s.reason,
-                              env=u.env),
-                 "unit": "views" if s.source == "view" else u.name, "status": "planned"}
-                for u in units for s in sources[u.dataset]
-            ] + [
-                {**result_row(f"migration {v}", f"{env}: version {v}", "migrate", "pending: applied again after the "
-                              "rebuild from prod", env=env), "unit": "migrate", "status": "planned"}
-                for env, versions in pending_by_env.items() for v in versions
+                {
+                    **result_row(
+                        f"{u.target_dataset}.{s.table}", f"{u.target_dataset}.{s.table}", s.source, s.reason, env=u.env
+                    ),
+                    "unit": "views" if s.source == "view" else u.name,
+                    "status": "planned",
+                }
+                for u in units
+                for s in sources[u.dataset]
+            ]
+            + [
+                {
+                    **result_row(
+                        f"migration {v}",
+                        f"{env}: version {v}",
+                        "migrate",
+                        "pending: applied again after the rebuild from prod",
+                        env=env,
+                    ),
+                    "unit": "migrate",
+                    "status": "planned",
+                }
+                for env, versions in pending_by_env.items()
+                for v in versions
             ],
         }
         uri = store.write(f"{prefix}/plan.json", manifest)
@@ -140,11 +192,19 @@ def schema_migrations(config: Any, runner: Any, envs: list[str], log: Any) -> di
     out: dict[str, dict[str, Any]] = {}
     for env in envs:
         todo = pending(migrations, ledger, env)
-        spec: dict[str, Any] = {"versions": [m.version for m in todo], "schemas": None,
-                                "ahead": sorted(ahead_of(migrations, ledger, env))}
+        spec: dict[str, Any] = {
+            "versions": [m.version for m in todo],
+            "schemas": None,
+            "ahead": sorted(ahead_of(migrations, ledger, env)),
+        }
         if todo:
-            log.info("%s has %d pending schema migration(s) %s: they are applied again after the rebuild, and the "
-                     "seeds must fit the migrated schema", env, len(todo), spec["versions"])
+            log.info(
+                "%s has %d pending schema migration(s) %s: they are applied again after the rebuild, and the "
+                "seeds must fit the migrated schema",
+                env,
+                len(todo),
+                spec["versions"],
+            )
             spec["schemas"] = validate(config, runner, env, todo, base="prod").schemas
         out[env] = spec
     return out
@@ -179,9 +239,13 @@ class ReseedDatasetOperator(UnitOperator):
         self.log.info("re-seeding %s (%s) with seed version %s", name, unit.env, manifest["seed_version"]["version"])
         defer = bool((manifest.get("migrations") or {}).get(unit.env))
         results = Reseeder(config, runner, dt.datetime.fromisoformat(manifest["cut"])).execute(
-            unit, DatasetInfo.from_dict(manifest["datasets"][unit.dataset]),
+            unit,
+            DatasetInfo.from_dict(manifest["datasets"][unit.dataset]),
             sources_from_dict(manifest["sources"][unit.dataset]),
-            seed_version=manifest["seed_version"]["version"], expires=expires, defer_seeds=defer)
+            seed_version=manifest["seed_version"]["version"],
+            expires=expires,
+            defer_seeds=defer,
+        )
         return name, results
 
 
@@ -195,8 +259,10 @@ class ReseedViewsOperator(UnitOperator):
     def run_unit(self, config: Any, manifest: dict[str, Any], runner: Any, context: Context) -> Any:
         from envsync.environments.reseed import Reseeder, ReseedUnit, sources_from_dict
 
-        work = [(ReseedUnit(**spec), sources_from_dict(manifest["sources"][spec["dataset"]]))
-                for spec in manifest["unit_specs"]]
+        work = [
+            (ReseedUnit(**spec), sources_from_dict(manifest["sources"][spec["dataset"]]))
+            for spec in manifest["unit_specs"]
+        ]
         return "views", Reseeder(config, runner, dt.datetime.fromisoformat(manifest["cut"])).views(work)
 
 
@@ -207,8 +273,8 @@ class ReseedMigrateOperator(UnitOperator):
     def run_unit(self, config: Any, manifest: dict[str, Any], runner: Any, context: Context) -> Any:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from envsync.migrations.ledger import MigrationError, load_migrations, read_ledger, reapply
         from envsync.environments.reseed import Reseeder, ReseedUnit, sources_from_dict
+        from envsync.migrations.ledger import MigrationError, load_migrations, read_ledger, reapply
 
         if manifest["params"].get("test_env"):
             return None
@@ -222,8 +288,10 @@ class ReseedMigrateOperator(UnitOperator):
         for env, versions in (manifest.get("migrations") or {}).items():
             done = reapply(config, runner, env, migrations, ledger, versions, validated=True)
             if done.synced:
-                self.log.info("%s holds prod's migrations %s through the rebuild (recorded as synced)", env, done.synced)
-            results += done.results   # a migration not applied again is a failed row: the task fails
+                self.log.info(
+                    "%s holds prod's migrations %s through the rebuild (recorded as synced)", env, done.synced
+                )
+            results += done.results  # a migration not applied again is a failed row: the task fails
             # the seeded tables were created empty for the migrated schema: fill them whatever happened
             # above (on a failure, with the seed's columns the table has), never leave them empty
             for spec in manifest["unit_specs"]:
@@ -248,9 +316,9 @@ class CleanupTestEnvironmentsOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from envsync.core.config import load_config
-        from envsync.observe.report import result_row
-        from envsync.environments.testenvs import delete_expired
         from envsync.core.window import anchor_from_context
+        from envsync.environments.testenvs import delete_expired
+        from envsync.observe.report import result_row
 
         config = load_config()
         runner = guarded_runner(config, self.gcp_conn_id, context, self.task_id)
@@ -265,10 +333,22 @@ class CleanupTestEnvironmentsOperator(BaseOperator):
             raise
         finally:
             try:
-                rows = [{**result_row(d["dataset"], d["dataset"], "drop", f"expired at {d['expires']}"),
-                         "status": "dropped"} for d in deleted]
-                record_run_audit(config, self.gcp_conn_id, context, self.task_id,
-                                 {"cut": now.isoformat(), "env": "test", "params": {}}, rows, error)
+                rows = [
+                    {
+                        **result_row(d["dataset"], d["dataset"], "drop", f"expired at {d['expires']}"),
+                        "status": "dropped",
+                    }
+                    for d in deleted
+                ]
+                record_run_audit(
+                    config,
+                    self.gcp_conn_id,
+                    context,
+                    self.task_id,
+                    {"cut": now.isoformat(), "env": "test", "params": {}},
+                    rows,
+                    error,
+                )
             except Exception as failure:  # the audit never fails the data work
                 self.log.warning("could not record this run in the audit tables: %s", failure)
         return {"deleted": [d["dataset"] for d in deleted], "checked_at": now.isoformat()}

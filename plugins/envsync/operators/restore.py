@@ -29,7 +29,7 @@ from envsync.operators.common import (
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 MODES = ("restore", "drill")
 DRILL_LAG = dt.timedelta(days=1)
 
@@ -42,8 +42,10 @@ def restore_guard(config: Any, target: str, dataset: str, point_in_time: dt.date
     guard = WriteGuard.from_config(config)
     if target in config.prod.datasets:
         if target != dataset:
-            raise ProdWriteRefused(f"refused to restore {dataset!r} into prod dataset {target!r}: a prod "
-                                   "dataset can only be restored into itself")
+            raise ProdWriteRefused(
+                f"refused to restore {dataset!r} into prod dataset {target!r}: a prod "
+                "dataset can only be restored into itself"
+            )
         return guard.for_prod_restore(dataset, point_in_time, confirm)
     guard.check(WriteTarget(config.project, target, "table"), "restore into")
     return guard
@@ -55,9 +57,19 @@ class PlanRestoreOperator(BaseOperator):
     template_fields: Sequence[str] = ("datasets", "tables", "point_in_time", "target", "confirm", "source")
     ui_color = "#e8f0fe"
 
-    def __init__(self, *, mode: str, datasets: Any = None, tables: Any = None, point_in_time: Any = None,
-                 target: Any = None, confirm: Any = None, source: Any = None, gcp_conn_id: str = DEFAULT_CONN_ID,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        mode: str,
+        datasets: Any = None,
+        tables: Any = None,
+        point_in_time: Any = None,
+        target: Any = None,
+        confirm: Any = None,
+        source: Any = None,
+        gcp_conn_id: str = DEFAULT_CONN_ID,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if mode not in MODES:
             raise ValueError(f"mode must be one of {list(MODES)}, got {mode!r}")
@@ -73,24 +85,26 @@ class PlanRestoreOperator(BaseOperator):
     def execute(self, context: Context) -> list[dict[str, str]]:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from envsync.core.config import ConfigError
+        from envsync.backups.restore import RestoreError
         from envsync.bigquery.discovery import DiscoveryError
+        from envsync.core.config import ConfigError
         from envsync.core.guard import ProdWriteRefused
         from envsync.core.identifiers import IdentifierError
-        from envsync.backups.restore import RestoreError
 
         try:
             return self._plan(context)
         except (ConfigError, DiscoveryError, IdentifierError, ProdWriteRefused, RestoreError, ValueError) as error:
             raise AirflowFailException(str(error)) from error
 
-    def _inputs(self, config: Any, context: Context, now: dt.datetime, source: str) -> tuple[list[str], list[str], dt.datetime, dict[str, str]]:
+    def _inputs(
+        self, config: Any, context: Context, now: dt.datetime, source: str
+    ) -> tuple[list[str], list[str], dt.datetime, dict[str, str]]:
         """The datasets restored (prod's `<ds>`, or `staging_<ds>` for source staging), their tables, T
         and the target of each (default: its own drill dataset, `drill_<ds>` or `drill_staging_<ds>`)."""
-        from envsync.core.identifiers import validate_identifier
-        from envsync.operators.params import check_datasets
         from envsync.backups.restore import parse_point_in_time
+        from envsync.core.identifiers import validate_identifier
         from envsync.core.window import anchor_from_context
+        from envsync.operators.params import check_datasets
 
         if self.mode == "drill":
             datasets = [config.source_dataset(source, d) for d in check_datasets(config, self.datasets)]
@@ -109,14 +123,13 @@ class PlanRestoreOperator(BaseOperator):
         return [dataset], tables, point, {dataset: target}
 
     def _plan(self, context: Context) -> list[dict[str, str]]:
+        from envsync.backups.restore import BACKUP_SOURCES, SOURCES, RestoreEngine, Source
         from envsync.backups.snapshots import BackupCatalog
+        from envsync.bigquery.jobs import JobRunner
         from envsync.core.clients import bigquery_client
         from envsync.core.config import load_config
         from envsync.core.guard import GuardedBigQuery
-        from envsync.bigquery.jobs import JobRunner
         from envsync.observe.report import render_table, result_row
-        from envsync.backups.restore import BACKUP_SOURCES, SOURCES, RestoreEngine, Source
-
         from envsync.operators.params import check_environment
 
         config = load_config()
@@ -132,17 +145,24 @@ class PlanRestoreOperator(BaseOperator):
                 raise ValueError(f"this run already restores to {recorded.isoformat()}, not {point.isoformat()}")
             point = recorded
         if any(t in config.prod.datasets for t in targets.values()) and self.point_in_time in (None, ""):
-            raise ValueError("a restore into prod needs an explicit point_in_time (and the confirm phrase "
-                             "naming it); nothing was written")
+            raise ValueError(
+                "a restore into prod needs an explicit point_in_time (and the confirm phrase "
+                "naming it); nothing was written"
+            )
         for dataset in datasets:  # before anything is written: a prod target needs the exact confirmation
             restore_guard(config, targets[dataset], dataset, point, self.confirm)
         client = bigquery_client(config.project, config.location, self.gcp_conn_id)
         exports = manifest_store(config, self.gcp_conn_id, config.export_bucket)
         catalog = BackupCatalog(config, client, store, exports)
-        bq = GuardedBigQuery(client, restore_guard(config, targets[datasets[0]], datasets[0], point, self.confirm),
-                             config.location)
-        engine = RestoreEngine(config, bq, JobRunner(bq, dag_id=context["dag"].dag_id, run_id=context["run_id"],
-                                                     task_id=self.task_id, timeout=60), catalog)
+        bq = GuardedBigQuery(
+            client, restore_guard(config, targets[datasets[0]], datasets[0], point, self.confirm), config.location
+        )
+        engine = RestoreEngine(
+            config,
+            bq,
+            JobRunner(bq, dag_id=context["dag"].dag_id, run_id=context["run_id"], task_id=self.task_id, timeout=60),
+            catalog,
+        )
         allowed = BACKUP_SOURCES if self.mode == "drill" else SOURCES
         sources: dict[str, dict[str, Any]] = {}
         planned = []
@@ -156,27 +176,54 @@ class PlanRestoreOperator(BaseOperator):
                 self.log.info("%s.%s: skipped (%s)", dataset, table, why)
             for table, source in sorted(chosen.items()):
                 kind, why = (source.kind, source.reason) if isinstance(source, Source) else ("none", source)
-                planned.append({**result_row(f"{dataset}.{table}", f"{targets[dataset]}.{table}", kind, why),
-                                "unit": dataset, "status": "planned"})
+                planned.append(
+                    {
+                        **result_row(f"{dataset}.{table}", f"{targets[dataset]}.{table}", kind, why),
+                        "unit": dataset,
+                        "status": "planned",
+                    }
+                )
                 self.log.info("%s.%s: %s (%s)", dataset, table, kind, why)
         unrestorable = [r["table"] for r in planned if r["action"] == "none"]
         if unrestorable and any(targets[d] in config.prod.datasets for d in datasets):
-            raise ValueError(f"refused to restore prod: no source for {unrestorable} at {point.isoformat()} "
-                             "(nothing was written)")
+            raise ValueError(
+                f"refused to restore prod: no source for {unrestorable} at {point.isoformat()} (nothing was written)"
+            )
         manifest = {
-            "dag_id": context["dag"].dag_id, "run_id": context["run_id"], "mode": self.mode,
+            "dag_id": context["dag"].dag_id,
+            "run_id": context["run_id"],
+            "mode": self.mode,
             # prod's restores and drills are audited as the drill environment; staging's as staging
-            "env": "drill" if source_env == "prod" else source_env, "source": source_env,
-            "cut": point.isoformat(), "point_in_time": point.isoformat(), "planned_at": now.isoformat(),
+            "env": "drill" if source_env == "prod" else source_env,
+            "source": source_env,
+            "cut": point.isoformat(),
+            "point_in_time": point.isoformat(),
+            "planned_at": now.isoformat(),
             "anchor": context.get("logical_date").isoformat() if context.get("logical_date") else None,
-            "window": None, "targets": targets, "sources": sources, "units": datasets, "planned": planned,
-            "params": {"datasets": datasets, "tables": tables, "point_in_time": point.isoformat(),
-                       "targets": targets, "dry_run": False},
+            "window": None,
+            "targets": targets,
+            "sources": sources,
+            "units": datasets,
+            "planned": planned,
+            "params": {
+                "datasets": datasets,
+                "tables": tables,
+                "point_in_time": point.isoformat(),
+                "targets": targets,
+                "dry_run": False,
+            },
         }
         uri = store.write(f"{prefix}/plan.json", manifest)
-        self.log.info("%s to T = %s:\n%s\nmanifest: %s", self.mode, point.isoformat(),
-                      render_table(["table", "target", "source", "why"],
-                                   [[r["table"], r["target"], r["action"], r["reason"]] for r in planned]), uri)
+        self.log.info(
+            "%s to T = %s:\n%s\nmanifest: %s",
+            self.mode,
+            point.isoformat(),
+            render_table(
+                ["table", "target", "source", "why"],
+                [[r["table"], r["target"], r["action"], r["reason"]] for r in planned],
+            ),
+            uri,
+        )
         return [{"dataset": d, "manifest": uri} for d in datasets]
 
 
@@ -190,21 +237,23 @@ class RestoreDatasetOperator(DatasetUnitOperator):
         self.confirm = confirm
 
     def run_unit(self, config: Any, manifest: dict[str, Any], runner: Any, context: Context) -> Any:
+        from envsync.backups.restore import RestoreEngine, Source
         from envsync.backups.snapshots import BackupCatalog, BackupEngine
         from envsync.bigquery.datasets import default_kms_key, ensure_env_dataset, env_labels, recreate_env_dataset
-        from envsync.core.guard import GuardedBigQuery
         from envsync.bigquery.jobs import JobRunner
+        from envsync.core.guard import GuardedBigQuery
         from envsync.observe.report import result_row
-        from envsync.backups.restore import RestoreEngine, Source
 
         dataset = self.dataset_ref["dataset"]
         target = manifest["targets"][dataset]
         point = dt.datetime.fromisoformat(manifest["point_in_time"])
         # the guard is built again here: the confirmation is checked by the task that writes
-        bq = GuardedBigQuery(runner.bq.client, restore_guard(config, target, dataset, point, self.confirm),
-                             runner.bq.location)
-        runner = self._runner = JobRunner(bq, dag_id=runner.dag_id, run_id=runner.run_id, task_id=runner.task_id,
-                                          timeout=runner.timeout)
+        bq = GuardedBigQuery(
+            runner.bq.client, restore_guard(config, target, dataset, point, self.confirm), runner.bq.location
+        )
+        runner = self._runner = JobRunner(
+            bq, dag_id=runner.dag_id, run_id=runner.run_id, task_id=runner.task_id, timeout=runner.timeout
+        )
         store = manifest_store(config, self.gcp_conn_id)
         exports = manifest_store(config, self.gcp_conn_id, config.export_bucket)
         catalog = BackupCatalog(config, bq.client, store, exports)
@@ -217,26 +266,45 @@ class RestoreDatasetOperator(DatasetUnitOperator):
         if target in config.prod.datasets:
             reason = f"automatic, before restoring {dataset} to {point.isoformat()} (run {manifest['run_id']})"
             expires = dt.datetime.now(UTC) + dt.timedelta(days=config.backups.pinned_expiry_days)
-            pins = engine.pin_current(dataset, sorted(restorable), reason, expires, BackupEngine(config, bq, runner, catalog))
-            self.log.info("pinned the current state of prod before overwriting it: %s",
-                          ", ".join(p["snapshot"] for p in pins) or "no existing tables")
+            pins = engine.pin_current(
+                dataset, sorted(restorable), reason, expires, BackupEngine(config, bq, runner, catalog)
+            )
+            self.log.info(
+                "pinned the current state of prod before overwriting it: %s",
+                ", ".join(p["snapshot"] for p in pins) or "no existing tables",
+            )
         elif target == dataset:
             # staging restored into itself (a rollback rehearsal): no confirmation, but its current
             # state is pinned first, as for prod, so the rehearsal itself can be undone
             reason = f"automatic, before restoring {dataset} to {point.isoformat()} (run {manifest['run_id']})"
             expires = dt.datetime.now(UTC) + dt.timedelta(days=config.backups.pinned_expiry_days)
-            pins = engine.pin_current(dataset, sorted(restorable), reason, expires, BackupEngine(config, bq, runner, catalog))
-            self.log.info("pinned the current state of %s before overwriting it: %s", dataset,
-                          ", ".join(p["snapshot"] for p in pins) or "no existing tables")
+            pins = engine.pin_current(
+                dataset, sorted(restorable), reason, expires, BackupEngine(config, bq, runner, catalog)
+            )
+            self.log.info(
+                "pinned the current state of %s before overwriting it: %s",
+                dataset,
+                ", ".join(p["snapshot"] for p in pins) or "no existing tables",
+            )
         elif manifest["mode"] == "drill":
-            recreate_env_dataset(bq, ref, location=location, description=description,
-                                 labels=env_labels({}, "drill", dataset),
-                                 table_expiration_ms=config.environments.drill.table_expiration_days * 86_400_000,
-                                 kms_key_name=default_kms_key(bq.client, f"{config.project}.{dataset}"))
+            recreate_env_dataset(
+                bq,
+                ref,
+                location=location,
+                description=description,
+                labels=env_labels({}, "drill", dataset),
+                table_expiration_ms=config.environments.drill.table_expiration_days * 86_400_000,
+                kms_key_name=default_kms_key(bq.client, f"{config.project}.{dataset}"),
+            )
         else:
-            ensure_env_dataset(bq, ref, location=location, description=description,
-                               labels=env_labels({}, "drill", dataset),
-                               kms_key_name=default_kms_key(bq.client, f"{config.project}.{dataset}"))
+            ensure_env_dataset(
+                bq,
+                ref,
+                location=location,
+                description=description,
+                labels=env_labels({}, "drill", dataset),
+                kms_key_name=default_kms_key(bq.client, f"{config.project}.{dataset}"),
+            )
         results = []
         for table, entry in sorted(planned.items()):
             if table in restorable:
@@ -244,11 +312,21 @@ class RestoreDatasetOperator(DatasetUnitOperator):
                 self.log.info("restoring %s.%s from %s: %s", dataset, table, source.kind, source.reason)
                 results.append(engine.restore_table(dataset, source, target, point))
             elif "skipped" in entry:
-                results.append({**result_row(f"{dataset}.{table}", f"{target}.{table}", "skip", entry["skipped"]),
-                                "status": "skipped"})
+                results.append(
+                    {
+                        **result_row(f"{dataset}.{table}", f"{target}.{table}", "skip", entry["skipped"]),
+                        "status": "skipped",
+                    }
+                )
             else:
-                results.append({**result_row(f"{dataset}.{table}", f"{target}.{table}", "none", entry["error"]),
-                                "status": "failed", "error": entry["error"], "retryable": False})
+                results.append(
+                    {
+                        **result_row(f"{dataset}.{table}", f"{target}.{table}", "none", entry["error"]),
+                        "status": "failed",
+                        "error": entry["error"],
+                        "retryable": False,
+                    }
+                )
         return dataset, results
 
 
@@ -263,8 +341,8 @@ class RestoreReportOperator(RunReportOperator):
             self.log.warning("could not record the drill in %s: %s", "recovery_drills", failure)
 
     def _audit_drill(self, context: Context) -> None:
-        from envsync.observe.audit import RECOVERY_DRILL_COLUMNS, RECOVERY_DRILLS, ensure_audit_table, insert_rows
         from envsync.core.config import load_config
+        from envsync.observe.audit import RECOVERY_DRILL_COLUMNS, RECOVERY_DRILLS, ensure_audit_table, insert_rows
         from envsync.operators.common import guarded_runner
 
         config = load_config()
@@ -278,14 +356,28 @@ class RestoreReportOperator(RunReportOperator):
         rows = []
         for r in report["results"]:
             dataset, _, name = r["table"].partition(".")
-            rows.append({
-                "recorded_at": now, "dag_id": report["dag_id"], "run_id": report["run_id"],
-                "logical_date": report.get("anchor"), "point_in_time": report["point_in_time"],
-                "dataset": dataset, "table_name": name, "target": r["target"], "source_kind": r["action"],
-                "source": r.get("source"), "backup_taken_at": r.get("backup_taken_at"),
-                "rpo_seconds": r.get("rpo_seconds"), "rto_seconds": r.get("rto_seconds"), "row_count": r.get("rows"),
-                "expected_checksum": r.get("expected_checksum"), "checksum": r.get("checksum"),
-                "status": r["status"], "error": r.get("error"), "environment": report.get("source") or "prod",
-            })
+            rows.append(
+                {
+                    "recorded_at": now,
+                    "dag_id": report["dag_id"],
+                    "run_id": report["run_id"],
+                    "logical_date": report.get("anchor"),
+                    "point_in_time": report["point_in_time"],
+                    "dataset": dataset,
+                    "table_name": name,
+                    "target": r["target"],
+                    "source_kind": r["action"],
+                    "source": r.get("source"),
+                    "backup_taken_at": r.get("backup_taken_at"),
+                    "rpo_seconds": r.get("rpo_seconds"),
+                    "rto_seconds": r.get("rto_seconds"),
+                    "row_count": r.get("rows"),
+                    "expected_checksum": r.get("expected_checksum"),
+                    "checksum": r.get("checksum"),
+                    "status": r["status"],
+                    "error": r.get("error"),
+                    "environment": report.get("source") or "prod",
+                }
+            )
         insert_rows(runner, table, RECOVERY_DRILL_COLUMNS, rows, key=("audit", RECOVERY_DRILLS, "insert"))
         self.log.info("recorded %d recovery drill rows (RTO/RPO per table) in %s", len(rows), table)

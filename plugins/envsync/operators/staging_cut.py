@@ -25,7 +25,7 @@ from envsync.operators.dev_sync import planned_row, run_info
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 PIN_UNIT = "pin"
 PUBLISH_UNIT = "publish"
 
@@ -58,9 +58,9 @@ class PlanStagingCutOperator(BaseOperator):
     def execute(self, context: Context) -> list[dict[str, str]]:
         from airflow.sdk.exceptions import AirflowFailException
 
+        from envsync.bigquery.discovery import DiscoveryError
         from envsync.core.config import ConfigError
         from envsync.environments.cut import CutError
-        from envsync.bigquery.discovery import DiscoveryError
         from envsync.sync.prodcopy import AsOfError
 
         try:
@@ -69,15 +69,15 @@ class PlanStagingCutOperator(BaseOperator):
             raise AirflowFailException(str(error)) from error
 
     def _plan(self, context: Context) -> list[dict[str, str]]:
+        from envsync.bigquery.timetravel import dataset_hours, effective_window
         from envsync.core.clients import bigquery_client
         from envsync.core.config import load_config
+        from envsync.core.window import new_cut
         from envsync.environments.cut import migration_version, plan_cut, seed_version
+        from envsync.observe.report import result_row
         from envsync.operators.params import check_datasets
         from envsync.sync.prodcopy import check_as_of
-        from envsync.observe.report import result_row
         from envsync.sync.summary import plan_table
-        from envsync.bigquery.timetravel import dataset_hours, effective_window
-        from envsync.core.window import new_cut
 
         config = load_config()
         datasets = check_datasets(config, self.datasets)
@@ -89,27 +89,50 @@ class PlanStagingCutOperator(BaseOperator):
         client = bigquery_client(config.project, config.location, self.gcp_conn_id)
         plans, before = plan_cut(config, client, datasets, cut)
         qa = [p.dataset for p in plans]
-        for name in qa:   # clones read qa FOR SYSTEM_TIME AS OF T: inside each qa dataset's own window
+        for name in qa:  # clones read qa FOR SYSTEM_TIME AS OF T: inside each qa dataset's own window
             window = effective_window(name, dataset_hours(client, config.project, name), config.prod.time_travel_hours)
             check_as_of(cut, now, window)
-        record = {"cut": cut.isoformat(), "source": "qa", "seed_version": seed_version(config, client, qa),
-                  "migration_version": migration_version(config, client, "qa", as_of=cut)}
-        planned = [{**result_row(f"{d}.{t}", f"{d}.{t}", "pre_cut_pin", "pinned backup before the cut"),
-                    "unit": PIN_UNIT,
-                    "status": "planned"} for d, state in before.items() for t in state["tables"]]
+        record = {
+            "cut": cut.isoformat(),
+            "source": "qa",
+            "seed_version": seed_version(config, client, qa),
+            "migration_version": migration_version(config, client, "qa", as_of=cut),
+        }
+        planned = [
+            {
+                **result_row(f"{d}.{t}", f"{d}.{t}", "pre_cut_pin", "pinned backup before the cut"),
+                "unit": PIN_UNIT,
+                "status": "planned",
+            }
+            for d, state in before.items()
+            for t in state["tables"]
+        ]
         for plan in plans:
             for action in plan.actions:
                 unit = plan.dataset if action.action in ("full_clone", "skip") else PUBLISH_UNIT
                 planned.append(planned_row(unit, action))
         manifest = {
-            "dag_id": context["dag"].dag_id, "run_id": context["run_id"], "cut": cut.isoformat(), "env": "staging",
-            "window": None, "params": {"datasets": datasets, "dry_run": False}, "staging_cut": record,
-            "before": before, "plans": [p.to_dict() for p in plans], "units": [PIN_UNIT, *qa, PUBLISH_UNIT],
+            "dag_id": context["dag"].dag_id,
+            "run_id": context["run_id"],
+            "cut": cut.isoformat(),
+            "env": "staging",
+            "window": None,
+            "params": {"datasets": datasets, "dry_run": False},
+            "staging_cut": record,
+            "before": before,
+            "plans": [p.to_dict() for p in plans],
+            "units": [PIN_UNIT, *qa, PUBLISH_UNIT],
             "planned": planned,
         }
         uri = store.write(f"{prefix}/plan.json", manifest)
-        self.log.info("QA -> staging cut as of T = %s (seed version %s, migration version %s):\n%s\nmanifest: %s",
-                      cut.isoformat(), record["seed_version"], record["migration_version"], plan_table(plans), uri)
+        self.log.info(
+            "QA -> staging cut as of T = %s (seed version %s, migration version %s):\n%s\nmanifest: %s",
+            cut.isoformat(),
+            record["seed_version"],
+            record["migration_version"],
+            plan_table(plans),
+            uri,
+        )
         return [{"dataset": name, "manifest": uri} for name in qa]
 
 
@@ -132,8 +155,20 @@ class PinStagingOperator(UnitOperator):
             store.write(path, recorded)
         else:
             self.log.info("reusing the pins an earlier try of this run took (%s)", store.uri(path))
-        rows = [{**result_row(f"{p['dataset']}.{p['table']}", p["snapshot"], "pre_cut_pin", p["reason"], rows=p["rows"],
-                              checksum=p["checksum"]), "status": "ok"} for p in recorded["pins"]]
+        rows = [
+            {
+                **result_row(
+                    f"{p['dataset']}.{p['table']}",
+                    p["snapshot"],
+                    "pre_cut_pin",
+                    p["reason"],
+                    rows=p["rows"],
+                    checksum=p["checksum"],
+                ),
+                "status": "ok",
+            }
+            for p in recorded["pins"]
+        ]
         self.log.info("pinned %d staging tables before the cut", len(rows))
         return PIN_UNIT, rows
 
@@ -156,7 +191,7 @@ class PublishCutOperator(UnitOperator):
     publish only, staging's rows of the migration ledger are made qa's as of T."""
 
     def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("trigger_rule", "all_done")   # it cleans up after failed stages too
+        kwargs.setdefault("trigger_rule", "all_done")  # it cleans up after failed stages too
         super().__init__(**kwargs)
 
     def run_unit(self, config: Any, manifest: dict[str, Any], runner: Any, context: Context) -> Any:
@@ -179,23 +214,32 @@ class PublishCutOperator(UnitOperator):
             not_ready.insert(0, "staging was not pinned")
 
         def failed(table: str, error: str) -> dict[str, Any]:
-            return {**result_row(table, table, "publish", "the cut"), "status": "failed", "error": error,
-                    "retryable": False}
+            return {
+                **result_row(table, table, "publish", "the cut"),
+                "status": "failed",
+                "error": error,
+                "retryable": False,
+            }
 
         if not_ready:
             sync.discard_stages(plans)
             sync.remove_new_datasets(plans, manifest["before"])
             self.log.error("the cut is not published (staging is as it was): %s", "; ".join(not_ready))
-            return PUBLISH_UNIT, [failed(p.target_dataset, "not published, staging left as it was: "
-                                         + "; ".join(not_ready)) for p in plans]
+            return PUBLISH_UNIT, [
+                failed(p.target_dataset, "not published, staging left as it was: " + "; ".join(not_ready))
+                for p in plans
+            ]
         try:
             results = sync.publish(plans, _source(manifest))
         except Exception as error:  # any failure while publishing: back to the pins
             self.log.error("publishing the cut failed (%s): rolling staging back to its pinned backups", error)
             rollback = sync.rollback(plans, manifest["before"], pins)
             broken = [r for r in rollback if r["status"] == "failed"]
-            state = ("staging was rolled back to the pinned backups taken before the cut" if not broken else
-                     f"the rollback of {[r['target'] for r in broken]} failed too: restore them from their pins")
+            state = (
+                "staging was rolled back to the pinned backups taken before the cut"
+                if not broken
+                else f"the rollback of {[r['target'] for r in broken]} failed too: restore them from their pins"
+            )
             for row in rollback:
                 row["retryable"] = False
             return PUBLISH_UNIT, [failed(", ".join(p.target_dataset for p in plans), f"{error}; {state}"), *rollback]
@@ -220,11 +264,21 @@ class StagingCutReportOperator(RunReportOperator):
         prefix = run_prefix(store, context)
         manifest = store.read(f"{prefix}/plan.json") or {}
         pins = (store.read(f"{prefix}/pins.json") or {}).get("pins") or []
-        current = {**manifest["staging_cut"], "run_id": context["run_id"], "datasets": manifest["params"]["datasets"],
-                   "pinned_backups": [p["snapshot"] for p in pins], "recorded_at": dt.datetime.now(UTC).isoformat()}
+        current = {
+            **manifest["staging_cut"],
+            "run_id": context["run_id"],
+            "datasets": manifest["params"]["datasets"],
+            "pinned_backups": [p["snapshot"] for p in pins],
+            "recorded_at": dt.datetime.now(UTC).isoformat(),
+        }
         uri = store.write(CURRENT, current)
-        self.log.info("staging now holds QA as of T = %s (seed version %s, migration version %s): %s",
-                      current["cut"], current["seed_version"], current["migration_version"], uri)
+        self.log.info(
+            "staging now holds QA as of T = %s (seed version %s, migration version %s): %s",
+            current["cut"],
+            current["seed_version"],
+            current["migration_version"],
+            uri,
+        )
         return brief
 
     def audit(self, context: Context, error: BaseException | None) -> None:
@@ -235,8 +289,8 @@ class StagingCutReportOperator(RunReportOperator):
             self.log.warning("could not record the cut in staging_cuts: %s", failure)
 
     def _audit_cut(self, context: Context, error: BaseException | None) -> None:
-        from envsync.observe.audit import STAGING_CUT_COLUMNS, STAGING_CUTS, ensure_audit_table, insert_rows
         from envsync.core.config import load_config
+        from envsync.observe.audit import STAGING_CUT_COLUMNS, STAGING_CUTS, ensure_audit_table, insert_rows
         from envsync.operators.common import guarded_runner
 
         config = load_config()
@@ -249,11 +303,24 @@ class StagingCutReportOperator(RunReportOperator):
         record = manifest["staging_cut"]
         runner = guarded_runner(config, self.gcp_conn_id, context, self.task_id)
         table = ensure_audit_table(config, runner, STAGING_CUTS)
-        insert_rows(runner, table, STAGING_CUT_COLUMNS, [{
-            "recorded_at": dt.datetime.now(UTC), "run_id": context["run_id"], "cut": record["cut"],
-            "source": record["source"], "seed_version": record["seed_version"],
-            "migration_version": record["migration_version"], "datasets": ",".join(manifest["params"]["datasets"]),
-            "pinned_backups": ",".join(p["snapshot"] for p in pins), "status": "failed" if error else "success",
-            "error": None if error is None else f"{type(error).__name__}: {error}"[:2000],
-        }], key=("audit", STAGING_CUTS, "insert"))
+        insert_rows(
+            runner,
+            table,
+            STAGING_CUT_COLUMNS,
+            [
+                {
+                    "recorded_at": dt.datetime.now(UTC),
+                    "run_id": context["run_id"],
+                    "cut": record["cut"],
+                    "source": record["source"],
+                    "seed_version": record["seed_version"],
+                    "migration_version": record["migration_version"],
+                    "datasets": ",".join(manifest["params"]["datasets"]),
+                    "pinned_backups": ",".join(p["snapshot"] for p in pins),
+                    "status": "failed" if error else "success",
+                    "error": None if error is None else f"{type(error).__name__}: {error}"[:2000],
+                }
+            ],
+            key=("audit", STAGING_CUTS, "insert"),
+        )
         self.log.info("recorded the cut in %s", table)

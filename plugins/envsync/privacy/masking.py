@@ -22,8 +22,8 @@ from envsync.bigquery.discovery import TYPE_ALIASES
 from envsync.core.identifiers import quote_column
 
 if TYPE_CHECKING:
-    from envsync.core.config import EnvsyncConfig, FixedMask
     from envsync.bigquery.discovery import TableInfo
+    from envsync.core.config import EnvsyncConfig, FixedMask
 
 SALTED_RULES = ("hash", "fake")
 
@@ -35,8 +35,8 @@ class MaskError(ValueError):
 @dataclass
 class ColumnMask:
     column: str
-    rule: Any                       # hash | null | fake | {"fixed": value}
-    origin: str                     # config | policy_tag
+    rule: Any  # hash | null | fake | {"fixed": value}
+    origin: str  # config | policy_tag
     policy_tags: list[str] = field(default_factory=list)
 
     @property
@@ -64,8 +64,13 @@ def mask_expr(field: dict[str, Any], rule: str | FixedMask, param: str) -> tuple
     digest = f"farm_fingerprint(concat(@mask_salt, cast({col} as string)))"
     if not isinstance(rule, str):
         value = rule.fixed
-        allowed = {"STRING": (str,), "INT64": (int,), "FLOAT64": (int, float), "NUMERIC": (int, float),
-                   "BOOL": (bool,)}.get(kind)
+        allowed = {
+            "STRING": (str,),
+            "INT64": (int,),
+            "FLOAT64": (int, float),
+            "NUMERIC": (int, float),
+            "BOOL": (bool,),
+        }.get(kind)
         if allowed is None or not isinstance(value, allowed) or (isinstance(value, bool) and kind != "BOOL"):
             raise MaskError(f"{where}: fixed value {value!r} does not fit the column's type")
         expr = f"@{param}" if kind not in ("NUMERIC",) else f"cast(@{param} as numeric)"
@@ -151,8 +156,9 @@ def column_masks(config: EnvsyncConfig, info: TableInfo, env: str) -> list[Colum
     by_name = {f["name"].lower(): f for f in info.schema}
     missing = [c for c in override.mask if c.lower() not in by_name]
     if missing:
-        raise MaskError(f"tables.{where}.mask: column(s) {missing} do not exist (columns: "
-                        f"{[f['name'] for f in info.schema]})")
+        raise MaskError(
+            f"tables.{where}.mask: column(s) {missing} do not exist (columns: {[f['name'] for f in info.schema]})"
+        )
     tags = column_tags(info)
     masks: list[ColumnMask] = []
     for f in info.schema:
@@ -163,18 +169,27 @@ def column_masks(config: EnvsyncConfig, info: TableInfo, env: str) -> list[Colum
             masks.append(ColumnMask(name, _rule(rule), "config", tags.get(name, [])))
         elif tagged:
             masks.append(ColumnMask(name, config.privacy.policy_tag_mask, "policy_tag", tags[name]))
-    nested = sorted(path for path, names in tags.items() if "." in path and any(configured_tag(config, t) for t in names)
-                    and not any(path.lower().startswith(m.column.lower() + ".") for m in masks))
+    nested = sorted(
+        path
+        for path, names in tags.items()
+        if "." in path
+        and any(configured_tag(config, t) for t in names)
+        and not any(path.lower().startswith(m.column.lower() + ".") for m in masks)
+    )
     if nested:
-        raise MaskError(f"{where}: nested field(s) {nested} carry a policy tag of privacy.policy_tags, and nested "
-                        f"fields cannot be masked; exclude the table or leave its taxonomy out of privacy.policy_tags")
+        raise MaskError(
+            f"{where}: nested field(s) {nested} carry a policy tag of privacy.policy_tags, and nested "
+            f"fields cannot be masked; exclude the table or leave its taxonomy out of privacy.policy_tags"
+        )
     protected = protected_columns(info)
     for mask in masks:
         why = protected.get(mask.column.lower())
         if why:
             source = f"tables.{where}.mask" if mask.origin == "config" else f"policy tags {mask.policy_tags}"
-            raise MaskError(f"{where}: column {mask.column} is {why} and cannot be masked ({source}): a masked value "
-                            "would move rows between partitions and out of the window, and break the clustering")
+            raise MaskError(
+                f"{where}: column {mask.column} is {why} and cannot be masked ({source}): a masked value "
+                "would move rows between partitions and out of the window, and break the clustering"
+            )
         try:
             mask_expr(by_name[mask.column.lower()], _expr_rule(mask.rule), "mask_check")
         except MaskError as error:
@@ -185,8 +200,11 @@ def column_masks(config: EnvsyncConfig, info: TableInfo, env: str) -> list[Colum
 def unmasked_tagged(info: TableInfo, masks: list[ColumnMask]) -> dict[str, list[str]]:
     """Columns (and nested fields) that carry a policy tag and are copied unmasked, with their tags."""
     masked = [m.column.lower() for m in masks]
-    return {path: names for path, names in column_tags(info).items()
-            if not any(path.lower() == m or path.lower().startswith(m + ".") for m in masked)}
+    return {
+        path: names
+        for path, names in column_tags(info).items()
+        if not any(path.lower() == m or path.lower().startswith(m + ".") for m in masked)
+    }
 
 
 def masking_salt(config: EnvsyncConfig) -> str | None:
@@ -204,8 +222,10 @@ def require_salt(config: EnvsyncConfig, tables: list[str]) -> str:
     salt = masking_salt(config)
     if not salt:
         variable = "privacy.salt_env" if config.privacy.salt_env else "seeds.salt_env"
-        raise MaskError(f"hash/fake masks of {tables} need a salt in the environment variable {config.salt_env} "
-                        f"({variable}), which is not set (or empty) on this worker; nothing was written")
+        raise MaskError(
+            f"hash/fake masks of {tables} need a salt in the environment variable {config.salt_env} "
+            f"({variable}), which is not set (or empty) on this worker; nothing was written"
+        )
     return salt
 
 

@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any
 
 from envsync.bigquery.actions import Action
 from envsync.bigquery.discovery import DatasetInfo, TableInfo
-from envsync.privacy.masking import ColumnMask, column_masks, unmasked_tagged
 from envsync.bigquery.partitions import (
     MAX_PARTITIONS_PER_JOB,
     SPECIAL_IDS,
@@ -42,6 +41,7 @@ from envsync.bigquery.partitions import (
     window_chunks_on,
 )
 from envsync.bigquery.views import rewrite_view_sql, view_dependencies
+from envsync.privacy.masking import ColumnMask, column_masks, unmasked_tagged
 
 if TYPE_CHECKING:
     from envsync.core.config import EnvsyncConfig
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
 DATE_TYPES = ("DATE", "DATETIME", "TIMESTAMP")
 STAGE_SUFFIX = "__envsync_stage"
-MIN_BYTES_BILLED_PER_TABLE = 10 * 1024 * 1024   # BigQuery bills at least 10 MB per table a query reads
+MIN_BYTES_BILLED_PER_TABLE = 10 * 1024 * 1024  # BigQuery bills at least 10 MB per table a query reads
 BYTES_PER_DATE_VALUE = 8
 
 
@@ -66,9 +66,9 @@ class DatasetPlan:
     labels: dict[str, str]
     actions: list[Action]
     excluded: list[str]
-    tables: dict[str, TableInfo]       # prod metadata by table name (needed to execute and verify)
-    env: str = "dev"                   # dev (windowed) or prodcopy (full copy)
-    kms_key_name: str | None = None    # prod's default CMEK key, given to the environment dataset
+    tables: dict[str, TableInfo]  # prod metadata by table name (needed to execute and verify)
+    env: str = "dev"  # dev (windowed) or prodcopy (full copy)
+    kms_key_name: str | None = None  # prod's default CMEK key, given to the environment dataset
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -105,9 +105,7 @@ def check_table_filter(filters: Sequence[str], infos: Iterable[DatasetInfo]) -> 
     short = {key.split(".", 1)[1] for key in known}
     unknown = [f for f in filters if f not in known and f not in short]
     if unknown:
-        raise PlanError(
-            f"tables {unknown} are not in the selected prod datasets; known tables: {sorted(known)}"
-        )
+        raise PlanError(f"tables {unknown} are not in the selected prod datasets; known tables: {sorted(known)}")
 
 
 def _table_action(config: EnvsyncConfig, info: TableInfo, target: str) -> Action:
@@ -130,8 +128,14 @@ def _table_action(config: EnvsyncConfig, info: TableInfo, target: str) -> Action
                 f"{column['type']}; allowed: {', '.join(DATE_TYPES)}"
             )
         granularity = part["type"] if part and part_field == column["name"] else "DAY"
-        return Action(**base, action=kind, reason=reason, date_column=column["name"],
-                      column_type=column["type"].upper(), granularity=granularity)
+        return Action(
+            **base,
+            action=kind,
+            reason=reason,
+            date_column=column["name"],
+            column_type=column["type"].upper(),
+            granularity=granularity,
+        )
 
     if strategy == "full_clone":
         return Action(**base, action="full_clone", reason="strategy full_clone set in config")
@@ -161,9 +165,12 @@ def _table_action(config: EnvsyncConfig, info: TableInfo, target: str) -> Action
         )
     if candidates:
         names = [c["name"] for c in candidates]
-        return Action(**base, action="full_clone",
-                      reason=f"several date columns {names}: copied whole; set "
-                      f"tables.{info.dataset}.{info.table}.date_column to window it")
+        return Action(
+            **base,
+            action="full_clone",
+            reason=f"several date columns {names}: copied whole; set "
+            f"tables.{info.dataset}.{info.table}.date_column to window it",
+        )
     return Action(**base, action="full_clone", reason="no date column: copied whole")
 
 
@@ -180,17 +187,23 @@ def _mask_action(config: EnvsyncConfig, info: TableInfo, action: Action, masks: 
     masked = {m.column.lower() for m in masks}
     keyed_masked = [k for k in override.key if k.lower() in masked]
     if keyed_masked:
-        raise PlanError(f"tables.{where}.key: column(s) {keyed_masked} carry a policy tag of privacy.policy_tags "
-                        "and are masked; a masked column cannot match rows")
+        raise PlanError(
+            f"tables.{where}.key: column(s) {keyed_masked} carry a policy tag of privacy.policy_tags "
+            "and are masked; a masked column cannot match rows"
+        )
     if not override.key and len(masked) == len(info.schema):
-        raise PlanError(f"{where}: every column is masked; set tables.{where}.key (unmasked columns that identify "
-                        "a row) so the verification can match copy and prod rows")
+        raise PlanError(
+            f"{where}: every column is masked; set tables.{where}.key (unmasked columns that identify "
+            "a row) so the verification can match copy and prod rows"
+        )
     summary = ", ".join(f"{m.column} ({m.kind}{', policy tag' if m.origin == 'policy_tag' else ''})" for m in masks)
     scope = "the window" if action.date_column else "the whole table"
     if not action.date_column:
         action.column_type = None
-    action.reason = (f"masked columns {summary}: CREATE TABLE AS SELECT of the masked values of {scope} as of T "
-                     f"instead of {action.action}; " + action.reason)
+    action.reason = (
+        f"masked columns {summary}: CREATE TABLE AS SELECT of the masked values of {scope} as of T "
+        f"instead of {action.action}; " + action.reason
+    )
     action.action = "masked_ctas"
     action.masks = [m.to_dict() for m in masks]
     action.match_key = [names[k.lower()] for k in override.key]
@@ -200,8 +213,10 @@ def _note_row_access(action: Action, policies: list[str]) -> None:
     action.row_access_policies = list(policies)
     names = ", ".join(policies)
     if action.action in ("ctas_window", "masked_ctas"):
-        action.reason += (f"; prod's row access policies ({names}) are NOT carried by a CTAS copy, which holds "
-                          "only the rows envsync's account may read (grant it a TRUE-filter policy)")
+        action.reason += (
+            f"; prod's row access policies ({names}) are NOT carried by a CTAS copy, which holds "
+            "only the rows envsync's account may read (grant it a TRUE-filter policy)"
+        )
     else:
         action.reason += f"; prod's row access policies ({names}) travel with the clone"
 
@@ -217,8 +232,13 @@ def single_trim(action: Action) -> bool:
     return action.trim_partitions is not None and action.trim_partitions <= MAX_PARTITIONS_PER_JOB - TRIM_MARGIN
 
 
-def _estimate(action: Action, info: TableInfo, window_fraction: float, window: Window | None = None,
-              partition_ids: Sequence[str] | None = None) -> None:
+def _estimate(
+    action: Action,
+    info: TableInfo,
+    window_fraction: float,
+    window: Window | None = None,
+    partition_ids: Sequence[str] | None = None,
+) -> None:
     """Estimated bytes billed and BigQuery jobs, from table metadata only (no dry run).
 
     With the run's window (and prod's partition ids), the jobs count the splits needed to stay under
@@ -232,7 +252,12 @@ def _estimate(action: Action, info: TableInfo, window_fraction: float, window: W
     spec = spec_of(info)
     if action.action == "clone_window":
         trims, partial = 1, 0
-        if bounds and spec is not None and spec.unit != "RANGE" and spec.column.lower() == (action.date_column or "").lower():
+        if (
+            bounds
+            and spec is not None
+            and spec.unit != "RANGE"
+            and spec.column.lower() == (action.date_column or "").lower()
+        ):
             if partition_ids is not None:
                 chunks = id_chunks(partition_ids, spec, keep=outside_window(spec, *bounds))
                 trims, action.trim_partitions = len(chunks), sum(c.partitions for c in chunks)
@@ -241,8 +266,10 @@ def _estimate(action: Action, info: TableInfo, window_fraction: float, window: W
                 partitions = len(partition_ids) if partition_ids else partitions_between(*bounds, spec.unit)
                 per_partition = info.num_bytes // max(1, partitions)
                 partial = len(notes) * per_partition
-                action.billing_note = ("; ".join(notes) + ": the DELETE scans and bills the partially kept "
-                                       f"partition{'s' if len(notes) > 1 else ''} (included in the estimate)")
+                action.billing_note = (
+                    "; ".join(notes) + ": the DELETE scans and bills the partially kept "
+                    f"partition{'s' if len(notes) > 1 else ''} (included in the estimate)"
+                )
         # clone, list the clone's partitions (unless the plan's count fits one DELETE), delete outside
         # the window (per chunk), verify, swap
         listing = 0 if single_trim(action) else 1
@@ -250,13 +277,18 @@ def _estimate(action: Action, info: TableInfo, window_fraction: float, window: W
     elif action.action == "ctas_window":
         chunks = window_chunks_on(spec, action.date_column, *bounds) if bounds else [Chunk(None, None, 0)]
         single = len(chunks) == 1 and not (spec is not None and spec.ingestion_time)
-        copy_jobs = 1 if single else 1 + len(chunks)     # CTAS, or CREATE + one INSERT per chunk
+        copy_jobs = 1 if single else 1 + len(chunks)  # CTAS, or CREATE + one INSERT per chunk
         action.est_bytes_billed, action.est_jobs = info.num_bytes + verify, copy_jobs + 2  # + verify, swap
     elif action.action == "masked_ctas":
         # reads the window's partitions (partitioned on the window column: pruned) or the whole table
         read = info.num_bytes
-        if bounds and spec is not None and spec.unit != "RANGE" and partition_ids and \
-                spec.column.lower() == (action.date_column or "").lower():
+        if (
+            bounds
+            and spec is not None
+            and spec.unit != "RANGE"
+            and partition_ids
+            and spec.column.lower() == (action.date_column or "").lower()
+        ):
             outside = outside_window(spec, *bounds)
             inside = [p for p in partition_ids if p not in SPECIAL_IDS and not outside(p)]
             partial = len(partial_partitions(*bounds, spec.unit))
@@ -269,16 +301,18 @@ def _estimate(action: Action, info: TableInfo, window_fraction: float, window: W
             chunks = [Chunk(None, None, 0)]
         single = len(chunks) == 1 and not (spec is not None and spec.ingestion_time)
         copy_jobs = 1 if single else 1 + len(chunks)
-        listing = 1 if not bounds and spec is not None else 0   # execution lists prod's partitions
+        listing = 1 if not bounds and spec is not None else 0  # execution lists prod's partitions
         masked_check = 2 * max(MIN_BYTES_BILLED_PER_TABLE, read)  # copy and prod, masked and matching columns
         action.est_bytes_billed = max(MIN_BYTES_BILLED_PER_TABLE, read) + verify + masked_check
-        action.est_jobs = copy_jobs + listing + 3          # + verify rows, verify masks, swap
-        action.billing_note = (f"masked copy: bills what it reads of prod (est. {read:,} bytes) and the check of "
-                               "its masked columns against prod")
+        action.est_jobs = copy_jobs + listing + 3  # + verify rows, verify masks, swap
+        action.billing_note = (
+            f"masked copy: bills what it reads of prod (est. {read:,} bytes) and the check of "
+            "its masked columns against prod"
+        )
     elif action.action == "full_clone":
-        action.est_bytes_billed, action.est_jobs = verify, 3   # clone, verify, swap
+        action.est_bytes_billed, action.est_jobs = verify, 3  # clone, verify, swap
     elif action.action == "view":
-        action.est_bytes_billed, action.est_jobs = 0, 2        # create, probe (LIMIT 0)
+        action.est_bytes_billed, action.est_jobs = 0, 2  # create, probe (LIMIT 0)
 
 
 def plan_dataset(
@@ -309,14 +343,24 @@ def plan_dataset(
         if table.kind == "VIEW":
             rewrite = rewrite_view_sql(table.view_query or "", dataset_map, config.project)
             action = Action(
-                dataset=info.dataset, table=table.table, target_dataset=target, action="view",
-                reason="re-created on the dev datasets", view_sql=rewrite.sql,
+                dataset=info.dataset,
+                table=table.table,
+                target_dataset=target,
+                action="view",
+                reason="re-created on the dev datasets",
+                view_sql=rewrite.sql,
                 depends_on=sorted(view_dependencies(rewrite.sql)),
             )
         elif table.kind in ("TABLE", "CLONE"):
             if env != "dev":
-                action = Action(dataset=info.dataset, table=table.table, target_dataset=target, action="full_clone",
-                                reason="full copy as of T", source_rows=table.num_rows)
+                action = Action(
+                    dataset=info.dataset,
+                    table=table.table,
+                    target_dataset=target,
+                    action="full_clone",
+                    reason="full copy as of T",
+                    source_rows=table.num_rows,
+                )
             else:
                 action = _table_action(config, table, target)
             masks = column_masks(config, table, env)
@@ -324,12 +368,18 @@ def plan_dataset(
                 _mask_action(config, table, action, masks)
             action.unmasked_tagged = unmasked_tagged(table, masks)
         else:
-            action = Action(dataset=info.dataset, table=table.table, target_dataset=target,
-                            action="skip", reason=f"{table.kind.lower()} objects are not copied")
+            action = Action(
+                dataset=info.dataset,
+                table=table.table,
+                target_dataset=target,
+                action="skip",
+                reason=f"{table.kind.lower()} objects are not copied",
+            )
         if table.row_access_policies and action.action in ("clone_window", "full_clone", "ctas_window", "masked_ctas"):
             _note_row_access(action, table.row_access_policies)
-        _estimate(action, table, window_fraction, window if env == "dev" else None,
-                  (partition_ids or {}).get(table.table))
+        _estimate(
+            action, table, window_fraction, window if env == "dev" else None, (partition_ids or {}).get(table.table)
+        )
         actions.append(action)
     if not tables_filter and existing is not None:
         prod_names = {t.table for t in info.tables if t.table not in excluded}
@@ -340,8 +390,9 @@ def plan_dataset(
             why = "excluded in config" if name in excluded else f"exists only in {env}"
             if name.endswith(STAGE_SUFFIX):
                 why = "leftover staging table of an earlier run"
-            actions.append(Action(dataset=info.dataset, table=name, target_dataset=target,
-                                  action="drop", reason=why, est_jobs=1))
+            actions.append(
+                Action(dataset=info.dataset, table=name, target_dataset=target, action="drop", reason=why, est_jobs=1)
+            )
     return DatasetPlan(
         dataset=info.dataset,
         target_dataset=target,
@@ -361,6 +412,7 @@ def order_views(views: list[Action]) -> list[Action]:
 
     `depends_on` holds `target_dataset.table` references; those that are not views are ignored.
     """
+
     def key(view: Action) -> str:
         return f"{view.target_dataset}.{view.table}"
 

@@ -45,7 +45,7 @@ def parse_as_of(text: str | None, now: dt.datetime) -> dt.datetime:
         raise AsOfError(f"as_of {text!r} is not an ISO-8601 instant such as 2026-11-20T08:00:00+00:00") from None
     if value.tzinfo is None:
         raise AsOfError(f"as_of {text!r} has no time zone; write it like 2026-11-20T08:00:00+00:00")
-    return value.astimezone(dt.timezone.utc)
+    return value.astimezone(dt.UTC)
 
 
 def check_as_of(as_of: dt.datetime, now: dt.datetime, window: int | TimeTravelWindow) -> None:
@@ -55,8 +55,11 @@ def check_as_of(as_of: dt.datetime, now: dt.datetime, window: int | TimeTravelWi
     if as_of > now:
         raise AsOfError(f"as_of {as_of.isoformat()} is in the future (now {now.isoformat()})")
     if as_of < oldest:
-        which = (f"{hours} h" if isinstance(window, int)
-                 else f"{hours} h of prod dataset {window.dataset!r} ({window.source})")
+        which = (
+            f"{hours} h"
+            if isinstance(window, int)
+            else f"{hours} h of prod dataset {window.dataset!r} ({window.source})"
+        )
         raise AsOfError(
             f"as_of {as_of.isoformat()} is outside BigQuery's time-travel window of {which}: the oldest "
             f"instant that can be read now is {oldest.isoformat()}; restore an older state from a backup "
@@ -64,13 +67,14 @@ def check_as_of(as_of: dt.datetime, now: dt.datetime, window: int | TimeTravelWi
         )
 
 
-def pin_plans_to_cut(config: EnvsyncConfig, client: bigquery.Client, plans: list[DatasetPlan],
-                     cut: dt.datetime) -> None:
+def pin_plans_to_cut(
+    config: EnvsyncConfig, client: bigquery.Client, plans: list[DatasetPlan], cut: dt.datetime
+) -> None:
     """Make prod-copy plans describe prod as of T (in place): skip the tables created after T, with
     the reason, and give every other table its schema as of T (read by dry runs)."""
-    from envsync.core.guard import TableRef
     from envsync.bigquery.timetravel import created_after, creation_times, merge_schema, schema_changes, schemas_as_of
     from envsync.bigquery.verify import partition_filter
+    from envsync.core.guard import TableRef
 
     for plan in plans:
         created = creation_times(client, config.project, plan.dataset)
@@ -79,21 +83,31 @@ def pin_plans_to_cut(config: EnvsyncConfig, client: bigquery.Client, plans: list
             when = created.get(action.table)
             if when is not None and created_after(when, cut):
                 action.action = "skip"
-                action.reason = (f"created at {when.isoformat()}, after T = {cut.isoformat()}: it did not exist "
-                                 "as of T (time travel cannot read a table before its creation)")
+                action.reason = (
+                    f"created at {when.isoformat()}, after T = {cut.isoformat()}: it did not exist "
+                    "as of T (time travel cannot read a table before its creation)"
+                )
                 action.est_bytes_billed = action.est_jobs = 0
                 log.info("prod-copy skips %s: %s", action.key, action.reason)
             else:
                 copied.append(action)
         refs = {a.table: TableRef(config.project, plan.dataset, a.table) for a in copied}
-        found = schemas_as_of(client, list(refs.values()), cut, location=plan.location or config.location,
-                              keep_all={ref: partition_filter(plan.tables[name]) for name, ref in refs.items()})
+        found = schemas_as_of(
+            client,
+            list(refs.values()),
+            cut,
+            location=plan.location or config.location,
+            keep_all={ref: partition_filter(plan.tables[name]) for name, ref in refs.items()},
+        )
         for action in copied:
             info = plan.tables[action.table]
             then = merge_schema(found[refs[action.table]], info.schema)
             changes = schema_changes(then, info.schema)
             if changes:
                 action.reason += f" (schema as of T; {changes})"
-                log.info("%s: prod's schema changed after T (%s): the copy is verified against the schema "
-                         "as of T", action.key, changes)
+                log.info(
+                    "%s: prod's schema changed after T (%s): the copy is verified against the schema as of T",
+                    action.key,
+                    changes,
+                )
             info.schema = then

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from envsync.bigquery.actions import Action
 from envsync.bigquery.datasets import ensure_env_dataset, env_labels
 from envsync.bigquery.ddl import (
     carry_column_options,
@@ -25,10 +26,7 @@ from envsync.bigquery.ddl import (
     partition_clause,
 )
 from envsync.bigquery.discovery import DatasetInfo, TableInfo, discover_dataset, list_existing
-from envsync.core.guard import GuardedBigQuery, ProdWriteRefused, TableRef, WriteGuard
-from envsync.core.identifiers import quote, quote_column, quote_dataset
 from envsync.bigquery.jobs import JobRunner, JobStats, run_recorded
-from envsync.privacy.masking import MaskError, masked_select, masks_from_dicts, needs_salt, require_salt
 from envsync.bigquery.partitions import (
     MAX_PARTITIONS_PER_JOB,
     Chunk,
@@ -40,10 +38,6 @@ from envsync.bigquery.partitions import (
     spec_of,
     window_chunks_on,
 )
-from envsync.sync.plan import STAGE_SUFFIX, DatasetPlan, check_table_filter, order_views, plan_dataset, single_trim
-from envsync.bigquery.actions import Action
-from envsync.observe.report import result_row
-from envsync.core.sqltemplates import render
 from envsync.bigquery.verify import (
     compare_counts,
     compare_partitioning,
@@ -55,7 +49,13 @@ from envsync.bigquery.verify import (
     window_params,
 )
 from envsync.bigquery.views import rewrite_view_sql
+from envsync.core.guard import GuardedBigQuery, ProdWriteRefused, TableRef, WriteGuard
+from envsync.core.identifiers import quote, quote_column, quote_dataset
+from envsync.core.sqltemplates import render
 from envsync.core.window import Window
+from envsync.observe.report import result_row
+from envsync.privacy.masking import MaskError, masked_select, masks_from_dicts, needs_salt, require_salt
+from envsync.sync.plan import STAGE_SUFFIX, DatasetPlan, check_table_filter, order_views, plan_dataset, single_trim
 
 if TYPE_CHECKING:
     from google.cloud import bigquery
@@ -105,15 +105,19 @@ def build_plans(
     unknown = [d for d in datasets if d not in config.prod.datasets]
     if unknown:
         raise ValueError(f"datasets {unknown} are not configured; allowed: {config.prod.datasets}")
-    infos: list[DatasetInfo] = [discover_dataset(client, config.project, ds, row_access_policies=True)
-                               for ds in datasets]
+    infos: list[DatasetInfo] = [
+        discover_dataset(client, config.project, ds, row_access_policies=True) for ds in datasets
+    ]
     check_table_filter(tables, infos)
     plans = []
     for info in infos:
         existing = list_existing(client, config.project, config.env_dataset(env, info.dataset))
         ids = prod_partition_ids(client, config.project, info) if window is not None and env == "dev" else None
-        plans.append(plan_dataset(config, info, existing=existing, tables_filter=tables, env=env, window=window,
-                                  partition_ids=ids))
+        plans.append(
+            plan_dataset(
+                config, info, existing=existing, tables_filter=tables, env=env, window=window, partition_ids=ids
+            )
+        )
     return plans
 
 
@@ -123,7 +127,7 @@ def build_plans(
 class DatasetSync:
     """Executes one dataset's plan with at most `max_concurrent_jobs` BigQuery jobs in flight."""
 
-    source_env = "prod"   # what the copies are verified against (messages)
+    source_env = "prod"  # what the copies are verified against (messages)
 
     def __init__(self, config: EnvsyncConfig, bq: GuardedBigQuery, runner: JobRunner, run: RunInfo):
         self.config = config
@@ -136,8 +140,11 @@ class DatasetSync:
     # dataset -------------------------------------------------------------------------------
     def ensure_dataset(self, plan: DatasetPlan) -> str:
         return ensure_env_dataset(
-            self.bq, f"{self.project}.{plan.target_dataset}", location=plan.location,
-            description=plan.description, labels=env_labels(plan.labels, plan.env, plan.dataset),
+            self.bq,
+            f"{self.project}.{plan.target_dataset}",
+            location=plan.location,
+            description=plan.description,
+            labels=env_labels(plan.labels, plan.env, plan.dataset),
             kms_key_name=plan.kms_key_name,
         )
 
@@ -169,18 +176,30 @@ class DatasetSync:
         params = window_params(action, self.run.window)
         spec = spec_of(info)
         chunks = [Chunk(None, None, 0)]
-        if single_trim(action):   # the plan counted prod's partitions outside the window: one DELETE
+        if single_trim(action):  # the plan counted prod's partitions outside the window: one DELETE
             chunks = [Chunk(None, None, action.trim_partitions or 0)]
         elif spec is not None and spec.unit != "RANGE" and spec.column.lower() == (action.date_column or "").lower():
-            chunks = id_chunks(partition_ids(self.runner, stage, key, stats), spec,
-                               keep=outside_window(spec, params["window_start"], params["window_end"]))
+            chunks = id_chunks(
+                partition_ids(self.runner, stage, key, stats),
+                spec,
+                keep=outside_window(spec, params["window_start"], params["window_end"]),
+            )
         if len(chunks) > 1:
-            log.info("%s: trimming %d partitions outside the window in %d DELETE jobs (at most %d partitions "
-                     "each): %s", stage, sum(c.partitions for c in chunks), len(chunks), MAX_PARTITIONS_PER_JOB,
-                     describe(chunks))
+            log.info(
+                "%s: trimming %d partitions outside the window in %d DELETE jobs (at most %d partitions each): %s",
+                stage,
+                sum(c.partitions for c in chunks),
+                len(chunks),
+                MAX_PARTITIONS_PER_JOB,
+                describe(chunks),
+            )
         for index, chunk in enumerate(chunks):
-            sql = render("sync/delete_outside_window", target=stage.sql, column=column,
-                         chunk=chunk_predicate(action.date_column or "", chunk))
+            sql = render(
+                "sync/delete_outside_window",
+                target=stage.sql,
+                column=column,
+                chunk=chunk_predicate(action.date_column or "", chunk),
+            )
             part = ("trim",) if len(chunks) == 1 else ("trim", str(index))
             self.runner.run(sql, key=key + part, params={**params, **chunk_params(chunk)}, stats=stats)
 
@@ -194,14 +213,21 @@ class DatasetSync:
         windowed = action.date_column is not None and self.run.window is not None
         params = {"cut": self.run.cut, **(window_params(action, self.run.window) if windowed else {}), **mask_params}
         # partition_filter: `true`, or a predicate satisfying prod's require_partition_filter
-        row_filter = (f"{window_filter(action.date_column)}\n    and {partition_filter(info)}" if windowed
-                      else partition_filter(info))
-        ddl = dict(target=stage.sql, columns=columns_sql(info), partition_by=partition_clause(info),
-                   cluster_by=cluster_clause(info))
+        row_filter = (
+            f"{window_filter(action.date_column)}\n    and {partition_filter(info)}"
+            if windowed
+            else partition_filter(info)
+        )
+        ddl = dict(
+            target=stage.sql,
+            columns=columns_sql(info),
+            partition_by=partition_clause(info),
+            cluster_by=cluster_clause(info),
+        )
         spec = spec_of(info)
         if windowed:
             chunks = window_chunks_on(spec, action.date_column, params["window_start"], params["window_end"])
-        elif spec is not None:   # the whole table: split on the partitions prod has
+        elif spec is not None:  # the whole table: split on the partitions prod has
             chunks = id_chunks(partition_ids(self.runner, source, key, stats), spec)
         else:
             chunks = [Chunk(None, None, 0)]
@@ -209,27 +235,46 @@ class DatasetSync:
             sql = render("sync/ctas_window", **ddl, source=source.sql, select_list=select, row_filter=row_filter)
             self.runner.run(sql, key=key + ("ctas",), params=params, stats=stats)
         else:
-            log.info("%s: creating the table, then copying %s in %d INSERT job(s)%s: %s", stage,
-                     "the window" if windowed else "the table", len(chunks),
-                     " (ingestion-time partitioned: CTAS cannot create it)" if is_ingestion_time(info) else "",
-                     describe(chunks))
+            log.info(
+                "%s: creating the table, then copying %s in %d INSERT job(s)%s: %s",
+                stage,
+                "the window" if windowed else "the table",
+                len(chunks),
+                " (ingestion-time partitioned: CTAS cannot create it)" if is_ingestion_time(info) else "",
+                describe(chunks),
+            )
             self.runner.run(render("sync/create_table", **ddl), key=key + ("create",), stats=stats)
             prefix = "_PARTITIONTIME, " if is_ingestion_time(info) else ""
             for index, chunk in enumerate(chunks):
-                sql = render("sync/insert_window", target=stage.sql, source=source.sql,
-                             insert_columns=insert_columns(info),
-                             select_columns=insert_columns(info) if not masks else prefix + select,
-                             row_filter=row_filter, chunk=chunk_predicate(spec.column if spec else "", chunk))
-                self.runner.run(sql, key=key + ("insert", str(index)), params={**params, **chunk_params(chunk)},
-                                stats=stats)
+                sql = render(
+                    "sync/insert_window",
+                    target=stage.sql,
+                    source=source.sql,
+                    insert_columns=insert_columns(info),
+                    select_columns=insert_columns(info) if not masks else prefix + select,
+                    row_filter=row_filter,
+                    chunk=chunk_predicate(spec.column if spec else "", chunk),
+                )
+                self.runner.run(
+                    sql, key=key + ("insert", str(index)), params={**params, **chunk_params(chunk)}, stats=stats
+                )
         carry_column_options(self.bq, stage, info.schema)
 
-    def _verify(self, action: Action, info: TableInfo, source: TableRef, stage: TableRef, stats: JobStats) -> tuple[int, list[str], list[str]]:
-        windowed = action.action in ("clone_window", "ctas_window") or (action.action == "masked_ctas"
-                                                                         and action.date_column is not None)
+    def _verify(
+        self, action: Action, info: TableInfo, source: TableRef, stage: TableRef, stats: JobStats
+    ) -> tuple[int, list[str], list[str]]:
+        windowed = action.action in ("clone_window", "ctas_window") or (
+            action.action == "masked_ctas" and action.date_column is not None
+        )
         prod_counts, copy_counts = count_rows(
-            self.runner, action, source, stage, cut=self.run.cut,
-            window=self.run.window if windowed else None, stats=stats, keep_all=partition_filter(info),
+            self.runner,
+            action,
+            source,
+            stage,
+            cut=self.run.cut,
+            window=self.run.window if windowed else None,
+            stats=stats,
+            keep_all=partition_filter(info),
         )
         name = f"{action.target_dataset}.{action.table}"
         problems = compare_counts(name, prod_counts, copy_counts, self.source_env)
@@ -245,21 +290,35 @@ class DatasetSync:
             warnings += partitioning
         return sum(copy_counts.values()), problems, warnings
 
-    def _verify_masks(self, action: Action, info: TableInfo, source: TableRef, stage: TableRef, stats: JobStats,
-                      windowed: bool) -> list[str]:
+    def _verify_masks(
+        self, action: Action, info: TableInfo, source: TableRef, stage: TableRef, stats: JobStats, windowed: bool
+    ) -> list[str]:
         """Count, in BigQuery, the copy's masked values equal to prod's value for the same row (must be 0)."""
         masks = masks_from_dicts(action.masks)
-        counts = count_unmasked(self.runner, action, info, source, stage, cut=self.run.cut,
-                                window=self.run.window if windowed else None, stats=stats)
-        self._masked[action.key] = [{**m.to_dict(), "kind": m.kind, "unmasked_rows": counts[m.column]}
-                                    for m in masks]
+        counts = count_unmasked(
+            self.runner,
+            action,
+            info,
+            source,
+            stage,
+            cut=self.run.cut,
+            window=self.run.window if windowed else None,
+            stats=stats,
+        )
+        self._masked[action.key] = [{**m.to_dict(), "kind": m.kind, "unmasked_rows": counts[m.column]} for m in masks]
         leaked = {m.column: counts[m.column] for m in masks if counts[m.column]}
-        log.info("%s: masked columns %s; rows still holding prod's value: %s", stage,
-                 [f"{m.column} ({m.kind})" for m in masks], counts)
+        log.info(
+            "%s: masked columns %s; rows still holding prod's value: %s",
+            stage,
+            [f"{m.column} ({m.kind})" for m in masks],
+            counts,
+        )
         if not leaked:
             return []
-        return [f"{action.target_dataset}.{action.table}: masked column(s) still hold prod's value for the same row "
-                f"in {leaked} row(s) (matched on {', '.join(action.match_key) or 'a hash of the unmasked columns'})"]
+        return [
+            f"{action.target_dataset}.{action.table}: masked column(s) still hold prod's value for the same row "
+            f"in {leaked} row(s) (matched on {', '.join(action.match_key) or 'a hash of the unmasked columns'})"
+        ]
 
     def _publish(self, action: Action, info: TableInfo, stage: TableRef, target: TableRef, stats: JobStats) -> None:
         sql = render("sync/swap_stage", target=target.sql, stage=stage.sql, target_name=quote(target.table))
@@ -285,8 +344,9 @@ class DatasetSync:
                 raise VerificationError("; ".join(problems))
             self._publish(action, info, stage, target, stats)
 
-        return run_recorded(result, work, deterministic=DETERMINISTIC_ERRORS,
-                            on_failure=lambda: self._discard(stage, target))
+        return run_recorded(
+            result, work, deterministic=DETERMINISTIC_ERRORS, on_failure=lambda: self._discard(stage, target)
+        )
 
     def _discard(self, *refs: TableRef) -> None:
         for ref in refs:
@@ -300,9 +360,16 @@ class DatasetSync:
         _, target, _ = self._refs(action)
         return run_recorded(
             _result(action),
-            lambda stats: create_view(self.runner, target, action.view_sql or "",
-                                      allowed_prefix=self.config.env_prefixes()[self.run.env], env=self.run.env,
-                                      key=(action.dataset, action.table), stats=stats, description=description),
+            lambda stats: create_view(
+                self.runner,
+                target,
+                action.view_sql or "",
+                allowed_prefix=self.config.env_prefixes()[self.run.env],
+                env=self.run.env,
+                key=(action.dataset, action.table),
+                stats=stats,
+                description=description,
+            ),
             deterministic=DETERMINISTIC_ERRORS,
             on_failure=lambda: self._discard(target),
         )
@@ -322,12 +389,15 @@ class DatasetSync:
 
     # the whole dataset ------------------------------------------------------------------------
     def execute(self, plan: DatasetPlan) -> list[dict[str, Any]]:
-        check_salt(self.config, [plan])   # before anything is written
+        check_salt(self.config, [plan])  # before anything is written
         self.ensure_dataset(plan)
         tables = plan.by_action("clone_window", "ctas_window", "full_clone", "masked_ctas")
         log.info(
             "syncing %s -> %s: %d tables, %d to drop, with up to %d concurrent jobs (views follow)",
-            plan.dataset, plan.target_dataset, len(tables), len(plan.by_action("drop")),
+            plan.dataset,
+            plan.target_dataset,
+            len(tables),
+            len(plan.by_action("drop")),
             self.config.sync.max_concurrent_jobs,
         )
         results: list[dict[str, Any]] = []
@@ -335,13 +405,19 @@ class DatasetSync:
             futures = [pool.submit(self.sync_table, a, plan.tables[a.table]) for a in tables]
             for future in futures:
                 result = future.result()
-                log.info("%s: %s, %s rows, %.1f s", result["table"], result["status"], result.get("rows"), result["seconds"])
+                log.info(
+                    "%s: %s, %s rows, %.1f s", result["table"], result["status"], result.get("rows"), result["seconds"]
+                )
                 results.append(result)
         for action in plan.by_action("skip"):
             results.append({**_result(action), "status": "skipped"})
         for name in plan.excluded:
-            results.append({**_result(Action(plan.dataset, name, plan.target_dataset, "exclude",
-                                             "exclude: true in config")), "status": "excluded"})
+            results.append(
+                {
+                    **_result(Action(plan.dataset, name, plan.target_dataset, "exclude", "exclude: true in config")),
+                    "status": "excluded",
+                }
+            )
         for action in plan.by_action("drop"):
             results.append(self.drop(action))
         return results
@@ -354,8 +430,9 @@ def check_salt(config: EnvsyncConfig, plans: list[DatasetPlan]) -> None:
         require_salt(config, needing)
 
 
-def sync_views(config: EnvsyncConfig, bq: GuardedBigQuery, runner: JobRunner, run: RunInfo,
-               plans: list[DatasetPlan]) -> list[dict[str, Any]]:
+def sync_views(
+    config: EnvsyncConfig, bq: GuardedBigQuery, runner: JobRunner, run: RunInfo, plans: list[DatasetPlan]
+) -> list[dict[str, Any]]:
     """Re-create every planned view, after all tables, in dependency order across datasets."""
     views = order_views([a for p in plans for a in p.by_action("view")])
     log.info("re-creating %d views on the %s datasets", len(views), run.env)
@@ -363,8 +440,17 @@ def sync_views(config: EnvsyncConfig, bq: GuardedBigQuery, runner: JobRunner, ru
     return [DatasetSync(config, bq, runner, run).sync_view(v, described.get((v.dataset, v.table))) for v in views]
 
 
-def create_view(runner: JobRunner, target: TableRef, sql: str, *, allowed_prefix: str, env: str,
-                key: tuple[str, ...], stats: JobStats, description: str | None = None) -> None:
+def create_view(
+    runner: JobRunner,
+    target: TableRef,
+    sql: str,
+    *,
+    allowed_prefix: str,
+    env: str,
+    key: tuple[str, ...],
+    stats: JobStats,
+    description: str | None = None,
+) -> None:
     """Create (or replace) a view whose SQL is already rewritten, after checking it reads only datasets
     of its environment; then prove it resolves with a LIMIT 0 probe, and give it prod's description
     (CREATE OR REPLACE drops the old one; set through the API, no value in the SQL text)."""
@@ -402,14 +488,23 @@ def prod_partition_ids(client: bigquery.Client, project: str, info: DatasetInfo)
 
 def partition_ids(runner: JobRunner, table: TableRef, key: tuple[str, ...], stats: JobStats) -> list[str]:
     """The partition ids of `table` (INFORMATION_SCHEMA.PARTITIONS: metadata, no table data read)."""
-    job = runner.run(render("sync/partition_ids", dataset=quote_dataset(table.project, table.dataset)),
-                     key=key + ("partitions",), params={"table_name": table.table}, stats=stats)
+    job = runner.run(
+        render("sync/partition_ids", dataset=quote_dataset(table.project, table.dataset)),
+        key=key + ("partitions",),
+        params={"table_name": table.table},
+        stats=stats,
+    )
     return [row["partition_id"] for row in job.result() if row["partition_id"]]
 
 
 def _result(action: Action) -> dict[str, Any]:
-    return result_row(action.key, f"{action.target_dataset}.{action.table}", action.action, action.reason,
-                      est_bytes_billed=action.est_bytes_billed)
+    return result_row(
+        action.key,
+        f"{action.target_dataset}.{action.table}",
+        action.action,
+        action.reason,
+        est_bytes_billed=action.est_bytes_billed,
+    )
 
 
 def failures(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -420,8 +515,9 @@ def sync_dataset(
     config: EnvsyncConfig, client: bigquery.Client, plan: DatasetPlan, run: RunInfo
 ) -> list[dict[str, Any]]:
     bq = GuardedBigQuery(client, WriteGuard.from_config(config), plan.location or config.location)
-    runner = JobRunner(bq, dag_id=run.dag_id, run_id=run.run_id, task_id=run.task_id,
-                       timeout=config.sync.job_timeout_seconds)
+    runner = JobRunner(
+        bq, dag_id=run.dag_id, run_id=run.run_id, task_id=run.task_id, timeout=config.sync.job_timeout_seconds
+    )
     return DatasetSync(config, bq, runner, run).execute(plan)
 
 
@@ -437,18 +533,20 @@ def run_sync(
     cut: dt.datetime | None = None,
 ) -> dict[str, Any]:
     """A whole sync outside Airflow (benchmarks, scripts): plan, execute every dataset, summarise."""
-    from envsync.observe.report import summarise
     from envsync.core.window import new_cut, quarter_window
+    from envsync.observe.report import summarise
 
     window = quarter_window(anchor, window_quarters or config.environments.dev.window_quarters)
-    plans = build_plans(config, client, datasets=datasets or list(config.prod.datasets), tables=tables or [],
-                        window=window)
+    plans = build_plans(
+        config, client, datasets=datasets or list(config.prod.datasets), tables=tables or [], window=window
+    )
     run = RunInfo("prod_to_dev_sync", run_id, "sync_dataset", cut or new_cut(), window)
     results: list[dict[str, Any]] = []
     for plan in plans:
         results.extend(sync_dataset(config, client, plan, run))
     bq = GuardedBigQuery(client, WriteGuard.from_config(config), config.location)
-    runner = JobRunner(bq, dag_id=run.dag_id, run_id=run.run_id, task_id="sync_views",
-                       timeout=config.sync.job_timeout_seconds)
+    runner = JobRunner(
+        bq, dag_id=run.dag_id, run_id=run.run_id, task_id="sync_views", timeout=config.sync.job_timeout_seconds
+    )
     results.extend(sync_views(config, bq, runner, run, plans))
     return summarise(results, cut=run.cut, window=window)

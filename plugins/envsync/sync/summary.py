@@ -21,9 +21,16 @@ def plan_table(plans: list[DatasetPlan]) -> str:
     rows = []
     for plan in plans:
         for a in plan.actions:
-            rows.append([a.key, a.action, format_rows(a.source_rows) if a.action not in ("view", "drop") else "-",
-                         human_bytes(a.est_bytes_billed), str(a.est_jobs),
-                         a.reason + (f"; {a.billing_note}" if getattr(a, "billing_note", "") else "")])
+            rows.append(
+                [
+                    a.key,
+                    a.action,
+                    format_rows(a.source_rows) if a.action not in ("view", "drop") else "-",
+                    human_bytes(a.est_bytes_billed),
+                    str(a.est_jobs),
+                    a.reason + (f"; {a.billing_note}" if getattr(a, "billing_note", "") else ""),
+                ]
+            )
         for name in plan.excluded:
             rows.append([f"{plan.dataset}.{name}", "exclude", "-", human_bytes(0), "0", "exclude: true in config"])
     return render_table(["table", "action", "prod rows", "est. bytes billed", "jobs", "why"], rows)
@@ -32,8 +39,13 @@ def plan_table(plans: list[DatasetPlan]) -> str:
 def privacy_entries(plans: list[DatasetPlan]) -> dict[str, Any]:
     """The plan's privacy report: per environment, the masked columns (and their mask and origin: the
     table's config or a policy tag of privacy.policy_tags) and the policy-tagged columns copied unmasked."""
-    return merge_privacy([privacy_of(plan.env, a.key, f"{a.target_dataset}.{a.table}", a.masks, a.unmasked_tagged)
-                          for plan in plans for a in plan.actions])
+    return merge_privacy(
+        [
+            privacy_of(plan.env, a.key, f"{a.target_dataset}.{a.table}", a.masks, a.unmasked_tagged)
+            for plan in plans
+            for a in plan.actions
+        ]
+    )
 
 
 def quota_summary(plans: list[DatasetPlan]) -> str:

@@ -12,8 +12,8 @@ client factory (envsync.core.clients) with the config of ENVSYNC_CONFIG, and kep
 from __future__ import annotations
 
 import logging
-from html import escape
 from collections.abc import Callable
+from html import escape
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
@@ -51,16 +51,19 @@ def _airflow_auth() -> Callable[..., Any]:
     return requires_access_view(AccessView.WEBSITE)
 
 
-def create_app(load: Callable[[], Dashboard] = read_dashboard, *, auth: Callable[..., Any] | None = None,
-               cache: DashboardCache | None = None) -> FastAPI:
+def create_app(
+    load: Callable[[], Dashboard] = read_dashboard,
+    *,
+    auth: Callable[..., Any] | None = None,
+    cache: DashboardCache | None = None,
+) -> FastAPI:
     """The app; `load` reads the figures (cached for a minute), `auth` is the access dependency
     (default: Airflow's "may use the website" check)."""
     from envsync.ui.page import COVERAGE_ROWS, render_page
 
     cache = cache or DashboardCache(CACHE_SECONDS)
     access = auth or _airflow_auth()
-    app = FastAPI(title="envsync", docs_url=None, redoc_url=None, openapi_url=None,
-                  dependencies=[Depends(access)])
+    app = FastAPI(title="envsync", docs_url=None, redoc_url=None, openapi_url=None, dependencies=[Depends(access)])
 
     def board() -> Dashboard:
         return cache.get("dashboard", load)
@@ -73,14 +76,18 @@ def create_app(load: Callable[[], Dashboard] = read_dashboard, *, auth: Callable
     def page(request: Request, tables: str | None = None) -> HTMLResponse:
         try:
             dashboard = board()
-        except Exception as error:   # BigQuery or GCS unreachable, bad credentials, a bad config...
+        except Exception as error:  # BigQuery or GCS unreachable, bad credentials, a bad config...
             log.exception("could not read the envsync page's figures")
             return HTMLResponse(
                 "<!doctype html><html><body><h1>envsync</h1><p>could not read envsync's figures: "
-                f"{escape(type(error).__name__)}: {escape(str(error))}</p></body></html>", status_code=503)
+                f"{escape(type(error).__name__)}: {escape(str(error))}</p></body></html>",
+                status_code=503,
+            )
         limit = None if tables == "all" else COVERAGE_ROWS
-        return HTMLResponse(render_page(dashboard, ui_root=ui_root(request), coverage_limit=limit),
-                            headers={"Cache-Control": f"private, max-age={CACHE_SECONDS}"})
+        return HTMLResponse(
+            render_page(dashboard, ui_root=ui_root(request), coverage_limit=limit),
+            headers={"Cache-Control": f"private, max-age={CACHE_SECONDS}"},
+        )
 
     @app.get("/data.json")
     def data() -> JSONResponse:

@@ -27,10 +27,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from envsync.observe.audit import RECOVERY_DRILLS, RUNS, TABLE_ACTIONS
-from envsync.backups.snapshots import BackupCatalog
-from envsync.core.guard import statement_write_targets, to_query_parameters
-from envsync.core.identifiers import quote, quote_dataset
 from envsync.backups.ladder import (
     SNAPSHOT_JOBS_PER_TABLE_PER_DAY,
     Backup,
@@ -38,7 +34,11 @@ from envsync.backups.ladder import (
     rungs_served,
     snapshot_name,
 )
+from envsync.backups.snapshots import BackupCatalog
+from envsync.core.guard import statement_write_targets, to_query_parameters
+from envsync.core.identifiers import quote, quote_dataset
 from envsync.core.sqltemplates import render
+from envsync.observe.audit import RECOVERY_DRILLS, RUNS, TABLE_ACTIONS
 
 if TYPE_CHECKING:
     from google.cloud import bigquery
@@ -48,11 +48,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 CACHE_SECONDS = 60
-STALE_SECONDS = 600     # older figures are served while a background read replaces them (DashboardCache)
-HISTORY_DAYS = 90        # runs and drills shown
-COVERAGE_DAYS = 7        # the backup coverage timeline
+STALE_SECONDS = 600  # older figures are served while a background read replaces them (DashboardCache)
+HISTORY_DAYS = 90  # runs and drills shown
+COVERAGE_DAYS = 7  # the backup coverage timeline
 PARITY = "parity"
 MIGRATIONS = "migrations"
 AUDIT_TABLES = (RUNS, TABLE_ACTIONS, RECOVERY_DRILLS, PARITY, MIGRATIONS)
@@ -93,7 +93,7 @@ class RunLink:
 @dataclass
 class EnvironmentStatus:
     name: str
-    state: str                       # green | amber | red | grey (no run recorded)
+    state: str  # green | amber | red | grey (no run recorded)
     reasons: list[str]
     last_run: RunLink | None = None
     last_status: str | None = None
@@ -115,15 +115,15 @@ class EnvironmentStatus:
 @dataclass
 class RestorePoint:
     at: dt.datetime
-    kind: str                        # snapshot | pinned | export
-    label: str                       # snapshot name and the rungs it serves, or the export's day
+    kind: str  # snapshot | pinned | export
+    label: str  # snapshot name and the rungs it serves, or the export's day
 
 
 @dataclass
 class TableCoverage:
-    table: str                       # <prod dataset>.<table>
+    table: str  # <prod dataset>.<table>
     points: list[RestorePoint]
-    time_travel_from: dt.datetime    # the time-travel window: any instant since then is a restore point
+    time_travel_from: dt.datetime  # the time-travel window: any instant since then is a restore point
     largest_gap_seconds: float
     gap_from: dt.datetime
     gap_to: dt.datetime
@@ -155,7 +155,7 @@ class ParityFinding:
     at: dt.datetime
     object: str
     finding: str
-    status: str                      # drift | expected | unknown
+    status: str  # drift | expected | unknown
     detail: str | None = None
 
 
@@ -239,8 +239,16 @@ def human_age(seconds: float) -> str:
     return f"{days:.0f} d {hours:.0f} h" if hours >= 1 else f"{days:.0f} d"
 
 
-def assess(env: str, *, last_status: str | None, last_error: str | None, last_at: dt.datetime | None,
-           ok_at: dt.datetime | None, drift_findings: int, now: dt.datetime) -> tuple[str, list[str]]:
+def assess(
+    env: str,
+    *,
+    last_status: str | None,
+    last_error: str | None,
+    last_at: dt.datetime | None,
+    ok_at: dt.datetime | None,
+    drift_findings: int,
+    now: dt.datetime,
+) -> tuple[str, list[str]]:
     """The red/amber/green state of an environment and the reasons, worst first (pure).
 
     red: its last run failed, it never succeeded, or it is more than twice its schedule late;
@@ -253,8 +261,12 @@ def assess(env: str, *, last_status: str | None, last_error: str | None, last_at
         return "grey", [f"no run recorded in the last {HISTORY_DAYS} days"]
     if last_status != "success":
         detail = f": {last_error.splitlines()[0][:200]}" if last_error else ""
-        found.append(("red", f"failed: the last run ({human_age((now - last_at).total_seconds())} ago) "
-                             f"ended {last_status}{detail}"))
+        found.append(
+            (
+                "red",
+                f"failed: the last run ({human_age((now - last_at).total_seconds())} ago) ended {last_status}{detail}",
+            )
+        )
     if ok_at is None:
         found.append(("red", f"no successful run in the last {HISTORY_DAYS} days"))
     else:
@@ -262,14 +274,29 @@ def assess(env: str, *, last_status: str | None, last_error: str | None, last_at
         if kind in EXPECTED_EVERY:
             every, slack = EXPECTED_EVERY[kind]
             if age > 2 * every + slack:
-                found.append(("red", f"stale: last success {human_age(age.total_seconds())} ago, "
-                                     f"expected every {human_age(every.total_seconds())}"))
+                found.append(
+                    (
+                        "red",
+                        f"stale: last success {human_age(age.total_seconds())} ago, "
+                        f"expected every {human_age(every.total_seconds())}",
+                    )
+                )
             elif age > every + slack:
-                found.append(("amber", f"stale: last success {human_age(age.total_seconds())} ago, "
-                                       f"expected every {human_age(every.total_seconds())}"))
+                found.append(
+                    (
+                        "amber",
+                        f"stale: last success {human_age(age.total_seconds())} ago, "
+                        f"expected every {human_age(every.total_seconds())}",
+                    )
+                )
     if drift_findings:
-        found.append(("amber", f"drifted: {drift_findings} parity finding{'s' if drift_findings != 1 else ''} "
-                               "not explained by a migration"))
+        found.append(
+            (
+                "amber",
+                f"drifted: {drift_findings} parity finding{'s' if drift_findings != 1 else ''} "
+                "not explained by a migration",
+            )
+        )
     if not found:
         age_text = human_age((now - ok_at).total_seconds()) if ok_at else "?"
         return "green", [f"fresh: last success {age_text} ago"]
@@ -277,8 +304,9 @@ def assess(env: str, *, last_status: str | None, last_error: str | None, last_at
     return found[0][0], [reason for _, reason in found]
 
 
-def largest_gap(points: Sequence[dt.datetime], start: dt.datetime, time_travel_from: dt.datetime,
-                now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+def largest_gap(
+    points: Sequence[dt.datetime], start: dt.datetime, time_travel_from: dt.datetime, now: dt.datetime
+) -> tuple[dt.datetime, dt.datetime]:
     """The longest stretch (from, to) of [start, now] without a restore point.
 
     Every instant since `time_travel_from` is a restore point itself (time travel); before it, the
@@ -290,10 +318,19 @@ def largest_gap(points: Sequence[dt.datetime], start: dt.datetime, time_travel_f
     return max(zip(edges, edges[1:]), key=lambda pair: pair[1] - pair[0])
 
 
-def table_coverage(table: str, snapshots: Sequence[Backup], exports: Sequence[dt.date], *,
-                   ladder: Any, time_travel_hours: int, jobs_today: int, now: dt.datetime,
-                   start: dt.datetime, last_run: RunLink | None = None,
-                   last_status: str | None = None) -> TableCoverage:
+def table_coverage(
+    table: str,
+    snapshots: Sequence[Backup],
+    exports: Sequence[dt.date],
+    *,
+    ladder: Any,
+    time_travel_hours: int,
+    jobs_today: int,
+    now: dt.datetime,
+    start: dt.datetime,
+    last_run: RunLink | None = None,
+    last_status: str | None = None,
+) -> TableCoverage:
     """The restore points of one prod table that exist now, with the rung each snapshot serves (pure)."""
     served = rungs_served(ladder, snapshots, now)
     points = []
@@ -309,8 +346,9 @@ def table_coverage(table: str, snapshots: Sequence[Backup], exports: Sequence[dt
     points.sort(key=lambda p: p.at)
     tt_from = now - dt.timedelta(hours=time_travel_hours)
     gap_from, gap_to = largest_gap([p.at for p in points], start, tt_from, now)
-    return TableCoverage(table, points, tt_from, (gap_to - gap_from).total_seconds(), gap_from, gap_to,
-                         jobs_today, last_run, last_status)
+    return TableCoverage(
+        table, points, tt_from, (gap_to - gap_from).total_seconds(), gap_from, gap_to, jobs_today, last_run, last_status
+    )
 
 
 # ------------------------------------------------------------------------------------------ reading
@@ -319,14 +357,21 @@ def table_coverage(table: str, snapshots: Sequence[Backup], exports: Sequence[dt
 class DashboardReader:
     """Reads the dashboard through the client factory's clients; one `read()` is a few parallel queries."""
 
-    def __init__(self, config: EnvsyncConfig, client: bigquery.Client, store: ManifestStore,
-                 exports: ManifestStore | None = None, *, workers: int = 8):
+    def __init__(
+        self,
+        config: EnvsyncConfig,
+        client: bigquery.Client,
+        store: ManifestStore,
+        exports: ManifestStore | None = None,
+        *,
+        workers: int = 8,
+    ):
         self.config = config
         self.client = client
         self.store = store
         self.catalog = BackupCatalog(config, client, store, exports)
         self.workers = workers
-        self.timings: dict[str, float] = {}   # seconds per query (summed over datasets), of the last read
+        self.timings: dict[str, float] = {}  # seconds per query (summed over datasets), of the last read
 
     # ---------------------------------------------------------------------------- BigQuery
 
@@ -338,8 +383,9 @@ class DashboardReader:
         targets = statement_write_targets(sql, self.config.project)
         if targets:
             raise DashboardReadOnlyError(f"dashboard/{name}.sql would write {', '.join(map(str, targets))}")
-        job_config = bigquery.QueryJobConfig(query_parameters=to_query_parameters(params or {}),
-                                             labels={"envsync-dag": "ui", "envsync-task": name})
+        job_config = bigquery.QueryJobConfig(
+            query_parameters=to_query_parameters(params or {}), labels={"envsync-dag": "ui", "envsync-task": name}
+        )
         started = time.monotonic()
         job = self.client.query(sql, job_config=job_config, location=self.config.location)
         rows = [dict(row.items()) for row in job.result()]
@@ -355,8 +401,11 @@ class DashboardReader:
         from google.api_core.exceptions import NotFound
 
         try:
-            rows = self.query("audit_columns", {"tables": list(AUDIT_TABLES)},
-                              dataset=quote_dataset(self.config.project, self.config.audit.dataset))
+            rows = self.query(
+                "audit_columns",
+                {"tables": list(AUDIT_TABLES)},
+                dataset=quote_dataset(self.config.project, self.config.audit.dataset),
+            )
         except NotFound:
             return {}
         return {row["table_name"]: list(row["columns"]) for row in rows}
@@ -381,51 +430,120 @@ class DashboardReader:
         today = now.date()
 
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
+
             def submit(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
                 return pool.submit(fn, *args, **kwargs)
 
             empty: Callable[[], list[Any]] = list
-            env_rows = submit(self.query, "environments", {"since": since}, runs=self._audit_ref(RUNS)) \
-                if RUNS in columns else submit(empty)
-            drill_rows = submit(self.query, "drills", {"since": since}, drills=self._audit_ref(RECOVERY_DRILLS)) \
-                if RECOVERY_DRILLS in columns else submit(empty)
-            action_rows = submit(self.query, "backup_actions", {"since": since, "recent": coverage_from},
-                                 actions=self._audit_ref(TABLE_ACTIONS)) if TABLE_ACTIONS in columns else submit(empty)
-            parity_rows = submit(self.query, "parity", {"since": since}, parity=self._audit_ref(PARITY)) \
-                if parity.present else submit(empty)
-            migration_rows = submit(self.query, "migrations", migrations=self._audit_ref(MIGRATIONS)) \
-                if migrations.present else submit(empty)
+            env_rows = (
+                submit(self.query, "environments", {"since": since}, runs=self._audit_ref(RUNS))
+                if RUNS in columns
+                else submit(empty)
+            )
+            drill_rows = (
+                submit(self.query, "drills", {"since": since}, drills=self._audit_ref(RECOVERY_DRILLS))
+                if RECOVERY_DRILLS in columns
+                else submit(empty)
+            )
+            action_rows = (
+                submit(
+                    self.query,
+                    "backup_actions",
+                    {"since": since, "recent": coverage_from},
+                    actions=self._audit_ref(TABLE_ACTIONS),
+                )
+                if TABLE_ACTIONS in columns
+                else submit(empty)
+            )
+            parity_rows = (
+                submit(self.query, "parity", {"since": since}, parity=self._audit_ref(PARITY))
+                if parity.present
+                else submit(empty)
+            )
+            migration_rows = (
+                submit(self.query, "migrations", migrations=self._audit_ref(MIGRATIONS))
+                if migrations.present
+                else submit(empty)
+            )
             snapshots = {ds: submit(self._snapshots, ds) for ds in datasets}
             windows = {ds: submit(self._time_travel_hours, ds) for ds in datasets}
             jobs = {ds: submit(self.catalog.jobs_today, ds, today) for ds in datasets}
-            exports = {ds: submit(self.catalog.exports, ds) for ds in datasets} if self.config.backups.export.enabled else {}
+            exports = (
+                {ds: submit(self.catalog.exports, ds) for ds in datasets} if self.config.backups.export.enabled else {}
+            )
             envs = env_rows.result()
-            versions = {row["environment"]: submit(self._seed_version, row["ok_manifest"])
-                        for row in envs if row.get("ok_manifest") and _is_seeded(row["environment"])}
+            versions = {
+                row["environment"]: submit(self._seed_version, row["ok_manifest"])
+                for row in envs
+                if row.get("ok_manifest") and _is_seeded(row["environment"])
+            }
 
-            findings = [ParityFinding(r["environment"], RunLink(r["dag_id"], r["run_id"]), _utc(r["checked_at"]),
-                                      r["object_name"] or "", r["finding"], r["status"], r["detail"])
-                        for r in parity_rows.result()]
+            findings = [
+                ParityFinding(
+                    r["environment"],
+                    RunLink(r["dag_id"], r["run_id"]),
+                    _utc(r["checked_at"]),
+                    r["object_name"] or "",
+                    r["finding"],
+                    r["status"],
+                    r["detail"],
+                )
+                for r in parity_rows.result()
+            ]
             migration_status = [_migration(r) for r in migration_rows.result()]
-            environments = self._environments(envs, {k: v.result() for k, v in versions.items()}, findings,
-                                              migration_status, now)
+            environments = self._environments(
+                envs, {k: v.result() for k, v in versions.items()}, findings, migration_status, now
+            )
             coverage = self._coverage(
-                {ds: f.result() for ds, f in snapshots.items()}, {ds: f.result() for ds, f in windows.items()},
-                {ds: f.result() for ds, f in jobs.items()}, {ds: f.result() for ds, f in exports.items()},
-                action_rows.result(), now, coverage_from)
-            drills = [DrillRun(RunLink(r["dag_id"], r["run_id"]), _utc(r["recorded_at"]), _utc(r["point_in_time"]),
-                               int(r["tables"]), int(r["failed_tables"]), r["rto_seconds"], r["rpo_seconds"],
-                               r["failed_names"]) for r in drill_rows.result()]
+                {ds: f.result() for ds, f in snapshots.items()},
+                {ds: f.result() for ds, f in windows.items()},
+                {ds: f.result() for ds, f in jobs.items()},
+                {ds: f.result() for ds, f in exports.items()},
+                action_rows.result(),
+                now,
+                coverage_from,
+            )
+            drills = [
+                DrillRun(
+                    RunLink(r["dag_id"], r["run_id"]),
+                    _utc(r["recorded_at"]),
+                    _utc(r["point_in_time"]),
+                    int(r["tables"]),
+                    int(r["failed_tables"]),
+                    r["rto_seconds"],
+                    r["rpo_seconds"],
+                    r["failed_names"],
+                )
+                for r in drill_rows.result()
+            ]
 
         for name in (RUNS, TABLE_ACTIONS, RECOVERY_DRILLS):
             if name not in columns:
                 notes.append(f"{self.config.audit.dataset}.{name} does not exist yet: no run has recorded to it")
         seconds = time.monotonic() - started
-        log.info("envsync page data read in %.2fs: %d environments, %d tables, %d drill runs",
-                 seconds, len(environments), len(coverage), len(drills))
-        return Dashboard(self.config.project, self.config.audit.dataset, now, seconds, environments, coverage,
-                         coverage_from, SNAPSHOT_JOBS_PER_TABLE_PER_DAY, drills, parity, findings, migrations,
-                         migration_status, notes)
+        log.info(
+            "envsync page data read in %.2fs: %d environments, %d tables, %d drill runs",
+            seconds,
+            len(environments),
+            len(coverage),
+            len(drills),
+        )
+        return Dashboard(
+            self.config.project,
+            self.config.audit.dataset,
+            now,
+            seconds,
+            environments,
+            coverage,
+            coverage_from,
+            SNAPSHOT_JOBS_PER_TABLE_PER_DAY,
+            drills,
+            parity,
+            findings,
+            migrations,
+            migration_status,
+            notes,
+        )
 
     def _snapshots(self, dataset: str) -> dict[str, list[dt.datetime]]:
         """{table: [taken_at, ...]} of the snapshots that exist now in backup_<dataset>."""
@@ -468,9 +586,14 @@ class DashboardReader:
             version = version.get("version")
         return str(version) if version else None
 
-    def _environments(self, rows: list[dict[str, Any]], seed_versions: dict[str, str | None],
-                      findings: list[ParityFinding], migrations: list[MigrationStatus],
-                      now: dt.datetime) -> list[EnvironmentStatus]:
+    def _environments(
+        self,
+        rows: list[dict[str, Any]],
+        seed_versions: dict[str, str | None],
+        findings: list[ParityFinding],
+        migrations: list[MigrationStatus],
+        now: dt.datetime,
+    ) -> list[EnvironmentStatus]:
         drift: dict[str, int] = {}
         for finding in findings:
             if finding.status == "drift":
@@ -482,27 +605,50 @@ class DashboardReader:
         for name in names:
             row = by_name.get(name, {})
             last_at, ok_at = _utc(row.get("last_recorded_at")), _utc(row.get("ok_recorded_at"))
-            state, reasons = assess(name, last_status=row.get("last_status"), last_error=row.get("last_error"),
-                                    last_at=last_at, ok_at=ok_at, drift_findings=drift.get(name, 0), now=now)
+            state, reasons = assess(
+                name,
+                last_status=row.get("last_status"),
+                last_error=row.get("last_error"),
+                last_at=last_at,
+                ok_at=ok_at,
+                drift_findings=drift.get(name, 0),
+                now=now,
+            )
             objects, failed = row.get("ok_objects"), row.get("ok_failed")
-            out.append(EnvironmentStatus(
-                name=name, state=state, reasons=reasons,
-                last_run=RunLink(row["last_dag_id"], row["last_run_id"]) if row else None,
-                last_status=row.get("last_status"), last_at=last_at,
-                ok_run=RunLink(row["ok_dag_id"], row["ok_run_id"]) if row.get("ok_run_id") else None,
-                cut=_utc(row.get("ok_cut")), ok_at=ok_at,
-                age_seconds=(now - (_utc(row.get("ok_cut")) or ok_at)).total_seconds() if ok_at else None,
-                tables_ok=None if objects is None else int(objects) - int(failed or 0),
-                tables_failed=None if failed is None else int(failed),
-                rows=row.get("ok_row_count"), est_bytes_billed=row.get("ok_est_bytes_billed"),
-                seed_version=seed_versions.get(name), migration_version=migration_version.get(name),
-                runs=int(row.get("runs") or 0), failed_runs=int(row.get("failed_runs") or 0),
-            ))
+            out.append(
+                EnvironmentStatus(
+                    name=name,
+                    state=state,
+                    reasons=reasons,
+                    last_run=RunLink(row["last_dag_id"], row["last_run_id"]) if row else None,
+                    last_status=row.get("last_status"),
+                    last_at=last_at,
+                    ok_run=RunLink(row["ok_dag_id"], row["ok_run_id"]) if row.get("ok_run_id") else None,
+                    cut=_utc(row.get("ok_cut")),
+                    ok_at=ok_at,
+                    age_seconds=(now - (_utc(row.get("ok_cut")) or ok_at)).total_seconds() if ok_at else None,
+                    tables_ok=None if objects is None else int(objects) - int(failed or 0),
+                    tables_failed=None if failed is None else int(failed),
+                    rows=row.get("ok_row_count"),
+                    est_bytes_billed=row.get("ok_est_bytes_billed"),
+                    seed_version=seed_versions.get(name),
+                    migration_version=migration_version.get(name),
+                    runs=int(row.get("runs") or 0),
+                    failed_runs=int(row.get("failed_runs") or 0),
+                )
+            )
         return out
 
-    def _coverage(self, snapshots: dict[str, dict[str, list[dt.datetime]]], windows: dict[str, int],
-                  jobs: dict[str, dict[str, int]], exports: dict[str, dict[str, list[Any]]],
-                  actions: list[dict[str, Any]], now: dt.datetime, start: dt.datetime) -> list[TableCoverage]:
+    def _coverage(
+        self,
+        snapshots: dict[str, dict[str, list[dt.datetime]]],
+        windows: dict[str, int],
+        jobs: dict[str, dict[str, int]],
+        exports: dict[str, dict[str, list[Any]]],
+        actions: list[dict[str, Any]],
+        now: dt.datetime,
+        start: dt.datetime,
+    ) -> list[TableCoverage]:
         pinned = {name for row in actions for name in (row.get("pinned") or [])}
         last = {row["table_name"]: dict(row["last_action"]) for row in actions}
         tables: set[str] = set(last)
@@ -521,10 +667,20 @@ class DashboardReader:
                 snaps.append(Backup(taken_at, name, f"{backup_ds}.{name}" in pinned))
             days = [e.day for e in exports.get(ds, {}).get(table, []) if e.day >= start.date() - dt.timedelta(days=1)]
             row = last.get(full) or {}
-            out.append(table_coverage(
-                full, snaps, days, ladder=self.config.backups.ladder(), time_travel_hours=windows[ds],
-                jobs_today=int(jobs.get(ds, {}).get(table, 0)), now=now, start=start,
-                last_run=RunLink(row["dag_id"], row["run_id"]) if row else None, last_status=row.get("status")))
+            out.append(
+                table_coverage(
+                    full,
+                    snaps,
+                    days,
+                    ladder=self.config.backups.ladder(),
+                    time_travel_hours=windows[ds],
+                    jobs_today=int(jobs.get(ds, {}).get(table, 0)),
+                    now=now,
+                    start=start,
+                    last_run=RunLink(row["dag_id"], row["run_id"]) if row else None,
+                    last_status=row.get("status"),
+                )
+            )
         out.sort(key=lambda c: (-c.largest_gap_seconds, c.table))
         return out
 
@@ -535,11 +691,16 @@ def _is_seeded(environment: str) -> bool:
 
 def _migration(row: dict[str, Any]) -> MigrationStatus:
     return MigrationStatus(
-        environment=row["environment"], version=row.get("version"), name=row.get("name"),
+        environment=row["environment"],
+        version=row.get("version"),
+        name=row.get("name"),
         applied_at=_utc(row.get("applied_at")),
         run=RunLink(row["dag_id"], row["run_id"]) if row.get("run_id") else None,
-        last_version=row.get("last_version"), last_status=row.get("last_status"), last_error=row.get("last_error"),
-        last_run=RunLink(row["last_dag_id"], row["last_run_id"]) if row.get("last_run_id") else None)
+        last_version=row.get("last_version"),
+        last_status=row.get("last_status"),
+        last_error=row.get("last_error"),
+        last_run=RunLink(row["last_dag_id"], row["last_run_id"]) if row.get("last_run_id") else None,
+    )
 
 
 # ------------------------------------------------------------------------------------------ cache
@@ -550,13 +711,19 @@ class DashboardCache:
     served at once while one background read replaces it (so a page load does not wait for BigQuery);
     older, or when nothing was read yet, the request waits for a read. Concurrent requests share one read."""
 
-    def __init__(self, ttl: float = CACHE_SECONDS, stale: float = STALE_SECONDS,
-                 clock: Callable[[], float] = time.monotonic, background: Callable[[Callable[[], None]], Any] | None = None):
+    def __init__(
+        self,
+        ttl: float = CACHE_SECONDS,
+        stale: float = STALE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+        background: Callable[[Callable[[], None]], Any] | None = None,
+    ):
         self.ttl = ttl
         self.stale = stale
         self.clock = clock
-        self.background = background or (lambda fn: threading.Thread(target=fn, daemon=True,
-                                                                     name="envsync-ui-refresh").start())
+        self.background = background or (
+            lambda fn: threading.Thread(target=fn, daemon=True, name="envsync-ui-refresh").start()
+        )
         self._lock = threading.Lock()
         self._entries: dict[Any, tuple[float, Dashboard]] = {}
         self._key_locks: dict[Any, threading.Lock] = {}
@@ -581,7 +748,7 @@ class DashboardCache:
             with self._lock:
                 entry = self._entries.get(key)
             if entry and self.clock() - entry[0] < self.ttl:
-                return entry[1]   # read by another request meanwhile
+                return entry[1]  # read by another request meanwhile
             value = load()
             self._store(key, value)
             return value
@@ -595,7 +762,7 @@ class DashboardCache:
         def run() -> None:
             try:
                 self._store(key, load())
-            except Exception:   # the stale figures stay; the next request after `stale` reads again
+            except Exception:  # the stale figures stay; the next request after `stale` reads again
                 log.exception("could not refresh the envsync page's figures")
             finally:
                 with self._lock:

@@ -24,7 +24,7 @@ from envsync.ui.data import (
 )
 from envsync.ui.svg import Mark, Point, day_axis, line_chart, timeline
 
-COVERAGE_ROWS = 200   # tables drawn by default (a browser draws 1,000 timelines in about 2 s)
+COVERAGE_ROWS = 200  # tables drawn by default (a browser draws 1,000 timelines in about 2 s)
 STATE_LABEL = {"green": "ok", "amber": "warning", "red": "failing", "grey": "no run"}
 CSS = """
 body { font-family: "DejaVu Sans", system-ui, sans-serif; font-size: 13px; color: #111827; margin: 16px 20px;
@@ -70,8 +70,10 @@ def _run_link(ui_root: str, run: RunLink | None, text: str | None = None) -> str
     if run is None:
         return '<span class="muted">—</span>'
     label = escape(text or run.run_id)
-    return (f'<a class="run-link" href="{escape(run_href(ui_root, run), quote=True)}" target="_top" '
-            f'title="{escape(run.dag_id + " / " + run.run_id, quote=True)}">{label}</a>')
+    return (
+        f'<a class="run-link" href="{escape(run_href(ui_root, run), quote=True)}" target="_top" '
+        f'title="{escape(run.dag_id + " / " + run.run_id, quote=True)}">{label}</a>'
+    )
 
 
 def _ts(value: dt.datetime | None) -> str:
@@ -95,34 +97,41 @@ def _environments(board: Dashboard, ui_root: str) -> str:
             f'<td><span class="state state-{env.state}" title="{STATE_LABEL[env.state]}"></span>'
             f"<b>{escape(env.name)}</b></td>"
             f'<td><ul class="reasons">{reasons}</ul></td>'
-            f'<td>{_run_link(ui_root, env.ok_run, _ts(env.ok_at) if env.ok_run else None)}</td>'
+            f"<td>{_run_link(ui_root, env.ok_run, _ts(env.ok_at) if env.ok_run else None)}</td>"
             f'<td class="cut">{_ts(env.cut)}{escape(age)}</td>'
             f'<td class="num tables-ok">{_num(env.tables_ok)}</td><td class="num tables-failed">{_num(env.tables_failed)}</td>'
             f'<td class="num rows">{_num(env.rows)}</td>'
             f'<td class="num bytes">{escape(human_bytes(env.est_bytes_billed)) if env.est_bytes_billed is not None else "—"}</td>'
             f'<td class="version">{escape(version or "—")}</td>'
             f'<td class="num">{env.runs:,} / {env.failed_runs:,}</td>'
-            f'<td>{_run_link(ui_root, env.last_run, env.last_status) if env.last_run else "—"}</td></tr>')
+            f"<td>{_run_link(ui_root, env.last_run, env.last_status) if env.last_run else '—'}</td></tr>"
+        )
     return (
         "<h2>Environments</h2>"
         '<table id="environments"><tr><th>environment</th><th>state</th><th>last successful run</th>'
         "<th>cut T (age)</th><th>tables ok</th><th>failed</th><th>rows</th><th>est. bytes billed</th>"
         f"<th>seed / migration</th><th>runs / failed ({HISTORY_DAYS} d)</th><th>last run</th></tr>"
-        + "".join(rows) + "</table>")
+        + "".join(rows)
+        + "</table>"
+    )
 
 
 def _coverage(board: Dashboard, ui_root: str, limit: int | None) -> str:
     start, end = board.coverage_from, board.generated_at
-    legend = ('<div class="legend">'
-              '<span><i class="swatch" style="background:#bfdbfe"></i>time travel</span>'
-              '<span><i class="swatch" style="background:#2563eb"></i>ladder snapshot</span>'
-              '<span><i class="swatch" style="background:#7c3aed"></i>pinned backup</span>'
-              '<span><i class="swatch" style="background:#059669"></i>daily export</span>'
-              f'<span><i class="swatch" style="background:#fecaca"></i>gap over {GAP_LIMIT.total_seconds() / 3600:.0f} h</span>'
-              "</div>")
+    legend = (
+        '<div class="legend">'
+        '<span><i class="swatch" style="background:#bfdbfe"></i>time travel</span>'
+        '<span><i class="swatch" style="background:#2563eb"></i>ladder snapshot</span>'
+        '<span><i class="swatch" style="background:#7c3aed"></i>pinned backup</span>'
+        '<span><i class="swatch" style="background:#059669"></i>daily export</span>'
+        f'<span><i class="swatch" style="background:#fecaca"></i>gap over {GAP_LIMIT.total_seconds() / 3600:.0f} h</span>'
+        "</div>"
+    )
     if not board.coverage:
-        return (f"<h2>Backup coverage (last {COVERAGE_DAYS} days)</h2>"
-                '<p class="note">no backup recorded yet: the backup_ladder DAG has not run</p>')
+        return (
+            f"<h2>Backup coverage (last {COVERAGE_DAYS} days)</h2>"
+            '<p class="note">no backup recorded yet: the backup_ladder DAG has not run</p>'
+        )
     most_jobs = max(c.jobs_today for c in board.coverage)
     gaps = sum(1 for c in board.coverage if c.gap)
     rows = []
@@ -132,8 +141,11 @@ def _coverage(board: Dashboard, ui_root: str, limit: int | None) -> str:
         svg = timeline(marks, start, end, cov.time_travel_from, gap=(cov.gap_from, cov.gap_to) if cov.gap else None)
         share = min(1.0, cov.jobs_today / board.snapshot_job_limit)
         full = " full" if cov.jobs_today >= board.snapshot_job_limit else ""
-        gap = (f'<span class="gapflag">{human_age(cov.largest_gap_seconds)}</span>' if cov.gap
-               else escape(human_age(cov.largest_gap_seconds)))
+        gap = (
+            f'<span class="gapflag">{human_age(cov.largest_gap_seconds)}</span>'
+            if cov.gap
+            else escape(human_age(cov.largest_gap_seconds))
+        )
         counts = {k: sum(1 for p in cov.points if p.kind == k) for k in ("snapshot", "pinned", "export")}
         rows.append(
             f'<tr class="cov" data-table="{escape(cov.table, quote=True)}" data-gap="{str(cov.gap).lower()}">'
@@ -142,46 +154,77 @@ def _coverage(board: Dashboard, ui_root: str, limit: int | None) -> str:
             f'<td class="num exports">{counts["export"]}</td><td class="num gap">{gap}</td>'
             f'<td class="num jobs"><span class="bar{full}"><span style="width:{share * 100:.0f}%"></span></span> '
             f"{cov.jobs_today}/{board.snapshot_job_limit}</td>"
-            f"<td>{_run_link(ui_root, cov.last_run, cov.last_status)}</td></tr>")
+            f"<td>{_run_link(ui_root, cov.last_run, cov.last_status)}</td></tr>"
+        )
     return (
         f"<h2>Backup coverage (last {COVERAGE_DAYS} days)</h2>"
         f'<p class="meta">{len(board.coverage):,} prod tables; {gaps:,} with a gap; the most snapshot jobs '
         f"used today by one table: {most_jobs} of {board.snapshot_job_limit} (BigQuery's limit per table per day)</p>"
-        + legend +
-        '<div class="coverage"><table id="coverage"><tr><th>prod table</th>'
+        + legend
+        + '<div class="coverage"><table id="coverage"><tr><th>prod table</th>'
         f"<th>{day_axis(start, end)}</th><th>snapshots</th><th>pinned</th><th>exports</th>"
         "<th>largest gap</th><th>snapshot jobs today</th><th>last backup run</th></tr>"
-        + "".join(rows) + "</table></div>"
-        + (f'<p class="meta" id="coverage-more">showing the {len(shown):,} tables with the largest gaps of '
-           f'{len(board.coverage):,}: <a href="?tables=all">show all</a></p>' if len(shown) < len(board.coverage) else ""))
+        + "".join(rows)
+        + "</table></div>"
+        + (
+            f'<p class="meta" id="coverage-more">showing the {len(shown):,} tables with the largest gaps of '
+            f'{len(board.coverage):,}: <a href="?tables=all">show all</a></p>'
+            if len(shown) < len(board.coverage)
+            else ""
+        )
+    )
 
 
 def _drills(board: Dashboard, ui_root: str) -> str:
     rto, rpo = [], []
     for run in board.drills:
         href = run_href(ui_root, run.run)
-        what = (f"{run.run.run_id}: {run.tables} tables, {run.failed_tables} failed"
-                + (f" ({run.failed_names})" if run.failed_names else ""))
-        rto.append(Point(run.at, run.rto_seconds, run.failed_tables > 0,
-                         f"{what}; RTO {run.rto_seconds if run.rto_seconds is not None else '?'} s", href))
-        rpo.append(Point(run.at, None if run.rpo_seconds is None else run.rpo_seconds / 3600, run.failed_tables > 0,
-                         f"{what}; RPO {(run.rpo_seconds or 0) / 3600:.2f} h", href))
+        what = f"{run.run.run_id}: {run.tables} tables, {run.failed_tables} failed" + (
+            f" ({run.failed_names})" if run.failed_names else ""
+        )
+        rto.append(
+            Point(
+                run.at,
+                run.rto_seconds,
+                run.failed_tables > 0,
+                f"{what}; RTO {run.rto_seconds if run.rto_seconds is not None else '?'} s",
+                href,
+            )
+        )
+        rpo.append(
+            Point(
+                run.at,
+                None if run.rpo_seconds is None else run.rpo_seconds / 3600,
+                run.failed_tables > 0,
+                f"{what}; RPO {(run.rpo_seconds or 0) / 3600:.2f} h",
+                href,
+            )
+        )
     failed = sum(1 for r in board.drills if r.failed_tables)
     latest = "".join(
         f'<tr class="drill" data-failed="{str(r.failed_tables > 0).lower()}"><td>{_run_link(ui_root, r.run)}</td>'
         f"<td>{_ts(r.at)}</td><td class='num'>{r.tables}</td><td class='num'>{r.failed_tables}</td>"
         f"<td class='num'>{'—' if r.rto_seconds is None else f'{r.rto_seconds:.1f}'}</td>"
         f"<td class='num'>{'—' if r.rpo_seconds is None else f'{r.rpo_seconds / 3600:.2f}'}</td>"
-        f"<td>{escape(r.failed_names or '')}</td></tr>" for r in reversed(board.drills[-10:]))
-    table = ('<table id="drills"><tr><th>drill run</th><th>at</th><th>tables</th><th>failed</th><th>RTO s</th>'
-             "<th>RPO h</th><th>failed tables</th></tr>" + latest + "</table>") if board.drills else ""
+        f"<td>{escape(r.failed_names or '')}</td></tr>"
+        for r in reversed(board.drills[-10:])
+    )
+    table = (
+        (
+            '<table id="drills"><tr><th>drill run</th><th>at</th><th>tables</th><th>failed</th><th>RTO s</th>'
+            "<th>RPO h</th><th>failed tables</th></tr>" + latest + "</table>"
+        )
+        if board.drills
+        else ""
+    )
     return (
         f"<h2>Recovery drills (last {HISTORY_DAYS} days)</h2>"
         f'<p class="meta">{len(board.drills):,} drill runs, {failed:,} with a failed table (red crosses); '
         "each point is the run's worst table and links to the run</p>"
         + line_chart(rto, label="RTO: restore duration", unit="seconds", css_class="chart rto")
         + line_chart(rpo, label="RPO: T minus the backup's time", unit="hours", css_class="chart rpo")
-        + table)
+        + table
+    )
 
 
 def _parity(board: Dashboard, ui_root: str) -> str:
@@ -194,19 +237,27 @@ def _parity(board: Dashboard, ui_root: str) -> str:
     for f in board.parity_findings:
         per_env = counts.setdefault(f.environment, {})
         per_env[f.status] = per_env.get(f.status, 0) + 1
-    summary = "; ".join(f"{escape(env)}: " + ", ".join(f"{n} {escape(status)}" for status, n in sorted(c.items()))
-                        for env, c in sorted(counts.items()))
+    summary = "; ".join(
+        f"{escape(env)}: " + ", ".join(f"{n} {escape(status)}" for status, n in sorted(c.items()))
+        for env, c in sorted(counts.items())
+    )
     rows = "".join(
         f'<tr class="finding" data-env="{escape(f.environment, quote=True)}" data-status="{escape(f.status, quote=True)}">'
         f"<td>{escape(f.environment)}</td><td>{escape(f.status)}</td><td>{escape(f.object)}</td>"
         f"<td>{escape(f.finding)}</td><td>{escape(f.detail or '')}</td>"
         f"<td>{_run_link(ui_root, f.run, _ts(f.at))}</td></tr>"
-        for f in board.parity_findings[:200])
-    more = (f'<p class="muted">and {len(board.parity_findings) - 200:,} more</p>'
-            if len(board.parity_findings) > 200 else "")
-    return (head + f'<p class="meta">the latest check per environment: {summary}</p>'
-            '<table id="parity"><tr><th>environment</th><th>status</th><th>object</th><th>finding</th>'
-            "<th>detail</th><th>check run</th></tr>" + rows + "</table>" + more)
+        for f in board.parity_findings[:200]
+    )
+    more = (
+        f'<p class="muted">and {len(board.parity_findings) - 200:,} more</p>'
+        if len(board.parity_findings) > 200
+        else ""
+    )
+    return (
+        head + f'<p class="meta">the latest check per environment: {summary}</p>'
+        '<table id="parity"><tr><th>environment</th><th>status</th><th>object</th><th>finding</th>'
+        "<th>detail</th><th>check run</th></tr>" + rows + "</table>" + more
+    )
 
 
 def _migrations(board: Dashboard, ui_root: str) -> str:
@@ -219,9 +270,13 @@ def _migrations(board: Dashboard, ui_root: str) -> str:
         f"<td>{_run_link(ui_root, m.run, _ts(m.applied_at)) if m.run else _ts(m.applied_at)}</td>"
         f"<td>{escape(str(m.last_version))} {escape(m.last_status or '')}"
         f"{(': ' + escape(m.last_error[:160])) if m.last_error else ''}</td>"
-        f"<td>{_run_link(ui_root, m.last_run) if m.last_run else '—'}</td></tr>" for m in board.migration_status)
-    return (head + '<table id="migrations"><tr><th>environment</th><th>version</th><th>name</th><th>applied</th>'
-            "<th>newest ledger row</th><th>its run</th></tr>" + rows + "</table>")
+        f"<td>{_run_link(ui_root, m.last_run) if m.last_run else '—'}</td></tr>"
+        for m in board.migration_status
+    )
+    return (
+        head + '<table id="migrations"><tr><th>environment</th><th>version</th><th>name</th><th>applied</th>'
+        "<th>newest ledger row</th><th>its run</th></tr>" + rows + "</table>"
+    )
 
 
 def _absent(table: str, missing: list[str], feature: str) -> str:
@@ -240,5 +295,11 @@ def render_page(board: Dashboard, *, ui_root: str = "", coverage_limit: int | No
         "<h1>envsync: every environment at a glance</h1>"
         f'<p class="meta">project {escape(board.project)}, audit dataset {escape(board.audit_dataset)}; '
         f"read at {_ts(board.generated_at)} in {board.seconds:.2f} s (kept for {CACHE_SECONDS} s)</p>"
-        + notes + _environments(board, ui_root) + _coverage(board, ui_root, coverage_limit) + _drills(board, ui_root)
-        + _parity(board, ui_root) + _migrations(board, ui_root) + f"<script>{TOP_LINKS}</script></body></html>")
+        + notes
+        + _environments(board, ui_root)
+        + _coverage(board, ui_root, coverage_limit)
+        + _drills(board, ui_root)
+        + _parity(board, ui_root)
+        + _migrations(board, ui_root)
+        + f"<script>{TOP_LINKS}</script></body></html>"
+    )
