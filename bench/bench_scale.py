@@ -280,7 +280,7 @@ class RequestCounter:
 
 def worker(anchor: dt.datetime, window_quarters: int | None, workers: int, run_id: str) -> dict[str, Any]:
     """Runs in the child process: imports, baseline, plan, sync (as the DAG's tasks do), measure."""
-    from google.cloud import bigquery  # noqa: F401
+    from google.cloud import bigquery  # noqa: F401 (imported before the baseline only)
 
     from envsync.bigquery.jobs import JobRunner
     from envsync.core.clients import bigquery_client
@@ -750,7 +750,8 @@ def report(results: list[dict[str, Any]], details: bool, *, growth_lines: bool =
                 by_action[t.get("action")].append(t)
             for action, items in sorted(by_action.items()):
                 print(
-                    f"   {action}: {len(items)} objects, jobs {sum(int(t.get('jobs') or 0) for t in items) / len(items):.2f}"
+                    f"   {action}: {len(items)} objects, "
+                    f"jobs {sum(int(t.get('jobs') or 0) for t in items) / len(items):.2f}"
                     f" each, {sum(float(t.get('seconds') or 0) for t in items) / len(items):.2f} s each"
                 )
     if growth_lines:

@@ -175,10 +175,10 @@ def naive_sync(config: Any, client: Any, window: Any) -> list[dict[str, Any]]:
 def worker(approach: str, anchor: dt.datetime, window_quarters: int | None, run_id: str) -> dict[str, Any]:
     """Runs in the child process: import everything, take the baseline, sync, measure."""
     # Both approaches import the same libraries before the baseline, so the figures compare the work.
-    import db_dtypes  # noqa: F401
-    import pandas  # noqa: F401
-    import pyarrow  # noqa: F401
-    from google.cloud import bigquery  # noqa: F401
+    import db_dtypes  # noqa: F401 (imported for the baseline only)
+    import pandas  # noqa: F401 (imported for the baseline only)
+    import pyarrow  # noqa: F401 (imported for the baseline only)
+    from google.cloud import bigquery  # noqa: F401 (imported for the baseline only)
 
     from envsync.core.clients import bigquery_client
     from envsync.core.config import load_config
@@ -340,7 +340,7 @@ def _table(headers: list[str], rows: list[list[str]], right: set[int]) -> str:
 
     def fmt(cells: list[str]) -> str:
         return "  ".join(
-            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))
+            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=False))
         ).rstrip()
 
     return "\n".join([fmt(headers), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows])

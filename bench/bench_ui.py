@@ -160,7 +160,7 @@ def measure(args: argparse.Namespace, config_path: Path) -> dict[str, Any]:
     return figures
 
 
-from envsync.ui.page import COVERAGE_ROWS  # noqa: E402
+from envsync.ui.page import COVERAGE_ROWS  # noqa: E402 (used by the report below; kept next to it)
 
 
 def _stat(values: list[float]) -> str:
@@ -208,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         + ", ".join(f"{name} {statistics.median(q[name] for q in queries):.2f}s" for name in queries[0])
     )
     print(
-        f"  HTML rendered:                      {_stat(figures['render_seconds'])} ({figures['html_bytes'] / 1024:.0f} KB)"
+        f"  HTML rendered:                      {_stat(figures['render_seconds'])} "
+        f"({figures['html_bytes'] / 1024:.0f} KB)"
     )
     print(f"  GET / first (cache empty):          {figures['served_first_seconds']:.3f}s")
     print(f"  GET / cached:                       {_stat(figures['served_cached_seconds'])}")

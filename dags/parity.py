@@ -32,9 +32,8 @@ import datetime as dt
 from airflow.sdk import DAG
 
 from envsync.core.config import load_config
-from envsync.environments.parity import ENVIRONMENTS
 from envsync.operators.dag_defaults import alert_callbacks, datasets_param, default_args, environments_param
-from envsync.operators.parity import ParityOperator
+from envsync.operators.parity import ENVIRONMENTS, ParityOperator
 
 config = load_config()
 

@@ -12,11 +12,12 @@ consistent picture of prod. Per table (one `sync_dataset` task per dataset), the
 BigQuery operation runs server-side:
 partitioned tables are cloned and trimmed to the window, unpartitioned tables with a date column are
 copied with a filtered `CREATE TABLE … AS SELECT`, tables without a date column are cloned whole, and
-views are re-created on the dev datasets once every table is in place (`sync_views`). Each copy is verified against prod (rows per partition,
-schema, partitioning) before it is published; objects that exist only in dev are dropped. Then
-`migrate` applies again any schema migration promoted to dev that prod does not have yet (a migration
-reaches dev with prod's schema once prod has it) and records dev's versions in the ledger. Last, `parity` compares dev with prod (see the `parity` DAG):
-it records the findings, alerts on drift, and fails the run on structural drift of a table it wrote.
+views are re-created on the dev datasets once every table is in place (`sync_views`). Each copy is
+verified against prod (rows per partition, schema, partitioning) before it is published; objects that
+exist only in dev are dropped. Then `migrate` applies again any schema migration promoted to dev that
+prod does not have yet (a migration reaches dev with prod's schema once prod has it) and records dev's
+versions in the ledger. Last, `parity` compares dev with prod (see the `parity` DAG): it records the
+findings, alerts on drift, and fails the run on structural drift of a table it wrote.
 
 **Personal data:** a table with masked columns (its config's `mask`, or a policy tag listed in
 `privacy.policy_tags`) is copied with a `CREATE TABLE … AS SELECT` of the masked values instead of a

@@ -34,8 +34,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "tests" / "e2e"))
 
-from browser import browser, capture_trigger_form, chromium_missing, param_titles, signed_in_context  # noqa: E402
-from cluster import AirflowCluster, ClusterError, postgres_reachable  # noqa: E402
+from browser import browser, capture_trigger_form, chromium_missing, param_titles, signed_in_context  # noqa: E402 (after the sys.path line above)
+from cluster import AirflowCluster, ClusterError, postgres_reachable  # noqa: E402 (after the sys.path line above)
 
 DEFAULT_DAG_ID = "prod_to_dev_sync"
 DEFAULT_OUTPUT = REPO_ROOT / "docs" / "trigger-form.png"

@@ -24,7 +24,7 @@ from sqlglot import exp
 log = logging.getLogger("bqfidelity.aggregates")
 
 
-def ignore_nulls_before_limit(tree: exp.Expression, context) -> exp.Expression:  # noqa: ANN001 - local-bigquery's rule signature
+def ignore_nulls_before_limit(tree: exp.Expression, context) -> exp.Expression:  # local-bigquery's rule signature
     """A statement rule: ARRAY_AGG(x IGNORE NULLS [ORDER BY ...] LIMIT n) -> the first n non-NULL x."""
     for ignore in list(tree.find_all(exp.IgnoreNulls)):
         aggregate = ignore.this

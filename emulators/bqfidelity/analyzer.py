@@ -179,7 +179,7 @@ def cache_dir() -> Path:
     return Path(configured) if configured else Path.home() / ".cache" / "bqfidelity"
 
 
-def analyzer():  # noqa: ANN201 - GoogleSQL, imported lazily
+def analyzer():  # GoogleSQL, imported lazily
     """The process's GoogleSQL analyzer, loaded on first use (from the cache, or compiled into it)."""
     global _analyzer
     if _analyzer is None:
@@ -231,12 +231,12 @@ def _job_of(config: Any) -> _Job:
     if positional and given:
         job.parameters, job.positional = None, kinds
     else:
-        job.parameters = {p.name: kind for p, kind in zip(given, kinds)}
+        job.parameters = {p.name: kind for p, kind in zip(given, kinds, strict=False)}
     return job
 
 
 @contextlib.contextmanager
-def _analyzing(config: Any):  # noqa: ANN202
+def _analyzing(config: Any):
     token = _job.set(_job_of(config) if config is not None else None)
     try:
         yield
@@ -247,7 +247,7 @@ def _analyzing(config: Any):  # noqa: ANN202
 # ------------------------------------------------------------------------------------ a statement
 
 
-def _lookup(interpreter: Any):  # noqa: ANN202
+def _lookup(interpreter: Any):
     """Table lookup for GoogleSQL: a flattened name as written -> TableDef from the emulator's catalog."""
     from local_bigquery.catalog import tables
     from local_bigquery.engine import types as engine_types
@@ -271,7 +271,7 @@ def _lookup(interpreter: Any):  # noqa: ANN202
             return None
         try:
             table = tables.load(*reference)
-        except Exception:  # noqa: BLE001 - missing dataset/table, invalid name: not found for GoogleSQL
+        except Exception:  # missing dataset/table, invalid name: not found for GoogleSQL
             return None
         partitioning = table.timePartitioning
         ingestion = partitioning is not None and not partitioning.field
@@ -280,14 +280,14 @@ def _lookup(interpreter: Any):  # noqa: ANN202
     return lookup
 
 
-def _temporary(interpreter: Any, name: str, engine_types: Any):  # noqa: ANN202
+def _temporary(interpreter: Any, name: str, engine_types: Any):
     from bqfidelity.zsql.googlesql import TableDef
 
     try:
         relation = interpreter.cursor.sql(f'SELECT * FROM temp.main."{name}" LIMIT 0')
-    except Exception:  # noqa: BLE001
+    except Exception:
         return None
-    return TableDef(fields=[engine_types.field(n, t) for n, t in zip(relation.columns, relation.types)])
+    return TableDef(fields=[engine_types.field(n, t) for n, t in zip(relation.columns, relation.types, strict=False)])
 
 
 def _variables(interpreter: Any) -> dict[str, Any]:
@@ -352,7 +352,7 @@ def check(interpreter: Any, statement: Any) -> None:
         _stats.record(sql, "refused", seconds, message=error.message, cpu_seconds=time.thread_time() - cpu)
         log.info("GoogleSQL refused: %s | %s", error.message, " ".join(sql.split())[:300])
         raise BigQueryError("invalidQuery", error.message) from None
-    except Exception:  # noqa: BLE001 - a failing analyzer must not fail the job
+    except Exception:  # a failing analyzer must not fail the job
         log.exception("GoogleSQL analyzer failed; statement run unanalyzed: %s", " ".join(sql.split())[:300])
         _reset()
         _stats.record(sql, "analyzer_error")

@@ -120,7 +120,9 @@ def check_seed(analyzer: GoogleSQL, schemas: Schemas, path: Path, key: str) -> t
         return 1, [Problem(path, 1, f"{key}: no such table in prod's schemas")]
     seed = {
         name.casefold(): (name, types.type_name(kind), _line(text, offset))
-        for (name, kind), offset in zip(analysis.columns, analysis.offsets or [None] * len(analysis.columns))
+        for (name, kind), offset in zip(
+            analysis.columns, analysis.offsets or [None] * len(analysis.columns), strict=False
+        )
     }
     problems = []
     last = max((line for _, _, line in seed.values()), default=1)

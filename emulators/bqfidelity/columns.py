@@ -39,7 +39,7 @@ def _check(name: str) -> None:
         raise BigQueryError("invalidQuery", f"Collation '{name}' is not supported; use 'und:ci' or ''")
 
 
-def collation(node: exp.Expression, context) -> exp.Expression:  # noqa: ANN001 - local-bigquery's rule signature
+def collation(node: exp.Expression, context) -> exp.Expression:  # local-bigquery's rule signature
     """A column's collation left out of the DuckDB table (a node rule of the DuckDB translation)."""
     if isinstance(node, exp.ColumnDef) and node.args.get("constraints"):
         kept = []
@@ -74,7 +74,7 @@ def _options(column: exp.ColumnDef) -> dict:
 
 def _recorded(original: Callable) -> Callable:
     @functools.wraps(original)
-    def _fields(schema: exp.Expression, evaluate) -> list[dict]:  # noqa: ANN001
+    def _fields(schema: exp.Expression, evaluate) -> list[dict]:
         fields = original(schema, evaluate)
         by_name = {field["name"].casefold(): field for field in fields}
         for column in schema.expressions if isinstance(schema, exp.Schema) else []:

@@ -60,7 +60,7 @@ def install() -> None:
 
     @functools.cache
     @functools.wraps(original)
-    def _connect():  # noqa: ANN202 - duckdb.DuckDBPyConnection
+    def _connect():  # duckdb.DuckDBPyConnection
         con = original()
         con.execute(f"SET memory_limit = '{value}'")
         return con

@@ -60,7 +60,7 @@ _CHAIN_DDL = (
 _KEY = "project_id = ? AND dataset_id = ? AND table_id = ?"
 
 
-def _database():  # type: ignore[no-untyped-def]
+def _database():
     from local_bigquery.engine import database
 
     return database
@@ -134,14 +134,14 @@ def kind_of(reference: tuple[str, str, str]) -> str:
 # Source metadata onto the new table
 
 
-def _source_resource(reference: tuple[str, str, str]):  # type: ignore[no-untyped-def]
+def _source_resource(reference: tuple[str, str, str]):
     """The source table's resource with its full schema (modes and descriptions), as tables.get gives it."""
     from local_bigquery.catalog import tables
 
     return tables.load(*reference)
 
 
-def _required_columns(resource) -> list[str]:  # type: ignore[no-untyped-def]
+def _required_columns(resource) -> list[str]:
     return [f.name for f in (resource.schema_ and resource.schema_.fields) or [] if f.mode == "REQUIRED"]
 
 
@@ -178,7 +178,7 @@ def _enforce_required(reference: tuple[str, str, str], columns: list[str]) -> No
             database.execute(f"CREATE OR REPLACE TABLE {table} ({body})")
 
 
-def carry_over(source, target: tuple[str, str, str], fields: tuple[str, ...], keep_target: bool) -> None:  # type: ignore[no-untyped-def]
+def carry_over(source, target: tuple[str, str, str], fields: tuple[str, ...], keep_target: bool) -> None:
     """Give `target` the source's schema and `fields`; keep target's own settings when `keep_target`."""
     from local_bigquery.catalog import metadata, tables
     from local_bigquery.models import Table
@@ -195,13 +195,13 @@ def carry_over(source, target: tuple[str, str, str], fields: tuple[str, ...], ke
 # Patches
 
 
-def _is_clone(tree) -> bool:  # type: ignore[no-untyped-def]
+def _is_clone(tree) -> bool:
     from sqlglot import exp
 
     return isinstance(tree, exp.Create) and tree.args.get("clone") is not None and not tree.args.get("expression")
 
 
-def _clone_refs(tree, context):  # type: ignore[no-untyped-def]
+def _clone_refs(tree, context):
     from local_bigquery.catalog import names
     from sqlglot import exp
 
@@ -211,12 +211,12 @@ def _clone_refs(tree, context):  # type: ignore[no-untyped-def]
     return source, target
 
 
-def _patch_statement(query_module) -> None:  # type: ignore[no-untyped-def]
+def _patch_statement(query_module) -> None:
     """CREATE [SNAPSHOT] TABLE ... CLONE: chain check first, the source's metadata onto the new table after."""
     original = query_module._statement
 
     @functools.wraps(original)
-    def _statement(cur, tree, context, destination, config, dry_run, isolated):  # type: ignore[no-untyped-def]
+    def _statement(cur, tree, context, destination, config, dry_run, isolated):
         from local_bigquery.sql.rules import ddl
 
         tree = ddl.normalise(tree)
@@ -235,12 +235,12 @@ def _patch_statement(query_module) -> None:  # type: ignore[no-untyped-def]
     query_module._statement = _statement
 
 
-def _patch_copy(copy_module) -> None:  # type: ignore[no-untyped-def]
+def _patch_copy(copy_module) -> None:
     """Copy jobs: CLONE/SNAPSHOT go through the DDL above; COPY/RESTORE keep the source's layout."""
     original = copy_module.run
 
     @functools.wraps(original)
-    def run(cur, config, upload):  # type: ignore[no-untyped-def]
+    def run(cur, config, upload):
         from local_bigquery.catalog import tables
         from local_bigquery.sql.rules.tables import decorated
 
@@ -265,12 +265,12 @@ def _patch_copy(copy_module) -> None:  # type: ignore[no-untyped-def]
     copy_module.run = run
 
 
-def _patch_rename(tables_module) -> None:  # type: ignore[no-untyped-def]
+def _patch_rename(tables_module) -> None:
     """ALTER TABLE ... RENAME TO keeps the table, so it keeps its chain depth."""
     rename = tables_module.rename
 
     @functools.wraps(rename)
-    def _rename(project_id: str, dataset_id: str, table_id: str, new_id: str):  # type: ignore[no-untyped-def]
+    def _rename(project_id: str, dataset_id: str, table_id: str, new_id: str):
         depth = chain_depth(project_id, dataset_id, table_id)
         rename(project_id, dataset_id, table_id, new_id)
         set_chain_depth(project_id, dataset_id, new_id, depth)
@@ -278,14 +278,14 @@ def _patch_rename(tables_module) -> None:  # type: ignore[no-untyped-def]
     tables_module.rename = _rename
 
 
-def _patch_view_columns(tables_module) -> None:  # type: ignore[no-untyped-def]
+def _patch_view_columns(tables_module) -> None:
     """tables.get of a view that no longer resolves: its stored schema, not an error (see above)."""
     import duckdb
 
     columns = tables_module.columns
 
     @functools.wraps(columns)
-    def _columns(project_id: str, dataset_id: str, table_id: str):  # type: ignore[no-untyped-def]
+    def _columns(project_id: str, dataset_id: str, table_id: str):
         try:
             return columns(project_id, dataset_id, table_id)
         except duckdb.CatalogException:
@@ -299,12 +299,12 @@ def _patch_view_columns(tables_module) -> None:  # type: ignore[no-untyped-def]
     tables_module.columns = _columns
 
 
-def _patch_row_count(tables_module) -> None:  # type: ignore[no-untyped-def]
+def _patch_row_count(tables_module) -> None:
     """A table's row count is the rows it holds now, not DuckDB's estimate (see above)."""
     lookup = tables_module._lookup
 
     @functools.wraps(lookup)
-    def _lookup(project_id: str, dataset_id: str, table_id: str):  # type: ignore[no-untyped-def]
+    def _lookup(project_id: str, dataset_id: str, table_id: str):
         found = lookup(project_id, dataset_id, table_id)
         if not found or found[0] != "TABLE":
             return found
@@ -314,7 +314,7 @@ def _patch_row_count(tables_module) -> None:  # type: ignore[no-untyped-def]
     tables_module._lookup = _lookup
 
 
-def _stored(reference: tuple[str, str, str]):  # type: ignore[no-untyped-def]
+def _stored(reference: tuple[str, str, str]):
     from local_bigquery.catalog import metadata
     from local_bigquery.models import Table
 

@@ -190,7 +190,7 @@ def _exposed(select: exp.Select, qualifiers: set[str], columns: set[str]) -> set
         return set()
     pseudo = {column.casefold() for column in INGESTION_COLUMNS}
     exposed: set[str] = set()
-    for position, projection in enumerate(select.expressions):
+    for _position, projection in enumerate(select.expressions):
         inner = projection.this if isinstance(projection, exp.Alias) else projection
         if isinstance(projection, exp.Star) or (
             isinstance(projection, exp.Column) and isinstance(projection.this, exp.Star)
@@ -268,7 +268,7 @@ def _with_views_expanded(tree: exp.Expression, depth: int = 0) -> exp.Expression
             continue
         try:
             inner = sql_translate.parse(definition)[0]
-        except Exception:  # noqa: BLE001 - the view was translated when it was created
+        except Exception:  # the view was translated when it was created
             continue
         ctes = {cte.alias_or_name.casefold() for cte in inner.find_all(exp.CTE)}
         for read in inner.find_all(exp.Table):
@@ -432,7 +432,7 @@ def _evaluate_instant(expression: exp.Expression, context) -> int | None:
     try:
         with database.cursor() as cur:
             [(value,)] = cur.execute(sql, bound or None).fetchall()
-    except Exception as error:  # noqa: BLE001 - DuckDB reports it when the statement runs
+    except Exception as error:  # DuckDB reports it when the statement runs
         log.debug("could not evaluate %s: %s", sql, error)
         return None
     return None if value is None else int(value)
@@ -742,7 +742,7 @@ def _check_merge_partitions(cur, tree: exp.Merge, context) -> None:
         count = _count_partitions(cur, sql, bound, "__v", spec)
     except BigQueryError:
         raise
-    except Exception as error:  # noqa: BLE001 - an approximation; the MERGE itself still runs
+    except Exception as error:  # an approximation; the MERGE itself still runs
         log.warning("could not count the partitions of a MERGE: %s", error)
         return
     if count > MAX_PARTITIONS_PER_JOB:

@@ -49,7 +49,7 @@ def _expanding(original: Callable) -> Callable:
     from local_bigquery.jobs import storage
 
     @functools.wraps(original)
-    def paths(cur, uri: str) -> list[str]:  # type: ignore[no-untyped-def]
+    def paths(cur, uri: str) -> list[str]:
         endpoint = storage._emulator(uri)
         if endpoint is None or "*" not in uri:
             return original(cur, uri)

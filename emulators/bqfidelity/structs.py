@@ -21,7 +21,7 @@ from sqlglot import exp
 log = logging.getLogger("bqfidelity.structs")
 
 
-def struct_field_names(tree: exp.Expression, context) -> exp.Expression:  # noqa: ANN001 - local-bigquery's rule signature
+def struct_field_names(tree: exp.Expression, context) -> exp.Expression:  # local-bigquery's rule signature
     """A statement rule: STRUCT(a, t.b) -> STRUCT(a AS a, t.b AS b) (column references only)."""
     for struct in list(tree.find_all(exp.Struct)):
         if isinstance(struct.parent, exp.Cast | exp.Array):
@@ -36,7 +36,7 @@ def struct_field_names(tree: exp.Expression, context) -> exp.Expression:  # noqa
             "expressions",
             [
                 exp.PropertyEQ(this=exp.to_identifier(name), expression=field.copy())
-                for name, field in zip(names, fields)
+                for name, field in zip(names, fields, strict=False)
             ],
         )
     return tree

@@ -77,7 +77,8 @@ def commented_examples() -> list[tuple[str, list[str]]]:
 
 def inline_snippets() -> list[tuple[str, str]]:
     """`dotted.key: value` snippets in the prose whose value is YAML (a mapping or a list)."""
-    pattern = re.compile(r"`((?:%s)\.[A-Za-z0-9_.<>\-]+):\s*([\[{][^`]*)`" % "|".join(TOP_KEYS), re.S)
+    keys = "|".join(TOP_KEYS)
+    pattern = re.compile(r"`((?:" + keys + r")\.[A-Za-z0-9_.<>\-]+):\s*([\[{][^`]*)`", re.S)
     return [(m.group(1), m.group(2)) for m in pattern.finditer(TEXT)]
 
 

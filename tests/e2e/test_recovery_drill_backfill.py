@@ -21,7 +21,7 @@ import pytest
 from cluster import AirflowCluster
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
-from backupkit import PROJECT, make_prod, query, take_backup, write_config  # noqa: E402
+from backupkit import PROJECT, make_prod, query, take_backup, write_config  # noqa: E402 (after the sys.path line above)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(420)]
 
@@ -73,7 +73,7 @@ def test_backfill_of_three_dates_by_a_real_scheduler(
         states = _states(cluster, run["dag_run_id"])
         assert run["state"] == "success" and set(states.values()) == {"success"}, f"{states}\n{cluster.tail_logs()}"
 
-    for run, date in zip(runs, dates):
+    for run, date in zip(runs, dates, strict=False):
         rows = {
             r["table_name"]: r
             for r in query(

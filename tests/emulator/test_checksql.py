@@ -192,7 +192,8 @@ def test_migrations_are_analyzed_in_version_order_each_against_the_schema_the_ea
             "0010_report.sql": "-- envsync: phase=expand\ncreate view marketing.emails as\n"
             "select contact_email from sales.customers;\n",
             "0001_add_email.sql": ADD_EMAIL,
-            "0002_rename.sql": "-- envsync: phase=contract\nalter table sales.customers rename column email to contact_email;\n"
+            "0002_rename.sql": "-- envsync: phase=contract\n"
+            "alter table sales.customers rename column email to contact_email;\n"
             "drop view marketing.customer_emails;\n",
         },
     )
@@ -209,7 +210,8 @@ def test_migrations_are_analyzed_in_version_order_each_against_the_schema_the_ea
         (
             {
                 "0001_add_email.sql": ADD_EMAIL,
-                "0002_drop_segment.sql": "-- envsync: phase=contract\nalter table sales.customers drop column segment;\n\n"
+                "0002_drop_segment.sql": "-- envsync: phase=contract\n"
+                "alter table sales.customers drop column segment;\n\n"
                 "-- readers of segment break\nselect customer_id, segment\nfrom sales.customers;\n",
             },
             "0002_drop_segment.sql:5: Unrecognized name: segment at [5:21]",
@@ -231,7 +233,8 @@ def test_migrations_are_analyzed_in_version_order_each_against_the_schema_the_ea
         ),
         (
             {"0001_no_phase.sql": "alter table sales.customers add column email string;\n"},
-            "0001_no_phase.sql:1: a migration must start with '-- envsync: phase=expand' or '-- envsync: phase=contract'",
+            "0001_no_phase.sql:1: a migration must start with '-- envsync: phase=expand' "
+            "or '-- envsync: phase=contract'",
         ),
     ],
 )

@@ -90,7 +90,8 @@ def rpf(bq: Any, dataset: Callable[..., str]) -> str:
     ],
 )
 def test_rpf_refuses_a_read_without_an_eligible_filter(bq: Any, rpf: str, query: str) -> None:
-    """https://cloud.google.com/bigquery/docs/querying-partitioned-tables#require_a_partition_filter_in_queries: "There must be at least one predicate that only references a partition
+    """https://cloud.google.com/bigquery/docs/querying-partitioned-tables#require_a_partition_filter_in_queries:
+    "There must be at least one predicate that only references a partition
     column for the filter to be considered eligible for partition elimination" -- WHERE (partition_id
     = "foo" OR f = "bar") is not sufficient."""
     assert refused(bq, query.format(ds=rpf)) == no_filter(rpf, "t")
@@ -113,14 +114,16 @@ def test_rpf_refuses_a_read_without_an_eligible_filter(bq: Any, rpf: str, query:
     ],
 )
 def test_rpf_accepts_a_filter_usable_for_partition_elimination(bq: Any, rpf: str, query: str, rows: list[int]) -> None:
-    """https://cloud.google.com/bigquery/docs/querying-partitioned-tables#require_a_partition_filter_in_queries: WHERE partition_id = "foo" and WHERE f = "bar" AND partition_id = "foo"
+    """https://cloud.google.com/bigquery/docs/querying-partitioned-tables#require_a_partition_filter_in_queries:
+    WHERE partition_id = "foo" and WHERE f = "bar" AND partition_id = "foo"
     satisfy the requirement; a predicate on the partitioning column alone prunes partitions."""
     found = fidkit.run(bq, query.format(ds=rpf), x=dt.date(2000, 1, 1))
     assert sorted(row["v"] for row in found) == rows
 
 
 def test_rpf_applies_to_dml_reads_not_to_inserts(bq: Any, rpf: str) -> None:
-    """https://cloud.google.com/bigquery/docs/querying-partitioned-tables#require_a_partition_filter_in_queries: DELETE, UPDATE and MERGE read the table (the MERGE's ON clause is where
+    """https://cloud.google.com/bigquery/docs/querying-partitioned-tables#require_a_partition_filter_in_queries:
+    DELETE, UPDATE and MERGE read the table (the MERGE's ON clause is where
     the target's filter goes); an INSERT only writes it."""
     assert refused(bq, f"delete from {rpf}.t where true") == no_filter(rpf, "t")
     assert refused(bq, f"update {rpf}.t set v = 9 where v = 1") == no_filter(rpf, "t")
@@ -154,7 +157,8 @@ def test_rpf_clone_snapshot_and_copy_jobs_are_not_queries(bq: Any, rpf: str) -> 
 
 
 def test_rpf_metadata_reads_views_and_ddl_are_unaffected(bq: Any, rpf: str) -> None:
-    """https://cloud.google.com/bigquery/docs/querying-partitioned-tables#require_a_partition_filter_in_queries: the requirement is on queries; tables.get, tabledata.list,
+    """https://cloud.google.com/bigquery/docs/querying-partitioned-tables#require_a_partition_filter_in_queries:
+    the requirement is on queries; tables.get, tabledata.list,
     INFORMATION_SCHEMA, CREATE VIEW, ALTER and DROP are not queries over the table."""
     assert bq.get_table(f"{rpf}.t").require_partition_filter is True
     assert len(list(bq.list_rows(f"{rpf}.t"))) == 3
@@ -179,7 +183,8 @@ def test_rpf_applies_through_views(bq: Any, rpf: str) -> None:
 
 
 def test_rpf_ingestion_time_table_filters_on_the_pseudocolumns(bq: Any, dataset: Callable[..., str]) -> None:
-    """https://cloud.google.com/bigquery/docs/querying-partitioned-tables#require_a_partition_filter_in_queries: "For ingestion-time partitioned tables, use either the _PARTITIONTIME or
+    """https://cloud.google.com/bigquery/docs/querying-partitioned-tables#require_a_partition_filter_in_queries:
+    "For ingestion-time partitioned tables, use either the _PARTITIONTIME or
     _PARTITIONDATE pseudocolumn"; BigQuery's message lists the three pseudocolumns."""
     ds = dataset()
     fidkit.run(
@@ -198,7 +203,8 @@ def test_rpf_ingestion_time_table_filters_on_the_pseudocolumns(bq: Any, dataset:
 # Time travel
 
 SNAPSHOT_ERROR = re.compile(
-    r"^Invalid snapshot time (?P<at>\d+) for table (?P<table>\S+)@(?P=at)\. Cannot read (?P<side>before|after) (?P<bound>\d+)\.$"
+    r"^Invalid snapshot time (?P<at>\d+) for table (?P<table>\S+)@(?P=at)\. "
+    r"Cannot read (?P<side>before|after) (?P<bound>\d+)\.$"
 )
 
 
@@ -223,7 +229,8 @@ def history(bq: Any, dataset: Callable[..., str]) -> tuple[str, int, int]:
 
 
 def test_time_travel_within_the_window_reads_the_old_version(bq: Any, history: tuple[str, int, int]) -> None:
-    """https://cloud.google.com/bigquery/docs/access-historical-data: FOR SYSTEM_TIME AS OF reads the table as it was at a point in the time travel
+    """https://cloud.google.com/bigquery/docs/access-historical-data:
+    FOR SYSTEM_TIME AS OF reads the table as it was at a point in the time travel
     window; the instant may be a literal, a parameter or a constant expression."""
     ds, _, between = history
     at = dt.datetime.fromtimestamp(between / 1000, dt.UTC)
@@ -249,7 +256,8 @@ def test_time_travel_within_the_window_reads_the_old_version(bq: Any, history: t
 def test_time_travel_before_the_table_was_created_is_refused(
     bq: Any, history: tuple[str, int, int], statement: str
 ) -> None:
-    """https://cloud.google.com/bigquery/docs/access-historical-data: "If the timestamp specifies a time before the time travel window or before
+    """https://cloud.google.com/bigquery/docs/access-historical-data:
+    "If the timestamp specifies a time before the time travel window or before
     the table was created, then the query fails and returns an error like the following: Invalid
     snapshot time 1601168925462 for table myproject:mydataset.table1@1601168925462. Cannot read before
     1601573410026." -- in queries, CLONE and CREATE SNAPSHOT TABLE alike, however the instant is given."""
@@ -265,7 +273,8 @@ def test_time_travel_before_the_table_was_created_is_refused(
 
 
 def test_time_travel_in_the_future_is_refused(bq: Any, history: tuple[str, int, int]) -> None:
-    """https://cloud.google.com/bigquery/docs/access-historical-data: time travel reads history; an instant after now has no version to read."""
+    """https://cloud.google.com/bigquery/docs/access-historical-data:
+    time travel reads history; an instant after now has no version to read."""
     ds, _, _ = history
     message = refused(
         bq, f"select v from {ds}.h for system_time as of timestamp_add(current_timestamp(), interval 1 hour)"
@@ -277,7 +286,8 @@ def test_time_travel_in_the_future_is_refused(bq: Any, history: tuple[str, int, 
 def test_time_travel_older_than_the_dataset_window_is_refused(
     bq: Any, dataset: Callable[..., str], hours: int | None, too_old_hours: int
 ) -> None:
-    """https://cloud.google.com/bigquery/docs/time-travel#configure_the_time_travel_window (default seven days, 168 hours) and https://cloud.google.com/bigquery/docs/access-historical-data: an instant before
+    """https://cloud.google.com/bigquery/docs/time-travel#configure_the_time_travel_window
+    (default seven days, 168 hours) and https://cloud.google.com/bigquery/docs/access-historical-data: an instant before
     the window is refused even for a table older than the window. The table's creation time is set
     back through tables.patch so that only the window bounds the read."""
     ds = dataset(**({"max_time_travel_hours": hours} if hours else {}))
@@ -295,7 +305,8 @@ def test_time_travel_older_than_the_dataset_window_is_refused(
 
 
 def test_time_travel_reads_the_version_a_create_or_replace_replaced(bq: Any, dataset: Callable[..., str]) -> None:
-    """https://cloud.google.com/bigquery/docs/access-historical-data: "After you replace an existing table by using the CREATE OR REPLACE TABLE
+    """https://cloud.google.com/bigquery/docs/access-historical-data:
+    "After you replace an existing table by using the CREATE OR REPLACE TABLE
     statement, you can use FOR SYSTEM_TIME AS OF to query the previous version of the table." A table
     dropped and created again has no history before its creation."""
     ds = dataset()
@@ -314,7 +325,8 @@ def test_time_travel_reads_the_version_a_create_or_replace_replaced(bq: Any, dat
 
 
 def test_time_travel_decorators_in_copy_jobs(bq: Any, history: tuple[str, int, int]) -> None:
-    """https://cloud.google.com/bigquery/docs/access-historical-data (restore a table from a point in time): a copy job's source may be
+    """https://cloud.google.com/bigquery/docs/access-historical-data
+    (restore a table from a point in time): a copy job's source may be
     `table@<ms since epoch>`, `table@-<offset ms>` or `table@0` (the oldest available data); an instant
     before the table's creation is refused with the same error."""
     ds, created, between = history
@@ -335,7 +347,8 @@ def test_time_travel_decorators_in_copy_jobs(bq: Any, history: tuple[str, int, i
 def test_dataset_time_travel_hours_must_be_a_multiple_of_24_from_48_to_168(
     bq: Any, dataset: Callable[..., str]
 ) -> None:
-    """https://cloud.google.com/bigquery/docs/time-travel#configure_the_time_travel_window, and the DDL reference (schema_option_list: "max_time_travel_hours ...
+    """https://cloud.google.com/bigquery/docs/time-travel#configure_the_time_travel_window,
+    and the DDL reference (schema_option_list: "max_time_travel_hours ...
     must be an integer expressed in multiples of 24 (48, 72, 96, 120, 144, 168) between 48 (2 days) and
     168 (7 days)"): refused on datasets.insert/patch and CREATE/ALTER SCHEMA; the default is 168."""
     name = dataset()
@@ -384,7 +397,8 @@ DAYS = "select d, 1 as v from unnest(generate_date_array('2000-01-01', date_add(
 
 
 def test_partitions_per_job_ctas(bq: Any, dataset: Callable[..., str]) -> None:
-    """https://cloud.google.com/bigquery/quotas#partitioned_tables: "Each job operation (query or load) can affect up to 4,000 partitions.
+    """https://cloud.google.com/bigquery/quotas#partitioned_tables:
+    "Each job operation (query or load) can affect up to 4,000 partitions.
     BigQuery rejects any query or load job that attempts to modify more than 4,000 partitions." DAY and
     integer-range partitioning; NULL rows go to the __NULL__ partition."""
     ds = dataset()
@@ -406,7 +420,8 @@ def test_partitions_per_job_ctas(bq: Any, dataset: Callable[..., str]) -> None:
 
 
 def test_partitions_per_job_dml_writes_nothing_when_refused(bq: Any, dataset: Callable[..., str]) -> None:
-    """https://cloud.google.com/bigquery/quotas#partitioned_tables: INSERT, DELETE, UPDATE and MERGE are query jobs; for DELETE/UPDATE the
+    """https://cloud.google.com/bigquery/quotas#partitioned_tables:
+    INSERT, DELETE, UPDATE and MERGE are query jobs; for DELETE/UPDATE the
     partitions are those of the rows the WHERE matches."""
     ds = dataset()
     fidkit.run(bq, f"create table {ds}.t partition by d as {DAYS.format(n=3999)}")
@@ -428,7 +443,8 @@ def test_partitions_per_job_dml_writes_nothing_when_refused(bq: Any, dataset: Ca
 
 
 def test_partitions_per_job_query_destination_and_load_jobs(bq: Any, dataset: Callable[..., str]) -> None:
-    """https://cloud.google.com/bigquery/quotas#partitioned_tables: query jobs writing a destination table and load jobs are limited; a copy
+    """https://cloud.google.com/bigquery/quotas#partitioned_tables:
+    query jobs writing a destination table and load jobs are limited; a copy
     job copies a table whatever its number of partitions (the limit names query and load jobs only)."""
     ds = dataset()
     partitioning = bigquery.TimePartitioning(type_=bigquery.TimePartitioningType.DAY, field="d")
@@ -469,7 +485,8 @@ def test_partitions_per_job_query_destination_and_load_jobs(bq: Any, dataset: Ca
 
 
 def test_at_most_10000_query_parameters(bq: Any) -> None:
-    """https://cloud.google.com/bigquery/quotas#query_jobs: "Maximum number of GoogleSQL query parameters: 10,000 parameters. A GoogleSQL
+    """https://cloud.google.com/bigquery/quotas#query_jobs:
+    "Maximum number of GoogleSQL query parameters: 10,000 parameters. A GoogleSQL
     query can have up to 10,000 parameters." The request is refused with a 400."""
 
     def config(n: int) -> bigquery.QueryJobConfig:

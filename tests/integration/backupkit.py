@@ -31,7 +31,7 @@ PROD_SQL = [
 KEYS = {"orders": "id", "customers": "customer_id"}
 
 
-def client():  # type: ignore[no-untyped-def]
+def client():
     from envsync.core.clients import bigquery_client
 
     return bigquery_client(PROJECT, "US")
@@ -166,7 +166,7 @@ def states(dag_run: Any) -> dict[str, str]:
     return {f"{ti.task_id}[{ti.map_index}]": str(ti.state) for ti in dag_run.get_task_instances()}
 
 
-def store():  # type: ignore[no-untyped-def]
+def store():
     """The state bucket of this kit (manifests, ledgers, reports)."""
     from envsync.core.clients import storage_client
     from envsync.core.manifest import ManifestStore

@@ -22,6 +22,7 @@ from testkit import (
     fq,
     query,
 )
+from webhookkit import webhook  # noqa: F401 (the local Slack webhook fixture, for every test module here)
 
 
 @pytest.fixture(scope="session")

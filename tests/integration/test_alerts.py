@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from backupkit import ds, make_prod, take_backup, tamper, tref, write_config
-from webhookkit import Webhook, webhook  # noqa: F401 (a fixture)
+from webhookkit import Webhook
 
 pytestmark = pytest.mark.integration
 UTC = dt.UTC

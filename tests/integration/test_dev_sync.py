@@ -104,7 +104,8 @@ def test_weekly_sync_copies_exactly_the_window(clean_dev: None, run_dag: Any) ->
         hi=dt.date(2026, 11, 21),
     )
     dev_rows = query(
-        f"select order_id, to_json_string(struct(items, shipping)) as j from `{PROJECT}.dev_sales.orders` order by order_id"
+        f"select order_id, to_json_string(struct(items, shipping)) as j "
+        f"from `{PROJECT}.dev_sales.orders` order by order_id"
     )
     assert dev_rows == prod_rows
     assert len(query(f"select i from `{PROJECT}.dev_sales.orders`, unnest(items) as i")) == 2 * len(dev_rows)

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 import sandbox
-from test_alerts import Webhook, webhook  # noqa: F401 (the fixture: a local server standing in for Slack)
 from testkit import UTC
+from webhookkit import Webhook
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -44,7 +44,7 @@ def rows(sql: str, **params: Any) -> list[dict[str, Any]]:
     return [dict(r) for r in job.result()]
 
 
-def client():  # type: ignore[no-untyped-def]
+def client():
     from envsync.core.clients import bigquery_client
 
     return bigquery_client(PROJECT, "US")
@@ -140,7 +140,7 @@ def exists(dataset: str) -> bool:
 # ---------------------------------------------------------------------------------------------
 
 
-def test_dev_sync_masks_personal_data_and_clones_the_rest(crm_config: Any, run_dag: Any, webhook: Webhook) -> None:  # noqa: F811
+def test_dev_sync_masks_personal_data_and_clones_the_rest(crm_config: Any, run_dag: Any, webhook: Webhook) -> None:
     dag_run = run_dag("prod_to_dev_sync", A, config_path=crm_config())
     assert str(dag_run.state) == "success", states(dag_run)
 
@@ -308,7 +308,8 @@ def test_prod_copy_is_exact_unless_privacy_lists_it(crm_config: Any, run_dag: An
     assert str(listed.state) == "success", states(listed)
     leaks = rows(f"""select count(*) as joined, countif(c.email = p.email) as email, countif(c.name = p.name) as name,
                             countif(c.phone = p.phone) as phone
-                     from `{PROJECT}.prodcopy_crm.contacts` as c join `{PROJECT}.crm.contacts` as p using (contact_id)""")
+                     from `{PROJECT}.prodcopy_crm.contacts` as c
+                     join `{PROJECT}.crm.contacts` as p using (contact_id)""")
     assert leaks == [{"joined": 400, "email": 0, "name": 0, "phone": 0}]
     actions = {r["table"]: r["action"] for r in report("prod_copy", listed.run_id)["results"]}
     assert actions == {

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 import sandbox
-from test_alerts import Webhook, webhook  # noqa: F401 (the local webhook server fixture)
 from testkit import REPO_ROOT
+from webhookkit import Webhook
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -36,7 +36,7 @@ from sales.customers;
 """
 
 
-def client():  # type: ignore[no-untyped-def]
+def client():
     from envsync.core.clients import bigquery_client
 
     return bigquery_client(PROJECT, "US")

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import sandbox
 from testkit import add_customer_seed_columns, create_demo_prod_in, states
-from webhookkit import Webhook, webhook  # noqa: F401 (a fixture)
+from webhookkit import Webhook
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -56,7 +56,7 @@ alter table sales.customers drop column segment;
 """
 
 
-def client():  # type: ignore[no-untyped-def]
+def client():
     from envsync.core.clients import bigquery_client
 
     return bigquery_client(PROJECT, "US")

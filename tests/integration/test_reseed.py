@@ -26,7 +26,7 @@ SALT = "test-salt-not-a-secret"
 SEEDED = {"sales": ["customers", "orders", "orders_flat"], "marketing": ["campaigns", "sessions", "ad_spend"]}
 
 
-def client():  # type: ignore[no-untyped-def]
+def client():
     from envsync.core.clients import bigquery_client
 
     return bigquery_client(PROJECT, "US")

@@ -39,7 +39,7 @@ from sales.customers;
 """
 
 
-def client():  # type: ignore[no-untyped-def]
+def client():
     from envsync.core.clients import bigquery_client
 
     return bigquery_client(PROJECT, "US")

@@ -75,7 +75,7 @@ PROD_SQL = [
 ]
 
 
-def bq_client():  # type: ignore[no-untyped-def]
+def bq_client():
     from envsync.core.clients import bigquery_client
 
     return bigquery_client(PROJECT, "US")

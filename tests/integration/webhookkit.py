@@ -19,7 +19,7 @@ class Webhook:
         webhook = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            def do_POST(self) -> None:  # http.server's name
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 webhook.posts.append(json.loads(body))
                 webhook.paths.append(self.path)

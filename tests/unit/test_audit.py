@@ -112,7 +112,7 @@ def test_insert_binds_every_value_as_a_typed_parameter() -> None:
         {"table_name": "sales.orders'; drop table x; --", "row_count": 3, "recorded_at": NOW},
         {"table_name": "sales.customers", "status": "ok", "recorded_at": "2026-11-21T02:00:00+00:00"},
     ]
-    assert insert_rows(runner, table, ACTION_COLUMNS, rows, key=("k",)) == 2  # type: ignore[arg-type]
+    assert insert_rows(runner, table, ACTION_COLUMNS, rows, key=("k",)) == 2  # type: ignore[arg-type]  # a fake runner
     sql, params = runner.calls[0]
     assert sql.startswith("insert into `acme-data.envsync_audit.table_actions` (`recorded_at`, `dag_id`")
     assert "drop table" not in sql and "(@r0_recorded_at, @r0_dag_id" in sql and "(@r1_recorded_at" in sql
@@ -120,8 +120,8 @@ def test_insert_binds_every_value_as_a_typed_parameter() -> None:
     assert params["r1_row_count"] == Typed("INT64", None)
     assert params["r1_recorded_at"] == dt.datetime(2026, 11, 21, 2, tzinfo=UTC)
     with pytest.raises(ValueError, match="unknown columns \\['nope'\\]"):
-        insert_rows(runner, table, ACTION_COLUMNS, [{"nope": 1}], key=("k",))  # type: ignore[arg-type]
-    assert insert_rows(runner, table, ACTION_COLUMNS, [], key=("k",)) == 0  # type: ignore[arg-type]
+        insert_rows(runner, table, ACTION_COLUMNS, [{"nope": 1}], key=("k",))  # type: ignore[arg-type]  # a fake runner
+    assert insert_rows(runner, table, ACTION_COLUMNS, [], key=("k",)) == 0  # type: ignore[arg-type]  # a fake runner
 
 
 def test_insert_of_5000_actions_is_batched_under_the_parameter_limit() -> None:
@@ -131,7 +131,7 @@ def test_insert_of_5000_actions_is_batched_under_the_parameter_limit() -> None:
     runner = Recorder()
     table = TableRef("acme-data", "envsync_audit", "table_actions")
     rows = [{"table_name": f"sales.t{i}", "row_count": i, "recorded_at": NOW} for i in range(5000)]
-    assert insert_rows(runner, table, ACTION_COLUMNS, rows, key=("k",)) == 5000  # type: ignore[arg-type]
+    assert insert_rows(runner, table, ACTION_COLUMNS, rows, key=("k",)) == 5000  # type: ignore[arg-type]  # a fake runner
     assert len(runner.calls) > 1 and all(len(params) <= MAX_QUERY_PARAMETERS for _, params in runner.calls)
     inserted = [
         params[f"r{i}_table_name"] for _, params in runner.calls for i in range(len(params) // len(ACTION_COLUMNS))

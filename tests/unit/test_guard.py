@@ -241,7 +241,8 @@ def test_check_statement_allows_writes_to_environments_and_returns_the_targets(
 
 
 REFUSED_PROD = [
-    "create or replace table `envsync-demo.sales.orders` clone `envsync-demo.dev_sales.orders` for system_time as of @cut",
+    "create or replace table `envsync-demo.sales.orders` clone `envsync-demo.dev_sales.orders` "
+    "for system_time as of @cut",
     "CREATE OR REPLACE TABLE sales.orders CLONE dev_sales.orders FOR SYSTEM_TIME AS OF @t",
     "create or replace table `envsync-demo`.sales.x clone `envsync-demo`.dev_sales.x for system_time as of @t",
     "CREATE TABLE IF NOT EXISTS sales.x CLONE dev_sales.x",

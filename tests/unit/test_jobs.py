@@ -128,12 +128,12 @@ def test_a_bigquery_400_fails_its_object_without_retries(error: Exception, retry
 # ------------------------------------------------------------------ retries with backoff, job timeouts
 # https://cloud.google.com/bigquery/docs/error-messages, https://cloud.google.com/bigquery/docs/troubleshoot-quotas
 
-import concurrent.futures  # noqa: E402
-import random  # noqa: E402
+import concurrent.futures  # noqa: E402 (the imports of the tests of this section)
+import random  # noqa: E402 (the imports of the tests of this section)
 
-from google.api_core.exceptions import Forbidden, InternalServerError, NotFound, TooManyRequests  # noqa: E402
+from google.api_core.exceptions import Forbidden, InternalServerError, NotFound, TooManyRequests  # noqa: E402 (the imports of the tests of this section)
 
-from envsync.bigquery.jobs import JobTimeoutError, RetryPolicy, is_transient_job_error, run_recorded  # noqa: E402
+from envsync.bigquery.jobs import JobTimeoutError, RetryPolicy, is_transient_job_error, run_recorded  # noqa: E402 (the imports of the tests of this section)
 
 TABLE_UPDATES = Forbidden(
     "Exceeded rate limits: too many table update operations for this table",
@@ -242,7 +242,7 @@ def test_retries_stop_at_the_budget_and_the_table_fails_as_retryable() -> None:
 
     result = run_recorded({"target": "dev_sales.orders"}, work, deterministic=())
     assert client.query.call_count == 4 and len(sleeps) == 3
-    assert all(b > a for a, b in zip(sleeps, sleeps[1:]))  # exponential
+    assert all(b > a for a, b in zip(sleeps, sleeps[1:], strict=False))  # exponential
     assert result["status"] == "failed" and result["retryable"] is True
     assert "too many table update operations" in result["error"]
 

@@ -91,7 +91,7 @@ class FakeGCS:
 
 def test_a_missing_bucket_is_created_and_marked_as_this_projects() -> None:
     gcs = FakeGCS()
-    ManifestStore(gcs, "state").ensure_bucket("US")  # type: ignore[arg-type]
+    ManifestStore(gcs, "state").ensure_bucket("US")  # type: ignore[arg-type]  # a fake storage client
     assert "buckets.insert" in gcs.calls
     assert '"project": "envsync-demo"' in gcs.buckets["state"]["objects"][MARKER]
 
@@ -99,7 +99,7 @@ def test_a_missing_bucket_is_created_and_marked_as_this_projects() -> None:
 def test_an_existing_bucket_needs_only_object_level_calls() -> None:
     gcs = FakeGCS()
     gcs.add("state", OURS, 111, {"manifests/x/plan.json": "{}"})
-    ManifestStore(gcs, "state").ensure_bucket("US")  # type: ignore[arg-type]
+    ManifestStore(gcs, "state").ensure_bucket("US")  # type: ignore[arg-type]  # a fake storage client
     assert "buckets.insert" not in gcs.calls and "buckets.get" not in gcs.calls
     ManifestStore(gcs, "state").ensure_bucket("US")  # type: ignore[arg-type]   # second use: marker read back
 
@@ -108,7 +108,7 @@ def test_a_bucket_of_another_project_is_an_error_naming_it() -> None:
     gcs = FakeGCS()
     gcs.add("state", THEIRS, 999)
     with pytest.raises(StateBucketError, match=r"gs://state .*may not list its objects.*choose another name"):
-        ManifestStore(gcs, "state").ensure_bucket("US")  # type: ignore[arg-type]
+        ManifestStore(gcs, "state").ensure_bucket("US")  # type: ignore[arg-type]  # a fake storage client
     assert "buckets.insert" not in gcs.calls
 
 
@@ -117,7 +117,7 @@ def test_a_readable_bucket_marked_by_another_project_is_never_trusted() -> None:
     gcs.add("state", THEIRS, 999, {MARKER: '{"project": "someone-else"}'})
     gcs.buckets["state"]["shared"] = True
     with pytest.raises(StateBucketError, match="gs://state.*belongs to project 'someone-else'"):
-        ManifestStore(gcs, "state").ensure_bucket("US")  # type: ignore[arg-type]
+        ManifestStore(gcs, "state").ensure_bucket("US")  # type: ignore[arg-type]  # a fake storage client
 
 
 def test_a_different_project_number_is_an_error_when_the_metadata_is_readable() -> None:
@@ -125,7 +125,7 @@ def test_a_different_project_number_is_an_error_when_the_metadata_is_readable() 
     gcs.add("state", OURS, 222, {MARKER: '{"project": "envsync-demo", "project_number": 111}'})
     gcs.bucket_metadata_readable = True
     with pytest.raises(StateBucketError, match="project number 222, not 111"):
-        ManifestStore(gcs, "state").ensure_bucket("US")  # type: ignore[arg-type]
+        ManifestStore(gcs, "state").ensure_bucket("US")  # type: ignore[arg-type]  # a fake storage client
 
 
 def test_a_bucket_taken_between_probe_and_create_by_another_project_is_an_error() -> None:
@@ -136,13 +136,13 @@ def test_a_bucket_taken_between_probe_and_create_by_another_project_is_an_error(
         gcs.add(name, THEIRS, 999)
         return real_create(name, location)
 
-    gcs.create_bucket = racing_create  # type: ignore[method-assign]
+    gcs.create_bucket = racing_create  # type: ignore[method-assign]  # patching the fake
     with pytest.raises(StateBucketError, match="gs://state"):
-        ManifestStore(gcs, "state").ensure_bucket("US")  # type: ignore[arg-type]
+        ManifestStore(gcs, "state").ensure_bucket("US")  # type: ignore[arg-type]  # a fake storage client
 
 
 def test_a_missing_bucket_without_create_permission_says_what_to_do() -> None:
     gcs = FakeGCS()
     gcs.may_create = False
     with pytest.raises(StateBucketError, match="does not exist.*storage.buckets.create"):
-        ManifestStore(gcs, "state").ensure_bucket("US")  # type: ignore[arg-type]
+        ManifestStore(gcs, "state").ensure_bucket("US")  # type: ignore[arg-type]  # a fake storage client

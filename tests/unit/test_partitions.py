@@ -266,7 +266,7 @@ def test_carry_column_options_applies_prod_options() -> None:
     from envsync.core.guard import TableRef
 
     bq = _BQ(CREATED, keeps_tags=True)
-    carry_column_options(bq, TableRef("envsync-demo", "dev_core", "t"), PROD_TAGGED)  # type: ignore[arg-type]
+    carry_column_options(bq, TableRef("envsync-demo", "dev_core", "t"), PROD_TAGGED)  # type: ignore[arg-type]  # a fake BigQuery client
     stored = [f.to_api_repr() for f in bq.client.stored]
     assert stored[0]["policyTags"] == PROD_TAGGED[0]["policyTags"] and stored[0]["description"] == "e-mail"
     assert stored[1]["defaultValueExpression"] == "'new'"
@@ -278,4 +278,4 @@ def test_a_derived_table_that_would_lose_its_policy_tags_fails() -> None:
 
     bq = _BQ(CREATED, keeps_tags=False)
     with pytest.raises(ColumnOptionsError, match="dev_core.t.*policy tags of prod were not applied.*email"):
-        carry_column_options(bq, TableRef("envsync-demo", "dev_core", "t"), PROD_TAGGED)  # type: ignore[arg-type]
+        carry_column_options(bq, TableRef("envsync-demo", "dev_core", "t"), PROD_TAGGED)  # type: ignore[arg-type]  # a fake BigQuery client

@@ -208,7 +208,8 @@ def test_contract_readers_name_each_view_and_seed_that_still_reads_a_removal(mig
     seeds = {"sales.customers": "select 1 as customer_id, 'a' as name, 'smb' as segment"}
     assert contract_readers([m2], views, seeds) == [
         "0002_drop_segment.sql removes sales.customers.segment, but view marketing.by_segment of prod still reads it",
-        "0002_drop_segment.sql removes sales.customers.segment, but seed sales/customers.sql still yields column segment",
+        "0002_drop_segment.sql removes sales.customers.segment, "
+        "but seed sales/customers.sql still yields column segment",
     ]
     assert (
         contract_readers(
@@ -224,7 +225,8 @@ def test_contract_readers_name_each_view_and_seed_that_still_reads_a_removal(mig
 
 def test_prod_views_are_judged_as_the_promoted_migrations_leave_them(tmp_path: Path, config: EnvsyncConfig) -> None:
     (tmp_path / "0001_switch.sql").write_text(
-        "-- envsync: phase=expand\ncreate or replace view marketing.by_segment as select country from sales.customers;\n"
+        "-- envsync: phase=expand\n"
+        "create or replace view marketing.by_segment as select country from sales.customers;\n"
         "create view marketing.fresh as select name from sales.customers;\n"
     )
     (tmp_path / "0002_drop.sql").write_text(

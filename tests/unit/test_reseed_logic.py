@@ -374,7 +374,7 @@ def test_sample_select_keeps_prod_column_order_and_masks(monkeypatch: pytest.Mon
 
     items = select.split(",\n    ")
     assert len(items) == len(CUSTOMERS.schema)
-    names = [re.search(r"`(\w+)`$", item).group(1) for item in items]  # type: ignore[union-attr]
+    names = [re.search(r"`(\w+)`$", item).group(1) for item in items]  # type: ignore[union-attr]  # present in this test data
     assert names == [f["name"] for f in CUSTOMERS.schema]
     assert items[0] == "`customer_id`" and items[5] == "`signup_date`"  # unmasked: plain column
     for index in (1, 2, 3, 4):
@@ -951,7 +951,7 @@ def test_sample_and_fixed_mask_values_are_validated() -> None:
             }
         }
     )
-    fixed = {k: v.fixed for k, v in ok.override("sales", "c").mask.items()}  # type: ignore[union-attr]
+    fixed = {k: v.fixed for k, v in ok.override("sales", "c").mask.items()}  # type: ignore[union-attr]  # present in this test data
     assert fixed == {"a": True, "b": 3, "c": "x"}
     assert [type(v) for v in fixed.values()] == [bool, int, str]
 

@@ -22,7 +22,7 @@ def snap(hours_ago: float, pinned: bool = False) -> Snapshot:
     return Snapshot("sales", "orders", "backup_sales", f"orders__{taken:%Y%m%dT%H%M%SZ}", taken, pinned)
 
 
-def choose(point: dt.datetime, **kw):  # type: ignore[no-untyped-def]
+def choose(point: dt.datetime, **kw):
     args = {"time_travel_hours": 168, "in_prod": True, "snapshots": [], "exports": [], "dataset": "sales"}
     args.update(kw)
     return choose_source("orders", point, NOW, **args)
@@ -224,7 +224,7 @@ def test_plan_skips_new_tables_and_restores_recreated_ones_from_their_snapshot()
     config = parse_config(BASE)
     bq = mock.Mock()
     bq.client.get_dataset.return_value.max_time_travel_hours = 168  # the dataset's own window (the default)
-    engine = RestoreEngine(config, bq, mock.Mock(), FakeCatalog({"orders": [snap(6)]}))  # type: ignore[arg-type]
+    engine = RestoreEngine(config, bq, mock.Mock(), FakeCatalog({"orders": [snap(6)]}))  # type: ignore[arg-type]  # fakes for the clients
     created = {
         "orders": NOW - dt.timedelta(hours=2),  # dropped and created again after T
         "events": NOW - dt.timedelta(hours=1),  # new since T
@@ -232,8 +232,8 @@ def test_plan_skips_new_tables_and_restores_recreated_ones_from_their_snapshot()
     }  # older than T
     with mock.patch.object(RestoreEngine, "prod_tables", return_value=created):
         chosen, skipped = engine.plan("sales", None, point, NOW, ("time_travel", "snapshot", "export"))
-    assert chosen["orders"].kind == "snapshot"  # type: ignore[union-attr]
-    assert chosen["customers"].kind == "time_travel"  # type: ignore[union-attr]
+    assert chosen["orders"].kind == "snapshot"  # type: ignore[union-attr]  # chosen: the test asserts it
+    assert chosen["customers"].kind == "time_travel"  # type: ignore[union-attr]  # chosen: the test asserts it
     assert set(skipped) == {"events"} and "events" not in chosen
     assert skipped["events"].startswith("created after T: cannot restore sales.events")
 

@@ -113,7 +113,7 @@ def test_restores_use_the_datasets_window_narrowed_by_the_config(
         "prod": {"datasets": ["sales"], "time_travel_hours": prod_hours},
         "backups": {"restore_time_travel_hours": restore_hours},
     }
-    assert restore_window_hours(parse_config(data), _Client(dataset_hours), "sales") == expected  # type: ignore[arg-type]
+    assert restore_window_hours(parse_config(data), _Client(dataset_hours), "sales") == expected  # type: ignore[arg-type]  # a fake BigQuery client
 
 
 # ---------------------------------------------------------------------------------- schema as of T

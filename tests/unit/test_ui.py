@@ -210,7 +210,7 @@ def test_cache_reads_once_a_minute_and_serves_stale_figures_while_reading_again(
     calls: list[int] = []
     pending: list[Any] = []
     cache = DashboardCache(60, 600, clock=lambda: clock[0], background=pending.append)
-    load = lambda: calls.append(1) or _board()  # noqa: E731
+    load = lambda: calls.append(1) or _board()  # noqa: E731 (a one-line fake loader)
     first = cache.get("k", load)
     clock[0] = 59.0
     assert cache.get("k", load) is first and len(calls) == 1

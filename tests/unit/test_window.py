@@ -77,7 +77,7 @@ def test_anchor_in_another_time_zone_is_converted_to_utc_first() -> None:
 @pytest.mark.parametrize("bad", [0, 9, -1, True, False, "2", 2.0, None])
 def test_invalid_number_of_quarters_is_rejected_naming_the_value(bad: object) -> None:
     with pytest.raises(ValueError, match="window_quarters") as info:
-        quarter_window(A, bad)  # type: ignore[arg-type]
+        quarter_window(A, bad)  # type: ignore[arg-type]  # the wrong type on purpose
     assert repr(bad) in str(info.value)
 
 

@@ -64,7 +64,7 @@ def cache_file(cache_dir: Path, wasm: Path) -> Path:
     return cache_dir / f"zetasql-{_file_digest(wasm)}-wasmtime{wasmtime_version}.cwasm"
 
 
-def _engine():  # noqa: ANN202 - wasmtime types are imported lazily
+def _engine():  # wasmtime types are imported lazily
     from wasmtime import Config, Engine
 
     config = Config()
@@ -73,7 +73,7 @@ def _engine():  # noqa: ANN202 - wasmtime types are imported lazily
     return Engine(config)
 
 
-def load_module(engine, cache_dir: Path | None) -> tuple[object, str, float]:  # noqa: ANN001
+def load_module(engine, cache_dir: Path | None) -> tuple[object, str, float]:
     """The compiled module: from cache_dir when there, else compiled (and cached when cache_dir is set).
 
     Returns (module, how, seconds) with how "cache" or "compiled". Concurrent processes sharing

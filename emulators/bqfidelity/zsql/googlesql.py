@@ -424,7 +424,7 @@ class GoogleSQL:
         world = self._world
         fits = self._world_id is not None and all(world.get(key) == value for key, value in entries.items())
         if fits:
-            return self._world_id  # type: ignore[return-value]
+            return self._world_id  # type: ignore[return-value]  # fits: not None
         present = {key: value for key, value in entries.items() if value is not None}
         if len(world) + len(present) > MAX_CATALOG_TABLES:
             world = {}

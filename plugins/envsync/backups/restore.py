@@ -3,8 +3,9 @@
 Where a table's state at T comes from (`choose_source`, pure; the first that applies, and the log
 says which and why):
   1. time travel: T lies inside the restore window (the prod dataset's own `max_time_travel_hours`,
-     narrowed by `prod.time_travel_hours` and `backups.restore_time_travel_hours` when set), the table still exists in prod and was created at or before T: clone
-     it FOR SYSTEM_TIME AS OF T. BigQuery cannot read a table as of an instant before its creation
+     narrowed by `prod.time_travel_hours` and `backups.restore_time_travel_hours` when set), the table
+     still exists in prod and was created at or before T: clone it FOR SYSTEM_TIME AS OF T. BigQuery
+     cannot read a table as of an instant before its creation
      (https://cloud.google.com/bigquery/docs/time-travel), so a table created after T - new since T,
      or dropped and created again since - never uses time travel;
   2. the newest snapshot taken at or before T (in `backup_<ds>`);
@@ -449,6 +450,7 @@ class RestoreEngine:
                 config.clustering_fields = manifest["clustering"]
             load(stage, key + ("load",))
             return
+        assert spec is not None  # not direct
         scratch = TableRef(stage.project, stage.dataset, stage.table + "__load")
         try:
             load(scratch, key + ("load",))

@@ -41,7 +41,7 @@ def default_kms_key(client: bigquery.Client, ref: str) -> str | None:
     return getattr(config, "kms_key_name", None) or None
 
 
-def _encryption(kms_key_name: str):  # type: ignore[no-untyped-def]
+def _encryption(kms_key_name: str):
     from google.cloud import bigquery
 
     return bigquery.EncryptionConfiguration(kms_key_name=kms_key_name)
@@ -54,7 +54,7 @@ def _new_dataset(
     labels: dict[str, str],
     table_expiration_ms: int | None,
     kms_key_name: str | None = None,
-):  # type: ignore[no-untyped-def]
+):
     from google.cloud import bigquery
 
     dataset = bigquery.Dataset(ref)

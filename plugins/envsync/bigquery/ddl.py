@@ -94,7 +94,7 @@ def column_def(field: dict[str, Any]) -> str:
 
 
 def is_ingestion_time(info: TableInfo) -> bool:
-    return bool(info.partitioning) and not info.partitioning.get("field")
+    return bool(info.partitioning and not info.partitioning.get("field"))
 
 
 def carried_schema(prod: list[dict[str, Any]], created: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -258,6 +258,7 @@ def partition_id_sql(spec: Spec) -> str:
     integer-range partitioned table."""
     col = quote_column(spec.column)
     if spec.unit == "RANGE":
+        assert spec.range is not None  # a RANGE spec carries its range
         start, end, interval = spec.range
         return (
             f"case when {col} is null then '__NULL__' when {col} < {int(start)} or {col} >= {int(end)} "

@@ -178,4 +178,4 @@ def schemas_as_of(
         found = pool.map(
             lambda ref: schema_as_of(client, ref, cut, keep_all=keep_all.get(ref, "true"), location=location), refs
         )
-        return dict(zip(refs, found))
+        return dict(zip(refs, found, strict=False))

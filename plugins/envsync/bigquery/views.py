@@ -18,7 +18,7 @@ class ViewRewrite:
     unmapped: list[str] = field(default_factory=list)  # datasets referenced that are not mapped
 
 
-def _parts(table) -> tuple[str, str, str]:  # type: ignore[no-untyped-def]
+def _parts(table) -> tuple[str, str, str]:
     return table.catalog or "", table.db or "", table.name or ""
 
 

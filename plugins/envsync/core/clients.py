@@ -14,8 +14,9 @@ import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import google.cloud.storage as storage  # the form mypy resolves in the google.cloud namespace
     from google.auth.credentials import Credentials
-    from google.cloud import bigquery, storage
+    from google.cloud import bigquery
 
 DEFAULT_CONN_ID = "google_cloud_default"
 BIGQUERY_EMULATOR_ENV = "BIGQUERY_EMULATOR_HOST"
@@ -79,8 +80,8 @@ def bigquery_client(project: str, location: str | None = None, conn_id: str = DE
 
 
 def storage_client(project: str, conn_id: str = DEFAULT_CONN_ID) -> storage.Client:
+    import google.cloud.storage as storage  # the form mypy resolves in the google.cloud namespace
     from google.api_core.client_options import ClientOptions
-    from google.cloud import storage
 
     host = os.environ.get(STORAGE_EMULATOR_ENV)
     if host:

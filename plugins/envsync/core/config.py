@@ -167,7 +167,8 @@ class ProdConfig(_Strict):
 MASK_RULES = ("hash", "null", "fake")  # and {fixed: value}
 # where masks apply: the environments whose tables are derived from prod's rows
 MASKABLE_ENVS = ("dev", "qa", "staging", "test", "prodcopy")
-DEFAULT_MASKED_ENVS = ("dev", "qa", "staging", "test")
+MaskedEnv = Literal["dev", "qa", "staging", "test", "prodcopy"]
+DEFAULT_MASKED_ENVS: tuple[MaskedEnv, ...] = ("dev", "qa", "staging", "test")
 # a policy tag (projects/p/locations/l/taxonomies/t/policyTags/x) or a whole taxonomy (…/taxonomies/t)
 POLICY_TAG_RE = re.compile(
     r"^projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/locations/[a-z0-9-]+/taxonomies/[0-9]+(/policyTags/[0-9]+)?$"
@@ -256,7 +257,7 @@ class TableOverride(_Strict):
                 raise ValueError(
                     "source prod_sample needs exactly one of sample (key, modulo) or parent (table, column)"
                 )
-            keys = {self.sample.key} if self.sample else {self.parent.column}  # type: ignore[union-attr]
+            keys = {self.sample.key} if self.sample else {self.parent.column}  # type: ignore[union-attr]  # one is set: checked above
             masked_keys = keys & set(self.mask)
             if masked_keys:
                 raise ValueError(f"mask: {sorted(masked_keys)} sample/parent keys cannot be masked (joins would break)")
@@ -267,9 +268,11 @@ class TableOverride(_Strict):
                 f"mask: column {self.date_column!r} is the date_column, which windows the copy and partitions "
                 "or filters the table; a masked value would move rows between partitions and out of the window"
             )
-        masked_keys = sorted(set(self.key) & set(self.mask))
-        if masked_keys:
-            raise ValueError(f"mask: key columns {masked_keys} cannot be masked: verification matches rows on them")
+        masked_key_columns = sorted(set(self.key) & set(self.mask))
+        if masked_key_columns:
+            raise ValueError(
+                f"mask: key columns {masked_key_columns} cannot be masked: verification matches rows on them"
+            )
         return self
 
 
@@ -277,9 +280,7 @@ class PrivacySettings(_Strict):
     """Where masks apply, which BigQuery policy tags mark columns masked everywhere they apply, and the salt."""
 
     # environments whose copies of prod rows are masked; prodcopy reproduces prod exactly unless listed
-    environments: list[Literal["dev", "qa", "staging", "test", "prodcopy"]] = Field(
-        default_factory=lambda: list(DEFAULT_MASKED_ENVS)
-    )
+    environments: list[MaskedEnv] = Field(default_factory=lambda: list(DEFAULT_MASKED_ENVS))
     # policy tag (or taxonomy) resource names: a column carrying one is masked with policy_tag_mask
     policy_tags: list[str] = Field(default_factory=list)
     policy_tag_mask: Literal["hash", "null", "fake"] = "hash"
@@ -362,14 +363,16 @@ class ExportSettings(_Strict):
 
 
 BACKUP_ENVIRONMENTS = ("prod", "staging")  # environments the backup ladder can protect
+BackupEnv = Literal["prod", "staging"]
+DEFAULT_BACKUP_ENVS: tuple[BackupEnv, ...] = ("prod",)
 
 
 class BackupSettings(_Strict):
     """The exponential backup ladder (see envsync.backups.ladder), manual pins, exports and restores."""
 
     # prod's tables go to backup_<ds>; staging's to backup_staging_<ds> (its own rungs, pins and ledger)
-    environments: Annotated[list[Literal["prod", "staging"]], Field(min_length=1)] = Field(
-        default_factory=lambda: ["prod"]
+    environments: Annotated[list[BackupEnv], Field(min_length=1)] = Field(
+        default_factory=lambda: list(DEFAULT_BACKUP_ENVS)
     )
     rungs: Annotated[list[str], Field(min_length=1)] = Field(default_factory=lambda: list(DEFAULT_RUNGS))
     daily_days: Annotated[StrictInt, Field(ge=0, le=366)] = DEFAULT_DAILY_DAYS

@@ -231,7 +231,7 @@ def _split_parts(table: Any) -> list[str]:
     parts: list[str] = []
     for key in ("catalog", "db", "this"):
         node = table.args.get(key)
-        if node is not None and getattr(node, "name", ""):
+        if node is not None and getattr(node, "name", None):
             parts.extend(node.name.split("."))
     return parts
 
@@ -437,7 +437,7 @@ def to_query_parameters(params: Mapping[str, Any]) -> list[Any]:
 
     from google.cloud import bigquery
 
-    out = []
+    out: list[Any] = []  # bigquery.ScalarQueryParameter and ArrayQueryParameter
     for name, value in params.items():
         if isinstance(value, Typed):
             kind, value = value.kind, value.value

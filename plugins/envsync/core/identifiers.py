@@ -37,7 +37,7 @@ def validate_identifier(kind: str, value: object) -> str:
 def quote(*parts: str) -> str:
     """Backtick-quote a validated `project.dataset.table` path (each part validated by position)."""
     kinds = {1: ("table",), 2: ("dataset", "table"), 3: ("project", "dataset", "table")}[len(parts)]
-    for kind, part in zip(kinds, parts):
+    for kind, part in zip(kinds, parts, strict=False):
         validate_identifier(kind, part)
     return "`" + ".".join(parts) + "`"
 

@@ -15,7 +15,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from google.cloud import storage
+    import google.cloud.storage as storage  # the form mypy resolves in the google.cloud namespace
 
 log = logging.getLogger(__name__)
 MARKER = "envsync-bucket.json"  # names the project whose envsync uses the bucket

@@ -329,7 +329,9 @@ def format_table(rows: list[dict[str, Any]], columns: list[str], right: tuple[st
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
 
     def line(values: list[str]) -> str:
-        return "  ".join(v.rjust(w) if c in right else v.ljust(w) for v, w, c in zip(values, widths, columns)).rstrip()
+        return "  ".join(
+            v.rjust(w) if c in right else v.ljust(w) for v, w, c in zip(values, widths, columns, strict=False)
+        ).rstrip()
 
     return "\n".join([line(columns), line(["-" * w for w in widths])] + [line(row) for row in cells])
 

@@ -169,7 +169,7 @@ def _port_owner(port: int) -> str | None:
 def _answers(url: str, timeout: float = 1.0) -> bool:
     """True when GET url returns HTTP 200."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (loopback only)
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # loopback only
             return resp.status == 200
     except (urllib.error.URLError, OSError, ValueError):
         return False

@@ -167,7 +167,9 @@ def plan_cut(
         before[staging] = staging_state(client, project, staging, existing)
         actions = []
         for table in info.tables:
-            base = dict(dataset=qa, table=table.table, target_dataset=staging, source_rows=table.num_rows)
+            base: dict[str, Any] = dict(
+                dataset=qa, table=table.table, target_dataset=staging, source_rows=table.num_rows
+            )
             if table.kind == "VIEW":
                 rewrite = rewrite_view_sql(table.view_query or "", mapping, project)
                 actions.append(
@@ -187,7 +189,8 @@ def plan_cut(
                         **base,
                         action="skip",
                         reason=(
-                            f"created at {created[table.table].isoformat()}, after T = {cut.isoformat()}: it did not "
+                            f"created at {created[table.table].isoformat()}, "  # type: ignore[union-attr]  # created_after: set
+                            f"after T = {cut.isoformat()}: it did not "
                             "exist as of T"
                         ),
                     )
@@ -423,7 +426,7 @@ class CutSync(DatasetSync):
                 )
                 row = run_recorded(
                     row,
-                    lambda stats, p=plan, a=action: {"published": self.publish_table(p, a, stats)},
+                    lambda stats, p=plan, a=action: {"published": self.publish_table(p, a, stats)},  # type: ignore[misc]  # defaults bind the loop
                     deterministic=DETERMINISTIC_ERRORS,
                 )
                 results.append(row)
@@ -479,7 +482,7 @@ class CutSync(DatasetSync):
                 current = self.bq.client.get_table(target.api)
                 if _layout(current) != _layout(self.bq.client.get_table(snapshot.api)):
                     self.bq.delete_table(target)
-            except Exception:  # noqa: BLE001 - missing: the restore creates it
+            except Exception:  # missing: the restore creates it
                 pass
             taken = dt.datetime.fromisoformat(pin["taken_at"])
             source = Source(
@@ -516,7 +519,7 @@ class CutSync(DatasetSync):
                 results.append(
                     run_recorded(
                         row,
-                        lambda stats, n=name, s=sql, d=plan.target_dataset: create_view(
+                        lambda stats, n=name, s=sql, d=plan.target_dataset: create_view(  # type: ignore[misc]  # defaults bind the loop
                             self.runner,
                             TableRef(self.project, d, n),
                             s,

@@ -544,13 +544,13 @@ def count_dev_rows(
                 environment,
                 prod.dataset,
                 env_dataset,
-                name,
+                name,  # noqa: B023 (called only in this iteration of the loop)
                 "rows",
                 status,
                 detail,
-                refreshed_cut=refresh.cut if refresh else None,
+                refreshed_cut=refresh.cut if refresh else None,  # noqa: B023 (called only in this iteration)
                 **values,
-            )  # noqa: B023
+            )
 
         if refresh is None:
             out.append(finding(UNKNOWN, f"no recorded refresh of {env_dataset}.{action.table}: rows not compared"))
@@ -576,8 +576,11 @@ def count_dev_rows(
                 )
             )
             continue
-        windowed = action.action in ("clone_window", "ctas_window") and refresh.window_start and refresh.window_end
-        window = Window(refresh.window_start, refresh.window_end, 0) if windowed else None
+        window = (
+            Window(refresh.window_start, refresh.window_end, 0)
+            if action.action in ("clone_window", "ctas_window") and refresh.window_start and refresh.window_end
+            else None
+        )
         try:
             prod_counts, env_counts = count_rows(
                 runner,

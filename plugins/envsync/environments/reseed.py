@@ -54,7 +54,7 @@ class ContractError(ValueError):
 
 
 # failures a retry of the same run cannot fix
-DETERMINISTIC = (ContractError, SeedError, PermissionError, *DETERMINISTIC_ERRORS)
+DETERMINISTIC: tuple[type[BaseException], ...] = (ContractError, SeedError, PermissionError, *DETERMINISTIC_ERRORS)
 
 
 @dataclass

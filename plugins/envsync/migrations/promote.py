@@ -450,8 +450,8 @@ def plan_text(
             f"migration {migration.version} ({migration.label}, {migration.phase}) on {target}: "
             f"touches {', '.join(migration.tables())}; writes {', '.join(written_tables(config, [migration]))}"
         )
-        for line, sql in migration.rewrite_for(config, target):
-            lines.append(f"  line {line}:")
+        for number, sql in migration.rewrite_for(config, target):
+            lines.append(f"  line {number}:")
             lines += [f"    {text}" for text in sql.splitlines()]
     return "\n".join(lines)
 

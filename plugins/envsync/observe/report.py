@@ -54,9 +54,9 @@ def format_rows(value: Any) -> str:
 def render_table(headers: list[str], rows: Iterable[list[str]]) -> str:
     rows = [list(map(str, r)) for r in rows]
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
-    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths))
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=False))
     out = [line, "  ".join("-" * w for w in widths)]
-    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) for r in rows]
     return "\n".join(out)
 
 
@@ -194,7 +194,10 @@ def parity_summary_text(summary: dict[str, Any]) -> str:
         f"{env}: {c.get('drift', 0)} drift, {c.get('expected', 0)} expected, {c.get('unknown', 0)} not checked"
         for env, c in sorted(envs.items())
     )
-    head = f"parity with prod ({', '.join(summary.get('datasets') or [])}): {summary.get('drift', 0)} unexpected difference(s)"
+    head = (
+        f"parity with prod ({', '.join(summary.get('datasets') or [])}): "
+        f"{summary.get('drift', 0)} unexpected difference(s)"
+    )
     top = "".join(f"\n  {line}" for line in summary.get("top_drift") or [])
     return f"{head}; {per_env or 'no environment checked'}{top}"
 
@@ -215,7 +218,8 @@ def print_latest(dag_id: str = "prod_to_dev_sync") -> int:
     print(f"\n{dag_id} run {report['run_id']}")
     print(f"  anchor A = {report['anchor']}   cut T = {report['cut']}")
     print(
-        f"  window   = [{report['window']['start']}, {report['window']['end']})  ({report['window']['quarters']} quarters)\n"
+        f"  window   = [{report['window']['start']}, {report['window']['end']})  "
+        f"({report['window']['quarters']} quarters)\n"
     )
     print(results_table(report["results"]))
     print(

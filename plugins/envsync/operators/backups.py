@@ -94,7 +94,8 @@ class PlanBackupOperator(BaseOperator):
         if config.backups.export.enabled:
             manifest_store(config, self.gcp_conn_id, config.export_bucket).ensure_bucket(config.location)
         expires = (cut + dt.timedelta(days=expiry_days)) if pinned else snapshot_expiry(ladder, cut)
-        planned, decisions = [], {}
+        planned: list[dict[str, Any]] = []
+        decisions: dict[str, Any] = {}
         for dataset in units:
             tables = base_tables(client, config.project, dataset)
             existing = catalog.snapshots(dataset)

@@ -49,7 +49,7 @@ class PlanDevSyncOperator(BaseOperator):
         self.datasets = datasets
         self.tables = tables
         self.window_quarters = window_quarters
-        self.dry_run = dry_run
+        self.dry_run = dry_run  # type: ignore[method-assign]  # a template field; BaseOperator.dry_run() is unused
         self.gcp_conn_id = gcp_conn_id
 
     def execute(self, context: Context) -> list[dict[str, str]]:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from envsync.core.clients import DEFAULT_CONN_ID
+from envsync.environments.parity import ENVIRONMENTS as ENVIRONMENTS  # re-exported: the DAG's environments param
 from envsync.operators.common import guarded_runner, manifest_store, record_run_audit, run_prefix
 
 if TYPE_CHECKING:
@@ -81,8 +82,8 @@ class ParityOperator(_ParityBase):
         try:
             environments = check_environments_param(self.environments)
             datasets = check_datasets(config, self.datasets)
-        except (ConfigError, ValueError) as error:
-            raise AirflowFailException(str(error)) from error
+        except (ConfigError, ValueError) as bad_param:
+            raise AirflowFailException(str(bad_param)) from bad_param
         self.log.info("checking the parity of %s with prod, datasets %s", environments, datasets)
         runner = audit_runner(config, guarded_runner(config, self.gcp_conn_id, context, self.task_id))
         error: BaseException | None = None

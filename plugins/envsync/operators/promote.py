@@ -47,7 +47,7 @@ class PlanPromotionOperator(BaseOperator):
         self.target = target
         self.through = through
         self.lane = lane
-        self.dry_run = dry_run
+        self.dry_run = dry_run  # type: ignore[method-assign]  # a template field; BaseOperator.dry_run() is unused
         self.confirm = confirm
         self.gcp_conn_id = gcp_conn_id
 

@@ -130,7 +130,7 @@ class PlanReseedOperator(BaseOperator):
         units = units_for(config, envs, datasets, test_name)
         pending_by_env = {env: spec["versions"] for env, spec in migrations.items() if env != "prod"}
         expires = (cut + dt.timedelta(days=ttl)).isoformat() if test_name else None
-        manifest = {
+        manifest: dict[str, Any] = {
             "dag_id": context["dag"].dag_id,
             "run_id": context["run_id"],
             "cut": cut.isoformat(),

@@ -199,7 +199,7 @@ class PlanRestoreOperator(BaseOperator):
             "cut": point.isoformat(),
             "point_in_time": point.isoformat(),
             "planned_at": now.isoformat(),
-            "anchor": context.get("logical_date").isoformat() if context.get("logical_date") else None,
+            "anchor": logical_date.isoformat() if (logical_date := context.get("logical_date")) else None,
             "window": None,
             "targets": targets,
             "sources": sources,

@@ -233,6 +233,7 @@ class PublishCutOperator(UnitOperator):
             results = sync.publish(plans, _source(manifest))
         except Exception as error:  # any failure while publishing: back to the pins
             self.log.error("publishing the cut failed (%s): rolling staging back to its pinned backups", error)
+            assert pins is not None  # not_ready names a missing pin
             rollback = sync.rollback(plans, manifest["before"], pins)
             broken = [r for r in rollback if r["status"] == "failed"]
             state = (

@@ -90,7 +90,9 @@ def mask_expr(field: dict[str, Any], rule: str | FixedMask, param: str) -> tuple
             "FLOAT64": f"cast(mod(abs({digest}), 1000000) as float64) / 100 + 0.005",
             "NUMERIC": f"cast(mod(abs({digest}), 1000000) as numeric) / 100 + 0.005",
             "DATE": f"date_add(date '1900-01-01', interval mod(abs({digest}), 3650) day)",
-            "TIMESTAMP": f"timestamp_add(timestamp '1900-01-01 00:00:00+00', interval mod(abs({digest}), 315360000) second)",
+            "TIMESTAMP": (
+                f"timestamp_add(timestamp '1900-01-01 00:00:00+00', interval mod(abs({digest}), 315360000) second)"
+            ),
             "BOOL": f"mod(abs({digest}), 2) = 0",
         }
         if kind not in fakes:

@@ -110,7 +110,9 @@ def check_table_filter(filters: Sequence[str], infos: Iterable[DatasetInfo]) -> 
 
 def _table_action(config: EnvsyncConfig, info: TableInfo, target: str) -> Action:
     override = config.override(info.dataset, info.table)
-    base = dict(dataset=info.dataset, table=info.table, target_dataset=target, source_rows=info.num_rows)
+    base: dict[str, Any] = dict(
+        dataset=info.dataset, table=info.table, target_dataset=target, source_rows=info.num_rows
+    )
     part = info.partitioning
     part_field = (part or {}).get("field") or ("_PARTITIONTIME" if part else None)
     strategy = override.strategy
@@ -149,6 +151,7 @@ def _table_action(config: EnvsyncConfig, info: TableInfo, target: str) -> Action
             )
         return with_column(override.date_column, "ctas_window", "date_column set in config")
     if part_field and strategy in ("auto", "clone_window"):
+        assert part is not None  # part_field comes from it
         return with_column(part_field, "clone_window", f"partitioned by {part['type']} on {part_field}")
     candidates = _date_candidates(info)
     if part_field and strategy == "ctas_window":

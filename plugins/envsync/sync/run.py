@@ -173,6 +173,7 @@ class DatasetSync:
         prod's partitions outside the window is well under the limit (`plan.single_trim`)."""
         key = (action.dataset, action.table)
         column = quote_column(action.date_column or "")
+        assert self.run.window is not None  # clone_window runs only with a window
         params = window_params(action, self.run.window)
         spec = spec_of(info)
         chunks = [Chunk(None, None, 0)]
@@ -211,7 +212,8 @@ class DatasetSync:
         masks = masks_from_dicts(action.masks)
         select, mask_params = masked_select(self.config, info, masks) if masks else ("*", {})
         windowed = action.date_column is not None and self.run.window is not None
-        params = {"cut": self.run.cut, **(window_params(action, self.run.window) if windowed else {}), **mask_params}
+        window = self.run.window if windowed else None
+        params = {"cut": self.run.cut, **(window_params(action, window) if window is not None else {}), **mask_params}
         # partition_filter: `true`, or a predicate satisfying prod's require_partition_filter
         row_filter = (
             f"{window_filter(action.date_column)}\n    and {partition_filter(info)}"

@@ -56,6 +56,7 @@ def quota_summary(plans: list[DatasetPlan]) -> str:
     return (
         f"BigQuery operations for this run: {jobs} query jobs "
         f"(up to the configured concurrency at once; interactive concurrency limit {CONCURRENT_INTERACTIVE_QUERIES}); "
-        f"at most {table_ops} table operations per dev table (daily limit {TABLE_OPERATIONS_PER_TABLE_PER_DAY} per table); "
+        f"at most {table_ops} table operations per dev table "
+        f"(daily limit {TABLE_OPERATIONS_PER_TABLE_PER_DAY} per table); "
         f"{dataset_updates} dataset metadata updates (limit {DATASET_METADATA_UPDATES_PER_10S} per dataset per 10 s)"
     )

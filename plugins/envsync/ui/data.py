@@ -209,7 +209,7 @@ class Dashboard:
             return value
 
         data = plain(asdict(self))
-        for item, cov in zip(data["coverage"], self.coverage):
+        for item, cov in zip(data["coverage"], self.coverage, strict=False):
             item["gap"] = cov.gap
         return data
 
@@ -315,7 +315,7 @@ def largest_gap(
     covered_from = max(start, min(time_travel_from, now))
     marks = sorted(p for p in points if start <= p < covered_from)
     edges = [start, *marks, covered_from]
-    return max(zip(edges, edges[1:]), key=lambda pair: pair[1] - pair[0])
+    return max(zip(edges, edges[1:], strict=False), key=lambda pair: pair[1] - pair[0])
 
 
 def table_coverage(
@@ -482,7 +482,7 @@ class DashboardReader:
                 ParityFinding(
                     r["environment"],
                     RunLink(r["dag_id"], r["run_id"]),
-                    _utc(r["checked_at"]),
+                    _utc(r["checked_at"]),  # type: ignore[arg-type]  # checked_at is never null (partitioning)
                     r["object_name"] or "",
                     r["finding"],
                     r["status"],
@@ -506,7 +506,7 @@ class DashboardReader:
             drills = [
                 DrillRun(
                     RunLink(r["dag_id"], r["run_id"]),
-                    _utc(r["recorded_at"]),
+                    _utc(r["recorded_at"]),  # type: ignore[arg-type]  # recorded_at is never null (partitioning)
                     _utc(r["point_in_time"]),
                     int(r["tables"]),
                     int(r["failed_tables"]),

@@ -34,7 +34,8 @@ h1 { font-size: 20px; margin: 0 0 4px; } h2 { font-size: 16px; margin: 26px 0 6p
 table { border-collapse: collapse; } th, td { padding: 4px 8px; text-align: left; vertical-align: top; }
 th { background: #f3f4f6; font-weight: 600; white-space: nowrap; } tr { border-bottom: 1px solid #e5e7eb; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-.state { display: inline-block; width: 12px; height: 12px; border-radius: 6px; vertical-align: -1px; margin-right: 6px; }
+.state { display: inline-block; width: 12px; height: 12px; border-radius: 6px; vertical-align: -1px;
+  margin-right: 6px; }
 .state-green { background: #16a34a; } .state-amber { background: #f59e0b; } .state-red { background: #dc2626; }
 .state-grey { background: #9ca3af; }
 .reasons { margin: 0; padding-left: 0; list-style: none; } .gapflag { color: #b91c1c; font-weight: 600; }
@@ -99,9 +100,11 @@ def _environments(board: Dashboard, ui_root: str) -> str:
             f'<td><ul class="reasons">{reasons}</ul></td>'
             f"<td>{_run_link(ui_root, env.ok_run, _ts(env.ok_at) if env.ok_run else None)}</td>"
             f'<td class="cut">{_ts(env.cut)}{escape(age)}</td>'
-            f'<td class="num tables-ok">{_num(env.tables_ok)}</td><td class="num tables-failed">{_num(env.tables_failed)}</td>'
+            f'<td class="num tables-ok">{_num(env.tables_ok)}</td>'
+            f'<td class="num tables-failed">{_num(env.tables_failed)}</td>'
             f'<td class="num rows">{_num(env.rows)}</td>'
-            f'<td class="num bytes">{escape(human_bytes(env.est_bytes_billed)) if env.est_bytes_billed is not None else "—"}</td>'
+            '<td class="num bytes">'
+            f"{escape(human_bytes(env.est_bytes_billed)) if env.est_bytes_billed is not None else '—'}</td>"
             f'<td class="version">{escape(version or "—")}</td>'
             f'<td class="num">{env.runs:,} / {env.failed_runs:,}</td>'
             f"<td>{_run_link(ui_root, env.last_run, env.last_status) if env.last_run else '—'}</td></tr>"
@@ -124,7 +127,8 @@ def _coverage(board: Dashboard, ui_root: str, limit: int | None) -> str:
         '<span><i class="swatch" style="background:#2563eb"></i>ladder snapshot</span>'
         '<span><i class="swatch" style="background:#7c3aed"></i>pinned backup</span>'
         '<span><i class="swatch" style="background:#059669"></i>daily export</span>'
-        f'<span><i class="swatch" style="background:#fecaca"></i>gap over {GAP_LIMIT.total_seconds() / 3600:.0f} h</span>'
+        '<span><i class="swatch" style="background:#fecaca"></i>'
+        f"gap over {GAP_LIMIT.total_seconds() / 3600:.0f} h</span>"
         "</div>"
     )
     if not board.coverage:
@@ -242,7 +246,8 @@ def _parity(board: Dashboard, ui_root: str) -> str:
         for env, c in sorted(counts.items())
     )
     rows = "".join(
-        f'<tr class="finding" data-env="{escape(f.environment, quote=True)}" data-status="{escape(f.status, quote=True)}">'
+        f'<tr class="finding" data-env="{escape(f.environment, quote=True)}" '
+        f'data-status="{escape(f.status, quote=True)}">'
         f"<td>{escape(f.environment)}</td><td>{escape(f.status)}</td><td>{escape(f.object)}</td>"
         f"<td>{escape(f.finding)}</td><td>{escape(f.detail or '')}</td>"
         f"<td>{_run_link(ui_root, f.run, _ts(f.at))}</td></tr>"

@@ -86,14 +86,16 @@ def timeline(
         x0, x1 = _x(gap[0], start, end, 0, width), _x(gap[1], start, end, 0, width)
         parts.append(
             f'<rect class="gap" x="{x0:.1f}" y="0" width="{max(1.0, x1 - x0):.1f}" height="{height}" '
-            f'fill="{COLORS["gap"]}"><title>{_attr(f"no restore point from {gap[0]:%Y-%m-%d %H:%M} to {gap[1]:%Y-%m-%d %H:%M} UTC")}'
+            f'fill="{COLORS["gap"]}"><title>'
+            f"{_attr(f'no restore point from {gap[0]:%Y-%m-%d %H:%M} to {gap[1]:%Y-%m-%d %H:%M} UTC')}"
             "</title></rect>"
         )
     if time_travel_from < end:
         x0 = _x(time_travel_from, start, end, 0, width)
         parts.append(
             f'<rect class="time-travel" x="{x0:.1f}" y="3" width="{width - x0:.1f}" height="{height - 6}" '
-            f'fill="{COLORS["time_travel"]}"><title>{_attr(f"time travel: any instant since {time_travel_from:%Y-%m-%d %H:%M} UTC")}'
+            f'fill="{COLORS["time_travel"]}"><title>'
+            f"{_attr(f'time travel: any instant since {time_travel_from:%Y-%m-%d %H:%M} UTC')}"
             "</title></rect>"
         )
     mid = height / 2
@@ -200,7 +202,8 @@ def line_chart(
         title = f"<title>{_attr(p.title)}</title>"
         if p.failed:
             mark = (
-                f'<path class="failed" d="M{x - 4:.1f} {py - 4:.1f} L{x + 4:.1f} {py + 4:.1f} M{x - 4:.1f} {py + 4:.1f} '
+                f'<path class="failed" d="M{x - 4:.1f} {py - 4:.1f} L{x + 4:.1f} {py + 4:.1f} '
+                f"M{x - 4:.1f} {py + 4:.1f} "
                 f'L{x + 4:.1f} {py - 4:.1f}" stroke="{COLORS["failed"]}" stroke-width="2.5">{title}</path>'
             )
         else:
