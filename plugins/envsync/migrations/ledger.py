@@ -658,14 +658,19 @@ def record(config: EnvsyncConfig, runner: JobRunner, rows: Sequence[LedgerRow]) 
     )
 
 
-def applied(ledger: Iterable[LedgerRow], env: str, as_of: dt.datetime | None = None) -> dict[int, LedgerRow]:
-    """The versions `env` holds: those whose newest ledger row is `applied` or `synced` (with `as_of`:
-    what it held then, from the rows recorded up to that instant)."""
+def newest_rows(ledger: Iterable[LedgerRow], env: str, as_of: dt.datetime | None = None) -> dict[int, LedgerRow]:
+    """Each version's newest ledger row in `env` (with `as_of`: among the rows recorded up to then)."""
     newest: dict[int, LedgerRow] = {}
     for row in ledger:
         if row.environment == env and (as_of is None or row.applied_at <= as_of):
             newest[row.version] = row  # oldest first: later rows win
-    return {v: r for v, r in sorted(newest.items()) if r.status in HELD}
+    return newest
+
+
+def applied(ledger: Iterable[LedgerRow], env: str, as_of: dt.datetime | None = None) -> dict[int, LedgerRow]:
+    """The versions `env` holds: those whose newest ledger row is `applied` or `synced` (with `as_of`:
+    what it held then, from the rows recorded up to that instant)."""
+    return {v: r for v, r in sorted(newest_rows(ledger, env, as_of).items()) if r.status in HELD}
 
 
 def check_applied(files: MigrationFiles, ledger: Iterable[LedgerRow], env: str) -> None:
@@ -1090,10 +1095,7 @@ def synced_rows(
     through a promotion, `failed`, `reverted` or absent). Versions whose newest env row is already
     `synced` get none (a retried task records nothing twice)."""
     by_version = every_file(files, "synced_rows").by_version()
-    newest: dict[int, LedgerRow] = {}
-    for row in ledger:
-        if row.environment == env:
-            newest[row.version] = row
+    newest = newest_rows(ledger, env)
     wanted = [by_version[v] for v in applied(ledger, "prod") if v in by_version]
     return [
         _ledger_row(m, env, SYNCED, dag_id=dag_id, run_id=run_id, now=now)
@@ -1178,10 +1180,7 @@ def reapply(
     mine = {r.version for r in now_ledger if r.environment == env and r.run_id == runner.run_id and r.status == APPLIED}
     done.applied = [v for v in sorted(versions) if v in mine]
     done.missing = [v for v in sorted(versions) if v not in mine]
-    newest: dict[int, LedgerRow] = {}
-    for row in now_ledger:
-        if row.environment == env:
-            newest[row.version] = row
+    newest = newest_rows(now_ledger, env)
     note = f"{env} was rebuilt from prod by run {runner.run_id} and this migration was not applied again: {done.error}"
     record(
         config,
