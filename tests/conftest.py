@@ -302,13 +302,32 @@ def _emulator_rehearsal() -> Iterator[None]:
         assert not problems, session.summary()
 
 
+# A copy of the session's metadata DB as resetdb left it (migrated, empty): see airflow_db_template.
+AIRFLOW_DB_TEMPLATE = _AIRFLOW_HOME / "template" / "airflow.db"
+
+
 @pytest.fixture(scope="session")
 def airflow_db() -> str:
     """A fresh Airflow metadata DB (SQLite in the session's temp AIRFLOW_HOME); returns its URL.
 
     Needed by dag.test() and anything else that touches the metadata DB.
     """
+    import sqlite3
+
     from airflow.utils.db import resetdb
 
     resetdb()
+    AIRFLOW_DB_TEMPLATE.parent.mkdir(parents=True, exist_ok=True)
+    with (
+        contextlib.closing(sqlite3.connect(_AIRFLOW_HOME / "airflow.db")) as source,
+        contextlib.closing(sqlite3.connect(AIRFLOW_DB_TEMPLATE)) as copy,
+    ):
+        source.backup(copy)  # before any test writes to the DB
     return os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+
+
+@pytest.fixture(scope="session")
+def airflow_db_template(airflow_db: str) -> Path:
+    """A migrated, empty Airflow metadata DB (SQLite file) to copy, not to open: the session's DB as
+    resetdb left it. DAG processes of their own (tests/integration/dagproc.py) each start on a copy."""
+    return AIRFLOW_DB_TEMPLATE

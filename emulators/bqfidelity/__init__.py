@@ -23,6 +23,11 @@ Each module patches one family of behaviours and names the BigQuery documentatio
 - ``aggregates``: ``ARRAY_AGG(... IGNORE NULLS ... LIMIT n)`` drops the NULLs before the limit.
 - ``storage``: load jobs expand wildcard source URIs on the GCS emulator.
 - ``analyzer``: every query is analyzed by GoogleSQL (ZetaSQL) against the live catalog first.
+- ``latency``: only with a latency file (``BQFIDELITY_LATENCY_FILE``, ``serve --latency-file PATH``,
+  ``devstack.Stack.latency_file``): every job stays RUNNING for the file's number of seconds (re-read at
+  every job; missing, empty or 0: none) before it runs, ``jobs.insert`` answers it RUNNING, and
+  ``jobs.cancel`` meanwhile ends it DONE with reason ``stopped``, having run nothing: as BigQuery's
+  asynchronous jobs, so that tests can cancel a job or kill its client while the job still runs.
 """
 
 from __future__ import annotations
@@ -33,7 +38,18 @@ import logging
 log = logging.getLogger("bqfidelity")
 
 # Modules with an ``install()`` that patches local-bigquery; applied in this order.
-MODULES = ("lookups", "memory", "metadata", "rules", "columns", "structs", "aggregates", "storage", "analyzer")
+MODULES = (
+    "lookups",
+    "memory",
+    "metadata",
+    "rules",
+    "columns",
+    "structs",
+    "aggregates",
+    "storage",
+    "analyzer",
+    "latency",
+)
 
 _installed = False
 

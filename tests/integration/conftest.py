@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dagproc import DagProcess, start_dag
 from testkit import (
     FIRST_DAY,
     LAST_DAY,
@@ -77,6 +78,30 @@ def run_dag(airflow_db: str, emulators: Any) -> Callable[..., Any]:
                 os.environ["ENVSYNC_CONFIG"] = saved
 
     return _run
+
+
+@pytest.fixture
+def dag_processes(airflow_db_template: Path, emulators: Any, tmp_path: Path) -> Iterator[Callable[..., DagProcess]]:
+    """Start DAG runs in OS processes of their own, as other Airflow deployments would (dagproc.py).
+
+    `start(dag_id, *, home=None, conf=None, env=None, logical_date=None, log_path=None)` returns a
+    running dagproc.DagProcess at once; `home` (its AIRFLOW_HOME, its own SQLite DB copied from the
+    session's template) defaults to a fresh `tmp_path/airflow-<n>`: one deployment per process. The
+    process inherits this one's environment (the session's emulators, ENVSYNC_CONFIG, AIRFLOW_CONN_*,
+    what monkeypatch set) with `env` on top. Every process still alive at teardown is SIGKILLed with
+    its process group.
+    """
+    started: list[DagProcess] = []
+
+    def start(dag_id: str, *, home: Path | None = None, **kwargs: Any) -> DagProcess:
+        home = home or tmp_path / f"airflow-{len(started) + 1}"
+        proc = start_dag(dag_id, home=home, template_db=airflow_db_template, **kwargs)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.kill()
 
 
 @pytest.fixture

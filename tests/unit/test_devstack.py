@@ -56,12 +56,16 @@ def listening_socket() -> Iterator[socket.socket]:
 def _fake_venv(tmp_path: Path, bigquery: str, gcs: str) -> Path:
     """A venv whose emulator entry points are the given bash scripts.
 
-    The BigQuery emulator is started as `python -m bqfidelity serve ...`: the fake python runs the
-    `bigquery` body for that, and is the real interpreter otherwise.
+    The BigQuery emulator is started as `python -m bqfidelity serve ...` and the GCS emulator as
+    `python -m bqfidelity.gcs start ...`: the fake python runs the `bigquery` or `gcs` body for those,
+    and is the real interpreter otherwise.
     """
     venv = tmp_path / "fake-venv"
     (venv / "bin").mkdir(parents=True)
-    python = f'if [ "$1 $2" = "-m bqfidelity" ]; then\n{bigquery}\nfi\nexec {sys.executable} "$@"'
+    python = (
+        f'if [ "$1 $2" = "-m bqfidelity.gcs" ]; then\n{gcs}\nfi\n'
+        f'if [ "$1 $2" = "-m bqfidelity" ]; then\n{bigquery}\nfi\nexec {sys.executable} "$@"'
+    )
     for name, body in (("python", python), ("local-bigquery", bigquery), ("gcp-storage-emulator", gcs)):
         script = venv / "bin" / name
         script.write_text(f"#!/usr/bin/env bash\n{body}\n")
@@ -195,6 +199,19 @@ def test_a_stack_on_a_virtual_clock_runs_both_emulators_with_libfaketime_on_its_
     assert clock.read_text() == "+0\n"  # the real time until the clock is moved
     _, env = devstack._command(Stack(root=tmp_path), "bigquery")
     assert "LD_PRELOAD" not in env and "FAKETIME_TIMESTAMP_FILE" not in env
+
+
+def test_a_stacks_latency_file_goes_to_its_bigquery_emulator_and_no_other_setting_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BQFIDELITY_LATENCY_FILE", str(tmp_path / "elsewhere"))  # not the stack's: ignored
+    latency = tmp_path / "latency"
+    _, env = devstack._command(Stack(root=tmp_path, latency_file=latency), "bigquery")
+    assert env["BQFIDELITY_LATENCY_FILE"] == str(latency) and not latency.exists()  # missing: no latency
+    _, env = devstack._command(Stack(root=tmp_path, latency_file=latency), "gcs")
+    assert "BQFIDELITY_LATENCY_FILE" not in env
+    _, env = devstack._command(Stack(root=tmp_path), "bigquery")
+    assert "BQFIDELITY_LATENCY_FILE" not in env
 
 
 def test_libfaketime_moves_a_processs_wall_clock_by_the_files_offset_and_follows_changes(tmp_path: Path) -> None:

@@ -244,3 +244,43 @@ def count_unmasked(
     job = runner.run(sql, key=(action.dataset, action.table, "verify_masks"), params=params, stats=stats)
     row = next(iter(job.result()))
     return {column: int(row[alias] or 0) for column, alias in aliases.items()}
+
+
+def fingerprint(client: bigquery.Client, project: str, target: str) -> dict[str, Any] | None:
+    """What a run leaves in one table, from its metadata (tables.get, no query): rows, creation time and
+    schema columns; {"exists": False} when the table is gone; None when `target` names no table."""
+    from google.api_core.exceptions import NotFound
+
+    dataset, _, table = target.partition(".")
+    if not table or "." in table or " " in target or ":" in target:
+        return None
+    try:
+        got = client.get_table(f"{project}.{dataset}.{table}")
+    except NotFound:
+        return {"exists": False}
+    except ValueError:
+        return None
+    if got.table_type == "VIEW":
+        return {"exists": True, "type": "VIEW"}
+    return {
+        "exists": True,
+        "rows": int(got.num_rows or 0),
+        "created": got.created.isoformat() if got.created else None,
+        "columns": [f.name for f in got.schema],
+    }
+
+
+def fingerprint_changes(recorded: dict[str, dict[str, Any]], now: dict[str, dict[str, Any] | None]) -> list[str]:
+    """Sentences naming every table whose fingerprint now differs from the one its run recorded."""
+    changes = []
+    for target, before in sorted(recorded.items()):
+        after = now.get(target)
+        if after is None or after == before:
+            continue
+        what = [
+            f"{key} {before.get(key)!r} -> {after.get(key)!r}"
+            for key in ("exists", "type", "rows", "created", "columns")
+            if before.get(key) != after.get(key)
+        ]
+        changes.append(f"{target}: {', '.join(what)}")
+    return changes

@@ -398,6 +398,27 @@ class BackupSettings(_Strict):
         return Ladder.from_strings(self.rungs, daily_days=self.daily_days)
 
 
+class LeaseConfig(_Strict):
+    """One writer per environment across all DAGs (envsync.core.lease; README "Overlapping runs")."""
+
+    # how long a run waits for another run's lease before it fails naming that run (0: fail at once)
+    wait_seconds: Annotated[StrictInt, Field(ge=0, le=86400)] = 900
+    poll_seconds: Annotated[StrictInt, Field(ge=1, le=600)] = 15
+    # a running task renews its run's leases this often
+    heartbeat_seconds: Annotated[StrictInt, Field(ge=1, le=3600)] = 30
+    # a lease not renewed for this long is stale and may be taken over (its run is presumed dead)
+    stale_after_seconds: Annotated[StrictInt, Field(ge=10, le=86400)] = 900
+
+    @model_validator(mode="after")
+    def _stale_after_heartbeats(self) -> LeaseConfig:
+        if self.stale_after_seconds < 3 * self.heartbeat_seconds:
+            raise ValueError(
+                f"leases.stale_after_seconds {self.stale_after_seconds} must be at least 3 heartbeats "
+                f"(3 x leases.heartbeat_seconds = {3 * self.heartbeat_seconds}): a live run would look dead"
+            )
+        return self
+
+
 class AuditSettings(_Strict):
     """The dataset of envsync's audit tables (run summaries, recovery drills)."""
 
@@ -431,6 +452,7 @@ class EnvsyncConfig(_Strict):
     state: StateSettings
     backups: BackupSettings = BackupSettings()
     audit: AuditSettings = AuditSettings()
+    leases: LeaseConfig = LeaseConfig()
     alerts: AlertSettings = AlertSettings()
     privacy: PrivacySettings = PrivacySettings()
 

@@ -19,7 +19,7 @@ envsync.core.identifiers.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -329,35 +329,43 @@ class GuardedBigQuery:
         self.client = client
         self.guard = guard
         self.location = location
+        # called before every write once set: the run's lease fence (envsync.core.lease.Heartbeat.fence)
+        # raises when another run took the environment's lease over, so this run writes nothing more
+        self.fence: Callable[[], None] | None = None
+
+    def _check(self, target: WriteTarget, action: str) -> None:
+        self.guard.check(target, action)
+        if self.fence is not None:
+            self.fence()
 
     # writes through the API
     def create_dataset(self, dataset: bigquery.Dataset) -> bigquery.Dataset:
-        self.guard.check(WriteTarget(dataset.project, dataset.dataset_id), "create dataset")
+        self._check(WriteTarget(dataset.project, dataset.dataset_id), "create dataset")
         return self.client.create_dataset(dataset, exists_ok=False)
 
     def update_dataset(self, dataset: bigquery.Dataset, fields: Sequence[str]) -> bigquery.Dataset:
-        self.guard.check(WriteTarget(dataset.project, dataset.dataset_id), "update dataset")
+        self._check(WriteTarget(dataset.project, dataset.dataset_id), "update dataset")
         return self.client.update_dataset(dataset, list(fields))
 
     def update_table(self, table: bigquery.Table, fields: Sequence[str]) -> bigquery.Table:
-        self.guard.check(WriteTarget(table.project, table.dataset_id, table.table_id), "update table")
+        self._check(WriteTarget(table.project, table.dataset_id, table.table_id), "update table")
         return self.client.update_table(table, list(fields))
 
     def delete_dataset(self, ref: str) -> None:
         """Delete `project.dataset` and everything in it (only ever an environment dataset)."""
         project, _, dataset = ref.partition(".")
-        self.guard.check(WriteTarget(project, dataset), "delete dataset")
+        self._check(WriteTarget(project, dataset), "delete dataset")
         self.client.delete_dataset(ref, delete_contents=True, not_found_ok=True)
 
     def delete_table(self, ref: TableRef) -> None:
-        self.guard.check(WriteTarget(ref.project, ref.dataset, ref.table), "delete table")
+        self._check(WriteTarget(ref.project, ref.dataset, ref.table), "delete table")
         self.client.delete_table(ref.api, not_found_ok=True)
 
     def load_table_from_uri(
         self, uris: Sequence[str], ref: TableRef, job_config: Any, *, job_id: str, job_timeout_ms: int | None = None
     ) -> bigquery.LoadJob:
         """Start a load job into `ref` (restores from exported backups) after the guard checked it."""
-        self.guard.check(WriteTarget(ref.project, ref.dataset, ref.table), "load into table")
+        self._check(WriteTarget(ref.project, ref.dataset, ref.table), "load into table")
         if job_timeout_ms is not None:
             job_config.job_timeout_ms = job_timeout_ms
         return self.client.load_table_from_uri(
@@ -383,7 +391,7 @@ class GuardedBigQuery:
 
         if write_disposition not in ("WRITE_TRUNCATE", "WRITE_EMPTY"):
             raise ValueError(f"copy write_disposition must be WRITE_TRUNCATE or WRITE_EMPTY, got {write_disposition!r}")
-        self.guard.check(WriteTarget(destination.project, destination.dataset, destination.table), "copy into table")
+        self._check(WriteTarget(destination.project, destination.dataset, destination.table), "copy into table")
         config = bigquery.CopyJobConfig(
             operation_type="COPY",
             write_disposition=write_disposition,
@@ -411,7 +419,8 @@ class GuardedBigQuery:
         server-side timeout (JobConfiguration.jobTimeoutMs: BigQuery stops the job after it)."""
         from google.cloud import bigquery
 
-        self.guard.check_statement(sql)
+        if self.guard.check_statement(sql) and self.fence is not None:
+            self.fence()
         config = bigquery.QueryJobConfig(
             query_parameters=to_query_parameters(params or {}),
             labels=dict(labels),

@@ -61,6 +61,11 @@ class Stack:
     # offset from the real time, `+<seconds>`, read by libfaketime in the emulator processes
     # (see `clock_env`); None: the real clock.
     clock_file: Path | None = None
+    # Job latency of the BigQuery emulator (tests that stop a client while its job still runs): the
+    # file holds a number of seconds, read again at every job, that each job stays RUNNING before it
+    # runs (jobs.cancel meanwhile ends it "stopped"); missing, empty or 0: none. The emulator's
+    # BQFIDELITY_LATENCY_FILE (emulators/bqfidelity/latency.py); None: jobs run at once.
+    latency_file: Path | None = None
 
     def __post_init__(self) -> None:
         # Absolute paths: the servers run with cwd=root, and pid files must not depend on our cwd.
@@ -68,6 +73,8 @@ class Stack:
         object.__setattr__(self, "venv", Path(self.venv).absolute())
         if self.clock_file is not None:
             object.__setattr__(self, "clock_file", Path(self.clock_file).absolute())
+        if self.latency_file is not None:
+            object.__setattr__(self, "latency_file", Path(self.latency_file).absolute())
 
     @property
     def home(self) -> Path:
@@ -318,12 +325,10 @@ def ensure_analyzer_cache(stack: Stack) -> None:
 
 
 def _child_env(extra: dict[str, str]) -> dict[str, str]:
-    """Our environment minus what would leak this venv or an old emulator address into a child."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in {"PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "BIGQUERY_EMULATOR_HOST", "STORAGE_EMULATOR_HOST"}
-    }
+    """Our environment minus what would leak this venv, an old emulator address or a latency setting
+    other than the stack's own into a child."""
+    leaks = {"PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "BIGQUERY_EMULATOR_HOST", "STORAGE_EMULATOR_HOST"}
+    env = {key: value for key, value in os.environ.items() if key not in leaks | {"BQFIDELITY_LATENCY_FILE"}}
     env.update(extra)
     return env
 
@@ -373,9 +378,15 @@ def _command(stack: Stack, service: str) -> tuple[list[str], dict[str, str]]:
                 "BQFIDELITY_STATS": str(stack.analyzer_stats),
             }
         )
+        if stack.latency_file is not None:
+            env["BQFIDELITY_LATENCY_FILE"] = str(stack.latency_file)
     else:
-        cmd = [str(bin_dir / "gcp-storage-emulator"), "start", "--host", HOST, "--port", str(stack.gcs_port), "-q"]
-        env = _child_env({"STORAGE_BASE": str(stack.root / "gcs")})
+        # gcp-storage-emulator with Cloud Storage's request preconditions (emulators/bqfidelity/gcs.py)
+        cmd = [
+            str(bin_dir / "python"), "-m", "bqfidelity.gcs", "start",
+            "--host", HOST, "--port", str(stack.gcs_port), "-q",
+        ]  # fmt: skip
+        env = _child_env({"STORAGE_BASE": str(stack.root / "gcs"), "PYTHONPATH": str(FIDELITY_DIR)})
     if stack.clock_file is not None:
         if not stack.clock_file.exists():
             stack.clock_file.write_text("+0\n")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -39,8 +40,14 @@ def expired_test_datasets(config: EnvsyncConfig, client: bigquery.Client, now: d
     return sorted(found, key=lambda d: d["dataset"])
 
 
-def delete_expired(config: EnvsyncConfig, bq: GuardedBigQuery, now: dt.datetime) -> list[dict[str, Any]]:
-    expired = expired_test_datasets(config, bq.client, now)
+def delete_expired(
+    config: EnvsyncConfig,
+    bq: GuardedBigQuery,
+    now: dt.datetime,
+    only: Callable[[dict[str, Any]], bool] = lambda item: True,
+) -> list[dict[str, Any]]:
+    """Delete the expired test environment datasets (those `only` accepts: e.g. one environment's)."""
+    expired = [item for item in expired_test_datasets(config, bq.client, now) if only(item)]
     for item in expired:
         bq.delete_dataset(f"{config.project}.{item['dataset']}")
         log.info("deleted expired test environment dataset %s (expired %s)", item["dataset"], item["expires"])

@@ -68,6 +68,7 @@ class PlanBackupOperator(BaseOperator):
         from envsync.core.config import load_config
         from envsync.core.window import anchor_from_context
         from envsync.observe.report import render_table, result_row
+        from envsync.operators.leasing import backup_lease, take_leases
         from envsync.operators.params import check_backup_environments, validate_backup_params
         from envsync.sync.prodcopy import check_as_of
 
@@ -86,6 +87,12 @@ class PlanBackupOperator(BaseOperator):
             cut = cut.replace(microsecond=0)
         ladder = config.backups.ladder()
         client = bigquery_client(config.project, config.location, self.gcp_conn_id)
+        skipped = busy_sources(config, self.gcp_conn_id, context, environments, cut)
+        for env, why in skipped.items():
+            self.log.warning("not backing up %s this run: %s", env, why)
+        environments = [env for env in environments if env not in skipped]
+        if environments:
+            take_leases(config, self.gcp_conn_id, context, self.task_id, [backup_lease(e) for e in environments])
         units = backup_units(config, client, environments, datasets)
         # each dataset's own window (max_time_travel_hours), narrowed by prod.time_travel_hours
         for window in prod_windows(config, client, units).values():
@@ -139,6 +146,7 @@ class PlanBackupOperator(BaseOperator):
             "expires": expires.isoformat(),
             "restore_points": points,
             "decisions": decisions,
+            "skipped_environments": skipped,
             "units": units,
             "planned": planned,
             "params": {
@@ -160,6 +168,28 @@ class PlanBackupOperator(BaseOperator):
         self.log.info("time-travel restore points (no snapshot taken): %s", ", ".join(points) or "none")
         self.log.info("manifest: %s", uri)
         return [{"dataset": d, "manifest": uri} for d in units]
+
+
+def busy_sources(config: Any, conn_id: str, context: Context, environments: list[str], cut: Any) -> dict[str, str]:
+    """The environments (prod, staging) whose state at T is not a completed one: another run holds their
+    lease now, or held it at T. The ladder skips them and says why; the next run backs them up."""
+    from envsync.operators.leasing import leases_for
+
+    leases = leases_for(config, conn_id)
+    busy: dict[str, str] = {}
+    for env in environments:
+        state = leases.read(env)
+        if state is not None and state.holder.run_id != context["run_id"]:
+            busy[env] = f"{env} is being written by {state.holder.describe()} (since {state.holder.since})"
+            continue
+        last = leases.last_release(env) or {}
+        since, released = last.get("since"), last.get("released")
+        if since and released and since <= cut.isoformat() < released:
+            busy[env] = (
+                f"{env} was being written at T = {cut.isoformat()} by run {last.get('run_id')} of DAG "
+                f"{last.get('dag_id')} ({since} to {released}): its state at T is not a completed one"
+            )
+    return busy
 
 
 def backup_units(config: Any, client: Any, environments: list[str], datasets: list[str]) -> list[str]:
@@ -200,6 +230,10 @@ class BackupDatasetOperator(DatasetUnitOperator):
         backup_ds = engine.ensure_backup_dataset(dataset, location)
         before = catalog.snapshots(dataset)  # listed once: the daily-rung check needs only earlier snapshots
         results = []
+        source = "prod" if dataset in config.prod.datasets else "staging"
+        busy = busy_sources(config, self.gcp_conn_id, context, [source], cut).get(source)
+        if busy:  # a writer took the source's lease after the plan: skip rather than snapshot a half state
+            self.log.warning("not backing up %s: %s", dataset, busy)
         for table, decision in sorted(manifest["decisions"][dataset].items()):
             row = result_row(
                 f"{dataset}.{table}",
@@ -209,8 +243,8 @@ class BackupDatasetOperator(DatasetUnitOperator):
                 checksum=None,
                 exported=None,
             )
-            if not decision["take"]:
-                results.append({**row, "action": "skip", "status": "skipped"})
+            if not decision["take"] or busy:
+                results.append({**row, "action": "skip", "status": "skipped", **({"reason": busy} if busy else {})})
                 continue
 
             def work(stats: Any, table: str = table) -> dict[str, Any]:

@@ -14,6 +14,9 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from envsync.core.clients import DEFAULT_CONN_ID
+from envsync.operators.runtime import guarded_runner, manifest_store, run_prefix
+
+__all__ = ["guarded_runner", "manifest_store", "run_prefix"]  # re-exported: the operators' modules use them here
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -21,37 +24,6 @@ if TYPE_CHECKING:
     from envsync.bigquery.jobs import JobRunner
     from envsync.core.config import EnvsyncConfig
     from envsync.core.manifest import ManifestStore
-
-
-def manifest_store(config: EnvsyncConfig, conn_id: str, bucket: str | None = None) -> ManifestStore:
-    """The JSON store in `bucket` (default: the state bucket; backup exports use config.export_bucket)."""
-    from envsync.core.clients import storage_client
-    from envsync.core.manifest import ManifestStore
-
-    return ManifestStore(storage_client(config.project, conn_id), bucket or config.state.bucket)
-
-
-def run_prefix(store: ManifestStore, context: Context) -> str:
-    return store.run_prefix(context["dag"].dag_id, context["run_id"])
-
-
-def guarded_runner(
-    config: EnvsyncConfig, conn_id: str, context: Context, task_id: str, location: str | None = None
-) -> JobRunner:
-    """A JobRunner whose every write passes the prod write guard, labelled with this run and task."""
-    from envsync.bigquery.jobs import JobRunner
-    from envsync.core.clients import bigquery_client
-    from envsync.core.guard import GuardedBigQuery, WriteGuard
-
-    client = bigquery_client(config.project, config.location, conn_id)
-    bq = GuardedBigQuery(client, WriteGuard.from_config(config), location or config.location)
-    return JobRunner(
-        bq,
-        dag_id=context["dag"].dag_id,
-        run_id=context["run_id"],
-        task_id=task_id,
-        timeout=config.sync.job_timeout_seconds,
-    )
 
 
 def recorded_cut(store: ManifestStore, prefix: str) -> dt.datetime | None:
@@ -141,18 +113,23 @@ class UnitOperator(BaseOperator):
 
         from envsync.core.config import load_config
         from envsync.observe.report import results_table
+        from envsync.operators.leasing import working_under_lease
         from envsync.sync.run import SyncError, failures
 
         config = load_config()
         store = manifest_store(config, self.gcp_conn_id)
         prefix = run_prefix(store, context)
         manifest = read_plan(store, prefix)
-        self._runner = guarded_runner(config, self.gcp_conn_id, context, self.task_id)
-        outcome = self.run_unit(config, manifest, self._runner, context)
-        if outcome is None:
-            return {"unit": None, "objects": 0}
-        unit, results = outcome
-        store.write(f"{prefix}/results/{unit}.json", {"unit": unit, "results": results})
+        with working_under_lease(config, self.gcp_conn_id, context, self.task_id) as beat:
+            self._runner = guarded_runner(config, self.gcp_conn_id, context, self.task_id)
+            if beat is not None:
+                self._runner.bq.fence = beat.fence  # no write once another run took the lease over
+            outcome = self.run_unit(config, manifest, self._runner, context)
+            if outcome is None:
+                return {"unit": None, "objects": 0}
+            unit, results = outcome
+            prints = self.fingerprints(config, context, results)
+        store.write(f"{prefix}/results/{unit}.json", {"unit": unit, "results": results, "fingerprints": prints})
         self.log.info("%s:\n%s", unit, results_table(results))
         failed = failures(results)
         if failed:
@@ -164,9 +141,47 @@ class UnitOperator(BaseOperator):
             raise AirflowFailException(message)  # deterministic: a retry would fail the same way
         return {"unit": unit, "objects": len(results), "rows": sum(int(r.get("rows") or 0) for r in results)}
 
+    # True for units that may change tables they do not name in their results (migrations): they
+    # record the fingerprints of every table of the environments the run holds
+    fingerprints_environment = False
+
+    def fingerprints(
+        self, config: EnvsyncConfig, context: Context, results: list[dict[str, Any]]
+    ) -> dict[str, dict[str, Any]]:
+        """What this unit leaves in each table it wrote (the report proves the run left it so)."""
+        from envsync.bigquery.verify import fingerprint
+
+        assert self._runner is not None
+        client = self._runner.bq.client
+        targets = {str(r["target"]) for r in results if r.get("status") in ("ok", "dropped") and r.get("target")}
+        if self.fingerprints_environment:
+            targets |= environment_tables(config, self.gcp_conn_id, context, client)
+        prints: dict[str, dict[str, Any]] = {}
+        for target in sorted(targets):
+            found = fingerprint(client, config.project, target)
+            if found is not None:
+                prints[target] = found
+        return prints
+
     def on_kill(self) -> None:
         if self._runner is not None:
             self._runner.cancel_all()
+
+
+def environment_tables(config: EnvsyncConfig, conn_id: str, context: Context, client: Any) -> set[str]:
+    """`dataset.table` of every table in the datasets of the environments this run holds leases on."""
+    from google.api_core.exceptions import NotFound
+
+    from envsync.operators.leasing import env_datasets, held_envs
+
+    found: set[str] = set()
+    for env in held_envs(config, conn_id, context):
+        for dataset in env_datasets(config, env):
+            try:
+                found |= {f"{dataset}.{t.table_id}" for t in client.list_tables(f"{config.project}.{dataset}")}
+            except NotFound:
+                continue
+    return found
 
 
 class DatasetUnitOperator(UnitOperator):
@@ -192,12 +207,81 @@ class RunReportOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         error: BaseException | None = None
         try:
-            return self.report(context)
+            brief = self.report(context)
+            self.prove(context)
+            return brief
         except BaseException as failure:
-            error = failure
+            error = self.refused(context) or failure
             raise
         finally:
             self.audit(context, error)
+            self.release(context, error)
+
+    def refused(self, context: Context) -> BaseException | None:
+        """The lease refusal of this run's plan (naming the run that held the environment), if any."""
+        from envsync.core.config import load_config
+        from envsync.operators.leasing import refusal
+
+        try:
+            why = refusal(load_config(), self.gcp_conn_id, context)
+        except Exception:
+            return None
+        return None if why is None else RuntimeError(f"refused the environment's lease: {why}")
+
+    def release(self, context: Context, error: BaseException | None) -> None:
+        """Give back the leases this run holds (after its last write: this report task)."""
+        from envsync.core.config import load_config
+        from envsync.operators.leasing import release_leases
+
+        try:
+            released = release_leases(
+                load_config(), self.gcp_conn_id, context, self.task_id, "failed" if error is not None else "success"
+            )
+        except Exception as failure:  # a lease not given back goes stale and is taken over
+            self.log.warning("could not release this run's leases: %s", failure)
+            return
+        if released:
+            self.log.info("released the leases of %s", ", ".join(released))
+
+    def prove(self, context: Context) -> None:
+        """Before reporting success: re-read the fingerprints of every table the run wrote and compare them
+        with what its units recorded; a difference fails the run, naming the tables and who else wrote."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from envsync.bigquery.verify import fingerprint, fingerprint_changes
+        from envsync.core.clients import bigquery_client
+        from envsync.core.config import load_config
+        from envsync.operators.leasing import held_envs, leases_for
+
+        config = load_config()
+        store = manifest_store(config, self.gcp_conn_id)
+        prefix = run_prefix(store, context)
+        manifest = read_plan(store, prefix)
+        recorded: dict[str, dict[str, Any]] = {}
+        for unit in manifest["units"]:
+            recorded.update((store.read(f"{prefix}/results/{unit}.json") or {}).get("fingerprints") or {})
+        if not recorded:
+            return
+        client = bigquery_client(config.project, config.location, self.gcp_conn_id)
+        now = {target: fingerprint(client, config.project, target) for target in recorded}
+        changes = fingerprint_changes(recorded, now)
+        if not changes:
+            self.log.info("proved: the %d table(s) this run wrote hold what it recorded", len(recorded))
+            return
+        leases = leases_for(config, self.gcp_conn_id)
+        others = []
+        for env in held_envs(config, self.gcp_conn_id, context):
+            state = leases.read(env)
+            if state is not None and state.holder.run_id != context["run_id"]:
+                others.append(f"{env} is held by {state.holder.describe()}")
+            last = leases.last_release(env)
+            if last and last.get("run_id") != context["run_id"]:
+                others.append(f"{env} was last written by run {last.get('run_id')} of DAG {last.get('dag_id')}")
+        raise AirflowFailException(
+            f"{len(changes)} table(s) no longer hold what this run wrote: "
+            + "; ".join(changes)
+            + (f". Changed meanwhile: {'; '.join(others)}" if others else ". The leases name no other writer")
+        )
 
     def audit(self, context: Context, error: BaseException | None) -> None:
         """Append the run's summary and table actions to the audit tables; a failure here is only logged."""

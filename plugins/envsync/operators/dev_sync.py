@@ -71,6 +71,7 @@ class PlanDevSyncOperator(BaseOperator):
         from envsync.core.config import load_config
         from envsync.core.window import anchor_from_context, new_cut, quarter_window
         from envsync.observe.report import privacy_table
+        from envsync.operators.leasing import take_leases
         from envsync.sync.run import build_plans
         from envsync.sync.summary import plan_table, quota_summary
 
@@ -81,6 +82,8 @@ class PlanDevSyncOperator(BaseOperator):
         store = manifest_store(config, self.gcp_conn_id)
         store.ensure_bucket(config.location)
         prefix = run_prefix(store, context)
+        if not dry_run:  # one writer of dev at a time, across every DAG (before dev is read or written)
+            take_leases(config, self.gcp_conn_id, context, self.task_id, ["dev"])
         anchor = anchor_from_context(context)
         cut = recorded_cut(store, prefix)
         if cut is not None:
@@ -222,6 +225,8 @@ class SyncViewsOperator(UnitOperator):
 class SyncMigrateOperator(UnitOperator):
     """After a full sync, apply again the schema migrations promoted to dev that prod does not have
     (dev was rebuilt from prod), and note in the ledger the versions dev now holds through prod."""
+
+    fingerprints_environment = True  # migrations change tables they do not name
 
     def run_unit(self, config: Any, manifest: dict[str, Any], runner: Any, context: Context) -> Any:
         from airflow.sdk.exceptions import AirflowFailException

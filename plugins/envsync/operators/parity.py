@@ -84,6 +84,12 @@ class ParityOperator(_ParityBase):
             datasets = check_datasets(config, self.datasets)
         except (ConfigError, ValueError) as bad_param:
             raise AirflowFailException(str(bad_param)) from bad_param
+        busy = being_rebuilt(config, self.gcp_conn_id, environments)
+        for env, holder in busy.items():
+            self.log.warning("%s: being rebuilt by %s; not compared this run (never a half-written state)", env, holder)
+        environments = [env for env in environments if env not in busy]
+        if not environments:
+            return {"being_rebuilt": busy, "environments": []}
         self.log.info("checking the parity of %s with prod, datasets %s", environments, datasets)
         runner = audit_runner(config, guarded_runner(config, self.gcp_conn_id, context, self.task_id))
         error: BaseException | None = None
@@ -108,6 +114,21 @@ class ParityOperator(_ParityBase):
                 record_run_audit(config, self.gcp_conn_id, context, self.task_id, manifest, [], error)
             except Exception as failure:  # the audit never fails the check
                 self.log.warning("could not record this run in the audit tables: %s", failure)
+
+
+def being_rebuilt(config: Any, conn_id: str, environments: Sequence[str]) -> dict[str, str]:
+    """The environments another run is writing now (their lease holder), which readers leave alone."""
+    from envsync.operators.leasing import lease_holders
+
+    try:
+        holders = lease_holders(config, conn_id, [e for e in environments if e != "test"])
+    except Exception as error:  # no state bucket yet: nothing is being written
+        from google.api_core.exceptions import NotFound
+
+        if isinstance(error, NotFound):
+            return {}
+        raise
+    return {env: state.holder.describe() for env, state in holders.items() if state is not None}
 
 
 # prod is the reference, not an environment parity checks: a promotion to prod checks the environments

@@ -48,6 +48,7 @@ class PlanProdCopyOperator(BaseOperator):
         from envsync.core.clients import bigquery_client
         from envsync.core.config import ConfigError, load_config
         from envsync.observe.report import privacy_table
+        from envsync.operators.leasing import take_leases
         from envsync.operators.params import check_datasets
         from envsync.sync.prodcopy import CURRENT, AsOfError, check_as_of, parse_as_of, pin_plans_to_cut
         from envsync.sync.run import build_plans
@@ -61,6 +62,7 @@ class PlanProdCopyOperator(BaseOperator):
             store = manifest_store(config, self.gcp_conn_id)
             store.ensure_bucket(config.location)
             prefix = run_prefix(store, context)
+            take_leases(config, self.gcp_conn_id, context, self.task_id, ["prodcopy"])
             now = dt.datetime.now(dt.UTC)
             recorded = recorded_cut(store, prefix)
             if recorded is not None:

@@ -60,6 +60,7 @@ class PlanPromotionOperator(BaseOperator):
         from envsync.environments.reseed import ContractError
         from envsync.migrations.ledger import MigrationError
         from envsync.migrations.promote import validate_promote_params
+        from envsync.operators.leasing import take_leases
 
         try:
             config = load_config()
@@ -69,6 +70,8 @@ class PlanPromotionOperator(BaseOperator):
         store = manifest_store(config, self.gcp_conn_id)
         store.ensure_bucket(config.location)
         prefix = run_prefix(store, context)
+        if not params.dry_run:  # one writer per environment: before the ledger is read
+            take_leases(config, self.gcp_conn_id, context, self.task_id, [params.target])
         manifest: dict[str, Any] = {
             "dag_id": context["dag"].dag_id,
             "run_id": context["run_id"],
@@ -180,6 +183,8 @@ class PlanPromotionOperator(BaseOperator):
 class PromoteOperator(UnitOperator):
     """Apply the planned migrations to the target: qa/staging through migrations.apply; prod with a
     pinned backup, a schema check after each migration and rollback (envsync.migrations.promote.ProdPromotion)."""
+
+    fingerprints_environment = True  # migrations change tables they do not name
 
     template_fields: Sequence[str] = ("confirm",)
 

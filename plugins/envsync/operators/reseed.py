@@ -81,10 +81,13 @@ class PlanReseedOperator(BaseOperator):
         from envsync.environments.reseed import ContractError, Reseeder, reseed_privacy, sources_to_dict, units_for
         from envsync.environments.seeds import seed_version
         from envsync.observe.report import privacy_table, result_row
+        from envsync.operators.leasing import take_leases
 
         store = manifest_store(config, self.gcp_conn_id)
         store.ensure_bucket(config.location)
         prefix = run_prefix(store, context)
+        # one writer per environment across every DAG: before the ledger and schemas are read
+        take_leases(config, self.gcp_conn_id, context, self.task_id, [f"test_{test_name}"] if test_name else envs)
         cut = recorded_cut(store, prefix) or new_cut()
         version = seed_version(config)
         self.log.info(
@@ -270,6 +273,8 @@ class ReseedMigrateOperator(UnitOperator):
     """Apply each re-seeded environment's pending schema migrations again (it was rebuilt from prod),
     fill the seeded tables on the migrated schema, and note in the ledger the versions prod brought."""
 
+    fingerprints_environment = True  # migrations and the seed refill change tables they do not name
+
     def run_unit(self, config: Any, manifest: dict[str, Any], runner: Any, context: Context) -> Any:
         from airflow.sdk.exceptions import AirflowFailException
 
@@ -317,7 +322,6 @@ class CleanupTestEnvironmentsOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from envsync.core.config import load_config
         from envsync.core.window import anchor_from_context
-        from envsync.environments.testenvs import delete_expired
         from envsync.observe.report import result_row
 
         config = load_config()
@@ -327,7 +331,7 @@ class CleanupTestEnvironmentsOperator(BaseOperator):
         deleted: list[dict[str, Any]] = []
         error: BaseException | None = None
         try:
-            deleted = delete_expired(config, runner.bq, now)
+            deleted = self._delete_expired(config, runner, context, now)
         except BaseException as failure:
             error = failure
             raise
@@ -352,3 +356,31 @@ class CleanupTestEnvironmentsOperator(BaseOperator):
             except Exception as failure:  # the audit never fails the data work
                 self.log.warning("could not record this run in the audit tables: %s", failure)
         return {"deleted": [d["dataset"] for d in deleted], "checked_at": now.isoformat()}
+
+    def _delete_expired(self, config: Any, runner: Any, context: Context, now: dt.datetime) -> list[dict[str, Any]]:
+        """Delete each expired test environment under its lease; one another run is writing is left for
+        the next day's run (said in the log)."""
+        from envsync.core.lease import LeaseHeld
+        from envsync.environments.testenvs import delete_expired, expired_test_datasets
+        from envsync.operators.leasing import leases_for, me, target_lease
+
+        leases = leases_for(config, self.gcp_conn_id)
+        leases.settings.wait_seconds = 0
+        holder = me(context, self.task_id)
+        expired = expired_test_datasets(config, runner.bq.client, now)
+        deleted: list[dict[str, Any]] = []
+        for env in sorted({target_lease(config, d["dataset"]) for d in expired}):
+            try:
+                leases.acquire([env], holder)
+            except LeaseHeld as busy:
+                self.log.warning("leaving expired test environment %s for the next run: %s", env, busy)
+                continue
+            try:
+
+                def mine(item: dict[str, Any], env: str = env) -> bool:
+                    return target_lease(config, item["dataset"]) == env
+
+                deleted += delete_expired(config, runner.bq, now, only=mine)
+            finally:
+                leases.release(env, holder)
+        return deleted

@@ -130,6 +130,7 @@ class PlanRestoreOperator(BaseOperator):
         from envsync.core.config import load_config
         from envsync.core.guard import GuardedBigQuery
         from envsync.observe.report import render_table, result_row
+        from envsync.operators.leasing import take_leases, target_lease
         from envsync.operators.params import check_environment
 
         config = load_config()
@@ -151,6 +152,10 @@ class PlanRestoreOperator(BaseOperator):
             )
         for dataset in datasets:  # before anything is written: a prod target needs the exact confirmation
             restore_guard(config, targets[dataset], dataset, point, self.confirm)
+        # one writer per environment: the target's (drill, staging, or prod for a confirmed restore)
+        take_leases(
+            config, self.gcp_conn_id, context, self.task_id, sorted({target_lease(config, t) for t in targets.values()})
+        )
         client = bigquery_client(config.project, config.location, self.gcp_conn_id)
         exports = manifest_store(config, self.gcp_conn_id, config.export_bucket)
         catalog = BackupCatalog(config, client, store, exports)

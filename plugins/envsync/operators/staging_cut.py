@@ -75,6 +75,7 @@ class PlanStagingCutOperator(BaseOperator):
         from envsync.core.window import new_cut
         from envsync.environments.cut import migration_version, plan_cut, seed_version
         from envsync.observe.report import result_row
+        from envsync.operators.leasing import take_leases
         from envsync.operators.params import check_datasets
         from envsync.sync.prodcopy import check_as_of
         from envsync.sync.summary import plan_table
@@ -84,6 +85,8 @@ class PlanStagingCutOperator(BaseOperator):
         store = manifest_store(config, self.gcp_conn_id)
         store.ensure_bucket(config.location)
         prefix = run_prefix(store, context)
+        # staging is written; qa is read as of T and must not be dropped and re-created meanwhile
+        take_leases(config, self.gcp_conn_id, context, self.task_id, ["qa", "staging"])
         cut = recorded_cut(store, prefix) or new_cut()
         now = dt.datetime.now(UTC)
         client = bigquery_client(config.project, config.location, self.gcp_conn_id)
@@ -189,6 +192,8 @@ class PublishCutOperator(UnitOperator):
     """Publish every verified stage into staging, or - when any stage failed - drop them all and leave
     staging as it was. A failure while publishing rolls staging back from its pins. After a successful
     publish only, staging's rows of the migration ledger are made qa's as of T."""
+
+    fingerprints_environment = True  # publishing rewrites staging's tables and ledger
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("trigger_rule", "all_done")  # it cleans up after failed stages too

@@ -113,6 +113,18 @@ class EnvironmentStatus:
 
 
 @dataclass
+class LeaseRow:
+    """Who holds an environment's lease (envsync.core.lease): the run writing it now."""
+
+    environment: str
+    run: RunLink
+    task_id: str
+    deployment: str
+    since: dt.datetime | None
+    heartbeat: dt.datetime | None
+
+
+@dataclass
 class RestorePoint:
     at: dt.datetime
     kind: str  # snapshot | pinned | export
@@ -197,6 +209,7 @@ class Dashboard:
     migrations: OptionalSection
     migration_status: list[MigrationStatus]
     notes: list[str]
+    leases: list[LeaseRow] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         def plain(value: Any) -> Any:
@@ -410,6 +423,33 @@ class DashboardReader:
             return {}
         return {row["table_name"]: list(row["columns"]) for row in rows}
 
+    def _leases(self) -> list[LeaseRow]:
+        """Every lease in the state bucket now (leases/<environment>.json): who writes what, since when."""
+        import json
+
+        from envsync.core.lease import PREFIX, Holder
+
+        rows = []
+        for blob in self.store.client.list_blobs(self.store.bucket_name, prefix=f"{PREFIX}/"):
+            name = blob.name.removeprefix(f"{PREFIX}/")
+            if not name.endswith(".json") or name.endswith(".last.json"):
+                continue
+            try:
+                holder = Holder.from_dict(json.loads(blob.download_as_text()))
+            except Exception:  # released between the listing and the read
+                continue
+            rows.append(
+                LeaseRow(
+                    name.removesuffix(".json"),
+                    RunLink(holder.dag_id, holder.run_id),
+                    holder.task_id,
+                    holder.deployment,
+                    _utc(holder.since or None),
+                    _utc(blob.updated),
+                )
+            )
+        return sorted(rows, key=lambda r: r.environment)
+
     # ---------------------------------------------------------------------------- the page
 
     def read(self, now: dt.datetime | None = None) -> Dashboard:
@@ -471,6 +511,7 @@ class DashboardReader:
             exports = (
                 {ds: submit(self.catalog.exports, ds) for ds in datasets} if self.config.backups.export.enabled else {}
             )
+            lease_rows = submit(self._leases)
             envs = env_rows.result()
             versions = {
                 row["environment"]: submit(self._seed_version, row["ok_manifest"])
@@ -517,6 +558,11 @@ class DashboardReader:
                 for r in drill_rows.result()
             ]
 
+        try:
+            leases = lease_rows.result()
+        except Exception as error:  # the page still shows everything else
+            leases = []
+            notes.append(f"could not read the environment leases in gs://{self.store.bucket_name}/leases/: {error}")
         for name in (RUNS, TABLE_ACTIONS, RECOVERY_DRILLS):
             if name not in columns:
                 notes.append(f"{self.config.audit.dataset}.{name} does not exist yet: no run has recorded to it")
@@ -543,6 +589,7 @@ class DashboardReader:
             migrations,
             migration_status,
             notes,
+            leases,
         )
 
     def _snapshots(self, dataset: str) -> dict[str, list[dt.datetime]]:

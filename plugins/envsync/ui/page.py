@@ -119,6 +119,28 @@ def _environments(board: Dashboard, ui_root: str) -> str:
     )
 
 
+def _leases(board: Dashboard, ui_root: str) -> str:
+    """Who holds each environment's lease now (one writer per environment across all DAGs)."""
+    head = "<h2>Being written now</h2>"
+    if not board.leases:
+        return head + '<p id="leases" class="none">No run holds an environment\'s lease: nothing is being written.</p>'
+    rows = "".join(
+        f'<tr class="lease" data-env="{escape(lease.environment, quote=True)}">'
+        f"<td><b>{escape(lease.environment)}</b></td>"
+        f"<td>{_run_link(ui_root, lease.run, f'{lease.run.dag_id} / {lease.run.run_id}')}</td>"
+        f"<td>{escape(lease.task_id)}</td><td>{_ts(lease.since)}</td><td>{_ts(lease.heartbeat)}</td>"
+        f"<td>{escape(lease.deployment)}</td></tr>"
+        for lease in board.leases
+    )
+    return (
+        head
+        + '<table id="leases"><tr><th>environment</th><th>held by run</th><th>task</th><th>since</th>'
+        + "<th>last heartbeat</th><th>Airflow deployment</th></tr>"
+        + rows
+        + "</table>"
+    )
+
+
 def _coverage(board: Dashboard, ui_root: str, limit: int | None) -> str:
     start, end = board.coverage_from, board.generated_at
     legend = (
@@ -302,6 +324,7 @@ def render_page(board: Dashboard, *, ui_root: str = "", coverage_limit: int | No
         f"read at {_ts(board.generated_at)} in {board.seconds:.2f} s (kept for {CACHE_SECONDS} s)</p>"
         + notes
         + _environments(board, ui_root)
+        + _leases(board, ui_root)
         + _coverage(board, ui_root, coverage_limit)
         + _drills(board, ui_root)
         + _parity(board, ui_root)

@@ -1,0 +1,277 @@
+"""Environment leases in the DAGs: which environments a run writes, taking and giving back their leases,
+renewing them while a task works, and cleaning up after a run that died holding one.
+
+The plan task of a writing run takes the leases (`take_leases`) before anything is written and records
+them in `<run prefix>/leases.json`; every unit task renews them while it works (`working_under_lease`:
+a heartbeat thread, and a fence the write guard calls before each write); the report task gives them
+back (`release_leases`). A run refused a lease records why in `<run prefix>/lease.json`, so its audit
+row names the run that holds it. Lease names: dev, qa, staging, prodcopy, test_<name>, drill,
+drill_staging, backup, backup_staging, prod (README "Overlapping runs").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from envsync.core.config import EnvsyncConfig
+    from envsync.core.lease import Heartbeat, Holder, Leases, LeaseState, Takeover
+
+log = logging.getLogger(__name__)
+
+LEASES_FILE = "leases.json"
+REFUSED_FILE = "lease.json"
+# stage tables a run builds before it publishes them (dev sync, cut: __envsync_stage; restores: __restore)
+STAGE_SUFFIXES = ("__envsync_stage", "__restore")
+
+
+def env_datasets(config: EnvsyncConfig, env: str) -> list[str]:
+    """The datasets a lease covers."""
+    prefixes = config.env_prefixes()
+    staging = prefixes["staging"]
+    if env == "prod":
+        return list(config.prod.datasets)
+    if env in ("drill_staging", "backup_staging"):
+        return [prefixes[env.split("_")[0]] + staging + ds for ds in config.prod.datasets]
+    if env.startswith("test_"):
+        return [config.env_dataset("test", ds, env.removeprefix("test_")) for ds in config.prod.datasets]
+    if env not in prefixes:
+        raise ValueError(f"{env!r} is not an environment envsync writes")
+    return [prefixes[env] + ds for ds in config.prod.datasets]
+
+
+def backup_lease(source: str) -> str:
+    """The lease of the backup datasets of `source` (prod or staging)."""
+    return "backup" if source == "prod" else f"backup_{source}"
+
+
+def drill_lease(source: str) -> str:
+    return "drill" if source == "prod" else f"drill_{source}"
+
+
+def target_lease(config: EnvsyncConfig, dataset: str) -> str:
+    """The lease of the environment a dataset belongs to (a restore's target dataset)."""
+    if dataset in config.prod.datasets:
+        return "prod"
+    for env in ("drill_staging", "backup_staging", "drill", "backup", "dev", "qa", "staging", "prodcopy"):
+        if dataset in env_datasets(config, env):
+            return env
+    test = config.environments.test.prefix
+    if dataset.startswith(test):
+        for ds in config.prod.datasets:
+            if dataset.endswith("_" + ds) and len(dataset) > len(test) + len(ds) + 1:
+                return "test_" + dataset[len(test) : -len(ds) - 1]
+    raise ValueError(f"dataset {dataset!r} belongs to no environment envsync writes")
+
+
+def airflow_run_state(holder: Holder) -> bool | None:
+    """Whether Airflow still runs the holder's DAG run (None: another deployment, or no Airflow to ask)."""
+    from envsync.core.lease import deployment_id
+
+    if holder.deployment != deployment_id():
+        return None
+    try:
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+        state = str(RuntimeTaskInstance.get_dagrun_state(holder.dag_id, holder.run_id) or "").lower()
+    except Exception as error:  # outside a task, or the run is gone from this Airflow
+        if "not found" in str(error).lower() or "404" in str(error):
+            return False
+        log.info("could not ask Airflow for the state of %s: %s", holder.describe(), error)
+        return None
+    return state in ("queued", "running")
+
+
+def leases_for(config: EnvsyncConfig, conn_id: str) -> Leases:
+    from envsync.core.clients import storage_client
+    from envsync.core.lease import Leases, LeaseSettings
+
+    s = config.leases
+    return Leases(
+        storage_client(config.project, conn_id),
+        config.state.bucket,
+        LeaseSettings(
+            wait_seconds=s.wait_seconds,
+            poll_seconds=s.poll_seconds,
+            heartbeat_seconds=s.heartbeat_seconds,
+            stale_after_seconds=s.stale_after_seconds,
+        ),
+        is_running=airflow_run_state,
+    )
+
+
+def me(context: Context, task_id: str) -> Holder:
+    from envsync.core.lease import Holder, deployment_id
+
+    return Holder(context["dag"].dag_id, context["run_id"], task_id, deployment_id())
+
+
+def take_leases(config: EnvsyncConfig, conn_id: str, context: Context, task_id: str, envs: Sequence[str]) -> None:
+    """Take the leases of `envs` for this run before its first write; fail naming the holder when another
+    run keeps one past `leases.wait_seconds`. Clean up after every dead run whose lease was taken over."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from envsync.core.lease import LeaseHeld
+    from envsync.operators.runtime import manifest_store, run_prefix
+
+    store = manifest_store(config, conn_id)
+    prefix = run_prefix(store, context)
+    leases = leases_for(config, conn_id)
+    holder = me(context, task_id)
+
+    def waiting(env: str, other: Holder, waited: float) -> None:
+        log.info(
+            "environment %s is being written by %s; waiting (%.0f s of at most %d s, leases.wait_seconds)",
+            env,
+            other.describe(),
+            waited,
+            config.leases.wait_seconds,
+        )
+
+    log.info("taking the leases of %s (%s)", ", ".join(sorted(envs)), ", ".join(leases.uri(e) for e in sorted(envs)))
+    try:
+        takeovers = leases.acquire(envs, holder, on_wait=waiting)
+    except LeaseHeld as refused:
+        store.write(
+            f"{prefix}/{REFUSED_FILE}", {"refused": str(refused), "env": refused.env, "holder": asdict(refused.holder)}
+        )
+        raise AirflowFailException(str(refused)) from None
+    store.write(f"{prefix}/{LEASES_FILE}", {"envs": sorted(set(envs)), "holder": asdict(holder)})
+    log.info("this run holds the leases of %s", ", ".join(sorted(set(envs))))
+    for takeover in takeovers:
+        clean_up_dead_run(config, conn_id, context, takeover)
+
+
+def held_envs(config: EnvsyncConfig, conn_id: str, context: Context) -> list[str]:
+    from envsync.operators.runtime import manifest_store, run_prefix
+
+    store = manifest_store(config, conn_id)
+    recorded = store.read(f"{run_prefix(store, context)}/{LEASES_FILE}") or {}
+    return list(recorded.get("envs") or [])
+
+
+def refusal(config: EnvsyncConfig, conn_id: str, context: Context) -> str | None:
+    """Why this run was refused a lease (the message naming the holder), if it was."""
+    from envsync.operators.runtime import manifest_store, run_prefix
+
+    store = manifest_store(config, conn_id)
+    recorded = store.read(f"{run_prefix(store, context)}/{REFUSED_FILE}")
+    return None if recorded is None else str(recorded.get("refused"))
+
+
+@contextlib.contextmanager
+def working_under_lease(
+    config: EnvsyncConfig, conn_id: str, context: Context, task_id: str
+) -> Iterator[Heartbeat | None]:
+    """Renew this run's leases while a task works; fail the task at once when one was taken over."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from envsync.core.lease import Heartbeat, LeaseLost
+
+    envs = held_envs(config, conn_id, context)
+    if not envs:
+        yield None
+        return
+    beat = Heartbeat(leases_for(config, conn_id), envs, me(context, task_id))
+    try:
+        beat.__enter__()
+    except LeaseLost as lost:
+        raise AirflowFailException(str(lost)) from None
+    try:
+        yield beat
+    finally:
+        beat.__exit__(None, None, None)
+
+
+def release_leases(config: EnvsyncConfig, conn_id: str, context: Context, task_id: str, status: str) -> list[str]:
+    envs = held_envs(config, conn_id, context)
+    leases = leases_for(config, conn_id)
+    holder = me(context, task_id)
+    return [env for env in envs if leases.release(env, holder, status=status)]
+
+
+def clean_up_dead_run(config: EnvsyncConfig, conn_id: str, context: Context, takeover: Takeover) -> dict[str, Any]:
+    """After taking over a dead run's lease: cancel the BigQuery jobs it left running (they carry its
+    run-id label), drop the stage tables left in the environment, and record it in the audit as `killed`."""
+    from envsync.bigquery.jobs import label_value
+    from envsync.core.clients import bigquery_client
+    from envsync.core.guard import TableRef
+    from envsync.observe.audit import record_run
+    from envsync.operators.runtime import guarded_runner
+
+    dead = takeover.previous
+    client = bigquery_client(config.project, config.location, conn_id)
+    labels = {"envsync-dag": label_value(dead.dag_id), "envsync-run": label_value(dead.run_id)}
+    since = _parse(dead.since) - dt.timedelta(minutes=5) if dead.since else None
+    cancelled: list[str] = []
+    for state in ("running", "pending"):
+        try:
+            jobs = list(client.list_jobs(state_filter=state, all_users=True, min_creation_time=since))
+        except Exception as error:  # listing jobs needs bigquery.jobs.list(All): say so, go on
+            log.warning("could not list BigQuery jobs to cancel those of %s: %s", dead.describe(), error)
+            break
+        for job in jobs:
+            job_labels = getattr(job, "labels", None) or {}
+            if all(job_labels.get(k) == v for k, v in labels.items()):
+                try:
+                    client.cancel_job(job.job_id, location=job.location or config.location)
+                    cancelled.append(job.job_id)
+                except Exception as error:
+                    log.warning("could not cancel BigQuery job %s of %s: %s", job.job_id, dead.describe(), error)
+    runner = guarded_runner(config, conn_id, context, "lease-takeover")
+    removed: list[str] = []
+    if takeover.env != "prod":  # prod is read-only: a confirmed restore rebuilds its own stages
+        for dataset in env_datasets(config, takeover.env):
+            try:
+                tables = list(client.list_tables(f"{config.project}.{dataset}"))
+            except Exception:  # NotFound: the dataset is not there (yet)
+                continue
+            for item in tables:
+                if item.table_id.endswith(STAGE_SUFFIXES):
+                    runner.bq.delete_table(TableRef(config.project, dataset, item.table_id))
+                    removed.append(f"{dataset}.{item.table_id}")
+    summary = (
+        f"killed: its lease of {takeover.env} was taken over by run {context['run_id']} of DAG "
+        f"{context['dag'].dag_id} because {takeover.reason}; {len(cancelled)} BigQuery job(s) it left running "
+        f"cancelled{': ' + ', '.join(cancelled) if cancelled else ''}; {len(removed)} stage table(s) removed"
+        f"{': ' + ', '.join(removed) if removed else ''}"
+    )
+    log.warning("%s: %s", dead.describe(), summary)
+    now = dt.datetime.now(dt.UTC)
+    try:
+        record_run(
+            config,
+            runner,
+            {
+                "recorded_at": now,
+                "dag_id": dead.dag_id,
+                "run_id": dead.run_id,
+                "environment": takeover.env,
+                "status": "killed",
+                "started_at": _parse(dead.since) if dead.since else None,
+                "duration_seconds": (now - _parse(dead.since)).total_seconds() if dead.since else None,
+                "objects": 0,
+                "failed": 0,
+                "error": summary[:2000],
+            },
+            [],
+        )
+    except Exception as error:  # the audit never fails the data work
+        log.warning("could not record the killed run in the audit tables: %s", error)
+    return {"cancelled": cancelled, "removed": removed, "summary": summary}
+
+
+def lease_holders(config: EnvsyncConfig, conn_id: str, envs: Sequence[str]) -> dict[str, LeaseState | None]:
+    """Who holds each environment's lease now (readers: parity, the page)."""
+    return leases_for(config, conn_id).holders(envs)
+
+
+def _parse(stamp: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(stamp)

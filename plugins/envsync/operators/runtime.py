@@ -1,0 +1,44 @@
+"""A run's handles on the state bucket and BigQuery: its manifest store, its folder there, and its
+guarded job runner (used by every operator module, and by the leases)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from envsync.bigquery.jobs import JobRunner
+    from envsync.core.config import EnvsyncConfig
+    from envsync.core.manifest import ManifestStore
+
+
+def manifest_store(config: EnvsyncConfig, conn_id: str, bucket: str | None = None) -> ManifestStore:
+    """The JSON store in `bucket` (default: the state bucket; backup exports use config.export_bucket)."""
+    from envsync.core.clients import storage_client
+    from envsync.core.manifest import ManifestStore
+
+    return ManifestStore(storage_client(config.project, conn_id), bucket or config.state.bucket)
+
+
+def run_prefix(store: ManifestStore, context: Context) -> str:
+    return store.run_prefix(context["dag"].dag_id, context["run_id"])
+
+
+def guarded_runner(
+    config: EnvsyncConfig, conn_id: str, context: Context, task_id: str, location: str | None = None
+) -> JobRunner:
+    """A JobRunner whose every write passes the prod write guard, labelled with this run and task."""
+    from envsync.bigquery.jobs import JobRunner
+    from envsync.core.clients import bigquery_client
+    from envsync.core.guard import GuardedBigQuery, WriteGuard
+
+    client = bigquery_client(config.project, config.location, conn_id)
+    bq = GuardedBigQuery(client, WriteGuard.from_config(config), location or config.location)
+    return JobRunner(
+        bq,
+        dag_id=context["dag"].dag_id,
+        run_id=context["run_id"],
+        task_id=task_id,
+        timeout=config.sync.job_timeout_seconds,
+    )
