@@ -232,6 +232,7 @@ NAMESPACES = {
         Namespace("envsync-promote", "prm", ("sales", "marketing", AUDIT_DATASET)),
         Namespace("envsync-parity", "par", ("sales", "marketing", AUDIT_DATASET)),
         Namespace("envsync-season", "ssn", ("sales", "marketing", AUDIT_DATASET)),
+        Namespace("envsync-overlap", "ovl", ("sales", "marketing", AUDIT_DATASET)),
     )
 }
 

@@ -333,3 +333,11 @@ def test_file_errors_name_the_file_and_the_key(tmp_path: Path) -> None:
     assert "environments.dev.window_quarters" in message and "(got 9)" in message
     assert "errors.pydantic.dev" not in message
     assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def test_leases_default_and_a_stale_bound_under_three_heartbeats_is_refused() -> None:
+    leases = parse_config(minimal(), "test.yaml").leases
+    assert (leases.wait_seconds, leases.heartbeat_seconds, leases.stale_after_seconds) == (900, 30, 900)
+    message = config_error({**minimal(), "leases": {"heartbeat_seconds": 60, "stale_after_seconds": 120}})
+    assert "leases" in message and "stale_after_seconds 120" in message and "3 heartbeats" in message
+    assert "wait_seconds" in config_error({**minimal(), "leases": {"wait_seconds": -1}})

@@ -335,3 +335,16 @@ def test_line_chart_title_stays_above_the_highest_tick_label() -> None:
     ]
     # a tick label (font size 10) reaches about 10 px above its baseline: that must be below the title's baseline
     assert min(tick_baselines) - 10 >= title_baseline, (title_baseline, sorted(tick_baselines)[:2])
+
+
+def test_page_shows_who_holds_each_environments_lease() -> None:
+    idle = render_page(_board())
+    assert 'id="leases"' in idle and "nothing is being written" in idle
+    lease = data.LeaseRow(
+        "staging", data.RunLink("reseed_environments", "scheduled__2026-12-06"), "reseed", "airflow-x", NOW, NOW
+    )
+    html = render_page(_board(leases=[lease]), ui_root="/airflow")
+    root = html[html.index('<table id="leases"') :]
+    row = root[: root.index("</table>")]
+    assert 'data-env="staging"' in row and "reseed_environments / scheduled__2026-12-06" in row
+    assert 'href="/airflow/dags/reseed_environments/runs/scheduled__2026-12-06"' in row and "airflow-x" in row

@@ -15,8 +15,8 @@ strongly consistent for read-after-write, metadata and deletes
 * Staleness is judged by the object's `updated` time (the server's clock, not the holder's): a lease
   older than `stale_after_seconds` is stale, and so is a lease whose run Airflow says is no longer
   running (asked only of runs of this deployment: another Airflow's runs are judged by the heartbeat).
-* A takeover deletes the stale object with `if_generation_match=<its generation>` and creates a new one
-  with `if_generation_match=0`: two runs taking over the same stale lease cannot both win.
+* A takeover rewrites the stale object with `if_generation_match=<its generation>`: of several runs
+  taking over the same stale lease exactly one succeeds, and that one cleans up after the dead run.
 * A retried create may answer 412 after its own success (a retry of a request that did succeed): the
   holder in the object is compared with the caller, so a run never refuses itself.
 """
@@ -256,13 +256,14 @@ class Leases:
                         break
                     reason = self.stale_reason(state)
                     if reason is not None:
-                        try:
-                            self._blob(env).delete(if_generation_match=state.generation)
+                        try:  # replace exactly the stale generation: of several takers, one wins
+                            self._write(env, me, state.generation)
                         except (PreconditionFailed, NotFound):
                             continue  # someone else changed it first: look again
-                        log.warning("lease %s: taking over from %s: %s", self.uri(env), state.holder.describe(), reason)
+                        log.warning("lease %s: taken over from %s: %s", self.uri(env), state.holder.describe(), reason)
                         takeovers.append(Takeover(env, state.holder, reason))
-                        continue  # create it with generation 0, as any other taker must
+                        taken.append(env)
+                        break
                     waited = time.monotonic() - started
                     if waited >= self.settings.wait_seconds:
                         raise LeaseHeld(env, state.holder, waited)

@@ -128,7 +128,8 @@ class UnitOperator(BaseOperator):
             if outcome is None:
                 return {"unit": None, "objects": 0}
             unit, results = outcome
-            prints = self.fingerprints(config, context, results)
+            earlier = recorded_fingerprints(store, prefix, manifest) if self.fingerprints_environment else {}
+            prints = self.fingerprints(config, context, results, earlier)
         store.write(f"{prefix}/results/{unit}.json", {"unit": unit, "results": results, "fingerprints": prints})
         self.log.info("%s:\n%s", unit, results_table(results))
         failed = failures(results)
@@ -146,16 +147,22 @@ class UnitOperator(BaseOperator):
     fingerprints_environment = False
 
     def fingerprints(
-        self, config: EnvsyncConfig, context: Context, results: list[dict[str, Any]]
+        self,
+        config: EnvsyncConfig,
+        context: Context,
+        results: list[dict[str, Any]],
+        earlier: dict[str, dict[str, Any]] | None = None,
     ) -> dict[str, dict[str, Any]]:
-        """What this unit leaves in each table it wrote (the report proves the run left it so)."""
+        """What this unit leaves in each table it wrote (the report proves the run left it so); a unit
+        that records the whole environment also re-reads what earlier units recorded (a stage table a
+        later unit dropped is then recorded as gone)."""
         from envsync.bigquery.verify import fingerprint
 
         assert self._runner is not None
         client = self._runner.bq.client
         targets = {str(r["target"]) for r in results if r.get("status") in ("ok", "dropped") and r.get("target")}
         if self.fingerprints_environment:
-            targets |= environment_tables(config, self.gcp_conn_id, context, client)
+            targets |= environment_tables(config, self.gcp_conn_id, context, client) | set(earlier or {})
         prints: dict[str, dict[str, Any]] = {}
         for target in sorted(targets):
             found = fingerprint(client, config.project, target)
@@ -166,6 +173,14 @@ class UnitOperator(BaseOperator):
     def on_kill(self) -> None:
         if self._runner is not None:
             self._runner.cancel_all()
+
+
+def recorded_fingerprints(store: ManifestStore, prefix: str, manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The fingerprints the run's units recorded so far, later units' over earlier ones'."""
+    recorded: dict[str, dict[str, Any]] = {}
+    for unit in manifest.get("units") or []:
+        recorded.update((store.read(f"{prefix}/results/{unit}.json") or {}).get("fingerprints") or {})
+    return recorded
 
 
 def environment_tables(config: EnvsyncConfig, conn_id: str, context: Context, client: Any) -> set[str]:
@@ -257,9 +272,7 @@ class RunReportOperator(BaseOperator):
         store = manifest_store(config, self.gcp_conn_id)
         prefix = run_prefix(store, context)
         manifest = read_plan(store, prefix)
-        recorded: dict[str, dict[str, Any]] = {}
-        for unit in manifest["units"]:
-            recorded.update((store.read(f"{prefix}/results/{unit}.json") or {}).get("fingerprints") or {})
+        recorded = recorded_fingerprints(store, prefix, manifest)
         if not recorded:
             return
         client = bigquery_client(config.project, config.location, self.gcp_conn_id)

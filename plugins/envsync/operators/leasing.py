@@ -213,8 +213,8 @@ def clean_up_dead_run(config: EnvsyncConfig, conn_id: str, context: Context, tak
     cancelled: list[str] = []
     for state in ("running", "pending"):
         try:
-            jobs = list(client.list_jobs(state_filter=state, all_users=True, min_creation_time=since))
-        except Exception as error:  # listing jobs needs bigquery.jobs.list(All): say so, go on
+            jobs = list(client.list_jobs(state_filter=state, min_creation_time=since))  # envsync's own jobs
+        except Exception as error:  # say so, go on: the jobs stop at their own timeout (jobTimeoutMs)
             log.warning("could not list BigQuery jobs to cancel those of %s: %s", dead.describe(), error)
             break
         for job in jobs:

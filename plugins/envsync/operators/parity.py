@@ -200,6 +200,11 @@ class RefreshParityOperator(_ParityBase):
             datasets = check_datasets(config, self.datasets or params.get("datasets"))
         except ValueError as error:
             raise AirflowFailException(str(error)) from error
+        lease_names = {(kind, name): f"test_{name}" if kind == "test" and name else kind for kind, name in targets}
+        busy = being_rebuilt(config, self.gcp_conn_id, sorted(set(lease_names.values())))
+        for env, holder in busy.items():
+            self.log.warning("%s: being rebuilt by %s since this run; its parity is checked by that run", env, holder)
+        targets = [t for t in targets if lease_names[t] not in busy]
         runner = guarded_runner(config, self.gcp_conn_id, context, self.task_id)
         results = [
             check_refreshed(config, runner, kind, datasets=datasets, test_name=test_name) for kind, test_name in targets
