@@ -33,6 +33,10 @@ ADD_EMAIL = """-- envsync: phase=expand
 -- customers get an email address
 alter table sales.customers add column email string;
 """
+REFUNDS = """-- envsync: phase=expand
+-- refunds get a table of their own (no seed: created empty in qa and staging)
+create table sales.refunds (refund_id int64, order_id int64, refunded_on date, amount numeric);
+"""
 
 
 def client() -> Any:
@@ -294,7 +298,7 @@ def test_a_prod_restore_during_a_prod_migration_writes_nothing(
 ) -> None:
     from envsync.core.guard import confirmation_phrase, migration_confirmation_phrase
 
-    (estate.migrations / "0001_add_email.sql").write_text(ADD_EMAIL)
+    (estate.migrations / "0001_refunds.sql").write_text(REFUNDS)
     for target in ("qa", "staging"):
         assert run_dag("reseed_environments", None, {"environments": [target]}, config_path=estate.config).state == (
             "success"
@@ -320,7 +324,7 @@ def test_a_prod_restore_during_a_prod_migration_writes_nothing(
     )
 
     assert_loser_named_the_winner(estate, promote, restore, restore_proc.log_text())
-    assert "email" in [f.name for f in client().get_table(f"{PROJECT}.{sales}.customers").schema]
+    assert [f.name for f in client().get_table(f"{PROJECT}.{sales}.refunds").schema][0] == "refund_id"
     assert assert_environment_is_the_winners("promote_schema", promote["run_id"], env_datasets(estate, "prod"))
 
 
