@@ -78,14 +78,77 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     return None
 
 
+# Under CI (CI=true) a skipped test fails the run unless it is listed, with its reason, in this file:
+# on a CI machine every test must run (.ci/run provisions what the suite needs).
+SKIP_ALLOWLIST = REPO_ROOT / "tests" / "skips_allowed_in_ci.txt"
+_SKIPPED: dict[str, str] = {}
+
+
+def on_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def allowed_skips(path: Path = SKIP_ALLOWLIST) -> dict[str, str]:
+    """{test id: reason} from the allowlist: one `<test id> | <reason>` a line; `#` starts a comment.
+    A test id also allows its parametrized cases. A line without a reason is an error."""
+    allowed: dict[str, str] = {}
+    for number, raw in enumerate(path.read_text().splitlines() if path.exists() else [], start=1):
+        line = raw.split("#", 1)[0].strip() if raw.lstrip().startswith("#") else raw.strip()
+        if not line:
+            continue
+        test, _, reason = (part.strip() for part in line.partition("|"))
+        if not test or not reason:
+            raise pytest.UsageError(f"{path.name}:{number}: write `<test id> | <reason>`, got {raw!r}")
+        allowed[test] = reason
+    return allowed
+
+
+def unlisted_skips(skipped: dict[str, str], allowed: dict[str, str]) -> dict[str, str]:
+    return {
+        test: reason
+        for test, reason in skipped.items()
+        if not any(test == a or test.startswith(a + "[") for a in allowed)
+    }
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Remember every skipped test and its reason (on the xdist controller too: workers send reports)."""
+    if report.skipped and not hasattr(report, "wasxfail"):
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        _SKIPPED[report.nodeid] = str(reason).removeprefix("Skipped: ")
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """After every fixture's teardown: delete what this run created on the sandbox project."""
+    """Under CI, an unlisted skip fails the run. After every fixture's teardown: delete what this run
+    created on the sandbox project."""
+    if on_ci() and getattr(session.config, "workerinput", None) is None:
+        if unlisted_skips(_SKIPPED, allowed_skips()):
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if not sandbox.ON_GCP:
         return
     done = sandbox.finish()
     if done is not None and done.left:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _skips_summary(terminalreporter: Any) -> None:
+    if not on_ci() or getattr(terminalreporter.config, "workerinput", None) is not None:
+        return
+    unlisted = unlisted_skips(_SKIPPED, allowed_skips())
+    if not unlisted:
+        return
+    terminalreporter.write_sep("-", "skips under CI", red=True)
+    for test, reason in sorted(unlisted.items()):
+        terminalreporter.write_line(
+            f"SKIPPED under CI and not in tests/{SKIP_ALLOWLIST.name}: {test}: {reason}", red=True
+        )
+    terminalreporter.write_line(
+        f"CI=true: every test must run; provision what they need (.ci/run) or list them with the reason in "
+        f"tests/{SKIP_ALLOWLIST.name}",
+        red=True,
+    )
 
 
 def _sandbox_summary(terminalreporter: Any) -> None:
@@ -171,6 +234,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     """test-gcp's clean-up line; the season's figure; how much SQL the emulators' GoogleSQL analyzer
     checked (every query job)."""
     _sandbox_summary(terminalreporter)
+    _skips_summary(terminalreporter)
     _season_summary(terminalreporter)
     paths = list(_ANALYZER_STATS)
     if not paths and getattr(terminalreporter.config, "workerinput", None) is None:
