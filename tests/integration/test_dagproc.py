@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from dagproc import DagProcess, DagProcessError
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.gcp_incompatible]
 
 # dag.test() logs these around a task (airflow/sdk/definitions/dag.py, _run_task)
 TASK_STARTED = r"\[DAG TEST\] running task"
