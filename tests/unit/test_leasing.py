@@ -44,3 +44,31 @@ def test_a_holder_is_the_same_run_only_in_the_same_deployment() -> None:
     assert a.same_run(Holder("prod_to_dev_sync", "r1", "sync_dataset", "airflow-a", since="x"))
     assert not a.same_run(Holder("prod_to_dev_sync", "r1", "plan", "airflow-b"))
     assert "run r1 of DAG prod_to_dev_sync" in a.describe()
+
+
+@pytest.mark.parametrize(
+    ("answer", "running"),
+    [
+        ("running", True),
+        ("queued", True),
+        ("failed", False),
+        ("success", False),
+        (RuntimeError("404 Not Found"), False),
+    ],
+)
+def test_airflow_says_whether_a_holder_of_this_deployment_still_runs(
+    monkeypatch: pytest.MonkeyPatch, answer: object, running: bool
+) -> None:
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+    from envsync.operators.leasing import airflow_run_state
+
+    def state(dag_id: str, run_id: str) -> str:
+        if isinstance(answer, Exception):
+            raise answer
+        return str(answer)
+
+    monkeypatch.setenv("ENVSYNC_DEPLOYMENT", "airflow-here")
+    monkeypatch.setattr(RuntimeTaskInstance, "get_dagrun_state", staticmethod(state))
+    assert airflow_run_state(Holder("restore", "r1", "plan", "airflow-here")) is running
+    assert airflow_run_state(Holder("restore", "r1", "plan", "airflow-elsewhere")) is None  # only its heartbeat tells
