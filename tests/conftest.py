@@ -78,37 +78,9 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     return None
 
 
-# Under CI (CI=true) a skipped test fails the run unless it is listed, with its reason, in this file:
-# on a CI machine every test must run (.ci/run provisions what the suite needs).
-SKIP_ALLOWLIST = REPO_ROOT / "tests" / "skips_allowed_in_ci.txt"
+from ciskips import SKIP_ALLOWLIST, allowed_skips, on_ci, unlisted_skips  # noqa: E402  (tests/ is on sys.path)
+
 _SKIPPED: dict[str, str] = {}
-
-
-def on_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
-
-
-def allowed_skips(path: Path = SKIP_ALLOWLIST) -> dict[str, str]:
-    """{test id: reason} from the allowlist: one `<test id> | <reason>` a line; `#` starts a comment.
-    A test id also allows its parametrized cases. A line without a reason is an error."""
-    allowed: dict[str, str] = {}
-    for number, raw in enumerate(path.read_text().splitlines() if path.exists() else [], start=1):
-        line = raw.split("#", 1)[0].strip() if raw.lstrip().startswith("#") else raw.strip()
-        if not line:
-            continue
-        test, _, reason = (part.strip() for part in line.partition("|"))
-        if not test or not reason:
-            raise pytest.UsageError(f"{path.name}:{number}: write `<test id> | <reason>`, got {raw!r}")
-        allowed[test] = reason
-    return allowed
-
-
-def unlisted_skips(skipped: dict[str, str], allowed: dict[str, str]) -> dict[str, str]:
-    return {
-        test: reason
-        for test, reason in skipped.items()
-        if not any(test == a or test.startswith(a + "[") for a in allowed)
-    }
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

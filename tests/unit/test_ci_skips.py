@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT, SKIP_ALLOWLIST, allowed_skips, unlisted_skips
+from ciskips import SKIP_ALLOWLIST, allowed_skips, unlisted_skips
 
 
 def test_the_allowlist_is_empty_today_and_parses() -> None:
@@ -42,12 +42,12 @@ def test_a_line_without_a_reason_is_refused(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("ci", "code"), [("true", 1), ("", 0)])
 def test_a_skip_fails_a_ci_run_and_only_a_ci_run(tmp_path: Path, ci: str, code: int) -> None:
-    probe = REPO_ROOT / "tests" / "unit" / f"test_zz_skip_probe_{ci or 'local'}.py"
+    probe = SKIP_ALLOWLIST.parent / "unit" / f"test_zz_skip_probe_{ci or 'local'}.py"
     probe.write_text("import pytest\n\n\ndef test_needs_something():\n    pytest.skip('something is missing')\n")
     try:
         done = subprocess.run(
             [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(probe)],
-            cwd=REPO_ROOT,
+            cwd=SKIP_ALLOWLIST.parent.parent,
             env={**{k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}, "CI": ci},
             capture_output=True,
             text=True,
