@@ -123,13 +123,13 @@ def wait_for_lease(env: str, dag_id: str, timeout: float = 180) -> Any:
 
 
 def recorded_fingerprints(dag_id: str, run_id: str) -> dict[str, dict[str, Any]]:
+    """What the run's units recorded, as its report task reads it (envsync.operators.common)."""
+    from envsync.operators.common import recorded_fingerprints as recorded
+
     prefix = store().run_prefix(dag_id, run_id)
     plan = store().read(f"{prefix}/plan.json")
     assert plan is not None, f"{dag_id} {run_id} recorded no plan"
-    found: dict[str, dict[str, Any]] = {}
-    for unit in plan["units"]:
-        found.update((store().read(f"{prefix}/results/{unit}.json") or {}).get("fingerprints") or {})
-    return found
+    return recorded(store(), prefix, plan)
 
 
 def assert_environment_is_the_winners(dag_id: str, run_id: str, datasets: list[str]) -> int:

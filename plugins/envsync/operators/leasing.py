@@ -201,13 +201,13 @@ def clean_up_dead_run(config: EnvsyncConfig, conn_id: str, context: Context, tak
     """After taking over a dead run's lease: cancel the BigQuery jobs it left running (they carry its
     run-id label), drop the stage tables left in the environment, and record it in the audit as `killed`."""
     from envsync.bigquery.jobs import label_value
-    from envsync.core.clients import bigquery_client
     from envsync.core.guard import TableRef
     from envsync.observe.audit import record_run
     from envsync.operators.runtime import guarded_runner
 
     dead = takeover.previous
-    client = bigquery_client(config.project, config.location, conn_id)
+    runner = guarded_runner(config, conn_id, context, "lease-takeover")
+    client = runner.bq.client
     labels = {"envsync-dag": label_value(dead.dag_id), "envsync-run": label_value(dead.run_id)}
     since = _parse(dead.since) - dt.timedelta(minutes=5) if dead.since else None
     cancelled: list[str] = []
@@ -225,7 +225,6 @@ def clean_up_dead_run(config: EnvsyncConfig, conn_id: str, context: Context, tak
                     cancelled.append(job.job_id)
                 except Exception as error:
                     log.warning("could not cancel BigQuery job %s of %s: %s", job.job_id, dead.describe(), error)
-    runner = guarded_runner(config, conn_id, context, "lease-takeover")
     removed: list[str] = []
     if takeover.env != "prod":  # prod is read-only: a confirmed restore rebuilds its own stages
         for dataset in env_datasets(config, takeover.env):
