@@ -5,6 +5,10 @@ clients talk to those endpoints. Otherwise credentials come from the Airflow con
 (`google_cloud_default` by default) with the same fields as the Google provider's connection:
 `project`, `key_path`, `keyfile_dict` (JSON), `scope`; or application default credentials when none
 is given. Nothing else in envsync knows whether it talks to an emulator.
+
+The `project` a caller passes is where the client's jobs run and are billed (an environment's
+`jobs_project`, README "Environments in their own projects"); the connection's `project` is used only
+when the caller passes none.
 """
 
 from __future__ import annotations
@@ -76,7 +80,7 @@ def bigquery_client(project: str, location: str | None = None, conn_id: str = DE
         )
     fields = _connection_fields(conn_id)
     creds, _ = _credentials(fields)
-    return bigquery.Client(project=fields.get("project") or project, location=location, credentials=creds)
+    return bigquery.Client(project=project or fields.get("project"), location=location, credentials=creds)
 
 
 def storage_client(project: str, conn_id: str = DEFAULT_CONN_ID) -> storage.Client:
@@ -94,4 +98,4 @@ def storage_client(project: str, conn_id: str = DEFAULT_CONN_ID) -> storage.Clie
         )
     fields = _connection_fields(conn_id)
     creds, _ = _credentials(fields)
-    return storage.Client(project=fields.get("project") or project, credentials=creds)
+    return storage.Client(project=project or fields.get("project"), credentials=creds)

@@ -22,6 +22,10 @@ CONFIG_ENV_VAR = "ENVSYNC_CONFIG"
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[3] / "config" / "envsync.yaml"
 
 PREFIX_RE = re.compile(r"^[a-z][a-z0-9]*_$")
+# environments that mirror prod's dataset names: in a project of their own they may use an empty prefix
+MIRROR_ENVS = ("dev", "qa", "staging", "prodcopy")
+# every derived environment of the config (environments.<name>), in the order the docs list them
+ENV_NAMES = ("dev", "qa", "staging", "test", "prodcopy", "backup", "drill")
 MIN_WINDOW_QUARTERS = 1
 MAX_WINDOW_QUARTERS = 8
 STRATEGIES = ("auto", "clone_window", "ctas_window", "full_clone")
@@ -36,18 +40,28 @@ class _Strict(BaseModel):
 
 
 def _check_prefix(value: str) -> str:
-    if not PREFIX_RE.match(value):
+    if value != "" and not PREFIX_RE.match(value):
         raise ValueError(
             f"{value!r} is not a valid prefix: use lowercase letters and digits, starting with a "
-            "letter and ending with '_' (for example 'dev_')"
+            "letter and ending with '_' (for example 'dev_'), or '' for dev, qa, staging or prodcopy "
+            "in a project of their own"
         )
     return value
 
 
+def _check_project(value: str | None) -> str | None:
+    return value if value is None else validate_identifier("project", value)
+
+
 class EnvironmentConfig(_Strict):
     prefix: str
+    # the GCP project holding this environment's datasets (default: the top-level `project`)
+    project: str | None = None
+    # the project its BigQuery jobs run in and are billed to (default: the environment's project)
+    jobs_project: str | None = None
 
     _prefix = field_validator("prefix")(classmethod(lambda cls, v: _check_prefix(v)))
+    _projects = field_validator("project", "jobs_project")(classmethod(lambda cls, v: _check_project(v)))
 
 
 class DevConfig(EnvironmentConfig):
@@ -116,32 +130,27 @@ class Environments(_Strict):
     backup: BackupEnvConfig = BackupEnvConfig()
     drill: DrillConfig = DrillConfig()
 
-    @model_validator(mode="after")
-    def _distinct_prefixes(self) -> Environments:
-        prefixes = [
-            self.dev.prefix,
-            self.qa.prefix,
-            self.staging.prefix,
-            self.test.prefix,
-            self.prodcopy.prefix,
-            self.backup.prefix,
-            self.drill.prefix,
-        ]
-        for i, prefix in enumerate(prefixes):
-            for other in prefixes[i + 1 :]:
-                if prefix.startswith(other) or other.startswith(prefix):
-                    raise ValueError(f"environment prefixes must not overlap: {prefix!r} and {other!r}")
-        return self
+    def get(self, name: str) -> EnvironmentConfig:
+        if name not in ENV_NAMES:
+            raise ValueError(f"unknown environment {name!r}; allowed: {list(ENV_NAMES)}")
+        env: EnvironmentConfig = getattr(self, name)
+        return env
 
 
 TIME_TRAVEL_HOURS = tuple(range(48, 169, 24))  # what BigQuery allows for a dataset's max_time_travel_hours
 
 
 class ProdConfig(_Strict):
+    # the project holding prod's datasets, read only to envsync (default: the top-level `project`)
+    project: str | None = None
+    # where prod's own jobs run (confirmed restores and migrations into prod; default: prod.project)
+    jobs_project: str | None = None
     datasets: Annotated[list[str], Field(min_length=1)]
     # None: each prod dataset's own max_time_travel_hours, read from BigQuery; a number may only narrow
     # it (envsync.bigquery.timetravel): reads AS OF T must fall inside the narrower window
     time_travel_hours: StrictInt | None = None
+
+    _projects = field_validator("project", "jobs_project")(classmethod(lambda cls, v: _check_project(v)))
 
     @field_validator("time_travel_hours")
     @classmethod
@@ -348,6 +357,11 @@ def _check_bucket(value: str) -> str:
 
 class StateSettings(_Strict):
     bucket: str
+    # the project the storage client bills (default: the top-level `project`); in a split layout the
+    # state bucket belongs outside prod's project unless this names prod's project explicitly
+    project: str | None = None
+
+    _project = field_validator("project")(classmethod(lambda cls, v: _check_project(v)))
 
     _bucket = field_validator("bucket")(classmethod(lambda cls, v: _check_bucket(v)))
 
@@ -423,7 +437,11 @@ class AuditSettings(_Strict):
     """The dataset of envsync's audit tables (run summaries, recovery drills)."""
 
     dataset: str = "envsync_audit"
+    # the project of the audit dataset (default: the top-level `project`); in a split layout it belongs
+    # outside prod's project unless this names prod's project explicitly
+    project: str | None = None
 
+    _project = field_validator("project")(classmethod(lambda cls, v: _check_project(v)))
     _dataset = field_validator("dataset")(classmethod(lambda cls, v: validate_identifier("dataset", v)))
 
 
@@ -481,14 +499,81 @@ class EnvsyncConfig(_Strict):
         return tables
 
     @model_validator(mode="after")
-    def _prod_datasets_are_not_environments(self) -> EnvsyncConfig:
-        for dataset in self.prod.datasets:
-            for env, prefix in self.env_prefixes().items():
-                if dataset.startswith(prefix):
+    def _layout(self) -> EnvsyncConfig:
+        """Where every environment lives: refused when an environment would be (or look like) one of
+        prod's datasets, two environments share a project and dataset, or the audit dataset or state
+        bucket default into prod's project of a split layout."""
+        prod_project = self.prod_project
+        for name in ENV_NAMES:
+            env = self.environments.get(name)
+            if env.prefix != "":
+                continue
+            if name not in MIRROR_ENVS:
+                raise ValueError(
+                    f"environments.{name}.prefix: '' is allowed only for {', '.join(MIRROR_ENVS)} in a project "
+                    f"of their own; {name} needs a prefix"
+                )
+            if self.project_of(name) == prod_project:
+                raise ValueError(
+                    f"environments.{name}.prefix: '' would make {name}'s datasets prod's own datasets in project "
+                    f"{prod_project!r}; set environments.{name}.project to another project, or a prefix"
+                )
+        # prefixes of environments sharing a project must not overlap (test_<name>_<ds> included)
+        named = [(name, self.project_of(name), self.environments.get(name).prefix) for name in ENV_NAMES]
+        for i, (name, project, prefix) in enumerate(named):
+            for other, other_project, other_prefix in named[i + 1 :]:
+                if project != other_project or not prefix or not other_prefix:
+                    continue
+                if prefix.startswith(other_prefix) or other_prefix.startswith(prefix):
                     raise ValueError(
-                        f"prod.datasets: {dataset!r} starts with the {env} prefix {prefix!r}; a prod "
+                        f"environment prefixes must not overlap: {prefix!r} and {other_prefix!r} "
+                        f"(environments.{name}.prefix and environments.{other}.prefix, both in project {project!r})"
+                    )
+        for dataset in self.prod.datasets:
+            for name, project, prefix in named:
+                if project == prod_project and prefix and dataset.startswith(prefix):
+                    raise ValueError(
+                        f"prod.datasets: {dataset!r} starts with the {name} prefix {prefix!r}; a prod "
                         "dataset cannot look like an environment dataset"
                     )
+        owners: dict[tuple[str, str], str] = {(prod_project, ds): "prod.datasets" for ds in self.prod.datasets}
+        audit = (self.audit_project, self.audit.dataset)
+
+        def claim(key: tuple[str, str], owner: str) -> None:
+            if key in owners and owners[key] != owner:
+                raise ValueError(
+                    f"{owner} and {owners[key]} both resolve to dataset {key[1]!r} in project {key[0]!r}; "
+                    "give one of them another prefix or project"
+                )
+            owners[key] = owner
+
+        for name in ("dev", "qa", "staging", "prodcopy", "backup", "drill"):
+            for ds in self.prod.datasets:
+                claim((self.project_of(name), self.env_dataset(name, ds)), f"environments.{name}")
+        for name in ("backup", "drill"):  # staging's backups and drills: <prefix>staging_<ds>
+            for ds in self.prod.datasets:
+                claim(
+                    (self.project_of(name), self.environments.get(name).prefix + self.source_dataset("staging", ds)),
+                    f"environments.{name} (of staging)",
+                )
+        if audit in owners or any(
+            project == audit[0] and prefix and audit[1].startswith(prefix) for _, project, prefix in named
+        ):
+            raise ValueError(
+                f"audit.dataset {audit[1]!r} must be neither a prod dataset nor an environment dataset "
+                f"(project {audit[0]!r})"
+            )
+        if self.prod.project is not None:
+            if self.audit.project is None and self.audit_project == prod_project:
+                raise ValueError(
+                    f"audit.project: the audit dataset would default into prod's project {prod_project!r}; "
+                    "set audit.project (to prod's project only if that is meant)"
+                )
+            if self.state.project is None and self.state_project == prod_project:
+                raise ValueError(
+                    f"state.project: the state bucket would default into prod's project {prod_project!r}; "
+                    "set state.project (to prod's project only if that is meant)"
+                )
         return self
 
     @model_validator(mode="after")
@@ -499,9 +584,6 @@ class EnvsyncConfig(_Strict):
                 f"backups.restore_time_travel_hours {hours} is more than prod.time_travel_hours "
                 f"{self.prod.time_travel_hours}: restores cannot read further back than time travel keeps"
             )
-        audit = self.audit.dataset
-        if audit in self.prod.datasets or any(audit.startswith(p) for p in self.env_prefixes().values()):
-            raise ValueError(f"audit.dataset {audit!r} must be neither a prod dataset nor an environment dataset")
         return self
 
     @model_validator(mode="after")
@@ -531,6 +613,68 @@ class EnvsyncConfig(_Strict):
 
     def override(self, dataset: str, table: str) -> TableOverride:
         return self.tables.get(f"{dataset}.{table}", TableOverride())
+
+    # ----- projects (README "Environments in their own projects") ------------------------------
+    @property
+    def prod_project(self) -> str:
+        """The project of prod's datasets (read only to envsync)."""
+        return self.prod.project or self.project
+
+    @property
+    def audit_project(self) -> str:
+        return self.audit.project or self.project
+
+    @property
+    def state_project(self) -> str:
+        """The project the storage client of the state bucket (and exports) bills."""
+        return self.state.project or self.project
+
+    def project_of(self, env: str) -> str:
+        """The project holding environment `env`'s datasets (`prod`, `audit` or a derived environment)."""
+        if env == "prod":
+            return self.prod_project
+        if env == "audit":
+            return self.audit_project
+        return self.environments.get(env).project or self.project
+
+    def jobs_project_of(self, env: str) -> str:
+        """The project whose BigQuery jobs write environment `env` (and pay for them)."""
+        if env == "prod":
+            return self.prod.jobs_project or self.prod_project
+        if env == "audit":
+            return self.audit_project
+        return self.environments.get(env).jobs_project or self.project_of(env)
+
+    def source_project(self, env: str) -> str:
+        """The project of the environment a backup or restore of `env` (prod or staging) reads."""
+        if env not in BACKUP_ENVIRONMENTS:
+            raise ValueError(f"environment {env!r} has no backups; allowed: {list(BACKUP_ENVIRONMENTS)}")
+        return self.project_of(env)
+
+    @property
+    def split(self) -> bool:
+        """Does any environment (or the audit dataset) live outside the top-level project?"""
+        return len(self.projects()) > 1
+
+    def projects(self) -> list[str]:
+        """Every project envsync reads or writes, prod's first."""
+        found = [self.prod_project, self.audit_project]
+        for name in ENV_NAMES:
+            found += [self.project_of(name), self.jobs_project_of(name)]
+        found.append(self.jobs_project_of("prod"))
+        return list(dict.fromkeys(found))
+
+    def write_spaces(self) -> list[tuple[str, str, frozenset[str] | None]]:
+        """Where derived environments may be written: (project, prefix, exact datasets or None).
+
+        A prefixed environment owns every dataset of its project starting with its prefix; one with an
+        empty prefix (a project of its own) owns exactly the names of prod's datasets there.
+        """
+        spaces: list[tuple[str, str, frozenset[str] | None]] = []
+        for name in ENV_NAMES:
+            prefix = self.environments.get(name).prefix
+            spaces.append((self.project_of(name), prefix, None if prefix else frozenset(self.prod.datasets)))
+        return spaces
 
     def env_prefixes(self) -> dict[str, str]:
         envs = self.environments

@@ -2,16 +2,17 @@
 
 Every write envsync makes (DDL/DML jobs, dataset and table API calls) goes through `GuardedBigQuery`,
 which asks `WriteGuard` first. The guard refuses, before any API call:
-  * any write to a prod dataset (one listed in `prod.datasets` of the configured project), except
+  * any write to a prod dataset (one listed in `prod.datasets` of prod's project, `prod.project`), except
     the tables of one prod dataset during a restore confirmed with the exact phrase
     `confirmation_phrase(dataset, T)` (`WriteGuard.for_prod_restore`), and the tables of the prod
     datasets that schema migrations change, confirmed with the exact phrase
     `migration_confirmation_phrase(versions)` (`WriteGuard.for_prod_migrations`, optionally narrowed
     to the tables a schema promotion touches); a prod dataset itself is never created, updated or
     deleted;
-  * any write to a dataset whose name does not start with an allowed environment prefix (or is not
-    envsync's audit dataset);
-  * any write to another project;
+  * any write to a dataset that no environment owns in its project: a dataset of an environment's
+    project starting with that environment's prefix (exactly prod's dataset names for an environment
+    with an empty prefix in a project of its own), or envsync's audit dataset in its project;
+  * any write to a project the config does not name for an environment;
   * any statement whose write targets it cannot determine (fail closed).
 Read-only statements (SELECT/WITH) pass. Identifiers are validated and backtick-quoted with the rules of
 envsync.core.identifiers.
@@ -87,41 +88,74 @@ def migration_confirmation_phrase(versions: Sequence[int]) -> str:
     return "apply schema migrations " + ", ".join(str(v) for v in sorted(versions)) + " to prod"
 
 
+Space = tuple[str, str, "frozenset[str] | None"]  # (project, prefix, exact datasets when the prefix is '')
+
+
 class WriteGuard:
-    """Decides whether envsync may write to a dataset. Prod is read-only; only derived envs are writable."""
+    """Decides whether envsync may write to a dataset. Prod is read-only; only derived envs are writable.
+
+    `project` is prod's project. `allowed_prefixes` are environment prefixes in prod's project (the
+    one-project layout); `spaces` add (project, prefix, exact datasets or None) of environments in any
+    project; `allowed_datasets` are single datasets (`name` in prod's project, or (project, name)).
+    """
 
     def __init__(
         self,
         project: str,
         prod_datasets: Iterable[str],
         allowed_prefixes: Iterable[str],
-        allowed_datasets: Iterable[str] = (),
+        allowed_datasets: Iterable[str | tuple[str, str]] = (),
         restorable_prod_dataset: str | None = None,
         migrated_prod_datasets: Iterable[str] = (),
         migrated_prod_tables: Iterable[str] | None = None,
+        spaces: Iterable[Space] = (),
     ):
         self.project = validate_identifier("project", project)
         self.prod_datasets = frozenset(prod_datasets)
         self.allowed_prefixes = tuple(sorted(set(allowed_prefixes)))
-        self.allowed_datasets = frozenset(allowed_datasets) - self.prod_datasets
+        found: set[Space] = {(project, prefix, None) for prefix in self.allowed_prefixes}
+        found |= {(proj, prefix, None if exact is None else frozenset(exact)) for proj, prefix, exact in spaces}
+        self.spaces: frozenset[Space] = frozenset(found)
+        for proj, _, _ in self.spaces:
+            validate_identifier("project", proj)
+        self.allowed_datasets = frozenset(
+            (project, item) if isinstance(item, str) else (item[0], item[1]) for item in allowed_datasets
+        ) - {(project, ds) for ds in self.prod_datasets}
         self.restorable_prod_dataset = restorable_prod_dataset
         # prod datasets whose tables confirmed schema migrations may change (see for_prod_migrations)
         self.migrated_prod_datasets = frozenset(migrated_prod_datasets) & self.prod_datasets
         # when set: only these `dataset.table` of those datasets (a schema promotion's touched tables)
         self.migrated_prod_tables = None if migrated_prod_tables is None else frozenset(migrated_prod_tables)
-        if not self.allowed_prefixes and not self.allowed_datasets:
+        if not self.spaces and not self.allowed_datasets:
             raise ValueError("the write guard needs at least one allowed environment prefix")
 
     @classmethod
     def from_config(cls, config: EnvsyncConfig) -> WriteGuard:
         return cls(
-            config.project,
+            config.prod_project,
             config.prod.datasets,
-            config.env_prefixes().values(),
-            allowed_datasets=[config.audit.dataset],
+            (),
+            allowed_datasets=[(config.audit_project, config.audit.dataset)],
+            spaces=config.write_spaces(),
         )
 
-    def audit_only(self, audit_dataset: str) -> WriteGuard:
+    @property
+    def projects(self) -> frozenset[str]:
+        """The projects this guard lets envsync write (prod's for confirmed restores and migrations)."""
+        return frozenset({self.project} | {p for p, _, _ in self.spaces} | {p for p, _ in self.allowed_datasets})
+
+    def _copy(self, **changes: Any) -> WriteGuard:
+        settings: dict[str, Any] = {
+            "allowed_datasets": self.allowed_datasets,
+            "restorable_prod_dataset": self.restorable_prod_dataset,
+            "migrated_prod_datasets": self.migrated_prod_datasets,
+            "migrated_prod_tables": self.migrated_prod_tables,
+            "spaces": self.spaces,
+        }
+        settings.update(changes)
+        return WriteGuard(self.project, self.prod_datasets, (), **settings)
+
+    def audit_only(self, audit_dataset: str | tuple[str, str]) -> WriteGuard:
         """A guard that lets nothing be written but the audit dataset: for checks that only read
         environments and record what they found (parity)."""
         return WriteGuard(self.project, self.prod_datasets, (), allowed_datasets=[audit_dataset])
@@ -142,13 +176,7 @@ class WriteGuard:
                 f"tables with the state at {point_in_time.isoformat()}, set the confirm param to exactly: "
                 f"{expected}"
             )
-        return WriteGuard(
-            self.project,
-            self.prod_datasets,
-            self.allowed_prefixes,
-            self.allowed_datasets,
-            restorable_prod_dataset=dataset,
-        )
+        return self._copy(restorable_prod_dataset=dataset, migrated_prod_datasets=(), migrated_prod_tables=None)
 
     def for_prod_migrations(
         self, versions: Sequence[int], datasets: Iterable[str], confirm: object, tables: Iterable[str] | None = None
@@ -171,21 +199,23 @@ class WriteGuard:
                 f"refused to apply schema migrations {sorted(versions)} to prod: {shown}; to change the tables "
                 f"of {', '.join(datasets)}, set the confirm param to exactly: {expected}"
             )
-        return WriteGuard(
-            self.project,
-            self.prod_datasets,
-            self.allowed_prefixes,
-            self.allowed_datasets,
-            restorable_prod_dataset=self.restorable_prod_dataset,
-            migrated_prod_datasets=datasets,
-            migrated_prod_tables=tables,
-        )
+        return self._copy(migrated_prod_datasets=datasets, migrated_prod_tables=tables)
+
+    def _owned(self, target: WriteTarget) -> bool:
+        if (target.project, target.dataset) in self.allowed_datasets:
+            return True
+        for project, prefix, exact in self.spaces:
+            if project != target.project:
+                continue
+            if exact is not None and target.dataset in exact:
+                return True
+            if prefix and target.dataset.startswith(prefix):
+                return True
+        return False
 
     def check(self, target: WriteTarget, action: str) -> None:
         where = str(target)
-        if target.project != self.project:
-            raise ProdWriteRefused(f"refused to {action} {where}: envsync only writes to project {self.project!r}")
-        if target.dataset in self.prod_datasets:
+        if target.project == self.project and target.dataset in self.prod_datasets:
             if target.dataset == self.restorable_prod_dataset and target.table is not None:
                 return  # a confirmed restore of this prod dataset's tables (see for_prod_restore)
             if (
@@ -197,20 +227,31 @@ class WriteGuard:
             ):
                 return  # confirmed schema migrations of this prod dataset's tables (see for_prod_migrations)
             raise ProdWriteRefused(
-                f"refused to {action} {where}: {target.dataset!r} is a prod dataset and prod is read-only to envsync"
+                f"refused to {action} {where}: {target.dataset!r} is a prod dataset and prod is read-only to "
+                f"envsync (prod's project {self.project!r})"
             )
-        if target.dataset in self.allowed_datasets:
+        if self._owned(target):
             return
-        if not self.allowed_prefixes:
+        if target.project not in self.projects:
+            projects = sorted(self.projects)
+            raise ProdWriteRefused(
+                f"refused to {action} {where}: envsync only writes to project{'s' if len(projects) > 1 else ''} "
+                f"{', '.join(map(repr, projects))} (the projects of its environments), not {target.project!r}"
+            )
+        if not self.spaces:
             raise ProdWriteRefused(
                 f"refused to {action} {where}: this task only reads environments and may write nothing but "
-                f"{', '.join(sorted(self.allowed_datasets))}"
+                f"{', '.join(sorted(f'{p}.{d}' if p != self.project else d for p, d in self.allowed_datasets))}"
             )
-        if not target.dataset.startswith(self.allowed_prefixes):
-            raise ProdWriteRefused(
-                f"refused to {action} {where}: dataset {target.dataset!r} has no environment prefix "
-                f"(allowed: {', '.join(self.allowed_prefixes)})"
-            )
+        here = sorted(
+            prefix or "/".join(sorted(exact or ()))
+            for project, prefix, exact in self.spaces
+            if project == target.project
+        )
+        raise ProdWriteRefused(
+            f"refused to {action} {where}: dataset {target.dataset!r} has no environment prefix of project "
+            f"{target.project!r} (allowed: {', '.join(here) or 'none'})"
+        )
 
     def check_statement(self, sql: str) -> list[WriteTarget]:
         """Check every table or dataset a SQL script writes; return them. Read-only SQL returns []."""

@@ -18,7 +18,7 @@ def manifest_store(config: EnvsyncConfig, conn_id: str, bucket: str | None = Non
     from envsync.core.clients import storage_client
     from envsync.core.manifest import ManifestStore
 
-    return ManifestStore(storage_client(config.project, conn_id), bucket or config.state.bucket)
+    return ManifestStore(storage_client(config.state_project, conn_id), bucket or config.state.bucket)
 
 
 def run_prefix(store: ManifestStore, context: Context) -> str:
@@ -26,14 +26,24 @@ def run_prefix(store: ManifestStore, context: Context) -> str:
 
 
 def guarded_runner(
-    config: EnvsyncConfig, conn_id: str, context: Context, task_id: str, location: str | None = None
+    config: EnvsyncConfig,
+    conn_id: str,
+    context: Context,
+    task_id: str,
+    location: str | None = None,
+    *,
+    env: str | None = None,
 ) -> JobRunner:
-    """A JobRunner whose every write passes the prod write guard, labelled with this run and task."""
+    """A JobRunner whose every write passes the prod write guard, labelled with this run and task.
+
+    Its jobs run in (and are billed to) the jobs project of `env`, the environment the task writes
+    (`config.jobs_project_of(env)`); without `env`, the top-level project."""
     from envsync.bigquery.jobs import JobRunner
     from envsync.core.clients import bigquery_client
     from envsync.core.guard import GuardedBigQuery, WriteGuard
 
-    client = bigquery_client(config.project, config.location, conn_id)
+    project = config.jobs_project_of(env) if env else config.project
+    client = bigquery_client(project, config.location, conn_id)
     bq = GuardedBigQuery(client, WriteGuard.from_config(config), location or config.location)
     return JobRunner(
         bq,
