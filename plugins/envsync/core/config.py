@@ -664,6 +664,12 @@ class EnvsyncConfig(_Strict):
         found.append(self.jobs_project_of("prod"))
         return list(dict.fromkeys(found))
 
+    def qualified(self, project: str, dataset: str, table: str | None = None) -> str:
+        """How manifests, audit rows, alerts and the page name an object: `dataset[.table]` in the
+        one-project layout (as always), `project.dataset[.table]` once environments live in several."""
+        name = dataset if table is None else f"{dataset}.{table}"
+        return f"{project}.{name}" if self.split else name
+
     def write_spaces(self) -> list[tuple[str, str, frozenset[str] | None]]:
         """Where derived environments may be written: (project, prefix, exact datasets or None).
 
