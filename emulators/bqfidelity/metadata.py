@@ -22,6 +22,15 @@ What BigQuery does (and local-bigquery 0.4.0 does not):
   third time ("Quotas and limits: table clones and table snapshots",
   https://cloud.google.com/bigquery/quotas#table_snapshots). A copy job (COPY, RESTORE) writes a
   standard table: the chain starts again.
+- Clones and snapshots stay in their base table's region: "the clone must be in the same region
+  as the base table" and a snapshot's dataset must be "in the same region ... as the base table"
+  (https://cloud.google.com/bigquery/docs/table-clones-intro, "Limitations";
+  https://cloud.google.com/bigquery/docs/table-snapshots-intro, "Limitations"); across projects of
+  one region they work. The emulator cloned into a dataset of any location. ``CREATE [SNAPSHOT]
+  TABLE ... CLONE`` (and CLONE/SNAPSHOT copy jobs, which run through it) into a dataset of another
+  location now fail as BigQuery answers a job that reads and writes two locations: ``Cannot read and
+  write in different locations: source: US, destination: EU`` (invalid). A CLONE copy job across
+  regions, which BigQuery turns into a full copy, is refused too (stricter than BigQuery).
 - A view whose query no longer resolves (a column or table it reads was dropped) is still a view:
   tables.get returns its resource (https://cloud.google.com/bigquery/docs/reference/rest/v2/tables/get;
   a view's schema is recorded when it is created, https://cloud.google.com/bigquery/docs/views), and
@@ -211,6 +220,21 @@ def _clone_refs(tree, context):
     return source, target
 
 
+def _check_same_location(source: tuple[str, str, str], target: tuple[str, str, str]) -> None:
+    """A clone or snapshot is written in its base table's location (see the module's docstring)."""
+    from local_bigquery.catalog import datasets
+    from local_bigquery.errors import BigQueryError
+
+    if not (datasets.exists(*source[:2]) and datasets.exists(*target[:2])):
+        return  # the emulator answers notFound itself
+    here = (datasets.get(*source[:2]).location or "US").upper()
+    there = (datasets.get(*target[:2]).location or "US").upper()
+    if here != there:
+        raise BigQueryError(
+            "invalid", f"Cannot read and write in different locations: source: {here}, destination: {there}"
+        )
+
+
 def _patch_statement(query_module) -> None:
     """CREATE [SNAPSHOT] TABLE ... CLONE: chain check first, the source's metadata onto the new table after."""
     original = query_module._statement
@@ -223,6 +247,7 @@ def _patch_statement(query_module) -> None:
         if not _is_clone(tree):
             return original(cur, tree, context, destination, config, dry_run, isolated)
         source, target = _clone_refs(tree, context)
+        _check_same_location(source, target)
         snapshot = bool(tree.meta.get("snapshot"))
         depth = check_chain(source, "snapshot" if snapshot else "clone")
         resource = _source_resource(source)

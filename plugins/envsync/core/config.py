@@ -80,6 +80,12 @@ class DevConfig(EnvironmentConfig):
         return names
 
 
+class QaConfig(EnvironmentConfig):
+    """qa_<ds>: destroyed and re-seeded from the versioned seeds on prod's current schemas."""
+
+    prefix: str = "qa_"
+
+
 class TestEnvConfig(EnvironmentConfig):
     """On-demand test environments: datasets test_<name>_<ds>, deleted after their time-to-live."""
 
@@ -123,7 +129,7 @@ class DrillConfig(EnvironmentConfig):
 
 class Environments(_Strict):
     dev: DevConfig = DevConfig()
-    qa: EnvironmentConfig = EnvironmentConfig(prefix="qa_")
+    qa: QaConfig = QaConfig()
     staging: StagingConfig = StagingConfig()
     test: TestEnvConfig = TestEnvConfig()
     prodcopy: ProdCopyConfig = ProdCopyConfig()
