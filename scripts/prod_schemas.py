@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/prod_schemas.py --out .devstack/prod-schemas.json [--project P] [--datasets a,b]
 
-Prod is the config's (``ENVSYNC_CONFIG``, default ``config/envsync.yaml``): its project and
+Prod is the config's (``ENVSYNC_CONFIG``, default ``config/envsync.yaml``): its prod project and
 ``prod.datasets``. BigQuery is reached as envsync reaches it: the emulator when
 ``BIGQUERY_EMULATOR_HOST`` is set, else the Airflow connection ``google_cloud_default``. Views are
 included (their columns), so SQL reading them is checked too. Format: ``{"project": ...,
@@ -56,11 +56,11 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--project", help="default: the config's project")
+    parser.add_argument("--project", help="default: the config's prod project (prod.project, else project)")
     parser.add_argument("--datasets", help="comma-separated; default: the config's prod.datasets")
     args = parser.parse_args(argv)
     config = load_config()
-    project = args.project or config.project
+    project = args.project or config.prod_project
     datasets = args.datasets.split(",") if args.datasets else list(config.prod.datasets)
     data = prod_schemas(bigquery_client(project, config.location), project, datasets)
     args.out.parent.mkdir(parents=True, exist_ok=True)
