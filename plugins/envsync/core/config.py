@@ -16,10 +16,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator, model_validator
 
 from envsync.core.identifiers import DATASET_RE, PROJECT_RE, TABLE_RE, IdentifierError, validate_identifier
+from envsync.core.paths import HOME_ENV, home
 from envsync.core.rungs import DEFAULT_DAILY_DAYS, DEFAULT_RUNGS, Ladder
 
 CONFIG_ENV_VAR = "ENVSYNC_CONFIG"
-DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[3] / "config" / "envsync.yaml"
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[3] / "config" / "envsync.yaml"  # in a clone of the repository
 
 PREFIX_RE = re.compile(r"^[a-z][a-z0-9]*_$")
 # environments that mirror prod's dataset names: in a project of their own they may use an empty prefix
@@ -340,7 +341,7 @@ class SyncSettings(_Strict):
 
 
 class SeedSettings(_Strict):
-    dir: str = "sql/seeds"  # relative to the repository root, or absolute
+    dir: str = "sql/seeds"  # relative to ENVSYNC_HOME (default: the repository root), or absolute
     salt_env: str = "ENVSYNC_MASKING_SALT"  # environment variable holding the masking salt
 
     _salt_env = field_validator("salt_env")(classmethod(lambda cls, v: _check_env_name(v)))
@@ -763,7 +764,8 @@ def parse_config(data: Any, source: str = "<config>") -> EnvsyncConfig:
 
 
 def config_path(path: str | os.PathLike[str] | None = None) -> Path:
-    return Path(path or os.environ.get(CONFIG_ENV_VAR) or DEFAULT_CONFIG_PATH)
+    """`path`, else ENVSYNC_CONFIG, else $ENVSYNC_HOME/config/envsync.yaml (envsync.core.paths)."""
+    return Path(path or os.environ.get(CONFIG_ENV_VAR) or home() / "config" / "envsync.yaml")
 
 
 @lru_cache(maxsize=8)
@@ -785,7 +787,10 @@ def load_config(path: str | os.PathLike[str] | None = None) -> EnvsyncConfig:
     try:
         mtime = resolved.stat().st_mtime_ns
     except OSError:
-        raise ConfigError(f"envsync config {resolved} does not exist (set {CONFIG_ENV_VAR} to another path)") from None
+        raise ConfigError(
+            f"envsync config {resolved} does not exist (set {CONFIG_ENV_VAR} to the file, or {HOME_ENV} to the "
+            "folder holding config/envsync.yaml)"
+        ) from None
     return _load_cached(str(resolved), mtime)
 
 

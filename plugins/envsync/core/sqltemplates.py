@@ -10,17 +10,25 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
+from envsync.core.paths import HOME_ENV, MissingFile, home
+
 SQL_DIR_ENV = "ENVSYNC_SQL_DIR"
-DEFAULT_SQL_DIR = Path(__file__).resolve().parents[3] / "sql"
 
 
 def sql_dir() -> Path:
-    return Path(os.environ.get(SQL_DIR_ENV) or DEFAULT_SQL_DIR)
+    """The SQL templates' folder: ENVSYNC_SQL_DIR, else $ENVSYNC_HOME/sql (envsync.core.paths)."""
+    return Path(os.environ.get(SQL_DIR_ENV) or home() / "sql")
 
 
 @lru_cache(maxsize=64)
 def _read(path: str) -> str:
-    return Path(path).read_text(encoding="utf-8")
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise MissingFile(
+            f"SQL template not found: {path} does not exist (set {SQL_DIR_ENV} or {HOME_ENV} to the folder "
+            "holding envsync's sql/)"
+        ) from None
 
 
 def render(name: str, **identifiers: str) -> str:

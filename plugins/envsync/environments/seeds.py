@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from envsync.bigquery.discovery import TableInfo
     from envsync.core.config import EnvsyncConfig, TableOverride
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
 _NON_DETERMINISTIC = (
     "RAND",
     "CURRENT_DATE",
@@ -43,8 +42,10 @@ class SeedError(ValueError):
 
 
 def seeds_root(config: EnvsyncConfig) -> Path:
-    path = Path(config.seeds.dir)
-    return path if path.is_absolute() else REPO_ROOT / path
+    """The seeds' folder: `seeds.dir`, absolute or relative to ENVSYNC_HOME (envsync.core.paths)."""
+    from envsync.core.paths import under_home
+
+    return under_home(config.seeds.dir)
 
 
 def find_seeds(config: EnvsyncConfig, dataset: str) -> dict[str, Path]:
