@@ -118,5 +118,5 @@ test: install check-sql lint ## Run check-sql and lint, then the test suite (pas
 test-gcp: install ## Run the integration suite on a real GCP sandbox project (ENVSYNC_TEST_GCP_PROJECT=<id>)
 	@$(VENV)/bin/python tests/sandbox.py $(PYTEST_ARGS)
 
-demo: install ## Run the end-to-end demo (scripts/demo.sh)
+demo: install ## Run the end-to-end demo (scripts/demo.sh; DEMO_CONFIG=<path> runs it on another config)
 	bash scripts/demo.sh

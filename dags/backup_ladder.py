@@ -7,6 +7,11 @@ rungs, its own pinned backups and its own ledger of snapshot jobs), so rollbacks
 A staging table re-created by a reseed is a new base: it is snapshotted at the next run, and the
 snapshots of its earlier life stay restorable.
 
+**Projects:** prod's tables are read in prod's project (staging's in staging's); the `backup_` datasets
+live in `environments.backup.project` (default: the top-level project), in the same location as their
+source dataset (BigQuery snapshots only within one region: a backup dataset elsewhere fails the run
+before any job), and the snapshot jobs run in the backup environment's `jobs_project`.
+
 **When:** hourly (each run backs up the state at its logical date, the top of the hour), and on demand.
 
 **How:**

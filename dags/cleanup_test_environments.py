@@ -4,7 +4,8 @@
 Deletes the on-demand **test environments** (`test_<name>_<ds>`, created by `reseed_environments`
 with a `test_env` name) whose time-to-live has passed, and nothing else: qa, staging, dev, prod-copy
 and backup datasets are never touched, and the write guard refuses anything that is not an
-environment dataset.
+environment dataset. Test environments are listed in the test environment's project
+(`environments.test.project`).
 
 **When:** daily at 04:00 UTC. An environment expires at the time in its `envsync-expires` label; a run
 deletes those expired at its logical date (for a manual run, the trigger time).

@@ -9,14 +9,17 @@ views missing or extra; columns missing, extra, or with another type, mode or ne
 descriptions and policy tags; partitioning, clustering, `require_partition_filter` and descriptions.
 Differences explained by schema migrations promoted to the environment and not yet to prod are listed
 as **expected**, not as drift (so are excluded tables, objects envsync does not copy, and
-`require_partition_filter` on seeded environments).
+`require_partition_filter` on seeded environments). Each environment is read in its own project, prod
+in `prod.project`; a view of an environment in another project than prod's that still reads prod's
+project is drift (`prod_reference`).
 
 **Freshness:** the cut T of each environment's last successful refresh and its age (from the audit
 tables); dev older than 8 days and qa/staging older than their weekly schedule plus a day are flagged.
 For dev, every table's rows are counted against prod's rows in the window as of that T (when T is past
 prod's time-travel window, the finding says the count could not be taken).
 
-**Output:** one row per environment x object x finding in `envsync_audit.parity`, a readable table in
+**Output:** one row per environment x object x finding in `envsync_audit.parity` (the environment's
+dataset named with its project when environments live in several projects), a readable table in
 the task log, the summary in the run report, and a Slack alert with the top findings and the count
 when there is unexpected drift. Drift does not fail the run; an unreadable environment does.
 

@@ -5,6 +5,10 @@ Makes `prodcopy_<ds>`: a **full copy of prod as of a chosen instant T** (every t
 `FOR SYSTEM_TIME AS OF T`, views re-created on the prod-copy datasets, objects that exist only in
 prod-copy dropped), verified table by table.
 
+**Projects:** prod is read in `prod.project`; prod-copy's datasets live in
+`environments.prodcopy.project` and its jobs run in `environments.prodcopy.jobs_project` (both default
+to the top-level `project`); views are rewritten to read prod-copy's datasets there.
+
 **When:** on demand; optionally on the schedule set in `environments.prodcopy.schedule`.
 
 **Personal data:** the copy is exact unless `privacy.environments` lists `prodcopy`; then tables with

@@ -19,6 +19,11 @@ prod does not have yet (a migration reaches dev with prod's schema once prod has
 versions in the ledger. Last, `parity` compares dev with prod (see the `parity` DAG): it records the
 findings, alerts on drift, and fails the run on structural drift of a table it wrote.
 
+**Projects:** prod is read in `prod.project`; dev's datasets live in `environments.dev.project` (with
+an empty prefix there, under prod's dataset names) and its jobs run in `environments.dev.jobs_project`
+(both default to the top-level `project`). Views are rewritten to read dev's datasets in dev's project;
+a view reading a third project keeps that reference, and the plan and report name it.
+
 **Personal data:** a table with masked columns (its config's `mask`, or a policy tag listed in
 `privacy.policy_tags`) is copied with a `CREATE TABLE … AS SELECT` of the masked values instead of a
 clone, and verified to hold no prod value in a masked column; the plan and the report list the masked

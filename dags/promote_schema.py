@@ -14,6 +14,10 @@ Promotes versioned **schema migrations** (`sql/migrations/<version>_<name>.sql`)
 - an edited applied migration (checksum) or a version out of order is refused;
 - every statement is validated against the target's schema (BigQuery dry runs in a scratch rehearsal).
 
+**Projects:** each environment's statements run in its own project (qa and staging in theirs, prod in
+`prod.project`), their jobs in that environment's `jobs_project`; the ledger is in the audit dataset's
+project, the rehearsals in the drill project, the pinned backups in the backup project.
+
 **Prod:** only with `confirm` set to exactly `apply schema migrations <versions> to prod` (e.g.
 `apply schema migrations 3, 4 to prod`; the refusal shows the phrase). Before the first statement a
 **pinned backup** of every table the migrations write is taken (`backup_<ds>`); after each migration its

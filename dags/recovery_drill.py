@@ -6,6 +6,10 @@ the run's logical date minus one day**, from backups only (snapshots, else GCS e
 travel), into the scratch datasets `drill_<ds>` (re-created by each run; their tables expire after
 `environments.drill.table_expiration_days`).
 
+The drill datasets live in `environments.drill.project` (default: the top-level project) and the
+backups are read from `environments.backup.project`; in a layout of several projects the audit rows
+name tables with their project.
+
 Each table is verified against its backup's manifest (row count and checksum computed in BigQuery, and
 schema). The `report` task appends one row per table to `envsync_audit.recovery_drills` (source, RTO =
 restore duration, RPO = T minus the time of the backup used, checksums, verdict) and **fails the run

@@ -3,7 +3,10 @@
 
 Destroys the **qa** and **staging** environments (`qa_<ds>`, `staging_<ds>`) and re-creates them from
 prod's *current* table definitions, filled with **versioned, deterministic seed data**; or creates or
-refreshes an on-demand **test environment** (`test_<name>_<ds>`) with a time-to-live.
+refreshes an on-demand **test environment** (`test_<name>_<ds>`) with a time-to-live. Each environment
+lives in its own project when the config gives it one (`environments.<env>.project`; its jobs run in
+`environments.<env>.jobs_project`); prod's schemas and samples are read in prod's project, and the
+views re-created on an environment read that environment's project only.
 
 **When:** every Sunday at 03:00 UTC, and on demand from the trigger form.
 

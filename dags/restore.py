@@ -18,6 +18,11 @@ when made by drills), or any environment dataset. Restoring **into prod** is all
 to exactly `restore prod dataset <ds> to <T in ISO-8601 UTC>` (the refusal message shows the phrase) and an
 explicit `point_in_time`; before any prod table is overwritten, a **pinned backup** of its current state is taken.
 
+**Projects:** time travel reads the source in its own project, snapshots come from the backup project,
+and the target is written in its environment's project (drills in `environments.drill.project`, staging
+in staging's, prod in prod's), by jobs run in that environment's `jobs_project`; the target must be in
+the source's location.
+
 Every table is built under `<table>__restore`, verified (row count and checksum computed in BigQuery against
 the backup's manifest, or against prod as of T; schema against the manifest) and only then swapped in.
 

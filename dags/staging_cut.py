@@ -2,7 +2,8 @@
 ### staging_cut
 
 At a sprint's end **QA's state becomes staging's**: every `qa_<ds>` is copied into `staging_<ds>` as of
-one instant T, all or nothing.
+one instant T, all or nothing. qa is read in its project and staging written in its own
+(`environments.qa.project`, `environments.staging.project`); the pins go to the backup environment's project.
 
 **When:** on demand; optionally on the schedule set in `environments.staging.cut_schedule`.
 

@@ -5,9 +5,16 @@
 # the api-server and the emulators again (their data stays under .devstack/). Run from a terminal, the
 # page stays up until Enter is pressed.
 # DEMO_ROWS sets the size of the demo prod (rows of the fact table; default 200000); DEMO_PORT the
-# api-server's port on 127.0.0.1 (default 8080).
+# api-server's port on 127.0.0.1 (default 8080); DEMO_CONFIG another envsync config to run the demo on
+# (default config/envsync.yaml, one project), e.g. config/examples/split-projects.yaml: the demo prod is
+# then created in its prod project and the DAG writes every environment where that config says.
 set -euo pipefail
+if [ -n "${DEMO_CONFIG:-}" ]; then
+  [ -f "$DEMO_CONFIG" ] || { echo "DEMO_CONFIG=$DEMO_CONFIG: no such file" >&2; exit 2; }
+  CONFIG="$(cd "$(dirname "$DEMO_CONFIG")" && pwd)/$(basename "$DEMO_CONFIG")"
+fi
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export ENVSYNC_CONFIG="${CONFIG:-$PWD/config/envsync.yaml}"
 
 ROWS="${DEMO_ROWS:-200000}"
 PORT="${DEMO_PORT:-8080}"
@@ -27,7 +34,7 @@ $PY -m envsync.dev.devstack up
 trap '$PY -m envsync.dev.devstack down >/dev/null 2>&1 || true; echo "emulators stopped (make up starts them again)"' EXIT
 eval "$($PY -m envsync.dev.devstack env)"
 
-step "creating the demo prod ($ROWS rows, ending today)"
+step "creating the demo prod ($ROWS rows, ending today; config $ENVSYNC_CONFIG)"
 $PY -m envsync.dev.demo --rows "$ROWS" --ref-date "$(date -u +%F)"
 
 step "preparing the Airflow metadata DB ($AIRFLOW_HOME)"
@@ -86,9 +93,12 @@ token = httpx.post(f"{base}/auth/token", json={"username": "admin", "password": 
 data = httpx.get(f"{base}/envsync/data.json", cookies={"_token": token}, timeout=120)
 if data.status_code != 200:
     sys.exit(f"the envsync page answered HTTP {data.status_code}: {data.text[:500]}")
-states = ", ".join(f"{e['name']} {e['state']}" for e in data.json()["environments"])
+board = data.json()
+states = ", ".join(f"{e['name']} {e['state']}" for e in board["environments"])
 print(f"envsync page: {base}/envsync/  (in the Airflow UI: {base}/plugin/envsync)")
 print(f"log in as admin, password {password}; environments: {states}")
+if board.get("projects"):
+    print("projects: " + ", ".join(f"{env} {project}" for env, project in board["projects"].items()))
 PY
 if [ -t 0 ]; then
   read -r -p "press Enter to stop the api-server and the emulators " _

@@ -41,8 +41,38 @@ def yaml_blocks() -> list[str]:
 
 def base_config() -> dict[str, Any]:
     """The README's configuration block: the config every snippet is merged into."""
-    [block] = [b for b in yaml_blocks() if b.startswith("project:")]
+    [block] = [b for b in yaml_blocks() if b.startswith("project: envsync-demo")]
     return yaml.safe_load(block)
+
+
+def split_block() -> str:
+    """The README's split-projects configuration (section "Environments in their own projects")."""
+    [block] = [b for b in yaml_blocks() if b.startswith("project:") and "\n  project: acme-prod" in b]
+    return block
+
+
+def test_the_split_projects_block_loads_with_its_projects() -> None:
+    config = parse_config(yaml.safe_load(split_block()), "README.md")
+    assert config.prod_project == "acme-prod"
+    assert {env: config.project_of(env) for env in ("dev", "qa", "staging", "backup", "drill")} == {
+        "dev": "acme-nonprod",
+        "qa": "acme-nonprod",
+        "staging": "acme-nonprod",
+        "backup": "acme-backup",
+        "drill": "acme-backup",
+    }
+    assert config.audit_project == config.state_project == "acme-nonprod"
+
+
+def test_the_split_projects_block_s_dev_alternative_loads() -> None:
+    block = split_block()
+    [alternative] = re.findall(r"^  # (dev: \{.*\})$", block, flags=re.M)
+    data = yaml.safe_load(block)
+    data["environments"]["dev"] = yaml.safe_load(alternative)["dev"]
+    config = parse_config(data, "README.md")
+    assert config.project_of("dev") == "acme-dev"
+    assert config.jobs_project_of("dev") == "acme-nonprod"
+    assert config.env_dataset("dev", "sales") == "sales"
 
 
 def commented_examples() -> list[tuple[str, list[str]]]:

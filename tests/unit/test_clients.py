@@ -25,7 +25,9 @@ def test_emulator_env_vars_give_anonymous_clients_on_those_endpoints(monkeypatch
     assert gcs._connection.API_BASE_URL == "http://127.0.0.1:9023"
 
 
-def test_connection_key_json_and_project_are_used(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_connection_key_json_is_used_and_the_jobs_project_passed_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The project passed is where jobs run (an environment's jobs_project); the connection's project
+    is only the fallback when none is passed."""
     monkeypatch.delenv("BIGQUERY_EMULATOR_HOST", raising=False)
     fields = {"project": "conn-project", "keyfile_dict": json.dumps({"type": "service_account"})}
     fake = mock.Mock(project_id="key-project")
@@ -37,8 +39,12 @@ def test_connection_key_json_and_project_are_used(monkeypatch: pytest.MonkeyPatc
         mock.patch("google.cloud.bigquery.Client") as client,
     ):
         clients.bigquery_client("config-project", "EU")
-    from_info.assert_called_once_with({"type": "service_account"}, scopes=clients._SCOPES)
-    client.assert_called_once_with(project="conn-project", location="EU", credentials=fake)
+        clients.bigquery_client("", "EU")
+    assert from_info.call_args_list == [mock.call({"type": "service_account"}, scopes=clients._SCOPES)] * 2
+    assert client.call_args_list == [
+        mock.call(project="config-project", location="EU", credentials=fake),
+        mock.call(project="conn-project", location="EU", credentials=fake),
+    ]
 
 
 def test_legacy_prefixed_extras_and_key_path(monkeypatch: pytest.MonkeyPatch) -> None:

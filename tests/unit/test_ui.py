@@ -244,7 +244,7 @@ def test_a_statement_that_writes_is_refused_before_it_is_sent(monkeypatch: pytes
         def query(self, *args: Any, **kwargs: Any) -> Any:
             raise AssertionError("sent")
 
-    config = type("C", (), {"project": "p", "location": "US"})()
+    config = type("C", (), {"project": "p", "audit_project": "p", "location": "US"})()
     reader = DashboardReader.__new__(DashboardReader)
     reader.config, reader.client = config, NoClient()
     monkeypatch.setattr(data, "render", lambda name, **ids: "delete from `p.envsync_audit.runs` where true")

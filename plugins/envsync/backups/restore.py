@@ -30,6 +30,10 @@ snapshot of it is depth 1, not depth 3, which BigQuery would refuse
 (https://cloud.google.com/bigquery/quotas#table_snapshots).
 A table that fails leaves nothing behind. RPO is T minus the time of the state restored; RTO is the
 table's restore duration.
+
+Projects: time travel reads the source dataset in its own project (prod's, or staging's), snapshots are
+read from the backup project, and the stage and the restored table are in the target's project (a
+drill's, staging's, or prod's for a confirmed restore). Results name tables as `config.qualified` does.
 """
 
 from __future__ import annotations
@@ -41,10 +45,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from envsync.backups.snapshots import BackupCatalog, BackupEngine, Export, Snapshot, manifest_path, table_checksum
+from envsync.backups.snapshots import (
+    BackupCatalog,
+    BackupEngine,
+    Export,
+    Snapshot,
+    manifest_path,
+    snapshot_ref,
+    source_project,
+    table_checksum,
+)
 from envsync.bigquery.discovery import base_tables
 from envsync.bigquery.jobs import JobRunner, JobStats, run_recorded
-from envsync.bigquery.timetravel import restore_window_hours
+from envsync.bigquery.timetravel import dataset_hours, effective_window
 from envsync.bigquery.verify import compare_schema, table_partition_filter
 from envsync.core.guard import ProdWriteRefused, TableRef
 from envsync.core.identifiers import validate_identifier
@@ -88,7 +101,8 @@ class Source:
     kind: str  # time_travel | snapshot | export
     table: str
     taken_at: dt.datetime  # the instant of the state restored (T itself for time travel)
-    ref: str  # <ds>.<table> (time travel), <backup_ds>.<snapshot>, or gs://.../ folder
+    # [<project>.]<ds>.<table> (time travel), [<project>.]<backup_ds>.<snapshot>, or gs://.../ folder
+    ref: str
     reason: str
 
     def rpo_seconds(self, point_in_time: dt.datetime) -> float:
@@ -146,6 +160,7 @@ def choose_source(
     CreatedAfterT when the prod table now was created after T and no backup at or before T exists.
 
     `created` is the creation time of the prod table that exists now (None: unknown or not in prod).
+    `dataset` names the dataset in messages and in a time-travel source (with its project when split).
     """
     allowed = tuple(allowed)
     name = f"{dataset}.{table}" if dataset else table
@@ -276,12 +291,30 @@ class RestoreEngine:
         self.bq = bq
         self.runner = runner
         self.catalog = catalog
-        self.project = config.project
+
+    def source_project(self, dataset: str) -> str:
+        """The project of source dataset `dataset` (prod's `<ds>`, or staging's `staging_<ds>`)."""
+        return source_project(self.config, dataset)
+
+    def qualified(self, dataset: str, table: str | None = None) -> str:
+        """Source dataset `dataset` (or its `table`) as manifests and results name it."""
+        return self.config.qualified(self.source_project(dataset), dataset, table)
 
     # planning ----------------------------------------------------------------------------------
     def prod_tables(self, dataset: str) -> dict[str, dt.datetime | None]:
-        """Base tables of prod `dataset` now, with their creation time."""
-        return base_tables(self.bq.client, self.project, dataset)
+        """Base tables of source dataset `dataset` now (in its project), with their creation time."""
+        return base_tables(self.bq.client, self.source_project(dataset), dataset)
+
+    def window_hours(self, dataset: str) -> int:
+        """How recent T must be for a restore of `dataset` to read it by time travel: the dataset's own
+        window (read in its project), narrowed by prod.time_travel_hours and by
+        backups.restore_time_travel_hours (0: never)."""
+        project = self.source_project(dataset)
+        window = effective_window(
+            dataset, dataset_hours(self.bq.client, project, dataset), self.config.prod.time_travel_hours
+        )
+        log.info("time travel on %s: %d h (%s)", self.qualified(dataset), window.hours, window.source)
+        return min(window.hours, self.config.restore_time_travel_hours())
 
     def export_candidates(self, exports: list[Export], point_in_time: dt.datetime) -> list[ExportCandidate]:
         """Of a table's exports (newest first), the newest few days at or before T's day, with
@@ -321,7 +354,7 @@ class RestoreEngine:
             selected = list(dict.fromkeys(tables))
         else:
             selected = sorted(set(prod) | set(snapshots) | exported)
-        hours = restore_window_hours(self.config, self.bq.client, dataset)  # the dataset's own, narrowed
+        hours = self.window_hours(dataset)
         chosen: dict[str, Source | str] = {}
         skipped: dict[str, str] = {}
         for table in selected:
@@ -338,7 +371,7 @@ class RestoreEngine:
                     snapshots=snapshots.get(table, []),
                     exports=candidates,
                     allowed=allowed,
-                    dataset=dataset,
+                    dataset=self.qualified(dataset),
                     created=prod.get(table),
                 )
             except CreatedAfterT as error:
@@ -353,7 +386,7 @@ class RestoreEngine:
     ) -> dict[str, Any]:
         """What the restored table must hold: {"rows", "checksum", "schema" (None for time travel)}."""
         if source.kind == "time_travel":
-            ref = TableRef(self.project, dataset, source.table)
+            ref = TableRef(self.source_project(dataset), dataset, source.table)
             counted = table_checksum(
                 self.runner,
                 ref,
@@ -364,13 +397,14 @@ class RestoreEngine:
             )
             return {**counted, "schema": None}
         if source.kind == "snapshot":
-            path = manifest_path(dataset, source.table, source.ref.split(".", 1)[1])
+            path = manifest_path(dataset, source.table, snapshot_ref(self.config, source.ref).table)
             manifest, where = self.catalog.store.read(path), self.catalog.store.uri(path)
         else:
             manifest, where = self.catalog.export_manifest_at(source.ref)
         if manifest is None:
             raise RestoreVerificationError(
-                f"{dataset}.{source.table}: the backup {source.ref} has no manifest ({where}); it cannot be verified"
+                f"{self.qualified(dataset, source.table)}: the backup {source.ref} has no manifest ({where}); "
+                "it cannot be verified"
             )
         return manifest
 
@@ -386,11 +420,13 @@ class RestoreEngine:
     ) -> None:
         if source.kind == "time_travel":
             sql = render(
-                "restore/clone_as_of", target=stage.sql, source=TableRef(self.project, dataset, source.table).sql
+                "restore/clone_as_of",
+                target=stage.sql,
+                source=TableRef(self.source_project(dataset), dataset, source.table).sql,
             )
             self.runner.run(sql, key=key + ("clone",), params={"as_of": point_in_time}, stats=stats)
         elif source.kind == "snapshot":
-            snapshot = TableRef(self.project, *source.ref.split(".", 1))
+            snapshot = snapshot_ref(self.config, source.ref)
             self.runner.run(
                 render("restore/clone_snapshot", target=stage.sql, source=snapshot.sql),
                 key=key + ("clone",),
@@ -495,15 +531,24 @@ class RestoreEngine:
             self._discard(scratch)
 
     def restore_table(
-        self, dataset: str, source: Source, target_dataset: str, point_in_time: dt.datetime
+        self,
+        dataset: str,
+        source: Source,
+        target_dataset: str,
+        point_in_time: dt.datetime,
+        *,
+        target_project: str | None = None,
     ) -> dict[str, Any]:
-        """Restore one table into `target_dataset`, verified, under its own name; returns its result row."""
-        target = TableRef(self.project, target_dataset, source.table)
-        stage = TableRef(self.project, target_dataset, source.table + RESTORE_SUFFIX)
+        """Restore one table into `target_project.target_dataset` (default project: the source dataset's,
+        a restore into itself), verified, under its own name; returns its result row."""
+        project = target_project or self.source_project(dataset)
+        target = TableRef(project, target_dataset, source.table)
+        stage = TableRef(project, target_dataset, source.table + RESTORE_SUFFIX)
+        name = self.config.qualified(project, target_dataset, source.table)
         key = ("restore", dataset, source.table, target_dataset)
         result = result_row(
-            f"{dataset}.{source.table}",
-            str(target),
+            self.qualified(dataset, source.table),
+            name,
             source.kind,
             source.reason,
             source=source.ref,
@@ -520,7 +565,6 @@ class RestoreEngine:
             self._build(dataset, source, stage, point_in_time, expected, key, stats)
             keep_all = table_partition_filter(self.bq.client, stage)  # the stage keeps the backup's options
             actual = table_checksum(self.runner, stage, key + ("checksum",), stats, keep_all=keep_all)
-            name = f"{target_dataset}.{source.table}"
             problems = []
             if (actual["rows"], actual["checksum"]) != (int(expected["rows"]), str(expected["checksum"])):
                 problems.append(
@@ -537,7 +581,7 @@ class RestoreEngine:
             published = self._publish(stage, target, expected, key, stats)
             log.info(
                 "restored %s from %s %s: %d rows, checksum %s verified; %s",
-                target,
+                name,
                 source.kind,
                 source.ref,
                 actual["rows"],
@@ -566,7 +610,8 @@ class RestoreEngine:
             existing = self.bq.client.get_table(target.api)
         except NotFound:
             existing = None
-        disposition = publish_disposition(str(target), existing, self.bq.client.get_table(stage.api))
+        shown = self.config.qualified(target.project, target.dataset, target.table)
+        disposition = publish_disposition(shown, existing, self.bq.client.get_table(stage.api))
         self.runner.run_job(
             key + ("publish",),
             lambda job_id: self.bq.copy_table(
@@ -581,12 +626,12 @@ class RestoreEngine:
         )
         if disposition == "WRITE_TRUNCATE":
             done = (
-                f"copied into the existing table {target} (WRITE_TRUNCATE: data and schema replaced; its "
+                f"copied into the existing table {shown} (WRITE_TRUNCATE: data and schema replaced; its "
                 "settings, labels, expirations and access kept)"
             )
         else:
-            done = f"copied into the new table {target}"
-            if target.dataset in self.config.prod.datasets:
+            done = f"copied into the new table {shown}"
+            if target.project == self.config.prod_project and target.dataset in self.config.prod.datasets:
                 done += "; " + self._restore_expiration(target, expected)
         self.bq.delete_table(stage)
         return done
@@ -616,10 +661,10 @@ class RestoreEngine:
     def pin_current(
         self, dataset: str, tables: Iterable[str], reason: str, expires: dt.datetime, backups: BackupEngine
     ) -> list[dict[str, Any]]:
-        """Pinned snapshots of the current state of prod tables (taken before a restore overwrites them)."""
+        """Pinned snapshots of the current state of source tables (taken before a restore overwrites them)."""
         now = dt.datetime.now(UTC).replace(microsecond=0)
         prod = self.prod_tables(dataset)
-        backups.ensure_backup_dataset(dataset, self.bq.location)
+        backups.ensure_backup_dataset(dataset)
         manifests = []
         for table in tables:
             if table not in prod:

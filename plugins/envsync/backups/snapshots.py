@@ -3,6 +3,11 @@
 A backup is a BigQuery table snapshot `backup_<ds>.<table>__<YYYYMMDDTHHMM[SS]Z>` (see
 `envsync.backups.ladder.snapshot_name`) of prod table `<ds>.<table>` as it was at the instant in its name,
 with an expiration and labels (`envsync-pinned` marks manual backups that thinning never removes).
+Prod's tables are read in prod's project (staging's in staging's); the snapshots are written into the
+backup environment's project, by jobs run in its jobs project. BigQuery snapshots a table into another
+project only within one region (https://cloud.google.com/bigquery/docs/table-snapshots-create), so a
+backup dataset must be in its source dataset's location: checked before any job. Manifests name
+objects as `config.qualified` does (with their project once the layout is split).
 The state bucket holds what BigQuery does not:
 
     backup_manifests/<ds>/<table>/<snapshot>.json   one per snapshot: T, rows and checksum (computed in
@@ -49,7 +54,11 @@ class BackupError(RuntimeError):
 
 @dataclass(frozen=True)
 class Snapshot:
-    """One snapshot of prod table `dataset.table`, stored as `backup_dataset.name`."""
+    """One snapshot of prod table `dataset.table`, stored as `backup_dataset.name`.
+
+    `project`: set (to the backup project) when names carry their project, as `config.qualified`
+    names objects of a split layout; then the snapshot is named `project.backup_dataset.name`.
+    """
 
     dataset: str
     table: str
@@ -57,6 +66,7 @@ class Snapshot:
     name: str
     taken_at: dt.datetime
     pinned: bool = False
+    project: str | None = None
 
     def backup(self) -> Backup:
         return Backup(self.taken_at, self.name, self.pinned)
@@ -65,7 +75,39 @@ class Snapshot:
         return TableRef(project, self.backup_dataset, self.name)
 
     def __str__(self) -> str:
-        return f"{self.backup_dataset}.{self.name}"
+        name = f"{self.backup_dataset}.{self.name}"
+        return f"{self.project}.{name}" if self.project else name
+
+
+def source_env(config: EnvsyncConfig, dataset: str) -> str:
+    """The environment a backup of `dataset` reads: prod for prod's `<ds>`, staging for `staging_<ds>`."""
+    if dataset in config.prod.datasets:
+        return "prod"
+    prefix = config.environments.staging.prefix
+    if prefix and dataset.startswith(prefix) and dataset[len(prefix) :] in config.prod.datasets:
+        return "staging"
+    raise BackupError(
+        f"{dataset!r} is neither a prod dataset {list(config.prod.datasets)} nor a staging dataset "
+        f"({prefix}<ds>): only prod and staging are backed up"
+    )
+
+
+def source_project(config: EnvsyncConfig, dataset: str) -> str:
+    """The project of source dataset `dataset`: prod's for `<ds>`, staging's for `staging_<ds>`."""
+    return config.source_project(source_env(config, dataset))
+
+
+def snapshot_ref(config: EnvsyncConfig, name: str) -> TableRef:
+    """The table of a snapshot named as manifests and restore sources record it: `backup_<ds>.<snapshot>`
+    (in the backup environment's project) or `<project>.backup_<ds>.<snapshot>`."""
+    parts = name.split(".")
+    if len(parts) == 2:
+        return TableRef(config.project_of("backup"), *parts)
+    if len(parts) == 3:
+        return TableRef(*parts)
+    raise BackupError(
+        f"{name!r} names no snapshot: expected backup_<ds>.<snapshot> or <project>.backup_<ds>.<snapshot>"
+    )
 
 
 @dataclass(frozen=True)
@@ -153,17 +195,48 @@ class BackupCatalog:
         self.store = store
         self.exports_store = exports or store
 
+    @property
+    def backup_project(self) -> str:
+        """The project holding the backup datasets (the backup environment's)."""
+        return self.config.project_of("backup")
+
     def backup_dataset(self, dataset: str) -> str:
         return self.config.env_dataset("backup", dataset)
+
+    def source_project(self, dataset: str) -> str:
+        """The project of source dataset `dataset` (prod's, or staging's for `staging_<ds>`)."""
+        return source_project(self.config, dataset)
+
+    def source_dataset(self, dataset: str) -> bigquery.Dataset:
+        """Source dataset `dataset` as BigQuery describes it, after checking that its backup dataset, if it
+        exists, is in the same location: BigQuery snapshots a table into another dataset (and project)
+        only within its region. BackupError naming both locations otherwise."""
+        from google.api_core.exceptions import NotFound
+
+        source = self.client.get_dataset(f"{self.source_project(dataset)}.{dataset}")
+        backup_ref = f"{self.backup_project}.{self.backup_dataset(dataset)}"
+        try:
+            backup = self.client.get_dataset(backup_ref)
+        except NotFound:
+            return source
+        if (backup.location or "").upper() != (source.location or "").upper():
+            raise BackupError(
+                f"backup dataset {backup_ref} is in {backup.location} but its source dataset "
+                f"{source.project}.{dataset} is in {source.location}: BigQuery takes snapshots only within "
+                f"one region; drop the backup dataset so envsync re-creates it in {source.location} "
+                "(nothing was written)"
+            )
+        return source
 
     def snapshots(self, dataset: str) -> dict[str, list[Snapshot]]:
         """Every snapshot of every table of prod `dataset`, oldest first (expired ones are gone)."""
         from google.api_core.exceptions import NotFound
 
         backup_ds = self.backup_dataset(dataset)
+        named = self.backup_project if self.config.split else None
         found: dict[str, list[Snapshot]] = {}
         try:
-            items = list(self.client.list_tables(f"{self.config.project}.{backup_ds}"))
+            items = list(self.client.list_tables(f"{self.backup_project}.{backup_ds}"))
         except NotFound:
             return found
         for item in items:
@@ -172,7 +245,9 @@ class BackupCatalog:
                 continue
             table, taken_at = parsed
             pinned = (item.labels or {}).get(PINNED_LABEL) == "true"
-            found.setdefault(table, []).append(Snapshot(dataset, table, backup_ds, item.table_id, taken_at, pinned))
+            found.setdefault(table, []).append(
+                Snapshot(dataset, table, backup_ds, item.table_id, taken_at, pinned, named)
+            )
         for items_of_table in found.values():
             items_of_table.sort(key=lambda s: (s.taken_at, s.name))
         return found
@@ -226,15 +301,24 @@ class BackupEngine:
         self.catalog = catalog
         self.ladder = config.backups.ladder()
 
-    def ensure_backup_dataset(self, dataset: str, location: str) -> str:
+    def ensure_backup_dataset(self, dataset: str, location: str | None = None) -> str:
+        """Create or update `backup_<dataset>` in the backup project, in its source dataset's location and
+        with its default CMEK key; returns its name. BackupError, before any write, when the backup
+        dataset or `location` (the source's location as the caller read it) is another location."""
         backup_ds = self.catalog.backup_dataset(dataset)
+        source = self.catalog.source_dataset(dataset)
+        if location is not None and location.upper() != (source.location or "").upper():
+            raise BackupError(
+                f"source dataset {source.project}.{dataset} is in {source.location}, not {location}: "
+                "its backups are made in its own location"
+            )
         ensure_env_dataset(
             self.bq,
-            f"{self.config.project}.{backup_ds}",
-            location=location,
+            f"{self.catalog.backup_project}.{backup_ds}",
+            location=source.location,
             description=f"envsync backups (table snapshots) of prod dataset {dataset}",
             labels=env_labels({}, "backup", dataset),
-            kms_key_name=default_kms_key(self.bq.client, f"{self.config.project}.{dataset}"),
+            kms_key_name=default_kms_key(self.bq.client, f"{source.project}.{dataset}"),
         )
         return backup_ds
 
@@ -261,8 +345,9 @@ class BackupEngine:
 
         backup_ds = self.catalog.backup_dataset(dataset)
         name = snapshot_name(table, taken_at)
-        source = TableRef(self.config.project, dataset, table)
-        target = TableRef(self.config.project, backup_ds, name)
+        source = TableRef(self.catalog.source_project(dataset), dataset, table)
+        target = TableRef(self.catalog.backup_project, backup_ds, name)
+        shown = self.config.qualified(source.project, dataset, table)
         key = ("snapshot", dataset, table, name)
         prod_table = self.bq.client.get_table(source.api)
         info = TableInfo.from_api(prod_table)  # partitioning, for export restores
@@ -274,7 +359,7 @@ class BackupEngine:
             existed = False
         if not existed:
             jobs = self.catalog.count_job(dataset, dt.datetime.now(UTC).date(), table)  # jobs count on the day they run
-            log.info("snapshot job %d today for %s.%s -> %s", jobs, dataset, table, target)
+            log.info("snapshot job %d today for %s -> %s", jobs, shown, target.api)
             if as_of is None:
                 self.runner.run(
                     render("backups/create_snapshot", target=target.sql, source=source.sql), key=key, stats=stats
@@ -289,7 +374,7 @@ class BackupEngine:
         snap = self.bq.client.get_table(target.api)
         snap.expires = expires
         snap.description = (
-            f"envsync {'pinned' if pinned else 'ladder'} backup of {dataset}.{table} as of "
+            f"envsync {'pinned' if pinned else 'ladder'} backup of {shown} as of "
             f"{taken_at.isoformat()}" + (f": {reason}" if reason else "")
         )
         snap.labels = {
@@ -304,7 +389,7 @@ class BackupEngine:
         manifest = {
             "dataset": dataset,
             "table": table,
-            "snapshot": f"{backup_ds}.{name}",
+            "snapshot": self.config.qualified(target.project, backup_ds, name),
             "name": name,
             "taken_at": taken_at.isoformat(),
             "as_of": as_of.isoformat() if as_of else None,
@@ -333,7 +418,7 @@ class BackupEngine:
         folder = export_folder(manifest["dataset"], manifest["table"], day)
         for name in store.list(folder):
             store.delete(name)
-        snapshot = TableRef(self.config.project, *manifest["snapshot"].split("."))
+        snapshot = snapshot_ref(self.config, manifest["snapshot"])
         destination = f"gs://{store.bucket_name}/{folder}part-*.{EXPORT_EXTENSIONS[fmt]}"
         config = export_job_config(fmt, self.runner.labels, job_timeout_ms=self.runner.job_timeout_ms)
         self.runner.run_job(
@@ -362,7 +447,7 @@ class BackupEngine:
                 snap = by_name[backup.name]
                 if snap.pinned:  # belt and braces: thin() never returns one
                     continue
-                self.bq.delete_table(snap.ref(self.config.project))
+                self.bq.delete_table(snap.ref(self.catalog.backup_project))
                 self.catalog.store.delete(manifest_path(dataset, table, snap.name))
                 doomed.append(snap)
         if doomed:

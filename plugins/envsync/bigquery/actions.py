@@ -15,7 +15,7 @@ from typing import Any
 class Action:
     dataset: str  # prod dataset
     table: str
-    target_dataset: str  # dev dataset
+    target_dataset: str  # the environment's dataset (in the environment's project)
     action: str  # clone_window | ctas_window | full_clone | view | skip | drop
     reason: str
     date_column: str | None = None
@@ -36,6 +36,8 @@ class Action:
     match_key: list[str] = field(default_factory=list)
     # policy-tagged columns (and nested fields) copied unmasked: column path -> tags
     unmasked_tagged: dict[str, list[str]] = field(default_factory=dict)
+    # view: `project.dataset` a view reads in a project that is neither prod's nor its environment's
+    other_projects: list[str] = field(default_factory=list)
 
     @property
     def key(self) -> str:

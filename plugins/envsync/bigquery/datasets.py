@@ -4,7 +4,9 @@ An environment dataset mirrors its prod dataset's location, description and labe
 envsync's own labels (`envsync-managed`, `envsync-env`, `envsync-source`, ...). When the prod dataset has
 a default customer-managed encryption key (`defaultEncryptionConfiguration.kmsKeyName`), the environment
 dataset gets the same default key, so tables envsync creates there by CTAS or DDL are encrypted like
-prod's (clones and snapshots keep their source table's key anyway).
+prod's (clones and snapshots keep their source table's key anyway). The key is a full resource name
+(`projects/<project>/locations/…/cryptoKeys/…`), often of a key project of its own: it is copied as
+it is onto the environment's dataset, in whichever project that dataset lives.
 https://cloud.google.com/bigquery/docs/customer-managed-encryption#dataset_default_key
 """
 

@@ -83,22 +83,28 @@ def dataset_hours(client: bigquery.Client, project: str, dataset: str) -> int | 
     return int(value) if value not in (None, "") else None
 
 
-def prod_windows(config: EnvsyncConfig, client: bigquery.Client, datasets: list[str]) -> dict[str, TimeTravelWindow]:
-    """The effective window of each prod dataset (one datasets.get each)."""
+def prod_windows(
+    config: EnvsyncConfig, client: bigquery.Client, datasets: list[str], project: str | None = None
+) -> dict[str, TimeTravelWindow]:
+    """The effective window of each dataset of `project` (prod's project by default; staging's for
+    staging's datasets), one datasets.get each."""
     windows = {}
     for dataset in datasets:
         window = effective_window(
-            dataset, dataset_hours(client, config.project, dataset), config.prod.time_travel_hours
+            dataset, dataset_hours(client, project or config.prod_project, dataset), config.prod.time_travel_hours
         )
         log.info("time travel on %s: %d h (%s)", dataset, window.hours, window.source)
         windows[dataset] = window
     return windows
 
 
-def restore_window_hours(config: EnvsyncConfig, client: bigquery.Client, dataset: str) -> int:
-    """How recent T must be for a restore of `dataset` to read prod by time travel: the dataset's
-    effective window, narrowed further by backups.restore_time_travel_hours (0: never)."""
-    window = prod_windows(config, client, [dataset])[dataset]
+def restore_window_hours(
+    config: EnvsyncConfig, client: bigquery.Client, dataset: str, project: str | None = None
+) -> int:
+    """How recent T must be for a restore of `dataset` (of `project`, prod's by default) to read it by
+    time travel: the dataset's effective window, narrowed further by backups.restore_time_travel_hours
+    (0: never)."""
+    window = prod_windows(config, client, [dataset], project)[dataset]
     return min(window.hours, config.restore_time_travel_hours())
 
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from envsync.bigquery.discovery import TYPE_ALIASES
 from envsync.core.guard import TableRef
-from envsync.core.identifiers import quote_column
+from envsync.core.identifiers import PROJECT_RE, quote_column
 from envsync.core.sqltemplates import render
 
 if TYPE_CHECKING:
@@ -246,16 +246,30 @@ def count_unmasked(
     return {column: int(row[alias] or 0) for column, alias in aliases.items()}
 
 
+def fingerprint_ref(project: str, target: str) -> str | None:
+    """`project.dataset.table` of the table a recorded target names: `dataset.table` in `project`, or
+    `project.dataset.table` (how a split layout names it, see EnvsyncConfig.qualified); None when
+    `target` names no table."""
+    parts = target.split(".")
+    if len(parts) == 3 and PROJECT_RE.fullmatch(parts[0]):
+        project, *parts = parts
+    if len(parts) != 2 or not parts[1] or " " in target or ":" in target:
+        return None
+    return f"{project}.{parts[0]}.{parts[1]}"
+
+
 def fingerprint(client: bigquery.Client, project: str, target: str) -> dict[str, Any] | None:
     """What a run leaves in one table, from its metadata (tables.get, no query): rows, creation time and
-    schema columns; {"exists": False} when the table is gone; None when `target` names no table."""
+    schema columns; {"exists": False} when the table is gone; None when `target` names no table.
+
+    `target` is `dataset.table` of `project`, or `project.dataset.table` of the project it names."""
     from google.api_core.exceptions import NotFound
 
-    dataset, _, table = target.partition(".")
-    if not table or "." in table or " " in target or ":" in target:
+    ref = fingerprint_ref(project, target)
+    if ref is None:
         return None
     try:
-        got = client.get_table(f"{project}.{dataset}.{table}")
+        got = client.get_table(ref)
     except NotFound:
         return {"exists": False}
     except ValueError:

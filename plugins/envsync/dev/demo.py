@@ -31,7 +31,10 @@ which exists to stop envsync itself from ever writing prod. As a safety net of i
 touch a dataset that already holds tables but was not created by this module (label
 `envsync_demo=true`), and `drop_demo_prod` only deletes datasets carrying that label.
 
-CLI: `python -m envsync.dev.demo --rows N [--ref-date YYYY-MM-DD]` (with PYTHONPATH=plugins).
+CLI: `python -m envsync.dev.demo --rows N [--ref-date YYYY-MM-DD]` (with PYTHONPATH=plugins): the demo prod
+of the config ENVSYNC_CONFIG names (default config/envsync.yaml), in its prod project (`prod.project`, by
+default the top-level `project`), its statements run in prod's jobs project. Everything else (the derived
+environments, the audit dataset, the state bucket) is made by the DAG runs where the config says.
 """
 
 from __future__ import annotations
@@ -350,29 +353,33 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from envsync.core.clients import bigquery_client
-    from envsync.core.config import ConfigError, load_config
+    from envsync.core.config import ENV_NAMES, ConfigError, load_config
 
     try:
         config = load_config()
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    client = bigquery_client(config.project, config.location)
+    project = config.prod_project
+    client = bigquery_client(config.jobs_project_of("prod"), config.location)
     started = time.monotonic()
     try:
-        counts = create_demo_prod(client, config.project, config.location, args.rows, args.ref_date)
+        counts = create_demo_prod(client, project, config.location, args.rows, args.ref_date)
     except DemoError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     seconds = time.monotonic() - started
-    described = describe_demo_prod(client, config.project)
+    described = describe_demo_prod(client, project)
     for item in described:
         item["rows"] = f"{counts[item['table']]:,}"
     print(
-        f"demo prod in project {config.project} ({config.location}), rows={args.rows:,}, "
+        f"demo prod in project {project} ({config.location}), rows={args.rows:,}, "
         f"ref_date={args.ref_date.isoformat()}, created in {seconds:.1f} s\n"
     )
     print(format_table(described, ["table", "kind", "rows", "partitioning", "clustering"]))
+    if config.split:
+        homes = "; ".join(f"{env} in {config.project_of(env)}" for env in ENV_NAMES)
+        print(f"\nthe DAGs write {homes}; audit dataset {config.audit_project}.{config.audit.dataset}")
     missing = sorted(set(DATASETS) - set(config.prod.datasets))
     if missing:
         print(f"\nnote: config prod.datasets {config.prod.datasets} does not list {missing}", file=sys.stderr)

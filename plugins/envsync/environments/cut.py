@@ -27,6 +27,9 @@ Steps (the `staging_cut` DAG; one function or method each):
      failure during publish restores every pinned table from its pin (the restore engine, verified
      against the pin's manifest), drops the tables staging did not have, and re-creates staging's
      views as they were: staging's fingerprints are those before the cut.
+
+qa is read in qa's project (`environments.qa.project`), staging written in staging's; the pins are the
+backup ladder's, in the backup environment's project.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from envsync.backups.snapshots import table_checksum
+from envsync.backups.snapshots import snapshot_ref, table_checksum
 from envsync.bigquery.actions import Action
 from envsync.bigquery.datasets import ensure_env_dataset, env_labels
 from envsync.bigquery.discovery import discover_dataset, list_existing
@@ -47,7 +50,7 @@ from envsync.bigquery.views import rewrite_view_sql, view_dependencies
 from envsync.core.guard import TableRef
 from envsync.observe.report import result_row
 from envsync.sync.plan import STAGE_SUFFIX, DatasetPlan, order_views
-from envsync.sync.run import DETERMINISTIC_ERRORS, DatasetSync, VerificationError, create_view
+from envsync.sync.run import DETERMINISTIC_ERRORS, DatasetSync, VerificationError, create_view, view_datasets
 
 if TYPE_CHECKING:
     from google.cloud import bigquery
@@ -102,7 +105,7 @@ def carry_migrations(config: EnvsyncConfig, runner: JobRunner, source: CutSource
 
     ledger = read_ledger(config, runner.bq.client)
     row = result_row(
-        f"{config.audit.dataset}.{MIGRATION_LEDGER}",
+        config.qualified(config.audit_project, config.audit.dataset, MIGRATION_LEDGER),
         f"staging as of qa at T = {source.cut.isoformat()}",
         "migrations",
         "staging's migrations become qa's (the cut copied qa's tables)",
@@ -124,8 +127,9 @@ def seed_version(config: EnvsyncConfig, client: bigquery.Client, qa_datasets: li
 
     CutError when qa's datasets carry different versions (a partial reseed): the cut would mix them."""
     versions = {}
+    project = config.project_of("qa")
     for name in qa_datasets:
-        labels = client.get_dataset(f"{config.project}.{name}").labels or {}
+        labels = client.get_dataset(f"{project}.{name}").labels or {}
         versions[name] = labels.get(SEED_LABEL)
     found = set(versions.values())
     if len(found) > 1:
@@ -140,38 +144,41 @@ def plan_cut(
     config: EnvsyncConfig, client: bigquery.Client, datasets: list[str], cut: dt.datetime
 ) -> tuple[list[DatasetPlan], dict[str, Any]]:
     """One plan per prod dataset: qa_<ds> as of T into staging_<ds>; and what staging holds before the
-    cut (its tables and its views' SQL, for a rollback). CutError when a qa dataset does not exist."""
-    project = config.project
+    cut (its tables and its views' SQL, for a rollback). CutError when a qa dataset does not exist.
+
+    Views move from qa's datasets (in qa's project) to staging's (in staging's project); a reference
+    to a third project is left as it is and reported when the view is re-created."""
+    qa_project, staging_project = config.project_of("qa"), config.project_of("staging")
     qa_of = {ds: config.env_dataset("qa", ds) for ds in datasets}
     staging_of = {ds: config.env_dataset("staging", ds) for ds in datasets}
     mapping = {config.env_dataset("qa", ds): config.env_dataset("staging", ds) for ds in config.prod.datasets}
     plans, before = [], {}
     for ds in datasets:
         qa, staging = qa_of[ds], staging_of[ds]
-        if list_existing(client, project, qa) is None:
+        if list_existing(client, qa_project, qa) is None:
             raise CutError(
-                f"qa dataset {qa!r} does not exist in project {project!r}: seed qa "
+                f"qa dataset {qa!r} does not exist in project {qa_project!r}: seed qa "
                 "(reseed_environments) before cutting it over to staging"
             )
-        info = discover_dataset(client, project, qa)
-        created = creation_times(client, project, qa)
-        existing = list_existing(client, project, staging)
+        info = discover_dataset(client, qa_project, qa)
+        created = creation_times(client, qa_project, qa)
+        existing = list_existing(client, staging_project, staging)
         if existing is not None:
-            where = client.get_dataset(f"{project}.{staging}").location
+            where = client.get_dataset(f"{staging_project}.{staging}").location
             if (where or "").lower() != (info.location or "").lower():
                 # a clone (and a copy) must stay in its base table's region (table-clones-create, Limitations)
                 raise CutError(
                     f"staging dataset {staging!r} is in {where}, qa dataset {qa!r} in {info.location}: a "
                     "clone cannot cross regions (https://cloud.google.com/bigquery/docs/table-clones-create)"
                 )
-        before[staging] = staging_state(client, project, staging, existing)
+        before[staging] = staging_state(client, staging_project, staging, existing)
         actions = []
         for table in info.tables:
             base: dict[str, Any] = dict(
                 dataset=qa, table=table.table, target_dataset=staging, source_rows=table.num_rows
             )
             if table.kind == "VIEW":
-                rewrite = rewrite_view_sql(table.view_query or "", mapping, project)
+                rewrite = rewrite_view_sql(table.view_query or "", mapping, qa_project, target_project=staging_project)
                 actions.append(
                     Action(
                         **base,
@@ -179,6 +186,7 @@ def plan_cut(
                         reason="re-created on staging, reading staging",
                         view_sql=rewrite.sql,
                         depends_on=sorted(view_dependencies(rewrite.sql)),
+                        other_projects=third_projects(config, rewrite.other_projects),
                     )
                 )
             elif table.kind not in ("TABLE", "CLONE"):
@@ -219,6 +227,12 @@ def plan_cut(
             )
         )
     return plans, before
+
+
+def third_projects(config: EnvsyncConfig, references: list[str]) -> list[str]:
+    """The `project.dataset` references a staging view may keep: those of a third project, never prod's
+    (a view naming prod's project is refused when it is created)."""
+    return [ref for ref in references if ref.partition(".")[0] != config.prod_project]
 
 
 def staging_state(client: bigquery.Client, project: str, dataset: str, existing: list[str] | None) -> dict[str, Any]:
@@ -265,8 +279,7 @@ def pin_staging(
     for dataset, state in before.items():
         if not state["tables"]:
             continue
-        location = engine.bq.client.get_dataset(f"{config.project}.{dataset}").location
-        engine.ensure_backup_dataset(dataset, location)
+        engine.ensure_backup_dataset(dataset)  # in the backup project, in the staging dataset's location
         for table in state["tables"]:
             pins.append(
                 engine.snapshot(
@@ -284,28 +297,28 @@ def pin_staging(
 
 
 class CutSync(DatasetSync):
-    """Stages, verifies and publishes the cut; never writes outside the staging datasets (the guard)."""
+    """Stages, verifies and publishes the cut; never writes outside the staging datasets (the guard).
+
+    Reads qa's tables in qa's project; stages, publishes and drops in staging's project."""
 
     source_env = "qa"
+    target_env = "staging"
 
     def __init__(self, config: EnvsyncConfig, bq: Any, runner: JobRunner, run: Any, store: Any = None):
         super().__init__(config, bq, runner, run)
         self.store = store
         self._infos: dict[str, dict[str, Any]] = {}
 
+    def named(self, dataset: str, table: str) -> str:
+        """How the results name a table of staging."""
+        return self.config.qualified(self.target_project, dataset, table)
+
     def stage_table(self, action: Action) -> dict[str, Any]:
         """Clone qa's table as of T under its stage name in staging and verify it; a failure drops the stage."""
         plan_info = self._infos[action.target_dataset][action.table]
         source, _, stage = self._refs(action)
-        result = result_row(
-            action.key,
-            f"{action.target_dataset}.{action.table}",
-            "stage",
-            action.reason,
-            checksum=None,
-            expected_checksum=None,
-        )
-        name = f"{action.target_dataset}.{action.table}"
+        name = self.target_name(action)
+        result = {**self._row(action), "action": "stage", "checksum": None, "expected_checksum": None}
 
         def work(stats: JobStats) -> dict[str, Any]:
             self._build(action, plan_info, source, stage, stats)
@@ -336,7 +349,7 @@ class CutSync(DatasetSync):
         """Stage every table of one dataset's plan (the staging dataset is created when missing)."""
         from concurrent.futures import ThreadPoolExecutor
 
-        if list_existing(self.bq.client, self.project, plan.target_dataset) is None:
+        if list_existing(self.bq.client, self.target_project, plan.target_dataset) is None:
             self.ensure_dataset(plan)  # an existing staging dataset is left alone until publish
         self._infos = {plan.target_dataset: plan.tables}
         tables = plan.by_action("full_clone")
@@ -352,7 +365,7 @@ class CutSync(DatasetSync):
         for action in plan.by_action("skip"):
             results.append(
                 {
-                    **result_row(action.key, f"{action.target_dataset}.{action.table}", "skip", action.reason),
+                    **self._row(action),
                     "status": "skipped",
                 }
             )
@@ -362,7 +375,7 @@ class CutSync(DatasetSync):
         """Drop every stage of the cut (a failed cut leaves none behind)."""
         for plan in plans:
             for action in plan.by_action("full_clone"):
-                self._discard(TableRef(self.project, plan.target_dataset, stage_name(action.table)))
+                self._discard(TableRef(self.target_project, plan.target_dataset, stage_name(action.table)))
 
     def publish_table(self, plan: DatasetPlan, action: Action, stats: JobStats) -> str:
         """Copy a verified stage over its staging table (a standard table: a new clone/snapshot chain)."""
@@ -370,8 +383,8 @@ class CutSync(DatasetSync):
 
         from envsync.backups.restore import _layout
 
-        stage = TableRef(self.project, plan.target_dataset, stage_name(action.table))
-        target = TableRef(self.project, plan.target_dataset, action.table)
+        stage = TableRef(self.target_project, plan.target_dataset, stage_name(action.table))
+        target = TableRef(self.target_project, plan.target_dataset, action.table)
         try:
             existing = self.bq.client.get_table(target.api)
         except NotFound:
@@ -421,9 +434,7 @@ class CutSync(DatasetSync):
         results: list[dict[str, Any]] = []
         for plan in plans:
             for action in plan.by_action("full_clone"):
-                row = result_row(
-                    action.key, f"{plan.target_dataset}.{action.table}", "publish", "copy of the verified stage"
-                )
+                row = {**self._row(action), "action": "publish", "reason": "copy of the verified stage"}
                 row = run_recorded(
                     row,
                     lambda stats, p=plan, a=action: {"published": self.publish_table(p, a, stats)},  # type: ignore[misc]  # defaults bind the loop
@@ -456,7 +467,7 @@ class CutSync(DatasetSync):
             extra[SEED_LABEL] = source.seed_version
         ensure_env_dataset(
             self.bq,
-            f"{self.project}.{plan.target_dataset}",
+            f"{self.target_project}.{plan.target_dataset}",
             location=plan.location,
             description=plan.description,
             labels=env_labels(labels, "staging", prod_dataset, **extra),
@@ -476,8 +487,8 @@ class CutSync(DatasetSync):
         results: list[dict[str, Any]] = []
         for pin in pins:
             dataset, table = pin["dataset"], pin["table"]
-            target = TableRef(self.project, dataset, table)
-            snapshot = TableRef(self.project, *pin["snapshot"].split("."))
+            target = TableRef(self.target_project, dataset, table)
+            snapshot = snapshot_ref(self.config, pin["snapshot"])
             try:  # a table whose partitioning the cut changed cannot take the copy back: make it again
                 current = self.bq.client.get_table(target.api)
                 if _layout(current) != _layout(self.bq.client.get_table(snapshot.api)):
@@ -488,7 +499,7 @@ class CutSync(DatasetSync):
             source = Source(
                 "snapshot", table, taken, pin["snapshot"], "rollback of a failed cut to the pin taken before it"
             )
-            row = engine.restore_table(dataset, source, dataset, taken)
+            row = engine.restore_table(dataset, source, dataset, taken, target_project=self.target_project)
             results.append({**row, "action": "rollback"})
         for plan in plans:
             state = before[plan.target_dataset]
@@ -497,12 +508,12 @@ class CutSync(DatasetSync):
                 name, kind = table
                 if name in pinned or name in state["views"] or name in state.get("others", []):
                     continue
-                self._discard(TableRef(self.project, plan.target_dataset, name))
+                self._discard(TableRef(self.target_project, plan.target_dataset, name))
                 results.append(
                     {
                         **result_row(
-                            f"{plan.target_dataset}.{name}",
-                            f"{plan.target_dataset}.{name}",
+                            self.named(plan.target_dataset, name),
+                            self.named(plan.target_dataset, name),
                             "drop",
                             "rollback: not in staging before the cut",
                         ),
@@ -511,34 +522,42 @@ class CutSync(DatasetSync):
                 )
             for name, sql in state["views"].items():
                 row = result_row(
-                    f"{plan.target_dataset}.{name}",
-                    f"{plan.target_dataset}.{name}",
+                    self.named(plan.target_dataset, name),
+                    self.named(plan.target_dataset, name),
                     "rollback",
                     "staging's view as it was before the cut",
                 )
                 results.append(
                     run_recorded(
                         row,
-                        lambda stats, n=name, s=sql, d=plan.target_dataset: create_view(  # type: ignore[misc]  # defaults bind the loop
-                            self.runner,
-                            TableRef(self.project, d, n),
-                            s,
-                            allowed_prefix=self.config.environments.staging.prefix,
-                            env="staging",
-                            key=(d, n, "rollback"),
-                            stats=stats,
-                        ),
+                        lambda stats, n=name, s=sql, d=plan.target_dataset: self.restore_view(d, n, s, stats),  # type: ignore[misc]  # defaults bind the loop
                         deterministic=DETERMINISTIC_ERRORS,
                     )
                 )
         self.remove_new_datasets(plans, before)
         return results
 
+    def restore_view(self, dataset: str, name: str, sql: str, stats: JobStats) -> None:
+        """Re-create a view of staging with the SQL it had before the cut."""
+        target = TableRef(self.target_project, dataset, name)
+        others = [ref for ref, own in view_datasets(sql, self.target_project) if not own]
+        create_view(
+            self.runner,
+            target,
+            sql,
+            allowed_prefix=self.config.environments.staging.prefix,
+            datasets=[self.config.env_dataset("staging", ds) for ds in self.config.prod.datasets],
+            other_projects=third_projects(self.config, others),
+            env="staging",
+            key=(dataset, name, "rollback"),
+            stats=stats,
+        )
+
     def remove_new_datasets(self, plans: list[DatasetPlan], before: dict[str, Any]) -> None:
         """Delete the staging datasets the cut created (staging had none before it)."""
         for plan in plans:
             if not before[plan.target_dataset]["exists"]:
-                self.bq.delete_dataset(f"{self.project}.{plan.target_dataset}")
+                self.bq.delete_dataset(f"{self.target_project}.{plan.target_dataset}")
 
     def _list(self, dataset: str) -> list[tuple[str, str]]:
         from google.api_core.exceptions import NotFound
@@ -546,7 +565,7 @@ class CutSync(DatasetSync):
         try:
             return [
                 (t.table_id, (t.table_type or "TABLE").upper())
-                for t in self.bq.client.list_tables(f"{self.project}.{dataset}")
+                for t in self.bq.client.list_tables(f"{self.target_project}.{dataset}")
             ]
         except NotFound:
             return []

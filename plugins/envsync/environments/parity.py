@@ -23,6 +23,12 @@ run that last refreshed that table (the sync's own verification query, `verify.c
 is past prod's time-travel window, or the table was created after T, the count cannot be taken and
 the finding says so (status `unknown`).
 
+Projects: each environment is read in its own project (`config.project_of`), prod in
+`config.prod_project`; a finding names the environment's dataset with `config.qualified` (its project
+too once environments live in several), objects with prod's dataset names. A view of an environment in
+another project than prod's whose SQL still names prod's project is drift (`prod_reference`): views
+copied into an environment read the environment's own datasets.
+
 Results: one row per environment x object x finding, appended to `envsync_audit.parity` (batched
 INSERTs with bound parameters, `audit.insert_rows`); a readable table for the task log; a summary
 for the run report; a Slack message when there is unexpected drift (`envsync.observe.alerts`).
@@ -108,7 +114,7 @@ class ParityError(RuntimeError):
 class Finding:
     environment: str  # dev, qa, staging, prodcopy, test_<name>
     dataset: str  # the prod dataset
-    env_dataset: str
+    env_dataset: str  # the environment's dataset, named by config.qualified (with its project when split)
     object_name: str  # dataset.table or dataset.table.column (prod's dataset name)
     finding: str  # missing_object, extra_column, column_type, stale, rows, ...
     status: str  # drift | expected | ok | unknown
@@ -402,6 +408,39 @@ def _expected(item: Finding, why: str) -> Finding:
     return item
 
 
+def names_project(sql: str, project: str) -> bool:
+    """Whether a view's SQL names a table of `project` (sqlglot; SQL it cannot parse: by its text)."""
+    import sqlglot
+    from sqlglot import exp
+
+    try:
+        tree = sqlglot.parse_one(sql, read="bigquery")
+    except sqlglot.errors.ParseError:
+        return project in sql
+    return any(t.catalog == project or (not t.db and t.name.split(".")[0] == project) for t in tree.find_all(exp.Table))
+
+
+def prod_references(
+    environment: str, dataset: str, env: DatasetInfo, env_dataset: str, prod_project: str
+) -> list[Finding]:
+    """Drift findings (`prod_reference`) for the views of an environment dataset in another project than
+    prod's whose SQL still names prod's project: a copied view must read the environment's datasets (pure)."""
+    return [
+        Finding(
+            environment,
+            dataset,
+            env_dataset,
+            f"{dataset}.{table.table}",
+            "prod_reference",
+            DRIFT,
+            f"view {env_dataset}.{table.table} reads prod's project {prod_project!r}",
+            env_value=(table.view_query or "")[:1000],
+        )
+        for table in env.tables
+        if table.kind == "VIEW" and names_project(table.view_query or "", prod_project)
+    ]
+
+
 # ------------------------------------------------------------------------------ freshness
 
 
@@ -419,7 +458,9 @@ class Refresh:
 def refreshes(rows: Iterable[Mapping[str, Any]]) -> tuple[dict[str, Refresh], dict[str, Refresh]]:
     """From the audit rows (sql/parity/refreshed_tables.sql): the newest successful refresh of every
     environment dataset (a run with status success that refreshed at least one of its tables) and of
-    every environment table (its newest `ok` action, whatever its run's status) (pure)."""
+    every environment table (its newest `ok` action, whatever its run's status), keyed as the rows
+    name them (`dataset[.table]`, or `project.dataset[.table]` once environments live in several
+    projects) (pure)."""
     datasets: dict[str, Refresh] = {}
     tables: dict[str, Refresh] = {}
     for row in rows:
@@ -429,7 +470,7 @@ def refreshes(rows: Iterable[Mapping[str, Any]]) -> tuple[dict[str, Refresh], di
         target = str(row["target"])
         if target not in tables or tables[target].cut < refresh.cut:
             tables[target] = refresh
-        dataset = target.split(".")[0]
+        dataset = target.rpartition(".")[0] or target
         if row.get("run_status") == "success" and (dataset not in datasets or datasets[dataset].cut < refresh.cut):
             datasets[dataset] = refresh
     return datasets, tables
@@ -521,14 +562,16 @@ def count_dev_rows(
     environment: str = "dev",
 ) -> list[Finding]:
     """Rows of every dev table against prod's rows in the window as of the T of the run that last
-    refreshed it (verify.count_rows: the sync's own verification query, one job per table)."""
+    refreshed it (verify.count_rows: the sync's own verification query, one job per table). `tables`
+    is keyed by the tables' names as the audit rows give them (`config.qualified`)."""
     from envsync.bigquery.jobs import JobStats
     from envsync.bigquery.timetravel import created_after
     from envsync.bigquery.verify import count_rows, partition_filter
     from envsync.core.window import Window
     from envsync.sync.plan import plan_dataset
 
-    env_dataset = env.dataset
+    env_project = config.project_of("dev")
+    env_dataset = config.qualified(env_project, env.dataset)
     present = {t.table for t in env.tables}
     plan = plan_dataset(config, prod, existing=None)
     out: list[Finding] = []
@@ -566,7 +609,7 @@ def count_dev_rows(
                 )
             )
             continue
-        created = _created(runner, TableRef(config.project, prod.dataset, action.table))
+        created = _created(runner, TableRef(config.prod_project, prod.dataset, action.table))
         if created_after(created, refresh.cut):
             out.append(
                 finding(
@@ -585,8 +628,8 @@ def count_dev_rows(
             prod_counts, env_counts = count_rows(
                 runner,
                 action,
-                TableRef(config.project, prod.dataset, action.table),
-                TableRef(config.project, env_dataset, action.table),
+                TableRef(config.prod_project, prod.dataset, action.table),
+                TableRef(env_project, env.dataset, action.table),
                 cut=refresh.cut,
                 window=window,
                 stats=JobStats(),
@@ -647,10 +690,11 @@ class Target:
 
 
 def live_test_environments(config: EnvsyncConfig, client: bigquery.Client, now: dt.datetime) -> list[str]:
-    """Names of the test environments that have a dataset that has not expired (labels of the reseed)."""
+    """Names of the test environments that have a dataset that has not expired (labels of the reseed),
+    in the test environments' project."""
     prefix = config.environments.test.prefix
     names = set()
-    for item in client.list_datasets(project=config.project, filter="labels.envsync-env:test"):
+    for item in client.list_datasets(project=config.project_of("test"), filter="labels.envsync-env:test"):
         labels = item.labels or {}
         name = labels.get("envsync-test-env") or item.dataset_id[len(prefix) :].split("_")[0]
         try:
@@ -742,13 +786,14 @@ def check(
     client = runner.bq.client
     now = now or dt.datetime.now(dt.UTC)
     chosen = list(only) if only is not None else targets(config, client, environments, now)
-    prods = {ds: _discover(client, config.project, ds) for ds in datasets}
+    prods = {ds: _discover(client, config.prod_project, ds) for ds in datasets}
     missing_prod = [ds for ds, info in prods.items() if info is None]
     if missing_prod:
         from envsync.bigquery.discovery import DiscoveryError
 
         raise DiscoveryError(
-            f"prod datasets {missing_prod} (prod.datasets in the config) do not exist in project {config.project!r}"
+            f"prod datasets {missing_prod} (prod.datasets in the config) do not exist in project "
+            f"{config.prod_project!r}"
         )
     migrations = load_migrations(config)
     ledger = read_ledger(config, client)
@@ -757,16 +802,19 @@ def check(
     findings: list[Finding] = []
     for target in chosen:
         expectations = Expectations.of(config, target.kind, pending(migrations, ledger, target.kind))
-        envs = {ds: _discover(client, config.project, target.dataset(config, ds)) for ds in datasets}
+        project = config.project_of(target.kind)
+        envs = {ds: _discover(client, project, target.dataset(config, ds)) for ds in datasets}
         if target.kind in ("prodcopy", "test") and not any(envs.values()):
             log.info("%s has no dataset: not created (nothing to compare)", target.name)
             continue
         for ds in datasets:
-            prod, env, env_ds = prods[ds], envs[ds], target.dataset(config, ds)
+            prod, env, env_ds = prods[ds], envs[ds], config.qualified(project, target.dataset(config, ds))
             assert prod is not None
             found = compare_dataset(target.name, target.kind, prod, env, env_ds, expectations)
             if env is not None:
                 found.append(freshness(target.name, target.kind, ds, env_ds, dataset_refresh.get(env_ds), now))
+                if project != config.prod_project:
+                    found += prod_references(target.name, prod.dataset, env, env_ds, config.prod_project)
                 if target.kind == "dev":
                     found += count_dev_rows(config, runner, prod, env, table_refresh, now, windows)
             findings += found
@@ -813,7 +861,8 @@ def audit_runner(config: EnvsyncConfig, runner: JobRunner) -> JobRunner:
     from envsync.bigquery.jobs import JobRunner as Runner
     from envsync.core.guard import GuardedBigQuery
 
-    bq = GuardedBigQuery(runner.bq.client, runner.bq.guard.audit_only(config.audit.dataset), runner.bq.location)
+    audit = (config.audit_project, config.audit.dataset)
+    bq = GuardedBigQuery(runner.bq.client, runner.bq.guard.audit_only(audit), runner.bq.location)
     return Runner(
         bq,
         dag_id=runner.dag_id,

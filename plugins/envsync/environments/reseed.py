@@ -7,6 +7,9 @@
    table with prod's definition (columns and modes, partitioning, clustering, description, labels),
    fill it from its seed or its masked prod sample (tables without either stay empty), re-create the
    views on the same environment, and record a checksum per table computed in BigQuery.
+
+Prod's schemas and samples are read in prod's project; each environment's datasets are written in
+its own project (`config.project_of(env)`), and its views read that project only.
 """
 
 from __future__ import annotations
@@ -63,10 +66,12 @@ class ReseedUnit:
     dataset: str  # prod dataset
     target_dataset: str
     test_name: str | None = None
+    # the unit's name in the run (its task and results file): the target dataset, named with its project
+    # once environments live in several projects (qa and staging may then both hold a dataset `sales`)
+    name: str = ""
 
-    @property
-    def name(self) -> str:
-        return self.target_dataset
+    def __post_init__(self) -> None:
+        self.name = self.name or self.target_dataset
 
 
 @dataclass
@@ -143,7 +148,7 @@ class Reseeder:
         self.config = config
         self.runner = runner
         self.bq = runner.bq
-        self.project = config.project
+        self.prod_project = config.prod_project
         self.cut = cut
         self._seed_schemas: dict[str, dict[str, list[dict[str, Any]]]] = {}
 
@@ -273,6 +278,10 @@ class Reseeder:
         return cache[dataset][src.table]
 
     # ----------------------------------------------------------------------------- execution
+    def target(self, unit: ReseedUnit, table: str) -> TableRef:
+        """Table `table` of the unit's dataset, in its environment's project."""
+        return TableRef(self.config.project_of(unit.env), unit.target_dataset, table)
+
     def _table(
         self, unit: ReseedUnit, info: TableInfo, src: TableSource, stats: JobStats, defer_seed: bool = False
     ) -> None:
@@ -281,7 +290,7 @@ class Reseeder:
         is ingestion-time partitioned (CTAS cannot create one) are CREATE TABLE + INSERT(s). Prod's
         column descriptions, default values and policy tags are then carried over (ddl.carry_column_options);
         a table that cannot keep its policy tags is dropped and the table fails."""
-        target = TableRef(self.project, unit.target_dataset, info.table)
+        target = self.target(unit, info.table)
         key = (unit.target_dataset, info.table)
         ddl = dict(
             target=target.sql,
@@ -327,7 +336,7 @@ class Reseeder:
         override = self.config.override(unit.dataset, info.table)
         select, params = sample_select(self.config, info, override, unit.env)
         spec = sample_spec(self.config, override)
-        source = TableRef(self.project, unit.dataset, info.table)
+        source = TableRef(self.prod_project, unit.dataset, info.table)
         parts = spec_of(info)
         chunks = id_chunks(partition_ids(self.runner, source, key, stats), parts) if parts is not None else []
         sample = dict(
@@ -375,7 +384,7 @@ class Reseeder:
             log.error("could not drop %s after a failure: %s", target, error)
 
     def checksum(self, unit: ReseedUnit, table: str, stats: JobStats) -> dict[str, Any]:
-        ref = TableRef(self.project, unit.target_dataset, table)
+        ref = self.target(unit, table)
         # reseeded tables are created by envsync's DDL without require_partition_filter: no filter needed
         row = next(
             iter(
@@ -409,7 +418,7 @@ class Reseeder:
             expiration_ms = int((expires - dt.datetime.now(dt.UTC)).total_seconds() * 1000)
         recreate_env_dataset(
             self.bq,
-            f"{self.project}.{unit.target_dataset}",
+            f"{self.config.project_of(unit.env)}.{unit.target_dataset}",
             location=info.location,
             description=info.description,
             labels=env_labels(info.labels, unit.env, info.dataset, **extra),
@@ -451,7 +460,7 @@ class Reseeder:
         from envsync.core.identifiers import quote_column
 
         def work(src: TableSource, stats: JobStats) -> dict[str, Any]:
-            target = TableRef(self.project, unit.target_dataset, src.table)
+            target = self.target(unit, src.table)
             columns = [f.name for f in self.bq.client.get_table(target.api).schema]
             if fit:
                 yielded = {f["name"].lower() for f in self._seed_schema(unit.dataset, src, stats)}
@@ -469,51 +478,75 @@ class Reseeder:
         ]
 
     def views(self, work: list[tuple[ReseedUnit, list[TableSource]]]) -> list[dict[str, Any]]:
-        """Re-create every view of every unit on its environment, after all tables, in dependency order."""
-        actions: list[Action] = []
-        found: dict[str, tuple[ReseedUnit, TableSource, ViewRewrite]] = {}
+        """Re-create every view of every unit on its environment, after all tables, in dependency order
+        (per environment: a view reads only its own environment). Prod's references move to the
+        environment's datasets in its project; a reference to a third project is left as it is and
+        named in the view's warnings."""
+        groups: dict[tuple[str, str | None], list[tuple[ReseedUnit, list[TableSource]]]] = {}
         for unit, sources in work:
-            mapping = {ds: self.config.env_dataset(unit.env, ds, unit.test_name) for ds in self.config.prod.datasets}
-            for src in sources:
-                if src.source != "view":
-                    continue
-                rewrite = rewrite_view_sql(src.view_sql or "", mapping, self.project)
-                actions.append(
-                    Action(
-                        unit.dataset,
-                        src.table,
-                        unit.target_dataset,
-                        "view",
-                        src.reason,
-                        view_sql=rewrite.sql,
-                        depends_on=sorted(view_dependencies(rewrite.sql)),
+            groups.setdefault((unit.env, unit.test_name), []).append((unit, sources))
+        results = []
+        for (env, test_name), units in groups.items():
+            mapping = self.dataset_map(env, test_name)
+            actions: list[Action] = []
+            found: dict[str, tuple[ReseedUnit, TableSource, ViewRewrite]] = {}
+            for unit, sources in units:
+                for src in sources:
+                    if src.source != "view":
+                        continue
+                    rewrite = rewrite_view_sql(
+                        src.view_sql or "", mapping, self.prod_project, target_project=self.config.project_of(env)
+                    )
+                    actions.append(
+                        Action(
+                            unit.dataset,
+                            src.table,
+                            unit.target_dataset,
+                            "view",
+                            src.reason,
+                            view_sql=rewrite.sql,
+                            depends_on=sorted(view_dependencies(rewrite.sql)),
+                        )
+                    )
+                    found[f"{unit.target_dataset}.{src.table}"] = (unit, src, rewrite)
+            for action in order_views(actions):
+                unit, src, rewrite = found[f"{action.target_dataset}.{action.table}"]
+                row = self._result(unit, src)
+                if rewrite.other_projects:
+                    note = f"reads {', '.join(rewrite.other_projects)} of another project: left as it is"
+                    log.warning("view %s %s", row["target"], note)
+                    row["warnings"] = [note]
+                results.append(
+                    run_recorded(
+                        row,
+                        lambda stats, u=unit, s=src, r=rewrite: self._view(u, s, r, stats),  # type: ignore[misc]  # defaults bind the loop
+                        deterministic=DETERMINISTIC,
                     )
                 )
-                found[f"{unit.target_dataset}.{src.table}"] = (unit, src, rewrite)
-        results = []
-        for action in order_views(actions):
-            unit, src, rewrite = found[f"{action.target_dataset}.{action.table}"]
-            target = TableRef(self.project, unit.target_dataset, action.table)
-            results.append(
-                self._run(
-                    unit,
-                    src,
-                    lambda stats, u=unit, t=target, sql=rewrite.sql, d=src.description: create_view(
-                        self.runner,
-                        t,
-                        sql,
-                        allowed_prefix=self.config.env_dataset(u.env, "", u.test_name),
-                        env=u.env,
-                        key=(u.target_dataset, t.table),
-                        stats=stats,
-                        description=d,
-                    ),
-                )
-            )
         return results
 
+    def dataset_map(self, env: str, test_name: str | None = None) -> dict[str, str]:
+        """Prod dataset -> the environment's dataset of the same data."""
+        return {ds: self.config.env_dataset(env, ds, test_name) for ds in self.config.prod.datasets}
+
+    def _view(self, unit: ReseedUnit, src: TableSource, rewrite: ViewRewrite, stats: JobStats) -> None:
+        """Create one rewritten view on the unit's environment (reading only it, and third projects)."""
+        target = self.target(unit, src.table)
+        create_view(
+            self.runner,
+            target,
+            rewrite.sql,
+            allowed_prefix=self.config.env_dataset(unit.env, "", unit.test_name),
+            datasets=list(self.dataset_map(unit.env, unit.test_name).values()),
+            other_projects=rewrite.other_projects,
+            env=unit.env,
+            key=(unit.target_dataset, src.table),
+            stats=stats,
+            description=src.description,
+        )
+
     def _result(self, unit: ReseedUnit, src: TableSource) -> dict[str, Any]:
-        name = f"{unit.target_dataset}.{src.table}"
+        name = self.config.qualified(self.config.project_of(unit.env), unit.target_dataset, src.table)
         return result_row(name, name, src.source, src.reason, env=unit.env, checksum=None)
 
     def _run(self, unit: ReseedUnit, src: TableSource, work: Any) -> dict[str, Any]:
@@ -539,7 +572,7 @@ def reseed_privacy(
                 masks = column_masks(config, info, unit.env)
             except MaskError as error:
                 raise SeedError(str(error)) from None
-            target = f"{unit.target_dataset}.{src.table}"
+            target = config.qualified(config.project_of(unit.env), unit.target_dataset, src.table)
             parts.append(
                 privacy_of(unit.env, target, target, [m.to_dict() for m in masks], unmasked_tagged(info, masks))
             )
@@ -547,9 +580,15 @@ def reseed_privacy(
 
 
 def units_for(config: EnvsyncConfig, envs: list[str], datasets: list[str], test_name: str | None) -> list[ReseedUnit]:
+    """One unit per environment and prod dataset (a test environment's alone when `test_name` is set)."""
+
+    def unit(env: str, ds: str, test: str | None = None) -> ReseedUnit:
+        target = config.env_dataset(env, ds, test)
+        return ReseedUnit(env, ds, target, test, name=config.qualified(config.project_of(env), target))
+
     if test_name:
-        return [ReseedUnit("test", ds, config.env_dataset("test", ds, test_name), test_name) for ds in datasets]
-    return [ReseedUnit(env, ds, config.env_dataset(env, ds)) for env in envs for ds in datasets]
+        return [unit("test", ds, test_name) for ds in datasets]
+    return [unit(env, ds) for env in envs for ds in datasets]
 
 
 def sources_to_dict(sources: list[TableSource]) -> list[dict[str, Any]]:

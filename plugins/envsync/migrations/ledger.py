@@ -29,8 +29,11 @@ Public API (used by the sync and reseed DAGs, and by schema promotion):
                                                             destructive, changes_schema), datasets(),
                                                             tables(), additions(), removals(), where(line)
     Migration.rewrite_for(config, env, test_name=None)      [(line, SQL)]: every dataset reference renamed
-                                                            to env's datasets (prod: exactly as written)
-    read_ledger(config, client) -> [LedgerRow]              envsync_audit.migrations, oldest first
+                                                            to env's datasets (prod: exactly as written);
+                                                            with environments in several projects, every
+                                                            reference also names env's project
+    read_ledger(config, client) -> [LedgerRow]              envsync_audit.migrations (in the audit
+                                                            dataset's project), oldest first
     applied(ledger, env, as_of=None) -> {version: LedgerRow}
                                                             versions env holds (newest row applied/synced;
                                                             as_of: only rows recorded by then)
@@ -78,13 +81,20 @@ Validation before the first write. Every statement is checked by BigQuery itself
 on the local test bed the emulator's GoogleSQL analyzer answers it). A statement may depend on an
 earlier statement of the same migration or of an earlier pending migration (an UPDATE of a column
 added just before), which the environment does not have yet; so the whole list is rehearsed in
-scratch datasets (`<drill prefix>migcheck_<env>_<run tag>_<dataset>`, tables expiring after a day,
-dropped at the end): every table and view the migrations name is re-created there empty with
+scratch datasets (`<drill prefix>migcheck_<env>_<run tag>_<dataset>` in the drill environment's
+project, where the guard lets that prefix be written; tables expiring after a day, dropped at the
+end): every table and view the migrations name is re-created there empty with
 `CREATE TABLE ... LIKE` (schema, partitioning, clustering and options, no data: free), then each
 statement, rewritten to the scratch datasets, is dry-run and, when it changes the schema (DDL), run
 there, so the next statement is checked against the schema as it will be. DML is only dry-run. The
 first refusal stops validation with `file:line: message`; nothing is written to the environment.
 The rehearsal's end schemas are returned (`Rehearsal.schemas`), for the reseed's seed contract.
+
+Projects. Migrations name prod's datasets, unqualified or in prod's project. In the one-project layout
+a statement runs as written, its datasets renamed; once environments live in projects of their own
+(`config.split`), every reference is also written `<env's project>.<env dataset>.table`
+(`statement_project`), so a statement reads and writes the environment's project whichever project its
+job runs in (`config.jobs_project_of(env)`, the runner's client).
 
 Applying is not atomic: BigQuery has no transactions for DDL. Each migration's statements run in
 order, one job each; a failure stops there, is recorded as `failed` with the file, line and message,
@@ -162,6 +172,8 @@ class Reference:
     dataset: str
     table: str
     edits: tuple[tuple[int, int, str], ...]  # (start, end inclusive, replacement template with {dataset})
+    # the same reference written `project.dataset` (start, end inclusive, template with {project}, {dataset})
+    qualified: tuple[int, int, str]
 
     @property
     def key(self) -> str:
@@ -179,17 +191,19 @@ class Statement:
     removes: tuple[str, ...] = ()  # what it removes: "sales.t" (a table or view) or "sales.t.column"
     adds: tuple[str, ...] = ()  # what it adds: "sales.t" or "sales.t.column" (or the new name of a rename)
 
-    def rewritten(self, dataset_map: Mapping[str, str]) -> str:
-        """The statement with its dataset references renamed per `dataset_map` (others unchanged)."""
-        edits = sorted(
-            (
-                e
-                for r in self.references
-                if r.dataset in dataset_map
-                for e in ((s, end, text.format(dataset=dataset_map[r.dataset])) for s, end, text in r.edits)
-            ),
-            reverse=True,
-        )
+    def rewritten(self, dataset_map: Mapping[str, str], project: str | None = None) -> str:
+        """The statement with its dataset references renamed per `dataset_map` (others unchanged); with
+        a `project`, those references are also written in that project (`project`.dataset.table)."""
+        found: list[tuple[int, int, str]] = []
+        for r in self.references:
+            if r.dataset not in dataset_map:
+                continue
+            if project is None:
+                found += [(s, end, text.format(dataset=dataset_map[r.dataset])) for s, end, text in r.edits]
+            else:
+                start, end, text = r.qualified
+                found.append((start, end, text.format(project=project, dataset=dataset_map[r.dataset])))
+        edits = sorted(found, reverse=True)
         sql = self.sql
         for start, end, text in edits:
             sql = sql[:start] + text + sql[end + 1 :]
@@ -225,9 +239,11 @@ class Migration:
         return sorted({item for s in self.statements for item in s.removes})
 
     def rewrite_for(self, config: EnvsyncConfig, env: str, test_name: str | None = None) -> list[tuple[int, str]]:
-        """(line, SQL) of every statement, its datasets renamed to `env`'s (prod: as written)."""
+        """(line, SQL) of every statement, its datasets renamed to `env`'s (prod: as written) and, with
+        environments in several projects, written in `env`'s project."""
         mapping = dataset_map(config, env, test_name)
-        return [(s.line, s.rewritten(mapping)) for s in self.statements]
+        project = statement_project(config, env)
+        return [(s.line, s.rewritten(mapping, project)) for s in self.statements]
 
     def where(self, line: int) -> str:
         return f"{display_path(self.path)}:{line}"
@@ -277,6 +293,12 @@ def dataset_map(config: EnvsyncConfig, env: str, test_name: str | None = None) -
     if env == "prod":
         return {ds: ds for ds in config.prod.datasets}
     return {ds: config.env_dataset(env, ds, test_name) for ds in config.prod.datasets}
+
+
+def statement_project(config: EnvsyncConfig, env: str) -> str | None:
+    """The project a migration's references are written in when it runs on `env`: env's project once
+    environments live in several projects; None in the one-project layout (unqualified, as written)."""
+    return config.project_of(env) if config.split else None
 
 
 def migrations_dir(config: EnvsyncConfig | None = None) -> Path:
@@ -335,22 +357,26 @@ def split_statements(text: str) -> list[tuple[int, int, int]]:
     return out
 
 
-def _reference_edits(sql: str, table: Any, tokens: list[Any]) -> tuple[tuple[int, int, str], ...]:
+def _reference_edits(
+    sql: str, table: Any, tokens: list[Any]
+) -> tuple[tuple[tuple[int, int, str], ...], tuple[int, int, str]] | None:
     """Where the dataset part of a table reference is written, as (start, end, template) edits that
-    rename it (`{dataset}`), keeping the reference's quoting."""
+    rename it (`{dataset}`), keeping the reference's quoting; and one edit that writes the reference's
+    project and dataset (`{project}`, `{dataset}`) over its text up to the dataset (any project written
+    there included). None when the text does not show where."""
     metas = [
         table.args[k].meta
         for k in ("catalog", "db", "this")
         if table.args.get(k) is not None and table.args[k].meta.get("start") is not None
     ]
     if not metas:
-        return ()
+        return None
     lo = min(m["start"] for m in metas)
     hi = max(m["end"] for m in metas)
     index = {t.start: i for i, t in enumerate(tokens)}
     i = index.get(lo)
     if i is None:
-        return ()
+        return None
     # `project.dataset`.table: sqlglot's positions cover only the last token; walk back over `.`
     while i >= 2 and tokens[i - 1].token_type.name == "DOT" and tokens[i - 2].token_type.name in ("IDENTIFIER", "VAR"):
         i -= 2
@@ -365,16 +391,20 @@ def _reference_edits(sql: str, table: Any, tokens: list[Any]) -> tuple[tuple[int
                 segments.append((k, n))
     position = 1 if table.catalog else 0
     if position >= len(segments):
-        return ()
+        return None
     k, n = segments[position]
     token = tokens[k]
     parts = token.text.split(".")
     if parts[n] != table.db:
-        return ()
+        return None
     quoted = sql[token.start] == "`"
+    rest = parts[n + 1 :]
     parts[n] = "{dataset}"
     text = ".".join(parts)
-    return ((token.start, token.end, f"`{text}`" if quoted else text),)
+    # from the reference's first token to its dataset: `{project}.{dataset}[.rest]` inside the quotes
+    # of a quoted dataset token, `{project}`.{dataset} before an unquoted one
+    qualified = "`" + ".".join(["{project}", "{dataset}", *rest]) + "`" if quoted else "`{project}`.{dataset}"
+    return ((token.start, token.end, f"`{text}`" if quoted else text),), (tokens[i].start, token.end, qualified)
 
 
 _ALLOWED_KINDS = ("Create", "Alter", "Drop", "Insert", "Update", "Delete", "Merge", "TruncateTable")
@@ -484,18 +514,18 @@ def parse_statement(
             raise MigrationError(f"{where}: table {name!r} has no dataset; write it as <dataset>.{name}")
         if catalog and project is not None and catalog != project:
             raise MigrationError(
-                f"{where}: {catalog}.{db}.{name} is in project {catalog!r}; migrations may only name the "
-                f"configured project {project!r}"
+                f"{where}: {catalog}.{db}.{name} is in project {catalog!r}; migrations name prod's datasets, "
+                f"unqualified or in prod's project {project!r}"
             )
         if db not in config_datasets:
             raise MigrationError(
                 f"{where}: {db}.{name} is outside the configured prod datasets ({', '.join(config_datasets)}); "
                 "a migration may only name tables of those datasets"
             )
-        edits = _reference_edits(sql, table, tokens)
-        if not edits:
+        located = _reference_edits(sql, table, tokens)
+        if located is None:
             raise MigrationError(f"{where}: cannot locate the dataset of {db}.{name} in the statement's text")
-        references.append(Reference(catalog, db, name, edits))
+        references.append(Reference(catalog, db, name, *located))
     destructive, removes = _destructive(statement, references)
     return Statement(
         line=line,
@@ -546,7 +576,7 @@ def load_migrations(config: EnvsyncConfig, directory: Path | None = None) -> Mig
     if not directory.is_dir():
         return MigrationFiles()
     found = [
-        load_migration(p, list(config.prod.datasets), config.project)
+        load_migration(p, list(config.prod.datasets), config.prod_project)
         for p in sorted(directory.iterdir())
         if p.suffix == ".sql"
     ]
@@ -584,7 +614,8 @@ class LedgerRow:
 
 
 def ledger_table(config: EnvsyncConfig) -> TableRef:
-    return TableRef(config.project, config.audit.dataset, LEDGER)
+    """The ledger: the `migrations` table of the audit dataset, in the audit dataset's project."""
+    return TableRef(config.audit_project, config.audit.dataset, LEDGER)
 
 
 def read_ledger(config: EnvsyncConfig, client: bigquery.Client) -> list[LedgerRow]:
@@ -751,7 +782,8 @@ class Rehearsal:
 
 def scratch_dataset(config: EnvsyncConfig, env: str, dataset: str, test_name: str | None = None, tag: str = "") -> str:
     """The scratch dataset where migrations for `env` are rehearsed:
-    `<drill prefix>migcheck_<env>_<tag>_<ds>` (`tag`: the run's, so two runs never share one)."""
+    `<drill prefix>migcheck_<env>_<tag>_<ds>` (`tag`: the run's, so two runs never share one), in the
+    drill environment's project (`config.project_of("drill")`)."""
     env_part = f"test_{test_name}" if env == "test" else env
     return validate_identifier(
         "dataset", f"{config.environments.drill.prefix}{SCRATCH_MARK}{env_part}_{tag + '_' if tag else ''}{dataset}"
@@ -788,8 +820,8 @@ def validate(
     statement runs; raise MigrationValidationError (`file:line: message`) at the first refusal.
 
     The rehearsal starts from `env`'s current tables and views, or from those of `base` ("prod":
-    what env will be once a reseed or sync has rebuilt it from prod). Writes only to scratch datasets
-    (dropped at the end), never to `env`."""
+    what env will be once a reseed or sync has rebuilt it from prod), in that environment's project.
+    Writes only to scratch datasets (in the drill project, dropped at the end), never to `env`."""
     from envsync.bigquery.datasets import env_labels, recreate_env_dataset
     from envsync.bigquery.discovery import TableInfo
     from envsync.bigquery.jobs import short_hash
@@ -800,6 +832,9 @@ def validate(
         return rehearsal
     client = runner.bq.client
     base_map = dataset_map(config, base or env, test_name if base in (None, env) else None)
+    base_project = config.project_of(base or env)
+    scratch_project = config.project_of("drill")
+    qualify = statement_project(config, "drill")
     tag = short_hash(runner.dag_id, runner.run_id)[:8]
     scratch = {ds: scratch_dataset(config, env, ds, test_name, tag) for ds in config.prod.datasets}
     log.info(
@@ -813,16 +848,16 @@ def validate(
         for ds, name in scratch.items():
             recreate_env_dataset(
                 runner.bq,
-                f"{config.project}.{name}",
+                f"{scratch_project}.{name}",
                 location=config.location,
                 description=f"envsync: rehearsal of schema migrations for {env} (dropped after use)",
                 labels=env_labels({}, "drill", ds, **{"envsync-purpose": "migration-check"}),
                 table_expiration_ms=SCRATCH_EXPIRATION_MS,
             )
-        _copy_objects(config, runner, migrations, base_map, scratch, env)
+        _copy_objects(runner, migrations, (base_project, base_map), (scratch_project, scratch), env)
         for migration in migrations:
             for number, statement in enumerate(migration.statements):
-                sql = statement.rewritten(scratch)
+                sql = statement.rewritten(scratch, qualify)
                 key = ("migcheck", env, str(migration.version), str(number))
                 try:
                     runner.bq.start_query(
@@ -840,7 +875,7 @@ def validate(
                     ) from None
                 rehearsal.statements += 1
         for ds, name in scratch.items():
-            for item in client.list_tables(f"{config.project}.{name}"):
+            for item in client.list_tables(f"{scratch_project}.{name}"):
                 info = TableInfo.from_api(client.get_table(item.reference))
                 if info.kind == "VIEW":
                     rehearsal.views.append(f"{ds}.{info.table}")
@@ -848,7 +883,7 @@ def validate(
     finally:
         for name in scratch.values():
             try:
-                runner.bq.delete_dataset(f"{config.project}.{name}")
+                runner.bq.delete_dataset(f"{scratch_project}.{name}")
             except Exception as error:  # the tables expire anyway; keep the original outcome
                 log.warning("could not drop the rehearsal dataset %s: %s", name, error)
     log.info("validated %d statement(s) of %d migration(s) for %s", rehearsal.statements, len(migrations), env)
@@ -862,21 +897,24 @@ def _refused_by_bigquery(error: BaseException) -> bool:
 
 
 def _copy_objects(
-    config: EnvsyncConfig,
     runner: JobRunner,
     migrations: Sequence[Migration],
-    env_map: Mapping[str, str],
-    scratch: Mapping[str, str],
+    source: tuple[str, Mapping[str, str]],
+    target: tuple[str, Mapping[str, str]],
     env: str,
 ) -> None:
     """Re-create in the scratch datasets, empty, every table the migrations name (`CREATE TABLE LIKE`)
-    and every view they name, with the tables and views those views read, views in dependency order."""
+    and every view they name, with the tables and views those views read, views in dependency order.
+    `source` and `target` are (project, prod dataset -> dataset): the environment rehearsed from and
+    the scratch datasets; the views' references move to the scratch datasets' project."""
     from google.api_core.exceptions import NotFound
 
     from envsync.bigquery.views import rewrite_view_sql, view_dependencies
     from envsync.core.sqltemplates import render
 
     client = runner.bq.client
+    env_project, env_map = source
+    scratch_project, scratch = target
     back = {env_ds: ds for ds, env_ds in env_map.items()}
     seen: set[str] = set()
     tables: list[str] = []
@@ -890,7 +928,7 @@ def _copy_objects(
         if ds not in scratch:
             return  # a view reading outside the configured datasets: its dry run decides
         try:
-            table = client.get_table(f"{config.project}.{env_map[ds]}.{name}")
+            table = client.get_table(f"{env_project}.{env_map[ds]}.{name}")
         except NotFound:
             return  # created by a migration, or missing: the dry run says so
         kind = (table.table_type or "TABLE").upper()
@@ -909,8 +947,8 @@ def _copy_objects(
         runner.run(
             render(
                 "rehearsal/create_table_like",
-                target=TableRef(config.project, scratch[ds], name).sql,
-                source=TableRef(config.project, env_map[ds], name).sql,
+                target=TableRef(scratch_project, scratch[ds], name).sql,
+                source=TableRef(env_project, env_map[ds], name).sql,
             ),
             key=("migcheck", env, "like", ds, name),
         )
@@ -920,8 +958,8 @@ def _copy_objects(
         runner.run(
             render(
                 "sync/create_view",
-                target=TableRef(config.project, scratch[ds], name).sql,
-                query=rewrite_view_sql(query, env_to_scratch, config.project).sql,
+                target=TableRef(scratch_project, scratch[ds], name).sql,
+                query=rewrite_view_sql(query, env_to_scratch, env_project, target_project=scratch_project).sql,
             ),
             key=("migcheck", env, "view", ds, name),
         )
@@ -1036,6 +1074,7 @@ def apply(
     if not validated:
         validate(config, runner, env, migrations, test_name=test_name)
     mapping = dataset_map(config, env, test_name)
+    project = statement_project(config, env)
     results: list[dict[str, Any]] = []
     for migration in migrations:
         row = result_row(
@@ -1050,7 +1089,7 @@ def apply(
         for number, statement in enumerate(migration.statements):
             try:
                 job = writer.run(
-                    statement.rewritten(mapping),
+                    statement.rewritten(mapping, project),
                     key=("migrate", env if env != "test" else f"test_{test_name}", str(migration.version), str(number)),
                 )
             except Exception as error:

@@ -32,6 +32,11 @@ tables the migrations write (`WriteGuard.for_prod_migrations(..., tables=...)`):
   4. only when every migration passed are they recorded `applied`, together.
 A retried task that finds the backup record of an earlier try first rolls prod back to it, then
 applies again: a promotion converges instead of applying twice.
+
+Projects: each environment is read and written in its own project (`config.project_of(env)`; prod in
+`config.prod_project`), its statements written in that project once environments live in several
+(`ledger.statement_project`); views are compared with prod's dataset names in prod's project; the
+pinned backups live in the backup environment's project.
 """
 
 from __future__ import annotations
@@ -412,15 +417,15 @@ def compare_expected(expected: Mapping[str, Expected], actual: Mapping[str, Expe
 
 
 def written_tables(config: EnvsyncConfig, migrations: Iterable[Migration]) -> list[str]:
-    """Every `ds.t` a statement of `migrations` writes (the guard's own analysis), plus the new names
-    of renames and the tables and views they create."""
+    """Every `ds.t` a statement of `migrations` writes (the guard's own analysis of the statements as
+    written, in prod's project), plus the new names of renames and the tables and views they create."""
     from envsync.core.guard import statement_write_targets
 
     keys: set[str] = set()
     for migration in migrations:
         for statement in migration.statements:
             keys |= {
-                f"{t.dataset}.{t.table}" for t in statement_write_targets(statement.sql, config.project) if t.table
+                f"{t.dataset}.{t.table}" for t in statement_write_targets(statement.sql, config.prod_project) if t.table
             }
         keys |= {item for item in migration.additions() if item.count(".") == 1}
     return sorted(keys)
@@ -460,18 +465,19 @@ def plan_text(
 
 
 def environment_views(config: EnvsyncConfig, client: Any, env: str) -> dict[str, str]:
-    """The views of `env`'s datasets, keyed `ds.v` with prod's dataset names, their SQL rewritten back
-    to prod's dataset names ({} for a dataset that does not exist)."""
+    """The views of `env`'s datasets (in env's project), keyed `ds.v` with prod's dataset names, their
+    SQL rewritten back to prod's dataset names in prod's project ({} for a dataset that does not exist)."""
     from google.api_core.exceptions import NotFound
 
     from envsync.bigquery.views import rewrite_view_sql
 
     mapping = dataset_map(config, env)
     back = {env_ds: ds for ds, env_ds in mapping.items()}
+    project = config.project_of(env)
     views: dict[str, str] = {}
     for ds, env_ds in mapping.items():
         try:
-            items = list(client.list_tables(f"{config.project}.{env_ds}"))
+            items = list(client.list_tables(f"{project}.{env_ds}"))
         except NotFound:
             continue
         for item in items:
@@ -479,7 +485,9 @@ def environment_views(config: EnvsyncConfig, client: Any, env: str) -> dict[str,
                 continue
             query = client.get_table(item.reference).view_query or ""
             views[f"{ds}.{item.table_id}"] = (
-                rewrite_view_sql(query, back, config.project).sql if back != mapping else query
+                rewrite_view_sql(query, back, project, target_project=config.prod_project).sql
+                if back != mapping or project != config.prod_project
+                else query
             )
     return views
 
@@ -518,14 +526,15 @@ def staging_problems(
     reseeder = Reseeder(config, runner, dt.datetime.now(dt.UTC))
     ahead = frozenset(ahead_of(migrations, ledger, "staging"))
     stats = JobStats()
+    project = config.project_of("staging")
     for ds, env_ds in dataset_map(config, "staging").items():
-        info = discover_dataset(client, config.project, env_ds)
+        info = discover_dataset(client, project, env_ds)
         for table in info.tables:
             if table.kind != "VIEW":
                 continue
             try:
                 runner.run(
-                    render("sync/probe_view", target=TableRef(config.project, env_ds, table.table).sql),
+                    render("sync/probe_view", target=TableRef(project, env_ds, table.table).sql),
                     key=("promote_probe", env_ds, table.table),
                     stats=stats,
                 )
@@ -534,7 +543,10 @@ def staging_problems(
 
                 if not _refused_by_bigquery(error):
                     raise
-                problems.append(f"view {env_ds}.{table.table} of staging does not resolve: {_bigquery_message(error)}")
+                problems.append(
+                    f"view {config.qualified(project, env_ds, table.table)} of staging does not resolve: "
+                    f"{_bigquery_message(error)}"
+                )
         as_prod = replace(info, dataset=ds)
         try:
             sources = reseeder.sources(as_prod)
@@ -552,7 +564,8 @@ def staging_problems(
 
 
 class ProdPromotion:
-    """Applies confirmed migrations to prod with a pinned backup, schema checks and rollback."""
+    """Applies confirmed migrations to prod (in prod's project) with a pinned backup, schema checks and
+    rollback."""
 
     def __init__(
         self,
@@ -568,6 +581,7 @@ class ProdPromotion:
         from envsync.core.guard import GuardedBigQuery, WriteGuard
 
         self.config = config
+        self.project = config.prod_project
         self.migrations = list(migrations)
         self.store = store
         self.path = f"{prefix}/{BACKUP_RECORD}"
@@ -601,7 +615,7 @@ class ProdPromotion:
         out: dict[str, Expected] = {}
         for key in keys:
             try:
-                table = self.bq.client.get_table(f"{self.config.project}.{key}")
+                table = self.bq.client.get_table(f"{self.project}.{key}")
             except NotFound:
                 out[key] = Expected("ABSENT")
                 continue
@@ -635,7 +649,7 @@ class ProdPromotion:
         for key in self.written:
             ds, _, name = key.partition(".")
             try:
-                table = self.bq.client.get_table(f"{self.config.project}.{key}")
+                table = self.bq.client.get_table(f"{self.project}.{key}")
             except NotFound:
                 objects[key] = {"kind": "ABSENT"}
                 continue
@@ -675,6 +689,11 @@ class ProdPromotion:
             ),
         )
         return record, False
+
+    def _snapshot_api(self, snapshot: str) -> str:
+        """`project.dataset.table` of a pinned snapshot recorded as `dataset.table` (in the backup
+        environment's project) or, once environments live in several projects, `project.dataset.table`."""
+        return snapshot if snapshot.count(".") == 2 else f"{self.config.project_of('backup')}.{snapshot}"
 
     def _mark(self, record: dict[str, Any], status: str) -> None:
         self.store.write(self.path, {**record, "status": status})
@@ -737,7 +756,7 @@ class ProdPromotion:
         for key in order:
             entry = objects[key]
             ds, _, name = key.partition(".")
-            ref = TableRef(self.config.project, ds, name)
+            ref = TableRef(self.project, ds, name)
             try:
                 if entry["kind"] == "ABSENT":
                     if now[key].kind != "ABSENT":
@@ -753,7 +772,7 @@ class ProdPromotion:
                 else:
                     if now[key].kind != "ABSENT":
                         current = self.bq.client.get_table(ref.api)
-                        snapshot = self.bq.client.get_table(f"{self.config.project}.{entry['snapshot']}")
+                        snapshot = self.bq.client.get_table(self._snapshot_api(entry["snapshot"]))
                         try:
                             publish_disposition(str(ref), current, snapshot)
                         except RestoreError:  # replaced by a view or repartitioned: make room

@@ -219,7 +219,7 @@ class EnvsyncSlackNotifier(BaseNotifier):
             from envsync.core.clients import storage_client
 
             config = load_config()
-            store = ManifestStore(storage_client(config.project), config.state.bucket)
+            store = ManifestStore(storage_client(config.state_project), config.state.bucket)
             prefix = store.run_prefix(dag_id, run_id)
             report = store.read(f"{prefix}/report.json") or store.read(f"{prefix}/plan.json")
         except Exception as error:  # the alert still goes out, with what is known

@@ -1,4 +1,5 @@
-"""envsync's audit tables in BigQuery (dataset `audit.dataset`, default `envsync_audit`).
+"""envsync's audit tables in BigQuery (dataset `audit.dataset`, default `envsync_audit`, in the audit
+project `audit.project`, default the top-level project).
 
     runs              one row per DAG run: DAG, environment, datasets, T, window, status, duration
     table_actions     one row per table action of a run: action, status, rows, seconds, bytes, error
@@ -145,14 +146,16 @@ STAGING_CUT_COLUMNS = {
 
 
 def audit_table(config: EnvsyncConfig, name: str) -> TableRef:
-    return TableRef(config.project, config.audit.dataset, name)
+    """Audit table `name` in the audit dataset of the audit project."""
+    return TableRef(config.audit_project, config.audit.dataset, name)
 
 
 def ensure_audit_table(config: EnvsyncConfig, runner: JobRunner, name: str) -> TableRef:
-    """Create the audit dataset and table `name` when missing (sql/audit/create_<name>.sql)."""
+    """Create the audit dataset (in the audit project) and table `name` when missing
+    (sql/audit/create_<name>.sql)."""
     ensure_env_dataset(
         runner.bq,
-        f"{config.project}.{config.audit.dataset}",
+        f"{config.audit_project}.{config.audit.dataset}",
         location=config.location,
         description="envsync audit: run summaries, table actions and recovery drills",
         labels={"envsync-managed": "true", "envsync-env": "audit"},

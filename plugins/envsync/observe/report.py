@@ -209,7 +209,7 @@ def print_latest(dag_id: str = "prod_to_dev_sync") -> int:
     from envsync.core.manifest import ManifestStore
 
     config = load_config()
-    store = ManifestStore(storage_client(config.project), config.state.bucket)
+    store = ManifestStore(storage_client(config.state_project), config.state.bucket)
     report = store.latest_report(dag_id)
     if report is None:
         print(f"no run report of {dag_id} in gs://{config.state.bucket}")

@@ -1,4 +1,8 @@
-"""Operators of backup_ladder: plan (one task), back up (mapped per dataset), report (one task)."""
+"""Operators of backup_ladder: plan (one task), back up (mapped per dataset), report (one task).
+
+Sources are read in their own projects (prod's, staging's); snapshots are written into the backup
+environment's project by jobs run in its jobs project (`config.jobs_project_of("backup")`).
+"""
 
 from __future__ import annotations
 
@@ -50,20 +54,21 @@ class PlanBackupOperator(BaseOperator):
     def execute(self, context: Context) -> list[dict[str, str]]:
         from airflow.sdk.exceptions import AirflowFailException
 
+        from envsync.backups.snapshots import BackupError
         from envsync.bigquery.discovery import DiscoveryError
         from envsync.core.config import ConfigError
         from envsync.sync.prodcopy import AsOfError
 
         try:
             return self._plan(context)
-        except (ConfigError, DiscoveryError, AsOfError, ValueError) as error:
+        except (BackupError, ConfigError, DiscoveryError, AsOfError, ValueError) as error:
             raise AirflowFailException(str(error)) from error
 
     def _plan(self, context: Context) -> list[dict[str, str]]:
         from envsync.backups.ladder import plan_snapshot, restore_points, snapshot_expiry, snapshot_name
-        from envsync.backups.snapshots import BackupCatalog
+        from envsync.backups.snapshots import BackupCatalog, source_project
         from envsync.bigquery.discovery import base_tables
-        from envsync.bigquery.timetravel import prod_windows
+        from envsync.bigquery.timetravel import dataset_hours, effective_window
         from envsync.core.clients import bigquery_client
         from envsync.core.config import load_config
         from envsync.core.window import anchor_from_context
@@ -86,7 +91,7 @@ class PlanBackupOperator(BaseOperator):
             cut = now if pinned else min(anchor_from_context(context), now)
             cut = cut.replace(microsecond=0)
         ladder = config.backups.ladder()
-        client = bigquery_client(config.project, config.location, self.gcp_conn_id)
+        client = bigquery_client(config.jobs_project_of("backup"), config.location, self.gcp_conn_id)
         skipped = busy_sources(config, self.gcp_conn_id, context, environments, cut)
         for env, why in skipped.items():
             self.log.warning("not backing up %s this run: %s", env, why)
@@ -94,17 +99,22 @@ class PlanBackupOperator(BaseOperator):
         if environments:
             take_leases(config, self.gcp_conn_id, context, self.task_id, [backup_lease(e) for e in environments])
         units = backup_units(config, client, environments, datasets)
-        # each dataset's own window (max_time_travel_hours), narrowed by prod.time_travel_hours
-        for window in prod_windows(config, client, units).values():
-            check_as_of(cut, now, window)
         catalog = BackupCatalog(config, client, store)
+        for unit in units:
+            catalog.source_dataset(unit)  # a backup dataset in another location fails here, before any job
+            # the dataset's own window (max_time_travel_hours, in its project), narrowed by prod.time_travel_hours
+            hours = dataset_hours(client, source_project(config, unit), unit)
+            window = effective_window(unit, hours, config.prod.time_travel_hours)
+            self.log.info("time travel on %s: %d h (%s)", unit, window.hours, window.source)
+            check_as_of(cut, now, window)
         if config.backups.export.enabled:
             manifest_store(config, self.gcp_conn_id, config.export_bucket).ensure_bucket(config.location)
         expires = (cut + dt.timedelta(days=expiry_days)) if pinned else snapshot_expiry(ladder, cut)
         planned: list[dict[str, Any]] = []
         decisions: dict[str, Any] = {}
         for dataset in units:
-            tables = base_tables(client, config.project, dataset)
+            project = source_project(config, dataset)
+            tables = base_tables(client, project, dataset)
             existing = catalog.snapshots(dataset)
             used = catalog.jobs_today(dataset, now.date())
             backup_ds = config.env_dataset("backup", dataset)
@@ -115,7 +125,7 @@ class PlanBackupOperator(BaseOperator):
                     ladder,
                     used.get(table, 0),
                     cut,
-                    table=f"{dataset}.{table}",
+                    table=config.qualified(project, dataset, table),
                     newest=newest,
                     pinned=pinned,
                     created=tables[table],
@@ -125,8 +135,8 @@ class PlanBackupOperator(BaseOperator):
                 planned.append(
                     {
                         **result_row(
-                            f"{dataset}.{table}",
-                            f"{backup_ds}.{name}",
+                            config.qualified(project, dataset, table),
+                            config.qualified(catalog.backup_project, backup_ds, name),
                             ("pin" if pinned else "snapshot") if decision.take else "skip",
                             decision.reason,
                         ),
@@ -202,18 +212,24 @@ def backup_units(config: Any, client: Any, environments: list[str], datasets: li
     for env in environments:
         for dataset in datasets:
             source = config.source_dataset(env, dataset)
-            if env != "prod" and list_existing(client, config.project, source) is None:
-                log.warning("%s dataset %s does not exist (not seeded yet): nothing to back up", env, source)
+            if env != "prod" and list_existing(client, config.source_project(env), source) is None:
+                shown = config.qualified(config.source_project(env), source)
+                log.warning("%s dataset %s does not exist (not seeded yet): nothing to back up", env, shown)
                 continue
             units.append(source)
     return units
 
 
 class BackupDatasetOperator(DatasetUnitOperator):
-    """Take the planned snapshots of one dataset, record their manifests, export the daily rung, thin."""
+    """Take the planned snapshots of one dataset, record their manifests, export the daily rung, thin.
+
+    Its jobs run in the backup environment's jobs project."""
+
+    def writes_env(self, manifest: dict[str, Any], context: Context) -> str:
+        return "backup"
 
     def run_unit(self, config: Any, manifest: dict[str, Any], runner: Any, context: Context) -> Any:
-        from envsync.backups.snapshots import BackupCatalog, BackupEngine
+        from envsync.backups.snapshots import BackupCatalog, BackupEngine, source_env
         from envsync.bigquery.jobs import run_recorded
         from envsync.core.guard import ProdWriteRefused
         from envsync.observe.report import result_row
@@ -226,18 +242,18 @@ class BackupDatasetOperator(DatasetUnitOperator):
         cut = dt.datetime.fromisoformat(manifest["cut"])
         pinned = manifest["pinned"]
         expires = dt.datetime.fromisoformat(manifest["expires"])
-        location = runner.bq.client.get_dataset(f"{config.project}.{dataset}").location
-        backup_ds = engine.ensure_backup_dataset(dataset, location)
+        # in the source dataset's location, checked before any job
+        backup_ds = engine.ensure_backup_dataset(dataset)
         before = catalog.snapshots(dataset)  # listed once: the daily-rung check needs only earlier snapshots
         results = []
-        source = "prod" if dataset in config.prod.datasets else "staging"
+        source = source_env(config, dataset)
         busy = busy_sources(config, self.gcp_conn_id, context, [source], cut).get(source)
         if busy:  # a writer took the source's lease after the plan: skip rather than snapshot a half state
             self.log.warning("not backing up %s: %s", dataset, busy)
         for table, decision in sorted(manifest["decisions"][dataset].items()):
             row = result_row(
-                f"{dataset}.{table}",
-                f"{backup_ds}.{decision['name']}",
+                config.qualified(config.source_project(source), dataset, table),
+                config.qualified(catalog.backup_project, backup_ds, decision["name"]),
                 "pin" if pinned else "snapshot",
                 decision["reason"],
                 checksum=None,
@@ -268,7 +284,7 @@ class BackupDatasetOperator(DatasetUnitOperator):
             results.append(
                 {
                     **result_row(
-                        f"{dataset}.{snap.table}",
+                        config.qualified(config.source_project(source), dataset, snap.table),
                         str(snap),
                         "drop",
                         f"thinned by the ladder (taken {snap.taken_at.isoformat()})",

@@ -76,7 +76,7 @@ def record_run_audit(
         error=None if error is None else f"{type(error).__name__}: {error}"[:2000],
         now=now,
     )
-    record_run(config, guarded_runner(config, conn_id, context, task_id), run, actions, masked)
+    record_run(config, guarded_runner(config, conn_id, context, task_id, env="audit"), run, actions, masked)
 
 
 def send_privacy_alert(config: EnvsyncConfig, context: Context) -> None:
@@ -121,7 +121,9 @@ class UnitOperator(BaseOperator):
         prefix = run_prefix(store, context)
         manifest = read_plan(store, prefix)
         with working_under_lease(config, self.gcp_conn_id, context, self.task_id) as beat:
-            self._runner = guarded_runner(config, self.gcp_conn_id, context, self.task_id)
+            self._runner = guarded_runner(
+                config, self.gcp_conn_id, context, self.task_id, env=self.writes_env(manifest, context)
+            )
             if beat is not None:
                 self._runner.bq.fence = beat.fence  # no write once another run took the lease over
             outcome = self.run_unit(config, manifest, self._runner, context)
@@ -146,6 +148,18 @@ class UnitOperator(BaseOperator):
     # record the fingerprints of every table of the environments the run holds
     fingerprints_environment = False
 
+    def writes_env(self, manifest: dict[str, Any], context: Context) -> str | None:
+        """The environment this unit writes: its jobs run in (and are billed to) that environment's jobs
+        project. By default the run's one environment (the plan's `env`, else the DAG's; test_<name> is
+        `test`); None (the top-level project) when the run writes several."""
+        from envsync.core.config import ENV_NAMES
+        from envsync.observe.audit import environment_of
+
+        env = environment_of(context["dag"].dag_id, manifest)
+        if env.startswith("test_"):
+            return "test"
+        return env if env in ("prod", *ENV_NAMES) else None
+
     def fingerprints(
         self,
         config: EnvsyncConfig,
@@ -164,7 +178,7 @@ class UnitOperator(BaseOperator):
         if self.fingerprints_environment:
             targets |= environment_tables(config, self.gcp_conn_id, context, client) | set(earlier or {})
         prints: dict[str, dict[str, Any]] = {}
-        for target in sorted(targets):
+        for target in sorted(targets):  # `dataset.table` of the top-level project, or `project.dataset.table`
             found = fingerprint(client, config.project, target)
             if found is not None:
                 prints[target] = found
@@ -184,16 +198,20 @@ def recorded_fingerprints(store: ManifestStore, prefix: str, manifest: dict[str,
 
 
 def environment_tables(config: EnvsyncConfig, conn_id: str, context: Context, client: Any) -> set[str]:
-    """`dataset.table` of every table in the datasets of the environments this run holds leases on."""
+    """Every table in the datasets of the environments this run holds leases on, each listed in its
+    environment's project and named as `config.qualified` names it (`dataset.table`, or
+    `project.dataset.table` in a split layout)."""
     from google.api_core.exceptions import NotFound
 
-    from envsync.operators.leasing import env_datasets, held_envs
+    from envsync.operators.leasing import env_datasets, held_envs, lease_project
 
     found: set[str] = set()
     for env in held_envs(config, conn_id, context):
+        project = lease_project(config, env)
         for dataset in env_datasets(config, env):
             try:
-                found |= {f"{dataset}.{t.table_id}" for t in client.list_tables(f"{config.project}.{dataset}")}
+                tables = client.list_tables(f"{project}.{dataset}")
+                found |= {config.qualified(project, dataset, t.table_id) for t in tables}
             except NotFound:
                 continue
     return found

@@ -99,7 +99,8 @@ class PlanDevSyncOperator(BaseOperator):
             window.start.isoformat(),
             window.end.isoformat(),
         )
-        client = bigquery_client(config.project, config.location, self.gcp_conn_id)
+        # reads prod's metadata; its queries (partition ids) run in the jobs project of dev
+        client = bigquery_client(config.jobs_project_of("dev"), config.location, self.gcp_conn_id)
         plans = build_plans(config, client, datasets=datasets, tables=tables, window=window)
         check_plan_salt(config, plans, dry_run=dry_run, log=self.log)
         manifest = {
@@ -109,7 +110,7 @@ class PlanDevSyncOperator(BaseOperator):
             "cut": cut.isoformat(),
             "window": window.as_dict(),
             "params": {"datasets": datasets, "tables": tables, "window_quarters": quarters, "dry_run": dry_run},
-            **plan_entries(plans),
+            **plan_entries(config, plans),
         }
         manifest["units"].append("migrate")
         uri = store.write(f"{prefix}/plan.json", manifest)
@@ -174,27 +175,38 @@ def check_plan_salt(config: Any, plans: list[Any], *, dry_run: bool, log: Any) -
         log.warning("the run would fail: %s", error)
 
 
-def plan_entries(plans: list[Any]) -> dict[str, Any]:
+def plan_entries(config: Any, plans: list[Any]) -> dict[str, Any]:
     """The manifest entries that sync_dataset, sync_views and report read: plans, units, planned rows,
     and the privacy report (masked columns, policy-tagged columns copied unmasked)."""
-    from envsync.sync.summary import privacy_entries
+    from envsync.sync.summary import privacy_entries, source_name, target_name
 
     return {
-        "privacy": privacy_entries(plans),
+        "privacy": privacy_entries(plans, config),
         "plans": [p.to_dict() for p in plans],
         "units": [p.dataset for p in plans] + ["views"],
-        "planned": [planned_row("views" if a.action == "view" else p.dataset, a) for p in plans for a in p.actions],
+        "planned": [
+            planned_row(
+                "views" if a.action == "view" else p.dataset,
+                a,
+                table=source_name(config, a),
+                target=target_name(config, p.env, a),
+            )
+            for p in plans
+            for a in p.actions
+        ],
     }
 
 
-def planned_row(unit: str, action: Any) -> dict[str, Any]:
-    """The report row of an action that has not run (yet): dry runs, and units whose task failed."""
+def planned_row(unit: str, action: Any, *, table: str | None = None, target: str | None = None) -> dict[str, Any]:
+    """The report row of an action that has not run (yet): dry runs, and units whose task failed.
+
+    `table` and `target` name its source and target (default: `dataset.table` of each)."""
     from envsync.observe.report import result_row
 
     return {
         **result_row(
-            action.key,
-            f"{action.target_dataset}.{action.table}",
+            table or action.key,
+            target or f"{action.target_dataset}.{action.table}",
             action.action,
             action.reason,
             est_bytes_billed=action.est_bytes_billed,

@@ -32,8 +32,29 @@ REFUSED_FILE = "lease.json"
 STAGE_SUFFIXES = ("__envsync_stage", "__restore")
 
 
+# leases of the environments with a fixed set of datasets, in the order target_lease tries them
+FIXED_LEASES = ("prod", "drill_staging", "backup_staging", "drill", "backup", "dev", "qa", "staging", "prodcopy")
+
+
+def lease_env(lease: str) -> str:
+    """The environment of the config whose datasets a lease covers (`prod`, `dev`, ... `test`)."""
+    if lease.startswith("test_"):
+        return "test"
+    if lease in ("drill_staging", "backup_staging"):
+        return lease.split("_")[0]
+    if lease not in FIXED_LEASES:
+        raise ValueError(f"{lease!r} is not an environment envsync writes")
+    return lease
+
+
+def lease_project(config: EnvsyncConfig, lease: str) -> str:
+    """The project holding the datasets a lease covers (staging's backups and drills: the backup and
+    drill projects)."""
+    return config.project_of(lease_env(lease))
+
+
 def env_datasets(config: EnvsyncConfig, env: str) -> list[str]:
-    """The datasets a lease covers."""
+    """The datasets a lease covers (in the project `lease_project` names)."""
     prefixes = config.env_prefixes()
     staging = prefixes["staging"]
     if env == "prod":
@@ -56,19 +77,29 @@ def drill_lease(source: str) -> str:
     return "drill" if source == "prod" else f"drill_{source}"
 
 
-def target_lease(config: EnvsyncConfig, dataset: str) -> str:
-    """The lease of the environment a dataset belongs to (a restore's target dataset)."""
-    if dataset in config.prod.datasets:
-        return "prod"
-    for env in ("drill_staging", "backup_staging", "drill", "backup", "dev", "qa", "staging", "prodcopy"):
-        if dataset in env_datasets(config, env):
-            return env
+def target_lease(config: EnvsyncConfig, dataset: str, project: str | None = None) -> str:
+    """The lease of the environment a dataset of `project` belongs to (a restore's target dataset).
+
+    Without `project` the dataset name alone must tell: in a split layout an environment with an empty
+    prefix holds prod's dataset names, so a name found in several projects is refused as ambiguous."""
+    found = {
+        lease: lease_project(config, lease)
+        for lease in FIXED_LEASES
+        if dataset in env_datasets(config, lease) and project in (None, lease_project(config, lease))
+    }
     test = config.environments.test.prefix
-    if dataset.startswith(test):
+    if dataset.startswith(test) and project in (None, config.project_of("test")):
         for ds in config.prod.datasets:
             if dataset.endswith("_" + ds) and len(dataset) > len(test) + len(ds) + 1:
-                return "test_" + dataset[len(test) : -len(ds) - 1]
-    raise ValueError(f"dataset {dataset!r} belongs to no environment envsync writes")
+                found.setdefault("test_" + dataset[len(test) : -len(ds) - 1], config.project_of("test"))
+                break
+    where = "" if project is None else f" in project {project!r}"
+    if not found:
+        raise ValueError(f"dataset {dataset!r}{where} belongs to no environment envsync writes")
+    if len(found) > 1:
+        named = ", ".join(f"{lease} (project {proj!r})" for lease, proj in found.items())
+        raise ValueError(f"dataset {dataset!r} is a dataset of {named}: name its project")
+    return next(iter(found))
 
 
 def airflow_run_state(holder: Holder) -> bool | None:
@@ -95,7 +126,7 @@ def leases_for(config: EnvsyncConfig, conn_id: str) -> Leases:
 
     s = config.leases
     return Leases(
-        storage_client(config.project, conn_id),
+        storage_client(config.state_project, conn_id),
         config.state.bucket,
         LeaseSettings(
             wait_seconds=s.wait_seconds,
@@ -199,14 +230,15 @@ def release_leases(config: EnvsyncConfig, conn_id: str, context: Context, task_i
 
 def clean_up_dead_run(config: EnvsyncConfig, conn_id: str, context: Context, takeover: Takeover) -> dict[str, Any]:
     """After taking over a dead run's lease: cancel the BigQuery jobs it left running (they carry its
-    run-id label), drop the stage tables left in the environment, and record it in the audit as `killed`."""
+    run-id label) in the jobs project of the leased environment, drop the stage tables left in the
+    environment's datasets (in its own project), and record it in the audit as `killed`."""
     from envsync.bigquery.jobs import label_value
     from envsync.core.guard import TableRef
     from envsync.observe.audit import record_run
     from envsync.operators.runtime import guarded_runner
 
     dead = takeover.previous
-    runner = guarded_runner(config, conn_id, context, "lease-takeover")
+    runner = guarded_runner(config, conn_id, context, "lease-takeover", env=lease_env(takeover.env))
     client = runner.bq.client
     labels = {"envsync-dag": label_value(dead.dag_id), "envsync-run": label_value(dead.run_id)}
     since = _parse(dead.since) - dt.timedelta(minutes=5) if dead.since else None
@@ -227,15 +259,16 @@ def clean_up_dead_run(config: EnvsyncConfig, conn_id: str, context: Context, tak
                     log.warning("could not cancel BigQuery job %s of %s: %s", job.job_id, dead.describe(), error)
     removed: list[str] = []
     if takeover.env != "prod":  # prod is read-only: a confirmed restore rebuilds its own stages
+        project = lease_project(config, takeover.env)
         for dataset in env_datasets(config, takeover.env):
             try:
-                tables = list(client.list_tables(f"{config.project}.{dataset}"))
+                tables = list(client.list_tables(f"{project}.{dataset}"))
             except Exception:  # NotFound: the dataset is not there (yet)
                 continue
             for item in tables:
                 if item.table_id.endswith(STAGE_SUFFIXES):
-                    runner.bq.delete_table(TableRef(config.project, dataset, item.table_id))
-                    removed.append(f"{dataset}.{item.table_id}")
+                    runner.bq.delete_table(TableRef(project, dataset, item.table_id))
+                    removed.append(config.qualified(project, dataset, item.table_id))
     summary = (
         f"killed: its lease of {takeover.env} was taken over by run {context['run_id']} of DAG "
         f"{context['dag'].dag_id} because {takeover.reason}; {len(cancelled)} BigQuery job(s) it left running "
@@ -247,7 +280,7 @@ def clean_up_dead_run(config: EnvsyncConfig, conn_id: str, context: Context, tak
     try:
         record_run(
             config,
-            runner,
+            guarded_runner(config, conn_id, context, "lease-takeover", env="audit"),
             {
                 "recorded_at": now,
                 "dag_id": dead.dag_id,

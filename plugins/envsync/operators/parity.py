@@ -91,7 +91,8 @@ class ParityOperator(_ParityBase):
         if not environments:
             return {"being_rebuilt": busy, "environments": []}
         self.log.info("checking the parity of %s with prod, datasets %s", environments, datasets)
-        runner = audit_runner(config, guarded_runner(config, self.gcp_conn_id, context, self.task_id))
+        # reads every environment, writes only the audit dataset: its jobs run in the audit project
+        runner = audit_runner(config, guarded_runner(config, self.gcp_conn_id, context, self.task_id, env="audit"))
         error: BaseException | None = None
         result = None
         try:
@@ -205,7 +206,7 @@ class RefreshParityOperator(_ParityBase):
         for env, holder in busy.items():
             self.log.warning("%s: being rebuilt by %s since this run; its parity is checked by that run", env, holder)
         targets = [t for t in targets if lease_names[t] not in busy]
-        runner = guarded_runner(config, self.gcp_conn_id, context, self.task_id)
+        runner = guarded_runner(config, self.gcp_conn_id, context, self.task_id, env="audit")
         results = [
             check_refreshed(config, runner, kind, datasets=datasets, test_name=test_name) for kind, test_name in targets
         ]

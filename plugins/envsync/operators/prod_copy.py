@@ -75,7 +75,8 @@ class PlanProdCopyOperator(BaseOperator):
                 self.log.info("reset: re-creating prod-copy as of its recorded T = %s", cut.isoformat())
             else:
                 cut = parse_as_of(self.as_of, now)
-            client = bigquery_client(config.project, config.location, self.gcp_conn_id)
+            # reads prod's metadata; its dry runs (schemas as of T) run in the jobs project of prodcopy
+            client = bigquery_client(config.jobs_project_of("prodcopy"), config.location, self.gcp_conn_id)
             # each dataset's own window (max_time_travel_hours), narrowed by prod.time_travel_hours
             for window in prod_windows(config, client, datasets).values():
                 check_as_of(cut, now, window)
@@ -92,7 +93,7 @@ class PlanProdCopyOperator(BaseOperator):
             "mode": self.mode,
             "window": None,
             "params": {"datasets": datasets, "as_of": self.as_of, "mode": self.mode, "dry_run": False},
-            **plan_entries(plans),
+            **plan_entries(config, plans),
         }
         uri = store.write(f"{prefix}/plan.json", manifest)
         if self.mode == "copy":

@@ -116,7 +116,7 @@ class PlanPromotionOperator(BaseOperator):
         )
         from envsync.observe.report import result_row
 
-        runner = guarded_runner(config, self.gcp_conn_id, context, self.task_id)
+        runner = guarded_runner(config, self.gcp_conn_id, context, self.task_id, env=params.target)
         client = runner.bq.client
         migrations = load_migrations(config)
         ledger = read_ledger(config, client)
@@ -155,7 +155,7 @@ class PlanPromotionOperator(BaseOperator):
                 "qa": environment_views(config, client, "qa"),
                 "staging": environment_views(config, client, "staging"),
             }
-            readers = contract_readers(todo, views, seed_queries(config), config.project)
+            readers = contract_readers(todo, views, seed_queries(config), config.prod_project)
             if readers:
                 raise PromotionError(
                     "refused to promote a contract migration to prod while something still reads "

@@ -1,5 +1,5 @@
 """Operators of reseed_environments (plan + contract check, mapped reseed, report) and the test
-environment cleanup."""
+environment cleanup. Each task's BigQuery jobs run in the jobs project of the environment it writes."""
 
 from __future__ import annotations
 
@@ -22,6 +22,23 @@ from envsync.operators.common import (
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+    from envsync.bigquery.jobs import JobRunner
+    from envsync.core.config import EnvsyncConfig
+    from envsync.environments.reseed import ReseedUnit
+
+
+def env_runner(
+    operator: UnitOperator, config: EnvsyncConfig, context: Context, runner: JobRunner, env: str
+) -> JobRunner:
+    """A unit's runner whose jobs run in `env`'s jobs project: `runner` when its jobs run there already,
+    else a runner of the same task behind the same lease fence (the one the operator cancels when killed)."""
+    if runner.bq.client.project == config.jobs_project_of(env):
+        return runner
+    own = guarded_runner(config, operator.gcp_conn_id, context, operator.task_id, env=env)
+    own.bq.fence = runner.bq.fence
+    operator._runner = own
+    return own
 
 
 class PlanReseedOperator(BaseOperator):
@@ -98,10 +115,11 @@ class PlanReseedOperator(BaseOperator):
             version["files"],
             cut.isoformat(),
         )
-        runner = guarded_runner(config, self.gcp_conn_id, context, self.task_id)
+        # reads only (prod's schemas, the seeds' contract): billed to the first environment it re-seeds
+        runner = guarded_runner(config, self.gcp_conn_id, context, self.task_id, env="test" if test_name else envs[0])
         reseeder = Reseeder(config, runner, cut)
         stats = JobStats()
-        infos = {ds: discover_dataset(runner.bq.client, config.project, ds) for ds in datasets}
+        infos = {ds: discover_dataset(runner.bq.client, config.prod_project, ds) for ds in datasets}
         sources = {ds: reseeder.sources(info) for ds, info in infos.items()}
         migrations = schema_migrations(config, runner, ["prod"] if test_name else envs, self.log)
         problems: list[str] = []
@@ -155,7 +173,11 @@ class PlanReseedOperator(BaseOperator):
             "planned": [
                 {
                     **result_row(
-                        f"{u.target_dataset}.{s.table}", f"{u.target_dataset}.{s.table}", s.source, s.reason, env=u.env
+                        config.qualified(config.project_of(u.env), u.target_dataset, s.table),
+                        config.qualified(config.project_of(u.env), u.target_dataset, s.table),
+                        s.source,
+                        s.reason,
+                        env=u.env,
                     ),
                     "unit": "views" if s.source == "view" else u.name,
                     "status": "planned",
@@ -180,7 +202,7 @@ class PlanReseedOperator(BaseOperator):
             ],
         }
         uri = store.write(f"{prefix}/plan.json", manifest)
-        self.log.info("reseeding %s; manifest %s", ", ".join(u.target_dataset for u in units), uri)
+        self.log.info("reseeding %s; manifest %s", ", ".join(u.name for u in units), uri)
         self.log.info("privacy report (prod samples):\n%s", privacy_table(manifest["privacy"]))
         return [{"unit": u.name} for u in units]
 
@@ -232,12 +254,22 @@ class ReseedDatasetOperator(UnitOperator):
         super().__init__(**kwargs)
         self.unit_ref = unit_ref
 
-    def run_unit(self, config: Any, manifest: dict[str, Any], runner: Any, context: Context) -> Any:
-        from envsync.bigquery.discovery import DatasetInfo
-        from envsync.environments.reseed import Reseeder, ReseedUnit, sources_from_dict
+    def unit(self, manifest: dict[str, Any]) -> ReseedUnit:
+        """The unit this task instance re-seeds."""
+        from envsync.environments.reseed import ReseedUnit
 
         name = self.unit_ref["unit"]
-        unit = ReseedUnit(**next(u for u in manifest["unit_specs"] if u["target_dataset"] == name))
+        return next(u for u in (ReseedUnit(**spec) for spec in manifest["unit_specs"]) if u.name == name)
+
+    def writes_env(self, manifest: dict[str, Any], context: Context) -> str | None:
+        return self.unit(manifest).env
+
+    def run_unit(self, config: Any, manifest: dict[str, Any], runner: Any, context: Context) -> Any:
+        from envsync.bigquery.discovery import DatasetInfo
+        from envsync.environments.reseed import Reseeder, sources_from_dict
+
+        unit = self.unit(manifest)
+        name = unit.name
         expires = dt.datetime.fromisoformat(manifest["expires"]) if manifest.get("expires") else None
         self.log.info("re-seeding %s (%s) with seed version %s", name, unit.env, manifest["seed_version"]["version"])
         defer = bool((manifest.get("migrations") or {}).get(unit.env))
@@ -253,7 +285,8 @@ class ReseedDatasetOperator(UnitOperator):
 
 
 class ReseedViewsOperator(UnitOperator):
-    """Re-create the views of every re-seeded environment dataset, after all tables, in dependency order."""
+    """Re-create the views of every re-seeded environment dataset, after all tables, in dependency order
+    (one environment after the other, each with its jobs in its own jobs project)."""
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("trigger_rule", "all_done")
@@ -266,7 +299,12 @@ class ReseedViewsOperator(UnitOperator):
             (ReseedUnit(**spec), sources_from_dict(manifest["sources"][spec["dataset"]]))
             for spec in manifest["unit_specs"]
         ]
-        return "views", Reseeder(config, runner, dt.datetime.fromisoformat(manifest["cut"])).views(work)
+        cut = dt.datetime.fromisoformat(manifest["cut"])
+        results: list[dict[str, Any]] = []
+        for env in dict.fromkeys(unit.env for unit, _ in work):
+            reseeder = Reseeder(config, env_runner(self, config, context, runner, env), cut)
+            results += reseeder.views([(unit, sources) for unit, sources in work if unit.env == env])
+        return "views", results
 
 
 class ReseedMigrateOperator(UnitOperator):
@@ -283,7 +321,7 @@ class ReseedMigrateOperator(UnitOperator):
 
         if manifest["params"].get("test_env"):
             return None
-        reseeder = Reseeder(config, runner, dt.datetime.fromisoformat(manifest["cut"]))
+        cut = dt.datetime.fromisoformat(manifest["cut"])
         results: list[dict[str, Any]] = []
         try:
             migrations = load_migrations(config)
@@ -291,7 +329,8 @@ class ReseedMigrateOperator(UnitOperator):
         except MigrationError as error:
             raise AirflowFailException(str(error)) from error
         for env, versions in (manifest.get("migrations") or {}).items():
-            done = reapply(config, runner, env, migrations, ledger, versions, validated=True)
+            reseeder = Reseeder(config, env_runner(self, config, context, runner, env), cut)
+            done = reapply(config, reseeder.runner, env, migrations, ledger, versions, validated=True)
             if done.synced:
                 self.log.info(
                     "%s holds prod's migrations %s through the rebuild (recorded as synced)", env, done.synced
@@ -325,11 +364,15 @@ class CleanupTestEnvironmentsOperator(BaseOperator):
         from envsync.observe.report import result_row
 
         config = load_config()
-        runner = guarded_runner(config, self.gcp_conn_id, context, self.task_id)
+        runner = guarded_runner(config, self.gcp_conn_id, context, self.task_id, env="test")
         # expiry is judged at the run's logical date (the daily tick), or the trigger time of a manual run
         now = anchor_from_context(context)
         deleted: list[dict[str, Any]] = []
         error: BaseException | None = None
+
+        def named(item: dict[str, Any]) -> str:
+            return config.qualified(config.project_of("test"), item["dataset"])
+
         try:
             deleted = self._delete_expired(config, runner, context, now)
         except BaseException as failure:
@@ -338,10 +381,7 @@ class CleanupTestEnvironmentsOperator(BaseOperator):
         finally:
             try:
                 rows = [
-                    {
-                        **result_row(d["dataset"], d["dataset"], "drop", f"expired at {d['expires']}"),
-                        "status": "dropped",
-                    }
+                    {**result_row(named(d), named(d), "drop", f"expired at {d['expires']}"), "status": "dropped"}
                     for d in deleted
                 ]
                 record_run_audit(
@@ -355,7 +395,7 @@ class CleanupTestEnvironmentsOperator(BaseOperator):
                 )
             except Exception as failure:  # the audit never fails the data work
                 self.log.warning("could not record this run in the audit tables: %s", failure)
-        return {"deleted": [d["dataset"] for d in deleted], "checked_at": now.isoformat()}
+        return {"deleted": [named(d) for d in deleted], "checked_at": now.isoformat()}
 
     def _delete_expired(self, config: Any, runner: Any, context: Context, now: dt.datetime) -> list[dict[str, Any]]:
         """Delete each expired test environment under its lease; one another run is writing is left for
@@ -367,9 +407,10 @@ class CleanupTestEnvironmentsOperator(BaseOperator):
         leases = leases_for(config, self.gcp_conn_id)
         leases.settings.wait_seconds = 0
         holder = me(context, self.task_id)
+        project = config.project_of("test")
         expired = expired_test_datasets(config, runner.bq.client, now)
         deleted: list[dict[str, Any]] = []
-        for env in sorted({target_lease(config, d["dataset"]) for d in expired}):
+        for env in sorted({target_lease(config, d["dataset"], project) for d in expired}):
             try:
                 leases.acquire([env], holder)
             except LeaseHeld as busy:
@@ -378,7 +419,7 @@ class CleanupTestEnvironmentsOperator(BaseOperator):
             try:
 
                 def mine(item: dict[str, Any], env: str = env) -> bool:
-                    return target_lease(config, item["dataset"]) == env
+                    return target_lease(config, item["dataset"], project) == env
 
                 deleted += delete_expired(config, runner.bq, now, only=mine)
             finally:

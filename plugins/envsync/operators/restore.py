@@ -7,6 +7,9 @@ restore: one prod dataset to a point in time T, into a scratch `drill_<ds>` (def
 environment dataset, or - with the exact confirmation phrase - prod itself, after a pinned backup
 of prod's current state. recovery_drill: every dataset to its state at the run's logical date minus
 one day, from backups only, into `drill_<ds>`; RTO and RPO per table go to the audit table.
+
+A target dataset is written in its environment's project (drills in the drill project, `staging_<ds>` in
+staging's, prod's datasets in prod's), by jobs run in that environment's jobs project.
 """
 
 from __future__ import annotations
@@ -34,6 +37,20 @@ MODES = ("restore", "drill")
 DRILL_LAG = dt.timedelta(days=1)
 
 
+def target_env(config: Any, target: str) -> str:
+    """The environment target dataset `target` belongs to: prod for a prod dataset's name (a confirmed
+    restore), else drill, staging, ... (`drill_staging_<ds>` is the drill environment's,
+    `test_<name>_<ds>` the test environment's). ValueError for any other dataset."""
+    from envsync.operators.leasing import lease_env, target_lease
+
+    return "prod" if target in config.prod.datasets else lease_env(target_lease(config, target))
+
+
+def target_project(config: Any, target: str) -> str:
+    """The project holding target dataset `target` (its environment's)."""
+    return config.project_of(target_env(config, target))
+
+
 def restore_guard(config: Any, target: str, dataset: str, point_in_time: dt.datetime, confirm: Any) -> Any:
     """The write guard of a restore into `target`: the config's, or - for a prod target - the one a
     confirmed restore of that dataset allows. Raises ProdWriteRefused before any write otherwise."""
@@ -47,8 +64,32 @@ def restore_guard(config: Any, target: str, dataset: str, point_in_time: dt.date
                 "dataset can only be restored into itself"
             )
         return guard.for_prod_restore(dataset, point_in_time, confirm)
-    guard.check(WriteTarget(config.project, target, "table"), "restore into")
+    try:
+        project = target_project(config, target)
+    except ValueError as error:
+        raise ProdWriteRefused(f"refused to restore into {target!r}: {error}") from None
+    guard.check(WriteTarget(project, target, "table"), "restore into")
     return guard
+
+
+def check_target_location(config: Any, client: Any, dataset: str, target: str) -> None:
+    """A target dataset that exists must be in its source dataset's location: BigQuery clones and copies
+    a table into another project's dataset only within its region. ValueError naming both otherwise."""
+    from google.api_core.exceptions import NotFound
+
+    from envsync.backups.snapshots import source_project
+
+    source = client.get_dataset(f"{source_project(config, dataset)}.{dataset}")
+    try:
+        existing = client.get_dataset(f"{target_project(config, target)}.{target}")
+    except NotFound:
+        return
+    if (existing.location or "").upper() != (source.location or "").upper():
+        raise ValueError(
+            f"cannot restore {config.qualified(source.project, dataset)} ({source.location}) into "
+            f"{config.qualified(existing.project, target)} ({existing.location}): a restore reads and writes "
+            "within one location; drop the target dataset or choose another (nothing was written)"
+        )
 
 
 class PlanRestoreOperator(BaseOperator):
@@ -86,6 +127,7 @@ class PlanRestoreOperator(BaseOperator):
         from airflow.sdk.exceptions import AirflowFailException
 
         from envsync.backups.restore import RestoreError
+        from envsync.backups.snapshots import BackupError
         from envsync.bigquery.discovery import DiscoveryError
         from envsync.core.config import ConfigError
         from envsync.core.guard import ProdWriteRefused
@@ -93,7 +135,15 @@ class PlanRestoreOperator(BaseOperator):
 
         try:
             return self._plan(context)
-        except (ConfigError, DiscoveryError, IdentifierError, ProdWriteRefused, RestoreError, ValueError) as error:
+        except (
+            BackupError,
+            ConfigError,
+            DiscoveryError,
+            IdentifierError,
+            ProdWriteRefused,
+            RestoreError,
+            ValueError,
+        ) as error:
             raise AirflowFailException(str(error)) from error
 
     def _inputs(
@@ -153,10 +203,13 @@ class PlanRestoreOperator(BaseOperator):
         for dataset in datasets:  # before anything is written: a prod target needs the exact confirmation
             restore_guard(config, targets[dataset], dataset, point, self.confirm)
         # one writer per environment: the target's (drill, staging, or prod for a confirmed restore)
-        take_leases(
-            config, self.gcp_conn_id, context, self.task_id, sorted({target_lease(config, t) for t in targets.values()})
-        )
-        client = bigquery_client(config.project, config.location, self.gcp_conn_id)
+        leases = {target_lease(config, t, target_project(config, t)) for t in targets.values()}
+        take_leases(config, self.gcp_conn_id, context, self.task_id, sorted(leases))
+        # the target's environment runs (and pays for) the restore's jobs
+        jobs_project = config.jobs_project_of(target_env(config, targets[datasets[0]]))
+        client = bigquery_client(jobs_project, config.location, self.gcp_conn_id)
+        for dataset in datasets:
+            check_target_location(config, client, dataset, targets[dataset])
         exports = manifest_store(config, self.gcp_conn_id, config.export_bucket)
         catalog = BackupCatalog(config, client, store, exports)
         bq = GuardedBigQuery(
@@ -171,10 +224,13 @@ class PlanRestoreOperator(BaseOperator):
         allowed = BACKUP_SOURCES if self.mode == "drill" else SOURCES
         sources: dict[str, dict[str, Any]] = {}
         planned = []
+        shown = {d: config.qualified(target_project(config, t), t) for d, t in targets.items()}
         for dataset in datasets:
             chosen, skipped = engine.plan(dataset, tables, point, now, allowed)
             if not chosen and not skipped:
-                raise ValueError(f"{source_env} dataset {dataset!r} has no tables and no backups to restore")
+                raise ValueError(
+                    f"{source_env} dataset {engine.qualified(dataset)!r} has no tables and no backups to restore"
+                )
             sources[dataset] = {t: (s.to_dict() if isinstance(s, Source) else {"error": s}) for t, s in chosen.items()}
             sources[dataset].update({t: {"skipped": why} for t, why in skipped.items()})
             for table, why in sorted(skipped.items()):
@@ -183,7 +239,7 @@ class PlanRestoreOperator(BaseOperator):
                 kind, why = (source.kind, source.reason) if isinstance(source, Source) else ("none", source)
                 planned.append(
                     {
-                        **result_row(f"{dataset}.{table}", f"{targets[dataset]}.{table}", kind, why),
+                        **result_row(engine.qualified(dataset, table), f"{shown[dataset]}.{table}", kind, why),
                         "unit": dataset,
                         "status": "planned",
                     }
@@ -214,7 +270,7 @@ class PlanRestoreOperator(BaseOperator):
                 "datasets": datasets,
                 "tables": tables,
                 "point_in_time": point.isoformat(),
-                "targets": targets,
+                "targets": shown,
                 "dry_run": False,
             },
         }
@@ -241,9 +297,16 @@ class RestoreDatasetOperator(DatasetUnitOperator):
         super().__init__(**kwargs)
         self.confirm = confirm
 
+    def writes_env(self, manifest: dict[str, Any], context: Context) -> str:
+        """The target's environment (drill, staging, or prod for a confirmed restore): its jobs project
+        runs the restore."""
+        from envsync.core.config import load_config
+
+        return target_env(load_config(), manifest["targets"][self.dataset_ref["dataset"]])
+
     def run_unit(self, config: Any, manifest: dict[str, Any], runner: Any, context: Context) -> Any:
         from envsync.backups.restore import RestoreEngine, Source
-        from envsync.backups.snapshots import BackupCatalog, BackupEngine
+        from envsync.backups.snapshots import BackupCatalog, BackupEngine, source_project
         from envsync.bigquery.datasets import default_kms_key, ensure_env_dataset, env_labels, recreate_env_dataset
         from envsync.bigquery.jobs import JobRunner
         from envsync.core.guard import GuardedBigQuery
@@ -251,11 +314,13 @@ class RestoreDatasetOperator(DatasetUnitOperator):
 
         dataset = self.dataset_ref["dataset"]
         target = manifest["targets"][dataset]
+        project = target_project(config, target)
         point = dt.datetime.fromisoformat(manifest["point_in_time"])
         # the guard is built again here: the confirmation is checked by the task that writes
         bq = GuardedBigQuery(
             runner.bq.client, restore_guard(config, target, dataset, point, self.confirm), runner.bq.location
         )
+        bq.fence = runner.bq.fence  # the lease's fence, as on the runner this task was given
         runner = self._runner = JobRunner(
             bq, dag_id=runner.dag_id, run_id=runner.run_id, task_id=runner.task_id, timeout=runner.timeout
         )
@@ -265,9 +330,12 @@ class RestoreDatasetOperator(DatasetUnitOperator):
         engine = RestoreEngine(config, bq, runner, catalog)
         planned = manifest["sources"][dataset]
         restorable = {t: Source.from_dict(s) for t, s in planned.items() if "kind" in s}
-        ref = f"{config.project}.{target}"
-        location = bq.client.get_dataset(f"{config.project}.{dataset}").location
-        description = f"envsync restore of {dataset} to {point.isoformat()} (run {manifest['run_id']})"
+        ref = f"{project}.{target}"
+        source = f"{source_project(config, dataset)}.{dataset}"
+        location = bq.client.get_dataset(source).location
+        description = (
+            f"envsync restore of {engine.qualified(dataset)} to {point.isoformat()} (run {manifest['run_id']})"
+        )
         if target in config.prod.datasets:
             reason = f"automatic, before restoring {dataset} to {point.isoformat()} (run {manifest['run_id']})"
             expires = dt.datetime.now(UTC) + dt.timedelta(days=config.backups.pinned_expiry_days)
@@ -299,7 +367,7 @@ class RestoreDatasetOperator(DatasetUnitOperator):
                 description=description,
                 labels=env_labels({}, "drill", dataset),
                 table_expiration_ms=config.environments.drill.table_expiration_days * 86_400_000,
-                kms_key_name=default_kms_key(bq.client, f"{config.project}.{dataset}"),
+                kms_key_name=default_kms_key(bq.client, source),
             )
         else:
             ensure_env_dataset(
@@ -308,25 +376,26 @@ class RestoreDatasetOperator(DatasetUnitOperator):
                 location=location,
                 description=description,
                 labels=env_labels({}, "drill", dataset),
-                kms_key_name=default_kms_key(bq.client, f"{config.project}.{dataset}"),
+                kms_key_name=default_kms_key(bq.client, source),
             )
         results = []
         for table, entry in sorted(planned.items()):
+            name, target_name = engine.qualified(dataset, table), config.qualified(project, target, table)
             if table in restorable:
-                source = restorable[table]
-                self.log.info("restoring %s.%s from %s: %s", dataset, table, source.kind, source.reason)
-                results.append(engine.restore_table(dataset, source, target, point))
+                chosen = restorable[table]
+                self.log.info("restoring %s from %s: %s", name, chosen.kind, chosen.reason)
+                results.append(engine.restore_table(dataset, chosen, target, point, target_project=project))
             elif "skipped" in entry:
                 results.append(
                     {
-                        **result_row(f"{dataset}.{table}", f"{target}.{table}", "skip", entry["skipped"]),
+                        **result_row(name, target_name, "skip", entry["skipped"]),
                         "status": "skipped",
                     }
                 )
             else:
                 results.append(
                     {
-                        **result_row(f"{dataset}.{table}", f"{target}.{table}", "none", entry["error"]),
+                        **result_row(name, target_name, "none", entry["error"]),
                         "status": "failed",
                         "error": entry["error"],
                         "retryable": False,
@@ -355,12 +424,13 @@ class RestoreReportOperator(RunReportOperator):
         report = store.read(f"{run_prefix(store, context)}/report.json")
         if report is None or report.get("mode") != "drill":
             return
-        runner = guarded_runner(config, self.gcp_conn_id, context, self.task_id)
+        runner = guarded_runner(config, self.gcp_conn_id, context, self.task_id, env="audit")
         table = ensure_audit_table(config, runner, RECOVERY_DRILLS)
         now = dt.datetime.now(UTC)
         rows = []
         for r in report["results"]:
-            dataset, _, name = r["table"].partition(".")
+            # "[project.]dataset.table": the dataset column keeps the project when names carry it
+            dataset, _, name = r["table"].rpartition(".")
             rows.append(
                 {
                     "recorded_at": now,

@@ -1,6 +1,8 @@
 """Operators of staging_cut: plan, pin (one task), stage (mapped per dataset), publish (one task), report.
 
-See envsync.environments.cut for the steps and why a failed cut leaves staging as it was.
+See envsync.environments.cut for the steps and why a failed cut leaves staging as it was. The jobs
+of a task run in the jobs project of what it writes: staging's (plan, stage, publish), the backup
+environment's (pin), the audit dataset's (the staging_cuts row).
 """
 
 from __future__ import annotations
@@ -34,6 +36,11 @@ def _plans(manifest: dict[str, Any]) -> list[Any]:
     from envsync.sync.plan import DatasetPlan
 
     return [DatasetPlan.from_dict(p) for p in manifest["plans"]]
+
+
+def _staging(config: Any, dataset: str, table: str | None = None) -> str:
+    """How results name a staging dataset or table."""
+    return str(config.qualified(config.project_of("staging"), dataset, table))
 
 
 def _source(manifest: dict[str, Any]) -> Any:
@@ -89,11 +96,12 @@ class PlanStagingCutOperator(BaseOperator):
         take_leases(config, self.gcp_conn_id, context, self.task_id, ["qa", "staging"])
         cut = recorded_cut(store, prefix) or new_cut()
         now = dt.datetime.now(UTC)
-        client = bigquery_client(config.project, config.location, self.gcp_conn_id)
+        client = bigquery_client(config.jobs_project_of("staging"), config.location, self.gcp_conn_id)
         plans, before = plan_cut(config, client, datasets, cut)
         qa = [p.dataset for p in plans]
+        qa_project = config.project_of("qa")
         for name in qa:  # clones read qa FOR SYSTEM_TIME AS OF T: inside each qa dataset's own window
-            window = effective_window(name, dataset_hours(client, config.project, name), config.prod.time_travel_hours)
+            window = effective_window(name, dataset_hours(client, qa_project, name), config.prod.time_travel_hours)
             check_as_of(cut, now, window)
         record = {
             "cut": cut.isoformat(),
@@ -103,7 +111,9 @@ class PlanStagingCutOperator(BaseOperator):
         }
         planned = [
             {
-                **result_row(f"{d}.{t}", f"{d}.{t}", "pre_cut_pin", "pinned backup before the cut"),
+                **result_row(
+                    _staging(config, d, t), _staging(config, d, t), "pre_cut_pin", "pinned backup before the cut"
+                ),
                 "unit": PIN_UNIT,
                 "status": "planned",
             }
@@ -142,6 +152,9 @@ class PlanStagingCutOperator(BaseOperator):
 class PinStagingOperator(UnitOperator):
     """Pinned backups of every staging table before anything of the cut is written (a retry reuses them)."""
 
+    def writes_env(self, manifest: dict[str, Any], context: Context) -> str | None:
+        return "backup"  # the pins are snapshots in the backup environment's project
+
     def run_unit(self, config: Any, manifest: dict[str, Any], runner: Any, context: Context) -> Any:
         from envsync.backups.snapshots import BackupCatalog, BackupEngine
         from envsync.environments.cut import pin_staging
@@ -161,7 +174,7 @@ class PinStagingOperator(UnitOperator):
         rows = [
             {
                 **result_row(
-                    f"{p['dataset']}.{p['table']}",
+                    _staging(config, p["dataset"], p["table"]),
                     p["snapshot"],
                     "pre_cut_pin",
                     p["reason"],
@@ -231,7 +244,9 @@ class PublishCutOperator(UnitOperator):
             sync.remove_new_datasets(plans, manifest["before"])
             self.log.error("the cut is not published (staging is as it was): %s", "; ".join(not_ready))
             return PUBLISH_UNIT, [
-                failed(p.target_dataset, "not published, staging left as it was: " + "; ".join(not_ready))
+                failed(
+                    _staging(config, p.target_dataset), "not published, staging left as it was: " + "; ".join(not_ready)
+                )
                 for p in plans
             ]
         try:
@@ -248,8 +263,9 @@ class PublishCutOperator(UnitOperator):
             )
             for row in rollback:
                 row["retryable"] = False
-            return PUBLISH_UNIT, [failed(", ".join(p.target_dataset for p in plans), f"{error}; {state}"), *rollback]
-        self.log.info("published the cut into %s", ", ".join(p.target_dataset for p in plans))
+            staging = ", ".join(_staging(config, p.target_dataset) for p in plans)
+            return PUBLISH_UNIT, [failed(staging, f"{error}; {state}"), *rollback]
+        self.log.info("published the cut into %s", ", ".join(_staging(config, p.target_dataset) for p in plans))
         # only now, with staging holding qa's tables: staging's migrations become qa's (a failure here
         # fails the task; its retry finds the publish done and records the ledger rows)
         results.append(carry_migrations(config, runner, _source(manifest)))
@@ -307,7 +323,7 @@ class StagingCutReportOperator(RunReportOperator):
             return
         pins = (store.read(f"{prefix}/pins.json") or {}).get("pins") or []
         record = manifest["staging_cut"]
-        runner = guarded_runner(config, self.gcp_conn_id, context, self.task_id)
+        runner = guarded_runner(config, self.gcp_conn_id, context, self.task_id, env="audit")
         table = ensure_audit_table(config, runner, STAGING_CUTS)
         insert_rows(
             runner,

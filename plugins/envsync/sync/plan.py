@@ -11,7 +11,9 @@ Per table, the cheapest correct BigQuery operation:
   * masked_ctas   - a table with masked columns in this environment (envsync.privacy.masking): CREATE TABLE
                     with prod's definition AS SELECT of the masked expressions as of T (the window
                     when the table has one, else the whole table), split like ctas_window; billed;
-  * view          - re-created with its dataset references rewritten to the dev datasets;
+  * view          - re-created with its dataset references rewritten to the dev datasets (in dev's
+                    project: a view never reads prod's project); references to a third project are
+                    left as they are and named in the reason;
   * skip          - objects envsync does not copy (materialized views, external tables, snapshots);
   * drop          - objects that exist only in dev (unless `environments.dev.keep` lists them).
 
@@ -40,7 +42,7 @@ from envsync.bigquery.partitions import (
     spec_of,
     window_chunks_on,
 )
-from envsync.bigquery.views import rewrite_view_sql, view_dependencies
+from envsync.bigquery.views import ViewRewrite, rewrite_view_sql
 from envsync.privacy.masking import ColumnMask, column_masks, unmasked_tagged
 
 if TYPE_CHECKING:
@@ -318,6 +320,31 @@ def _estimate(
         action.est_bytes_billed, action.est_jobs = 0, 2  # create, probe (LIMIT 0)
 
 
+def _view_action(config: EnvsyncConfig, table: TableInfo, target: str, env: str) -> Action:
+    """A view re-created on the environment's datasets in the environment's project."""
+    dataset_map = {ds: config.env_dataset(env, ds) for ds in config.prod.datasets}
+    target_project = config.project_of(env)
+    rewrite = rewrite_view_sql(table.view_query or "", dataset_map, config.prod_project, target_project=target_project)
+    reason = "re-created on the dev datasets"
+    if rewrite.other_projects:
+        reason += f"; reads {', '.join(rewrite.other_projects)} of another project: left as it is"
+    return Action(
+        dataset=table.dataset,
+        table=table.table,
+        target_dataset=target,
+        action="view",
+        reason=reason,
+        view_sql=rewrite.sql,
+        depends_on=_dependencies(rewrite, target_project),
+        other_projects=rewrite.other_projects,
+    )
+
+
+def _dependencies(rewrite: ViewRewrite, project: str) -> list[str]:
+    """`dataset.table` of every object of `project` (or unqualified) a rewritten view reads."""
+    return sorted({f"{db}.{name}" for catalog, db, name in rewrite.references if db and catalog in ("", project)})
+
+
 def plan_dataset(
     config: EnvsyncConfig,
     info: DatasetInfo,
@@ -332,9 +359,10 @@ def plan_dataset(
     """Decide the action for every object of one prod dataset and the env-only objects to drop.
 
     env "dev" copies the window (per-table strategy); env "prodcopy" clones every table whole.
+    `existing`: the names in the environment's dataset, listed in the environment's project (None
+    when that dataset does not exist yet).
     """
     target = config.env_dataset(env, info.dataset)
-    dataset_map = {ds: config.env_dataset(env, ds) for ds in config.prod.datasets}
     actions: list[Action] = []
     excluded: list[str] = []
     for table in info.tables:
@@ -344,16 +372,7 @@ def plan_dataset(
             excluded.append(table.table)
             continue
         if table.kind == "VIEW":
-            rewrite = rewrite_view_sql(table.view_query or "", dataset_map, config.project)
-            action = Action(
-                dataset=info.dataset,
-                table=table.table,
-                target_dataset=target,
-                action="view",
-                reason="re-created on the dev datasets",
-                view_sql=rewrite.sql,
-                depends_on=sorted(view_dependencies(rewrite.sql)),
-            )
+            action = _view_action(config, table, target, env)
         elif table.kind in ("TABLE", "CLONE"):
             if env != "dev":
                 action = Action(

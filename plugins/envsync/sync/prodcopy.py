@@ -71,13 +71,14 @@ def pin_plans_to_cut(
     config: EnvsyncConfig, client: bigquery.Client, plans: list[DatasetPlan], cut: dt.datetime
 ) -> None:
     """Make prod-copy plans describe prod as of T (in place): skip the tables created after T, with
-    the reason, and give every other table its schema as of T (read by dry runs)."""
+    the reason, and give every other table its schema as of T (read by dry runs of `client`, in its
+    own project, of prod's tables in prod's project)."""
     from envsync.bigquery.timetravel import created_after, creation_times, merge_schema, schema_changes, schemas_as_of
     from envsync.bigquery.verify import partition_filter
     from envsync.core.guard import TableRef
 
     for plan in plans:
-        created = creation_times(client, config.project, plan.dataset)
+        created = creation_times(client, config.prod_project, plan.dataset)
         copied = []
         for action in plan.by_action("full_clone", "masked_ctas"):
             when = created.get(action.table)
@@ -91,7 +92,7 @@ def pin_plans_to_cut(
                 log.info("prod-copy skips %s: %s", action.key, action.reason)
             else:
                 copied.append(action)
-        refs = {a.table: TableRef(config.project, plan.dataset, a.table) for a in copied}
+        refs = {a.table: TableRef(config.prod_project, plan.dataset, a.table) for a in copied}
         found = schemas_as_of(
             client,
             list(refs.values()),

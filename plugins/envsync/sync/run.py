@@ -1,9 +1,12 @@
 """The prod -> dev sync: plan from prod metadata, then execute server-side, verify, publish.
 
-Each table is built under a staging name in the dev dataset, verified against prod as of T, and only
-then renamed to its final name. When anything fails for a table, both the staging table and the
-final table are dropped, so a failed table never remains in dev looking complete; a rerun of the same
-run (same T, same window) converges to the end state of a clean run.
+Prod is read in prod's project (`prod.project`); the environment's datasets are written in the
+environment's project (`environments.<env>.project`), by jobs of the client the runner was given
+(the environment's `jobs_project`). Each table is built under a staging name in the dev dataset,
+verified against prod as of T, and only then renamed to its final name. When anything fails for a
+table, both the staging table and the final table are dropped, so a failed table never remains in dev
+looking complete; a rerun of the same run (same T, same window) converges to the end state of a clean
+run.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -98,7 +102,8 @@ def build_plans(
     env: str = "dev",
     window: Window | None = None,
 ) -> list[DatasetPlan]:
-    """Discover the selected prod datasets and their environment datasets, and plan every object.
+    """Discover the selected prod datasets (in prod's project) and their environment datasets (in the
+    environment's project), and plan every object.
 
     With the dev window, prod's partition ids (INFORMATION_SCHEMA.PARTITIONS, one metadata query per
     dataset) let the plan count the jobs needed to stay under 4,000 partitions per job."""
@@ -106,13 +111,13 @@ def build_plans(
     if unknown:
         raise ValueError(f"datasets {unknown} are not configured; allowed: {config.prod.datasets}")
     infos: list[DatasetInfo] = [
-        discover_dataset(client, config.project, ds, row_access_policies=True) for ds in datasets
+        discover_dataset(client, config.prod_project, ds, row_access_policies=True) for ds in datasets
     ]
     check_table_filter(tables, infos)
     plans = []
     for info in infos:
-        existing = list_existing(client, config.project, config.env_dataset(env, info.dataset))
-        ids = prod_partition_ids(client, config.project, info) if window is not None and env == "dev" else None
+        existing = list_existing(client, config.project_of(env), config.env_dataset(env, info.dataset))
+        ids = prod_partition_ids(client, config.prod_project, info) if window is not None and env == "dev" else None
         plans.append(
             plan_dataset(
                 config, info, existing=existing, tables_filter=tables, env=env, window=window, partition_ids=ids
@@ -125,23 +130,41 @@ def build_plans(
 
 
 class DatasetSync:
-    """Executes one dataset's plan with at most `max_concurrent_jobs` BigQuery jobs in flight."""
+    """Executes one dataset's plan with at most `max_concurrent_jobs` BigQuery jobs in flight.
 
-    source_env = "prod"  # what the copies are verified against (messages)
+    Sources are read in the project of `source_env`; targets are written in the project of
+    `target_env` (by default the run's environment)."""
+
+    source_env = "prod"  # what the copies are verified against (messages), and where they are read
+    target_env: str | None = None  # the environment written (None: the run's)
 
     def __init__(self, config: EnvsyncConfig, bq: GuardedBigQuery, runner: JobRunner, run: RunInfo):
         self.config = config
         self.bq = bq
         self.runner = runner
         self.run = run
-        self.project = config.project
+        self.source_project = config.project_of(self.source_env)
+        self.target_project = config.project_of(self.target_env or run.env)
         self._masked: dict[str, list[dict[str, Any]]] = {}
+
+    def target_name(self, action: Action) -> str:
+        """How results name an action's target (with its project once the layout is split)."""
+        return self.config.qualified(self.target_project, action.target_dataset, action.table)
+
+    def _row(self, action: Action) -> dict[str, Any]:
+        return result_row(
+            self.config.qualified(self.source_project, action.dataset, action.table),
+            self.target_name(action),
+            action.action,
+            action.reason,
+            est_bytes_billed=action.est_bytes_billed,
+        )
 
     # dataset -------------------------------------------------------------------------------
     def ensure_dataset(self, plan: DatasetPlan) -> str:
         return ensure_env_dataset(
             self.bq,
-            f"{self.project}.{plan.target_dataset}",
+            f"{self.target_project}.{plan.target_dataset}",
             location=plan.location,
             description=plan.description,
             labels=env_labels(plan.labels, plan.env, plan.dataset),
@@ -150,9 +173,9 @@ class DatasetSync:
 
     # tables --------------------------------------------------------------------------------
     def _refs(self, action: Action) -> tuple[TableRef, TableRef, TableRef]:
-        source = TableRef(self.project, action.dataset, action.table)
-        target = TableRef(self.project, action.target_dataset, action.table)
-        stage = TableRef(self.project, action.target_dataset, action.table + STAGE_SUFFIX)
+        source = TableRef(self.source_project, action.dataset, action.table)
+        target = TableRef(self.target_project, action.target_dataset, action.table)
+        stage = TableRef(self.target_project, action.target_dataset, action.table + STAGE_SUFFIX)
         return source, target, stage
 
     def _build(self, action: Action, info: TableInfo, source: TableRef, stage: TableRef, stats: JobStats) -> None:
@@ -278,7 +301,7 @@ class DatasetSync:
             stats=stats,
             keep_all=partition_filter(info),
         )
-        name = f"{action.target_dataset}.{action.table}"
+        name = self.target_name(action)
         problems = compare_counts(name, prod_counts, copy_counts, self.source_env)
         copy_table = self.bq.client.get_table(stage.api)
         problems += compare_schema(name, info.schema, [f.to_api_repr() for f in copy_table.schema])
@@ -318,7 +341,7 @@ class DatasetSync:
         if not leaked:
             return []
         return [
-            f"{action.target_dataset}.{action.table}: masked column(s) still hold prod's value for the same row "
+            f"{self.target_name(action)}: masked column(s) still hold prod's value for the same row "
             f"in {leaked} row(s) (matched on {', '.join(action.match_key) or 'a hash of the unmasked columns'})"
         ]
 
@@ -332,7 +355,7 @@ class DatasetSync:
 
     def sync_table(self, action: Action, info: TableInfo) -> dict[str, Any]:
         source, target, stage = self._refs(action)
-        result = _result(action)
+        result = self._row(action)
 
         def work(stats: JobStats) -> None:
             self._build(action, info, source, stage, stats)
@@ -360,14 +383,22 @@ class DatasetSync:
     # views and drops -------------------------------------------------------------------------
     def sync_view(self, action: Action, description: str | None = None) -> dict[str, Any]:
         _, target, _ = self._refs(action)
+        row = self._row(action)
+        if action.other_projects:
+            note = f"reads {', '.join(action.other_projects)} of another project: left as it is"
+            log.warning("view %s %s", row["target"], note)
+            row["warnings"] = [note]
+        env = self.run.env
         return run_recorded(
-            _result(action),
+            row,
             lambda stats: create_view(
                 self.runner,
                 target,
                 action.view_sql or "",
-                allowed_prefix=self.config.env_prefixes()[self.run.env],
-                env=self.run.env,
+                allowed_prefix=self.config.env_prefixes()[env],
+                datasets=[self.config.env_dataset(env, ds) for ds in self.config.prod.datasets],
+                other_projects=action.other_projects,
+                env=env,
                 key=(action.dataset, action.table),
                 stats=stats,
                 description=description,
@@ -379,7 +410,7 @@ class DatasetSync:
     def drop(self, action: Action) -> dict[str, Any]:
         start = time.monotonic()
         _, target, _ = self._refs(action)
-        result = _result(action)
+        result = self._row(action)
         try:
             self.bq.delete_table(target)
             result["status"] = "dropped"
@@ -396,8 +427,8 @@ class DatasetSync:
         tables = plan.by_action("clone_window", "ctas_window", "full_clone", "masked_ctas")
         log.info(
             "syncing %s -> %s: %d tables, %d to drop, with up to %d concurrent jobs (views follow)",
-            plan.dataset,
-            plan.target_dataset,
+            self.config.qualified(self.source_project, plan.dataset),
+            self.config.qualified(self.target_project, plan.target_dataset),
             len(tables),
             len(plan.by_action("drop")),
             self.config.sync.max_concurrent_jobs,
@@ -412,11 +443,11 @@ class DatasetSync:
                 )
                 results.append(result)
         for action in plan.by_action("skip"):
-            results.append({**_result(action), "status": "skipped"})
+            results.append({**self._row(action), "status": "skipped"})
         for name in plan.excluded:
             results.append(
                 {
-                    **_result(Action(plan.dataset, name, plan.target_dataset, "exclude", "exclude: true in config")),
+                    **self._row(Action(plan.dataset, name, plan.target_dataset, "exclude", "exclude: true in config")),
                     "status": "excluded",
                 }
             )
@@ -452,12 +483,27 @@ def create_view(
     key: tuple[str, ...],
     stats: JobStats,
     description: str | None = None,
+    datasets: Collection[str] = (),
+    other_projects: Collection[str] = (),
 ) -> None:
     """Create (or replace) a view whose SQL is already rewritten, after checking it reads only datasets
     of its environment; then prove it resolves with a LIMIT 0 probe, and give it prod's description
-    (CREATE OR REPLACE drops the old one; set through the API, no value in the SQL text)."""
-    referenced = rewrite_view_sql(sql, {}, target.project)
-    foreign = [ds for ds in referenced.unmapped if not ds.startswith(allowed_prefix)]
+    (CREATE OR REPLACE drops the old one; set through the API, no value in the SQL text).
+
+    The environment's datasets are those of the view's project starting with `allowed_prefix` (when
+    it is not empty) or named in `datasets`; a dataset of another project passes only when its
+    `project.dataset` is in `other_projects` (the third-project references its plan reported)."""
+    foreign = sorted(
+        {
+            name
+            for name, own in view_datasets(sql, target.project)
+            if not (
+                (bool(allowed_prefix) and name.startswith(allowed_prefix)) or name in datasets
+                if own
+                else name in other_projects
+            )
+        }
+    )
     if foreign:
         raise VerificationError(f"view {target} would read {foreign}, which are not {env} datasets")
     runner.run(render("sync/create_view", target=target.sql, query=sql), key=key + ("view",), stats=stats)
@@ -466,6 +512,17 @@ def create_view(
         view = runner.bq.client.get_table(target.api)
         view.description = description
         runner.bq.update_table(view, ["description"])
+
+
+def view_datasets(sql: str, project: str) -> list[tuple[str, bool]]:
+    """The datasets a view of `project` reads: (dataset, True) in `project` (or unqualified),
+    (`other.dataset`, False) in another project."""
+    found = []
+    for catalog, dataset, _ in rewrite_view_sql(sql, {}, project).references:
+        if dataset:
+            own = catalog in ("", project)
+            found.append((dataset if own else f"{catalog}.{dataset}", own))
+    return found
 
 
 def prod_partition_ids(client: bigquery.Client, project: str, info: DatasetInfo) -> dict[str, list[str]] | None:
@@ -497,16 +554,6 @@ def partition_ids(runner: JobRunner, table: TableRef, key: tuple[str, ...], stat
         stats=stats,
     )
     return [row["partition_id"] for row in job.result() if row["partition_id"]]
-
-
-def _result(action: Action) -> dict[str, Any]:
-    return result_row(
-        action.key,
-        f"{action.target_dataset}.{action.table}",
-        action.action,
-        action.reason,
-        est_bytes_billed=action.est_bytes_billed,
-    )
 
 
 def failures(results: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -6,10 +6,14 @@ These read the planner's DatasetPlan, so they live with the planner; the run rep
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from envsync.bigquery.actions import Action
 from envsync.observe.report import format_rows, human_bytes, merge_privacy, privacy_of, render_table
 from envsync.sync.plan import DatasetPlan
+
+if TYPE_CHECKING:
+    from envsync.core.config import EnvsyncConfig
 
 # BigQuery limits a run is measured against (https://cloud.google.com/bigquery/quotas).
 TABLE_OPERATIONS_PER_TABLE_PER_DAY = 1_500
@@ -36,12 +40,30 @@ def plan_table(plans: list[DatasetPlan]) -> str:
     return render_table(["table", "action", "prod rows", "est. bytes billed", "jobs", "why"], rows)
 
 
-def privacy_entries(plans: list[DatasetPlan]) -> dict[str, Any]:
+def source_name(config: EnvsyncConfig, action: Action) -> str:
+    """How reports name the prod table of a sync or prod-copy action (with prod's project once split)."""
+    return config.qualified(config.prod_project, action.dataset, action.table)
+
+
+def target_name(config: EnvsyncConfig, env: str, action: Action) -> str:
+    """How reports name the target of an action of `env` (with the environment's project once split)."""
+    return config.qualified(config.project_of(env), action.target_dataset, action.table)
+
+
+def privacy_entries(plans: list[DatasetPlan], config: EnvsyncConfig | None = None) -> dict[str, Any]:
     """The plan's privacy report: per environment, the masked columns (and their mask and origin: the
-    table's config or a policy tag of privacy.policy_tags) and the policy-tagged columns copied unmasked."""
+    table's config or a policy tag of privacy.policy_tags) and the policy-tagged columns copied unmasked.
+
+    Tables are named as `config` qualifies them (`dataset.table` without a config)."""
     return merge_privacy(
         [
-            privacy_of(plan.env, a.key, f"{a.target_dataset}.{a.table}", a.masks, a.unmasked_tagged)
+            privacy_of(
+                plan.env,
+                source_name(config, a) if config else a.key,
+                target_name(config, plan.env, a) if config else f"{a.target_dataset}.{a.table}",
+                a.masks,
+                a.unmasked_tagged,
+            )
             for plan in plans
             for a in plan.actions
         ]

@@ -37,10 +37,12 @@ def read_dashboard() -> Dashboard:
 
     config = load_config()
     conn_id = os.environ.get(CONN_ID_ENV) or DEFAULT_CONN_ID
-    storage = storage_client(config.project, conn_id)
+    storage = storage_client(config.state_project, conn_id)
     store = ManifestStore(storage, config.state.bucket)
     exports = ManifestStore(storage, config.export_bucket) if config.export_bucket != config.state.bucket else None
-    reader = DashboardReader(config, bigquery_client(config.project, config.location, conn_id), store, exports)
+    # the page's queries (reads only) run in the audit project, where most of what it reads lives
+    client = bigquery_client(config.jobs_project_of("audit"), config.location, conn_id)
+    reader = DashboardReader(config, client, store, exports)
     return reader.read()
 
 

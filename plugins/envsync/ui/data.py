@@ -5,7 +5,7 @@ parameters, identifiers validated and quoted), so the page reads a few hundred r
 of the audit tables. Reads only: every statement is checked by the write guard's parser to write
 nothing before it is sent. The result is cached for CACHE_SECONDS per config.
 
-Sources:
+Sources (the audit dataset is read in the audit project, the backups in the backup project):
     envsync_audit.runs             last run and last successful run per environment (90 days)
     envsync_audit.table_actions    pinned snapshots and the last backup run per prod table (7 days)
     envsync_audit.recovery_drills  RTO and RPO per drill run (90 days)
@@ -35,6 +35,7 @@ from envsync.backups.ladder import (
     snapshot_name,
 )
 from envsync.backups.snapshots import BackupCatalog
+from envsync.core.config import ENV_NAMES
 from envsync.core.guard import statement_write_targets, to_query_parameters
 from envsync.core.identifiers import quote, quote_dataset
 from envsync.core.sqltemplates import render
@@ -110,6 +111,7 @@ class EnvironmentStatus:
     migration_version: int | None = None
     runs: int = 0
     failed_runs: int = 0
+    project: str | None = None  # the environment's project, shown when environments live in several
 
 
 @dataclass
@@ -210,6 +212,8 @@ class Dashboard:
     migration_status: list[MigrationStatus]
     notes: list[str]
     leases: list[LeaseRow] = field(default_factory=list)
+    # prod's and each environment's project when environments live in several (empty: all in `project`)
+    projects: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         def plain(value: Any) -> Any:
@@ -393,7 +397,7 @@ class DashboardReader:
         from google.cloud import bigquery
 
         sql = render(f"dashboard/{name}", **identifiers)
-        targets = statement_write_targets(sql, self.config.project)
+        targets = statement_write_targets(sql, self.config.audit_project)
         if targets:
             raise DashboardReadOnlyError(f"dashboard/{name}.sql would write {', '.join(map(str, targets))}")
         job_config = bigquery.QueryJobConfig(
@@ -408,7 +412,19 @@ class DashboardReader:
         return rows
 
     def _audit_ref(self, table: str) -> str:
-        return quote(self.config.project, self.config.audit.dataset, table)
+        return quote(self.config.audit_project, self.config.audit.dataset, table)
+
+    def _audit_name(self, table: str) -> str:
+        """An audit table as the page names it (with its project when environments live in several)."""
+        return self.config.qualified(self.config.audit_project, self.config.audit.dataset, table)
+
+    def project_of(self, environment: str) -> str | None:
+        """The project of an environment the page lists (test_<name>: the test project), when the layout
+        is split; None in the one-project layout or for a name that is not one environment."""
+        if not self.config.split:
+            return None
+        name = "test" if environment.startswith("test_") else environment
+        return self.config.project_of(name) if name in ("prod", *ENV_NAMES) else None
 
     def audit_columns(self) -> dict[str, list[str]]:
         from google.api_core.exceptions import NotFound
@@ -417,7 +433,7 @@ class DashboardReader:
             rows = self.query(
                 "audit_columns",
                 {"tables": list(AUDIT_TABLES)},
-                dataset=quote_dataset(self.config.project, self.config.audit.dataset),
+                dataset=quote_dataset(self.config.audit_project, self.config.audit.dataset),
             )
         except NotFound:
             return {}
@@ -460,8 +476,8 @@ class DashboardReader:
         coverage_from = now - dt.timedelta(days=COVERAGE_DAYS)
         notes: list[str] = []
         columns = self.audit_columns()
-        parity = OptionalSection(f"{self.config.audit.dataset}.{PARITY}")
-        migrations = OptionalSection(f"{self.config.audit.dataset}.{MIGRATIONS}")
+        parity = OptionalSection(self._audit_name(PARITY))
+        migrations = OptionalSection(self._audit_name(MIGRATIONS))
         for section, name in ((parity, PARITY), (migrations, MIGRATIONS)):
             if name in columns:
                 section.missing_columns = [c for c in REQUIRED_COLUMNS[name] if c not in columns[name]]
@@ -565,7 +581,7 @@ class DashboardReader:
             notes.append(f"could not read the environment leases in gs://{self.store.bucket_name}/leases/: {error}")
         for name in (RUNS, TABLE_ACTIONS, RECOVERY_DRILLS):
             if name not in columns:
-                notes.append(f"{self.config.audit.dataset}.{name} does not exist yet: no run has recorded to it")
+                notes.append(f"{self._audit_name(name)} does not exist yet: no run has recorded to it")
         seconds = time.monotonic() - started
         log.info(
             "envsync page data read in %.2fs: %d environments, %d tables, %d drill runs",
@@ -574,9 +590,14 @@ class DashboardReader:
             len(coverage),
             len(drills),
         )
+        projects = (
+            {name: self.config.project_of(name) for name in ("prod", *CONFIGURED_ENVIRONMENTS, "test")}
+            if self.config.split
+            else {}
+        )
         return Dashboard(
             self.config.project,
-            self.config.audit.dataset,
+            self.config.qualified(self.config.audit_project, self.config.audit.dataset),
             now,
             seconds,
             environments,
@@ -590,15 +611,16 @@ class DashboardReader:
             migration_status,
             notes,
             leases,
+            projects,
         )
 
     def _snapshots(self, dataset: str) -> dict[str, list[dt.datetime]]:
-        """{table: [taken_at, ...]} of the snapshots that exist now in backup_<dataset>."""
+        """{table: [taken_at, ...]} of the snapshots that exist now in backup_<dataset> (backup project)."""
         from google.api_core.exceptions import NotFound
 
         backup_ds = self.catalog.backup_dataset(dataset)
         try:
-            rows = self.query("snapshots", dataset=quote_dataset(self.config.project, backup_ds))
+            rows = self.query("snapshots", dataset=quote_dataset(self.config.project_of("backup"), backup_ds))
         except NotFound:
             return {}
         found: dict[str, list[dt.datetime]] = {}
@@ -682,6 +704,7 @@ class DashboardReader:
                     migration_version=migration_version.get(name),
                     runs=int(row.get("runs") or 0),
                     failed_runs=int(row.get("failed_runs") or 0),
+                    project=self.project_of(name),
                 )
             )
         return out

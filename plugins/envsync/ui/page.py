@@ -96,7 +96,9 @@ def _environments(board: Dashboard, ui_root: str) -> str:
         rows.append(
             f'<tr class="env" data-env="{escape(env.name, quote=True)}" data-state="{env.state}">'
             f'<td><span class="state state-{env.state}" title="{STATE_LABEL[env.state]}"></span>'
-            f"<b>{escape(env.name)}</b></td>"
+            f"<b>{escape(env.name)}</b>"
+            + (f'<div class="muted project">{escape(env.project)}</div>' if env.project else "")
+            + "</td>"
             f'<td><ul class="reasons">{reasons}</ul></td>'
             f"<td>{_run_link(ui_root, env.ok_run, _ts(env.ok_at) if env.ok_run else None)}</td>"
             f'<td class="cut">{_ts(env.cut)}{escape(age)}</td>'
@@ -312,6 +314,20 @@ def _absent(table: str, missing: list[str], feature: str) -> str:
     return f'<p class="note">shown once {escape(table)} exists (it is written by the {feature} runs)</p>'
 
 
+def _where(board: Dashboard) -> str:
+    """Where envsync's environments live: `project X`, or prod's project and every other project with
+    the environments it holds (`prod in project A; dev, qa in B; backup, drill in C`)."""
+    if not board.projects:
+        return f"project {escape(board.project)}"
+    prod = board.projects.get("prod", board.project)
+    held: dict[str, list[str]] = {}
+    for env, project in board.projects.items():
+        if env != "prod":
+            held.setdefault(project, []).append(env)
+    others = "; ".join(f"{', '.join(envs)} in {escape(project)}" for project, envs in held.items())
+    return f"prod in project {escape(prod)}" + (f"; {others}" if others else "")
+
+
 def render_page(board: Dashboard, *, ui_root: str = "", coverage_limit: int | None = COVERAGE_ROWS) -> str:
     """The whole page. `ui_root`: the Airflow UI's root path (links to runs are `<ui_root>/dags/...`);
     `coverage_limit`: how many tables the coverage section draws (those with the largest gaps; None: all)."""
@@ -320,7 +336,8 @@ def render_page(board: Dashboard, *, ui_root: str = "", coverage_limit: int | No
         '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>envsync</title>'
         f"<style>{CSS}</style></head><body>"
         "<h1>envsync: every environment at a glance</h1>"
-        f'<p class="meta">project {escape(board.project)}, audit dataset {escape(board.audit_dataset)}; '
+        f'<p class="meta">{_where(board)}{"; " if board.projects else ", "}audit dataset '
+        f"{escape(board.audit_dataset)}; "
         f"read at {_ts(board.generated_at)} in {board.seconds:.2f} s (kept for {CACHE_SECONDS} s)</p>"
         + notes
         + _environments(board, ui_root)
