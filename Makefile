@@ -34,7 +34,7 @@ export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__PARALLELISM := 4
 
-.PHONY: help install lock up down stop status check-sql lint test test-gcp demo
+.PHONY: help install lock up down stop status check-sql lint test test-fast test-gcp demo bundle deploy smoke rollback
 
 help: ## List the targets
 	@echo "envsync targets:"
@@ -101,17 +101,23 @@ check-sql: install ## Analyze the seeds (sql/seeds) and migrations (sql/migratio
 	  --schemas "$$schemas" --cache .devstack/zetasql $(CHECK_SQL_PATHS)
 
 # Each check runs even when an earlier one fails, so one run lists every problem; any failure fails lint.
-lint: install ## Lint (ruff check), formatting (ruff format --check), import contracts (lint-imports), types (mypy)
+lint: install ## Lint (ruff check), formatting (ruff format --check), import contracts (lint-imports), types (mypy), workflows (actionlint)
 	@status=0; \
 	echo "ruff check"; $(VENV)/bin/ruff check --quiet . || status=1; \
 	echo "ruff format --check"; $(VENV)/bin/ruff format --check --quiet . || status=1; \
 	echo "lint-imports"; PYTHONPATH=$(CURDIR)/plugins $(VENV)/bin/lint-imports --no-logo \
 	  --cache-dir .devstack/import-linter || status=1; \
 	echo "mypy"; $(VENV)/bin/mypy || status=1; \
+	echo "actionlint"; $(VENV)/bin/actionlint -no-color -shellcheck= -pyflakes= .github/workflows/*.yml || status=1; \
 	exit $$status
 
 test: install check-sql lint ## Run check-sql and lint, then the test suite (pass arguments with PYTEST_ARGS=...)
 	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
+
+# the fast tiers: unit and DAG-integrity tests (no emulator)
+FAST_TIERS ?= tests/unit tests/dags
+test-fast: install ## The fast tiers alone, in seconds: unit and DAG-integrity tests (no emulator)
+	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist worksteal $(FAST_TIERS) $(PYTEST_ARGS)
 
 # The integration suite on a real GCP sandbox project (README: "Trying envsync on real GCP").
 # Without ENVSYNC_TEST_GCP_PROJECT it prints one line and succeeds.
@@ -120,3 +126,32 @@ test-gcp: install ## Run the integration suite on a real GCP sandbox project (EN
 
 demo: install ## Run the end-to-end demo (scripts/demo.sh; DEMO_CONFIG=<path> runs it on another config)
 	bash scripts/demo.sh
+
+# Deploying envsync (README "Deploying envsync"): one bundle, built once, promoted staging -> prod.
+BUNDLE_DIR ?= dist
+BUNDLE ?= $(BUNDLE_DIR)
+DEPLOY := PYTHONPATH=$(CURDIR)/plugins $(VENV)/bin/python -m envsync.deploy
+require = $(if $($(1)),,$(error $(1) is required: $(2)))
+
+bundle: install ## Build dist/envsync-<version>.tar.gz from the git-tracked files (VERSION=..., ALLOW_DIRTY=1)
+	@mkdir -p $(BUNDLE_DIR) && rm -f $(BUNDLE_DIR)/envsync-*.tar.gz
+	@$(DEPLOY) bundle --out $(BUNDLE_DIR) --root $(CURDIR) $(if $(VERSION),--version "$(VERSION)") $(if $(ALLOW_DIRTY),--allow-dirty)
+
+deploy: install ## Deploy BUNDLE to BUCKET as ENVIRONMENT (prod: STAGING_BUCKET=, CONFIRM='deploy envsync <version> to prod')
+	$(call require,BUCKET,make deploy BUNDLE=dist BUCKET=<composer bucket> ENVIRONMENT=staging|prod)
+	$(call require,ENVIRONMENT,make deploy BUNDLE=dist BUCKET=<composer bucket> ENVIRONMENT=staging|prod)
+	@$(DEPLOY) deploy --bundle "$(BUNDLE)" --bucket "$(BUCKET)" --environment "$(ENVIRONMENT)" \
+	  $(if $(STAGING_BUCKET),--staging-bucket "$(STAGING_BUCKET)") $(if $(CONFIRM),--confirm "$(CONFIRM)") \
+	  $(if $(CONFIG),--config "$(CONFIG)") $(if $(ACTOR),--actor "$(ACTOR)")
+
+smoke: install ## Smoke-test BUCKET's live release through API_URL (ENVSYNC_AIRFLOW_USERNAME/PASSWORD or _TOKEN, else Google auth)
+	$(call require,BUCKET,make smoke BUCKET=<bucket> ENVIRONMENT=staging|prod API_URL=<airflow url>)
+	$(call require,ENVIRONMENT,make smoke BUCKET=<bucket> ENVIRONMENT=staging|prod API_URL=<airflow url>)
+	$(call require,API_URL,make smoke BUCKET=<bucket> ENVIRONMENT=staging|prod API_URL=<airflow url>)
+	@$(DEPLOY) smoke --bucket "$(BUCKET)" --environment "$(ENVIRONMENT)" --api-url "$(API_URL)" \
+	  $(if $(ACTOR),--actor "$(ACTOR)") $(SMOKE_ARGS)
+
+rollback: install ## Switch BUCKET's ENVIRONMENT back to its previous good release
+	$(call require,BUCKET,make rollback BUCKET=<bucket> ENVIRONMENT=staging|prod)
+	$(call require,ENVIRONMENT,make rollback BUCKET=<bucket> ENVIRONMENT=staging|prod)
+	@$(DEPLOY) rollback --bucket "$(BUCKET)" --environment "$(ENVIRONMENT)" $(if $(ACTOR),--actor "$(ACTOR)")
