@@ -242,4 +242,4 @@ def test_make_bundle_builds_the_repository_s_bundle(tmp_path: Path) -> None:
     [built] = sorted(out.glob("envsync-*.tar.gz"))
     direct = bundle.build(tmp_path / "direct", REPO_ROOT, version="9.9.9", allow_dirty=True)
     assert built.read_bytes() == direct.path.read_bytes()
-    assert "prod_to_dev_sync" in bundle.read(built).dag_ids
+    assert "prod_to_dev_sync" in bundle.read(built).dag_ids()
