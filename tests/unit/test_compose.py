@@ -1,20 +1,26 @@
-"""Offline checks of the local Docker stack: docker-compose.yaml, Dockerfile and emulators/Dockerfile.
+"""Offline checks of the local Docker stack: docker-compose.yaml, Dockerfile, .dockerignore and
+emulators/Dockerfile.
 
 No Docker engine and no network: the files are parsed and cross-checked against each other, the
-lock files and the repo tree, so that a typo, a stale version or a leaked secret fails here rather
-than in `docker compose up --build`.
+lock files, the bundle layout and the repo tree, so that a typo, a stale version or a leaked secret
+fails here rather than in `docker compose up --build`. The Airflow image is built from the release
+bundle (`make bundle`, envsync.deploy.bundle): the step of the Dockerfile that unpacks and verifies it
+is run here on a real bundle, as the build would run it.
 
-Required `.env` variables (compose refuses to start without them, `${VAR:?message}`):
-AIRFLOW_JWT_SECRET, AIRFLOW_FERNET_KEY, AIRFLOW_SECRET_KEY. Every other variable has a default.
+Required variables (compose refuses to start without them, `${VAR:?message}`): AIRFLOW_JWT_SECRET,
+AIRFLOW_FERNET_KEY, AIRFLOW_SECRET_KEY (from `.env`) and ENVSYNC_BUNDLE (the bundle the Airflow image is
+built from). Every other variable has a default.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
 import subprocess
 import sys
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -23,10 +29,24 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from envsync.deploy import bundle
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yaml"
 AIRFLOW_DOCKERFILE = REPO_ROOT / "Dockerfile"
 EMULATOR_DOCKERFILE = REPO_ROOT / "emulators" / "Dockerfile"
+DOCKERIGNORE = REPO_ROOT / ".dockerignore"
+AIRFLOW_BASE_IMAGE = "apache/airflow:3.3.2-python3.11"
+# Where the image unpacks the bundle, and what Airflow and envsync read there.
+IMAGE_ROOT = PurePosixPath("/opt/envsync")
+IMAGE_ENV = {
+    "AIRFLOW__CORE__DAGS_FOLDER": str(IMAGE_ROOT / "dags"),
+    "AIRFLOW__CORE__PLUGINS_FOLDER": str(IMAGE_ROOT / "plugins"),
+    "ENVSYNC_HOME": str(IMAGE_ROOT / "data" / "envsync"),
+    "ENVSYNC_CONFIG": str(IMAGE_ROOT / "data" / "envsync" / "config" / "envsync.yaml"),
+}
+# The Airflow image's build arguments: the bundle's path in the build context, and the version label.
+BUILD_ARGS = {"BUNDLE", "VERSION"}
 
 AIRFLOW_SERVICES = (
     "airflow-apiserver",
@@ -38,8 +58,9 @@ AIRFLOW_SERVICES = (
 )
 EMULATOR_SERVICES = ("bigquery-emulator", "gcs-emulator")
 REQUIRED_SERVICES = ("postgres", "redis", *AIRFLOW_SERVICES, *EMULATOR_SERVICES)
-# Variables that must come from .env (compose fails without them); anything else needs a default.
-REQUIRED_VARS = {"AIRFLOW_JWT_SECRET", "AIRFLOW_FERNET_KEY", "AIRFLOW_SECRET_KEY"}
+# Variables compose fails without (the secrets from .env, and the bundle to build the Airflow image
+# from); anything else needs a default.
+REQUIRED_VARS = {"AIRFLOW_JWT_SECRET", "AIRFLOW_FERNET_KEY", "AIRFLOW_SECRET_KEY", "ENVSYNC_BUNDLE"}
 # Airflow settings whose values are secrets: each must be `${VAR:?...}` with VAR in REQUIRED_VARS.
 SECRET_SETTINGS = ("AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API__SECRET_KEY")
 EXPECTED_PYTHON = "3.11"
@@ -184,16 +205,120 @@ def _dockerfile(path: Path) -> list[tuple[str, str]]:
     return instructions
 
 
+def _stages(path: Path) -> list[tuple[str, str | None, list[tuple[str, str]]]]:
+    """(base image, stage name or None, instructions after its FROM) of each build stage of a Dockerfile."""
+    stages: list[tuple[str, str | None, list[tuple[str, str]]]] = []
+    for instr, args in _dockerfile(path):
+        if instr == "FROM":
+            words = [w for w in args.split() if not w.startswith("--")]
+            name = words[2] if len(words) == 3 and words[1].upper() == "AS" else None
+            assert len(words) == 1 or name, f"{path}: unexpected FROM {args!r}"
+            stages.append((words[0], name, []))
+        else:
+            assert stages, f"{path}: {instr} before the first FROM"
+            stages[-1][2].append((instr, args))
+    return stages
+
+
+def _copy_words(path: Path, instr: str, args: str) -> tuple[list[str], str, dict[str, str]]:
+    """(sources, destination, flags) of one COPY/ADD."""
+    words = shlex.split(args)
+    flags = dict(w[2:].partition("=")[::2] for w in words if w.startswith("--"))
+    words = [w for w in words if not w.startswith("--")]
+    assert len(words) >= 2, f"{path}: {instr} {args!r} needs a source and a destination"
+    return words[:-1], words[-1], flags
+
+
 def _copies(path: Path) -> list[tuple[list[str], str]]:
-    """(sources, destination) of each COPY/ADD of a Dockerfile (flags such as --chown dropped)."""
+    """(sources, destination) of each COPY/ADD of a Dockerfile from its build context (flags such as
+    --chown dropped; copies from another stage, `--from=`, are not from the context)."""
     result = []
     for instr, args in _dockerfile(path):
-        if instr not in ("COPY", "ADD"):
-            continue
-        words = [w for w in shlex.split(args) if not w.startswith("--")]
-        assert len(words) >= 2, f"{path}: {instr} {args!r} needs a source and a destination"
-        result.append((words[:-1], words[-1]))
+        if instr in ("COPY", "ADD"):
+            sources, dest, flags = _copy_words(path, instr, args)
+            if "from" not in flags:
+                result.append((sources, dest))
     return result
+
+
+def _stage_copies(instructions: list[tuple[str, str]]) -> list[tuple[str, list[str], str]]:
+    """(stage, sources, destination) of each `COPY --from=<stage>` of one stage."""
+    result = []
+    for instr, args in instructions:
+        if instr == "COPY":
+            sources, dest, flags = _copy_words(AIRFLOW_DOCKERFILE, instr, args)
+            if "from" in flags:
+                result.append((flags["from"], sources, dest))
+    return result
+
+
+def _arg_name(word: str) -> str | None:
+    """NAME when a Dockerfile word is exactly `${NAME}` or `$NAME`, else None."""
+    match = re.fullmatch(r"\$(?:\{(\w+)\}|(\w+))", word)
+    return (match[1] or match[2]) if match else None
+
+
+def _declared_args(instructions: list[tuple[str, str]]) -> dict[str, str | None]:
+    """name -> default (None without one) of the ARGs of one stage."""
+    args = {}
+    for instr, text in instructions:
+        if instr == "ARG":
+            name, eq, default = text.partition("=")
+            args[name.strip()] = default.strip() if eq else None
+    return args
+
+
+def _image_env(instructions: list[tuple[str, str]]) -> dict[str, str]:
+    """The variables the ENV instructions of one stage set (`ENV A=1 B=2` form)."""
+    env = {}
+    for instr, text in instructions:
+        if instr == "ENV":
+            for word in shlex.split(text):
+                key, eq, value = word.partition("=")
+                assert eq, f"ENV {text!r}: write KEY=value"
+                env[key] = value
+    return env
+
+
+def _airflow_stages() -> tuple[list[tuple[str, str]], list[tuple[str, str]], str]:
+    """(instructions of the stage that unpacks the bundle, instructions of the final image, that stage's
+    name) of the Airflow Dockerfile."""
+    stages = _stages(AIRFLOW_DOCKERFILE)
+    assert len(stages) == 2, f"expected a bundle stage and the image, got {[(b, n) for b, n, _ in stages]}"
+    (_, name, unpack), (_, final_name, final) = stages
+    assert name and final_name is None, "the first stage is named (COPY --from), the image is not"
+    return unpack, final, name
+
+
+def _bundle_copy() -> tuple[str, str]:
+    """(build argument, destination) of the one COPY from the build context: the bundle."""
+    copies = _copies(AIRFLOW_DOCKERFILE)
+    assert len(copies) == 1 and len(copies[0][0]) == 1, f"the image must copy exactly one file, the bundle: {copies}"
+    (source,), dest = copies[0]
+    name = _arg_name(source)
+    assert name == "BUNDLE", f"the image copies {source!r}, not the bundle the build names (${{BUNDLE}})"
+    return name, dest
+
+
+def _unpack_run() -> str:
+    """The RUN of the bundle stage that extracts, verifies and completes the bundle."""
+    unpack, _final, _name = _airflow_stages()
+    _arg, tarball = _bundle_copy()
+    runs = [args for instr, args in unpack if instr == "RUN" and tarball in args]
+    assert len(runs) == 1, f"expected one RUN using {tarball}: {runs}"
+    return runs[0]
+
+
+def _verification_command() -> list[str]:
+    """The command line (`python -c <code> <root>`) the image verifies the bundle with."""
+    words = shlex.split(_unpack_run())
+    starts = [i for i, w in enumerate(words) if w in ("python", "python3") and words[i + 1 : i + 2] == ["-c"]]
+    assert len(starts) == 1, "expected one `python -c` in the unpacking step"
+    start = starts[0]
+    end = words.index("&&", start) if "&&" in words[start:] else len(words)
+    command = words[start:end]
+    assert bundle.MANIFEST in command[2], "the python -c does not read MANIFEST.json"
+    return command
 
 
 def _lock_pins(path: Path) -> dict[str, str]:
@@ -307,13 +432,32 @@ def test_build_contexts_and_dockerfiles_exist(services: dict[str, Any]) -> None:
 @pytest.mark.parametrize(
     ("dockerfile", "context"), [(AIRFLOW_DOCKERFILE, REPO_ROOT), (EMULATOR_DOCKERFILE, REPO_ROOT / "emulators")]
 )
-def test_every_copy_source_exists_in_its_build_context(dockerfile: Path, context: Path) -> None:
+def test_every_copy_source_exists_in_its_build_context(
+    dockerfile: Path, context: Path, services: dict[str, Any]
+) -> None:
     copies = _copies(dockerfile)
     assert copies, f"{dockerfile}: no COPY"
     for sources, _dest in copies:
         for source in sources:
             assert not source.startswith(("/", "..")), f"{dockerfile}: COPY {source} escapes the context"
-            assert (context / source).exists(), f"{dockerfile}: COPY source {source} not in {context}"
+            arg = _arg_name(source)
+            if arg is None:
+                assert (context / source).exists(), f"{dockerfile}: COPY source {source} not in {context}"
+                continue
+            # A file the build names (the bundle: built by `make bundle`, not in the tree): the stage
+            # declares the ARG, and compose passes it to every service built from this Dockerfile.
+            declared = []  # the ARGs in scope at this COPY: those of its stage declared before it
+            for instr, args in _dockerfile(dockerfile):
+                if instr == "FROM":
+                    declared = []
+                elif instr == "ARG":
+                    declared.append(args.partition("=")[0].strip())
+                elif instr == "COPY" and source in _copy_words(dockerfile, instr, args)[0]:
+                    break
+            assert arg in declared, f"{dockerfile}: COPY {source} without ARG {arg} before it in its stage"
+            for name, service in services.items():
+                if _build(service) == (context, dockerfile):
+                    assert arg in (service["build"].get("args") or {}), f"{name}: build.args does not pass {arg}"
 
 
 def test_volumes_bind_sources_exist_and_named_volumes_are_declared(
@@ -384,10 +528,11 @@ def test_every_interpolation_has_a_default_or_is_required(compose: dict[str, Any
 
 
 def test_airflow_image_matches_the_pinned_airflow_and_python() -> None:
-    froms = [args for instr, args in _dockerfile(AIRFLOW_DOCKERFILE) if instr == "FROM"]
-    assert len(froms) == 1, froms
-    match = re.fullmatch(r"apache/airflow:(?P<airflow>\d+\.\d+\.\d+)-python(?P<python>\d+\.\d+)", froms[0])
-    assert match, f"unexpected base image {froms[0]!r}"
+    # Both stages start from the same image: the bundle is verified with the image's own python.
+    froms = {base for base, _name, _instrs in _stages(AIRFLOW_DOCKERFILE)}
+    assert froms == {AIRFLOW_BASE_IMAGE}, froms
+    match = re.fullmatch(r"apache/airflow:(?P<airflow>\d+\.\d+\.\d+)-python(?P<python>\d+\.\d+)", AIRFLOW_BASE_IMAGE)
+    assert match, f"unexpected base image {AIRFLOW_BASE_IMAGE!r}"
     pinned_in = _lock_pins(REPO_ROOT / "requirements.in").get("apache-airflow")
     pinned_txt = _lock_pins(REPO_ROOT / "requirements.txt").get("apache-airflow")
     assert match["airflow"] == pinned_in == pinned_txt, (match["airflow"], pinned_in, pinned_txt)
@@ -396,13 +541,24 @@ def test_airflow_image_matches_the_pinned_airflow_and_python() -> None:
 
 
 def test_airflow_image_installs_the_hashed_lock() -> None:
-    dests = [dest for sources, dest in _copies(AIRFLOW_DOCKERFILE) if sources == ["requirements.txt"]]
-    assert len(dests) == 1, "Dockerfile must COPY requirements.txt exactly once"
-    runs = [args for instr, args in _dockerfile(AIRFLOW_DOCKERFILE) if instr == "RUN"]
-    assert any(
-        "pip install" in run and "--require-hashes" in run and re.search(rf"-r\s+{re.escape(dests[0])}(\s|$)", run)
-        for run in runs
-    ), f"no `pip install --require-hashes -r {dests[0]}` in {runs}"
+    """The image installs the bundle's own lock, as user airflow, before it copies the rest of the
+    bundle: the lock is copied alone from the bundle stage so that pip's layer stays cached while only
+    code changes."""
+    _unpack, final, stage = _airflow_stages()
+    lock = str(IMAGE_ROOT / bundle.LOCK_FILE)
+    copies = _stage_copies(final)
+    assert [(stage, [lock], lock), (stage, [f"{IMAGE_ROOT}/"], f"{IMAGE_ROOT}/")] == copies, copies
+    install = f"pip install --no-cache-dir --require-hashes -r {lock}"
+    steps = [(instr, args) for instr, args in final if instr in ("USER", "RUN", "COPY")]
+    at = next((i for i, (instr, args) in enumerate(steps) if instr == "RUN" and args == install), None)
+    assert at is not None, f"no `RUN {install}` in the image: {steps}"
+    users = [args for instr, args in steps[:at] if instr == "USER"]
+    assert users and users[-1] == "airflow", f"pip must run as user airflow, not {users[-1:] or ['root']}"
+    copied = [args for instr, args in steps if instr == "COPY"]
+    assert lock in copied[0] and f"{IMAGE_ROOT}/ " in copied[1], copied
+    assert steps.index(("COPY", copied[0])) < at < steps.index(("COPY", copied[1])), steps
+    # The bundle ships the lock at its root, and the lock in the tree is the one that pins Airflow.
+    assert bundle.layout("requirements.txt") == bundle.LOCK_FILE
 
 
 def test_emulator_image_installs_emulators_requirements(services: dict[str, Any]) -> None:
@@ -457,10 +613,17 @@ def test_airflow_services_use_the_common_anchor_and_image(compose_text: str, ser
             assert dep in service["depends_on"], f"{name}: does not wait for {dep}"
     for name in EMULATOR_SERVICES:
         assert _build(services[name]) == (REPO_ROOT / "emulators", EMULATOR_DOCKERFILE), name
-    # The default image tag names the Airflow version the Dockerfile builds.
-    version = _lock_pins(REPO_ROOT / "requirements.in")["apache-airflow"]
+    # The build passes the bundle and the version; the image is tagged with that version.
+    args = common["build"]["args"]
+    assert set(args) == BUILD_ARGS == set(_declared_args(_dockerfile(AIRFLOW_DOCKERFILE))), args
+    bundle_var = list(_interpolations(args["BUNDLE"]))
+    assert [(var, op) for var, op, _msg in bundle_var] == [("ENVSYNC_BUNDLE", ":?")], args["BUNDLE"]
+    assert "make bundle" in bundle_var[0][2], "the message must say how to get a bundle"
+    assert f"dist/{bundle.NAME}-<version>.tar.gz" in bundle_var[0][2], bundle_var[0][2]
+    assert common["image"].endswith(f":{args['VERSION']}"), (common["image"], args["VERSION"])
+    # A Docker tag: the default version must be one (no `+`, which bundle versions may hold).
     tag = _substitute(common["image"]).rsplit(":", 1)[-1]
-    assert tag == version, f"default image tag {tag!r} != Airflow {version}"
+    assert re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", tag), f"default image tag {tag!r}"
 
 
 # ---------------------------------------------------------------------------- 4. executor, DBs, secrets
@@ -518,15 +681,11 @@ def test_components_find_each_other(services: dict[str, Any], common_env: dict[s
     config = yaml.safe_load((REPO_ROOT / "config" / "envsync.yaml").read_text())
     assert _substitute(_flag(bq_args, "--project")) == config["project"]
 
-    # ENVSYNC_CONFIG points at the config the image COPYs.
-    copied = {dest.rstrip("/"): sources for sources, dest in _copies(AIRFLOW_DOCKERFILE)}
-    config_path = PurePosixPath(common_env["ENVSYNC_CONFIG"])
-    assert copied.get(str(config_path.parent)) == ["config/"], f"{config_path.parent} is not COPY config/"
-    assert (REPO_ROOT / "config" / config_path.name).is_file()
-    dockerfile_env = [args for instr, args in _dockerfile(AIRFLOW_DOCKERFILE) if instr == "ENV"]
-    assert f"ENVSYNC_CONFIG={config_path}" in dockerfile_env
-    pythonpath = _env(services["airflow-init"])["PYTHONPATH"]
-    assert copied.get(pythonpath) == ["plugins/"] and (REPO_ROOT / "plugins" / "envsync").is_dir()
+    # ENVSYNC_CONFIG is the config the image makes from the bundle's template; the init service imports
+    # envsync from the image's plugins folder.
+    image_env = _image_env(_airflow_stages()[1])
+    assert common_env["ENVSYNC_CONFIG"] == image_env["ENVSYNC_CONFIG"] == IMAGE_ENV["ENVSYNC_CONFIG"]
+    assert _env(services["airflow-init"])["PYTHONPATH"] == image_env["AIRFLOW__CORE__PLUGINS_FOLDER"]
 
 
 def test_secrets_come_from_the_environment(common_env: dict[str, str]) -> None:
@@ -567,7 +726,10 @@ def test_the_key_detector_catches_real_keys() -> None:
     for key in (fernet, urlsafe, hex_key):
         tokens = re.findall(r"[A-Za-z0-9+/_=-]{32,}", f"AIRFLOW__CORE__FERNET_KEY: {key}")
         assert any(_looks_like_a_key(t) for t in tokens), key
-    for harmless in ("/opt/airflow/config/envsync.yaml", "airflow.providers.celery.executors.celery_executor.app"):
+    for harmless in (
+        "/opt/envsync/data/envsync/config/envsync.yaml",
+        "airflow.providers.celery.executors.celery_executor.app",
+    ):
         assert not any(_looks_like_a_key(t) for t in re.findall(r"[A-Za-z0-9+/_=-]{32,}", harmless))
 
 
@@ -600,13 +762,186 @@ def test_published_ports_bind_to_loopback(services: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------------- 6. image content
 
 
-@pytest.mark.parametrize("directory", ["dags", "plugins", "sql", "config"])
-def test_airflow_image_copies_the_project_directories(directory: str) -> None:
-    assert (REPO_ROOT / directory).is_dir() and any((REPO_ROOT / directory).iterdir()), directory
-    copies = {tuple(sources): dest for sources, dest in _copies(AIRFLOW_DOCKERFILE)}
-    dest = copies.get((f"{directory}/",)) or copies.get((directory,))
-    assert dest is not None, f"Dockerfile does not COPY {directory}/"
-    assert dest.rstrip("/") == f"/opt/airflow/{directory}", f"{directory}/ copied to {dest}"
+def test_airflow_image_copies_one_bundle_and_points_airflow_and_envsync_at_it() -> None:
+    """The image holds the bundle and nothing of the working tree: one COPY from the build context (the
+    BUNDLE argument), extracted to /opt/envsync and verified in the bundle stage, copied whole into the
+    image, where Airflow's DAGs and plugins folders and envsync's home and config point."""
+    unpack, final, stage = _airflow_stages()
+    _arg, tarball = _bundle_copy()
+    run = _unpack_run()
+    assert f"tar -xzf {tarball} -C {IMAGE_ROOT}" in run, run
+    # Verified right after extraction, before anything reads or adds a file.
+    words = shlex.split(run)
+    command = _verification_command()
+    after = words[words.index(command[0]) + len(command) :]
+    assert command[3:] == [str(IMAGE_ROOT)] and after[:1] == ["&&"], command
+    assert words.index("tar") < words.index(command[0]), "verify after extracting"
+    assert [(stage, [f"{IMAGE_ROOT}/"], f"{IMAGE_ROOT}/")] == [c for c in _stage_copies(final) if c[2].endswith("/")]
+    assert _image_env(final) == IMAGE_ENV
+    assert _image_env(unpack) == {}, "the unpacking stage sets nothing the image would not have"
+    # Those paths are where the bundle puts the DAGs, the package, the SQL and the config template.
+    home = PurePosixPath(IMAGE_ENV["ENVSYNC_HOME"]).relative_to(IMAGE_ROOT)
+    assert bundle.layout("dags/prod_to_dev_sync.py") == "dags/prod_to_dev_sync.py"
+    assert bundle.layout("plugins/envsync/core/paths.py") == "plugins/envsync/core/paths.py"
+    assert bundle.layout("sql/sync/x.sql") == f"{home}/sql/sync/x.sql"
+    assert bundle.CONFIG_TEMPLATE == f"{home}/config/envsync.yaml.template"
+    config = PurePosixPath(IMAGE_ENV["ENVSYNC_CONFIG"])
+    assert f"cp {IMAGE_ROOT / bundle.CONFIG_TEMPLATE} {config}" in run, "the image's config is the template's copy"
+    # The version label.
+    labels = " ".join(args for instr, args in final if instr == "LABEL")
+    assert 'org.opencontainers.image.version="${VERSION}"' in labels, labels
+    assert "VERSION" in _declared_args(final), "ARG VERSION must be declared in the image's stage"
+
+
+def test_dockerignore_lets_in_the_bundle_and_nothing_else() -> None:
+    """The build context is the bundle alone (Docker's .dockerignore rules: the last matching line wins,
+    a line matches a path or one of its parent folders, `!` lets a path back in)."""
+    rules = []
+    for line in DOCKERIGNORE.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            negated = line.startswith("!")
+            pattern = line.lstrip("!").strip("/")
+            regex = re.escape(pattern).replace(r"\*\*", ".*").replace(r"\*", "[^/]*").replace(r"\?", "[^/]")
+            rules.append((re.compile(regex), negated))
+
+    def sent(path: str) -> bool:
+        parts = path.split("/")
+        excluded = False
+        for regex, negated in rules:
+            if any(regex.fullmatch("/".join(parts[:i])) for i in range(1, len(parts) + 1)):
+                excluded = not negated
+        return not excluded
+
+    example = f"dist/{bundle.NAME}-1.2.0.tar.gz"
+    assert sent(example), f"{example} is not in the build context"
+    for path in (".env", ".git/config", "dags/prod_to_dev_sync.py", "plugins/envsync/core/paths.py", "sql/x.sql",
+                 "config/envsync.yaml", "requirements.txt", "tests/unit/test_compose.py", ".venv/bin/python",
+                 "dist/notes.txt"):  # fmt: skip
+        assert not sent(path), f"{path} goes into the build context: the image must come from the bundle alone"
+
+
+# ---------------------------------------------------------------------------- 6b. the bundle step, run
+
+
+def _git(root: Path, *args: str) -> str:
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "envsync tests",
+        "GIT_AUTHOR_EMAIL": "tests@envsync.invalid",
+        "GIT_COMMITTER_NAME": "envsync tests",
+        "GIT_COMMITTER_EMAIL": "tests@envsync.invalid",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_CONFIG_NOSYSTEM": "1",
+    }
+    return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, env=env, check=True).stdout
+
+
+@pytest.fixture(scope="module")
+def real_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bundle of this tree, as `make bundle ALLOW_DIRTY=1` builds it. When the tree does not track
+    the deploy package yet, the shipped files are committed to a temporary repository first."""
+    if shutil.which("git") is None or not (REPO_ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    out = tmp_path_factory.mktemp("bundle")
+    tracked = bundle.tracked_files(REPO_ROOT)
+    root = REPO_ROOT
+    if bundle.LOADER_SOURCE not in tracked:
+        root = tmp_path_factory.mktemp("repo")
+        for path in [p for p in tracked if bundle.layout(p)] + [bundle.LOADER_SOURCE]:
+            if (REPO_ROOT / path).is_file():
+                (root / path).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(REPO_ROOT / path, root / path)
+        _git(root, "init", "-q", "-b", "main")
+        _git(root, "add", "-A")
+        _git(root, "commit", "-q", "-m", "envsync")
+    return bundle.build(out, root, version="0.0.0-test", allow_dirty=True).path
+
+
+def _image_step(run: str, tmp_path: Path, tarball: Path, env: dict[str, str] | None = None) -> tuple[Path, str]:
+    """Run one RUN of the bundle stage the way the image's shell runs it (bash with errexit, nounset and
+    pipefail), with /opt/envsync and the copied bundle moved under tmp_path; (root, its output)."""
+    root = tmp_path / "opt-envsync"
+    _arg, copied = _bundle_copy()
+    command = run.replace(copied, str(tarball)).replace(str(IMAGE_ROOT), str(root))
+    bin_dir = tmp_path / "bin"  # `python` is the image's python: here, the one running the tests
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "python").unlink(missing_ok=True)
+    (bin_dir / "python").symlink_to(sys.executable)
+    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", **(env or {})}
+    result = subprocess.run(
+        ["bash", "-o", "pipefail", "-o", "errexit", "-o", "nounset", "-c", command],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"exit {result.returncode}: {result.stdout}{result.stderr}")
+    return root, result.stdout + result.stderr
+
+
+def test_the_image_step_unpacks_and_verifies_a_real_bundle(real_bundle: Path, tmp_path: Path) -> None:
+    root, output = _image_step(_unpack_run(), tmp_path, real_bundle)
+    built = bundle.read(real_bundle)
+    assert f"bundle verified: envsync 0.0.0-test, {len(built.files) - 1} files, digest {built.digest}" in output
+    # Everything Airflow and envsync are pointed at is there.
+    for key, path in IMAGE_ENV.items():
+        local = root / PurePosixPath(path).relative_to(IMAGE_ROOT)
+        assert local.exists(), f"{key}={path}: not in the unpacked bundle"
+    assert (root / bundle.LOCK_FILE).read_bytes() == built.files[bundle.LOCK_FILE]
+    config = root / PurePosixPath(IMAGE_ENV["ENVSYNC_CONFIG"]).relative_to(IMAGE_ROOT)
+    assert config.read_bytes() == built.files[bundle.CONFIG_TEMPLATE]
+    assert (root / "plugins" / "envsync" / "core" / "paths.py").is_file()
+    # Airflow (its own file discovery) sees every DAG of the bundle but not the Cloud Composer loader,
+    # under either .airflowignore syntax.
+    from airflow._shared.module_loading.file_discovery import find_path_from_directory
+
+    dags = root / "dags"
+    assert (dags / PurePosixPath(bundle.LOADER).name).is_file()
+    for syntax in ("glob", "regexp"):
+        seen = sorted(
+            Path(p).stem for p in find_path_from_directory(str(dags), ".airflowignore", syntax) if p.endswith(".py")
+        )
+        assert seen == built.dag_ids(), (syntax, seen)
+
+
+def test_the_image_step_refuses_a_build_without_a_bundle(tmp_path: Path) -> None:
+    unpack, _final, _name = _airflow_stages()
+    guard = next(args for instr, args in unpack if instr == "RUN" and "BUNDLE" in args)
+    with pytest.raises(AssertionError, match="make bundle"):
+        _image_step(guard, tmp_path, tmp_path / "none.tar.gz")
+    _image_step(guard, tmp_path, tmp_path / "none.tar.gz", env={"BUNDLE": "dist/envsync-1.2.0.tar.gz"})
+
+
+@pytest.mark.parametrize(
+    ("damage", "named"),
+    [
+        ("change", "has a sha256 other than the one MANIFEST.json lists"),
+        ("remove", "is missing"),
+        ("add", "is not listed in MANIFEST.json"),
+    ],
+)
+def test_the_image_verification_fails_naming_the_bad_file(
+    real_bundle: Path, tmp_path: Path, damage: str, named: str
+) -> None:
+    root = tmp_path / "opt-envsync"
+    with tarfile.open(real_bundle, "r:gz") as tar:
+        tar.extractall(root, filter="data")
+    command = [sys.executable, *_verification_command()[1:-1], str(root)]
+    passed = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert passed.returncode == 0, passed.stderr
+    bad = "dags/prod_to_dev_sync.py" if damage != "add" else "plugins/envsync/extra.py"
+    if damage == "change":
+        with (root / bad).open("ab") as handle:
+            handle.write(b"\n# changed after the build\n")
+    elif damage == "remove":
+        (root / bad).unlink()
+    else:
+        (root / bad).write_bytes(b"print('not in the manifest')\n")
+    failed = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert f"bundle verification failed: {bad} {named}" in failed.stderr, failed.stderr
 
 
 # ---------------------------------------------------------------------------- 7. the Compose Specification
