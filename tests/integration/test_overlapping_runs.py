@@ -294,7 +294,7 @@ def test_a_promotion_to_qa_during_a_qa_reseed_writes_nothing_and_the_ledger_stay
 
 
 def test_a_prod_restore_during_a_prod_migration_writes_nothing(
-    estate: Estate, run_dag: Any, dag_processes: Any
+    estate: Estate, run_dag: Any, dag_processes: Any, tmp_path: Path
 ) -> None:
     from envsync.core.guard import confirmation_phrase, migration_confirmation_phrase
 
@@ -306,6 +306,9 @@ def test_a_prod_restore_during_a_prod_migration_writes_nothing(
         assert run_dag("promote_schema", None, {"target": target}, config_path=estate.config).state == "success"
     point = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)).replace(microsecond=0)
     sales = NS.ds("sales")
+    live = tmp_path / "live.yaml"
+    live.write_text(estate.config.read_text().replace("stale_after_seconds: 10", "stale_after_seconds: 300"))
+    assert "stale_after_seconds: 300" in live.read_text()
 
     promote, restore, _, restore_proc = overlap(
         estate,
@@ -321,6 +324,12 @@ def test_a_prod_restore_during_a_prod_migration_writes_nothing(
                 "confirm": confirmation_phrase(sales, point),
             },
         ),
+        # the promotion's few prod jobs must outlast the restore's start-up (a new Airflow process,
+        # 10-15 s on a busy 2-core machine): slower jobs keep prod leased until the restore asks. The
+        # promotion's plan task renews no lease, so the restore judges staleness with a window longer
+        # than that plan (this test is about a live writer, not a dead one)
+        latency=2.0,
+        second_env={"ENVSYNC_CONFIG": str(live)},
     )
 
     assert_loser_named_the_winner(estate, promote, restore, restore_proc.log_text())
