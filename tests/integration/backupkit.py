@@ -6,6 +6,7 @@ in testkit: `ds`, `tref`, `fq` give the real ones (run-prefixed on a GCP sandbox
 from __future__ import annotations
 
 import datetime as dt
+import time
 from pathlib import Path
 from typing import Any
 
@@ -179,3 +180,17 @@ def report(dag_id: str) -> dict[str, Any]:
     found = store().latest_report(dag_id)
     assert found is not None, f"no report of {dag_id}"
     return found
+
+
+def now_utc() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+def run_time() -> dt.datetime:
+    """A logical date for a ladder run now: after prod was made (time travel cannot read before that),
+    and not in the last seconds of an hour (two runs of a test must share their hour)."""
+    time.sleep(1.1)
+    now = dt.datetime.now(dt.UTC)
+    if now.minute == 59 and now.second > 30:
+        time.sleep(61 - now.second)
+    return now_utc()

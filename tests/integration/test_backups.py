@@ -23,8 +23,10 @@ from backupkit import (
     ds,
     fq,
     make_prod,
+    now_utc,
     query,
     report,
+    run_time,
     states,
     store,
     table_names,
@@ -53,20 +55,6 @@ def cfg(tmp_path: Path) -> Any:
         return write_config(tmp_path / "envsync.yaml", **backups)
 
     return _make
-
-
-def now_utc() -> dt.datetime:
-    return dt.datetime.now(UTC).replace(microsecond=0)
-
-
-def run_time() -> dt.datetime:
-    """A logical date for a ladder run now: after prod was made (time travel cannot read before that),
-    and not in the last seconds of an hour (two runs of a test must share their hour)."""
-    time.sleep(1.1)
-    now = dt.datetime.now(UTC)
-    if now.minute == 59 and now.second > 30:
-        time.sleep(61 - now.second)
-    return now_utc()
 
 
 # ------------------------------------------------------------------------------------ backup_ladder

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from backupkit import now_utc, run_time
 from splitkit import (
     BACKUP_PROJECT,
     NONPROD_PROJECT,
@@ -102,19 +103,6 @@ def taken_at(name: str) -> dt.datetime | None:
 
     parsed = parse_snapshot_name(name.split(".")[1])
     return parsed[1] if parsed else None
-
-
-def now_utc() -> dt.datetime:
-    return dt.datetime.now(UTC).replace(microsecond=0)
-
-
-def run_time() -> dt.datetime:
-    """A ladder run's logical date now: after prod was made, and not in an hour's last seconds."""
-    time.sleep(1.1)
-    now = dt.datetime.now(UTC)
-    if now.minute == 59 and now.second > 30:
-        time.sleep(61 - now.second)
-    return now_utc()
 
 
 def take_backup(config_path: Path, dataset: str, tables: list[str], taken_at: dt.datetime) -> list[dict[str, Any]]:

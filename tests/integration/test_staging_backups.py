@@ -21,8 +21,10 @@ from backupkit import (
     ds,
     fq,
     make_prod,
+    now_utc,
     query,
     report,
+    run_time,
     states,
     store,
     table_names,
@@ -34,19 +36,6 @@ from cutkit import TABLES, fingerprints, make_staging
 from testkit import REPO_ROOT
 
 pytestmark = pytest.mark.integration
-
-
-def now_utc() -> dt.datetime:
-    return dt.datetime.now(UTC).replace(microsecond=0)
-
-
-def run_time() -> dt.datetime:
-    """A ladder run's logical date now, after the tables were made, not in an hour's last seconds."""
-    time.sleep(1.1)
-    now = dt.datetime.now(UTC)
-    if now.minute == 59 and now.second > 30:
-        time.sleep(61 - now.second)
-    return now_utc()
 
 
 @pytest.fixture
