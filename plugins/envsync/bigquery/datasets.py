@@ -83,19 +83,26 @@ def ensure_env_dataset(
     """Create the dataset when missing, else bring its metadata in line; returns what was done.
 
     `kms_key_name`: the prod dataset's default CMEK key, set as this dataset's default key."""
-    from google.api_core.exceptions import NotFound
+    from google.api_core.exceptions import Conflict, NotFound
 
     try:
         existing = bq.client.get_dataset(ref)
     except NotFound:
-        bq.create_dataset(_new_dataset(ref, location, description, labels, None, kms_key_name))
-        log.info(
-            "created dataset %s in %s%s",
-            ref,
-            location,
-            f" with prod's default encryption key {kms_key_name}" if kms_key_name else "",
-        )
-        return "created"
+        try:
+            bq.create_dataset(_new_dataset(ref, location, description, labels, None, kms_key_name))
+        except Conflict:
+            # another run (a concurrent DAG, another Airflow) created it between the read and the
+            # create: it exists now, so it is checked and brought in line like any existing dataset
+            log.info("dataset %s was created by another run meanwhile; checking its metadata", ref)
+            existing = bq.client.get_dataset(ref)
+        else:
+            log.info(
+                "created dataset %s in %s%s",
+                ref,
+                location,
+                f" with prod's default encryption key {kms_key_name}" if kms_key_name else "",
+            )
+            return "created"
     if (existing.location or "").upper() != (location or "").upper():
         raise DatasetLocationError(
             f"dataset {ref} is in {existing.location} but its prod dataset is in {location}; "
