@@ -31,6 +31,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from envsync.core.limits import (
+    QUOTA_WAIT_SECONDS,
+    DailyQuotaExceeded,
+    RetryCount,
+    counting,
+    limit_reasons,
+    quota_kind,
+    record_retry,
+)
+
 if TYPE_CHECKING:
     from google.cloud import bigquery
 
@@ -61,6 +71,7 @@ TRANSIENT_400_REASONS = frozenset(
         "jobInternalError",
         "internalError",
         "rateLimitExceeded",
+        "jobRateLimitExceeded",
         "quotaExceeded",
         "tableUnavailable",
     }
@@ -71,7 +82,15 @@ TRANSIENT_400_REASONS = frozenset(
 # "retry the operation after a few seconds, use exponential backoff"). quotaExceeded is a longer-term
 # limit: not retried inside the job (the task's retries, minutes later, may still succeed).
 TRANSIENT_JOB_REASONS = frozenset(
-    {"rateLimitExceeded", "backendError", "internalError", "tableUnavailable", "jobBackendError", "jobInternalError"}
+    {
+        "rateLimitExceeded",
+        "jobRateLimitExceeded",
+        "backendError",
+        "internalError",
+        "tableUnavailable",
+        "jobBackendError",
+        "jobInternalError",
+    }
 )
 # "Exceeded rate limits: too many table update operations for this table" (table update operations per
 # table quota; https://cloud.google.com/bigquery/docs/troubleshoot-quotas) may come with any reason.
@@ -134,6 +153,10 @@ class RetryPolicy:
     maximum: float = 32.0
     max_retries: int = 8
     deadline: float = 300.0
+    # quotaExceeded: "wait 10 minutes or more" before a retry (envsync.core.limits.QUOTA_WAIT_SECONDS),
+    # at most `quota_retries` times per job
+    quota_wait: float = QUOTA_WAIT_SECONDS
+    quota_retries: int = 2
 
     def delay(self, retry: int, rng: random.Random) -> float:
         ceiling = min(self.maximum, self.initial * self.multiplier**retry)
@@ -166,19 +189,23 @@ def run_recorded(
     """
     start = time.monotonic()
     stats = JobStats()
+    retries = RetryCount()
     try:
-        result.update(work(stats) or {})
+        with counting(retries):
+            result.update(work(stats) or {})
         result["status"] = "ok"
     except Exception as error:
         result.update(
             status="failed",
             error=f"{type(error).__name__}: {error}",
-            retryable=not (isinstance(error, deterministic) or rejected_by_bigquery(error)),
+            retryable=not (isinstance(error, (*deterministic, DailyQuotaExceeded)) or rejected_by_bigquery(error)),
         )
         log.error("%s failed: %s", result["target"], error)
         if on_failure is not None:
             on_failure()
     result.update(seconds=JobRunner.elapsed(start), jobs=stats.jobs, bytes_billed=stats.bytes_billed)
+    if retries.total():  # refusals by BigQuery's rate and quota limits, retried (envsync.core.limits)
+        result.update(retries=retries.total(), retry_reasons=retries.as_dict())
     return result
 
 
@@ -224,6 +251,35 @@ class JobRunner:
     def job_timeout_ms(self) -> int:
         """The server-side timeout of every job this runner starts (JobConfiguration.jobTimeoutMs)."""
         return int(self.timeout * 1000)
+
+    def _limited(self, error: BaseException, job_id: str, quota_waits: list[float], where: str) -> None:
+        """Count a refusal by a rate or quota limit; for quotaExceeded, wait as Google advises before
+        the retry (or give up); a used-up daily quota raises DailyQuotaExceeded, naming it."""
+        for reason, _message in limit_reasons(error):
+            record_retry(reason, where)
+        kind = quota_kind(error)
+        if kind == "daily":
+            raise DailyQuotaExceeded(
+                f"BigQuery job {job_id}: a daily quota is used up ({error}); retrying today cannot succeed: "
+                "the object is left as it was and runs again once the quota resets (midnight Pacific time), "
+                f"or after the quota is raised (https://cloud.google.com/bigquery/quotas)"
+            ) from error
+        if kind == "quota":
+            policy = self.retry
+            if len(quota_waits) >= policy.quota_retries:
+                log.error("BigQuery job %s: quota still exceeded after %d waits: %s", job_id, len(quota_waits), error)
+                raise error
+            wait = policy.quota_wait * (1 + self.rng.random() / 10)  # never less than Google's advice
+            quota_waits.append(wait)
+            log.warning(
+                "BigQuery job %s: quota exceeded (%s); waiting %.0f s as Google advises; then retry %d of at most %d",
+                job_id,
+                error,
+                wait,
+                len(quota_waits),
+                policy.quota_retries,
+            )
+            self.sleep(wait)
 
     def _backoff(self, error: BaseException, job_id: str, waits: list[float], why: str) -> None:
         """Sleep before the next retry of a job, or re-raise `error` when the retry budget is spent."""
@@ -280,6 +336,7 @@ class JobRunner:
 
         base = self.job_id_base(*key)
         waits: list[float] = []
+        quota_waits: list[float] = []
         attempt = 0
         while attempt < MAX_ATTEMPTS:
             job_id = f"{base}_{attempt}"
@@ -297,10 +354,18 @@ class JobRunner:
                     attempt += 1
                     continue
             except Exception as error:
+                if quota_kind(error) is not None:
+                    self._limited(error, job_id, quota_waits, "jobs.insert")
+                    attempt += 1  # the request may have made a failed job of that id
+                    continue
                 if not is_transient_job_error(error):
                     raise
-                # the same id: if the failed request did create the job, the Conflict path finds it
+                if limit_reasons(error):
+                    self._limited(error, job_id, quota_waits, "jobs.insert")
                 self._backoff(error, job_id, waits, "could not be started")
+                if any(r == "jobRateLimitExceeded" for r, _ in limit_reasons(error)):
+                    attempt += 1  # "retry with a new jobId" (https://cloud.google.com/bigquery/docs/error-messages)
+                # else the same id: if the failed request did create the job, the Conflict path finds it
                 continue
             with self._lock:
                 self._running.add(job_id)
@@ -313,8 +378,14 @@ class JobRunner:
                     "(sync.job_timeout_seconds); it was cancelled"
                 ) from None
             except Exception as error:
+                if quota_kind(error) is not None:
+                    self._limited(error, job_id, quota_waits, "job")
+                    attempt += 1
+                    continue
                 if not is_transient_job_error(error):
                     raise
+                if limit_reasons(error):
+                    self._limited(error, job_id, quota_waits, "job")
                 self._backoff(error, job_id, waits, "failed with a transient error")
                 attempt += 1
                 continue

@@ -9,6 +9,9 @@ is given. Nothing else in envsync knows whether it talks to an emulator.
 The `project` a caller passes is where the client's jobs run and are billed (an environment's
 `jobs_project`, README "Environments in their own projects"); the connection's `project` is used only
 when the caller passes none.
+
+Every BigQuery client is paced: its requests wait for a slot under BigQuery's per-method rate
+limits, and refusals by a rate or quota limit are counted (`envsync.core.limits`).
 """
 
 from __future__ import annotations
@@ -72,15 +75,29 @@ def bigquery_client(project: str, location: str | None = None, conn_id: str = DE
     if host:
         from google.auth.credentials import AnonymousCredentials
 
-        return bigquery.Client(
-            project=project,
-            location=location,
-            credentials=AnonymousCredentials(),
-            client_options=ClientOptions(api_endpoint=_endpoint(host)),
+        return _paced(
+            bigquery.Client(
+                project=project,
+                location=location,
+                credentials=AnonymousCredentials(),
+                client_options=ClientOptions(api_endpoint=_endpoint(host)),
+            )
         )
     fields = _connection_fields(conn_id)
     creds, _ = _credentials(fields)
-    return bigquery.Client(project=project or fields.get("project"), location=location, credentials=creds)
+    return _paced(bigquery.Client(project=project or fields.get("project"), location=location, credentials=creds))
+
+
+def _paced(client: bigquery.Client) -> bigquery.Client:
+    """Every request of `client` is paced under BigQuery's per-method rate limits and its refusals
+    counted (`envsync.core.limits`): the adapter is mounted on the client's HTTP session."""
+    from envsync.core.limits import paced_adapter
+
+    session = client._http  # google.auth's AuthorizedSession, a requests.Session
+    adapter = paced_adapter()
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return client
 
 
 def storage_client(project: str, conn_id: str = DEFAULT_CONN_ID) -> storage.Client:

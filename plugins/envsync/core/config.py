@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator, model_validator
 
 from envsync.core.identifiers import DATASET_RE, PROJECT_RE, TABLE_RE, IdentifierError, validate_identifier
+from envsync.core.limits import Rates
 from envsync.core.paths import HOME_ENV, home
 from envsync.core.rungs import DEFAULT_DAILY_DAYS, DEFAULT_RUNGS, Ladder
 
@@ -340,6 +341,22 @@ class SyncSettings(_Strict):
     job_timeout_seconds: Annotated[int, Field(ge=10, le=86_400)] = 3_600
 
 
+class RateLimitSettings(_Strict):
+    """How fast envsync lets itself go under BigQuery's rate limits (https://cloud.google.com/bigquery/quotas),
+    per process (`envsync.core.limits`); each at most BigQuery's own figure, and by default below it
+    because the other tasks and DAGs of the same identity share the quota."""
+
+    api_requests_per_second: Annotated[int, Field(ge=1, le=100)] = 50  # per method; BigQuery: 100
+    tables_insert_per_second: Annotated[int, Field(ge=1, le=10)] = 5  # BigQuery: 10
+    jobs_get_per_second: Annotated[int, Field(ge=1, le=1_000)] = 500  # BigQuery: 1,000
+    table_updates_per_10s: Annotated[int, Field(ge=1, le=5)] = 4  # per table; BigQuery: 5
+    dataset_updates_per_10s: Annotated[int, Field(ge=1, le=5)] = 4  # per dataset; BigQuery: 5
+    dml_per_table_per_10s: Annotated[int, Field(ge=1, le=25)] = 20  # DML statements per table; BigQuery: 25
+
+    def rates(self) -> Rates:
+        return Rates(**self.model_dump())
+
+
 class SeedSettings(_Strict):
     dir: str = "sql/seeds"  # relative to ENVSYNC_HOME (default: the repository root), or absolute
     salt_env: str = "ENVSYNC_MASKING_SALT"  # environment variable holding the masking salt
@@ -473,6 +490,7 @@ class EnvsyncConfig(_Strict):
     environments: Environments = Environments()
     tables: dict[str, TableOverride] = Field(default_factory=dict)
     sync: SyncSettings = SyncSettings()
+    rate_limits: RateLimitSettings = RateLimitSettings()
     seeds: SeedSettings = SeedSettings()
     state: StateSettings
     backups: BackupSettings = BackupSettings()

@@ -20,8 +20,9 @@ envsync.core.identifiers.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from envsync.core.identifiers import quote, validate_identifier
@@ -66,6 +67,9 @@ class WriteTarget:
     project: str
     dataset: str
     table: str | None = None
+    # a DML statement (INSERT, UPDATE, DELETE, MERGE, TRUNCATE): paced under BigQuery's DML rate per
+    # table, not its metadata update rate (envsync.core.limits); not part of the target's identity
+    dml: bool = field(default=False, compare=False)
 
     def __str__(self) -> str:
         return f"{self.project}.{self.dataset}" + (f".{self.table}" if self.table else "")
@@ -353,18 +357,37 @@ def statement_write_targets(sql: str, default_project: str) -> list[WriteTarget]
             tables = [node.this if isinstance(node, exp.Schema) else node]
         else:
             raise ProdWriteRefused(f"refused a {kind} statement: envsync does not run it")
+        dml = isinstance(statement, (exp.Delete, exp.Update, exp.Merge, exp.Insert, exp.TruncateTable))
         for table in tables:
             if not isinstance(table, exp.Table):
                 raise ProdWriteRefused(f"refused a {kind} statement: cannot tell what it writes")
-            targets.append(_target_from_parts(_split_parts(table), default_project, is_schema))
+            target = _target_from_parts(_split_parts(table), default_project, is_schema)
+            targets.append(dataclasses.replace(target, dml=True) if dml else target)
     return targets
 
 
 # --------------------------------------------------------------------------------------------
 
 
+def _pace(target: WriteTarget) -> None:
+    """Wait for a slot under BigQuery's limits of what a write touches: 5 metadata updates per 10 s per
+    table (DDL, job output, tables.patch), 25 DML statements per 10 s per table, 5 metadata updates per
+    10 s per dataset (`envsync.core.limits`)."""
+    from envsync.core.limits import pacer
+
+    if target.table and target.dml:
+        pacer().table_dml(target.project, target.dataset, target.table)
+    elif target.table:
+        pacer().table_update(target.project, target.dataset, target.table)
+    else:
+        pacer().dataset_update(target.project, target.dataset)
+
+
 class GuardedBigQuery:
-    """The only object through which envsync writes to BigQuery. Reads pass straight through."""
+    """The only object through which envsync writes to BigQuery. Reads pass straight through.
+
+    Every write is checked by the guard, fenced by the run's lease, then paced under BigQuery's
+    table and dataset metadata update limits, in that order."""
 
     def __init__(self, client: bigquery.Client, guard: WriteGuard, location: str):
         self.client = client
@@ -378,6 +401,7 @@ class GuardedBigQuery:
         self.guard.check(target, action)
         if self.fence is not None:
             self.fence()
+        _pace(target)
 
     # writes through the API
     def create_dataset(self, dataset: bigquery.Dataset) -> bigquery.Dataset:
@@ -460,8 +484,11 @@ class GuardedBigQuery:
         server-side timeout (JobConfiguration.jobTimeoutMs: BigQuery stops the job after it)."""
         from google.cloud import bigquery
 
-        if self.guard.check_statement(sql) and self.fence is not None:
+        targets = self.guard.check_statement(sql)
+        if targets and self.fence is not None:
             self.fence()
+        for target in targets:
+            _pace(target)
         config = bigquery.QueryJobConfig(
             query_parameters=to_query_parameters(params or {}),
             labels=dict(labels),

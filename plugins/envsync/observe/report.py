@@ -183,8 +183,19 @@ def summarise(results: list[dict[str, Any]], *, cut: dt.datetime, window: Window
         "est_bytes_billed": sum(int(r.get("est_bytes_billed") or 0) for r in counted),
         "bytes_billed": sum(int(r.get("bytes_billed") or 0) for r in counted),
         "jobs": sum(int(r.get("jobs") or 0) for r in results),
+        # requests and jobs refused by BigQuery's rate or quota limits and retried (envsync.core.limits)
+        "retries": sum(int(r.get("retries") or 0) for r in results),
+        "retry_reasons": _merged(r.get("retry_reasons") for r in results),
         "tables": results,
     }
+
+
+def _merged(counts: Any) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for count in counts:
+        for key, n in (count or {}).items():
+            total[key] = total.get(key, 0) + int(n)
+    return dict(sorted(total.items()))
 
 
 def parity_summary_text(summary: dict[str, Any]) -> str:
@@ -225,7 +236,8 @@ def print_latest(dag_id: str = "prod_to_dev_sync") -> int:
     print(
         f"\n{summary['objects']} objects: {summary['ok']} ok, {len(summary['failed'])} failed, "
         f"{len(summary['dropped'])} dev-only dropped; {summary['rows']:,} rows; "
-        f"est. {human_bytes(summary['est_bytes_billed'])} billed; {summary['jobs']} BigQuery jobs"
+        f"est. {human_bytes(summary['est_bytes_billed'])} billed; {summary['jobs']} BigQuery jobs; "
+        f"{summary.get('retries', 0)} retries under BigQuery's rate limits"
     )
     print(f"manifest: {summary['manifest']}")
     return 0 if not summary["failed"] else 1

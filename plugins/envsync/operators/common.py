@@ -386,7 +386,8 @@ class RunReportOperator(BaseOperator):
         if manifest.get("seed_version"):
             header.append(f"seed version {manifest['seed_version']['version']}")
         self.log.info(
-            "envsync run report%s: %s\n%s\n%d objects, %d ok, %d failed, %s rows, est. %s billed, %d BigQuery jobs",
+            "envsync run report%s: %s\n%s\n%d objects, %d ok, %d failed, %s rows, est. %s billed, %d BigQuery jobs, "
+            "%d retries under BigQuery's rate limits%s",
             " (dry run)" if dry_run else "",
             ", ".join(header),
             results_table(results),
@@ -396,6 +397,8 @@ class RunReportOperator(BaseOperator):
             f"{summary['rows']:,}",
             human_bytes(summary["est_bytes_billed"]),
             summary["jobs"],
+            summary.get("retries", 0),
+            f" ({summary['retry_reasons']})" if summary.get("retry_reasons") else "",
         )
         if manifest.get("privacy") is not None:
             self.log.info("privacy report:\n%s", privacy_table(privacy, results))

@@ -100,6 +100,9 @@ class PlanDevSyncOperator(BaseOperator):
             window.end.isoformat(),
         )
         # reads prod's metadata; its queries (partition ids) run in the jobs project of dev
+        from envsync.core.limits import configure
+
+        configure(config.rate_limits.rates())
         client = bigquery_client(config.jobs_project_of("dev"), config.location, self.gcp_conn_id)
         plans = build_plans(config, client, datasets=datasets, tables=tables, window=window)
         check_plan_salt(config, plans, dry_run=dry_run, log=self.log)
@@ -115,7 +118,7 @@ class PlanDevSyncOperator(BaseOperator):
         manifest["units"].append("migrate")
         uri = store.write(f"{prefix}/plan.json", manifest)
         self.log.info("plan%s:\n%s", " (dry run: nothing will be written)" if dry_run else "", plan_table(plans))
-        self.log.info("%s", quota_summary(plans))
+        self.log.info("%s", quota_summary(plans, config))
         self.log.info("privacy report (dev):\n%s", privacy_table(manifest["privacy"]))
         self.log.info("manifest: %s", uri)
         if dry_run:

@@ -41,7 +41,9 @@ def guarded_runner(
     from envsync.bigquery.jobs import JobRunner
     from envsync.core.clients import bigquery_client
     from envsync.core.guard import GuardedBigQuery, WriteGuard
+    from envsync.core.limits import configure
 
+    configure(config.rate_limits.rates())  # this process paces its requests at the config's rates
     project = config.jobs_project_of(env) if env else config.project
     client = bigquery_client(project, config.location, conn_id)
     bq = GuardedBigQuery(client, WriteGuard.from_config(config), location or config.location)

@@ -18,7 +18,6 @@ if TYPE_CHECKING:
 # BigQuery limits a run is measured against (https://cloud.google.com/bigquery/quotas).
 TABLE_OPERATIONS_PER_TABLE_PER_DAY = 1_500
 DATASET_METADATA_UPDATES_PER_10S = 5
-CONCURRENT_INTERACTIVE_QUERIES = 100
 
 
 def plan_table(plans: list[DatasetPlan]) -> str:
@@ -70,15 +69,39 @@ def privacy_entries(plans: list[DatasetPlan], config: EnvsyncConfig | None = Non
     )
 
 
-def quota_summary(plans: list[DatasetPlan]) -> str:
+def quota_summary(plans: list[DatasetPlan], config: EnvsyncConfig | None = None, *, dataset_tasks: int = 2) -> str:
+    """What this run will ask of BigQuery against each documented limit, and the peak rates envsync
+    allows itself (`rate_limits`, `sync.max_concurrent_jobs`; `dataset_tasks` mapped tasks at once)."""
+    from envsync.core import limits
+    from envsync.core.config import RateLimitSettings, SyncSettings
+
+    rates = config.rate_limits if config is not None else RateLimitSettings()
+    per_task = (config.sync if config is not None else SyncSettings()).max_concurrent_jobs
+    tasks = max(1, min(dataset_tasks, len(plans)))
     actions = [a for p in plans for a in p.actions]
+    tables = [a for a in actions if a.action not in ("view", "skip", "exclude")]
     jobs = sum(a.est_jobs for a in actions)
-    table_ops = max((a.est_jobs for a in actions if a.action != "view"), default=0)
+    in_flight = tasks * per_task
+    table_ops = max((a.est_jobs for a in tables), default=0)
     dataset_updates = 2 * len(plans)
-    return (
-        f"BigQuery operations for this run: {jobs} query jobs "
-        f"(up to the configured concurrency at once; interactive concurrency limit {CONCURRENT_INTERACTIVE_QUERIES}); "
-        f"at most {table_ops} table operations per dev table "
-        f"(daily limit {TABLE_OPERATIONS_PER_TABLE_PER_DAY} per table); "
-        f"{dataset_updates} dataset metadata updates (limit {DATASET_METADATA_UPDATES_PER_10S} per dataset per 10 s)"
+    peak = tasks * rates.api_requests_per_second
+    over = ", REACHABLE: lower rate_limits.api_requests_per_second" if peak > limits.API_REQUESTS_PER_SECOND else ""
+    return "\n".join(
+        [
+            f"BigQuery limits for this run ({limits.QUOTAS_DOC}):",
+            f"  jobs: {jobs} query jobs, at most {in_flight} in flight ({tasks} dataset task(s) x {per_task}); "
+            f"BigQuery queues up to {limits.QUERY_QUEUE_INTERACTIVE:,} interactive queries per project and region",
+            f"  API requests: about {2 * jobs + len(tables)} (jobs.insert {jobs}, jobs.getQueryResults {jobs}, "
+            f"tables.get {len(tables)}); peak at most {rates.api_requests_per_second}/s per method per task, "
+            f"{peak}/s for the run (BigQuery: {limits.API_REQUESTS_PER_SECOND}/s per user per method"
+            f"{over}); "
+            f"tables.insert 0",
+            f"  table metadata updates: at most {table_ops} per table, at most {rates.table_updates_per_10s} per 10 s "
+            f"(BigQuery: {limits.TABLE_UPDATES_PER_10S} per 10 s, {TABLE_OPERATIONS_PER_TABLE_PER_DAY:,} per day)",
+            f"  dataset metadata updates: {dataset_updates}, "
+            f"at most {rates.dataset_updates_per_10s} per 10 s per dataset "
+            f"(BigQuery: {DATASET_METADATA_UPDATES_PER_10S} per 10 s)",
+            f"  snapshot jobs: none (clones, copies and CTAS; BigQuery allows {limits.CONCURRENT_SNAPSHOT_JOBS} "
+            "concurrent snapshot jobs)",
+        ]
     )

@@ -1,0 +1,30 @@
+"""Unit tests start with a fresh pacer (envsync.core.limits) on a virtual clock: a write held up by a
+rate limiter advances that clock instead of sleeping, and one test's windows do not hold up the next.
+tests/unit/test_limits.py tests the pacing itself with pacers of its own."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from envsync.core import limits
+
+
+class VirtualClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture(autouse=True)
+def fresh_pacer(monkeypatch: pytest.MonkeyPatch) -> Iterator[limits.Pacer]:
+    clock = VirtualClock()
+    pacer = limits.Pacer(limits.pacer().rates, clock=clock, sleep=clock.sleep)
+    monkeypatch.setattr(limits, "_pacer", pacer)
+    yield pacer
