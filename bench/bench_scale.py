@@ -31,7 +31,6 @@ import collections
 import datetime as dt
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -220,33 +219,13 @@ def bench_config(base: dict[str, Any], datasets: list[str]) -> dict[str, Any]:
 # ================================================================================= HTTP request counting
 
 
-_API_PATH = re.compile(r"/bigquery/v2/projects/[^/]+/(?P<rest>.*)")
-
-
 def api_method(method: str, url: str) -> str:
-    """The BigQuery REST method of an HTTP request (`jobs.insert`, `tables.get`, ...)."""
-    path = url.split("?", 1)[0]
-    match = _API_PATH.search(path)
-    if not match:
-        return f"{method} other"
-    parts = match.group("rest").split("/")
-    verb = {"GET": "get", "POST": "insert", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}.get(method, method)
-    if parts[0] == "queries":
-        return "jobs.getQueryResults" if len(parts) > 1 else "jobs.query"
-    if parts[0] == "jobs":
-        if len(parts) == 1:
-            return "jobs.list" if method == "GET" else "jobs.insert"
-        return "jobs.cancel" if parts[-1] == "cancel" else f"jobs.{verb}"
-    if parts[0] == "datasets":
-        if len(parts) <= 2:
-            return "datasets.list" if len(parts) == 1 and method == "GET" else f"datasets.{verb}"
-        if parts[2] == "tables":
-            if len(parts) == 3:
-                return "tables.list" if method == "GET" else "tables.insert"
-            if len(parts) > 4 and parts[4] == "data":
-                return "tabledata.list"
-            return f"tables.{verb}"
-    return f"{method} {parts[0]}"
+    """The BigQuery REST method of an HTTP request (`jobs.insert`, `tables.get`, ...): envsync's own naming
+    (`envsync.core.limits.rest_method`, which its pacer uses)."""
+    from envsync.core.limits import rest_method
+
+    call = rest_method(method, url)
+    return call.method if call is not None else f"{method} other"
 
 
 class RequestCounter:
@@ -255,6 +234,9 @@ class RequestCounter:
     def __init__(self, client: Any) -> None:
         self.phase = "setup"
         self.counts: collections.Counter[tuple[str, str]] = collections.Counter()
+        # requests per (phase, method, second since the counter began): the peak rate per method
+        self.per_second: collections.Counter[tuple[str, str, int]] = collections.Counter()
+        self._began = time.monotonic()
         self._lock = threading.Lock()
         session = client._http  # the AuthorizedSession every API call of the client goes through
         original = session.request
@@ -262,14 +244,24 @@ class RequestCounter:
         def request(*args: Any, **kwargs: Any) -> Any:
             method = kwargs.get("method", args[0] if args else "?")
             url = kwargs.get("url", args[1] if len(args) > 1 else "")
+            name = api_method(str(method).upper(), str(url))
+            second = int(time.monotonic() - self._began)
             with self._lock:
-                self.counts[(self.phase, api_method(str(method).upper(), str(url)))] += 1
+                self.counts[(self.phase, name)] += 1
+                self.per_second[(self.phase, name, second)] += 1
             return original(*args, **kwargs)
 
         session.request = request
 
     def total(self, phase: str) -> int:
         return sum(n for (p, _), n in self.counts.items() if p == phase)
+
+    def peak_per_second(self) -> dict[str, int]:
+        """The most requests of each method in any one second, over planning and sync."""
+        peak: dict[str, int] = {}
+        for (_, method, _), n in self.per_second.items():
+            peak[method] = max(peak.get(method, 0), n)
+        return dict(sorted(peak.items(), key=lambda x: -x[1]))
 
     def by_method(self, phase: str) -> dict[str, int]:
         return dict(sorted(((m, n) for (p, m), n in self.counts.items() if p == phase), key=lambda x: -x[1]))
@@ -283,6 +275,7 @@ def worker(anchor: dt.datetime, window_quarters: int | None, workers: int, run_i
     from google.cloud import bigquery  # noqa: F401 (imported before the baseline only)
 
     from envsync.bigquery.jobs import JobRunner
+    from envsync.core import limits
     from envsync.core.clients import bigquery_client
     from envsync.core.config import load_config
     from envsync.core.guard import GuardedBigQuery, WriteGuard
@@ -290,6 +283,7 @@ def worker(anchor: dt.datetime, window_quarters: int | None, workers: int, run_i
     from envsync.sync.run import RunInfo, build_plans, sync_dataset, sync_views
 
     config = load_config()
+    limits.configure(config.rate_limits.rates())  # as the DAG's tasks do
     client = bigquery_client(config.project, config.location)
     counter = RequestCounter(client)
     quarters = window_quarters or config.environments.dev.window_quarters
@@ -331,6 +325,9 @@ def worker(anchor: dt.datetime, window_quarters: int | None, workers: int, run_i
         ru_maxrss=PeakRss.ru_maxrss(),
         requests={phase: counter.total(phase) for phase in ("plan", "sync")},
         requests_by_method={phase: counter.by_method(phase) for phase in ("plan", "sync")},
+        peak_per_second=counter.peak_per_second(),
+        retries=limits.RETRIES.as_dict(),
+        paced_ms=limits.pacer().waited.as_dict(),
         tables=[{k: r.get(k) for k in ("table", "action", "status", "jobs", "seconds", "error")} for r in results],
     )
     return out
@@ -339,7 +336,7 @@ def worker(anchor: dt.datetime, window_quarters: int | None, workers: int, run_i
 # ================================================================================= parent side
 
 
-def _start_emulator(devstack: Any) -> tuple[Any, Path]:
+def _start_emulator(devstack: Any, latency: float = 0.0) -> tuple[Any, Path]:
     root = Path(tempfile.mkdtemp(prefix="envsync-bench-scale-"))
     shared = REPO_ROOT / ".devstack"
     if (shared / "home" / ".duckdb").is_dir():  # reuse the installed DuckDB extensions (~150 MB)
@@ -347,8 +344,14 @@ def _start_emulator(devstack: Any) -> tuple[Any, Path]:
         (root / "home" / ".duckdb").symlink_to(shared / "home" / ".duckdb", target_is_directory=True)
     if any((shared / "zetasql").glob("zetasql-*.cwasm")):  # reuse the compiled analyzer (25 s, 1 GB)
         (root / "zetasql").symlink_to((shared / "zetasql").resolve(), target_is_directory=True)
+    latency_file = root / "latency"
+    latency_file.write_text("0")  # no latency while prod is built; run_size sets --latency for the sync
     stack = devstack.Stack(
-        root=root, bq_port=devstack.free_port(), grpc_port=devstack.free_port(), gcs_port=devstack.free_port()
+        root=root,
+        bq_port=devstack.free_port(),
+        grpc_port=devstack.free_port(),
+        gcs_port=devstack.free_port(),
+        latency_file=latency_file,
     )
     print(f"   starting a fresh BigQuery emulator on {stack.bq_url} (data in {root}) ...", flush=True)
     try:
@@ -579,7 +582,7 @@ def run_size(
     stack = root = sync_started = None
     try:
         if devstack is not None:
-            stack, root = _start_emulator(devstack)
+            stack, root = _start_emulator(devstack, args.latency)
         client = bigquery_client(config.project, config.location)
         print(
             f"   building prod: {size:,} objects in {args.datasets} datasets "
@@ -606,6 +609,9 @@ def run_size(
         out["tables_get_ms"] = _lookup_latency(client, config.project, specs[0])
         emulator = _emulator_process(stack) if stack is not None else None
         cpu_before = _cpu_seconds(emulator)
+        if stack is not None and args.latency:
+            # BigQuery's jobs are asynchronous: jobs.insert answers RUNNING and the client polls
+            Path(stack.latency_file).write_text(str(args.latency))
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PLUGINS), os.environ.get("PYTHONPATH")]))}
         sync_started = dt.datetime.now(UTC)
         run_id = f"bench_scale_{size}_{sync_started:%Y%m%dT%H%M%S%f}"
@@ -733,6 +739,12 @@ def report(results: list[dict[str, Any]], details: bool, *, growth_lines: bool =
                 f"{lake['dropped_tables']:,} dropped tables at the end"
             )
         print(f"   uptime before: {r['uptime_before']}\n   uptime after:  {r['uptime_after']}")
+        if r.get("peak_per_second"):
+            print("   peak requests per second, per method (BigQuery's limit per user per method): " + peak_line(r))
+            print(
+                f"   refusals by BigQuery's rate or quota limits, retried: {sum((r.get('retries') or {}).values())}"
+                f" {r.get('retries') or ''}; envsync's pacing waited (ms): {r.get('paced_ms') or 0}"
+            )
         if r.get("error"):
             print(f"   ERROR: {r['error']}")
         for t in figures(r)["failed"]:
@@ -757,6 +769,23 @@ def report(results: list[dict[str, Any]], details: bool, *, growth_lines: bool =
     if growth_lines:
         growth(results)
     return ok
+
+
+def method_limit(method: str) -> int:
+    """BigQuery's documented requests per second per user for `method` (envsync.core.limits)."""
+    from envsync.core import limits
+
+    return {"tables.insert": limits.TABLES_INSERT_PER_SECOND, "jobs.get": limits.JOBS_GET_PER_SECOND}.get(
+        method, limits.API_REQUESTS_PER_SECOND
+    )
+
+
+def peak_line(r: dict[str, Any]) -> str:
+    peaks = r.get("peak_per_second") or {}
+    over = [m for m, n in peaks.items() if n > method_limit(m)]
+    return ", ".join(f"{m} {n}/s ({method_limit(m)})" for m, n in peaks.items()) + (
+        f"; OVER THE LIMIT: {over}" if over else "; all under the limits: met"
+    )
 
 
 def growth(results: list[dict[str, Any]]) -> None:
@@ -834,6 +863,13 @@ def main(argv: list[str] | None = None) -> int:
         help="do not start emulators; use BIGQUERY_EMULATOR_HOST (one prod for all sizes)",
     )
     parser.add_argument("--details", action="store_true", help="requests per REST method, jobs and seconds per action")
+    parser.add_argument(
+        "--latency",
+        type=float,
+        default=0.0,
+        help="seconds every sync job stays RUNNING before it runs (BigQuery-like asynchronous jobs: "
+        "jobs.insert answers RUNNING and the client polls); default 0",
+    )
     parser.add_argument("--json", type=Path, default=None, help="write every figure to this JSON file")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--run-id", default=None, help=argparse.SUPPRESS)

@@ -160,3 +160,11 @@ def test_sizes_that_cannot_fill_the_datasets_are_refused_with_the_fix() -> None:
 )
 def test_requests_are_named_by_their_rest_method(method: str, url: str, expected: str) -> None:
     assert bench.api_method(method, url) == expected
+
+
+def test_peak_rates_are_judged_against_each_methods_documented_limit() -> None:
+    under = {"peak_per_second": {"jobs.get": 400, "tables.get": 60, "tables.insert": 3}}
+    assert bench.peak_line(under).endswith("all under the limits: met")
+    assert "jobs.get 400/s (1000)" in bench.peak_line(under) and "tables.insert 3/s (10)" in bench.peak_line(under)
+    over = {"peak_per_second": {"tables.get": 101, "tables.insert": 11}}
+    assert "OVER THE LIMIT: ['tables.get', 'tables.insert']" in bench.peak_line(over)
