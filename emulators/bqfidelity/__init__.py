@@ -14,6 +14,9 @@ Each module patches one family of behaviours and names the BigQuery documentatio
   result (answers unchanged).
 - ``memory``: the emulator's DuckDB caches (DuckLake's catalog of every schema version, Parquet
   files) are bounded by a memory limit, so its memory does not grow with the jobs run (answers unchanged).
+- ``catalog``: an INFORMATION_SCHEMA view's rows reach DuckDB as one JSON literal instead of a VALUES
+  list of every cell walked by every translation rule (PARTITIONS of 22,000 rows: 9 s → 0.4 s; answers
+  unchanged).
 - ``metadata``: CLONE / SNAPSHOT / copy jobs keep the source's schema (modes, descriptions),
   partitioning, clustering and ``require_partition_filter``; clone/snapshot chain depth.
 - ``rules``: partition filters, time-travel bounds, ``max_time_travel_hours``, partitions per job,
@@ -28,6 +31,9 @@ Each module patches one family of behaviours and names the BigQuery documentatio
   every job; missing, empty or 0: none) before it runs, ``jobs.insert`` answers it RUNNING, and
   ``jobs.cancel`` meanwhile ends it DONE with reason ``stopped``, having run nothing: as BigQuery's
   asynchronous jobs, so that tests can cancel a job or kill its client while the job still runs.
+- ``ratelimits``: BigQuery's rate limits at its figures (API requests per user per method, table and
+  dataset metadata updates per 10 s, the query queue, concurrent snapshot jobs), refused with its
+  errors; ``BQFIDELITY_RATE_LIMITS`` (``devstack.Stack.rate_limits``) scales them down or turns them off.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ log = logging.getLogger("bqfidelity")
 MODULES = (
     "lookups",
     "memory",
+    "catalog",
     "metadata",
     "rules",
     "columns",
@@ -49,6 +56,7 @@ MODULES = (
     "storage",
     "analyzer",
     "latency",
+    "ratelimits",  # after latency: its job wrapper is the outermost (a held job is running, not queued)
 )
 
 _installed = False

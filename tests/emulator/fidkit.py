@@ -38,3 +38,17 @@ def in_emulator(code: str, cwd: Path, env: Mapping[str, str | None] | None = Non
         else:
             environ[key] = value
     return subprocess.run([str(python), "-c", code], env=environ, cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def client_of(stack: Any, project: str = "envsync-demo") -> Any:
+    """A BigQuery client on `stack`'s emulator (a private stack of the test, not the session's)."""
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import bigquery
+
+    return bigquery.Client(
+        project=project,
+        location="US",
+        credentials=AnonymousCredentials(),
+        client_options=ClientOptions(api_endpoint=stack.bq_url),
+    )

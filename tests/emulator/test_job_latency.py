@@ -25,25 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fidkit import client_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 PROJECT = "envsync-demo"
 REPO = Path(__file__).resolve().parents[2]
-
-
-def client_of(stack: Any) -> Any:
-    """A BigQuery client on `stack`'s emulator (not the session's: this stack has the latency file)."""
-    from google.api_core.client_options import ClientOptions
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import bigquery
-
-    return bigquery.Client(
-        project=PROJECT,
-        location="US",
-        credentials=AnonymousCredentials(),
-        client_options=ClientOptions(api_endpoint=stack.bq_url),
-    )
 
 
 def insert(client: Any, sql: str) -> tuple[Any, float]:

@@ -66,6 +66,10 @@ class Stack:
     # runs (jobs.cancel meanwhile ends it "stopped"); missing, empty or 0: none. The emulator's
     # BQFIDELITY_LATENCY_FILE (emulators/bqfidelity/latency.py); None: jobs run at once.
     latency_file: Path | None = None
+    # BigQuery's rate limits in the BigQuery emulator (emulators/bqfidelity/ratelimits.py), its
+    # BQFIDELITY_RATE_LIMITS: a JSON object overriding some limits (tests that reach one, e.g.
+    # '{"table_updates": 2}') or "off"; None: BigQuery's figures.
+    rate_limits: str | None = None
 
     def __post_init__(self) -> None:
         # Absolute paths: the servers run with cwd=root, and pid files must not depend on our cwd.
@@ -325,10 +329,11 @@ def ensure_analyzer_cache(stack: Stack) -> None:
 
 
 def _child_env(extra: dict[str, str]) -> dict[str, str]:
-    """Our environment minus what would leak this venv, an old emulator address or a latency setting
-    other than the stack's own into a child."""
+    """Our environment minus what would leak this venv, an old emulator address or a latency or
+    rate-limit setting other than the stack's own into a child."""
     leaks = {"PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "BIGQUERY_EMULATOR_HOST", "STORAGE_EMULATOR_HOST"}
-    env = {key: value for key, value in os.environ.items() if key not in leaks | {"BQFIDELITY_LATENCY_FILE"}}
+    own = {"BQFIDELITY_LATENCY_FILE", "BQFIDELITY_RATE_LIMITS"}
+    env = {key: value for key, value in os.environ.items() if key not in leaks | own}
     env.update(extra)
     return env
 
@@ -380,6 +385,8 @@ def _command(stack: Stack, service: str) -> tuple[list[str], dict[str, str]]:
         )
         if stack.latency_file is not None:
             env["BQFIDELITY_LATENCY_FILE"] = str(stack.latency_file)
+        if stack.rate_limits is not None:
+            env["BQFIDELITY_RATE_LIMITS"] = stack.rate_limits
     else:
         # gcp-storage-emulator with Cloud Storage's request preconditions (emulators/bqfidelity/gcs.py)
         cmd = [

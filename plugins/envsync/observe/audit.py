@@ -150,6 +150,16 @@ def audit_table(config: EnvsyncConfig, name: str) -> TableRef:
     return TableRef(config.audit_project, config.audit.dataset, name)
 
 
+def _exists(runner: JobRunner, ref: TableRef) -> bool:
+    from google.api_core.exceptions import NotFound
+
+    try:
+        runner.bq.client.get_table(ref.api)
+    except NotFound:
+        return False
+    return True
+
+
 def ensure_audit_table(config: EnvsyncConfig, runner: JobRunner, name: str) -> TableRef:
     """Create the audit dataset (in the audit project) and table `name` when missing
     (sql/audit/create_<name>.sql)."""
@@ -161,7 +171,10 @@ def ensure_audit_table(config: EnvsyncConfig, runner: JobRunner, name: str) -> T
         labels={"envsync-managed": "true", "envsync-env": "audit"},
     )
     ref = audit_table(config, name)
-    runner.run(render(f"audit/create_{name}", table=ref.sql), key=("audit", name, "create"))
+    if not _exists(runner, ref):
+        # DDL only when the table is missing: BigQuery counts DDL against the table's 5 metadata
+        # updates per 10 s (envsync.core.limits), and audit tables are written by every run
+        runner.run(render(f"audit/create_{name}", table=ref.sql), key=("audit", name, "create"))
     if name in AUDIT_COLUMNS_ADDED:  # tables made by an earlier version lack the newer columns
         runner.run(render(f"audit/add_columns_{name}", table=ref.sql), key=("audit", name, "add_columns"))
     return ref
