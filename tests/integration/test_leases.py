@@ -125,3 +125,36 @@ def test_a_lease_taken_over_is_lost_and_its_fence_refuses_every_later_write(buck
             bq.delete_table(__import__("envsync.core.guard").core.guard.TableRef("envsync-demo", "dev_sales", "t"))
     assert store.release("dev", me) is False  # never another run's lease
     assert store.read("dev").holder.run_id == "other"
+
+
+def test_a_plan_task_renews_the_leases_it_took_while_it_plans_and_stops_when_it_ends(
+    bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plan of thousands of tables outlasts `leases.stale_after_seconds`: the plan task's heartbeat
+    keeps its lease from being taken over as stale; once the task ends, only the unit tasks renew it."""
+    from types import SimpleNamespace
+
+    from envsync.core.lease import LeaseHeld
+    from envsync.operators import leasing, runtime
+
+    store = leases(bucket, wait_seconds=0, heartbeat_seconds=0.2, stale_after_seconds=1)
+    written: dict[str, Any] = {}
+    monkeypatch.setattr(leasing, "leases_for", lambda config, conn_id: store)
+    monkeypatch.setattr(runtime, "manifest_store", lambda config, conn_id: SimpleNamespace(write=written.__setitem__))
+    monkeypatch.setattr(runtime, "run_prefix", lambda manifest, context: "runs/plan")
+    context = {"dag": SimpleNamespace(dag_id="prod_to_dev_sync"), "run_id": "long-plan"}
+    other = leases(bucket, wait_seconds=0, stale_after_seconds=1, is_running=lambda h: None)
+
+    class Plan:
+        @leasing.renews_taken_leases
+        def execute(self, context: Any) -> str:
+            leasing.take_leases(SimpleNamespace(), "conn", context, "plan", ["dev"])
+            time.sleep(2.0)  # planning, twice as long as a heartbeat may be old
+            with pytest.raises(LeaseHeld, match="run long-plan"):
+                other.acquire(["dev"], holder("intruder"))
+            return "planned"
+
+    assert Plan().execute(context) == "planned"
+    assert written["runs/plan/leases.json"]["envs"] == ["dev"]
+    time.sleep(1.5)  # no heartbeat after the task: the lease goes stale
+    assert [t.previous.run_id for t in other.acquire(["dev"], holder("next"))] == ["long-plan"]

@@ -15,6 +15,7 @@ from airflow.sdk import BaseOperator
 
 from envsync.core.clients import DEFAULT_CONN_ID
 from envsync.operators.common import DatasetUnitOperator, manifest_store, recorded_cut, run_prefix
+from envsync.operators.leasing import renews_taken_leases
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -51,6 +52,7 @@ class PlanBackupOperator(BaseOperator):
         self.expiry_days = expiry_days
         self.gcp_conn_id = gcp_conn_id
 
+    @renews_taken_leases
     def execute(self, context: Context) -> list[dict[str, str]]:
         from airflow.sdk.exceptions import AirflowFailException
 

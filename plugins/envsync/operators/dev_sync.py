@@ -17,6 +17,7 @@ from envsync.operators.common import (
     recorded_cut,
     run_prefix,
 )
+from envsync.operators.leasing import renews_taken_leases
 from envsync.operators.params import validate_params
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ class PlanDevSyncOperator(BaseOperator):
         self.dry_run = dry_run  # type: ignore[method-assign]  # a template field; BaseOperator.dry_run() is unused
         self.gcp_conn_id = gcp_conn_id
 
+    @renews_taken_leases
     def execute(self, context: Context) -> list[dict[str, str]]:
         from airflow.sdk.exceptions import AirflowFailException
 

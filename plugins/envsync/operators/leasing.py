@@ -2,7 +2,9 @@
 renewing them while a task works, and cleaning up after a run that died holding one.
 
 The plan task of a writing run takes the leases (`take_leases`) before anything is written and records
-them in `<run prefix>/leases.json`; every unit task renews them while it works (`working_under_lease`:
+them in `<run prefix>/leases.json`, and renews them while it goes on planning (`renews_taken_leases`: a
+plan of thousands of tables takes longer than `leases.stale_after_seconds`); every unit task renews them
+while it works (`working_under_lease`:
 a heartbeat thread, and a fence the write guard calls before each write); the report task gives them
 back (`release_leases`). A run refused a lease records why in `<run prefix>/lease.json`, so its audit
 row names the run that holds it. Lease names: dev, qa, staging, prodcopy, test_<name>, drill,
@@ -12,9 +14,11 @@ drill_staging, backup, backup_staging, prod (README "Overlapping runs").
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import datetime as dt
+import functools
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
@@ -144,6 +148,35 @@ def me(context: Context, task_id: str) -> Holder:
     return Holder(context["dag"].dag_id, context["run_id"], task_id, deployment_id())
 
 
+# the heartbeats of the leases a plan task took (`renews_taken_leases`), stopped when the task ends
+_plan_beats: contextvars.ContextVar[list[Heartbeat] | None] = contextvars.ContextVar("envsync_plan_beats", default=None)
+
+
+def renews_taken_leases(execute: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorate a plan operator's `execute`: the leases `take_leases` takes during it are renewed every
+    `leases.heartbeat_seconds` until it returns or fails; a lease taken over meanwhile fails the task
+    (nothing was written: a plan task only reads and records its manifest)."""
+
+    @functools.wraps(execute)
+    def wrapper(self: Any, context: Context) -> Any:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        beats: list[Heartbeat] = []
+        token = _plan_beats.set(beats)
+        try:
+            result = execute(self, context)
+        finally:
+            _plan_beats.reset(token)
+            for beat in beats:
+                beat.__exit__(None, None, None)
+        lost = next((beat.lost for beat in beats if beat.lost is not None), None)
+        if lost is not None:
+            raise AirflowFailException(str(lost))
+        return result
+
+    return wrapper
+
+
 def take_leases(config: EnvsyncConfig, conn_id: str, context: Context, task_id: str, envs: Sequence[str]) -> None:
     """Take the leases of `envs` for this run before its first write; fail naming the holder when another
     run keeps one past `leases.wait_seconds`. Clean up after every dead run whose lease was taken over."""
@@ -176,6 +209,13 @@ def take_leases(config: EnvsyncConfig, conn_id: str, context: Context, task_id: 
         raise AirflowFailException(str(refused)) from None
     store.write(f"{prefix}/{LEASES_FILE}", {"envs": sorted(set(envs)), "holder": asdict(holder)})
     log.info("this run holds the leases of %s", ", ".join(sorted(set(envs))))
+    beats = _plan_beats.get()
+    if beats is not None:  # renewed while this plan task goes on (renews_taken_leases)
+        from envsync.core.lease import Heartbeat
+
+        beat = Heartbeat(leases, sorted(set(envs)), holder)
+        beat.__enter__()
+        beats.append(beat)
     for takeover in takeovers:
         clean_up_dead_run(config, conn_id, context, takeover)
 

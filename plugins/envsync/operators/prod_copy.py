@@ -11,6 +11,7 @@ from airflow.sdk import BaseOperator
 from envsync.core.clients import DEFAULT_CONN_ID
 from envsync.operators.common import manifest_store, recorded_cut, run_prefix
 from envsync.operators.dev_sync import check_plan_salt, plan_entries
+from envsync.operators.leasing import renews_taken_leases
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -40,6 +41,7 @@ class PlanProdCopyOperator(BaseOperator):
         self.datasets = datasets
         self.gcp_conn_id = gcp_conn_id
 
+    @renews_taken_leases
     def execute(self, context: Context) -> list[dict[str, str]]:
         from airflow.sdk.exceptions import AirflowFailException
 

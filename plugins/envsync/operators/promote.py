@@ -17,6 +17,7 @@ from envsync.operators.common import (
     read_plan,
     run_prefix,
 )
+from envsync.operators.leasing import renews_taken_leases
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -51,6 +52,7 @@ class PlanPromotionOperator(BaseOperator):
         self.confirm = confirm
         self.gcp_conn_id = gcp_conn_id
 
+    @renews_taken_leases
     def execute(self, context: Context) -> list[dict[str, str]]:
         from airflow.sdk.exceptions import AirflowFailException
 

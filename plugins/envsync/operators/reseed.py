@@ -19,6 +19,7 @@ from envsync.operators.common import (
     recorded_cut,
     run_prefix,
 )
+from envsync.operators.leasing import renews_taken_leases
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -67,6 +68,7 @@ class PlanReseedOperator(BaseOperator):
         self.ttl_days = ttl_days
         self.gcp_conn_id = gcp_conn_id
 
+    @renews_taken_leases
     def execute(self, context: Context) -> list[dict[str, str]]:
         from airflow.sdk.exceptions import AirflowFailException
 

@@ -28,6 +28,7 @@ from envsync.operators.common import (
     recorded_cut,
     run_prefix,
 )
+from envsync.operators.leasing import renews_taken_leases
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -123,6 +124,7 @@ class PlanRestoreOperator(BaseOperator):
         self.source = source
         self.gcp_conn_id = gcp_conn_id
 
+    @renews_taken_leases
     def execute(self, context: Context) -> list[dict[str, str]]:
         from airflow.sdk.exceptions import AirflowFailException
 

@@ -23,6 +23,7 @@ from envsync.operators.common import (
     run_prefix,
 )
 from envsync.operators.dev_sync import planned_row, run_info
+from envsync.operators.leasing import renews_taken_leases
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -62,6 +63,7 @@ class PlanStagingCutOperator(BaseOperator):
         self.datasets = datasets
         self.gcp_conn_id = gcp_conn_id
 
+    @renews_taken_leases
     def execute(self, context: Context) -> list[dict[str, str]]:
         from airflow.sdk.exceptions import AirflowFailException
 
