@@ -357,8 +357,16 @@ def test_dml_is_paced_at_the_dml_rate_and_ddl_at_the_metadata_rate(monkeypatch: 
     for n in range(10):  # ten DML statements of one table: under 10 per 10 s, no wait
         bq.start_query("insert into `envsync-demo.dev_sales.orders` (id) values (1)", job_id=f"d{n}", labels={})
     assert clock.now == 0.0
+    clock.now = 100.0  # the DML leave the metadata window
     for n in range(3):  # three DDL of one table at 2 per 10 s: the third waits
         bq.start_query(
             "create or replace table `envsync-demo.dev_sales.orders` as select 1 as id", job_id=f"c{n}", labels={}
         )
-    assert clock.now == pytest.approx(10.0)
+    assert clock.now == pytest.approx(110.0)
+    # DML counts toward the metadata updates ("not subject to it"): a DDL right after DML waits for them
+    bq.start_query("delete from `envsync-demo.dev_sales.orders` where true", job_id="d-last", labels={})
+    before = clock.now
+    bq.start_query(
+        "create or replace table `envsync-demo.dev_sales.orders` as select 1 as id", job_id="c-last", labels={}
+    )
+    assert clock.now > before

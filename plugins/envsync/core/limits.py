@@ -155,6 +155,11 @@ class WindowLimiter:
         self._events: dict[Any, collections.deque[float]] = {}
         self._lock = threading.Lock()
 
+    def note(self, key: Any = None) -> None:
+        """Count an event of `key` that does not wait for its slot (it still fills the window)."""
+        with self._lock:
+            self._events.setdefault(key, collections.deque()).append(self.clock())
+
     def acquire(self, key: Any = None) -> float:
         waited = 0.0
         while True:
@@ -223,7 +228,12 @@ class Pacer:
         return self._note("table", self._tables.acquire((project, dataset, table)))
 
     def table_dml(self, project: str, dataset: str, table: str) -> float:
-        return self._note("dml", self._dml.acquire((project, dataset, table)))
+        """DML counts toward the table's metadata updates but is not held by that limit ("while DML
+        statements count toward this limit, they are not subject to it if it is reached"): it waits only
+        for the DML rate."""
+        waited = self._note("dml", self._dml.acquire((project, dataset, table)))
+        self._tables.note((project, dataset, table))
+        return waited
 
     def dataset_update(self, project: str, dataset: str) -> float:
         return self._note("dataset", self._datasets.acquire((project, dataset)))
