@@ -7,19 +7,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from jobkit import VirtualClock
 
 from envsync.core import limits
-
-
-class VirtualClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture(autouse=True)

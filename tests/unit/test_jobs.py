@@ -7,6 +7,7 @@ from unittest import mock
 
 import pytest
 from google.api_core.exceptions import BadRequest, Conflict, ServiceUnavailable
+from jobkit import backoff_runner, fake_job
 
 from envsync.bigquery.jobs import JobRunner, JobStats, label_value
 from envsync.core.guard import GuardedBigQuery, WriteGuard
@@ -18,13 +19,6 @@ def runner_with(client: Any) -> JobRunner:
     return JobRunner(
         bq, dag_id="prod_to_dev_sync", run_id="scheduled__2026-11-21T02:00:00+00:00", task_id="sync_dataset", timeout=30
     )
-
-
-def fake_job(state: str = "DONE", billed: int = 0) -> mock.Mock:
-    job = mock.Mock()
-    job.state = state
-    job.total_bytes_billed = billed
-    return job
 
 
 SQL = "delete from `envsync-demo.dev_sales.orders` where true"
@@ -129,11 +123,10 @@ def test_a_bigquery_400_fails_its_object_without_retries(error: Exception, retry
 # https://cloud.google.com/bigquery/docs/error-messages, https://cloud.google.com/bigquery/docs/troubleshoot-quotas
 
 import concurrent.futures  # noqa: E402 (the imports of the tests of this section)
-import random  # noqa: E402 (the imports of the tests of this section)
 
 from google.api_core.exceptions import Forbidden, InternalServerError, NotFound, TooManyRequests  # noqa: E402 (the imports of the tests of this section)
 
-from envsync.bigquery.jobs import JobTimeoutError, RetryPolicy, is_transient_job_error, run_recorded  # noqa: E402 (the imports of the tests of this section)
+from envsync.bigquery.jobs import JobTimeoutError, is_transient_job_error, run_recorded  # noqa: E402 (the imports of the tests of this section)
 
 TABLE_UPDATES = Forbidden(
     "Exceeded rate limits: too many table update operations for this table",
@@ -144,22 +137,6 @@ TABLE_UPDATES = Forbidden(
         }
     ],
 )
-
-
-def backoff_runner(client: Any, **policy: Any) -> tuple[JobRunner, list[float]]:
-    sleeps: list[float] = []
-    guard = WriteGuard("envsync-demo", ["sales"], ["dev_"])
-    runner = JobRunner(
-        GuardedBigQuery(client, guard, "US"),
-        dag_id="prod_to_dev_sync",
-        run_id="manual__1",
-        task_id="sync_dataset",
-        timeout=30,
-        retry=RetryPolicy(**policy),
-        sleep=sleeps.append,
-        rng=random.Random(7),
-    )
-    return runner, sleeps
 
 
 def attempt_numbers(client: Any) -> list[str]:

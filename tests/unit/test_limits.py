@@ -6,7 +6,6 @@ more"); a daily quota failing its object, naming the quota."""
 from __future__ import annotations
 
 import json
-import random
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -14,8 +13,9 @@ from unittest import mock
 
 import pytest
 from google.api_core.exceptions import Forbidden
+from jobkit import VirtualClock, backoff_runner, fake_job
 
-from envsync.bigquery.jobs import JobRunner, RetryPolicy, run_recorded
+from envsync.bigquery.jobs import run_recorded
 from envsync.core import limits
 from envsync.core.guard import GuardedBigQuery, WriteGuard
 from envsync.core.limits import (
@@ -33,21 +33,8 @@ from envsync.core.limits import (
 API = "https://bigquery.googleapis.com/bigquery/v2/projects/acme-dev"
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-
 def test_a_window_limiter_admits_count_events_per_window_then_waits_for_the_oldest_to_leave() -> None:
-    clock = FakeClock()
+    clock = VirtualClock()
     limiter = WindowLimiter(5, 10.0, clock=clock, sleep=clock.sleep)
     assert [limiter.acquire("t") for _ in range(5)] == [0.0] * 5
     clock.now = 3.0
@@ -62,7 +49,7 @@ def test_a_limiter_refuses_a_nonsense_setting_naming_it() -> None:
 
 
 def test_the_pacer_holds_table_updates_to_its_rate_per_table() -> None:
-    clock = FakeClock()
+    clock = VirtualClock()
     pacer = Pacer(Rates(table_updates_per_10s=4), clock=clock, sleep=clock.sleep)
     for _ in range(12):  # 12 writes of one table: 4 per 10 s
         pacer.table_update("acme-dev", "dev_sales", "orders")
@@ -71,7 +58,7 @@ def test_the_pacer_holds_table_updates_to_its_rate_per_table() -> None:
 
 
 def test_the_pacer_holds_each_method_to_its_requests_per_second() -> None:
-    clock = FakeClock()
+    clock = VirtualClock()
     pacer = Pacer(Rates(api_requests_per_second=50, tables_insert_per_second=5), clock=clock, sleep=clock.sleep)
     for _ in range(100):
         pacer.request("acme-dev", "tables.get")
@@ -112,15 +99,20 @@ def test_uploads_are_jobs_insert_and_other_urls_are_not_bigquery_calls() -> None
     assert rest_method("GET", "https://storage.googleapis.com/storage/v1/b/x/o") is None
 
 
-def test_refusals_are_read_from_bigquerys_error_body() -> None:
-    body = {
+def refusal_body(message: str) -> dict[str, Any]:
+    """BigQuery's 403 answer to a request over a rate limit (https://cloud.google.com/bigquery/docs/error-messages)."""
+    return {
         "error": {
             "code": 403,
-            "message": "Exceeded rate limits: too many table update operations for this table",
-            "errors": [{"reason": "rateLimitExceeded", "domain": "usageLimits", "message": "..."}],
+            "message": message,
+            "errors": [{"reason": "rateLimitExceeded", "domain": "usageLimits", "message": message}],
             "status": "PERMISSION_DENIED",
         }
     }
+
+
+def test_refusals_are_read_from_bigquerys_error_body() -> None:
+    body = refusal_body("Exceeded rate limits: too many table update operations for this table")
     assert refusal_reasons(403, json.dumps(body)) == ["rateLimitExceeded"]
     assert refusal_reasons(404, json.dumps(body)) == []
     assert refusal_reasons(403, b"not json") == []
@@ -163,33 +155,11 @@ DAILY = Forbidden(
 SQL = "delete from `envsync-demo.dev_sales.orders` where true"
 
 
-def runner(client: Any, **policy: Any) -> tuple[JobRunner, list[float]]:
-    sleeps: list[float] = []
-    bq = GuardedBigQuery(client, WriteGuard("envsync-demo", ["sales"], ["dev_"]), "US")
-    run = JobRunner(
-        bq,
-        dag_id="prod_to_dev_sync",
-        run_id="manual__1",
-        task_id="sync_dataset",
-        timeout=30,
-        retry=RetryPolicy(**policy),
-        sleep=sleeps.append,
-        rng=random.Random(3),
-    )
-    return run, sleeps
-
-
-def done() -> mock.Mock:
-    job = mock.Mock()
-    job.state, job.total_bytes_billed = "DONE", 0
-    return job
-
-
 def test_a_rate_limited_job_is_retried_with_growing_backoff_and_the_retries_are_in_the_objects_result() -> None:
     client = mock.Mock()
     failed = [mock.Mock(result=mock.Mock(side_effect=RATE)) for _ in range(3)]
-    client.query.side_effect = [*failed, done()]
-    run, sleeps = runner(client)
+    client.query.side_effect = [*failed, fake_job()]
+    run, sleeps = backoff_runner(client)
 
     result = run_recorded(
         {"target": "dev_sales.orders"}, lambda stats: run.run(SQL, key=("o",), stats=stats) and None, deterministic=()
@@ -202,8 +172,8 @@ def test_a_rate_limited_job_is_retried_with_growing_backoff_and_the_retries_are_
 
 def test_quota_exceeded_waits_at_least_ten_minutes_before_its_retry() -> None:
     client = mock.Mock()
-    client.query.side_effect = [QUOTA, done()]
-    run, sleeps = runner(client)
+    client.query.side_effect = [QUOTA, fake_job()]
+    run, sleeps = backoff_runner(client)
     retries = RetryCount()
     with counting(retries):
         run.run(SQL, key=("o",))
@@ -216,7 +186,7 @@ def test_quota_exceeded_waits_at_least_ten_minutes_before_its_retry() -> None:
 def test_quota_exceeded_gives_up_after_its_waits() -> None:
     client = mock.Mock()
     client.query.side_effect = [QUOTA, QUOTA, QUOTA]
-    run, sleeps = runner(client, quota_retries=2)
+    run, sleeps = backoff_runner(client, quota_retries=2)
     with pytest.raises(Forbidden, match="concurrent queries"):
         run.run(SQL, key=("o",))
     assert len(sleeps) == 2 and all(s >= 600 for s in sleeps)
@@ -225,7 +195,7 @@ def test_quota_exceeded_gives_up_after_its_waits() -> None:
 def test_a_used_up_daily_quota_fails_the_object_at_once_naming_the_quota_and_not_retryable() -> None:
     client = mock.Mock()
     client.query.side_effect = [DAILY]
-    run, sleeps = runner(client)
+    run, sleeps = backoff_runner(client)
     result = run_recorded(
         {"target": "dev_sales.orders"}, lambda stats: run.run(SQL, key=("o",)) and None, deterministic=()
     )
@@ -240,10 +210,10 @@ def test_a_used_up_daily_quota_fails_the_object_at_once_naming_the_quota_and_not
 
 
 def test_every_guarded_write_waits_for_its_tables_slot(monkeypatch: pytest.MonkeyPatch) -> None:
-    clock = FakeClock()
+    clock = VirtualClock()
     monkeypatch.setattr(limits, "_pacer", Pacer(Rates(table_updates_per_10s=2), clock=clock, sleep=clock.sleep))
     client = mock.Mock()
-    client.query.return_value = done()
+    client.query.return_value = fake_job()
     bq = GuardedBigQuery(client, WriteGuard("envsync-demo", ["sales"], ["dev_"]), "US")
     for n in range(5):
         bq.start_query(
@@ -263,14 +233,7 @@ class _Refusing(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
         if type(self).refusals > 0:
             type(self).refusals -= 1
-            body = {
-                "error": {
-                    "code": 403,
-                    "message": "Exceeded rate limits: too many api requests per user per method for this user_method",
-                    "errors": [{"reason": "rateLimitExceeded", "domain": "usageLimits", "message": "too many"}],
-                    "status": "PERMISSION_DENIED",
-                }
-            }
+            body = refusal_body("Exceeded rate limits: too many api requests per user per method for this user_method")
             status = 403
         else:
             body = {
@@ -348,11 +311,11 @@ def test_rate_limits_above_bigquerys_figures_are_refused_naming_the_key() -> Non
 
 
 def test_dml_is_paced_at_the_dml_rate_and_ddl_at_the_metadata_rate(monkeypatch: pytest.MonkeyPatch) -> None:
-    clock = FakeClock()
+    clock = VirtualClock()
     pacer = Pacer(Rates(table_updates_per_10s=2, dml_per_table_per_10s=10), clock=clock, sleep=clock.sleep)
     monkeypatch.setattr(limits, "_pacer", pacer)
     client = mock.Mock()
-    client.query.return_value = done()
+    client.query.return_value = fake_job()
     bq = GuardedBigQuery(client, WriteGuard("envsync-demo", ["sales"], ["dev_"]), "US")
     for n in range(10):  # ten DML statements of one table: under 10 per 10 s, no wait
         bq.start_query("insert into `envsync-demo.dev_sales.orders` (id) values (1)", job_id=f"d{n}", labels={})

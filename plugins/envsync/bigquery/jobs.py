@@ -80,7 +80,7 @@ TRANSIENT_400_REASONS = frozenset(
 # Reasons retried with backoff inside one job (https://cloud.google.com/bigquery/docs/error-messages,
 # https://cloud.google.com/bigquery/docs/troubleshoot-quotas: rateLimitExceeded is a short-term limit,
 # "retry the operation after a few seconds, use exponential backoff"). quotaExceeded is a longer-term
-# limit: not retried inside the job (the task's retries, minutes later, may still succeed).
+# limit: not retried with this backoff, but after the wait Google advises (`JobRunner._limited`).
 TRANSIENT_JOB_REASONS = frozenset(
     {
         "rateLimitExceeded",
@@ -252,10 +252,13 @@ class JobRunner:
         """The server-side timeout of every job this runner starts (JobConfiguration.jobTimeoutMs)."""
         return int(self.timeout * 1000)
 
-    def _limited(self, error: BaseException, job_id: str, quota_waits: list[float], where: str) -> None:
-        """Count a refusal by a rate or quota limit; for quotaExceeded, wait as Google advises before
-        the retry (or give up); a used-up daily quota raises DailyQuotaExceeded, naming it."""
-        for reason, _message in limit_reasons(error):
+    def _limited(
+        self, error: BaseException, reasons: list[tuple[str, str]], job_id: str, quota_waits: list[float], where: str
+    ) -> bool:
+        """Count a refusal by a rate or quota limit (`reasons`: limit_reasons(error)); for quotaExceeded,
+        wait as Google advises and return True: the caller retries under a new job id (or give up); a
+        used-up daily quota raises DailyQuotaExceeded, naming it. False for a rate limit."""
+        for reason, _message in reasons:
             record_retry(reason, where)
         kind = quota_kind(error)
         if kind == "daily":
@@ -280,6 +283,8 @@ class JobRunner:
                 policy.quota_retries,
             )
             self.sleep(wait)
+            return True
+        return False
 
     def _backoff(self, error: BaseException, job_id: str, waits: list[float], why: str) -> None:
         """Sleep before the next retry of a job, or re-raise `error` when the retry budget is spent."""
@@ -354,16 +359,14 @@ class JobRunner:
                     attempt += 1
                     continue
             except Exception as error:
-                if quota_kind(error) is not None:
-                    self._limited(error, job_id, quota_waits, "jobs.insert")
-                    attempt += 1  # the request may have made a failed job of that id
+                reasons = limit_reasons(error)
+                if reasons and self._limited(error, reasons, job_id, quota_waits, "jobs.insert"):
+                    attempt += 1  # quotaExceeded, waited out: the request may have made a failed job of that id
                     continue
                 if not is_transient_job_error(error):
                     raise
-                if limit_reasons(error):
-                    self._limited(error, job_id, quota_waits, "jobs.insert")
                 self._backoff(error, job_id, waits, "could not be started")
-                if any(r == "jobRateLimitExceeded" for r, _ in limit_reasons(error)):
+                if any(r == "jobRateLimitExceeded" for r, _ in reasons):
                     attempt += 1  # "retry with a new jobId" (https://cloud.google.com/bigquery/docs/error-messages)
                 # else the same id: if the failed request did create the job, the Conflict path finds it
                 continue
@@ -378,14 +381,12 @@ class JobRunner:
                     "(sync.job_timeout_seconds); it was cancelled"
                 ) from None
             except Exception as error:
-                if quota_kind(error) is not None:
-                    self._limited(error, job_id, quota_waits, "job")
+                reasons = limit_reasons(error)
+                if reasons and self._limited(error, reasons, job_id, quota_waits, "job"):
                     attempt += 1
                     continue
                 if not is_transient_job_error(error):
                     raise
-                if limit_reasons(error):
-                    self._limited(error, job_id, quota_waits, "job")
                 self._backoff(error, job_id, waits, "failed with a transient error")
                 attempt += 1
                 continue
