@@ -25,6 +25,9 @@ Each module patches one family of behaviours and names the BigQuery documentatio
 - ``structs``: ``STRUCT(col, ...)`` names its fields after the columns.
 - ``aggregates``: ``ARRAY_AGG(... IGNORE NULLS ... LIMIT n)`` drops the NULLs before the limit.
 - ``storage``: load jobs expand wildcard source URIs on the GCS emulator.
+- ``conflicts``: a statement idempotent by its own words (CREATE ... IF NOT EXISTS, DROP ... IF EXISTS,
+  ADD / DROP COLUMN IF [NOT] EXISTS) that loses a race to another job's commit (DuckLake's "Transaction
+  conflict") is run again and finds the other job's result, as on BigQuery; other conflicts stay errors.
 - ``analyzer``: every query is analyzed by GoogleSQL (ZetaSQL) against the live catalog first.
 - ``latency``: only with a latency file (``BQFIDELITY_LATENCY_FILE``, ``serve --latency-file PATH``,
   ``devstack.Stack.latency_file``): every job stays RUNNING for the file's number of seconds (re-read at
@@ -54,6 +57,7 @@ MODULES = (
     "structs",
     "aggregates",
     "storage",
+    "conflicts",  # before ratelimits: a statement run again is counted once
     "analyzer",
     "latency",
     "ratelimits",  # after latency: its job wrapper is the outermost (a held job is running, not queued)
