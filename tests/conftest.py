@@ -83,6 +83,13 @@ from ciskips import SKIP_ALLOWLIST, allowed_skips, on_ci, unlisted_skips  # noqa
 _SKIPPED: dict[str, str] = {}
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The season test first: it is the longest by far (minutes, one worker), and pytest-xdist's
+    worksteal hands each worker a contiguous share of the collection, so a season collected late
+    ran alone at the end of `make test` while the other worker had nothing left to do."""
+    items.sort(key=lambda item: item.get_closest_marker("season") is None)
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     """Remember every skipped test and its reason (on the xdist controller too: workers send reports)."""
     if report.skipped and not hasattr(report, "wasxfail"):

@@ -75,7 +75,8 @@ class _Job:
 
 
 class Stats:
-    """Counters of one emulator process, written as JSON to BQFIDELITY_STATS after each statement."""
+    """Counters of one emulator, written as JSON to BQFIDELITY_STATS after each statement; a restarted
+    emulator (a stack whose virtual clock moved) goes on from the counts the file holds."""
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
@@ -92,6 +93,24 @@ class Stats:
         self.parts: Counter[str] = Counter()  # seconds of accepted statements by step
         self.refusals: list[dict[str, str]] = []
         self.load: dict[str, Any] = {}
+        self._resume()
+
+    def _resume(self) -> None:
+        """Start from the counts an earlier process of this emulator left in the file, if any."""
+        try:
+            data = json.loads(self.path.read_text()) if self.path is not None else None
+        except (OSError, ValueError):
+            return
+        if not isinstance(data, dict) or "totals" not in data:
+            return
+        self.accepted, self.refused, self.not_found = data["accepted"], data["refused"], data["not_found"]
+        self.passed.update(data["passed"])
+        self.kinds.update(data["kinds"])
+        self._distinct_sorted = sorted(data["distinct"])
+        self.distinct = set(self._distinct_sorted)
+        self.seconds, self.cpu_seconds = data["totals"]["seconds"], data["totals"]["cpu_seconds"]
+        self.parts.update(data["totals"]["step_seconds"])
+        self.refusals = data["refusals"]
 
     def record(
         self,
@@ -141,6 +160,7 @@ class Stats:
             else {},
             "load": self.load,
             "refusals": self.refusals,
+            "totals": {"seconds": self.seconds, "cpu_seconds": self.cpu_seconds, "step_seconds": dict(self.parts)},
         }
 
     def _encoded(self) -> str:

@@ -1,4 +1,5 @@
-"""The analyzer's counter file holds the same JSON as before, written without re-encoding every hash item by item.
+"""The analyzer's counter file holds the same JSON as before, written without re-encoding every hash item by item,
+and a restarted emulator goes on from the counts it holds.
 
 ``BQFIDELITY_STATS`` (emulators/bqfidelity/analyzer.py) is rewritten after every statement and its
 ``distinct`` list grows with every new statement of a run; the test run's summary reads it back
@@ -37,6 +38,14 @@ _CHECK = textwrap.dedent(
     assert written == before, "the file differs from the previous encoding"
     assert written["distinct"] == sorted(written["distinct"]) and len(written["distinct"]) == 3002
     assert written["accepted"] == 3002 and written["refused"] == 1 and written["not_found"] == 1
+    again = analyzer.Stats(path)  # the emulator restarted (its virtual clock moved): it goes on counting
+    again.record("select 3001 as n", "accepted", 0.001, "QUERY")
+    resumed = json.loads(path.read_text())
+    assert resumed["accepted"] == 3003 and resumed["refused"] == 1 and resumed["not_found"] == 1
+    assert resumed["passed"] == {"routine_call": 1} and resumed["kinds"] == {"QUERY": 3003}
+    assert len(resumed["distinct"]) == 3003 and resumed["refusals"] == written["refusals"]
+    assert abs(resumed["totals"]["seconds"] - written["totals"]["seconds"] - 0.001) < 1e-9
+    assert resumed["totals"]["step_seconds"] == {"lookup": 0.01}
     print("same")
     """
 )

@@ -2,7 +2,8 @@
 earlier ones left, with the README's invariants checked after every run.
 
 The emulators and this test process share a virtual clock (`devstack.Stack.clock_file`: libfaketime in
-the emulator processes, time-machine here), moved forward to each run's logical date, so scheduled
+the emulator processes, restarted on each new offset by `devstack.set_clock`; time-machine here), moved
+forward to each run's logical date, so scheduled
 runs see the dates they would see in production: time travel, snapshot times, expirations, the backup
 ladder's thinning and the drills' "state one day ago" all follow the simulated calendar. Every run is
 the real DAG through Airflow (`dag.test`), scheduled runs with their logical dates and manual runs with
@@ -68,11 +69,11 @@ from unnest(generate_array(1, 30)) as id"""
 
 
 class VirtualClock:
-    """One clock for the emulators (their clock file: `+<seconds>` from the real time) and this process
-    (time-machine), moved forward only."""
+    """One clock for the emulators (their clock file: `+<seconds>` from the real time, the emulators
+    restarted on it by `devstack.set_clock`) and this process (time-machine), moved forward only."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, stack: Any) -> None:
+        self.stack = stack
         self.traveller: Any = None
         self.now: dt.datetime | None = None
 
@@ -82,8 +83,10 @@ class VirtualClock:
         if self.now is not None and when < self.now:
             raise AssertionError(f"the season's clock only moves forward: {when} is before {self.now}")
         real = real_time()
+        from envsync.dev import devstack
+
         offset = math.ceil(when.timestamp() - real)  # never before `when`: a scheduled run's logical date is past
-        self.path.write_text(f"+{offset}\n")
+        devstack.set_clock(self.stack, offset)
         if self.traveller is not None:
             self.traveller.stop()
         self.traveller = time_machine.travel(real + offset, tick=True)
@@ -460,7 +463,7 @@ def test_a_season_of_the_schedule_keeps_every_invariant_after_every_run(
 
     began = time.monotonic()
     monkeypatch.setenv("ENVSYNC_MASKING_SALT", SALT)
-    clock = VirtualClock(season_stack.clock_file)
+    clock = VirtualClock(season_stack)
     start = next_saturday(dt.datetime.fromtimestamp(real_time(), UTC))
     seeds = season_seeds(tmp_path)
     path = config_file(

@@ -194,7 +194,8 @@ def test_a_stack_on_a_virtual_clock_runs_both_emulators_with_libfaketime_on_its_
     for service in ("bigquery", "gcs"):
         _, env = devstack._command(stack, service)
         assert Path(env["LD_PRELOAD"]).is_file() and env["LD_PRELOAD"].endswith("libfaketime.so.1")
-        assert env["FAKETIME_TIMESTAMP_FILE"] == str(clock) and env["FAKETIME_NO_CACHE"] == "1"
+        assert env["FAKETIME"] == "+0"  # read once at start: libfaketime never re-reads a file
+        assert "FAKETIME_TIMESTAMP_FILE" not in env and "FAKETIME_NO_CACHE" not in env
         assert env["FAKETIME_DONT_FAKE_MONOTONIC"] == "1"
     assert clock.read_text() == "+0\n"  # the real time until the clock is moved
     _, env = devstack._command(Stack(root=tmp_path), "bigquery")
@@ -214,7 +215,7 @@ def test_a_stacks_latency_file_goes_to_its_bigquery_emulator_and_no_other_settin
     assert "BQFIDELITY_LATENCY_FILE" not in env
 
 
-def test_libfaketime_moves_a_processs_wall_clock_by_the_files_offset_and_follows_changes(tmp_path: Path) -> None:
+def test_libfaketime_puts_a_process_on_the_offset_its_clock_file_held_when_it_started(tmp_path: Path) -> None:
     clock = tmp_path / "clock"
     clock.write_text("+86400\n")
     code = (
@@ -229,8 +230,9 @@ def test_libfaketime_moves_a_processs_wall_clock_by_the_files_offset_and_follows
     out = subprocess.run(
         [sys.executable, "-c", code, str(clock)], env=env, capture_output=True, text=True, timeout=60, check=True
     ).stdout
-    assert out.strip() == "86400"  # the second reading follows the file's new offset
-    first = subprocess.run(
+    assert out.strip() == "0"  # a running process keeps its offset: it is moved by a restart
+    env = {**os.environ, **devstack.clock_env(clock)}  # what the next start is given: the file's new offset
+    now = subprocess.run(
         [sys.executable, "-c", "import time; print(time.time() - time.monotonic())"],
         env=env,
         capture_output=True,
@@ -238,4 +240,22 @@ def test_libfaketime_moves_a_processs_wall_clock_by_the_files_offset_and_follows
         timeout=60,
         check=True,
     ).stdout
-    assert round(float(first) - before) == 172800
+    assert round(float(now) - before) == 172800
+
+
+def test_a_clock_file_that_is_not_an_offset_is_refused_with_its_content(tmp_path: Path) -> None:
+    clock = tmp_path / "clock"
+    clock.write_text("2026-12-07 10:00:00\n")
+    with pytest.raises(devstack.DevstackError, match=r"holds '2026-12-07 10:00:00': expected an offset in seconds"):
+        devstack.clock_env(clock)
+
+
+def test_set_clock_replaces_the_file_whole_and_needs_a_stack_with_a_clock(tmp_path: Path) -> None:
+    stack = Stack(root=tmp_path, clock_file=tmp_path / "clock")
+    devstack.set_clock(stack, 3600)  # nothing runs: only the file
+    assert stack.clock_file.read_text() == "+3600\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["clock"]  # no partial file left
+    devstack.set_clock(stack, -60)
+    assert devstack.clock_offset(stack.clock_file) == "-60"
+    with pytest.raises(devstack.DevstackError, match="has no virtual clock"):
+        devstack.set_clock(Stack(root=tmp_path), 3600)

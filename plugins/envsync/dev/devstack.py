@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -58,8 +59,8 @@ class Stack:
     gcs_port: int = 9023
     venv: Path = field(default_factory=_default_venv)
     # A virtual clock for both emulators (tests that play a schedule forward): the file holds the
-    # offset from the real time, `+<seconds>`, read by libfaketime in the emulator processes
-    # (see `clock_env`); None: the real clock.
+    # offset from the real time, `+<seconds>`, given to libfaketime in the emulator processes when
+    # they start (see `clock_env`; `set_clock` moves it and restarts them); None: the real clock.
     clock_file: Path | None = None
     # Job latency of the BigQuery emulator (tests that stop a client while its job still runs): the
     # file holds a number of seconds, read again at every job, that each job stays RUNNING before it
@@ -351,18 +352,44 @@ def libfaketime_library() -> Path:
     return library
 
 
+def clock_offset(clock_file: Path) -> str:
+    """The offset a clock file holds (`+<seconds>` or `-<seconds>`), checked: DevstackError otherwise."""
+    text = clock_file.read_text().strip()
+    if not re.fullmatch(r"[+-]\d+(\.\d+)?", text):
+        raise DevstackError(f"clock file {clock_file} holds {text!r}: expected an offset in seconds, e.g. +86400")
+    return text
+
+
 def clock_env(clock_file: Path) -> dict[str, str]:
-    """Variables that put a process on the virtual clock of `clock_file` (libfaketime, preloaded):
-    its wall clock (Python's and DuckDB's alike) reads the real time plus the file's offset, read again
-    at every reading of the clock (libfaketime's cached mode missed later changes of the file when
-    tried: about 4 microseconds a reading instead of 0.15); monotonic clocks stay real, so timeouts
-    and sleeps are unaffected."""
+    """Variables that put a process on the virtual clock of `clock_file` (libfaketime, preloaded): its
+    wall clock (Python's and DuckDB's alike) reads the real time plus the offset the file holds when the
+    process starts; monotonic clocks stay real, so timeouts and sleeps are unaffected.
+
+    The offset is given as FAKETIME, read once, and never as FAKETIME_TIMESTAMP_FILE: libfaketime
+    re-reads that file into static buffers shared by all threads, and in the multi-threaded emulator
+    (FAKETIME_NO_CACHE, every reading) two threads at once once made it parse a half-written buffer
+    and exit the process ("failed to parse FAKETIME timestamp"). A process follows a moved clock by
+    being restarted (`set_clock`)."""
     return {
         "LD_PRELOAD": str(libfaketime_library()),
-        "FAKETIME_TIMESTAMP_FILE": str(clock_file),
-        "FAKETIME_NO_CACHE": "1",
+        "FAKETIME": clock_offset(clock_file),
         "FAKETIME_DONT_FAKE_MONOTONIC": "1",
     }
+
+
+def set_clock(stack: Stack, offset_seconds: int, timeout: float = 120) -> None:
+    """Move the virtual clock of `stack` to `offset_seconds` from the real time: the clock file is
+    replaced at once (never seen half-written) and emulators already running are restarted on it (their
+    data stays); stopped ones read it when they start."""
+    if stack.clock_file is None:
+        raise DevstackError("this stack has no virtual clock: create it with Stack(clock_file=...)")
+    stack.clock_file.parent.mkdir(parents=True, exist_ok=True)
+    partial = stack.clock_file.with_name(f".{stack.clock_file.name}.{os.getpid()}")
+    partial.write_text(f"{offset_seconds:+d}\n")
+    os.replace(partial, stack.clock_file)
+    if any(_process(_read_record(stack, service)) is not None for service in SERVICES):
+        down(stack)
+        up(stack, timeout=timeout)
 
 
 def _command(stack: Stack, service: str) -> tuple[list[str], dict[str, str]]:
