@@ -270,8 +270,15 @@ class RequestCounter:
 # ================================================================================= worker side
 
 
-def worker(anchor: dt.datetime, window_quarters: int | None, workers: int, run_id: str) -> dict[str, Any]:
-    """Runs in the child process: imports, baseline, plan, sync (as the DAG's tasks do), measure."""
+class _PlanOnly(Exception):
+    """Ends the worker's run after the plan (--plan-only)."""
+
+
+def worker(
+    anchor: dt.datetime, window_quarters: int | None, workers: int, run_id: str, plan_only: bool = False
+) -> dict[str, Any]:
+    """Runs in the child process: imports, baseline, plan, sync (as the DAG's tasks do), measure;
+    `plan_only`: the plan alone."""
     from google.cloud import bigquery  # noqa: F401 (imported before the baseline only)
 
     from envsync.bigquery.jobs import JobRunner
@@ -299,6 +306,8 @@ def worker(anchor: dt.datetime, window_quarters: int | None, workers: int, run_i
             out["plan_seconds"] = round(time.monotonic() - started, 3)
             out["plan_json_bytes"] = len(json.dumps([p.to_dict() for p in plans]))
             out["peak_after_plan"] = max(rss.peak, rss._process.memory_info().rss)
+            if plan_only:
+                raise _PlanOnly
 
             # --- the mapped `sync_dataset` tasks, `workers` at a time, then `sync_views`
             run = RunInfo("prod_to_dev_sync", run_id, "sync_dataset", new_cut(), window)
@@ -316,6 +325,8 @@ def worker(anchor: dt.datetime, window_quarters: int | None, workers: int, run_i
             out["views_seconds"] = round(time.monotonic() - views_started, 3)
             out["sync_seconds"] = round(time.monotonic() - started, 3)
             results = [r for rows in per_dataset for r in rows] + views
+        except _PlanOnly:
+            results = []
         except Exception as error:  # one readable line, not a stack trace
             out["error"] = f"{type(error).__name__}: {error}"
             results = []
@@ -513,6 +524,8 @@ def _run_worker(args: argparse.Namespace, anchor: dt.datetime, run_id: str, env:
     ]
     if args.window_quarters:
         command += ["--window-quarters", str(args.window_quarters)]
+    if args.plan_only:
+        command.append("--plan-only")
     started = time.monotonic()
     proc = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     for line in reversed(proc.stdout.splitlines()):
@@ -627,7 +640,8 @@ def run_size(
                 out["emulator_rss"] = None
         out.update(result)
         expected = {s.key for s in specs}
-        out["missing_in_dev"] = sorted(expected - _dev_objects(client, config)) if not result.get("error") else []
+        done = not result.get("error") and not args.plan_only
+        out["missing_in_dev"] = sorted(expected - _dev_objects(client, config)) if done else []
     finally:
         out["uptime_after"] = _uptime()
         if stack is not None:
@@ -870,6 +884,11 @@ def main(argv: list[str] | None = None) -> int:
         help="seconds every sync job stays RUNNING before it runs (BigQuery-like asynchronous jobs: "
         "jobs.insert answers RUNNING and the client polls); default 0",
     )
+    parser.add_argument(
+        "--plan-only",
+        action="store_true",
+        help="build prod and plan the sync, then stop: the planning figures of large sizes in minutes",
+    )
     parser.add_argument("--json", type=Path, default=None, help="write every figure to this JSON file")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--run-id", default=None, help=argparse.SUPPRESS)
@@ -883,7 +902,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--hour-span-days must be between 1 and 800, got {args.hour_span_days}")
 
     if args.worker:  # child process
-        result = worker(args.anchor, args.window_quarters, args.workers, args.run_id)
+        result = worker(args.anchor, args.window_quarters, args.workers, args.run_id, args.plan_only)
         print(RESULT_MARKER + json.dumps(result, default=str), flush=True)
         return 0
 
@@ -923,7 +942,8 @@ def main(argv: list[str] | None = None) -> int:
             results.append(run_size(size, args, base, args.anchor, args.anchor.date(), devstack))
             r = results[-1]
             print(
-                f"   {r.get('error') or 'sync done'}: plan {r.get('plan_seconds', '-')} s, "
+                f"   {r.get('error') or ('plan done' if args.plan_only else 'sync done')}: "
+                f"plan {r.get('plan_seconds', '-')} s, "
                 f"sync {r.get('sync_seconds', '-')} s",
                 flush=True,
             )
@@ -937,6 +957,18 @@ def main(argv: list[str] | None = None) -> int:
     except BenchError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    if args.plan_only:
+        for r in results:
+            plan = r.get("requests_by_method", {}).get("plan", {})
+            methods = ", ".join(f"{m} {n}" for m, n in sorted(plan.items()))
+            grew = (r.get("peak_after_plan") or 0) - (r.get("rss_after_imports") or 0)
+            print(
+                f"{r['size']:,} objects: setup {r.get('setup_seconds')} s, plan {r.get('plan_seconds')} s, "
+                f"{r.get('requests', {}).get('plan')} requests ({methods}), emulator CPU "
+                f"{r.get('emulator_cpu_seconds')} s, worker peak after plan +{_mb(grew)} MB"
+                + (f"; error: {r['error']}" if r.get("error") else "")
+            )
+        return 1 if any(r.get("error") for r in results) else 0
     ok = report(results, args.details)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str))
