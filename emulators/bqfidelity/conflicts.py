@@ -27,7 +27,8 @@ found the object (not) there just before the other job's commit and then meets D
 "does not exist" on that object (e.g. counting the rows of a table being dropped); or both jobs created it
 (the second one's CREATE ... IF NOT EXISTS a no-op in DuckLake) and both record it in the emulator's own
 catalog (emulator.duckdb) at once, where DuckDB refuses one: ``duckdb.TransactionException``
-"Conflict on update!". Nothing else is run again:
+"Conflict on update!", or ``duckdb.ConstraintException`` 'Duplicate key "project_id: ..., table_id: ..."
+violates primary key constraint' (seen in CI). Nothing else is run again:
 
 - a conflict on any other statement stays the error it was. That includes a plain CREATE or DROP (one job
   wins, the others fail, as on BigQuery), DML (BigQuery queues or cancels conflicting DML itself:
@@ -110,6 +111,21 @@ def _catalog_race(error: BaseException, name: str) -> bool:
     return named and ("already exists" in first or "does not exist" in first)
 
 
+def _record_race(error: BaseException, name: str) -> bool:
+    """Whether `error` is DuckDB's duplicate key on the emulator's own record of the object `name`
+    (emulator.duckdb: `Duplicate key "project_id: p, dataset_id: d, table_id: t" violates primary key
+    constraint`): both jobs created it (the second one's CREATE ... IF NOT EXISTS a no-op in DuckLake)
+    and inserted its record at once."""
+    import duckdb
+
+    cause = _duckdb_error(error)
+    if not isinstance(cause, duckdb.ConstraintException) or not name:
+        return False
+    first = str(cause).split("\n")[0]
+    key = re.search(r'Duplicate key "([^"]*)" violates primary key constraint', first)
+    return key is not None and re.search(rf"_id: {re.escape(name)}(?:,|$)", key.group(1), re.IGNORECASE) is not None
+
+
 def idempotent(tree: Any) -> str | None:
     """The name of the object `tree` creates, drops or alters when the statement is idempotent by its own
     words (CREATE ... IF NOT EXISTS, not OR REPLACE; DROP ... IF EXISTS; ALTER TABLE whose every action is
@@ -173,7 +189,7 @@ def _retrying(original: Callable[..., Any]) -> Callable[..., Any]:
                 if dry_run or attempt >= ATTEMPTS:
                     raise
                 name = idempotent(tree)
-                if name is None or not (conflict(error) or _catalog_race(error, name)):
+                if name is None or not (conflict(error) or _catalog_race(error, name) or _record_race(error, name)):
                     raise
                 if _in_transaction(cur):
                     raise
