@@ -244,8 +244,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         )
 
 
-@pytest.fixture
-def make_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., devstack.Stack]]:
+def _stacks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., devstack.Stack]]:
     """Factory of devstack.Stack objects on free ports in fresh temp roots; all are stopped at teardown.
 
     Keyword arguments override Stack fields (e.g. venv=..., gcs_port=...). The stack is NOT started.
@@ -269,6 +268,18 @@ def make_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..
     yield factory
     for stack in stacks:
         devstack.down(stack)
+
+
+@pytest.fixture
+def make_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., devstack.Stack]]:
+    """Stacks of one test (`_stacks`): stopped when the test ends."""
+    yield from _stacks(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def make_module_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., devstack.Stack]]:
+    """Stacks shared by the tests of one module (`_stacks`): stopped when the module ends."""
+    yield from _stacks(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

@@ -36,40 +36,21 @@ ROUNDS = 3
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any, str]]:
+def stack(make_module_stack: Any) -> Iterator[tuple[Any, Any, str]]:
     """A started stack of the module's own (rate limits off), a client on it and a dataset `ds` in it.
 
-    One for the module (a start takes ~10 s); it uses the repo's DuckDB extensions and compiled analyzer
-    as the other stacks of the suite do (tests/conftest.py, _link_shared_extensions)."""
+    One for the module (a start takes ~10 s)."""
     from google.cloud import bigquery
 
     from envsync.dev import devstack
 
-    root = tmp_path_factory.mktemp("conflicts")
-    shared = devstack.Stack(root=fidkit.REPO / ".devstack")
-    for link, target in (
-        (root / "home" / ".duckdb", shared.home / ".duckdb"),
-        (root / "zetasql", shared.analyzer_cache),
-    ):
-        if target.is_dir():
-            link.parent.mkdir(parents=True, exist_ok=True)
-            link.symlink_to(target, target_is_directory=True)
-    own = devstack.Stack(
-        root=root,
-        bq_port=devstack.free_port(),
-        grpc_port=devstack.free_port(),
-        gcs_port=devstack.free_port(),
-        rate_limits="off",
-    )
+    own = make_module_stack(rate_limits="off")
     devstack.up(own, timeout=120)
-    try:
-        client = fidkit.client_of(own)
-        dataset = bigquery.Dataset(f"{PROJECT}.ds")
-        dataset.location = "US"
-        client.create_dataset(dataset)
-        yield own, client, f"{PROJECT}.ds"
-    finally:
-        devstack.down(own)
+    client = fidkit.client_of(own)
+    dataset = bigquery.Dataset(f"{PROJECT}.ds")
+    dataset.location = "US"
+    client.create_dataset(dataset)
+    yield own, client, f"{PROJECT}.ds"
 
 
 def at_once(own: Any, statements: list[str]) -> list[Exception | None]:
